@@ -150,10 +150,8 @@ impl Config {
         if f.max_parallel == 0 {
             return Err(bad("max_parallel must be at least 1".into()));
         }
-        for (name, d) in [("resync", f.resync), ("stop_timeout", f.stop_timeout)] {
-            if d.is_zero() && name == "resync" {
-                return Err(bad(format!("{name} must be longer than 0s")));
-            }
+        if f.resync.is_zero() {
+            return Err(bad("resync must be longer than 0s".into()));
         }
         if f.hook_timeout.is_zero() {
             return Err(bad("hook_timeout must be longer than 0s".into()));
@@ -188,12 +186,17 @@ impl Config {
     }
 }
 
+/// Joins `p` onto `base` unless absolute, dropping `.` components so paths print cleanly.
 fn absolute(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
-    }
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 #[cfg(test)]

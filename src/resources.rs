@@ -51,11 +51,11 @@ impl Memory {
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b % (1 << 30) == 0 {
+        if b.is_multiple_of(1 << 30) {
             write!(f, "{}g", b >> 30)
-        } else if b % (1 << 20) == 0 {
+        } else if b.is_multiple_of(1 << 20) {
             write!(f, "{}m", b >> 20)
-        } else if b % (1 << 10) == 0 {
+        } else if b.is_multiple_of(1 << 10) {
             write!(f, "{}k", b >> 10)
         } else {
             write!(f, "{b}")
@@ -87,7 +87,7 @@ pub struct Cpus(pub i64);
 impl Cpus {
     /// Converts a user's CPU count; rejects zero, negatives, NaN and absurd values.
     pub fn from_cpus(cpus: f64) -> Result<Cpus, String> {
-        if !cpus.is_finite() || cpus < 0.01 || cpus > 1024.0 {
+        if !cpus.is_finite() || !(0.01..=1024.0).contains(&cpus) {
             return Err(format!("cpus {cpus} must be between 0.01 and 1024"));
         }
         Ok(Cpus((cpus * 1e9).round() as i64))

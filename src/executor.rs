@@ -1,0 +1,152 @@
+//! Executes one app's planned change: hooks first, then Docker calls, in the order SPEC §5
+//! gives. Knows nothing about scheduling: the reconciler decides what runs when, and
+//! **calls `execute` for at most one change per app at a time.**
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::desired::DesiredApp;
+use crate::engine::{Engine, EngineError};
+use crate::hooks::{HookEnv, HookError, HookRunner};
+use crate::names::AppKey;
+use crate::plan::{Action, AppChange, ContainerRef};
+use crate::template::{HookKind, Template};
+
+/// Why an app's change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// A hook failed or timed out.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// Docker refused or was unreachable.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The plan and the desired state disagree (a bug, reported rather than panicking).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Carries out plans: the engine plus the hook runner.
+pub struct Executor {
+    /// Paths and timeouts.
+    config: Arc<Config>,
+    /// Docker.
+    engine: Engine,
+    /// Serializes hooks per template.
+    hooks: HookRunner,
+}
+
+impl Executor {
+    /// An executor for `config` on `engine`.
+    pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
+        let hooks = HookRunner::new(config.hook_timeout);
+        Executor {
+            config,
+            engine,
+            hooks,
+        }
+    }
+
+    /// The engine, for reads the reconciler makes.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs one app's change to completion. `app` is the desired app (absent for removals).
+    pub async fn execute(
+        &self,
+        change: &AppChange,
+        app: Option<&DesiredApp>,
+    ) -> Result<(), ActionError> {
+        for dup in &change.duplicates {
+            info!(app = %change.key, container = %dup.name, "removing duplicate container");
+            self.stop_and_remove(dup).await?;
+        }
+        let Some(action) = &change.action else {
+            return Ok(());
+        };
+        info!(app = %change.key, action = action.kind(), "executing");
+        let need_app = || {
+            app.ok_or_else(|| {
+                ActionError::Internal(format!(
+                    "{}: no desired app for {}",
+                    change.key,
+                    action.kind()
+                ))
+            })
+        };
+        match action {
+            Action::Create { start } => {
+                let app = need_app()?;
+                self.hook(&app.template, HookKind::PreCreate, &app.key)
+                    .await?;
+                self.create(app, *start).await
+            }
+            Action::Recreate { old, start, .. } => {
+                let app = need_app()?;
+                self.hook(&app.template, HookKind::PreDeploy, &app.key)
+                    .await?;
+                // Have the new image before taking the old container down.
+                self.engine.ensure_image(&app.spec.image).await?;
+                self.stop_and_remove(old).await?;
+                self.create(app, *start).await
+            }
+            Action::Start { container, .. } => Ok(self.engine.start(&container.id).await?),
+            Action::Stop { container } => Ok(self
+                .engine
+                .stop(&container.id, self.config.stop_timeout)
+                .await?),
+            Action::Remove {
+                containers,
+                template,
+            } => {
+                match template
+                    .as_deref()
+                    .map(|id| Template::load(&self.config, id))
+                {
+                    Some(Ok(t)) => self.hook(&t, HookKind::PreDelete, &change.key).await?,
+                    Some(Err(e)) => {
+                        warn!(app = %change.key, cause = %e, "template gone; removing without pre-delete hook")
+                    }
+                    None => {}
+                }
+                for c in containers {
+                    self.stop_and_remove(c).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn create(&self, app: &DesiredApp, start: bool) -> Result<(), ActionError> {
+        self.engine.ensure_image(&app.spec.image).await?;
+        let id = self.engine.create(app).await?;
+        if start {
+            self.engine.start(&id).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop_and_remove(&self, c: &ContainerRef) -> Result<(), ActionError> {
+        if c.running {
+            self.engine.stop(&c.id, self.config.stop_timeout).await?;
+        }
+        Ok(self.engine.remove(&c.id).await?)
+    }
+
+    async fn hook(&self, t: &Template, kind: HookKind, key: &AppKey) -> Result<(), ActionError> {
+        let Some(path) = t.hooks.get(&kind) else {
+            return Ok(());
+        };
+        let env = HookEnv {
+            key: key.clone(),
+            template_dir: t.dir.clone(),
+            app_dir: self.config.apps_dir.join(&key.userid).join(&key.appname),
+            shared_dir: self.config.shared_dir.join(&t.id),
+            purge: false,
+        };
+        Ok(self.hooks.run(&t.id, kind, path, &env).await?)
+    }
+}

@@ -1,0 +1,385 @@
+//! The reconcile loop. One pass = load desired state, list observed containers, plan, execute.
+//! `pass_once` serves `plan`/`apply`; `serve` runs passes forever, level-triggered: any
+//! trigger (file event, Docker event, resync tick, finished action) recomputes the whole plan.
+//!
+//! **Invariant: at most one change per app is in flight; a busy app is skipped by later passes
+//! until its change finishes.** Failed changes and crash restarts wait out their backoff.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backoff::{Backoffs, CRASH_LOOP_AT};
+use crate::config::Config;
+use crate::desired::{DesiredApp, DesiredState, Entry};
+use crate::engine::EngineError;
+use crate::executor::Executor;
+use crate::names::AppKey;
+use crate::observed::{ContainerState, Observed};
+use crate::plan::{plan, Action, AppChange, Plan, PlanOptions};
+use crate::scan::ScanError;
+use crate::status::{AppStatus, Phase, StatusBoard};
+
+/// How long a burst of triggers is gathered into one pass.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Retry delay for a pass that could not even start (engine down, state dir unreadable).
+const PASS_RETRY: Duration = Duration::from_secs(2);
+
+/// Why a pass could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The state directory could not be listed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// Docker could not be listed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What one `apply` pass did.
+pub struct PassReport {
+    /// The desired state it worked from (for printing problems).
+    pub desired: DesiredState,
+    /// The plan it executed.
+    pub plan: Plan,
+    /// Apps whose change failed, with the error.
+    pub failures: Vec<(AppKey, String)>,
+}
+
+impl PassReport {
+    /// True when the engine matches every valid manifest and nothing is held or blocked.
+    pub fn converged(&self) -> bool {
+        self.failures.is_empty()
+            && self.plan.prune_blocked.is_empty()
+            && self.desired.problems().is_empty()
+    }
+}
+
+/// The loop's state that outlives one pass.
+pub struct Reconciler {
+    /// Configuration.
+    config: Arc<Config>,
+    /// Executes changes.
+    exec: Arc<Executor>,
+    /// Latest status per app.
+    pub status: Arc<StatusBoard>,
+}
+
+impl Reconciler {
+    /// A reconciler over `exec`.
+    pub fn new(config: Arc<Config>, exec: Executor) -> Reconciler {
+        Reconciler {
+            config,
+            exec: Arc::new(exec),
+            status: Default::default(),
+        }
+    }
+
+    /// Reads desired and observed state.
+    pub async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
+        let config = self.config.clone();
+        let desired = tokio::task::spawn_blocking(move || DesiredState::load(&config))
+            .await
+            .expect("scan task panicked")?;
+        let observed = self.exec.engine().list().await?;
+        Ok((desired, observed))
+    }
+
+    /// Plans against the live engine, executing nothing.
+    pub async fn plan_once(
+        &self,
+        allow_mass_prune: bool,
+    ) -> Result<(DesiredState, Plan), PassError> {
+        let (desired, observed) = self.observe().await?;
+        let p = plan(&desired, &observed, self.options(allow_mass_prune));
+        Ok((desired, p))
+    }
+
+    fn options(&self, allow_mass_prune: bool) -> PlanOptions {
+        PlanOptions {
+            allow_mass_prune,
+            prune_guard: self.config.prune_guard,
+        }
+    }
+
+    /// One pass: plan and execute everything, `max_parallel` apps at a time.
+    pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
+        let (desired, plan) = self.plan_once(allow_mass_prune).await?;
+        let results = futures_util::stream::iter(plan.changes.iter().map(|change| {
+            let app = valid_app(&desired, &change.key).cloned();
+            let exec = self.exec.clone();
+            async move { (change.key.clone(), exec.execute(change, app.as_ref()).await) }
+        }))
+        .buffer_unordered(self.config.max_parallel)
+        .collect::<Vec<_>>()
+        .await;
+        let mut failures: Vec<(AppKey, String)> = results
+            .into_iter()
+            .filter_map(|(k, r)| r.err().map(|e| (k, e.to_string())))
+            .collect();
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(PassReport {
+            desired,
+            plan,
+            failures,
+        })
+    }
+
+    /// Runs passes until `shutdown`, woken by `trigger` (files, Docker events, API), by the
+    /// resync interval, by finished actions and by backoff deadlines. Waits for in-flight
+    /// actions before returning.
+    pub async fn serve(self: Arc<Self>, trigger: Arc<Notify>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.max_parallel));
+        let mut inflight: JoinSet<Finished> = JoinSet::new();
+        let mut busy: HashSet<AppKey> = HashSet::new();
+        let mut backoffs = Backoffs::default();
+        let mut last_blocked: Vec<AppKey> = Vec::new();
+        loop {
+            let started = Instant::now();
+            let mut wake = started + self.config.resync;
+            match self.observe().await {
+                Ok((desired, observed)) => {
+                    let plan = plan(&desired, &observed, self.options(false));
+                    if plan.prune_blocked != last_blocked && !plan.prune_blocked.is_empty() {
+                        let keys: Vec<String> =
+                            plan.prune_blocked.iter().map(|k| k.to_string()).collect();
+                        warn!(apps = %keys.join(", "), "prune blocked: manifests of many running apps vanished at once; nothing removed until `berth apply --allow-mass-prune`");
+                    }
+                    last_blocked = plan.prune_blocked.clone();
+                    for change in &plan.changes {
+                        if busy.contains(&change.key) {
+                            continue;
+                        }
+                        let restart = matches!(
+                            change.action,
+                            Some(Action::Start {
+                                exited: Some(_),
+                                ..
+                            })
+                        );
+                        if let Err(at) = backoffs.ready(
+                            &change.key,
+                            change.desired_hash.as_deref(),
+                            restart,
+                            Instant::now(),
+                        ) {
+                            wake = wake.min(at);
+                            continue;
+                        }
+                        busy.insert(change.key.clone());
+                        let app = valid_app(&desired, &change.key).cloned();
+                        inflight.spawn(run_change(
+                            self.exec.clone(),
+                            slots.clone(),
+                            change.clone(),
+                            app,
+                        ));
+                    }
+                    let keys: HashSet<&AppKey> = desired
+                        .apps
+                        .keys()
+                        .chain(observed.iter().map(|o| &o.key))
+                        .collect();
+                    backoffs.retain(|k| keys.contains(k));
+                    let board = compute_status(
+                        &desired,
+                        &observed,
+                        &plan,
+                        &busy,
+                        &backoffs,
+                        Instant::now(),
+                    );
+                    for (key, s) in self.status.replace(board) {
+                        log_status(&key, &s);
+                    }
+                }
+                Err(e) => {
+                    error!(cause = %e, "reconcile pass failed; retrying");
+                    wake = wake.min(started + PASS_RETRY);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = trigger.notified() => tokio::time::sleep(DEBOUNCE).await,
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    if let Ok(done) = done {
+                        record(&mut backoffs, &mut busy, done);
+                    }
+                    while let Some(Ok(done)) = inflight.try_join_next() {
+                        record(&mut backoffs, &mut busy, done);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+        info!(
+            in_flight = inflight.len(),
+            "shutting down: waiting for running actions"
+        );
+        while inflight.join_next().await.is_some() {}
+    }
+}
+
+fn valid_app<'a>(desired: &'a DesiredState, key: &AppKey) -> Option<&'a DesiredApp> {
+    match desired.apps.get(key) {
+        Some(Entry::Valid(app)) => Some(app),
+        _ => None,
+    }
+}
+
+/// A finished change, reported back to the loop.
+struct Finished {
+    change: AppChange,
+    result: Result<(), String>,
+}
+
+async fn run_change(
+    exec: Arc<Executor>,
+    slots: Arc<Semaphore>,
+    change: AppChange,
+    app: Option<DesiredApp>,
+) -> Finished {
+    let _slot = slots.acquire_owned().await.expect("semaphore never closes");
+    let result = exec
+        .execute(&change, app.as_ref())
+        .await
+        .map_err(|e| e.to_string());
+    Finished { change, result }
+}
+
+fn record(backoffs: &mut Backoffs, busy: &mut HashSet<AppKey>, done: Finished) {
+    let key = &done.change.key;
+    busy.remove(key);
+    let kind = done.change.action.as_ref().map_or("dedupe", Action::kind);
+    match done.result {
+        Ok(()) => {
+            let new_container = matches!(
+                done.change.action,
+                Some(Action::Create { .. } | Action::Recreate { .. })
+            );
+            backoffs.succeeded(key, new_container);
+            if matches!(
+                done.change.action,
+                Some(Action::Start {
+                    exited: Some(_),
+                    ..
+                })
+            ) {
+                backoffs.restarted(key, Instant::now());
+            }
+            info!(app = %key, action = kind, "done");
+        }
+        Err(e) => {
+            let wait = backoffs.failed(
+                key,
+                done.change.desired_hash.as_deref(),
+                e.clone(),
+                Instant::now(),
+            );
+            error!(app = %key, action = kind, retry_in = ?wait, cause = %e, "action failed");
+        }
+    }
+}
+
+fn log_status(key: &AppKey, s: &AppStatus) {
+    match (&s.phase, &s.last_error) {
+        (Phase::Frozen | Phase::Failed | Phase::CrashLoop, Some(e)) => {
+            warn!(app = %key, phase = %s.phase, error = %e, "status")
+        }
+        _ => info!(app = %key, phase = %s.phase, container = %s.container, "status"),
+    }
+}
+
+/// Derives every app's status from one pass's inputs. Pure.
+pub fn compute_status(
+    desired: &DesiredState,
+    observed: &[Observed],
+    plan: &Plan,
+    busy: &HashSet<AppKey>,
+    backoffs: &Backoffs,
+    now: Instant,
+) -> BTreeMap<AppKey, AppStatus> {
+    let container = |key: &AppKey| -> (String, Option<i64>) {
+        let mine: Vec<&Observed> = observed.iter().filter(|o| &o.key == key).collect();
+        match mine.iter().find(|o| o.is_running()).or(mine.first()) {
+            None => ("none".into(), None),
+            Some(o) => match &o.state {
+                ContainerState::Running => ("running".into(), None),
+                ContainerState::Created => ("created".into(), None),
+                ContainerState::Exited(Some(c)) => (format!("exited ({c})"), Some(*c)),
+                ContainerState::Exited(None) => ("exited".into(), None),
+            },
+        }
+    };
+    let planned: HashSet<&AppKey> = plan.changes.iter().map(|c| &c.key).collect();
+    let at = SystemTime::now();
+    let mut out = BTreeMap::new();
+    let mut put = |key: &AppKey, phase: Phase, error: Option<String>| {
+        let (container, _) = container(key);
+        out.insert(
+            key.clone(),
+            AppStatus {
+                phase,
+                container,
+                last_error: error,
+                updated: at,
+            },
+        );
+    };
+    for (key, entry) in &desired.apps {
+        match entry {
+            Entry::Frozen(e) => put(key, Phase::Frozen, Some(e.clone())),
+            Entry::OverQuota(e) => put(key, Phase::OverQuota, Some(e.clone())),
+            Entry::Valid(app) => {
+                let restarts = backoffs.recent_restarts(key, now);
+                if let Some((e, n)) = backoffs.failure(key) {
+                    put(
+                        key,
+                        Phase::Failed,
+                        Some(format!("{e} (failed {n} times; retrying with backoff)")),
+                    );
+                } else if restarts >= CRASH_LOOP_AT {
+                    let last = container(key)
+                        .1
+                        .map_or(String::new(), |c| format!("; last exit code {c}"));
+                    put(
+                        key,
+                        Phase::CrashLoop,
+                        Some(format!("restarted {restarts} times in 10 minutes{last}")),
+                    );
+                } else if planned.contains(key) || busy.contains(key) {
+                    put(key, Phase::Pending, None);
+                } else if app.run == crate::manifest::RunState::Running {
+                    put(key, Phase::Running, None);
+                } else {
+                    put(key, Phase::Stopped, None);
+                }
+            }
+        }
+    }
+    for key in &plan.prune_blocked {
+        put(
+            key,
+            Phase::PruneBlocked,
+            Some("manifest removed; removal held by the mass-removal guard".into()),
+        );
+    }
+    for o in observed {
+        if let Some(e) = desired.frozen_users.get(&o.key.userid) {
+            put(&o.key, Phase::Frozen, Some(e.clone()));
+        } else if !desired.apps.contains_key(&o.key) && !plan.prune_blocked.contains(&o.key) {
+            put(
+                &o.key,
+                Phase::Pending,
+                Some("manifest removed; container is being removed".into()),
+            );
+        }
+    }
+    out
+}
