@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): makes a Docker engine present, builds the local test
+# image, then builds berth and runs every test — unit tests and the reconcile tests against
+# the real engine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "test.sh: cargo is required (rustup)" >&2; exit 1; }
+scripts/ensure-docker.sh
+scripts/build-test-image.sh
+# Docker-bound tests wait on the engine, not the CPU: more threads than cores keeps 2 cores busy.
+cargo test --locked -- --test-threads="${BERTH_TEST_THREADS:-4}"
