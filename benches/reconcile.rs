@@ -2,6 +2,7 @@
 //! - a no-op pass over 50 apps (scan + list + plan) vs one raw `list containers` call;
 //! - manifest write -> container running under `berth serve` vs raw create+start;
 //! - the daemon's resident memory with 50 apps.
+//!
 //! Run: `cargo bench --bench reconcile` (needs the engine and `berth-test-busybox:1`, as the
 //! tests do: `scripts/ensure-docker.sh && scripts/build-test-image.sh`).
 

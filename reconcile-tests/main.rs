@@ -1,1 +1,19 @@
+//! The reconcile integration tests: the real `berth` binary against a real Docker engine.
+//! Every test owns a temp root and a unique `instance`, so tests run in parallel and touch
+//! only their own containers. Layout:
+//! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
+//! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
+//! - `guard.rs`: the mass-removal guard, instance isolation, quotas;
+//! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
+//! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
+//! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
+//! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM.
 
+mod support;
+
+mod apply;
+mod failures;
+mod guard;
+mod hooks;
+mod hostile;
+mod serve;
