@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "test.sh: cargo is required (rustup)" >&2; exit 1; }
 scripts/ensure-docker.sh
+scripts/ensure-tools.sh
 scripts/build-test-image.sh
+scripts/build-node-image.sh
 # Docker-bound tests wait on the engine, not the CPU: more threads than cores keeps 2 cores busy.
 cargo test --locked -- --test-threads="${BERTH_TEST_THREADS:-4}"

@@ -160,6 +160,7 @@ mod tests {
             defaults: Default::default(),
             mounts: vec![],
             hooks: Default::default(),
+            spec_files: Default::default(),
         }
     }
 

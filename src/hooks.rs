@@ -193,6 +193,9 @@ async fn pump(
     let Some(stream) = stream else { return };
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim().is_empty() {
+            continue;
+        }
         info!(hook, app = %app, "{line}");
         let mut t = tail.lock().expect("tail");
         if t.len() == TAIL_LINES {

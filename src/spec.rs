@@ -61,6 +61,8 @@ pub struct ContainerSpec {
     pub domain: Option<String>,
     /// Deploy nonce from the manifest.
     pub restart: Option<String>,
+    /// blake3 of the template's `spec_files` (e.g. its lockfile): a change rolls every app.
+    pub template_files: BTreeMap<String, String>,
     /// Docker init as PID 1 so SIGTERM reaches the app and stops are quick.
     pub init: bool,
     /// `no-new-privileges` and friends.
@@ -122,6 +124,7 @@ impl ContainerSpec {
                 .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string()),
             domain: m.domain.as_ref().map(|d| d.0.clone()),
             restart: m.restart.as_ref().map(|r| r.0.clone()),
+            template_files: t.spec_files.clone(),
             init: true,
             security_opt: vec!["no-new-privileges".into()],
             cap_drop: vec!["ALL".into()],
@@ -171,6 +174,16 @@ pub fn changed_fields(old: &ContainerSpec, new: &ContainerSpec) -> Vec<String> {
                     .keys()
                     .filter(|k| !new.env.contains_key(*k))
                     .map(|k| format!("env.{k} removed")),
+            );
+        } else if field == "template_files" {
+            let names = old.template_files.keys().chain(new.template_files.keys());
+            let changed: std::collections::BTreeSet<&String> = names
+                .filter(|k| old.template_files.get(*k) != new.template_files.get(*k))
+                .collect();
+            out.extend(
+                changed
+                    .into_iter()
+                    .map(|k| format!("template file {k} changed")),
             );
         } else {
             out.push(format!("{field}: {old_v} -> {new_v}"));
@@ -271,5 +284,13 @@ mod tests {
         }
         assert!(!changes.contains("hunter"), "{changes}");
         assert!(changed_fields(&old, &old).is_empty());
+        let mut rolled = old.clone();
+        rolled
+            .template_files
+            .insert("files/package-lock.json".into(), "abc".into());
+        assert_eq!(
+            changed_fields(&old, &rolled),
+            ["template file files/package-lock.json changed"]
+        );
     }
 }

@@ -25,6 +25,8 @@ struct TemplateFile {
     defaults: ResourceOverrides,
     #[serde(default)]
     mounts: Vec<MountTemplate>,
+    #[serde(default)]
+    spec_files: Vec<String>,
 }
 
 /// A mount before its placeholders are filled in for one app.
@@ -83,6 +85,10 @@ pub struct Template {
     pub mounts: Vec<MountTemplate>,
     /// Executable hooks present, by kind.
     pub hooks: BTreeMap<HookKind, PathBuf>,
+    /// blake3 (hex) of each file named in `spec_files`, by its path in the template. They are
+    /// part of every app's spec, so editing one (a lockfile) rolls every app of the template
+    /// through pre-deploy and a recreate.
+    pub spec_files: BTreeMap<String, String>,
 }
 
 /// Where one app's placeholders point.
@@ -141,6 +147,20 @@ impl Template {
                 Err(e) => return Err(SourceError::whole_file(&hook, e.to_string())),
             }
         }
+        let mut spec_files = BTreeMap::new();
+        for rel in &file.spec_files {
+            let ok = !rel.is_empty()
+                && !rel.starts_with('/')
+                && rel.split('/').all(|c| !c.is_empty() && c != "..");
+            if !ok {
+                return Err(bad(format!(
+                    "spec_files entry {rel:?} must be a relative path inside the template"
+                )));
+            }
+            let bytes = std::fs::read(dir.join(rel))
+                .map_err(|e| bad(format!("spec_files entry {rel:?}: cannot read: {e}")))?;
+            spec_files.insert(rel.clone(), blake3::hash(&bytes).to_hex().to_string());
+        }
         let image = config
             .templates
             .get(id)
@@ -156,6 +176,7 @@ impl Template {
             defaults: file.defaults,
             mounts: file.mounts,
             hooks,
+            spec_files,
         })
     }
 
@@ -267,6 +288,30 @@ read_only = true
             Template::load(&config, "web-v1").unwrap().image,
             "local/n:1"
         );
+    }
+
+    #[test]
+    fn spec_files_are_hashed_and_checked() {
+        let (root, _) = setup(&format!("spec_files = [\"files/lock.json\"]\n{GOOD}"));
+        let config = Config::load(None, Some(root.path())).unwrap();
+        let e = Template::load(&config, "web-v1").unwrap_err().to_string();
+        assert!(
+            e.contains("files/lock.json") && e.contains("cannot read"),
+            "{e}"
+        );
+        let files = root.path().join("templates/web-v1/files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("lock.json"), "v1").unwrap();
+        let h1 = Template::load(&config, "web-v1").unwrap().spec_files["files/lock.json"].clone();
+        std::fs::write(files.join("lock.json"), "v2").unwrap();
+        let h2 = Template::load(&config, "web-v1").unwrap().spec_files["files/lock.json"].clone();
+        assert_ne!(h1, h2);
+        assert_eq!(h2, blake3::hash(b"v2").to_hex().to_string());
+        for bad in ["../x", "/etc/passwd", "a//b", ""] {
+            let (root, _) = setup(&format!("spec_files = [{bad:?}]\n{GOOD}"));
+            let config = Config::load(None, Some(root.path())).unwrap();
+            assert!(Template::load(&config, "web-v1").is_err(), "{bad:?}");
+        }
     }
 
     #[test]

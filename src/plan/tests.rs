@@ -25,6 +25,7 @@ fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
         defaults: Default::default(),
         mounts: vec![],
         hooks: Default::default(),
+        spec_files: Default::default(),
     };
     let config = Config::load(None, Some(Path::new("/r"))).unwrap();
     let m = Manifest::parse(Path::new("m.toml"), manifest).unwrap();

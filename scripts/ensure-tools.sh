@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the host tools berth's tests, example and shipped templates use, when missing:
+# b3sum (node-lite-v1 hashes its lockfile), npm (node-lite-v1 runs `npm ci` on the host), curl.
+set -euo pipefail
+need=()
+command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "ensure-tools: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
