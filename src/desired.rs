@@ -126,11 +126,12 @@ impl DesiredState {
             )
     }
 
-    /// Errors a user must fix: frozen apps and users, stray files.
+    /// Errors a user must fix: frozen and over-quota apps, frozen users, stray files.
     pub fn problems(&self) -> Vec<String> {
         let frozen = self.apps.iter().filter_map(|(k, e)| match e {
             Entry::Frozen(why) => Some(format!("{k}: frozen: {why}")),
-            _ => None,
+            Entry::OverQuota(why) => Some(format!("{k}: not started: {why}")),
+            Entry::Valid(_) => None,
         });
         let users = self
             .frozen_users
@@ -216,6 +217,15 @@ mod tests {
             ]
         );
         assert!(d.is_held(&AppKey::new("alice", "c").unwrap()));
+        let problems = d.problems().join("\n");
+        assert!(
+            problems.contains("alice/c: not started: over quota: user alice"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("carol/a: not started: over quota: more than max_total_apps = 3"),
+            "{problems}"
+        );
     }
 
     #[test]

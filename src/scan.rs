@@ -60,8 +60,10 @@ pub fn scan(apps_state_dir: &Path, shown_from: &Path) -> Result<Scan, ScanError>
     for entry in user_entries {
         let path = entry.path();
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            out.stray
-                .push(SourceError::whole_file(&shown(&path), "name is not UTF-8"));
+            if path.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
+                let why = "user directory name is not UTF-8";
+                out.stray.push(SourceError::whole_file(&shown(&path), why));
+            }
             continue;
         };
         if name.starts_with('.') {
@@ -106,8 +108,12 @@ fn scan_user(dir: &Path, userid: &str, shown: &dyn Fn(&Path) -> PathBuf, out: &m
         let path = entry.path();
         let file_name = entry.file_name();
         let Some(name) = file_name.to_str() else {
-            out.stray
-                .push(SourceError::whole_file(&shown(&path), "name is not UTF-8"));
+            // Only a name that would otherwise be a manifest is worth reporting.
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(file_name.as_os_str());
+            if !bytes.starts_with(b".") && bytes.ends_with(b".toml") {
+                out.stray
+                    .push(SourceError::whole_file(&shown(&path), "name is not UTF-8"));
+            }
             continue;
         };
         if is_ignored_file_name(name) {
@@ -161,6 +167,7 @@ pub fn read_manifest(path: &Path, shown: &Path) -> Result<Manifest, SourceError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     fn write(root: &Path, rel: &str, text: &str) {
         let p = root.join(rel);
@@ -183,6 +190,8 @@ mod tests {
         write(&apps, "README.md", "junk");
         write(&apps, ".git/config", "junk");
         write(&apps, "bob/web.toml", "template = \"t\"");
+        let odd = std::ffi::OsStr::from_bytes(b"web\xff.bak");
+        std::fs::write(apps.join("bob").join(odd), "junk").unwrap();
         let s = scan(&apps, d.path()).unwrap();
         assert_eq!(keys(&s), ["alice/hello", "bob/web"]);
         assert!(s.stray.is_empty() && s.frozen_users.is_empty(), "{s:?}");

@@ -55,16 +55,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Any event on this instance's containers (a crash, a hand-made `docker rm`) triggers a
-/// pass. The subscription is re-made after errors, with a pass each time since events may have
+/// pass, and a second one `SETTLE` after the last event of a burst: Docker 20.10's container
+/// list can still say `running` just after a `die` event, so the first pass may see stale
+/// state. The subscription is re-made after errors, with a pass each time since events may have
 /// been missed.
 async fn forward_docker_events(engine: Engine, trigger: Arc<Notify>, shutdown: CancellationToken) {
+    const SETTLE: Duration = Duration::from_secs(1);
+    let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+    let mut follow_up = far();
     loop {
         let mut events = Box::pin(engine.events());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(follow_up) => {
+                    trigger.notify_one();
+                    follow_up = far();
+                }
                 ev = events.next() => match ev {
-                    Some(Ok(())) => trigger.notify_one(),
+                    Some(Ok(())) => {
+                        trigger.notify_one();
+                        follow_up = tokio::time::Instant::now() + SETTLE;
+                    }
                     Some(Err(e)) => { warn!(cause = %e, "docker event stream broke; resubscribing"); break }
                     None => break,
                 }

@@ -1,0 +1,190 @@
+//! `berth serve`, the long-running loop. Every root here has `resync = "1h"`, so whatever
+//! happens within a test came from the file watcher or from Docker events, never from the
+//! periodic resync: watcher latency, edits and deletions, template changes, crash restarts
+//! with backoff, healing a hand-removed container, and a clean exit on SIGTERM.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::support::docker::{action_times, describe, docker_cli};
+use crate::support::{wait_until, EventLog, Serve, TestRoot, BB_TEMPLATE, MINIMAL};
+
+/// Time for serve's first pass on a loaded CI box.
+const STARTUP: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn serve_reacts_to_a_manifest_write_without_waiting_for_resync() {
+    let root = TestRoot::new("watch").await;
+    root.write_manifest("alice", "first", MINIMAL);
+    let mut serve = Serve::start(&root);
+    root.wait_running("alice", "first", STARTUP).await;
+    serve.assert_alive();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let t = Instant::now();
+    root.write_manifest("bob", "second", MINIMAL);
+    wait_until(
+        Duration::from_secs(3),
+        "bob/second to run after its manifest was written",
+        || root.running("bob", "second"),
+    )
+    .await;
+    let latency = t.elapsed();
+    println!("serve: manifest write -> container running in {latency:?}");
+    assert!(
+        latency < Duration::from_secs(2),
+        "the watcher must react well within the 1h resync: took {latency:?}"
+    );
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn serve_applies_edits_deletions_and_template_changes() {
+    let root = TestRoot::new("edits").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    root.write_manifest("bob", "api", MINIMAL);
+    let mut serve = Serve::start(&root);
+    root.wait_running("alice", "web", STARTUP).await;
+    root.wait_running("bob", "api", STARTUP).await;
+    let web = root.id("alice", "web").await;
+
+    // An env edit recreates alice/web.
+    root.write_manifest("alice", "web", "template = \"bb-v1\"\n[env]\nX = \"1\"\n");
+    let what = "alice/web recreated after an env edit";
+    wait_until(Duration::from_secs(10), what, || async {
+        match root.container("alice", "web").await {
+            Some(c) => {
+                c.id.as_deref() != Some(web.as_str()) && c.state.unwrap().running == Some(true)
+            }
+            None => false,
+        }
+    })
+    .await;
+
+    // A template edit (default memory) reaches every app of the template.
+    let api = root.id("bob", "api").await;
+    root.write_template(
+        "bb-v1",
+        &BB_TEMPLATE.replace("memory = \"64m\"", "memory = \"80m\""),
+    );
+    let what = "bob/api recreated with 80m after a template edit";
+    wait_until(Duration::from_secs(10), what, || async {
+        match root.container("bob", "api").await {
+            Some(c) => {
+                c.id.as_deref() != Some(api.as_str())
+                    && c.host_config.unwrap().memory == Some(80 * 1024 * 1024)
+                    && c.state.unwrap().running == Some(true)
+            }
+            None => false,
+        }
+    })
+    .await;
+
+    // Deleting a manifest removes its container.
+    root.remove_manifest("alice", "web");
+    root.wait_gone("alice", "web", Duration::from_secs(10))
+        .await;
+    assert!(root.running("bob", "api").await);
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn serve_restarts_a_crashing_app_with_backoff() {
+    let root = TestRoot::new("crash").await;
+    let crashing = BB_TEMPLATE.replace(
+        "command = [\"sleep\", \"3600\"]",
+        "command = [\"sh\", \"-c\", \"sleep 1; exit 1\"]",
+    );
+    root.write_template("bb-crash", &crashing);
+    root.write_manifest("alice", "crashy", "template = \"bb-crash\"\n");
+    let name = root.container_name("alice", "crashy");
+    let events = EventLog::start(&root.docker, &root.instance, SystemTime::now());
+
+    let mut serve = Serve::start(&root);
+    let starts = || action_times(&events.all(), "start", &name);
+    wait_until(STARTUP, "the first start of alice/crashy", || async {
+        !starts().is_empty()
+    })
+    .await;
+    let first = Instant::now();
+    // Watch for a while: at least one restart must come, later ones further apart.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(12),
+        wait_until(Duration::from_secs(60), "four starts", || async {
+            starts().len() >= 4
+        }),
+    )
+    .await;
+    let times = starts();
+    let gaps: Vec<Duration> = times
+        .windows(2)
+        .map(|w| Duration::from_nanos((w[1] - w[0]) as u64))
+        .collect();
+    println!(
+        "crash loop: {} starts in {:?}; gaps {gaps:?}",
+        times.len(),
+        first.elapsed()
+    );
+    assert!(
+        times.len() >= 2,
+        "serve restarted the crashed app at least once: {:?}",
+        describe(&events.all())
+    );
+    let c = root
+        .container("alice", "crashy")
+        .await
+        .expect("container kept");
+    assert!(
+        c.restart_count.unwrap_or(0) == 0,
+        "the restarts came from berth, not Docker's restart policy"
+    );
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn serve_heals_a_container_removed_by_hand() {
+    let root = TestRoot::new("heal").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    let mut serve = Serve::start(&root);
+    root.wait_running("alice", "web", STARTUP).await;
+    let old = root.id("alice", "web").await;
+
+    docker_cli(&["rm", "-f", &root.container_name("alice", "web")]);
+    let took = wait_until(
+        Duration::from_secs(10),
+        "alice/web to come back",
+        || async {
+            match root.container("alice", "web").await {
+                Some(c) => {
+                    c.id.as_deref() != Some(old.as_str()) && c.state.unwrap().running == Some(true)
+                }
+                None => false,
+            }
+        },
+    )
+    .await;
+    println!("serve: hand-removed container back in {took:?}");
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm() {
+    let root = TestRoot::new("sigterm").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    let mut serve = Serve::start(&root);
+    root.wait_running("alice", "web", STARTUP).await;
+    serve.assert_alive();
+
+    let t = Instant::now();
+    let (status, in_time) = serve.stop(Duration::from_secs(10));
+    assert!(
+        in_time,
+        "serve exits within 10 s of SIGTERM\n{}",
+        serve.log()
+    );
+    assert!(
+        status.success(),
+        "serve exits 0 on SIGTERM: {status}\n{}",
+        serve.log()
+    );
+    println!("serve: exited {status} {:?} after SIGTERM", t.elapsed());
+}

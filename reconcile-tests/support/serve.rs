@@ -1,0 +1,95 @@
+//! The `Serve` guard: runs `berth --root <root> serve` in the background with its stdout and
+//! stderr in `<root>/serve.log`, and stops it (SIGTERM, then SIGKILL after 10 s) on Drop,
+//! printing the log when the test is failing.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{TestRoot, BERTH};
+
+/// A running `berth serve`.
+pub struct Serve {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `berth --root <root> serve`.
+    pub fn start(root: &TestRoot) -> Serve {
+        let log = root.path().join("serve.log");
+        let file = File::create(&log).expect("create serve.log");
+        let child = Command::new(BERTH)
+            .arg("--root")
+            .arg(root.path())
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .env("NO_COLOR", "1")
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BERTH} serve: {e}"));
+        Serve {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// What serve wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Panics (with the log) when serve has already exited.
+    #[track_caller]
+    pub fn assert_alive(&mut self) {
+        let child = self.child.as_mut().expect("serve already stopped");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("berth serve exited early ({status})\n{}", self.log());
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for the exit; SIGKILLs after that. Returns the
+    /// exit status and whether it exited within the grace period.
+    pub fn stop(&mut self, grace: Duration) -> (ExitStatus, bool) {
+        let mut child = self.child.take().expect("serve already stopped");
+        if child.try_wait().unwrap().is_none() {
+            // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, true);
+            }
+            if start.elapsed() > grace {
+                let _ = child.kill();
+                return (child.wait().unwrap(), false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let (status, in_time) = self.stop(Duration::from_secs(10));
+            if !in_time {
+                eprintln!("berth serve ignored SIGTERM for 10 s and was killed ({status})");
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- berth serve log ({})\n{}",
+                self.log.display(),
+                self.log()
+            );
+        }
+    }
+}
