@@ -128,7 +128,10 @@ async fn apps_past_a_quota_are_not_started() {
     }
     let run = root.berth(&["apply"]).await;
     assert!(run.contains("quota"), "over-quota apps are reported\n{run}");
-    for held in ["alice/c: not started: over quota", "carol/y: not started: over quota"] {
+    for held in [
+        "alice/c: not started: over quota",
+        "carol/y: not started: over quota",
+    ] {
         assert!(run.contains(held), "{held} is reported\n{run}");
     }
     for (u, a) in [("alice", "a"), ("alice", "b"), ("bob", "x")] {
