@@ -7,7 +7,8 @@
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
-//! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM.
+//! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
+//! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`.
 
 mod support;
 
@@ -16,4 +17,5 @@ mod failures;
 mod guard;
 mod hooks;
 mod hostile;
+mod node_lite;
 mod serve;
