@@ -1,0 +1,78 @@
+//! The audit log: one row per mutating API call (who, what, when, result), numbered in order.
+//! Rows are appended, never changed.
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::{db_err, from_json, to_json, Store, StoreError, AUDIT};
+
+/// One mutating call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub at: u64,
+    /// User name, `client:<id>`, `local` (unix socket) or `-` (not authenticated).
+    pub actor: String,
+    /// Method and path, e.g. `POST /apps/alice/web/stop`.
+    pub action: String,
+    /// HTTP status of the answer.
+    pub status: u16,
+}
+
+impl Store {
+    /// Appends one entry.
+    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(AUDIT).map_err(db_err)?;
+            let next = match table.last().map_err(db_err)? {
+                Some((k, _)) => k.value() + 1,
+                None => 1,
+            };
+            table
+                .insert(next, to_json(entry).as_str())
+                .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// The newest `n` entries, oldest first, with their sequence numbers.
+    pub fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(AUDIT).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)?.rev().take(n) {
+            let (k, v) = row.map_err(db_err)?;
+            let n: u64 = k.value();
+            out.push((
+                n,
+                from_json::<AuditEntry>("audit", &n.to_string(), v.value())?,
+            ));
+        }
+        out.reverse();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_numbered_and_tailed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+        for i in 0..5u16 {
+            s.audit(&AuditEntry {
+                at: i as u64,
+                actor: "alice".into(),
+                action: format!("POST /apps/alice/a{i}/stop"),
+                status: 200 + i,
+            })
+            .unwrap();
+        }
+        let tail = s.audit_tail(2).unwrap();
+        assert_eq!(tail.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(tail[1].1.status, 204);
+    }
+}

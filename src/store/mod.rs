@@ -1,0 +1,298 @@
+//! The redb database (SPEC §2 `berth.redb`): users and their hashed admin tokens, client keys,
+//! the last known status of every app, and the audit log. Nothing in it decides what runs: the
+//! manifests do. One process holds it at a time (`berth serve`, or a CLI command when no daemon
+//! runs).
+//!
+//! **Invariant: every table belongs to schema version [`SCHEMA_VERSION`], recorded in `meta`; a
+//! database with another version, or one that is not berth's, is refused at open and never
+//! written.** Values are JSON so a human can read a dump; keys are plain strings or sequence
+//! numbers.
+//!
+//! Calls are synchronous: each is one short transaction on a local file, cheap enough to make
+//! from a request handler.
+
+mod audit;
+mod keys;
+mod status;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use audit::AuditEntry;
+pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
+pub use status::StoredStatus;
+pub use users::{Role, UserInfo};
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
+const CLIENT_KEYS: TableDefinition<&str, &str> = TableDefinition::new("client_keys");
+const APP_STATUS: TableDefinition<&str, &str> = TableDefinition::new("app_status");
+const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the file open.
+    #[error("{}: the database is in use by another process (is `berth serve` running?)", path.display())]
+    Busy {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// Written by a berth with another schema.
+    #[error("{}: schema version {found} is not one this berth can read (it reads version {SCHEMA_VERSION}); use the berth release that wrote it, or move the file away to start empty", path.display())]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// Version found in `meta`.
+        found: String,
+    },
+    /// A redb file without berth's meta table, or not a redb file at all.
+    #[error("{}: not a berth database ({why}); move it away or point `database` elsewhere", path.display())]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+    /// A name that is already taken.
+    #[error("{0}")]
+    Exists(String),
+    /// A record that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A name that breaks the rules.
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
+    /// redb failed mid-call (I/O, corruption).
+    #[error("database: {0}")]
+    Db(String),
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("records serialize")
+}
+
+fn from_json<T: DeserializeOwned>(table: &str, key: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Db(format!("{table}/{key}: {e}")))
+}
+
+/// The open database.
+pub struct Store {
+    /// redb handle.
+    db: Database,
+    /// Key for the keyed hashes of secrets; made once when the database is created.
+    hash_key: [u8; 32],
+}
+
+impl Store {
+    /// Opens `path`, creating it (and the schema) if it does not exist.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Foreign {
+                path: path.into(),
+                why: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Busy { path: path.into() },
+            other => StoreError::Foreign {
+                path: path.into(),
+                why: other.to_string(),
+            },
+        })?;
+        let hash_key = init_schema(&db, path)?;
+        Ok(Store { db, hash_key })
+    }
+
+    /// Reads every row of a JSON table.
+    fn read_all<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &str>,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(def).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((
+                k.value().to_string(),
+                from_json(def.name(), k.value(), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Reads one row of a JSON table.
+    fn read_one<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &str>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(def).map_err(db_err)?;
+        let Some(v) = table.get(key).map_err(db_err)? else {
+            return Ok(None);
+        };
+        Ok(Some(from_json(def.name(), key, v.value())?))
+    }
+}
+
+/// Creates the tables of a new database, or checks the version of an existing one. Returns
+/// the hash key.
+fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
+    let foreign = |why: String| StoreError::Foreign {
+        path: path.into(),
+        why,
+    };
+    let txn = db.begin_write().map_err(db_err)?;
+    let existing: Vec<String> = txn
+        .list_tables()
+        .map_err(db_err)?
+        .map(|h| h.name().to_string())
+        .collect();
+    let key = {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(|e| foreign(format!("table meta: {e}")))?;
+        let version = meta
+            .get("schema_version")
+            .map_err(db_err)?
+            .map(|v| v.value().to_string());
+        match version {
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(found) => {
+                return Err(StoreError::Schema {
+                    path: path.into(),
+                    found,
+                })
+            }
+            None if !existing.is_empty() => {
+                return Err(foreign(format!(
+                    "it has tables ({}) but no schema version",
+                    existing.join(", ")
+                )))
+            }
+            None => {
+                let key = crate::secret::new_hash_key();
+                meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())
+                    .map_err(db_err)?;
+                meta.insert("hash_key", blake3::Hash::from_bytes(key).to_hex().as_str())
+                    .map_err(db_err)?;
+            }
+        }
+        let hex = meta
+            .get("hash_key")
+            .map_err(db_err)?
+            .map(|v| v.value().to_string())
+            .ok_or_else(|| foreign("meta has no hash_key".into()))?;
+        blake3::Hash::from_hex(hex.as_str()).map_err(|e| foreign(format!("meta hash_key: {e}")))?
+    };
+    for def in [USERS, CLIENT_KEYS, APP_STATUS] {
+        txn.open_table(def)
+            .map_err(|e| foreign(format!("table {}: {e}", def.name())))?;
+    }
+    txn.open_table(AUDIT)
+        .map_err(|e| foreign(format!("table audit: {e}")))?;
+    txn.commit().map_err(db_err)?;
+    Ok(*key.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_keeps_the_hash_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        let k1 = Store::open(&path).unwrap().hash_key;
+        let k2 = Store::open(&path).unwrap().hash_key;
+        assert_eq!(k1, k2);
+    }
+
+    #[test]
+    fn a_second_open_in_one_process_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        let _held = Store::open(&path).unwrap();
+        let err = Store::open(&path).err().expect("second open must fail");
+        assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("berth.redb"), "{err}");
+    }
+
+    #[test]
+    fn another_schema_version_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", "99")
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(&path).err().expect("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains("schema version 99"), "{msg}");
+        assert!(msg.contains("berth.redb"), "{msg}");
+        // Nothing of ours was written: the version stands and no berth table appeared.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let tables: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert_eq!(tables, ["meta"]);
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), "99");
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(
+            &junk,
+            b"this is not a database at all, just text\n".repeat(100),
+        )
+        .unwrap();
+        let err = Store::open(&junk).err().expect("must refuse");
+        assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+        assert!(err.to_string().contains("junk.redb"), "{err}");
+
+        let other = dir.path().join("other.redb");
+        {
+            let db = Database::create(&other).unwrap();
+            let txn = db.begin_write().unwrap();
+            let t: TableDefinition<&str, u64> = TableDefinition::new("something");
+            txn.open_table(t).unwrap().insert("x", &1).unwrap();
+            txn.commit().unwrap();
+        }
+        let err = Store::open(&other).err().expect("must refuse");
+        assert!(err.to_string().contains("no schema version"), "{err}");
+    }
+}
