@@ -9,6 +9,7 @@ pub mod executor;
 pub mod hooks;
 pub mod labels;
 pub mod manifest;
+pub mod manifest_files;
 pub mod names;
 pub mod observed;
 pub mod plan;
