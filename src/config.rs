@@ -84,7 +84,7 @@ pub struct Config {
     pub shared_dir: PathBuf,
     /// Runtime home of app workspaces.
     pub apps_dir: PathBuf,
-    /// The redb file (used by the API; the reconcile core does not need it).
+    /// The redb file: users, client keys, app status, audit log.
     pub database: PathBuf,
     /// HTTP API address.
     pub listen: SocketAddr,
@@ -183,6 +183,14 @@ impl Config {
     /// `state/apps`: the only directory whose files are manifests.
     pub fn apps_state_dir(&self) -> PathBuf {
         self.state_dir.join("apps")
+    }
+
+    /// The daemon's unix socket, beside the database (`berth.redb.sock`), through which
+    /// `berth status` and `berth users` reach a running daemon.
+    pub fn socket_path(&self) -> PathBuf {
+        let mut name = self.database.clone().into_os_string();
+        name.push(".sock");
+        PathBuf::from(name)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Docker engine, through bollard: the only module that talks to Docker. Connects with API
 //! version negotiation (Debian's Docker 20.10 speaks 1.41 at most), lists this instance's
-//! containers, and does the four writes berth needs (create, start, stop, remove) plus pulls.
+//! containers, and does the four writes berth needs (create, start, stop, remove) plus pulls, and reads
+//! container logs for the API.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
@@ -170,6 +171,24 @@ impl Engine {
             }) => Ok(()),
             r => r.map_err(fail(format!("remove {id}"))),
         }
+    }
+
+    /// The last `tail` lines a container wrote (stdout and stderr as they came), streamed.
+    pub fn logs(
+        &self,
+        id: &str,
+        tail: u32,
+    ) -> impl Stream<Item = Result<bytes::Bytes, EngineError>> + Send + 'static {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let op = format!("logs {id}");
+        self.docker
+            .logs(id, Some(opts))
+            .map(move |r| r.map(|o| o.into_bytes()).map_err(fail(op.clone())))
     }
 
     /// Container events for this instance's containers; ends on a connection error.

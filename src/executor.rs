@@ -2,7 +2,8 @@
 //! gives. Knows nothing about scheduling: the reconciler decides what runs when, and
 //! **calls `execute` for at most one change per app at a time.**
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
@@ -36,6 +37,9 @@ pub struct Executor {
     engine: Engine,
     /// Serializes hooks per template.
     hooks: HookRunner,
+    /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1`. Set by
+    /// the API before it removes the manifest; cleared once the removal succeeded.
+    purges: Mutex<HashSet<AppKey>>,
 }
 
 impl Executor {
@@ -46,7 +50,18 @@ impl Executor {
             config,
             engine,
             hooks,
+            purges: Mutex::default(),
         }
+    }
+
+    /// Asks that `key`'s coming removal also drop its workspace.
+    pub fn request_purge(&self, key: &AppKey) {
+        self.purges.lock().expect("purges").insert(key.clone());
+    }
+
+    /// Withdraws a purge request (the delete it belonged to failed).
+    pub fn cancel_purge(&self, key: &AppKey) {
+        self.purges.lock().expect("purges").remove(key);
     }
 
     /// The engine, for reads the reconciler makes.
@@ -102,11 +117,15 @@ impl Executor {
                 containers,
                 template,
             } => {
+                let purge = self.purges.lock().expect("purges").contains(&change.key);
                 match template
                     .as_deref()
                     .map(|id| Template::load(&self.config, id))
                 {
-                    Some(Ok(t)) => self.hook(&t, HookKind::PreDelete, &change.key).await?,
+                    Some(Ok(t)) => {
+                        self.hook_with(&t, HookKind::PreDelete, &change.key, purge)
+                            .await?
+                    }
                     Some(Err(e)) => {
                         warn!(app = %change.key, cause = %e, "template gone; removing without pre-delete hook")
                     }
@@ -115,6 +134,7 @@ impl Executor {
                 for c in containers {
                     self.stop_and_remove(c).await?;
                 }
+                self.purges.lock().expect("purges").remove(&change.key);
                 Ok(())
             }
         }
@@ -137,6 +157,16 @@ impl Executor {
     }
 
     async fn hook(&self, t: &Template, kind: HookKind, key: &AppKey) -> Result<(), ActionError> {
+        self.hook_with(t, kind, key, false).await
+    }
+
+    async fn hook_with(
+        &self,
+        t: &Template,
+        kind: HookKind,
+        key: &AppKey,
+        purge: bool,
+    ) -> Result<(), ActionError> {
         let Some(path) = t.hooks.get(&kind) else {
             return Ok(());
         };
@@ -145,7 +175,7 @@ impl Executor {
             template_dir: t.dir.clone(),
             app_dir: self.config.apps_dir.join(&key.userid).join(&key.appname),
             shared_dir: self.config.shared_dir.join(&t.id),
-            purge: false,
+            purge,
         };
         Ok(self.hooks.run(&t.id, kind, path, &env).await?)
     }

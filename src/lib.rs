@@ -1,7 +1,10 @@
 //! berth: a small PaaS node agent. TOML manifests under `state/apps/` are the desired state;
 //! a level-triggered reconcile loop makes the Docker engine match them. See ARCHITECTURE.md.
 
+pub mod admin;
+pub mod api;
 pub mod backoff;
+pub mod client;
 pub mod config;
 pub mod desired;
 pub mod engine;
@@ -10,6 +13,7 @@ pub mod hooks;
 pub mod labels;
 pub mod manifest;
 pub mod manifest_files;
+pub mod metrics;
 pub mod names;
 pub mod observed;
 pub mod plan;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use berth::admin;
 use berth::config::Config;
 use berth::engine::Engine;
 use berth::executor::Executor;
@@ -45,6 +46,32 @@ enum Command {
         /// Manifest files; default: every manifest under state/apps.
         paths: Vec<PathBuf>,
     },
+    /// Every app with its phase, container and last error.
+    Status,
+    /// Manage API users and their tokens.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user; prints its token alone on the last line (shown once).
+    Add {
+        /// The user name, which is also its userid (a-z, 0-9, 1-30 characters).
+        name: String,
+        /// Give the user the admin role (every app, user management).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List,
+    /// Remove a user; its token stops working. Its apps stay.
+    Remove {
+        /// The user name.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,7 +103,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan => plan(config).await,
         Command::Apply { allow_mass_prune } => apply(config, allow_mass_prune).await,
         Command::Validate { paths } => Ok(validate(&config, &paths)),
+        Command::Status => print_outcome(admin::status(&config).await?),
+        Command::Users { command } => print_outcome(match command {
+            UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,
+            UsersCommand::List => admin::users_list(&config).await?,
+            UsersCommand::Remove { name } => admin::users_remove(&config, &name).await?,
+        }),
     }
+}
+
+fn print_outcome(o: admin::Outcome) -> anyhow::Result<ExitCode> {
+    for line in &o.out {
+        println!("{line}");
+    }
+    if let Some(e) = &o.error {
+        eprintln!("berth: {e}");
+    }
+    Ok(ExitCode::from(admin::exit_status(&o)))
 }
 
 async fn reconciler(config: Config) -> anyhow::Result<Reconciler> {

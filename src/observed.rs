@@ -86,6 +86,21 @@ fn exit_code(status: &str) -> Option<i64> {
     rest[..rest.find(')')?].parse().ok()
 }
 
+/// How `key`'s container looks to a person: `running`, `created`, `exited (1)` or `none`, plus
+/// the exit code when there is one. A running duplicate wins over a stopped one.
+pub fn describe(observed: &[Observed], key: &AppKey) -> (String, Option<i64>) {
+    let mine: Vec<&Observed> = observed.iter().filter(|o| &o.key == key).collect();
+    match mine.iter().find(|o| o.is_running()).or(mine.first()) {
+        None => ("none".into(), None),
+        Some(o) => match &o.state {
+            ContainerState::Running => ("running".into(), None),
+            ContainerState::Created => ("created".into(), None),
+            ContainerState::Exited(Some(c)) => (format!("exited ({c})"), Some(*c)),
+            ContainerState::Exited(None) => ("exited".into(), None),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

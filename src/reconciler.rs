@@ -20,8 +20,9 @@ use crate::config::Config;
 use crate::desired::{DesiredApp, DesiredState, Entry};
 use crate::engine::EngineError;
 use crate::executor::Executor;
+use crate::metrics::Metrics;
 use crate::names::AppKey;
-use crate::observed::{ContainerState, Observed};
+use crate::observed::{describe, Observed};
 use crate::plan::{plan, Action, AppChange, Plan, PlanOptions};
 use crate::scan::ScanError;
 use crate::status::{AppStatus, Phase, StatusBoard};
@@ -69,6 +70,8 @@ pub struct Reconciler {
     exec: Arc<Executor>,
     /// Latest status per app.
     pub status: Arc<StatusBoard>,
+    /// Pass and action counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Reconciler {
@@ -78,7 +81,13 @@ impl Reconciler {
             config,
             exec: Arc::new(exec),
             status: Default::default(),
+            metrics: Default::default(),
         }
+    }
+
+    /// The executor, shared with the API (purge requests).
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.exec
     }
 
     /// Reads desired and observed state.
@@ -146,6 +155,7 @@ impl Reconciler {
             match self.observe().await {
                 Ok((desired, observed)) => {
                     let plan = plan(&desired, &observed, self.options(false));
+                    self.metrics.pass(started.elapsed());
                     if plan.prune_blocked != last_blocked && !plan.prune_blocked.is_empty() {
                         let keys: Vec<String> =
                             plan.prune_blocked.iter().map(|k| k.to_string()).collect();
@@ -209,10 +219,10 @@ impl Reconciler {
                 _ = trigger.notified() => tokio::time::sleep(DEBOUNCE).await,
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                     if let Ok(done) = done {
-                        record(&mut backoffs, &mut busy, done);
+                        record(&self.metrics, &mut backoffs, &mut busy, done);
                     }
                     while let Some(Ok(done)) = inflight.try_join_next() {
-                        record(&mut backoffs, &mut busy, done);
+                        record(&self.metrics, &mut backoffs, &mut busy, done);
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
@@ -253,10 +263,11 @@ async fn run_change(
     Finished { change, result }
 }
 
-fn record(backoffs: &mut Backoffs, busy: &mut HashSet<AppKey>, done: Finished) {
+fn record(metrics: &Metrics, backoffs: &mut Backoffs, busy: &mut HashSet<AppKey>, done: Finished) {
     let key = &done.change.key;
     busy.remove(key);
     let kind = done.change.action.as_ref().map_or("dedupe", Action::kind);
+    metrics.action(kind, done.result.is_ok());
     match done.result {
         Ok(()) => {
             let new_container = matches!(
@@ -305,18 +316,7 @@ pub fn compute_status(
     backoffs: &Backoffs,
     now: Instant,
 ) -> BTreeMap<AppKey, AppStatus> {
-    let container = |key: &AppKey| -> (String, Option<i64>) {
-        let mine: Vec<&Observed> = observed.iter().filter(|o| &o.key == key).collect();
-        match mine.iter().find(|o| o.is_running()).or(mine.first()) {
-            None => ("none".into(), None),
-            Some(o) => match &o.state {
-                ContainerState::Running => ("running".into(), None),
-                ContainerState::Created => ("created".into(), None),
-                ContainerState::Exited(Some(c)) => (format!("exited ({c})"), Some(*c)),
-                ContainerState::Exited(None) => ("exited".into(), None),
-            },
-        }
-    };
+    let container = |key: &AppKey| describe(observed, key);
     let planned: HashSet<&AppKey> = plan.changes.iter().map(|c| &c.key).collect();
     let at = SystemTime::now();
     let mut out = BTreeMap::new();

@@ -1,20 +1,28 @@
 //! `berth serve`: wires the long-running parts together — the reconcile loop, the file
-//! watcher, the Docker event subscription — behind one shutdown token that SIGINT/SIGTERM
-//! cancel, and waits for every task before returning.
+//! watcher, the Docker event subscription, the HTTP API on TCP and on the unix socket, and the
+//! status saver — behind one shutdown token that SIGINT/SIGTERM cancel, and waits for every
+//! task before returning.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::AppState;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::executor::Executor;
+use crate::manifest_files::ManifestFiles;
 use crate::reconciler::Reconciler;
+use crate::status::StatusBoard;
+use crate::store::Store;
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -27,9 +35,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // The database first: a daemon that cannot keep users and keys must not start.
+    let store = Arc::new(Store::open(&config.database)?);
     let engine = Engine::connect(&config.instance)
         .await
         .context("connecting to the Docker engine")?;
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let socket = bind_socket(&config.socket_path())?;
     let trigger = Arc::new(Notify::new());
     let shutdown = CancellationToken::new();
     let _watcher = crate::watch::watch(&config, trigger.clone())
@@ -43,13 +57,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.clone(),
         Executor::new(config.clone(), engine),
     ));
-    let main_loop = tokio::spawn(reconciler.serve(trigger, shutdown.clone()));
-    info!(root = %config.root.display(), instance = %config.instance, "berth serving");
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        store: store.clone(),
+        files: ManifestFiles::new(config.clone()),
+        board: reconciler.status.clone(),
+        executor: reconciler.executor().clone(),
+        trigger: trigger.clone(),
+        metrics: reconciler.metrics.clone(),
+        limiter: Default::default(),
+        containers: Default::default(),
+    });
+    let main_loop = tokio::spawn(reconciler.clone().serve(trigger, shutdown.clone()));
+    let saver = tokio::spawn(save_status(
+        reconciler.status.clone(),
+        store,
+        shutdown.clone(),
+    ));
+    let api_addr = tcp.local_addr().context("reading the API address")?;
+    let api_tcp = tokio::spawn(crate::api::serve_tcp(tcp, state.clone(), shutdown.clone()));
+    let api_unix = tokio::spawn(crate::api::serve_unix(socket, state, shutdown.clone()));
+    info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");
     wait_for_signal().await;
     info!("shutdown requested");
     shutdown.cancel();
     let _ = events.await;
+    for (name, task) in [("API", api_tcp), ("socket API", api_unix)] {
+        if let Ok(Err(e)) = task.await {
+            warn!(cause = %e, "{name} stopped with an error");
+        }
+    }
     main_loop.await.context("reconcile loop panicked")?;
+    let _ = saver.await;
+    let _ = std::fs::remove_file(config.socket_path());
     info!("berth stopped");
     Ok(())
 }
@@ -86,6 +126,44 @@ async fn forward_docker_events(engine: Engine, trigger: Arc<Notify>, shutdown: C
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Binds the unix socket with mode 0600: whoever can open it is an admin. A socket file left
+/// by a crashed daemon is replaced; holding the database proves no other daemon uses it.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing stale socket {}", path.display()))
+        }
+        _ => {}
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Saves the status board to the database when it changes, and at least every minute so
+/// `last_reconcile` stays fresh; once more at shutdown.
+async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(60);
+    loop {
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = board.changed.notified() => false,
+            _ = tokio::time::sleep(EVERY) => false,
+        };
+        let (board2, store2) = (board.clone(), store.clone());
+        let saved =
+            tokio::task::spawn_blocking(move || store2.replace_statuses(&board2.snapshot())).await;
+        if let Ok(Err(e)) = saved {
+            warn!(cause = %e, "cannot save app status to the database");
+        }
+        if stop {
+            return;
         }
     }
 }

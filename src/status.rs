@@ -1,5 +1,6 @@
 //! Per-app status as the reconcile loop last saw it: phase, container state, last error. The
-//! loop writes it after every pass and action; the CLI prints it and the API (later) serves it.
+//! loop writes it after every pass and action; the API serves it and
+//! the daemon saves it to the database for `berth status`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,20 @@ pub enum Phase {
     OverQuota,
     /// Its manifest is gone but the mass-removal guard holds its removal.
     PruneBlocked,
+}
+
+impl Phase {
+    /// Every phase, for exporting counts that include zeros.
+    pub const ALL: [Phase; 8] = [
+        Phase::Pending,
+        Phase::Running,
+        Phase::Stopped,
+        Phase::Failed,
+        Phase::CrashLoop,
+        Phase::Frozen,
+        Phase::OverQuota,
+        Phase::PruneBlocked,
+    ];
 }
 
 impl fmt::Display for Phase {
@@ -62,6 +77,8 @@ pub struct AppStatus {
 pub struct StatusBoard {
     /// By key.
     apps: Mutex<BTreeMap<AppKey, AppStatus>>,
+    /// Woken when a replace changed some app's phase or error, so the status can be saved.
+    pub changed: tokio::sync::Notify,
 }
 
 impl StatusBoard {
@@ -69,7 +86,7 @@ impl StatusBoard {
     /// loop logs transitions rather than every pass.
     pub fn replace(&self, next: BTreeMap<AppKey, AppStatus>) -> Vec<(AppKey, AppStatus)> {
         let mut apps = self.apps.lock().expect("status board");
-        let changed = next
+        let changed: Vec<(AppKey, AppStatus)> = next
             .iter()
             .filter(|(k, s)| {
                 apps.get(*k)
@@ -78,6 +95,9 @@ impl StatusBoard {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         *apps = next;
+        if !changed.is_empty() {
+            self.changed.notify_one();
+        }
         changed
     }
 

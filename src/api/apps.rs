@@ -1,0 +1,302 @@
+//! App control: create, list, show, replace the manifest, start/stop/deploy, delete, logs.
+//! Every change is a manifest write followed by a nudge of the reconcile loop.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, AppPath, TextBody};
+use super::AppState;
+use crate::manifest::check_template_id;
+use crate::manifest_files::Current;
+use crate::names::AppKey;
+use crate::observed::describe;
+
+/// Most log lines one call returns.
+pub const MAX_LOG_TAIL: u32 = 10_000;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/apps", get(list).post(create))
+        .route("/apps/{userid}/{appname}", get(show).delete(remove))
+        .route("/apps/{userid}/{appname}/manifest", put(replace))
+        .route("/apps/{userid}/{appname}/start", post(start))
+        .route("/apps/{userid}/{appname}/stop", post(stop))
+        .route("/apps/{userid}/{appname}/deploy", post(deploy))
+        .route("/apps/{userid}/{appname}/logs", get(logs))
+}
+
+/// An app's status as the API shows it: phase from the reconcile loop, container state from
+/// the (cached) engine list.
+async fn status_view(s: &AppState, keys: &[AppKey]) -> Vec<Value> {
+    let board = s.board.snapshot();
+    let containers = s.containers.get(s.engine()).await.ok();
+    keys.iter()
+        .map(|key| {
+            let st = board.get(key);
+            let container = match &containers {
+                Some(list) => describe(list, key).0,
+                None => st.map_or_else(|| "unknown".into(), |st| st.container.clone()),
+            };
+            json!({
+                "userid": key.userid,
+                "appname": key.appname,
+                "phase": st.map_or_else(|| "pending".to_string(), |st| st.phase.to_string()),
+                "container": container,
+                "last_error": st.and_then(|st| st.last_error.clone()),
+                "updated_at": st.map(|st| humantime::format_rfc3339_seconds(st.updated).to_string()),
+            })
+        })
+        .collect()
+}
+
+async fn list(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let found = crate::scan::scan(&s.config.apps_state_dir(), &s.config.root)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let keys: BTreeSet<AppKey> = found
+        .manifests
+        .into_keys()
+        .chain(s.board.snapshot().into_keys())
+        .filter(|k| caller.check_app(k).is_ok())
+        .collect();
+    let keys: Vec<AppKey> = keys.into_iter().collect();
+    Ok(Json(json!({ "apps": status_view(&s, &keys).await })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApp {
+    appname: String,
+    #[serde(rename = "templateId")]
+    template_id: String,
+    /// Admins (and the unix socket) may create apps for another user.
+    userid: Option<String>,
+}
+
+fn with_etag(status: StatusCode, c: &Current, body: Value) -> Response {
+    (status, [(ETAG, format!("\"{}\"", c.etag))], Json(body)).into_response()
+}
+
+async fn create(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<Response, ApiError> {
+    let userid = match (&body.userid, caller.userid()) {
+        (Some(u), _) => u.clone(),
+        (None, Some(me)) => me.to_string(),
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "userid is required over the unix socket".into(),
+            ))
+        }
+    };
+    let key =
+        AppKey::new(&userid, &body.appname).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    caller.check_app(&key)?;
+    check_template_id(&body.template_id).map_err(|message| ApiError::Unprocessable {
+        code: "unknown_template",
+        message,
+    })?;
+    let c = s.files.create(&key, &body.template_id).await?;
+    s.nudge();
+    Ok(with_etag(
+        StatusCode::CREATED,
+        &c,
+        json!({ "userid": key.userid, "appname": key.appname, "manifest": c.text, "etag": c.etag }),
+    ))
+}
+
+async fn show(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<Response, ApiError> {
+    caller.check_app(&key)?;
+    let Some(c) = s.files.read(&key)? else {
+        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    };
+    let mut view = status_view(&s, std::slice::from_ref(&key)).await.remove(0);
+    view["manifest"] = json!(c.text);
+    view["etag"] = json!(c.etag);
+    Ok(with_etag(StatusCode::OK, &c, view))
+}
+
+/// The etag in `If-Match`, without quotes or a weak marker.
+fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
+    let v = headers.get(IF_MATCH).ok_or_else(|| {
+        ApiError::PreconditionRequired(
+            "If-Match: <etag> is required; GET the app to learn its etag".into(),
+        )
+    })?;
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match is not ASCII".into()))?
+        .trim();
+    Ok(v.trim_start_matches("W/").trim_matches('"').to_string())
+}
+
+async fn replace(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+    headers: HeaderMap,
+    TextBody(text): TextBody,
+) -> Result<Response, ApiError> {
+    caller.check_app(&key)?;
+    let expected = if_match(&headers)?;
+    let c = s.files.replace(&key, &text, &expected).await?;
+    s.nudge();
+    Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
+}
+
+async fn set_state(s: &AppState, key: &AppKey, state: &'static str) -> Result<Response, ApiError> {
+    let c = s
+        .files
+        .edit(key, |doc| doc["state"] = toml_edit::value(state))
+        .await?;
+    s.nudge();
+    Ok(with_etag(
+        StatusCode::OK,
+        &c,
+        json!({ "state": state, "etag": c.etag }),
+    ))
+}
+
+async fn start(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<Response, ApiError> {
+    caller.check_app(&key)?;
+    set_state(&s, &key, "running").await
+}
+
+async fn stop(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<Response, ApiError> {
+    caller.check_app(&key)?;
+    set_state(&s, &key, "stopped").await
+}
+
+/// Bumps `restart`, which changes the spec hash, so the loop recreates the container
+/// (running the template's pre-deploy hook first).
+async fn deploy(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<Response, ApiError> {
+    caller.check_app(&key)?;
+    let nonce = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+    let c = s
+        .files
+        .edit(&key, |doc| {
+            doc["restart"] = toml_edit::value(nonce.as_str())
+        })
+        .await?;
+    s.nudge();
+    Ok(with_etag(
+        StatusCode::OK,
+        &c,
+        json!({ "restart": nonce, "etag": c.etag }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn remove(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_app(&key)?;
+    // Asked before the file goes, so the pass that removes the container sees it.
+    if q.purge {
+        s.executor.request_purge(&key);
+    }
+    if let Err(e) = s.files.delete(&key).await {
+        if q.purge {
+            s.executor.cancel_purge(&key);
+        }
+        return Err(e.into());
+    }
+    let revoked = s.store.revoke_app_keys(&key)?;
+    s.nudge();
+    Ok(Json(json!({
+        "deleted": key.to_string(),
+        "purge": q.purge,
+        "revoked_client_keys": revoked,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    tail: Option<u32>,
+}
+
+/// The container's last lines, streamed as Docker sends them.
+async fn logs(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> Result<Response, ApiError> {
+    caller.check_app(&key)?;
+    let tail = q.tail.unwrap_or(100);
+    if tail == 0 || tail > MAX_LOG_TAIL {
+        return Err(ApiError::BadRequest(format!(
+            "tail must be 1..={MAX_LOG_TAIL}"
+        )));
+    }
+    let name = key.container_name(&s.config.instance);
+    let mut stream = Box::pin(s.engine().logs(&name, tail));
+    // Look at the first chunk so a missing container is a 404, not a broken stream.
+    let first = stream.next().await;
+    let first = match first {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) if is_not_found(&e.source) => {
+            return Err(ApiError::NotFound(format!("app {key} has no container")))
+        }
+        Some(Err(e)) => return Err(ApiError::Unavailable(format!("cannot read logs: {e}"))),
+    };
+    let body = futures_util::stream::iter(first.map(Ok))
+        .chain(stream.map(|r| r.map_err(std::io::Error::other)));
+    Ok((
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}

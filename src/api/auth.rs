@@ -1,0 +1,193 @@
+//! Who is calling. `Caller` authenticates `Authorization: Bearer <token>` (or the unix socket,
+//! whose callers are admins by file permission, as with docker.sock); `ClientKey`
+//! authenticates `X-App-Key` for the bridge API. Both count failures per source address and
+//! answer 429 once an address has failed too often, and both name the caller for the audit log.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::names::AppKey;
+use crate::store::{unix_now, ClientKeyInfo, KeyCheck, Role, UserInfo};
+
+/// Put into requests that arrived over the unix socket.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalSocket;
+
+/// Filled by the auth extractors with the caller's name; read by the audit middleware.
+#[derive(Debug, Clone, Default)]
+pub struct AuditActor(pub Arc<OnceLock<String>>);
+
+/// An authenticated admin-API caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Came over the unix socket.
+    Local,
+    /// Presented a valid token.
+    User(UserInfo),
+}
+
+impl Caller {
+    /// The name written to the audit log.
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Local => "local",
+            Caller::User(u) => &u.name,
+        }
+    }
+
+    /// Admins reach every app and manage users.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Caller::Local => true,
+            Caller::User(u) => u.role == Role::Admin,
+        }
+    }
+
+    /// The userid whose apps this caller owns (none for the socket).
+    pub fn userid(&self) -> Option<&str> {
+        match self {
+            Caller::Local => None,
+            Caller::User(u) => Some(&u.name),
+        }
+    }
+
+    /// 403 unless the caller may reach `key`.
+    pub fn check_app(&self, key: &AppKey) -> Result<(), ApiError> {
+        if self.is_admin() || self.userid() == Some(key.userid.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{} may not reach apps of user {}",
+                self.name(),
+                key.userid
+            )))
+        }
+    }
+
+    /// 403 unless the caller is an admin.
+    pub fn check_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admin role required".into()))
+        }
+    }
+}
+
+fn source_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
+}
+
+fn set_actor(parts: &Parts, name: String) {
+    if let Some(a) = parts.extensions.get::<AuditActor>() {
+        let _ = a.0.set(name);
+    }
+}
+
+/// 429 when `ip` has failed too often.
+fn not_locked_out(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    match state.limiter.blocked(ip, Instant::now()) {
+        Some(retry_after) => Err(ApiError::TooManyRequests { retry_after }),
+        None => Ok(()),
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        if parts.extensions.get::<LocalSocket>().is_some() {
+            set_actor(parts, "local".into());
+            return Ok(Caller::Local);
+        }
+        let ip = source_ip(parts);
+        not_locked_out(state, ip)?;
+        let Some(value) = parts.headers.get(AUTHORIZATION) else {
+            return Err(ApiError::Unauthorized(
+                "missing Authorization: Bearer <token>".into(),
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let user = match token {
+            Some(t) => state.store.authenticate(t)?,
+            None => None,
+        };
+        match user {
+            Some(u) => {
+                set_actor(parts, u.name.clone());
+                Ok(Caller::User(u))
+            }
+            None => {
+                state.limiter.fail(ip, Instant::now());
+                Err(ApiError::Unauthorized("invalid or unknown token".into()))
+            }
+        }
+    }
+}
+
+/// A caller of the bridge API holding a valid client key.
+#[derive(Debug, Clone)]
+pub struct ClientKey(pub ClientKeyInfo);
+
+impl ClientKey {
+    /// 403 unless the key was issued for `key`.
+    pub fn check_app(&self, key: &AppKey) -> Result<(), ApiError> {
+        if self.0.userid == key.userid && self.0.appname == key.appname {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this client key belongs to another app".into(),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for ClientKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let ip = source_ip(parts);
+        not_locked_out(state, ip)?;
+        let Some(value) = parts.headers.get("x-app-key") else {
+            return Err(ApiError::Unauthorized(
+                "missing X-App-Key: client.<id>.<secret>".into(),
+            ));
+        };
+        let check = match value.to_str() {
+            Ok(text) => state.store.check_client_key(text.trim(), unix_now())?,
+            Err(_) => KeyCheck::Invalid,
+        };
+        match check {
+            KeyCheck::Valid(info) => {
+                set_actor(parts, format!("client:{}", info.id));
+                Ok(ClientKey(info))
+            }
+            KeyCheck::Invalid => {
+                state.limiter.fail(ip, Instant::now());
+                Err(ApiError::Unauthorized(
+                    "invalid, unknown or revoked client key".into(),
+                ))
+            }
+        }
+    }
+}

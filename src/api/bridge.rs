@@ -1,0 +1,60 @@
+//! The bridge API: what an app's own clients (holding a client key) may ask. App info
+//! without secrets or env values, and `activate` (set the app running).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::auth::ClientKey;
+use super::error::ApiError;
+use super::extract::AppPath;
+use super::AppState;
+use crate::manifest::Manifest;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/bridge/apps/{userid}/{appname}", get(info))
+        .route("/bridge/apps/{userid}/{appname}/activate", post(activate))
+}
+
+async fn info(
+    State(s): State<Arc<AppState>>,
+    client: ClientKey,
+    AppPath(key): AppPath,
+) -> Result<Json<Value>, ApiError> {
+    client.check_app(&key)?;
+    let Some(c) = s.files.read(&key)? else {
+        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    };
+    // A broken manifest still has a phase (frozen), but no trustworthy state or domain.
+    let parsed = Manifest::parse(std::path::Path::new(""), &c.text).ok();
+    let phase = s
+        .board
+        .snapshot()
+        .get(&key)
+        .map_or_else(|| "pending".to_string(), |st| st.phase.to_string());
+    Ok(Json(json!({
+        "userid": key.userid,
+        "appname": key.appname,
+        "state": parsed.as_ref().map(|m| m.state.to_string()),
+        "domain": parsed.as_ref().and_then(|m| m.domain.as_ref().map(|d| d.0.clone())),
+        "phase": phase,
+    })))
+}
+
+async fn activate(
+    State(s): State<Arc<AppState>>,
+    client: ClientKey,
+    AppPath(key): AppPath,
+) -> Result<Json<Value>, ApiError> {
+    client.check_app(&key)?;
+    let c = s
+        .files
+        .edit(&key, |doc| doc["state"] = toml_edit::value("running"))
+        .await?;
+    s.nudge();
+    Ok(Json(json!({ "state": "running", "etag": c.etag })))
+}

@@ -1,0 +1,151 @@
+//! The API's one error type. Every handler returns it; it renders as
+//! `{"error":{"code","message"}}` with the matching status, and never shows internals: an
+//! `Internal` error is logged and answered with a generic message.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tracing::error;
+
+use crate::manifest_files::WriteError;
+use crate::store::StoreError;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: bad JSON, bad name, bad query.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or bad credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Good credentials, wrong scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such app, key or user.
+    #[error("{0}")]
+    NotFound(String),
+    /// Already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// A quota would be exceeded; the message names the limit.
+    #[error("{0}")]
+    Quota(String),
+    /// `If-Match` missing.
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// `If-Match` stale.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// Body too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Not JSON where JSON is needed.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed but invalid content: a manifest that does not validate, an unknown template.
+    #[error("{message}")]
+    Unprocessable {
+        /// `invalid_manifest`, `unknown_template`, `invalid_body`.
+        code: &'static str,
+        /// What is wrong, with file:line:col for manifests.
+        message: String,
+    },
+    /// Too many failed key attempts from this address.
+    #[error("too many failed authentication attempts; retry in {retry_after} s")]
+    TooManyRequests {
+        /// Seconds until the address may try again.
+        retry_after: u64,
+    },
+    /// Docker is unreachable (logs).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an I/O failure: logged, not shown.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Quota(_) => (StatusCode::CONFLICT, "quota_exceeded"),
+            ApiError::PreconditionRequired(_) => {
+                (StatusCode::PRECONDITION_REQUIRED, "precondition_required")
+            }
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                error!(cause = %cause, "internal error answering a request");
+                "internal error; the berth log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        let mut resp = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests { retry_after } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        resp
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        let message = e.to_string();
+        match e {
+            WriteError::NotFound(_) => ApiError::NotFound(message),
+            WriteError::Exists(_) => ApiError::Conflict(message),
+            WriteError::Quota(_) => ApiError::Quota(message),
+            WriteError::Invalid(_) => ApiError::Unprocessable {
+                code: "invalid_manifest",
+                message,
+            },
+            WriteError::UnknownTemplate(_) => ApiError::Unprocessable {
+                code: "unknown_template",
+                message,
+            },
+            WriteError::Stale { .. } => ApiError::PreconditionFailed(message),
+            WriteError::Io(_) => ApiError::Internal(message),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            StoreError::Exists(_) => ApiError::Conflict(message),
+            StoreError::NotFound(_) => ApiError::NotFound(message),
+            StoreError::Name(_) => ApiError::BadRequest(message),
+            StoreError::Busy { .. }
+            | StoreError::Schema { .. }
+            | StoreError::Foreign { .. }
+            | StoreError::Db(_) => ApiError::Internal(message),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Client keys of one app: list, issue (the key is in that one response only), revoke.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{ApiPath, AppPath};
+use super::AppState;
+use crate::store::unix_now;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/apps/{userid}/{appname}/client-keys",
+            get(list).post(issue),
+        )
+        .route("/apps/{userid}/{appname}/client-keys/{id}", delete(revoke))
+}
+
+async fn list(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_app(&key)?;
+    Ok(Json(json!({ "keys": s.store.client_keys(&key)? })))
+}
+
+async fn issue(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.check_app(&key)?;
+    if s.files.read(&key)?.is_none() {
+        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    }
+    let (info, full) = s.store.issue_client_key(&key, unix_now())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": info.id,
+            "key": full,
+            "userid": info.userid,
+            "appname": info.appname,
+            "created_at": info.created_at,
+            "note": "the key is shown only now; berth keeps only a hash of it",
+        })),
+    ))
+}
+
+async fn revoke(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+    ApiPath((_, _, id)): ApiPath<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_app(&key)?;
+    let id_ok = id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if !id_ok {
+        return Err(ApiError::BadRequest(
+            "client key id must be 16 lower-case hex characters".into(),
+        ));
+    }
+    s.store.revoke_client_key(&key, &id)?;
+    Ok(Json(json!({ "revoked": id })))
+}

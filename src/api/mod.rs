@@ -1,0 +1,191 @@
+//! The HTTP API (SPEC §7), served by `berth serve` on `listen` and on a unix socket beside
+//! the database. One `AppState`; one `router()` per module, merged here; one middleware that
+//! counts every request for `/metrics` and writes every mutating call to the audit log.
+//!
+//! **Invariant: handlers change desired state only by writing manifests (through
+//! `ManifestFiles`) and then nudging the reconcile loop; they never ask Docker to change
+//! anything.** Docker is only read here (the container list, cached, and logs).
+
+mod apps;
+mod auth;
+mod bridge;
+mod error;
+mod extract;
+mod keys;
+pub mod limiter;
+mod ops;
+mod users;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::{Extension, Router};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+pub use auth::LocalSocket;
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::executor::Executor;
+use crate::manifest_files::ManifestFiles;
+use crate::metrics::Metrics;
+use crate::observed::Observed;
+use crate::status::StatusBoard;
+use crate::store::{unix_now, AuditEntry, Store};
+
+/// Largest request body accepted; a manifest is far smaller.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long the engine's container list is reused, so polling clients don't hammer Docker.
+pub const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Everything a handler can reach.
+pub struct AppState {
+    /// Paths, instance, quotas.
+    pub config: Arc<Config>,
+    /// Users, keys, audit.
+    pub store: Arc<Store>,
+    /// The only way handlers change desired state.
+    pub files: ManifestFiles,
+    /// The reconcile loop's latest status per app.
+    pub board: Arc<StatusBoard>,
+    /// For purge requests and engine reads.
+    pub executor: Arc<Executor>,
+    /// Wakes the reconcile loop after a write.
+    pub trigger: Arc<Notify>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Failed-authentication bookkeeping.
+    pub limiter: limiter::FailureLimiter,
+    /// The engine's container list, reused for [`CONTAINER_CACHE_TTL`].
+    pub containers: ContainerCache,
+}
+
+impl AppState {
+    /// The engine (reads only).
+    pub fn engine(&self) -> &Engine {
+        self.executor.engine()
+    }
+
+    /// Tells the reconcile loop that desired state changed.
+    pub fn nudge(&self) {
+        self.trigger.notify_one();
+    }
+}
+
+/// A time-bounded copy of the engine's container list. Callers arriving while a refresh
+/// runs wait for it rather than starting their own.
+#[derive(Default)]
+pub struct ContainerCache {
+    /// When it was fetched, and what.
+    cached: Mutex<Option<(Instant, Arc<Vec<Observed>>)>>,
+}
+
+impl ContainerCache {
+    /// The list, fetched from `engine` when the copy is older than the TTL.
+    pub async fn get(&self, engine: &Engine) -> Result<Arc<Vec<Observed>>, EngineError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, list)) = cached.as_ref() {
+            if at.elapsed() < CONTAINER_CACHE_TTL {
+                return Ok(list.clone());
+            }
+        }
+        let list = Arc::new(engine.list().await?);
+        *cached = Some((Instant::now(), list.clone()));
+        Ok(list)
+    }
+}
+
+/// Every route, with the JSON fallbacks, the body limit and the observing middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(apps::router())
+        .merge(keys::router())
+        .merge(bridge::router())
+        .merge(users::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest("method not allowed on this endpoint".into())
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Methods reported by name in metrics; anything else is "other", so clients cannot grow
+/// the label set.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts the request and, for mutating methods, appends it to the audit log with the
+/// caller the auth extractor found (`-` when none authenticated).
+async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let path: String = req.uri().path().chars().take(512).collect();
+    let actor = auth::AuditActor::default();
+    req.extensions_mut().insert(actor.clone());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    state.metrics.request(method_label(&method), &route, status);
+    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let entry = AuditEntry {
+            at: unix_now(),
+            actor: actor.0.get().cloned().unwrap_or_else(|| "-".into()),
+            action: format!("{} {}", method_label(&method), path.escape_debug()),
+            status,
+        };
+        if let Err(e) = state.store.audit(&entry) {
+            error!(cause = %e, action = %entry.action, "cannot write the audit log");
+        }
+    }
+    resp
+}
+
+/// Serves the API on TCP until `shutdown`.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// Serves the API on the unix socket until `shutdown`; its callers are local admins.
+pub async fn serve_unix(
+    listener: UnixListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state).layer(Extension(LocalSocket));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,175 @@
+//! Prometheus metrics (`GET /metrics`): apps by phase, reconcile passes and their duration,
+//! actions by kind and result, API requests by route and status. Counters are bumped where
+//! things happen; the phase gauge is filled from the status board at scrape time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::names::AppKey;
+use crate::status::{AppStatus, Phase};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    kind: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: String,
+}
+
+/// Every metric berth exports.
+pub struct Metrics {
+    /// Owns the encoders.
+    registry: Registry,
+    /// berth_apps{phase}.
+    apps: Family<PhaseLabels, Gauge>,
+    /// berth_reconcile_passes_total.
+    passes: Counter,
+    /// berth_reconcile_pass_duration_seconds.
+    pass_seconds: Histogram,
+    /// berth_actions_total{kind,result}.
+    actions: Family<ActionLabels, Counter>,
+    /// berth_api_requests_total{method,route,status}.
+    requests: Family<RequestLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let apps = Family::<PhaseLabels, Gauge>::default();
+        let passes = Counter::default();
+        // 1 ms .. ~16 s.
+        let pass_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let actions = Family::<ActionLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("apps", "Apps by phase", apps.clone());
+        registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
+        registry.register(
+            "reconcile_pass_duration_seconds",
+            "Time to observe and plan one pass",
+            pass_seconds.clone(),
+        );
+        registry.register(
+            "actions",
+            "Actions executed, by kind and result",
+            actions.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "API requests, by method, route and status",
+            requests.clone(),
+        );
+        Metrics {
+            registry,
+            apps,
+            passes,
+            pass_seconds,
+            actions,
+            requests,
+        }
+    }
+}
+
+impl Metrics {
+    /// One pass ran.
+    pub fn pass(&self, took: Duration) {
+        self.passes.inc();
+        self.pass_seconds.observe(took.as_secs_f64());
+    }
+
+    /// One action finished.
+    pub fn action(&self, kind: &str, ok: bool) {
+        self.actions
+            .get_or_create(&ActionLabels {
+                kind: kind.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+
+    /// One API request was answered. `route` is the route pattern, never the raw path, so
+    /// hostile URLs cannot blow up the label set.
+    pub fn request(&self, method: &str, route: &str, status: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.into(),
+                route: route.into(),
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format, with the phase gauge taken from `board`.
+    pub fn render(&self, board: &BTreeMap<AppKey, AppStatus>) -> String {
+        for phase in Phase::ALL {
+            let n = board.values().filter(|s| s.phase == phase).count();
+            self.apps
+                .get_or_create(&PhaseLabels {
+                    phase: phase.to_string(),
+                })
+                .set(n as i64);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn renders_every_family() {
+        let m = Metrics::default();
+        m.pass(Duration::from_millis(3));
+        m.action("create", true);
+        m.action("create", false);
+        m.request("GET", "/apps", 200);
+        let st = |phase| AppStatus {
+            phase,
+            container: "running".into(),
+            last_error: None,
+            updated: SystemTime::now(),
+        };
+        let board = BTreeMap::from([
+            (AppKey::new("a", "x").unwrap(), st(Phase::Running)),
+            (AppKey::new("a", "y").unwrap(), st(Phase::Running)),
+            (AppKey::new("a", "z").unwrap(), st(Phase::Frozen)),
+        ]);
+        let text = m.render(&board);
+        for line in [
+            "berth_apps{phase=\"running\"} 2",
+            "berth_apps{phase=\"frozen\"} 1",
+            "berth_apps{phase=\"failed\"} 0",
+            "berth_reconcile_passes_total 1",
+            "berth_reconcile_pass_duration_seconds_count 1",
+            "berth_actions_total{kind=\"create\",result=\"ok\"} 1",
+            "berth_actions_total{kind=\"create\",result=\"error\"} 1",
+            "berth_api_requests_total{method=\"GET\",route=\"/apps\",status=\"200\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}
