@@ -8,10 +8,14 @@
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
 //! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
+//! - `api.rs`, `api_auth.rs`, `api_hostile.rs`: the HTTP API over real HTTP against `serve`;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`.
 
 mod support;
 
+mod api;
+mod api_auth;
+mod api_hostile;
 mod apply;
 mod failures;
 mod guard;

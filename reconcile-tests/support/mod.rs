@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod docker;
 pub mod serve;
 
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use api::Api;
 pub use docker::EventLog;
 pub use serve::Serve;
 

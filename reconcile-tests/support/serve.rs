@@ -43,6 +43,42 @@ impl Serve {
             .unwrap_or_default()
     }
 
+    /// The API's base URL (`http://127.0.0.1:<port>`), read from serve's startup line
+    /// (`listen` is port 0 in tests). Waits up to 30 s for it.
+    pub fn api_base(&mut self) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(addr) = self
+                .log()
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("api="))
+            {
+                return format!("http://{addr}");
+            }
+            self.assert_alive();
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "serve did not report its API address\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `timeout` for serve to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("serve already stopped");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("serve still runs after {timeout:?}\n{}", self.log());
+    }
+
     /// Panics (with the log) when serve has already exited.
     #[track_caller]
     pub fn assert_alive(&mut self) {

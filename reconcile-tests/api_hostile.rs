@@ -1,0 +1,216 @@
+//! Hostile input to the API: names in URLs, bodies, headers. Every answer is a 4xx with a
+//! JSON error, never a 500, and nothing on disk changes.
+
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::api::ApiRoot;
+
+/// Every file under `dir` with its bytes, to prove nothing changed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn hostile_names_bodies_and_headers_are_4xx_and_change_nothing() {
+    let r = ApiRoot::start("apihostile", &[]).await;
+    let (api, admin) = (&r.api, r.admin.as_str());
+    api.post(
+        "/apps",
+        &r.alice,
+        Some(json!({"appname": "web", "templateId": "bb-v1"})),
+    )
+    .await
+    .expect(201);
+    let state = r.root.path().join("state");
+    let before = snapshot(&state);
+    let long = "a".repeat(200);
+
+    let names = [
+        "..",
+        "%2e%2e",
+        "%2E%2E",
+        ".",
+        "ALICE",
+        "Web",
+        "h%C3%A9llo",
+        "%F0%9F%92%A5",
+        long.as_str(),
+        "a%2Fb",
+        "a%00b",
+        "a%0Ab",
+        "a.b",
+        "-web",
+        "web%20",
+        "%ff",
+    ];
+    let mut checked = 0;
+    for name in names {
+        for path in [
+            format!("/apps/alice/{name}"),
+            format!("/apps/{name}/web"),
+            format!("/apps/{name}/{name}/manifest"),
+            format!("/apps/alice/{name}/stop"),
+            format!("/apps/alice/{name}/client-keys"),
+            format!("/bridge/apps/alice/{name}"),
+            format!("/users/{name}"),
+        ] {
+            for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+                let auth = format!("Bearer {admin}");
+                let resp = api
+                    .send(
+                        method.clone(),
+                        &path,
+                        &[("authorization", &auth), ("if-match", "x")],
+                        Some(("application/json", b"{}".to_vec())),
+                    )
+                    .await;
+                assert!(
+                    (400..500).contains(&resp.status) && resp.status != 429,
+                    "{method} {path}: {} {}",
+                    resp.status,
+                    resp.text
+                );
+                // Path normalization may turn `..` into another route's 404; either way the
+                // answer is a JSON error (or an empty 405 body).
+                if !resp.text.is_empty() {
+                    assert!(
+                        resp.json()["error"]["message"].is_string(),
+                        "{method} {path}: {}",
+                        resp.text
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 400);
+
+    // Bodies: bad JSON, unknown fields, wrong types, wrong content type, 10 MB.
+    let auth = format!("Bearer {}", r.alice);
+    let post = |body: &'static [u8], ct: &'static str| {
+        let auth = auth.clone();
+        async move {
+            api.send(
+                Method::POST,
+                "/apps",
+                &[("authorization", &auth)],
+                Some((ct, body.to_vec())),
+            )
+            .await
+        }
+    };
+    post(b"{", "application/json").await.expect(400);
+    post(b"[]", "application/json").await.expect(422);
+    post(
+        br#"{"appname":"x","templateId":"bb-v1","extra":1}"#,
+        "application/json",
+    )
+    .await
+    .expect(422);
+    post(br#"{"appname":5,"templateId":"bb-v1"}"#, "application/json")
+        .await
+        .expect(422);
+    post(br#"{"appname":"x","templateId":"bb-v1"}"#, "text/plain")
+        .await
+        .expect(415);
+    post(br#"{"appname":"x","templateId":"bb-v1"}"#, "")
+        .await
+        .expect(415);
+    let bad_template = post(
+        br#"{"appname":"x","templateId":"../../etc"}"#,
+        "application/json",
+    )
+    .await;
+    bad_template.expect(422);
+    assert_eq!(bad_template.code(), "unknown_template");
+    post(
+        br#"{"appname":"x","templateId":"no-such"}"#,
+        "application/json",
+    )
+    .await
+    .expect(422);
+    post(
+        br#"{"appname":"Bad Name","templateId":"bb-v1"}"#,
+        "application/json",
+    )
+    .await
+    .expect(400);
+
+    let ten_mb = vec![b' '; 10 * 1024 * 1024];
+    let big = api
+        .send(
+            Method::POST,
+            "/apps",
+            &[("authorization", &auth)],
+            Some(("application/json", ten_mb.clone())),
+        )
+        .await;
+    big.expect(413);
+    assert_eq!(big.code(), "payload_too_large");
+    let etag = api.get("/apps/alice/web", &r.alice).await.etag();
+    let big_put = api
+        .send(
+            Method::PUT,
+            "/apps/alice/web/manifest",
+            &[("authorization", &auth), ("if-match", &etag)],
+            Some(("application/toml", ten_mb)),
+        )
+        .await;
+    big_put.expect(413);
+
+    // Headers: garbage credentials are 401, never 500.
+    for value in [
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxpY2U6eA==",
+        "Bearer berth.alice.short",
+    ] {
+        let resp = api
+            .send(Method::GET, "/apps", &[("authorization", value)], None)
+            .await;
+        resp.expect(401);
+    }
+    let bytes = api
+        .send(
+            Method::GET,
+            "/apps",
+            &[("authorization", "Bearer berth.alice.\u{e9}")],
+            None,
+        )
+        .await;
+    assert_eq!(bytes.status, 401, "{}", bytes.text);
+    let q = api
+        .send(
+            Method::DELETE,
+            "/apps/alice/web?purge=maybe",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    q.expect(400);
+    api.send(Method::GET, "/nope", &[], None).await.expect(404);
+
+    assert_eq!(
+        snapshot(&state),
+        before,
+        "hostile calls changed files under state/"
+    );
+    assert!(!r.serve.log().contains("panicked"), "{}", r.serve.log());
+}
