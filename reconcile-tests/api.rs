@@ -323,3 +323,44 @@ async fn quotas_answer_409_naming_the_limit() {
     again.expect(409);
     assert_eq!(again.code(), "conflict");
 }
+
+#[tokio::test]
+async fn delete_with_purge_tells_the_pre_delete_hook() {
+    let r = ApiRoot::start("apipurge", &[]).await;
+    let (api, alice) = (&r.api, r.alice.as_str());
+    let record = r.root.path().join("purges.log");
+    r.root.write_hook(
+        "bb-v1",
+        "pre-delete",
+        &format!(
+            "#!/bin/sh\necho \"$BERTH_APPNAME purge=$BERTH_PURGE\" >> {}\n",
+            record.display()
+        ),
+    );
+    for app in ["keep", "drop"] {
+        api.post("/apps", alice, Some(json!({"appname": app, "templateId": "bb-v1"})))
+            .await
+            .expect(201);
+        r.root.wait_running("alice", app, T).await;
+    }
+    api.delete("/apps/alice/keep", alice).await.expect(200);
+    let purged = api.delete("/apps/alice/drop?purge=true", alice).await;
+    purged.expect(200);
+    assert_eq!(purged.json()["purge"], true);
+    r.root.wait_gone("alice", "keep", T).await;
+    r.root.wait_gone("alice", "drop", T).await;
+    let log = std::fs::read_to_string(&record).unwrap_or_default();
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["drop purge=1", "keep purge=0"], "{log}");
+    // A purge that failed (no such app) is not remembered for a later app of that name.
+    api.delete("/apps/alice/ghost?purge=true", alice).await.expect(404);
+    api.post("/apps", alice, Some(json!({"appname": "ghost", "templateId": "bb-v1"})))
+        .await
+        .expect(201);
+    r.root.wait_running("alice", "ghost", T).await;
+    api.delete("/apps/alice/ghost", alice).await.expect(200);
+    r.root.wait_gone("alice", "ghost", T).await;
+    let log = std::fs::read_to_string(&record).unwrap();
+    assert!(log.lines().any(|l| l == "ghost purge=0"), "{log}");
+}

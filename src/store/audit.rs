@@ -1,10 +1,14 @@
 //! The audit log: one row per mutating API call (who, what, when, result), numbered in order.
-//! Rows are appended, never changed.
+//! Rows are appended, never changed; past [`MAX_AUDIT_ENTRIES`] the oldest are dropped so the
+//! file cannot grow without bound.
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::{db_err, from_json, to_json, Store, StoreError, AUDIT};
+
+/// Entries kept; each append beyond this drops the oldest.
+pub const MAX_AUDIT_ENTRIES: u64 = 100_000;
 
 /// One mutating call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
