@@ -338,9 +338,13 @@ async fn delete_with_purge_tells_the_pre_delete_hook() {
         ),
     );
     for app in ["keep", "drop"] {
-        api.post("/apps", alice, Some(json!({"appname": app, "templateId": "bb-v1"})))
-            .await
-            .expect(201);
+        api.post(
+            "/apps",
+            alice,
+            Some(json!({"appname": app, "templateId": "bb-v1"})),
+        )
+        .await
+        .expect(201);
         r.root.wait_running("alice", app, T).await;
     }
     api.delete("/apps/alice/keep", alice).await.expect(200);
@@ -354,10 +358,16 @@ async fn delete_with_purge_tells_the_pre_delete_hook() {
     lines.sort();
     assert_eq!(lines, ["drop purge=1", "keep purge=0"], "{log}");
     // A purge that failed (no such app) is not remembered for a later app of that name.
-    api.delete("/apps/alice/ghost?purge=true", alice).await.expect(404);
-    api.post("/apps", alice, Some(json!({"appname": "ghost", "templateId": "bb-v1"})))
+    api.delete("/apps/alice/ghost?purge=true", alice)
         .await
-        .expect(201);
+        .expect(404);
+    api.post(
+        "/apps",
+        alice,
+        Some(json!({"appname": "ghost", "templateId": "bb-v1"})),
+    )
+    .await
+    .expect(201);
     r.root.wait_running("alice", "ghost", T).await;
     api.delete("/apps/alice/ghost", alice).await.expect(200);
     r.root.wait_gone("alice", "ghost", T).await;

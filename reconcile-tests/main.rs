@@ -10,6 +10,7 @@
 //! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
 //! - `api.rs`, `api_auth.rs`, `api_hostile.rs`: the HTTP API over real HTTP against `serve`;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`.
+//! - `readme.rs`: the README's curl session, run as written.
 
 mod support;
 
@@ -22,4 +23,5 @@ mod guard;
 mod hooks;
 mod hostile;
 mod node_lite;
+mod readme;
 mod serve;
