@@ -5,6 +5,8 @@
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
+use redb::ReadableTableMetadata;
+
 use super::{db_err, from_json, to_json, Store, StoreError, AUDIT};
 
 /// Entries kept; each append beyond this drops the oldest.
@@ -24,8 +26,12 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Appends one entry.
+    /// Appends one entry, dropping the oldest past [`MAX_AUDIT_ENTRIES`].
     pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.audit_keeping(entry, MAX_AUDIT_ENTRIES)
+    }
+
+    fn audit_keeping(&self, entry: &AuditEntry, keep: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(AUDIT).map_err(db_err)?;
@@ -36,6 +42,9 @@ impl Store {
             table
                 .insert(next, to_json(entry).as_str())
                 .map_err(db_err)?;
+            while table.len().map_err(db_err)? > keep {
+                table.pop_first().map_err(db_err)?;
+            }
         }
         txn.commit().map_err(db_err)
     }
@@ -76,7 +85,29 @@ mod tests {
             .unwrap();
         }
         let tail = s.audit_tail(2).unwrap();
+        assert_eq!(s.audit_tail(100).unwrap().len(), 5);
         assert_eq!(tail.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [4, 5]);
         assert_eq!(tail[1].1.status, 204);
+    }
+
+    #[test]
+    fn the_oldest_entries_go_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+        for i in 0..7u64 {
+            let e = AuditEntry {
+                at: i,
+                actor: "a".into(),
+                action: "POST /x".into(),
+                status: 200,
+            };
+            s.audit_keeping(&e, 3).unwrap();
+        }
+        let seqs: Vec<u64> = s.audit_tail(100).unwrap().iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            seqs,
+            [5, 6, 7],
+            "numbering continues; only the newest 3 remain"
+        );
     }
 }
