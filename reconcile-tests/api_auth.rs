@@ -347,7 +347,7 @@ async fn users_and_status_go_through_the_socket_or_the_database() {
             && st
                 .stdout
                 .lines()
-                .any(|l| l.starts_with("alice/web") && l.contains("running"))
+                .any(|l| phase_of(l, "alice/web") == Some("running"))
     })
     .await;
     root.berth(&["users", "remove", "alice"])
@@ -371,7 +371,7 @@ async fn users_and_status_go_through_the_socket_or_the_database() {
     assert!(
         st.stdout
             .lines()
-            .any(|l| l.starts_with("alice/web") && l.contains("running")),
+            .any(|l| phase_of(l, "alice/web") == Some("running")),
         "{st}"
     );
 }
@@ -407,4 +407,10 @@ async fn serve_refuses_a_database_it_cannot_read() {
         .await
         .expect_code(2)
         .expect_contains("schema version 99");
+}
+
+/// The PHASE column of `berth status` for `app`.
+fn phase_of<'a>(line: &'a str, app: &str) -> Option<&'a str> {
+    let mut cols = line.split_whitespace();
+    (cols.next() == Some(app)).then(|| cols.next()).flatten()
 }

@@ -71,7 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let main_loop = tokio::spawn(reconciler.clone().serve(trigger, shutdown.clone()));
     let saver = tokio::spawn(save_status(
         reconciler.status.clone(),
-        store,
+        store.clone(),
         shutdown.clone(),
     ));
     let api_addr = tcp.local_addr().context("reading the API address")?;
@@ -89,6 +89,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     main_loop.await.context("reconcile loop panicked")?;
     let _ = saver.await;
+    // The loop's last pass may end after the saver stopped: save its final word here.
+    if let Err(e) = store.replace_statuses(&reconciler.status.snapshot()) {
+        warn!(cause = %e, "cannot save app status to the database");
+    }
     let _ = std::fs::remove_file(config.socket_path());
     info!("berth stopped");
     Ok(())
@@ -147,23 +151,20 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Saves the status board to the database when it changes, and at least every minute so
-/// `last_reconcile` stays fresh; once more at shutdown.
+/// `last_reconcile` stays fresh. (`serve` saves once more after the loop has stopped.)
 async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: CancellationToken) {
     const EVERY: Duration = Duration::from_secs(60);
     loop {
-        let stop = tokio::select! {
-            _ = shutdown.cancelled() => true,
-            _ = board.changed.notified() => false,
-            _ = tokio::time::sleep(EVERY) => false,
-        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = board.changed.notified() => {}
+            _ = tokio::time::sleep(EVERY) => {}
+        }
         let (board2, store2) = (board.clone(), store.clone());
         let saved =
             tokio::task::spawn_blocking(move || store2.replace_statuses(&board2.snapshot())).await;
         if let Ok(Err(e)) = saved {
             warn!(cause = %e, "cannot save app status to the database");
-        }
-        if stop {
-            return;
         }
     }
 }
