@@ -1,7 +1,10 @@
 //! Measures the reconcile core against the raw Docker API on the same machine, in one run:
 //! - a no-op pass over 50 apps (scan + list + plan) vs one raw `list containers` call;
 //! - manifest write -> container running under `berth serve` vs raw create+start;
-//! - the daemon's resident memory with 50 apps.
+//! - the HTTP API under `berth serve`: `GET /apps` (50 apps, cached container list) and a
+//!   bridge call (client-key check in redb) vs the raw list and `GET /healthz` (the HTTP
+//!   floor), and `POST .../deploy` -> new container started vs raw create+start;
+//! - the daemon's resident memory with 50 apps, after the API traffic.
 //!
 //! Run: `cargo bench --bench reconcile` (needs the engine and `berth-test-busybox:1`, as the
 //! tests do: `scripts/ensure-docker.sh && scripts/build-test-image.sh`).
@@ -52,7 +55,21 @@ async fn main() {
             "template = \"bb-v1\"\n",
         );
     }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut toml = std::fs::read_to_string(root.join("berth.toml")).unwrap();
+    toml.push_str(&format!("listen = \"127.0.0.1:{port}\"\n"));
+    write(&root.join("berth.toml"), &toml);
     let config = Arc::new(Config::load(None, Some(root)).unwrap());
+    let (token, client_key) = {
+        let store = berth::store::Store::open(&config.database).unwrap();
+        let token = store.add_user("bench", berth::store::Role::Admin).unwrap();
+        let app = berth::names::AppKey::new("user0", "app0").unwrap();
+        (token, store.issue_client_key(&app, 0).unwrap().1)
+    };
     let engine = Engine::connect(&instance).await.expect("a Docker engine");
     let docker = engine.docker().clone();
     let reconciler = Reconciler::new(config.clone(), Executor::new(config.clone(), engine));
@@ -101,6 +118,7 @@ async fn main() {
 
     // Baseline for a deploy: raw create + start of the same image.
     let mut raw_start = Vec::new();
+    let mut raw_recreate = Vec::new();
     for i in 0..5 {
         let body = bollard::models::ContainerCreateBody {
             image: Some(IMAGE.into()),
@@ -121,9 +139,29 @@ async fn main() {
             ..Default::default()
         };
         let t = Instant::now();
-        let id = docker.create_container(Some(opts), body).await.unwrap().id;
+        let id = docker
+            .create_container(Some(opts.clone()), body.clone())
+            .await
+            .unwrap()
+            .id;
         docker.start_container(&id, None).await.unwrap();
         raw_start.push(t.elapsed());
+        // A recreate by hand: stop + remove the old one, create + start the new one.
+        let t = Instant::now();
+        docker
+            .stop_container(
+                &id,
+                Some(bollard::query_parameters::StopContainerOptions {
+                    t: Some(1),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap();
+        docker.remove_container(&id, None).await.unwrap();
+        let id = docker.create_container(Some(opts), body).await.unwrap().id;
+        docker.start_container(&id, None).await.unwrap();
+        raw_recreate.push(t.elapsed());
         docker
             .remove_container(
                 &id,
@@ -136,6 +174,7 @@ async fn main() {
             .unwrap();
     }
     let raw_start = median(raw_start);
+    let raw_recreate = median(raw_recreate);
 
     // berth serve: write a manifest, wait for Docker's start event for that container.
     let bin = env!("CARGO_BIN_EXE_berth");
@@ -175,6 +214,83 @@ async fn main() {
         "file write -> container started under serve, median of 5: {} = {:.2}x raw create+start",
         ms(deploy),
         deploy.as_secs_f64() / raw_start.as_secs_f64()
+    );
+
+    // The API, same daemon.
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let auth = format!("Bearer {token}");
+    let timed = |label: &'static str| (label, Vec::new());
+    let mut health = timed("GET /healthz");
+    let mut apps = timed("GET /apps (50 apps)");
+    let mut bridge = timed("GET /bridge/apps/user0/app0 (client key)");
+    for _ in 0..ROUNDS {
+        for (series, path, header) in [
+            (&mut health, "/healthz", ("x-none", "")),
+            (&mut apps, "/apps", ("authorization", auth.as_str())),
+            (
+                &mut bridge,
+                "/bridge/apps/user0/app0",
+                ("x-app-key", client_key.as_str()),
+            ),
+        ] {
+            let t = Instant::now();
+            let resp = http
+                .get(format!("{base}{path}"))
+                .header(header.0, header.1)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+            let _ = resp.bytes().await.unwrap();
+            series.1.push(t.elapsed());
+        }
+    }
+    for (label, v) in [health, apps, bridge] {
+        let m = median(v);
+        println!(
+            "{label}, median of {ROUNDS}: {} = {:.2}x raw docker list",
+            ms(m),
+            m.as_secs_f64() / raw.as_secs_f64()
+        );
+    }
+    let mut api_deploy = Vec::new();
+    for _ in 0..5 {
+        let name = format!("paas-app-{instance}-user1-app1");
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["start".to_string()]),
+            ("container".to_string(), vec![name.clone()]),
+        ]);
+        let mut events = docker.events(Some(EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t = Instant::now();
+        let resp = http
+            .post(format!("{base}/apps/user1/app1/deploy"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+        tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("redeployed container started")
+            .unwrap()
+            .unwrap();
+        api_deploy.push(t.elapsed());
+    }
+    let api_deploy = median(api_deploy);
+    println!(
+        "raw docker stop+remove+create+start, median of 5: {}",
+        ms(raw_recreate)
+    );
+    println!(
+        "POST /deploy -> new container started, median of 5: {} = {:.2}x raw stop+remove+create+start",
+        ms(api_deploy),
+        api_deploy.as_secs_f64() / raw_recreate.as_secs_f64()
     );
 
     let status = std::fs::read_to_string(format!("/proc/{}/status", serve.id())).unwrap();
