@@ -325,7 +325,7 @@ async fn quotas_answer_409_naming_the_limit() {
 }
 
 #[tokio::test]
-async fn delete_with_purge_tells_the_pre_delete_hook() {
+async fn delete_with_purge_tells_the_hook_and_drops_only_that_workspace() {
     let r = ApiRoot::start("apipurge", &[]).await;
     let (api, alice) = (&r.api, r.alice.as_str());
     let record = r.root.path().join("purges.log");
@@ -337,6 +337,12 @@ async fn delete_with_purge_tells_the_pre_delete_hook() {
             record.display()
         ),
     );
+    let workspace = |app: &str| {
+        let dir = r.root.app_dir("alice", app);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("server.js"), "// the user's code\n").unwrap();
+        dir
+    };
     for app in ["keep", "drop"] {
         api.post(
             "/apps",
@@ -347,16 +353,34 @@ async fn delete_with_purge_tells_the_pre_delete_hook() {
         .expect(201);
         r.root.wait_running("alice", app, T).await;
     }
+    let (keep, drop) = (workspace("keep"), workspace("drop"));
     api.delete("/apps/alice/keep", alice).await.expect(200);
     let purged = api.delete("/apps/alice/drop?purge=true", alice).await;
     purged.expect(200);
     assert_eq!(purged.json()["purge"], true);
     r.root.wait_gone("alice", "keep", T).await;
     r.root.wait_gone("alice", "drop", T).await;
+    wait_until(T, "the purged workspace to go", || async { !drop.exists() }).await;
+    assert!(
+        keep.join("server.js").exists(),
+        "a plain delete keeps the workspace"
+    );
     let log = std::fs::read_to_string(&record).unwrap_or_default();
     let mut lines: Vec<&str> = log.lines().collect();
     lines.sort();
     assert_eq!(lines, ["drop purge=1", "keep purge=0"], "{log}");
+
+    // An app that never had a container (its manifest is broken) is purged all the same.
+    r.root.write_manifest("alice", "broken", "template = [\n");
+    let broken = workspace("broken");
+    api.delete("/apps/alice/broken?purge=true", alice)
+        .await
+        .expect(200);
+    wait_until(T, "the never-started app's workspace to go", || async {
+        !broken.exists()
+    })
+    .await;
+
     // A purge that failed (no such app) is not remembered for a later app of that name.
     api.delete("/apps/alice/ghost?purge=true", alice)
         .await
@@ -369,8 +393,10 @@ async fn delete_with_purge_tells_the_pre_delete_hook() {
     .await
     .expect(201);
     r.root.wait_running("alice", "ghost", T).await;
+    let ghost = workspace("ghost");
     api.delete("/apps/alice/ghost", alice).await.expect(200);
     r.root.wait_gone("alice", "ghost", T).await;
     let log = std::fs::read_to_string(&record).unwrap();
     assert!(log.lines().any(|l| l == "ghost purge=0"), "{log}");
+    assert!(ghost.join("server.js").exists());
 }

@@ -37,8 +37,9 @@ pub struct Executor {
     engine: Engine,
     /// Serializes hooks per template.
     hooks: HookRunner,
-    /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1`. Set by
-    /// the API before it removes the manifest; cleared once the removal succeeded.
+    /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
+    /// berth then removes the workspace itself. Set by the API once the manifest is gone;
+    /// cleared when the purge is done or the app's manifest comes back.
     purges: Mutex<HashSet<AppKey>>,
 }
 
@@ -59,9 +60,35 @@ impl Executor {
         self.purges.lock().expect("purges").insert(key.clone());
     }
 
-    /// Withdraws a purge request (the delete it belonged to failed).
+    /// Withdraws a purge request (the app's manifest is back).
     pub fn cancel_purge(&self, key: &AppKey) {
         self.purges.lock().expect("purges").remove(key);
+    }
+
+    /// Apps with a purge request outstanding.
+    pub fn pending_purges(&self) -> Vec<AppKey> {
+        self.purges
+            .lock()
+            .expect("purges")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Removes `key`'s workspace and clears its purge request. The path is built from
+    /// checked names; a symlink there is removed, not followed.
+    pub fn finish_purge(&self, key: &AppKey) {
+        let dir = self.workspace(key);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => info!(app = %key, dir = %dir.display(), "purged workspace"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(app = %key, dir = %dir.display(), cause = %e, "cannot purge workspace"),
+        }
+        self.cancel_purge(key);
+    }
+
+    fn workspace(&self, key: &AppKey) -> std::path::PathBuf {
+        self.config.apps_dir.join(&key.userid).join(&key.appname)
     }
 
     /// The engine, for reads the reconciler makes.
@@ -134,7 +161,9 @@ impl Executor {
                 for c in containers {
                     self.stop_and_remove(c).await?;
                 }
-                self.purges.lock().expect("purges").remove(&change.key);
+                if purge {
+                    self.finish_purge(&change.key);
+                }
                 Ok(())
             }
         }
@@ -173,7 +202,7 @@ impl Executor {
         let env = HookEnv {
             key: key.clone(),
             template_dir: t.dir.clone(),
-            app_dir: self.config.apps_dir.join(&key.userid).join(&key.appname),
+            app_dir: self.workspace(key),
             shared_dir: self.config.shared_dir.join(&t.id),
             purge,
         };

@@ -41,6 +41,10 @@ pub enum WriteError {
         /// The current etag.
         current: String,
     },
+    /// A path berth would write is not what it must be (a link, a file where a directory
+    /// belongs); berth refuses to write through it.
+    #[error("{0}")]
+    OddPath(String),
     /// The file system failed.
     #[error("{0}")]
     Io(String),
@@ -101,7 +105,7 @@ impl ManifestFiles {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&self.shown(key), e)),
             Ok(m) if !m.is_file() => {
-                return Err(WriteError::Io(format!(
+                return Err(WriteError::OddPath(format!(
                     "{} is not a regular file; berth does not follow links",
                     self.shown(key).display()
                 )))
@@ -233,7 +237,7 @@ impl ManifestFiles {
         let shown = self.shown(key);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if !m.is_dir() => {
-                return Err(WriteError::Io(format!(
+                return Err(WriteError::OddPath(format!(
                     "{} is not a directory; berth does not write through links",
                     dir.display()
                 )))
@@ -244,9 +248,19 @@ impl ManifestFiles {
             }
             Err(e) => return Err(io(&shown, e)),
         }
-        let tmp = dir.join(format!(".{}.toml.{}.tmp", key.appname, std::process::id()));
+        // A fresh random name, created exclusively: a planted file or symlink of that name
+        // (state/ may be a git checkout anyone can push to) makes the write fail instead of
+        // writing through it. The leading '.' keeps the scanner and watcher away.
+        let tmp = dir.join(format!(
+            ".{}.toml.{}.tmp",
+            key.appname,
+            crate::secret::new_key_id()
+        ));
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, self.path(key))?;
@@ -399,6 +413,31 @@ mod tests {
             wins += t.await.unwrap() as usize;
         }
         assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn a_planted_symlink_is_never_written_through() {
+        let (d, files) = setup("");
+        let k = key("alice", "web");
+        files.create(&k, "t1").await.unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // Whatever temp name berth picks, a link at the manifest's own path is replaced, not
+        // followed, and a link where the user directory belongs is refused.
+        std::os::unix::fs::symlink(&victim, d.path().join("state/apps/alice/web.toml.lnk"))
+            .unwrap();
+        let c = files.read(&k).unwrap().unwrap();
+        files
+            .replace(&k, "template = \"t1\"\n", &c.etag)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_file(d.path().join("state/apps/alice/web.toml")).unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("state/apps/alice/web.toml")).unwrap();
+        let err = files.read(&k).unwrap_err();
+        assert!(matches!(err, WriteError::OddPath(_)), "{err}");
+        assert!(files.edit(&k, |_| {}).await.is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[tokio::test]

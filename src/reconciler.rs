@@ -191,6 +191,7 @@ impl Reconciler {
                             app,
                         ));
                     }
+                    self.settle_purges(&desired, &observed, &plan, &busy);
                     let keys: HashSet<&AppKey> = desired
                         .apps
                         .keys()
@@ -233,6 +234,31 @@ impl Reconciler {
             "shutting down: waiting for running actions"
         );
         while inflight.join_next().await.is_some() {}
+    }
+}
+
+impl Reconciler {
+    /// Purge requests whose app has no container left to remove (it never had one, or it was
+    /// removed without the request) are carried out here; a request whose manifest came back
+    /// is dropped, so it can never fire on a later delete of a new app with that name.
+    fn settle_purges(
+        &self,
+        desired: &DesiredState,
+        observed: &[Observed],
+        plan: &Plan,
+        busy: &HashSet<AppKey>,
+    ) {
+        for key in self.exec.pending_purges() {
+            if desired.apps.contains_key(&key) {
+                self.exec.cancel_purge(&key);
+            } else if !desired.frozen_users.contains_key(&key.userid)
+                && !busy.contains(&key)
+                && !observed.iter().any(|o| o.key == key)
+                && !plan.changes.iter().any(|c| c.key == key)
+            {
+                self.exec.finish_purge(&key);
+            }
+        }
     }
 }
 

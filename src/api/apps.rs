@@ -231,15 +231,11 @@ async fn remove(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.check_app(&key)?;
-    // Asked before the file goes, so the pass that removes the container sees it.
+    s.files.delete(&key).await?;
+    // Asked right after the file goes and before the loop is woken, so the pass that removes
+    // the container sees it (the watcher's debounce is far longer than this gap).
     if q.purge {
         s.executor.request_purge(&key);
-    }
-    if let Err(e) = s.files.delete(&key).await {
-        if q.purge {
-            s.executor.cancel_purge(&key);
-        }
-        return Err(e.into());
     }
     let revoked = s.store.revoke_app_keys(&key)?;
     s.nudge();

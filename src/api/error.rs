@@ -130,6 +130,7 @@ impl From<WriteError> for ApiError {
                 message,
             },
             WriteError::Stale { .. } => ApiError::PreconditionFailed(message),
+            WriteError::OddPath(_) => ApiError::Conflict(message),
             WriteError::Io(_) => ApiError::Internal(message),
         }
     }
