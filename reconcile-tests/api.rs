@@ -146,6 +146,18 @@ async fn the_whole_app_life_cycle_goes_through_the_api() {
         );
     }
     api.get("/audit", alice).await.expect(403);
+    // Anonymous calls are counted, not audited.
+    let last_seq =
+        || async { api.get("/audit?tail=1", &r.admin).await.json()["entries"][0]["seq"].as_u64() };
+    let before = last_seq().await;
+    api.send(Method::POST, "/apps/alice/web/stop", &[], None)
+        .await
+        .expect(401);
+    assert_eq!(
+        last_seq().await,
+        before,
+        "an unauthenticated call reached the audit log"
+    );
 
     // Metrics count passes, actions and requests by route pattern.
     let metrics = api.send(Method::GET, "/metrics", &[], None).await;
@@ -364,6 +376,12 @@ async fn delete_with_purge_tells_the_hook_and_drops_only_that_workspace() {
     assert!(
         keep.join("server.js").exists(),
         "a plain delete keeps the workspace"
+    );
+    let audit = api.get("/audit?tail=10", &r.admin).await;
+    assert!(
+        audit.text.contains("DELETE /apps/alice/drop?purge=true"),
+        "{}",
+        audit.text
     );
     let log = std::fs::read_to_string(&record).unwrap_or_default();
     let mut lines: Vec<&str> = log.lines().collect();

@@ -245,11 +245,63 @@ async fn failed_key_attempts_are_limited_per_address() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
-    // Locked out means locked out, for a good key or token from that address too.
+    // Locked out means locked out, for a good key or token from that address too; an
+    // X-Forwarded-For from an untrusted peer changes nothing.
     api.bridge(Method::GET, "/bridge/apps/alice/web", Some(&key))
         .await
         .expect(429);
     api.get("/apps", &r.alice).await.expect(429);
+    api.send(
+        Method::GET,
+        "/bridge/apps/alice/web",
+        &[("x-app-key", &key), ("x-forwarded-for", "10.9.9.9")],
+        None,
+    )
+    .await
+    .expect(429);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_count_per_client() {
+    let r = ApiRoot::start("apiproxy", &[("trusted_proxies", "[\"127.0.0.1\"]")]).await;
+    let api = &r.api;
+    r.root.write_manifest("alice", "web", MINIMAL);
+    let key = api
+        .post("/apps/alice/web/client-keys", &r.alice, None)
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bogus = format!("client.0000000000000000.{}", "A".repeat(43));
+    let via = |client: &'static str, k: String| async move {
+        api.send(
+            Method::GET,
+            "/bridge/apps/alice/web",
+            &[("x-app-key", &k), ("x-forwarded-for", client)],
+            None,
+        )
+        .await
+        .status
+    };
+    for _ in 0..10 {
+        assert_eq!(via("203.0.113.9", bogus.clone()).await, 401);
+    }
+    assert_eq!(
+        via("203.0.113.9", key.clone()).await,
+        429,
+        "the guessing client is locked out"
+    );
+    assert_eq!(
+        via("198.51.100.7", key.clone()).await,
+        200,
+        "other clients behind the proxy are not"
+    );
+    assert_eq!(
+        via("203.0.113.9, 198.51.100.7", key.clone()).await,
+        200,
+        "the last entry (what the proxy saw) counts, not what the client claims"
+    );
 }
 
 #[tokio::test]
@@ -283,7 +335,8 @@ async fn secrets_appear_only_where_they_are_issued() {
         .await
         .expect(200);
     // A wrong secret presented for a real key id must not be echoed either.
-    let wrong = format!("{}x", &key[..key.len() - 1]);
+    let last = if key.ends_with('x') { "y" } else { "x" };
+    let wrong = format!("{}{last}", &key[..key.len() - 1]);
     api.bridge(Method::GET, "/bridge/apps/alice/web", Some(&wrong))
         .await;
 

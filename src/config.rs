@@ -35,6 +35,7 @@ struct ConfigFile {
     max_apps_per_user: usize,
     max_total_apps: usize,
     prune_guard: Option<usize>,
+    trusted_proxies: Vec<std::net::IpAddr>,
     defaults: ResourceOverrides,
     templates: BTreeMap<String, TemplateOverride>,
 }
@@ -57,6 +58,7 @@ impl Default for ConfigFile {
             max_apps_per_user: 5,
             max_total_apps: 20,
             prune_guard: None,
+            trusted_proxies: Vec::new(),
             defaults: ResourceOverrides::default(),
             templates: BTreeMap::new(),
         }
@@ -105,6 +107,9 @@ pub struct Config {
     /// Removals one pass may make before the mass-removal guard holds them all; `None` means
     /// the default rule (more than 3 and more than half of the running apps).
     pub prune_guard: Option<usize>,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client, so failed-key limits
+    /// count per client rather than per proxy. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Resource limits when a manifest sets none; `None` fields fall through to the template.
     pub defaults: ResourceOverrides,
     /// Per-template overrides, by template id.
@@ -175,6 +180,7 @@ impl Config {
             max_apps_per_user: f.max_apps_per_user,
             max_total_apps: f.max_total_apps,
             prune_guard: f.prune_guard,
+            trusted_proxies: f.trusted_proxies,
             defaults: f.defaults,
             templates: f.templates,
         })

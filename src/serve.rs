@@ -24,6 +24,9 @@ use crate::reconciler::Reconciler;
 use crate::status::StatusBoard;
 use crate::store::Store;
 
+/// How long shutdown waits for open API requests.
+const API_DRAIN: Duration = Duration::from_secs(10);
+
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
@@ -82,16 +85,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     info!("shutdown requested");
     shutdown.cancel();
     let _ = events.await;
-    for (name, task) in [("API", api_tcp), ("socket API", api_unix)] {
-        if let Ok(Err(e)) = task.await {
-            warn!(cause = %e, "{name} stopped with an error");
+    for (name, mut task) in [("API", api_tcp), ("socket API", api_unix)] {
+        // Graceful shutdown waits for open requests; a client that never finishes its request
+        // must not keep berth from stopping.
+        match tokio::time::timeout(API_DRAIN, &mut task).await {
+            Ok(Ok(Err(e))) => warn!(cause = %e, "{name} stopped with an error"),
+            Ok(_) => {}
+            Err(_) => {
+                warn!("{name}: requests still open after {API_DRAIN:?}; closing them");
+                task.abort();
+            }
         }
     }
     main_loop.await.context("reconcile loop panicked")?;
     let _ = saver.await;
     // The loop's last pass may end after the saver stopped: save its final word here.
-    if let Err(e) = store.replace_statuses(&reconciler.status.snapshot()) {
-        warn!(cause = %e, "cannot save app status to the database");
+    if reconciler.status.is_filled() {
+        if let Err(e) = store.replace_statuses(&reconciler.status.snapshot()) {
+            warn!(cause = %e, "cannot save app status to the database");
+        }
     }
     let _ = std::fs::remove_file(config.socket_path());
     info!("berth stopped");
@@ -143,8 +155,14 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         }
         _ => {}
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    // The socket is created 0600 (umask 077 around the bind), so no one else can connect
+    // in the moment before the chmod; the chmod makes the mode exact whatever the umask was.
+    // SAFETY: umask(2) only swaps the process's file mode mask; no other thread creates files
+    // during startup.
+    let old = unsafe { libc::umask(0o077) };
+    let bound = UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", path.display()))?;
     Ok(listener)
@@ -159,6 +177,9 @@ async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: Cance
             _ = shutdown.cancelled() => return,
             _ = board.changed.notified() => {}
             _ = tokio::time::sleep(EVERY) => {}
+        }
+        if !board.is_filled() {
+            continue;
         }
         let (board2, store2) = (board.clone(), store.clone());
         let saved =

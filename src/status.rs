@@ -79,6 +79,9 @@ pub struct StatusBoard {
     apps: Mutex<BTreeMap<AppKey, AppStatus>>,
     /// Woken when a replace changed some app's phase or error, so the status can be saved.
     pub changed: tokio::sync::Notify,
+    /// Set by the first replace: until a pass has succeeded the board knows nothing, and
+    /// saving it would wipe the status saved by the last run.
+    filled: std::sync::atomic::AtomicBool,
 }
 
 impl StatusBoard {
@@ -95,10 +98,17 @@ impl StatusBoard {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         *apps = next;
+        self.filled
+            .store(true, std::sync::atomic::Ordering::Release);
         if !changed.is_empty() {
             self.changed.notify_one();
         }
         changed
+    }
+
+    /// True once a pass has filled the board.
+    pub fn is_filled(&self) -> bool {
+        self.filled.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A copy of the board.

@@ -34,10 +34,10 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// The name written to the audit log.
+    /// The name written to the audit log; `@socket` cannot be a user name.
     pub fn name(&self) -> &str {
         match self {
-            Caller::Local => "local",
+            Caller::Local => "@socket",
             Caller::User(u) => &u.name,
         }
     }
@@ -81,11 +81,26 @@ impl Caller {
     }
 }
 
-fn source_ip(parts: &Parts) -> IpAddr {
-    parts
+/// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` (the one that proxy saw). Other peers' `X-Forwarded-For` is ignored, so a
+/// client cannot pick its own address.
+fn source_ip(parts: &Parts, state: &AppState) -> IpAddr {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    if !state.config.trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 fn set_actor(parts: &Parts, name: String) {
@@ -110,10 +125,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         if parts.extensions.get::<LocalSocket>().is_some() {
-            set_actor(parts, "local".into());
+            set_actor(parts, Caller::Local.name().into());
             return Ok(Caller::Local);
         }
-        let ip = source_ip(parts);
+        let ip = source_ip(parts, state);
         not_locked_out(state, ip)?;
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
             return Err(ApiError::Unauthorized(
@@ -166,7 +181,7 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let ip = source_ip(parts);
+        let ip = source_ip(parts, state);
         not_locked_out(state, ip)?;
         let Some(value) = parts.headers.get("x-app-key") else {
             return Err(ApiError::Unauthorized(

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::extract::AppPath;
 use super::AppState;
 use crate::manifest::Manifest;
+use crate::manifest_files::WriteError;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -54,7 +55,14 @@ async fn activate(
     let c = s
         .files
         .edit(&key, |doc| doc["state"] = toml_edit::value("running"))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The parse error quotes the file; a client-key holder must not read it.
+            WriteError::Invalid(_) | WriteError::UnknownTemplate(_) => ApiError::Conflict(
+                "the app's manifest is broken; its owner must fix it first".into(),
+            ),
+            other => other.into(),
+        })?;
     s.nudge();
     Ok(Json(json!({ "state": "running", "etag": c.etag })))
 }

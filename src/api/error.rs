@@ -25,6 +25,9 @@ pub enum ApiError {
     /// No such app, key or user.
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, not with this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
     /// Already exists.
     #[error("{0}")]
     Conflict(String),
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Quota(_) => (StatusCode::CONFLICT, "quota_exceeded"),
             ApiError::PreconditionRequired(_) => {

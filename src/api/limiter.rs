@@ -1,6 +1,7 @@
 //! Failed-authentication limiter: after [`MAX_FAILURES`] bad tokens or keys from one source
-//! address within [`WINDOW`], that address gets 429 until the window ends. Pure bookkeeping
-//! with the clock passed in, so it is tested without sleeping.
+//! address within [`WINDOW`], that address gets 429 until the window ends. IPv6 addresses
+//! count per /64, since one host usually holds a whole /64. Pure bookkeeping with the clock
+//! passed in, so it is tested without sleeping.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,20 +22,38 @@ pub struct FailureLimiter {
     seen: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
+/// The unit that is counted: the address itself for IPv4, its /64 for IPv6.
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
 impl FailureLimiter {
     /// `Some(seconds to wait)` when `ip` is locked out at `now`.
     pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let seen = self.seen.lock().expect("limiter");
-        let (n, start) = *seen.get(&ip)?;
+        let (n, start) = *seen.get(&bucket(ip))?;
         let end = start + WINDOW;
         (n >= MAX_FAILURES && now < end).then(|| (end - now).as_secs().max(1))
     }
 
     /// Records one failed attempt from `ip` at `now`.
     pub fn fail(&self, ip: IpAddr, now: Instant) {
+        let ip = bucket(ip);
         let mut seen = self.seen.lock().expect("limiter");
-        if seen.len() >= MAX_TRACKED {
+        if seen.len() >= MAX_TRACKED && !seen.contains_key(&ip) {
             seen.retain(|_, (_, start)| now < *start + WINDOW);
+            // Still full of live entries: forget the oldest window, so memory stays bounded.
+            if seen.len() >= MAX_TRACKED {
+                if let Some(oldest) = seen.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| *k) {
+                    seen.remove(&oldest);
+                }
+            }
         }
         let entry = seen.entry(ip).or_insert((0, now));
         if now >= entry.1 + WINDOW {
@@ -65,5 +84,35 @@ mod tests {
         // A new window starts counting from zero.
         l.fail(ip, t0 + WINDOW);
         assert_eq!(l.blocked(ip, t0 + WINDOW), None);
+    }
+
+    #[test]
+    fn ipv6_counts_per_slash_64_and_mapped_v4_as_v4() {
+        let l = FailureLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            l.fail(ip, t0);
+        }
+        let neighbour: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.blocked(neighbour, t0).is_some());
+        assert_eq!(l.blocked(elsewhere, t0), None);
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            l.fail(mapped, t0);
+        }
+        assert!(l.blocked(v4, t0).is_some());
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_many_live_addresses() {
+        let l = FailureLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_TRACKED as u32 + 500) {
+            l.fail(IpAddr::V4(i.into()), t0);
+        }
+        assert!(l.seen.lock().unwrap().len() <= MAX_TRACKED);
     }
 }

@@ -113,9 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(users::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest("method not allowed on this endpoint".into())
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
@@ -137,28 +135,46 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 /// Counts the request and, for mutating methods, appends it to the audit log with the
-/// caller the auth extractor found (`-` when none authenticated).
+/// caller the auth extractor found. Calls that never authenticated have no "who" and are
+/// only counted (in `berth_api_requests_total`), so anonymous traffic cannot flood the log.
 async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let path: String = req.uri().path().chars().take(512).collect();
+    let path: String = req
+        .uri()
+        .path_and_query()
+        .map_or("", |p| p.as_str())
+        .chars()
+        .take(512)
+        .collect();
     let actor = auth::AuditActor::default();
     req.extensions_mut().insert(actor.clone());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     state.metrics.request(method_label(&method), &route, status);
-    if !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    let who = actor.0.get().cloned();
+    if let (false, Some(actor)) = (
+        matches!(method, Method::GET | Method::HEAD | Method::OPTIONS),
+        who,
+    ) {
         let entry = AuditEntry {
             at: unix_now(),
-            actor: actor.0.get().cloned().unwrap_or_else(|| "-".into()),
+            actor,
             action: format!("{} {}", method_label(&method), path.escape_debug()),
             status,
         };
-        if let Err(e) = state.store.audit(&entry) {
-            error!(cause = %e, action = %entry.action, "cannot write the audit log");
+        let store = state.store.clone();
+        // redb commits fsync: keep them off the async workers.
+        match tokio::task::spawn_blocking(move || store.audit(&entry).map_err(|e| (e, entry))).await
+        {
+            Ok(Err((e, entry))) => {
+                error!(cause = %e, action = %entry.action, "cannot write the audit log")
+            }
+            Err(e) => error!(cause = %e, "audit task failed"),
+            Ok(Ok(())) => {}
         }
     }
     resp

@@ -17,9 +17,9 @@ pub const MAX_AUDIT_ENTRIES: u64 = 100_000;
 pub struct AuditEntry {
     /// Unix seconds.
     pub at: u64,
-    /// User name, `client:<id>`, `local` (unix socket) or `-` (not authenticated).
+    /// User name, `client:<id>` (a client key) or `@socket` (the unix socket).
     pub actor: String,
-    /// Method and path, e.g. `POST /apps/alice/web/stop`.
+    /// Method, path and query, e.g. `DELETE /apps/alice/web?purge=true`.
     pub action: String,
     /// HTTP status of the answer.
     pub status: u16,
