@@ -31,6 +31,8 @@ struct ConfigFile {
     hook_timeout: Duration,
     #[serde(with = "humantime_serde")]
     stop_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    confirm_ttl: Duration,
     max_parallel: usize,
     max_apps_per_user: usize,
     max_total_apps: usize,
@@ -54,6 +56,7 @@ impl Default for ConfigFile {
             resync: Duration::from_secs(30),
             hook_timeout: Duration::from_secs(300),
             stop_timeout: Duration::from_secs(10),
+            confirm_ttl: Duration::from_secs(600),
             max_parallel: 4,
             max_apps_per_user: 5,
             max_total_apps: 20,
@@ -98,6 +101,9 @@ pub struct Config {
     pub hook_timeout: Duration,
     /// Grace period between SIGTERM and SIGKILL when stopping a container.
     pub stop_timeout: Duration,
+    /// How long a confirm token for a destructive API call (purge, releasing a held mass
+    /// removal) stays valid.
+    pub confirm_ttl: Duration,
     /// Apps converged at once.
     pub max_parallel: usize,
     /// Manifests per user that may run; later ones (path order) are over quota.
@@ -176,6 +182,7 @@ impl Config {
             resync: f.resync,
             hook_timeout: f.hook_timeout,
             stop_timeout: f.stop_timeout,
+            confirm_ttl: f.confirm_ttl,
             max_parallel: f.max_parallel,
             max_apps_per_user: f.max_apps_per_user,
             max_total_apps: f.max_total_apps,

@@ -6,6 +6,7 @@
 //! until its change finishes.** Failed changes and crash restarts wait out their backoff.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,6 +73,8 @@ pub struct Reconciler {
     pub status: Arc<StatusBoard>,
     /// Pass and action counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Set (by a confirmed API call) to lift the mass-removal guard for the next pass only.
+    pub prune_release: Arc<AtomicBool>,
 }
 
 impl Reconciler {
@@ -82,6 +85,7 @@ impl Reconciler {
             exec: Arc::new(exec),
             status: Default::default(),
             metrics: Default::default(),
+            prune_release: Default::default(),
         }
     }
 
@@ -152,9 +156,20 @@ impl Reconciler {
         loop {
             let started = Instant::now();
             let mut wake = started + self.config.resync;
+            let release = self.prune_release.swap(false, Ordering::SeqCst);
             match self.observe().await {
                 Ok((desired, observed)) => {
-                    let plan = plan(&desired, &observed, self.options(false));
+                    let plan = plan(&desired, &observed, self.options(release));
+                    if release {
+                        info!(
+                            removals = plan
+                                .changes
+                                .iter()
+                                .filter(|c| c.desired_hash.is_none())
+                                .count(),
+                            "mass-removal guard lifted for this pass by a confirmed API call"
+                        );
+                    }
                     self.metrics.pass(started.elapsed());
                     if plan.prune_blocked != last_blocked && !plan.prune_blocked.is_empty() {
                         let keys: Vec<String> =
@@ -211,6 +226,9 @@ impl Reconciler {
                     }
                 }
                 Err(e) => {
+                    if release {
+                        self.prune_release.store(true, Ordering::SeqCst);
+                    }
                     error!(cause = %e, "reconcile pass failed; retrying");
                     wake = wake.min(started + PASS_RETRY);
                 }

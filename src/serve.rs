@@ -70,6 +70,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: reconciler.metrics.clone(),
         limiter: Default::default(),
         containers: Default::default(),
+        confirmations: crate::api::confirm::Confirmations::new(config.confirm_ttl),
+        prune_release: reconciler.prune_release.clone(),
     });
     let main_loop = tokio::spawn(reconciler.clone().serve(trigger, shutdown.clone()));
     let saver = tokio::spawn(save_status(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -222,6 +222,8 @@ async fn deploy(
 struct DeleteQuery {
     #[serde(default)]
     purge: bool,
+    /// The token from the 202 answer to the same purge.
+    confirm: Option<String>,
 }
 
 async fn remove(
@@ -229,8 +231,37 @@ async fn remove(
     caller: Caller,
     AppPath(key): AppPath,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
+    if q.purge {
+        let action = format!("purge {key}");
+        match &q.confirm {
+            None => {
+                if s.files.read(&key)?.is_none() {
+                    return Err(ApiError::NotFound(format!("app {key} does not exist")));
+                }
+                let token = s
+                    .confirmations
+                    .issue(&action, caller.name(), Instant::now());
+                let ttl = s.confirmations.ttl();
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({
+                        "warning": format!(
+                            "this deletes {key} and its workspace apps/{}/{}, which cannot be undone; nothing was changed. Repeat the call with &confirm=<token> within {} to go ahead",
+                            key.userid, key.appname, humantime::format_duration(ttl)
+                        ),
+                        "confirm": token,
+                        "expires_in_seconds": ttl.as_secs(),
+                    })),
+                )
+                    .into_response());
+            }
+            Some(token) => s
+                .confirmations
+                .redeem(token, &action, caller.name(), Instant::now())?,
+        }
+    }
     s.files.delete(&key).await?;
     // Asked right after the file goes and before the loop is woken, so the pass that removes
     // the container sees it (the watcher's debounce is far longer than this gap).
@@ -243,7 +274,8 @@ async fn remove(
         "deleted": key.to_string(),
         "purge": q.purge,
         "revoked_client_keys": revoked,
-    })))
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -54,6 +54,9 @@ pub enum ApiError {
         /// What is wrong, with file:line:col for manifests.
         message: String,
     },
+    /// A confirm token that is unknown, used, expired or for another call.
+    #[error("{0}")]
+    ConfirmRefused(String),
     /// Too many failed key attempts from this address.
     #[error("too many failed authentication attempts; retry in {retry_after} s")]
     TooManyRequests {
@@ -89,6 +92,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::ConfirmRefused(_) => (StatusCode::CONFLICT, "confirm_refused"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }

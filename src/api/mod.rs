@@ -9,6 +9,7 @@
 mod apps;
 mod auth;
 mod bridge;
+pub mod confirm;
 mod error;
 mod extract;
 mod keys;
@@ -67,6 +68,10 @@ pub struct AppState {
     pub limiter: limiter::FailureLimiter,
     /// The engine's container list, reused for [`CONTAINER_CACHE_TTL`].
     pub containers: ContainerCache,
+    /// Outstanding confirm tokens for destructive calls.
+    pub confirmations: confirm::Confirmations,
+    /// Set to let the loop's next pass make a held mass removal.
+    pub prune_release: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -22,6 +22,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/audit", get(audit))
+        .route("/prune/release", post(release_prune))
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
@@ -60,4 +61,60 @@ async fn audit(
         })
         .collect();
     Ok(Json(serde_json::json!({ "entries": entries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmQuery {
+    confirm: Option<String>,
+}
+
+/// Lets the loop make a removal the mass-removal guard holds (admins; confirmed). Without a
+/// token: 202 with the apps that would go and a token. With it: the next pass removes them.
+async fn release_prune(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ConfirmQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    caller.check_admin()?;
+    let held: Vec<String> = s
+        .board
+        .snapshot()
+        .into_iter()
+        .filter(|(_, st)| st.phase == crate::status::Phase::PruneBlocked)
+        .map(|(k, _)| k.to_string())
+        .collect();
+    if held.is_empty() {
+        return Err(ApiError::Conflict(
+            "the mass-removal guard holds nothing right now".into(),
+        ));
+    }
+    let now = std::time::Instant::now();
+    match q.confirm {
+        None => {
+            let token = s.confirmations.issue("release prune", caller.name(), now);
+            let ttl = s.confirmations.ttl();
+            Ok((
+                axum::http::StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "warning": format!(
+                        "this removes the containers of {} apps whose manifests are gone; nothing was changed. Repeat with ?confirm=<token> within {} to go ahead",
+                        held.len(), humantime::format_duration(ttl)
+                    ),
+                    "apps": held,
+                    "confirm": token,
+                    "expires_in_seconds": ttl.as_secs(),
+                })),
+            )
+                .into_response())
+        }
+        Some(token) => {
+            s.confirmations
+                .redeem(&token, "release prune", caller.name(), now)?;
+            s.prune_release
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            s.nudge();
+            Ok(Json(serde_json::json!({ "released": held })).into_response())
+        }
+    }
 }

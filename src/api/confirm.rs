@@ -1,0 +1,140 @@
+//! Confirm tokens for destructive calls (the seed's "protection layer"): the first call
+//! answers 202 with a warning and a one-time token; repeating the call with the token, by the
+//! same caller, for the same target, before it expires, carries it out. Tokens live in memory:
+//! a restart forgets them, which only means asking again.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::error::ApiError;
+
+/// One outstanding confirmation.
+#[derive(Debug)]
+struct Pending {
+    /// What it confirms, e.g. `purge alice/web`.
+    action: String,
+    /// Who asked; only they may redeem it.
+    caller: String,
+    /// When it stops working.
+    expires: Instant,
+}
+
+/// Outstanding tokens.
+#[derive(Debug)]
+pub struct Confirmations {
+    /// Lifetime of a token (`confirm_ttl`).
+    ttl: Duration,
+    /// By token.
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// Most tokens outstanding at once; the oldest go first beyond this.
+const MAX_PENDING: usize = 1000;
+
+impl Confirmations {
+    /// Tokens living `ttl`.
+    pub fn new(ttl: Duration) -> Confirmations {
+        Confirmations {
+            ttl,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// Lifetime of a token.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A new token for `caller` to confirm `action`.
+    pub fn issue(&self, action: &str, caller: &str, now: Instant) -> String {
+        let token = format!(
+            "{}{}",
+            crate::secret::new_key_id(),
+            crate::secret::new_key_id()
+        );
+        let mut pending = self.pending.lock().expect("confirmations");
+        pending.retain(|_, p| p.expires > now);
+        if pending.len() >= MAX_PENDING {
+            if let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, p)| p.expires)
+                .map(|(k, _)| k.clone())
+            {
+                pending.remove(&oldest);
+            }
+        }
+        pending.insert(
+            token.clone(),
+            Pending {
+                action: action.to_string(),
+                caller: caller.to_string(),
+                expires: now + self.ttl,
+            },
+        );
+        token
+    }
+
+    /// Spends `token` for `action` by `caller`. A token is gone after one try, whether the
+    /// try matched or not, so it cannot be guessed at or reused.
+    pub fn redeem(
+        &self,
+        token: &str,
+        action: &str,
+        caller: &str,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let refused = |why: &str| {
+            ApiError::ConfirmRefused(format!("confirm token {why}; ask again without it"))
+        };
+        let Some(p) = self.pending.lock().expect("confirmations").remove(token) else {
+            return Err(refused("unknown or already used"));
+        };
+        if p.expires <= now {
+            return Err(refused("expired"));
+        }
+        if p.action != action || p.caller != caller {
+            return Err(refused("was issued for another call"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_time_scoped_and_expiring() {
+        let c = Confirmations::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let t = c.issue("purge alice/web", "alice", t0);
+        assert!(c.redeem(&t, "purge alice/web", "alice", t0).is_ok());
+        assert!(
+            c.redeem(&t, "purge alice/web", "alice", t0).is_err(),
+            "reused"
+        );
+
+        let t = c.issue("purge alice/web", "alice", t0);
+        assert!(
+            c.redeem(&t, "purge alice/other", "alice", t0).is_err(),
+            "other target"
+        );
+        assert!(
+            c.redeem(&t, "purge alice/web", "alice", t0).is_err(),
+            "spent by the miss"
+        );
+
+        let t = c.issue("purge alice/web", "alice", t0);
+        assert!(
+            c.redeem(&t, "purge alice/web", "bob", t0).is_err(),
+            "other caller"
+        );
+
+        let t = c.issue("purge alice/web", "alice", t0);
+        let late = t0 + Duration::from_secs(60);
+        let e = c.redeem(&t, "purge alice/web", "alice", late).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
+        assert!(c.redeem("nonsense", "x", "alice", t0).is_err());
+    }
+}
