@@ -9,6 +9,8 @@
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
 //! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
 //! - `api.rs`, `api_auth.rs`, `api_hostile.rs`: the HTTP API over real HTTP against `serve`;
+//! - `protect.rs`: confirm tokens for purge and prune release; purge drops one workspace;
+//! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`.
 //! - `readme.rs`: the README's curl session, run as written.
 
@@ -20,8 +22,10 @@ mod api_hostile;
 mod apply;
 mod failures;
 mod guard;
+mod history;
 mod hooks;
 mod hostile;
 mod node_lite;
+mod protect;
 mod readme;
 mod serve;

@@ -34,6 +34,7 @@ struct ConfigFile {
     #[serde(with = "humantime_serde")]
     confirm_ttl: Duration,
     max_parallel: usize,
+    revisions_kept: usize,
     max_apps_per_user: usize,
     max_total_apps: usize,
     prune_guard: Option<usize>,
@@ -58,6 +59,7 @@ impl Default for ConfigFile {
             stop_timeout: Duration::from_secs(10),
             confirm_ttl: Duration::from_secs(600),
             max_parallel: 4,
+            revisions_kept: 20,
             max_apps_per_user: 5,
             max_total_apps: 20,
             prune_guard: None,
@@ -106,6 +108,8 @@ pub struct Config {
     pub confirm_ttl: Duration,
     /// Apps converged at once.
     pub max_parallel: usize,
+    /// Manifest revisions kept per app in the database.
+    pub revisions_kept: usize,
     /// Manifests per user that may run; later ones (path order) are over quota.
     pub max_apps_per_user: usize,
     /// Manifests in total that may run; later ones (path order) are over quota.
@@ -184,6 +188,7 @@ impl Config {
             stop_timeout: f.stop_timeout,
             confirm_ttl: f.confirm_ttl,
             max_parallel: f.max_parallel,
+            revisions_kept: f.revisions_kept,
             max_apps_per_user: f.max_apps_per_user,
             max_total_apps: f.max_total_apps,
             prune_guard: f.prune_guard,

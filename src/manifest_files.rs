@@ -197,6 +197,16 @@ impl ManifestFiles {
         self.write(key, text)
     }
 
+    /// Writes `text` (an earlier revision) over the current manifest, whatever its etag.
+    pub async fn restore(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
+        let _guard = self.lock.lock().await;
+        if self.read(key)?.is_none() {
+            return Err(WriteError::NotFound(key.clone()));
+        }
+        self.validate(key, text)?;
+        self.write(key, text)
+    }
+
     /// Changes top-level keys of the manifest, keeping the user's comments and layout.
     pub async fn edit(
         &self,

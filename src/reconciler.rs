@@ -75,7 +75,13 @@ pub struct Reconciler {
     pub metrics: Arc<Metrics>,
     /// Set (by a confirmed API call) to lift the mass-removal guard for the next pass only.
     pub prune_release: Arc<AtomicBool>,
+    /// Called (on a blocking thread) after every pass with the apps whose manifests are
+    /// valid; `serve` records revisions with it.
+    pub on_pass: Option<PassHook>,
 }
+
+/// See [`Reconciler::on_pass`].
+pub type PassHook = Arc<dyn Fn(Vec<AppKey>) + Send + Sync>;
 
 impl Reconciler {
     /// A reconciler over `exec`.
@@ -86,6 +92,7 @@ impl Reconciler {
             status: Default::default(),
             metrics: Default::default(),
             prune_release: Default::default(),
+            on_pass: None,
         }
     }
 
@@ -207,6 +214,16 @@ impl Reconciler {
                         ));
                     }
                     self.settle_purges(&desired, &observed, &plan, &busy);
+                    if let Some(hook) = &self.on_pass {
+                        let valid: Vec<AppKey> = desired
+                            .apps
+                            .iter()
+                            .filter(|(_, e)| matches!(e, Entry::Valid(_)))
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        let hook = hook.clone();
+                        tokio::task::spawn_blocking(move || hook(valid));
+                    }
                     let keys: HashSet<&AppKey> = desired
                         .apps
                         .keys()

@@ -19,6 +19,7 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::executor::Executor;
+use crate::history::History;
 use crate::manifest_files::ManifestFiles;
 use crate::reconciler::Reconciler;
 use crate::status::StatusBoard;
@@ -56,10 +57,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         trigger.clone(),
         shutdown.clone(),
     ));
-    let reconciler = Arc::new(Reconciler::new(
+    let history = Arc::new(History::new(
         config.clone(),
-        Executor::new(config.clone(), engine),
+        store.clone(),
+        config.revisions_kept,
     ));
+    let mut reconciler = Reconciler::new(config.clone(), Executor::new(config.clone(), engine));
+    let recorder = history.clone();
+    reconciler.on_pass = Some(Arc::new(move |valid| recorder.record(&valid)));
+    let reconciler = Arc::new(reconciler);
     let state = Arc::new(AppState {
         config: config.clone(),
         store: store.clone(),
@@ -72,6 +78,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         containers: Default::default(),
         confirmations: crate::api::confirm::Confirmations::new(config.confirm_ttl),
         prune_release: reconciler.prune_release.clone(),
+        history,
     });
     let main_loop = tokio::spawn(reconciler.clone().serve(trigger, shutdown.clone()));
     let saver = tokio::spawn(save_status(

@@ -112,7 +112,7 @@ async fn create(
         message,
     })?;
     let c = s.files.create(&key, &body.template_id).await?;
-    s.nudge();
+    s.wrote(&key, &c.etag, caller.name());
     Ok(with_etag(
         StatusCode::CREATED,
         &c,
@@ -132,6 +132,9 @@ async fn show(
     let mut view = status_view(&s, std::slice::from_ref(&key)).await.remove(0);
     view["manifest"] = json!(c.text);
     view["etag"] = json!(c.etag);
+    // The newest recorded revision: the version the loop last took up (it may trail a write
+    // by one pass).
+    view["revision"] = json!(s.store.revisions(&key)?.last().map(|r| r.revision));
     Ok(with_etag(StatusCode::OK, &c, view))
 }
 
@@ -159,16 +162,21 @@ async fn replace(
     caller.check_app(&key)?;
     let expected = if_match(&headers)?;
     let c = s.files.replace(&key, &text, &expected).await?;
-    s.nudge();
+    s.wrote(&key, &c.etag, caller.name());
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
 }
 
-async fn set_state(s: &AppState, key: &AppKey, state: &'static str) -> Result<Response, ApiError> {
+async fn set_state(
+    s: &AppState,
+    caller: &Caller,
+    key: &AppKey,
+    state: &'static str,
+) -> Result<Response, ApiError> {
     let c = s
         .files
         .edit(key, |doc| doc["state"] = toml_edit::value(state))
         .await?;
-    s.nudge();
+    s.wrote(key, &c.etag, caller.name());
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -182,7 +190,7 @@ async fn start(
     AppPath(key): AppPath,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
-    set_state(&s, &key, "running").await
+    set_state(&s, &caller, &key, "running").await
 }
 
 async fn stop(
@@ -191,7 +199,7 @@ async fn stop(
     AppPath(key): AppPath,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
-    set_state(&s, &key, "stopped").await
+    set_state(&s, &caller, &key, "stopped").await
 }
 
 /// Bumps `restart`, which changes the spec hash, so the loop recreates the container
@@ -209,7 +217,7 @@ async fn deploy(
             doc["restart"] = toml_edit::value(nonce.as_str())
         })
         .await?;
-    s.nudge();
+    s.wrote(&key, &c.etag, caller.name());
     Ok(with_etag(
         StatusCode::OK,
         &c,

@@ -63,6 +63,6 @@ async fn activate(
             ),
             other => other.into(),
         })?;
-    s.nudge();
+    s.wrote(&key, &c.etag, &format!("client:{}", client.0.id));
     Ok(Json(json!({ "state": "running", "etag": c.etag })))
 }

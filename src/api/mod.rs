@@ -15,6 +15,7 @@ mod extract;
 mod keys;
 pub mod limiter;
 mod ops;
+mod revisions;
 mod users;
 
 use std::net::SocketAddr;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub confirmations: confirm::Confirmations,
     /// Set to let the loop's next pass make a held mass removal.
     pub prune_release: Arc<std::sync::atomic::AtomicBool>,
+    /// Revision history: API writes note their source here.
+    pub history: Arc<crate::history::History>,
 }
 
 impl AppState {
@@ -83,6 +86,12 @@ impl AppState {
     /// Tells the reconcile loop that desired state changed.
     pub fn nudge(&self) {
         self.trigger.notify_one();
+    }
+
+    /// After a manifest write by `who`: its revision will name the source, and the loop wakes.
+    pub fn wrote(&self, key: &crate::names::AppKey, etag: &str, who: &str) {
+        self.history.note_source(key, etag, format!("api:{who}"));
+        self.nudge();
     }
 }
 
@@ -117,6 +126,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(bridge::router())
         .merge(users::router())
         .merge(ops::router())
+        .merge(revisions::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

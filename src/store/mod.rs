@@ -1,5 +1,5 @@
 //! The redb database (SPEC §2 `berth.redb`): users and their hashed admin tokens, client keys,
-//! the last known status of every app, and the audit log. Nothing in it decides what runs: the
+//! the last known status of every app, the revision history of manifests, and the audit log. Nothing in it decides what runs: the
 //! manifests do. One process holds it at a time (`berth serve`, or a CLI command when no daemon
 //! runs).
 //!
@@ -13,6 +13,7 @@
 
 mod audit;
 mod keys;
+mod revisions;
 mod status;
 mod users;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 pub use audit::AuditEntry;
 pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
+pub use revisions::Revision;
 pub use status::StoredStatus;
 pub use users::{Role, UserInfo};
 
@@ -38,6 +40,7 @@ const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 const CLIENT_KEYS: TableDefinition<&str, &str> = TableDefinition::new("client_keys");
 const APP_STATUS: TableDefinition<&str, &str> = TableDefinition::new("app_status");
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
+const REVISIONS: TableDefinition<&str, &str> = TableDefinition::new("revisions");
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +211,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
             .ok_or_else(|| foreign("meta has no hash_key".into()))?;
         blake3::Hash::from_hex(hex.as_str()).map_err(|e| foreign(format!("meta hash_key: {e}")))?
     };
-    for def in [USERS, CLIENT_KEYS, APP_STATUS] {
+    for def in [USERS, CLIENT_KEYS, APP_STATUS, REVISIONS] {
         txn.open_table(def)
             .map_err(|e| foreign(format!("table {}: {e}", def.name())))?;
     }
