@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the host tools berth's tests, example and shipped templates use, when missing:
-# b3sum (node-lite-v1 hashes its lockfile), npm (node-lite-v1 runs `npm ci` on the host), curl.
+# b3sum (node-lite-v1 hashes its lockfile), npm (node-lite-v1 runs `npm ci` on the host), curl,
+# git (git mode keeps state/ as a clone).
 set -euo pipefail
 need=()
 command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v git >/dev/null 2>&1 || need+=(git)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -39,6 +39,7 @@ struct ConfigFile {
     max_total_apps: usize,
     prune_guard: Option<usize>,
     trusted_proxies: Vec<std::net::IpAddr>,
+    git: Option<GitConfig>,
     defaults: ResourceOverrides,
     templates: BTreeMap<String, TemplateOverride>,
 }
@@ -64,6 +65,7 @@ impl Default for ConfigFile {
             max_total_apps: 20,
             prune_guard: None,
             trusted_proxies: Vec::new(),
+            git: None,
             defaults: ResourceOverrides::default(),
             templates: BTreeMap::new(),
         }
@@ -76,6 +78,62 @@ impl Default for ConfigFile {
 pub struct TemplateOverride {
     /// Replaces the template's `image` for every app of that template.
     pub image: Option<String>,
+}
+
+/// `[git]`: keep `state/` as a clone of `remote` and pull `branch` every `interval` (and on
+/// a signed webhook); API writes become commits that are pushed back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// What `git clone` accepts: a path or URL.
+    pub remote: String,
+    /// The branch to follow.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// How often to pull.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Secret for `X-Hub-Signature-256` on `POST /hooks/git`; without it the webhook is off.
+    pub webhook_secret: Option<String>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl GitConfig {
+    /// Refuses values that could be read as git options or are plainly wrong.
+    fn check(&self) -> Result<(), String> {
+        if self.remote.is_empty() || self.remote.starts_with('-') {
+            return Err(format!("remote {:?} is not a path or URL", self.remote));
+        }
+        let branch_ok = !self.branch.is_empty()
+            && !self.branch.starts_with('-')
+            && !self.branch.contains("..")
+            && self
+                .branch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+        if !branch_ok {
+            return Err(format!(
+                "branch {:?} is not a plain branch name",
+                self.branch
+            ));
+        }
+        if self.interval.is_zero() {
+            return Err("interval must be longer than 0s".into());
+        }
+        if self.webhook_secret.as_deref() == Some("") {
+            return Err(
+                "webhook_secret must not be empty (leave it out to turn the webhook off)".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The resolved configuration every other module reads.
@@ -120,6 +178,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the real client, so failed-key limits
     /// count per client rather than per proxy. Empty: the peer address is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Git mode: `state/` is a clone of this remote, pulled and pushed by berth.
+    pub git: Option<GitConfig>,
     /// Resource limits when a manifest sets none; `None` fields fall through to the template.
     pub defaults: ResourceOverrides,
     /// Per-template overrides, by template id.
@@ -174,6 +234,9 @@ impl Config {
         if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
             return Err(bad("stop_timeout is too long".into()));
         }
+        if let Some(g) = &f.git {
+            g.check().map_err(|e| bad(format!("[git] {e}")))?;
+        }
         Ok(Config {
             state_dir: absolute(&root, &f.state_dir),
             templates_dir: absolute(&root, &f.templates_dir),
@@ -193,6 +256,7 @@ impl Config {
             max_total_apps: f.max_total_apps,
             prune_guard: f.prune_guard,
             trusted_proxies: f.trusted_proxies,
+            git: f.git,
             defaults: f.defaults,
             templates: f.templates,
         })

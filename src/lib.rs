@@ -9,6 +9,7 @@ pub mod config;
 pub mod desired;
 pub mod engine;
 pub mod executor;
+pub mod gitsync;
 pub mod history;
 pub mod hooks;
 pub mod labels;

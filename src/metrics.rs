@@ -27,6 +27,11 @@ struct ActionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
     route: String,
@@ -47,6 +52,10 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     /// berth_api_requests_total{method,route,status}.
     requests: Family<RequestLabels, Counter>,
+    /// berth_git_syncs_total{result}.
+    git_syncs: Family<ResultLabels, Counter>,
+    /// berth_git_diverged: 1 while local and remote have diverged.
+    git_diverged: Gauge,
 }
 
 impl Default for Metrics {
@@ -58,6 +67,18 @@ impl Default for Metrics {
         let pass_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let actions = Family::<ActionLabels, Counter>::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        let git_syncs = Family::<ResultLabels, Counter>::default();
+        let git_diverged = Gauge::default();
+        registry.register(
+            "git_syncs",
+            "Git syncs (fetch + follow), by result",
+            git_syncs.clone(),
+        );
+        registry.register(
+            "git_diverged",
+            "1 while the state clone and its remote have diverged",
+            git_diverged.clone(),
+        );
         registry.register("apps", "Apps by phase", apps.clone());
         registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
         registry.register(
@@ -82,6 +103,8 @@ impl Default for Metrics {
             pass_seconds,
             actions,
             requests,
+            git_syncs,
+            git_diverged,
         }
     }
 }
@@ -113,6 +136,16 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// One git sync ended with `result`.
+    pub fn git_sync(&self, result: &str, diverged: bool) {
+        self.git_syncs
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+        self.git_diverged.set(i64::from(diverged));
     }
 
     /// The text exposition format, with the phase gauge taken from `board`.

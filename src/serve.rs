@@ -19,8 +19,10 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::executor::Executor;
+use crate::gitsync::GitSync;
 use crate::history::History;
 use crate::manifest_files::ManifestFiles;
+use crate::metrics::Metrics;
 use crate::reconciler::Reconciler;
 use crate::status::StatusBoard;
 use crate::store::Store;
@@ -31,6 +33,23 @@ const API_DRAIN: Duration = Duration::from_secs(10);
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // The database first: a daemon that cannot keep users and keys must not start.
+    let store = Arc::new(Store::open(&config.database)?);
+    let metrics = Arc::new(Metrics::default());
+    let history = Arc::new(History::new(
+        config.clone(),
+        store.clone(),
+        config.revisions_kept,
+    ));
+    // In git mode the clone comes before anything creates directories under state/.
+    let git = match &config.git {
+        Some(g) => Some(Arc::new(
+            GitSync::prepare(&config, g, history.clone(), metrics.clone())
+                .await
+                .context("preparing the state repository ([git])")?,
+        )),
+        None => None,
+    };
     for dir in [
         config.apps_state_dir(),
         config.templates_dir.clone(),
@@ -39,8 +58,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    // The database first: a daemon that cannot keep users and keys must not start.
-    let store = Arc::new(Store::open(&config.database)?);
     let engine = Engine::connect(&config.instance)
         .await
         .context("connecting to the Docker engine")?;
@@ -57,12 +74,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         trigger.clone(),
         shutdown.clone(),
     ));
-    let history = Arc::new(History::new(
-        config.clone(),
-        store.clone(),
-        config.revisions_kept,
-    ));
     let mut reconciler = Reconciler::new(config.clone(), Executor::new(config.clone(), engine));
+    reconciler.metrics = metrics;
     let recorder = history.clone();
     reconciler.on_pass = Some(Arc::new(move |valid| recorder.record(&valid)));
     let reconciler = Arc::new(reconciler);
@@ -79,8 +92,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         confirmations: crate::api::confirm::Confirmations::new(config.confirm_ttl),
         prune_release: reconciler.prune_release.clone(),
         history,
+        git: git.clone(),
     });
-    let main_loop = tokio::spawn(reconciler.clone().serve(trigger, shutdown.clone()));
+    let git_task = git.map(|g| tokio::spawn(follow_remote(g, trigger.clone(), shutdown.clone())));
+    let main_loop = tokio::spawn(reconciler.clone().serve(trigger.clone(), shutdown.clone()));
     let saver = tokio::spawn(save_status(
         reconciler.status.clone(),
         store.clone(),
@@ -105,6 +120,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 task.abort();
             }
         }
+    }
+    if let Some(t) = git_task {
+        let _ = t.await;
     }
     main_loop.await.context("reconcile loop panicked")?;
     let _ = saver.await;
@@ -151,6 +169,21 @@ async fn forward_docker_events(engine: Engine, trigger: Arc<Notify>, shutdown: C
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Git mode: syncs with the remote every `interval` and whenever the webhook asks, and wakes
+/// the loop when the checkout changed (the watcher would too; this is sooner).
+async fn follow_remote(git: Arc<GitSync>, trigger: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        if git.sync().await {
+            trigger.notify_one();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(git.config.interval) => {}
+            _ = git.wake.notified() => {}
         }
     }
 }

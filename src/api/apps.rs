@@ -112,7 +112,7 @@ async fn create(
         message,
     })?;
     let c = s.files.create(&key, &body.template_id).await?;
-    s.wrote(&key, &c.etag, caller.name());
+    s.wrote(&key, Some(&c.etag), caller.name(), "create").await;
     Ok(with_etag(
         StatusCode::CREATED,
         &c,
@@ -162,7 +162,13 @@ async fn replace(
     caller.check_app(&key)?;
     let expected = if_match(&headers)?;
     let c = s.files.replace(&key, &text, &expected).await?;
-    s.wrote(&key, &c.etag, caller.name());
+    s.wrote(
+        &key,
+        Some(&c.etag),
+        caller.name(),
+        "replace the manifest of",
+    )
+    .await;
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
 }
 
@@ -176,7 +182,8 @@ async fn set_state(
         .files
         .edit(key, |doc| doc["state"] = toml_edit::value(state))
         .await?;
-    s.wrote(key, &c.etag, caller.name());
+    let action = if state == "running" { "start" } else { "stop" };
+    s.wrote(key, Some(&c.etag), caller.name(), action).await;
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -217,7 +224,7 @@ async fn deploy(
             doc["restart"] = toml_edit::value(nonce.as_str())
         })
         .await?;
-    s.wrote(&key, &c.etag, caller.name());
+    s.wrote(&key, Some(&c.etag), caller.name(), "deploy").await;
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -277,7 +284,8 @@ async fn remove(
         s.executor.request_purge(&key);
     }
     let revoked = s.store.revoke_app_keys(&key)?;
-    s.nudge();
+    let action = if q.purge { "delete (purge)" } else { "delete" };
+    s.wrote(&key, None, caller.name(), action).await;
     Ok(Json(json!({
         "deleted": key.to_string(),
         "purge": q.purge,

@@ -206,3 +206,17 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
         }
     }
 }
+
+/// The client's address as the failure limiter counts it (see `source_ip`).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<Arc<AppState>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        Ok(ClientIp(source_ip(parts, state)))
+    }
+}

@@ -63,6 +63,7 @@ async fn activate(
             ),
             other => other.into(),
         })?;
-    s.wrote(&key, &c.etag, &format!("client:{}", client.0.id));
+    let who = format!("client:{}", client.0.id);
+    s.wrote(&key, Some(&c.etag), &who, "activate").await;
     Ok(Json(json!({ "state": "running", "etag": c.etag })))
 }

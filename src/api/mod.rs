@@ -12,6 +12,7 @@ mod bridge;
 pub mod confirm;
 mod error;
 mod extract;
+mod git;
 mod keys;
 pub mod limiter;
 mod ops;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub prune_release: Arc<std::sync::atomic::AtomicBool>,
     /// Revision history: API writes note their source here.
     pub history: Arc<crate::history::History>,
+    /// Git mode: API writes become commits.
+    pub git: Option<Arc<crate::gitsync::GitSync>>,
 }
 
 impl AppState {
@@ -88,10 +91,24 @@ impl AppState {
         self.trigger.notify_one();
     }
 
-    /// After a manifest write by `who`: its revision will name the source, and the loop wakes.
-    pub fn wrote(&self, key: &crate::names::AppKey, etag: &str, who: &str) {
-        self.history.note_source(key, etag, format!("api:{who}"));
+    /// After `who` wrote (or, with no etag, deleted) `key`'s manifest: its revision will name
+    /// the source, in git mode it becomes a commit, and the loop wakes.
+    pub async fn wrote(
+        &self,
+        key: &crate::names::AppKey,
+        etag: Option<&str>,
+        who: &str,
+        action: &str,
+    ) {
+        if let Some(etag) = etag {
+            self.history.note_source(key, etag, format!("api:{who}"));
+        }
         self.nudge();
+        if let Some(git) = &self.git {
+            let file = format!("apps/{}/{}.toml", key.userid, key.appname);
+            git.commit(&file, who, &format!("berth api: {action} {key} (by {who})"))
+                .await;
+        }
     }
 }
 
@@ -127,6 +144,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(users::router())
         .merge(ops::router())
         .merge(revisions::router())
+        .merge(git::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -54,7 +54,13 @@ async fn rollback(
         &c.etag,
         format!("api:{} (rollback to {})", caller.name(), rev.revision),
     );
-    s.nudge();
+    s.wrote(
+        &key,
+        None,
+        caller.name(),
+        &format!("roll back to revision {} of", rev.revision),
+    )
+    .await;
     Ok(Json(json!({
         "rolled_back_to": rev.revision,
         "spec_hash": rev.spec_hash,
