@@ -10,6 +10,7 @@
 //! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
 //! - `api.rs`, `api_auth.rs`, `api_hostile.rs`: the HTTP API over real HTTP against `serve`;
 //! - `protect.rs`: confirm tokens for purge and prune release; purge drops one workspace;
+//! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`.
 //! - `readme.rs`: the README's curl session, run as written.
@@ -21,6 +22,7 @@ mod api_auth;
 mod api_hostile;
 mod apply;
 mod failures;
+mod git;
 mod guard;
 mod history;
 mod hooks;

@@ -64,8 +64,9 @@ pub struct GitSync {
     pub config: GitConfig,
     /// The clone (`state_dir`).
     dir: PathBuf,
-    /// One git operation at a time: a pull never interleaves with an API commit.
-    lock: tokio::sync::Mutex<()>,
+    /// The state write lock, shared with the API: a pull never runs between an API write and
+    /// its commit (a fast-forward would bring back a file the API just deleted).
+    lock: Arc<tokio::sync::Mutex<()>>,
     /// The last sync's findings.
     status: Mutex<GitStatus>,
     /// Woken by the webhook: pull now.
@@ -124,6 +125,7 @@ impl GitSync {
     pub async fn prepare(
         config: &Config,
         git: &GitConfig,
+        lock: Arc<tokio::sync::Mutex<()>>,
         history: Arc<History>,
         metrics: Arc<Metrics>,
     ) -> Result<GitSync, GitError> {
@@ -168,7 +170,7 @@ impl GitSync {
         let sync = GitSync {
             config: git.clone(),
             dir,
-            lock: Default::default(),
+            lock,
             status: Mutex::new(GitStatus {
                 remote: git.remote.clone(),
                 branch: git.branch.clone(),
@@ -299,10 +301,10 @@ impl GitSync {
     }
 
     /// Commits `file` (relative to `state/`, added, changed or deleted) as `who`, then pushes
-    /// unless the histories have diverged. Failures are reported in the status, not returned:
-    /// the manifest is already written and in effect.
-    pub async fn commit(&self, file: &str, who: &str, message: &str) {
-        let _guard = self.lock.lock().await;
+    /// unless the histories have diverged. The caller holds the state write lock (it wrote the
+    /// file under it). Failures are reported in the status, not returned: the manifest is
+    /// already written and in effect.
+    pub async fn commit_held(&self, file: &str, who: &str, message: &str) {
         if let Err(e) = self.commit_locked(file, who, message).await {
             warn!(cause = %e, file, "cannot commit or push an API change");
             let diverged = self.status().diverged;

@@ -41,12 +41,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store.clone(),
         config.revisions_kept,
     ));
+    let state_lock = Arc::new(tokio::sync::Mutex::new(()));
     // In git mode the clone comes before anything creates directories under state/.
     let git = match &config.git {
         Some(g) => Some(Arc::new(
-            GitSync::prepare(&config, g, history.clone(), metrics.clone())
-                .await
-                .context("preparing the state repository ([git])")?,
+            GitSync::prepare(
+                &config,
+                g,
+                state_lock.clone(),
+                history.clone(),
+                metrics.clone(),
+            )
+            .await
+            .context("preparing the state repository ([git])")?,
         )),
         None => None,
     };
@@ -93,6 +100,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         prune_release: reconciler.prune_release.clone(),
         history,
         git: git.clone(),
+        state_lock,
     });
     let git_task = git.map(|g| tokio::spawn(follow_remote(g, trigger.clone(), shutdown.clone())));
     let main_loop = tokio::spawn(reconciler.clone().serve(trigger.clone(), shutdown.clone()));

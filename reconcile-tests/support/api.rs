@@ -152,12 +152,14 @@ pub async fn add_user(root: &super::TestRoot, name: &str, admin: bool) -> String
 
 /// A root with `berth serve` running, an admin `root` and users `alice` and `bob`.
 pub struct ApiRoot {
-    pub root: super::TestRoot,
     pub serve: super::Serve,
     pub api: Api,
     pub admin: String,
     pub alice: String,
     pub bob: String,
+    /// Declared last so it drops after serve: its containers are removed once serve is gone
+    /// and cannot bring them back.
+    pub root: super::TestRoot,
 }
 
 impl ApiRoot {

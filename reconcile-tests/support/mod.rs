@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod docker;
+pub mod git;
 pub mod serve;
 
 use std::ffi::OsString;

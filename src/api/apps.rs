@@ -111,6 +111,7 @@ async fn create(
         code: "unknown_template",
         message,
     })?;
+    let _w = s.write_lock().await;
     let c = s.files.create(&key, &body.template_id).await?;
     s.wrote(&key, Some(&c.etag), caller.name(), "create").await;
     Ok(with_etag(
@@ -161,6 +162,7 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let expected = if_match(&headers)?;
+    let _w = s.write_lock().await;
     let c = s.files.replace(&key, &text, &expected).await?;
     s.wrote(
         &key,
@@ -178,6 +180,7 @@ async fn set_state(
     key: &AppKey,
     state: &'static str,
 ) -> Result<Response, ApiError> {
+    let _w = s.write_lock().await;
     let c = s
         .files
         .edit(key, |doc| doc["state"] = toml_edit::value(state))
@@ -218,6 +221,7 @@ async fn deploy(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let nonce = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+    let _w = s.write_lock().await;
     let c = s
         .files
         .edit(&key, |doc| {
@@ -277,6 +281,7 @@ async fn remove(
                 .redeem(token, &action, caller.name(), Instant::now())?,
         }
     }
+    let _w = s.write_lock().await;
     s.files.delete(&key).await?;
     // Asked right after the file goes and before the loop is woken, so the pass that removes
     // the container sees it (the watcher's debounce is far longer than this gap).

@@ -52,6 +52,7 @@ async fn activate(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     client.check_app(&key)?;
+    let _w = s.write_lock().await;
     let c = s
         .files
         .edit(&key, |doc| doc["state"] = toml_edit::value("running"))

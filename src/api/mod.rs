@@ -78,6 +78,9 @@ pub struct AppState {
     pub history: Arc<crate::history::History>,
     /// Git mode: API writes become commits.
     pub git: Option<Arc<crate::gitsync::GitSync>>,
+    /// Held by every API write from before the file changes until it is committed, and by
+    /// every git pull: the two never interleave.
+    pub state_lock: Arc<Mutex<()>>,
 }
 
 impl AppState {
@@ -91,8 +94,14 @@ impl AppState {
         self.trigger.notify_one();
     }
 
-    /// After `who` wrote (or, with no etag, deleted) `key`'s manifest: its revision will name
-    /// the source, in git mode it becomes a commit, and the loop wakes.
+    /// Taken by a handler before it writes a manifest, and held until [`wrote`](Self::wrote)
+    /// returns.
+    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.state_lock.lock().await
+    }
+
+    /// After `who` wrote (or, with no etag, deleted) `key`'s manifest, holding the write lock:
+    /// its revision will name the source, in git mode it becomes a commit, and the loop wakes.
     pub async fn wrote(
         &self,
         key: &crate::names::AppKey,
@@ -106,7 +115,7 @@ impl AppState {
         self.nudge();
         if let Some(git) = &self.git {
             let file = format!("apps/{}/{}.toml", key.userid, key.appname);
-            git.commit(&file, who, &format!("berth api: {action} {key} (by {who})"))
+            git.commit_held(&file, who, &format!("berth api: {action} {key} (by {who})"))
                 .await;
         }
     }

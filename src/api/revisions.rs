@@ -48,6 +48,7 @@ async fn rollback(
             body.revision, s.config.revisions_kept
         )));
     };
+    let _w = s.write_lock().await;
     let c = s.files.restore(&key, &rev.content).await?;
     s.history.note_source(
         &key,

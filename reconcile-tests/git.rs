@@ -1,0 +1,282 @@
+//! Git mode against a local bare repository as the remote: pulls on the interval and on a
+//! signed webhook, broken and mass-deleting pushes, a force-push, a remote that is gone, and
+//! API writes that become commits in the clone and the remote.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::git::{git, GitRoot};
+use crate::support::{wait_until, MINIMAL};
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_pushed_app_runs_within_the_interval() {
+    let g = GitRoot::start("gitpoll", "2s", |r| {
+        r.write("alice", "first", MINIMAL);
+        r.push("first app");
+    })
+    .await;
+    g.root.wait_running("alice", "first", T).await;
+    assert!(
+        g.root.path().join("state/.git").is_dir(),
+        "state/ is a clone"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    g.remote.write("alice", "second", MINIMAL);
+    let commit = g.remote.push("second app");
+    let t = Instant::now();
+    g.root
+        .wait_running("alice", "second", Duration::from_secs(12))
+        .await;
+    let took = t.elapsed();
+    println!("git mode: push -> container running in {took:?} (interval 2s)");
+    assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
+    // Its revision names the commit.
+    let revs = g
+        .api
+        .get("/apps/alice/second/revisions", &g.alice)
+        .await
+        .json();
+    wait_until(T, "the pulled revision", || async {
+        let revs = g
+            .api
+            .get("/apps/alice/second/revisions", &g.alice)
+            .await
+            .json();
+        revs["revisions"][0]["source"] == format!("git:{}", &commit[..12])
+    })
+    .await;
+    let _ = revs;
+    let st = g.git_status().await;
+    assert_eq!(st["head"], commit.as_str(), "{st}");
+    assert_eq!(st["diverged"], false);
+}
+
+#[tokio::test]
+async fn a_signed_webhook_pulls_at_once_and_a_bad_one_is_refused() {
+    let g = GitRoot::start("githook", "1h", |_| {}).await;
+    g.remote.write("alice", "web", MINIMAL);
+    g.remote.push("web");
+    // Unsigned or wrongly signed: 401, and nothing is pulled.
+    let unsigned = g
+        .api
+        .send(
+            Method::POST,
+            "/hooks/git",
+            &[],
+            Some(("application/json", b"{}".to_vec())),
+        )
+        .await;
+    unsigned.expect(401);
+    let forged = g
+        .api
+        .send(
+            Method::POST,
+            "/hooks/git",
+            &[(
+                "x-hub-signature-256",
+                "sha256=0000000000000000000000000000000000000000000000000000000000000000",
+            )],
+            Some(("application/json", b"{}".to_vec())),
+        )
+        .await;
+    forged.expect(401);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        g.root.container("alice", "web").await.is_none(),
+        "no pull without a good signature"
+    );
+
+    let t = Instant::now();
+    assert_eq!(g.webhook().await, 202);
+    g.root
+        .wait_running("alice", "web", Duration::from_secs(10))
+        .await;
+    let took = t.elapsed();
+    println!("git mode: signed webhook -> container running in {took:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let audit = g.api.get("/audit?tail=5", &g.admin).await.text;
+    assert!(audit.contains("\"actor\":\"webhook\""), "{audit}");
+}
+
+#[tokio::test]
+async fn a_broken_push_freezes_one_app_and_a_mass_deletion_is_held() {
+    let apps = ["a1", "a2", "a3", "a4"];
+    let g = GitRoot::start("gitbad", "1h", |r| {
+        for a in apps {
+            r.write("alice", a, MINIMAL);
+        }
+        r.push("four apps");
+    })
+    .await;
+    for a in apps {
+        g.root.wait_running("alice", a, T).await;
+    }
+    let a1 = g.root.id("alice", "a1").await;
+    let a2 = g.root.id("alice", "a2").await;
+
+    g.remote.write("alice", "a1", "template = [\n");
+    g.remote
+        .write("alice", "a2", "template = \"bb-v1\"\n[env]\nX = \"1\"\n");
+    g.remote.push("break a1, change a2");
+    assert_eq!(g.webhook().await, 202);
+    wait_until(T, "a2 to be recreated from the push", || async {
+        g.root.running("alice", "a2").await && g.root.id("alice", "a2").await != a2
+    })
+    .await;
+    wait_until(T, "a1 to be frozen", || async {
+        g.api.get("/apps/alice/a1", &g.alice).await.json()["phase"] == "frozen"
+    })
+    .await;
+    assert_eq!(
+        g.root.id("alice", "a1").await,
+        a1,
+        "the frozen app keeps its container"
+    );
+    assert!(g.root.running("alice", "a1").await);
+
+    for a in apps {
+        g.remote.remove("alice", a);
+    }
+    g.remote.push("delete everything");
+    assert_eq!(g.webhook().await, 202);
+    wait_until(T, "the guard to hold the removal", || async {
+        let apps = g.api.get("/apps", &g.admin).await.text;
+        apps.matches("prune-blocked").count() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for a in apps {
+        assert!(
+            g.root.container("alice", a).await.is_some(),
+            "{a} was removed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
+    let g = GitRoot::start("gitforce", "1h", |r| {
+        r.write("alice", "a1", MINIMAL);
+        r.push("a1");
+    })
+    .await;
+    g.root.wait_running("alice", "a1", T).await;
+    g.remote.write("alice", "a2", MINIMAL);
+    let b = g.remote.push("a2");
+    assert_eq!(g.webhook().await, 202);
+    g.root.wait_running("alice", "a2", T).await;
+
+    // Rewrite history: drop the a2 commit, add another one, force-push.
+    git(&g.remote.dev, &["reset", "--quiet", "--hard", "HEAD~1"]);
+    g.remote.write("alice", "a3", MINIMAL);
+    git(&g.remote.dev, &["add", "-A"]);
+    git(&g.remote.dev, &["commit", "--quiet", "-m", "rewritten"]);
+    git(
+        &g.remote.dev,
+        &["push", "--quiet", "--force", "origin", "main"],
+    );
+    assert_eq!(g.webhook().await, 202);
+    wait_until(T, "the divergence to be reported", || async {
+        g.git_status().await["diverged"] == true
+    })
+    .await;
+    let st = g.git_status().await;
+    assert_eq!(st["last_sync"], "diverged");
+    assert!(
+        st["last_error"].as_str().unwrap().contains("diverged"),
+        "{st}"
+    );
+    assert_eq!(
+        st["head"],
+        b.as_str(),
+        "the checkout stays at the last good commit"
+    );
+    let metrics = g.api.send(Method::GET, "/metrics", &[], None).await.text;
+    assert!(metrics.contains("berth_git_diverged 1"), "{metrics}");
+    assert!(
+        metrics.contains("berth_git_syncs_total{result=\"diverged\"}"),
+        "{metrics}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(g.root.running("alice", "a1").await && g.root.running("alice", "a2").await);
+    assert!(
+        g.root.container("alice", "a3").await.is_none(),
+        "nothing of the rewritten history runs"
+    );
+
+    // The remote disappears: the fetch fails, is reported, and nothing changes.
+    std::fs::rename(&g.remote.bare, g.root.path().join("remote-moved.git")).unwrap();
+    assert_eq!(g.webhook().await, 202);
+    wait_until(T, "the failed fetch to be reported", || async {
+        g.git_status().await["last_sync"] == "error"
+    })
+    .await;
+    assert!(g.git_status().await["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("fetch"));
+    assert!(g.root.running("alice", "a1").await && g.root.running("alice", "a2").await);
+}
+
+#[tokio::test]
+async fn api_writes_become_commits_in_the_clone_and_the_remote() {
+    let g = GitRoot::start("gitapi", "1h", |_| {}).await;
+    g.api
+        .post(
+            "/apps",
+            &g.alice,
+            Some(json!({"appname": "web", "templateId": "bb-v1"})),
+        )
+        .await
+        .expect(201);
+    g.root.wait_running("alice", "web", T).await;
+    g.api
+        .post("/apps/alice/web/stop", &g.alice, None)
+        .await
+        .expect(200);
+    let clone = g.root.path().join("state");
+    let local = git(&clone, &["log", "--format=%an|%s", "-2"]);
+    assert_eq!(
+        local.lines().collect::<Vec<_>>(),
+        [
+            "alice|berth api: stop alice/web (by alice)",
+            "alice|berth api: create alice/web (by alice)"
+        ],
+        "{local}"
+    );
+    let remote = g.remote.log();
+    assert!(
+        remote.starts_with("alice|berth api: stop alice/web (by alice)\nalice|berth api: create"),
+        "{remote}"
+    );
+    assert_eq!(
+        git(&clone, &["status", "--porcelain"]),
+        "",
+        "the clone is clean"
+    );
+
+    // A developer's push on top of berth's commits is followed as usual.
+    git(&g.remote.dev, &["pull", "--quiet", "origin", "main"]);
+    g.remote.write(
+        "alice",
+        "web",
+        "template = \"bb-v1\"\nstate = \"running\"\n",
+    );
+    g.remote.push("start web again");
+    assert_eq!(g.webhook().await, 202);
+    g.root.wait_running("alice", "web", T).await;
+    g.api.delete("/apps/alice/web", &g.alice).await.expect(200);
+    g.root.wait_gone("alice", "web", T).await;
+    assert!(
+        g.remote
+            .log()
+            .starts_with("alice|berth api: delete alice/web"),
+        "{}",
+        g.remote.log()
+    );
+}
