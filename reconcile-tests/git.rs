@@ -208,6 +208,25 @@ async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
         g.root.container("alice", "a3").await.is_none(),
         "nothing of the rewritten history runs"
     );
+    // An API write while diverged is committed locally and not pushed: neither side is lost.
+    g.api
+        .post(
+            "/apps",
+            &g.alice,
+            Some(json!({"appname": "local", "templateId": "bb-v1"})),
+        )
+        .await
+        .expect(201);
+    g.root.wait_running("alice", "local", T).await;
+    let clone = g.root.path().join("state");
+    assert!(git(&clone, &["log", "-1", "--format=%s"]).contains("create alice/local"));
+    assert!(
+        !g.remote.log().contains("alice/local"),
+        "{}",
+        g.remote.log()
+    );
+    assert!(g.remote.log().contains("rewritten"));
+    assert_eq!(g.git_status().await["diverged"], true);
 
     // The remote disappears: the fetch fails, is reported, and nothing changes.
     std::fs::rename(&g.remote.bare, g.root.path().join("remote-moved.git")).unwrap();
@@ -221,6 +240,8 @@ async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
         .unwrap()
         .contains("fetch"));
     assert!(g.root.running("alice", "a1").await && g.root.running("alice", "a2").await);
+    let status = g.root.berth(&["status"]).await;
+    status.expect_code(0).expect_contains("git: error");
 }
 
 #[tokio::test]

@@ -149,7 +149,20 @@ pub async fn status(config: &Config) -> anyhow::Result<Outcome> {
                 out.push(row(&key, &s.phase, &s.container, s.last_error.as_deref()));
             }
             out.push("(berth serve is not running: this is the last saved status)".into());
+            return Ok(ok(out));
         }
+    }
+    if let Some(Ok(g)) = daemon(config, Method::GET, "/git", None).await? {
+        out.push(format!(
+            "git: {} at {} ({} {}){}",
+            g["last_sync"].as_str().unwrap_or("?"),
+            g["head"].as_str().map_or("?", |h| &h[..h.len().min(12)]),
+            g["remote"].as_str().unwrap_or("?"),
+            g["branch"].as_str().unwrap_or("?"),
+            g["last_error"]
+                .as_str()
+                .map_or(String::new(), |e| format!(": {e}"))
+        ));
     }
     Ok(ok(out))
 }
