@@ -59,6 +59,11 @@ async fn a_pushed_app_runs_within_the_interval() {
 #[tokio::test]
 async fn a_signed_webhook_pulls_at_once_and_a_bad_one_is_refused() {
     let g = GitRoot::start("githook", "1h", |_| {}).await;
+    // The startup sync must be over, or it would pull the push below without any webhook.
+    wait_until(T, "the startup sync", || async {
+        g.git_status().await["last_sync_at"].is_u64()
+    })
+    .await;
     g.remote.write("alice", "web", MINIMAL);
     g.remote.push("web");
     // Unsigned or wrongly signed: 401, and nothing is pulled.
@@ -188,7 +193,7 @@ async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
     let st = g.git_status().await;
     assert_eq!(st["last_sync"], "diverged");
     assert!(
-        st["last_error"].as_str().unwrap().contains("diverged"),
+        st["last_error"].as_str().unwrap().contains("rewritten"),
         "{st}"
     );
     assert_eq!(
@@ -270,11 +275,12 @@ async fn api_writes_become_commits_in_the_clone_and_the_remote() {
         ],
         "{local}"
     );
-    let remote = g.remote.log();
-    assert!(
-        remote.starts_with("alice|berth api: stop alice/web (by alice)\nalice|berth api: create"),
-        "{remote}"
-    );
+    wait_until(T, "berth to push its commits", || async {
+        g.remote
+            .log()
+            .starts_with("alice|berth api: stop alice/web (by alice)\nalice|berth api: create")
+    })
+    .await;
     assert_eq!(
         git(&clone, &["status", "--porcelain"]),
         "",
@@ -288,16 +294,101 @@ async fn api_writes_become_commits_in_the_clone_and_the_remote() {
         "web",
         "template = \"bb-v1\"\nstate = \"running\"\n",
     );
-    g.remote.push("start web again");
+    let pushed = g.remote.push("start web again");
     assert_eq!(g.webhook().await, 202);
+    wait_until(T, "berth to pull the developer's commit", || async {
+        g.git_status().await["head"] == pushed.as_str()
+    })
+    .await;
     g.root.wait_running("alice", "web", T).await;
+    // A rollback is a commit too: roll back to the oldest kept version that differs from now.
+    let current = std::fs::read_to_string(clone.join("apps/alice/web.toml")).unwrap();
+    let revs = g
+        .api
+        .get("/apps/alice/web/revisions", &g.alice)
+        .await
+        .json();
+    let target = revs["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["content"].as_str() != Some(current.as_str()))
+        .unwrap_or_else(|| panic!("no earlier version to roll back to: {revs}"))["revision"]
+        .as_u64()
+        .unwrap();
+    g.api
+        .post(
+            "/apps/alice/web/rollback",
+            &g.alice,
+            Some(json!({"revision": target})),
+        )
+        .await
+        .expect(200);
+    let want = format!("alice|berth api: roll back to revision {target} of alice/web");
+    wait_until(T, "the rollback commit to reach the remote", || async {
+        g.remote.log().starts_with(&want)
+    })
+    .await;
     g.api.delete("/apps/alice/web", &g.alice).await.expect(200);
     g.root.wait_gone("alice", "web", T).await;
-    assert!(
+    wait_until(T, "the delete commit to reach the remote", || async {
         g.remote
             .log()
-            .starts_with("alice|berth api: delete alice/web"),
-        "{}",
-        g.remote.log()
+            .starts_with("alice|berth api: delete alice/web")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_force_push_that_only_rewinds_is_not_undone() {
+    let g = GitRoot::start("gitrewind", "1h", |r| {
+        r.write("alice", "a1", MINIMAL);
+        r.push("a1");
+    })
+    .await;
+    g.root.wait_running("alice", "a1", T).await;
+    g.remote.write("alice", "bad", MINIMAL);
+    let bad = g.remote.push("a bad commit");
+    assert_eq!(g.webhook().await, 202);
+    g.root.wait_running("alice", "bad", T).await;
+
+    // Drop the bad commit by rewinding the branch: the remote is now behind berth's checkout.
+    git(&g.remote.dev, &["reset", "--quiet", "--hard", "HEAD~1"]);
+    git(
+        &g.remote.dev,
+        &["push", "--quiet", "--force", "origin", "main"],
     );
+    let rewound = git(&g.remote.dev, &["rev-parse", "HEAD"]);
+    assert_eq!(g.webhook().await, 202);
+    wait_until(T, "the rewrite to be reported", || async {
+        g.git_status().await["diverged"] == true
+    })
+    .await;
+    assert!(g.git_status().await["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("rewritten"));
+    // berth must not push the dropped commit back, not now and not on the next sync.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(git(&g.remote.bare, &["rev-parse", "main"]), rewound);
+    assert_eq!(g.git_status().await["head"], bad.as_str());
+    assert_eq!(g.webhook().await, 202);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(git(&g.remote.bare, &["rev-parse", "main"]), rewound);
+    assert_eq!(g.git_status().await["diverged"], true);
+    assert!(
+        g.root.running("alice", "bad").await,
+        "the last good checkout keeps running"
+    );
+
+    // A person resolves it by resetting state/ to the remote: berth follows again.
+    let clone = g.root.path().join("state");
+    git(&clone, &["reset", "--quiet", "--hard", "origin/main"]);
+    assert_eq!(g.webhook().await, 202);
+    wait_until(T, "the resolution to be seen", || async {
+        g.git_status().await["diverged"] == false
+    })
+    .await;
+    g.root.wait_gone("alice", "bad", T).await;
+    assert!(g.root.running("alice", "a1").await);
 }

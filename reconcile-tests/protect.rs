@@ -182,7 +182,7 @@ async fn destructive_calls_need_a_fresh_one_time_confirm_token() {
         alice,
     )
     .await
-    .expect(409);
+    .expect(404);
     let audit = api.get("/audit?tail=20", &r.admin).await.text;
     assert!(
         audit.contains("\"status\":202") && audit.contains("\"status\":409"),
@@ -222,6 +222,32 @@ async fn a_held_mass_removal_is_released_by_a_confirmed_call() {
     for app in apps {
         assert!(r.root.running("alice", app).await, "asking removed {app}");
     }
+    // The guard now holds one more app than the warning listed: the token is refused.
+    r.root
+        .write_manifest("alice", "a6", crate::support::MINIMAL);
+    r.root.wait_running("alice", "a6", T).await;
+    r.root.remove_manifest("alice", "a6");
+    wait_until(T, "a6 to be held too", || async {
+        api.get("/apps", &r.admin)
+            .await
+            .text
+            .matches("prune-blocked")
+            .count()
+            == apps.len() + 1
+    })
+    .await;
+    let token = asked.json()["confirm"].as_str().unwrap().to_string();
+    let stale = api
+        .post(&format!("/prune/release?confirm={token}"), &r.admin, None)
+        .await;
+    stale.expect(409);
+    assert!(r.root.running("alice", "a6").await);
+    let asked = api.post("/prune/release", &r.admin, None).await;
+    asked.expect(202);
+    assert_eq!(
+        asked.json()["apps"].as_array().unwrap().len(),
+        apps.len() + 1
+    );
     let token = asked.json()["confirm"].as_str().unwrap().to_string();
     api.post(&format!("/prune/release?confirm={token}"), &r.admin, None)
         .await
@@ -229,4 +255,5 @@ async fn a_held_mass_removal_is_released_by_a_confirmed_call() {
     for app in apps {
         r.root.wait_gone("alice", app, T).await;
     }
+    r.root.wait_gone("alice", "a6", T).await;
 }

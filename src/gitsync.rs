@@ -4,9 +4,14 @@
 //!
 //! **Invariant: berth never rewrites history or merges.** Fast-forward only: when the remote
 //! is ahead berth follows it; when local is ahead (API commits) berth pushes; when the two
-//! have diverged (a force-push, or commits on both sides) berth stops following, keeps the last
-//! good checkout running, and reports the divergence until a person resolves it. A failed fetch
-//! changes nothing either.
+//! have diverged (commits on both sides) or the remote's history was rewritten (a force-push,
+//! even one that only rewinds) berth stops following and pushing, keeps the last good checkout
+//! running, and reports it until a person changes `state/` by hand. That state is kept in
+//! `.git/berth-diverged`, so a restart does not forget it. A failed fetch changes nothing.
+//!
+//! Network steps (fetch, push) run without the state write lock and may be cancelled at
+//! shutdown; local steps (merge, commit) run under it and are never killed, so no
+//! `index.lock` is left behind.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, GitConfig};
@@ -64,9 +70,12 @@ pub struct GitSync {
     pub config: GitConfig,
     /// The clone (`state_dir`).
     dir: PathBuf,
-    /// The state write lock, shared with the API: a pull never runs between an API write and
-    /// its commit (a fast-forward would bring back a file the API just deleted).
+    /// The state write lock, shared with the API and the reconcile loop's scan: a
+    /// fast-forward never lands between an API write and its commit, and a pass never sees
+    /// a half-done checkout.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// One network operation (fetch, push) at a time.
+    net: tokio::sync::Mutex<()>,
     /// The last sync's findings.
     status: Mutex<GitStatus>,
     /// Woken by the webhook: pull now.
@@ -77,7 +86,9 @@ pub struct GitSync {
     metrics: Arc<Metrics>,
 }
 
-async fn run(dir: Option<&Path>, args: &[&str]) -> Result<(bool, String), GitError> {
+/// Runs git. `network` commands are killed when their future is dropped (shutdown); local
+/// ones are left to finish so they never leave a lock file behind.
+async fn run(dir: Option<&Path>, args: &[&str], network: bool) -> Result<(bool, String), GitError> {
     let mut cmd = tokio::process::Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
@@ -85,7 +96,7 @@ async fn run(dir: Option<&Path>, args: &[&str]) -> Result<(bool, String), GitErr
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .kill_on_drop(network);
     let shown = args.join(" ");
     let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
         Err(_) => {
@@ -108,7 +119,7 @@ async fn run(dir: Option<&Path>, args: &[&str]) -> Result<(bool, String), GitErr
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
         ));
     }
-    if out.status.code() == Some(1) && args.first() == Some(&"merge-base") {
+    if out.status.code() == Some(1) && matches!(args.first(), Some(&"merge-base") | Some(&"diff")) {
         return Ok((false, String::new()));
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -119,9 +130,24 @@ async fn run(dir: Option<&Path>, args: &[&str]) -> Result<(bool, String), GitErr
     })
 }
 
+/// What the local half of a sync decided.
+enum Step {
+    /// Nothing to do, or a divergence was reported.
+    Stay,
+    /// The checkout moved.
+    Pulled,
+    /// Local is ahead: push (outside the lock).
+    Push,
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
 impl GitSync {
-    /// Makes sure `state/` is a clone of the remote (cloning it when `state/` is missing or
-    /// empty) and returns the syncer. A non-empty `state/` that is not a checkout is refused.
+    /// Makes sure `state/` is a clone of the remote on the configured branch (cloning it when
+    /// `state/` is missing or empty) and returns the syncer. A non-empty `state/` that is not
+    /// a checkout, or a checkout of another remote or branch, is refused.
     pub async fn prepare(
         config: &Config,
         git: &GitConfig,
@@ -130,26 +156,22 @@ impl GitSync {
         metrics: Arc<Metrics>,
     ) -> Result<GitSync, GitError> {
         let dir = config.state_dir.clone();
+        let refuse = |message: String| GitError {
+            args: "clone".into(),
+            message,
+        };
         if !dir.join(".git").exists() {
             let empty = match std::fs::read_dir(&dir) {
                 Ok(mut rd) => rd.next().is_none(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-                Err(e) => {
-                    return Err(GitError {
-                        args: "clone".into(),
-                        message: format!("{}: {e}", dir.display()),
-                    })
-                }
+                Err(e) => return Err(refuse(format!("{}: {e}", dir.display()))),
             };
             if !empty {
-                return Err(GitError {
-                    args: "clone".into(),
-                    message: format!(
-                        "{} exists, is not empty and is not a git checkout; move it away so berth can clone {}",
-                        dir.display(),
-                        git.remote
-                    ),
-                });
+                return Err(refuse(format!(
+                    "{} exists, is not empty and is not a git checkout; move it away so berth can clone {}",
+                    dir.display(),
+                    git.remote
+                )));
             }
             let target = dir.to_string_lossy().into_owned();
             run(
@@ -163,6 +185,7 @@ impl GitSync {
                     &git.remote,
                     &target,
                 ],
+                true,
             )
             .await?;
             info!(remote = %git.remote, branch = %git.branch, dir = %dir.display(), "cloned the state repository");
@@ -171,6 +194,7 @@ impl GitSync {
             config: git.clone(),
             dir,
             lock,
+            net: Default::default(),
             status: Mutex::new(GitStatus {
                 remote: git.remote.clone(),
                 branch: git.branch.clone(),
@@ -180,19 +204,72 @@ impl GitSync {
             history,
             metrics,
         };
+        let origin = sync.git(&["remote", "get-url", "origin"]).await?;
+        if origin != git.remote {
+            return Err(refuse(format!(
+                "{} is a clone of {origin}, not of [git] remote {}; fix one of them",
+                sync.dir.display(),
+                git.remote
+            )));
+        }
+        let branch = sync.git(&["symbolic-ref", "--short", "HEAD"]).await.ok();
+        if branch.as_deref() != Some(git.branch.as_str()) {
+            return Err(refuse(format!(
+                "{} has {} checked out, not [git] branch {}; check it out or fix the config",
+                sync.dir.display(),
+                branch.as_deref().unwrap_or("a detached HEAD"),
+                git.branch
+            )));
+        }
         let head = sync.git(&["rev-parse", "HEAD"]).await?;
-        sync.status.lock().expect("git status").head = Some(head);
+        let mut st = sync.status.lock().expect("git status");
+        st.head = Some(head);
+        st.diverged = sync.diverged_at().is_some();
+        drop(st);
         Ok(sync)
     }
 
     async fn git(&self, args: &[&str]) -> Result<String, GitError> {
-        run(Some(&self.dir), args).await.map(|(_, out)| out)
+        run(Some(&self.dir), args, false).await.map(|(_, out)| out)
     }
 
     async fn is_ancestor(&self, a: &str, b: &str) -> Result<bool, GitError> {
-        run(Some(&self.dir), &["merge-base", "--is-ancestor", a, b])
-            .await
-            .map(|(yes, _)| yes)
+        run(
+            Some(&self.dir),
+            &["merge-base", "--is-ancestor", a, b],
+            false,
+        )
+        .await
+        .map(|(yes, _)| yes)
+    }
+
+    fn upstream(&self) -> String {
+        format!("refs/remotes/origin/{}", self.config.branch)
+    }
+
+    /// The marker kept while diverged: the local commit at the time, so a change made by a
+    /// person (and only that) lifts it.
+    fn marker(&self) -> PathBuf {
+        self.dir.join(".git").join("berth-diverged")
+    }
+
+    fn diverged_at(&self) -> Option<String> {
+        std::fs::read_to_string(self.marker())
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    fn set_diverged_at(&self, local: Option<&str>) {
+        let result = match local {
+            Some(l) => std::fs::write(self.marker(), format!("{l}\n")),
+            None => match std::fs::remove_file(self.marker()) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r,
+            },
+        };
+        if let Err(e) = result {
+            warn!(cause = %e, "cannot update {}", self.marker().display());
+        }
     }
 
     /// The last sync's findings.
@@ -209,25 +286,87 @@ impl GitSync {
         self.metrics.git_sync(outcome, diverged);
     }
 
-    /// Fetches and follows the remote as far as fast-forward allows. Returns true when the
-    /// checkout changed.
-    pub async fn sync(&self) -> bool {
-        let _guard = self.lock.lock().await;
-        match self.sync_locked().await {
-            Ok(changed) => changed,
+    fn failed(&self, e: &GitError) {
+        warn!(cause = %e, "git sync failed; keeping the current checkout");
+        let diverged = self.status().diverged;
+        self.finish("error", Some(e.to_string()), diverged);
+    }
+
+    /// Fetches, then follows the remote as far as fast-forward allows, then pushes local
+    /// commits if that is safe. The network steps give way to `shutdown`. Returns true when
+    /// the checkout changed.
+    pub async fn sync(&self, shutdown: &CancellationToken) -> bool {
+        let fetched = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            r = self.fetch() => r,
+        };
+        let old_remote = match fetched {
+            Ok(old) => old,
             Err(e) => {
-                warn!(cause = %e, "git sync failed; keeping the current checkout");
-                let diverged = self.status().diverged;
-                self.finish("error", Some(e.to_string()), diverged);
+                self.failed(&e);
+                return false;
+            }
+        };
+        let step = {
+            let _guard = self.lock.lock().await;
+            self.follow(old_remote.as_deref()).await
+        };
+        match step {
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
+            Ok(Step::Stay) => false,
+            Ok(Step::Pulled) => true,
+            Ok(Step::Push) => {
+                let pushed = tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    r = self.push() => r,
+                };
+                match pushed {
+                    Ok(()) => self.finish("pushed", None, false),
+                    Err(e) => self.failed(&e),
+                }
                 false
             }
         }
     }
 
-    async fn sync_locked(&self) -> Result<bool, GitError> {
+    /// Fetches the branch; returns where the remote-tracking ref pointed before.
+    async fn fetch(&self) -> Result<Option<String>, GitError> {
+        let _net = self.net.lock().await;
+        let upstream = self.upstream();
+        let before = self
+            .git(&["rev-parse", "--verify", "--quiet", &upstream])
+            .await
+            .ok();
+        let refspec = format!("+refs/heads/{}:{upstream}", self.config.branch);
+        run(
+            Some(&self.dir),
+            &["fetch", "--quiet", "origin", &refspec],
+            true,
+        )
+        .await?;
+        Ok(before)
+    }
+
+    async fn push(&self) -> Result<(), GitError> {
+        let _net = self.net.lock().await;
+        let target = format!("HEAD:refs/heads/{}", self.config.branch);
+        run(
+            Some(&self.dir),
+            &["push", "--quiet", "origin", &target],
+            true,
+        )
+        .await?;
+        info!("pushed local commits to the state repository");
+        Ok(())
+    }
+
+    /// The local half of a sync, under the state write lock.
+    async fn follow(&self, old_remote: Option<&str>) -> Result<Step, GitError> {
         let branch = self.config.branch.as_str();
-        self.git(&["fetch", "--quiet", "origin", branch]).await?;
-        let upstream = format!("refs/remotes/origin/{branch}");
+        let upstream = self.upstream();
         let local = self.git(&["rev-parse", "HEAD"]).await?;
         let remote = self.git(&["rev-parse", &upstream]).await?;
         {
@@ -235,90 +374,136 @@ impl GitSync {
             st.head = Some(local.clone());
             st.remote_head = Some(remote.clone());
         }
+        if let Some(at) = self.diverged_at() {
+            if local == remote {
+                info!("state/ matches the remote again; following it");
+                self.set_diverged_at(None);
+            } else if local == at {
+                let why = format!(
+                    "still diverged: local {} and origin/{branch} {}; berth follows and pushes nothing until {} is changed by hand",
+                    short(&local),
+                    short(&remote),
+                    self.dir.display()
+                );
+                self.finish("diverged", Some(why), true);
+                return Ok(Step::Stay);
+            } else {
+                info!("state/ was changed by hand since the divergence; following the usual rules again");
+                self.set_diverged_at(None);
+            }
+        }
+        let rewritten = match old_remote {
+            Some(old) if old != remote => !self.is_ancestor(old, &remote).await?,
+            _ => false,
+        };
         if local == remote {
             self.finish("up-to-date", None, false);
-            return Ok(false);
+            return Ok(Step::Stay);
         }
-        if self.is_ancestor(&local, &remote).await? {
-            let changed = self
-                .git(&["diff", "--name-only", &local, &remote, "--", "apps"])
-                .await?;
+        if !rewritten && self.is_ancestor(&local, &remote).await? {
+            self.note_pulled(&local, &remote).await?;
             self.git(&["merge", "--quiet", "--ff-only", &upstream])
                 .await?;
-            let short = &remote[..remote.len().min(12)];
-            for file in changed.lines() {
-                self.note_pulled(file, short);
-            }
             self.status.lock().expect("git status").head = Some(remote.clone());
             info!(from = %local, to = %remote, "pulled the state repository");
             self.finish("pulled", None, false);
-            return Ok(true);
+            return Ok(Step::Pulled);
         }
-        if self.is_ancestor(&remote, &local).await? {
-            return match self.push().await {
-                Ok(()) => {
-                    self.finish("pushed", None, false);
-                    Ok(false)
-                }
-                Err(e) => Err(e),
-            };
+        if !rewritten && self.is_ancestor(&remote, &local).await? {
+            return Ok(Step::Push);
         }
-        let why = format!(
-            "local {} and origin/{branch} {} have diverged (a force-push, or commits on both sides); berth stopped following the remote and keeps running the last good checkout; resolve it in {} by hand",
-            &local[..local.len().min(12)],
-            &remote[..remote.len().min(12)],
-            self.dir.display()
-        );
+        let why = if rewritten {
+            format!(
+                "origin/{branch} was rewritten (a force-push: {} is no longer in its history, it is now {}); berth stopped following and pushing and keeps running {}; resolve it in {} by hand",
+                short(old_remote.unwrap_or("")),
+                short(&remote),
+                short(&local),
+                self.dir.display()
+            )
+        } else {
+            format!(
+                "local {} and origin/{branch} {} have diverged (commits on both sides); berth stopped following and pushing and keeps running the last good checkout; resolve it in {} by hand",
+                short(&local),
+                short(&remote),
+                self.dir.display()
+            )
+        };
         warn!("{why}");
+        self.set_diverged_at(Some(&local));
         self.finish("diverged", Some(why), true);
-        Ok(false)
+        Ok(Step::Stay)
     }
 
-    /// Remembers that a pulled manifest came from commit `short`.
-    fn note_pulled(&self, file: &str, short: &str) {
-        let Some(rest) = file.strip_prefix("apps/") else {
-            return;
-        };
-        let Some((user, name)) = rest.split_once('/') else {
-            return;
-        };
-        let Some(app) = name.strip_suffix(".toml") else {
-            return;
-        };
-        let (Ok(key), Ok(bytes)) = (AppKey::new(user, app), std::fs::read(self.dir.join(file)))
-        else {
-            return;
-        };
-        self.history
-            .note_source(&key, &etag(&bytes), format!("git:{short}"));
-    }
-
-    async fn push(&self) -> Result<(), GitError> {
-        let target = format!("HEAD:refs/heads/{}", self.config.branch);
-        self.git(&["push", "--quiet", "origin", &target]).await?;
-        info!("pushed local commits to the state repository");
+    /// Notes, before the merge, which commit last changed each manifest the pull changes, so
+    /// each revision names its own commit.
+    async fn note_pulled(&self, local: &str, remote: &str) -> Result<(), GitError> {
+        let changed = self
+            .git(&["diff", "--name-only", local, remote, "--", "apps"])
+            .await?;
+        for file in changed.lines() {
+            let Some(key) = file
+                .strip_prefix("apps/")
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(u, a)| AppKey::new(u, a.strip_suffix(".toml")?).ok())
+            else {
+                continue;
+            };
+            // Deleted by the pull: no content, no revision.
+            let Ok(bytes) = self.git_bytes(&format!("{remote}:{file}")).await else {
+                continue;
+            };
+            let commit = self
+                .git(&["log", "-1", "--format=%H", remote, "--", file])
+                .await?;
+            self.history
+                .note_source(&key, &etag(&bytes), format!("git:{}", short(&commit)));
+        }
         Ok(())
     }
 
-    /// Commits `file` (relative to `state/`, added, changed or deleted) as `who`, then pushes
-    /// unless the histories have diverged. The caller holds the state write lock (it wrote the
-    /// file under it). Failures are reported in the status, not returned: the manifest is
-    /// already written and in effect.
-    pub async fn commit_held(&self, file: &str, who: &str, message: &str) {
-        if let Err(e) = self.commit_locked(file, who, message).await {
-            warn!(cause = %e, file, "cannot commit or push an API change");
-            let diverged = self.status().diverged;
-            self.finish("error", Some(e.to_string()), diverged);
+    async fn git_bytes(&self, object: &str) -> Result<Vec<u8>, GitError> {
+        let out = tokio::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(["cat-file", "blob", object])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| GitError {
+                args: format!("cat-file blob {object}"),
+                message: e.to_string(),
+            })?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(GitError {
+                args: format!("cat-file blob {object}"),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
         }
     }
 
-    async fn commit_locked(&self, file: &str, who: &str, message: &str) -> Result<(), GitError> {
+    /// Commits `file` (relative to `state/`, added, changed or deleted) as `who`. The caller
+    /// holds the state write lock (it wrote the file under it); the push happens in the sync
+    /// task, which this wakes. Failures are reported in the status, not returned: the
+    /// manifest is already written and in effect.
+    pub async fn commit_held(&self, file: &str, who: &str, message: &str) {
+        match self.commit_local(file, who, message).await {
+            Ok(true) => self.wake.notify_one(),
+            Ok(false) => {}
+            Err(e) => {
+                warn!(cause = %e, file, "cannot commit an API change");
+                let diverged = self.status().diverged;
+                self.finish("error", Some(e.to_string()), diverged);
+            }
+        }
+    }
+
+    async fn commit_local(&self, file: &str, who: &str, message: &str) -> Result<bool, GitError> {
         self.git(&["add", "--all", "--", file]).await?;
-        if run(Some(&self.dir), &["diff", "--cached", "--quiet"])
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        let (clean, _) = run(Some(&self.dir), &["diff", "--cached", "--quiet"], false).await?;
+        if clean {
+            return Ok(false);
         }
         let mail: String = who
             .chars()
@@ -339,12 +524,11 @@ impl GitSync {
         ])
         .await?;
         let head = self.git(&["rev-parse", "HEAD"]).await?;
-        self.status.lock().expect("git status").head = Some(head);
-        if self.status().diverged {
-            return Ok(());
+        // A commit of berth's own while diverged is not a person resolving it.
+        if self.diverged_at().is_some() {
+            self.set_diverged_at(Some(&head));
         }
-        self.push().await?;
-        self.finish("pushed", None, false);
-        Ok(())
+        self.status.lock().expect("git status").head = Some(head);
+        Ok(true)
     }
 }

@@ -33,17 +33,26 @@ pub struct History {
     last: Mutex<HashMap<AppKey, String>>,
     /// Source of an expected version: (app, etag) -> `api:alice`, `git:<sha>`.
     notes: Mutex<HashMap<(AppKey, String), String>>,
+    /// The state write lock: a recording run reads the files under it, so it never reads a
+    /// file git is rewriting, and runs are one at a time, so revisions are recorded in order.
+    state_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl History {
     /// A recorder keeping `keep` revisions per app.
-    pub fn new(config: Arc<Config>, store: Arc<Store>, keep: usize) -> History {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        keep: usize,
+        state_lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> History {
         History {
             config,
             store,
             keep,
             last: Mutex::default(),
             notes: Mutex::default(),
+            state_lock,
         }
     }
 
@@ -57,7 +66,9 @@ impl History {
     }
 
     /// Records a new revision for every app in `valid` whose file changed since last time.
+    /// Blocking: call it from a blocking thread.
     pub fn record(&self, valid: &[AppKey]) {
+        let _held = self.state_lock.blocking_lock();
         for key in valid {
             let path = self
                 .config

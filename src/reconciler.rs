@@ -5,8 +5,7 @@
 //! **Invariant: at most one change per app is in flight; a busy app is skipped by later passes
 //! until its change finishes.** Failed changes and crash restarts wait out their backoff.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -73,11 +72,15 @@ pub struct Reconciler {
     pub status: Arc<StatusBoard>,
     /// Pass and action counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// Set (by a confirmed API call) to lift the mass-removal guard for the next pass only.
-    pub prune_release: Arc<AtomicBool>,
+    /// Set by a confirmed API call to the held removals it released: the next pass makes
+    /// them if they are exactly what the guard holds then, and nothing else.
+    pub prune_release: Arc<std::sync::Mutex<Option<BTreeSet<AppKey>>>>,
     /// Called (on a blocking thread) after every pass with the apps whose manifests are
     /// valid; `serve` records revisions with it.
     pub on_pass: Option<PassHook>,
+    /// The state write lock (serve): held while scanning, so a pass never sees an API write
+    /// half done or a git checkout in the middle of a fast-forward.
+    pub state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// See [`Reconciler::on_pass`].
@@ -93,6 +96,7 @@ impl Reconciler {
             metrics: Default::default(),
             prune_release: Default::default(),
             on_pass: None,
+            state_lock: None,
         }
     }
 
@@ -104,9 +108,14 @@ impl Reconciler {
     /// Reads desired and observed state.
     pub async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
         let config = self.config.clone();
+        let held = match &self.state_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let desired = tokio::task::spawn_blocking(move || DesiredState::load(&config))
             .await
             .expect("scan task panicked")?;
+        drop(held);
         let observed = self.exec.engine().list().await?;
         Ok((desired, observed))
     }
@@ -163,19 +172,22 @@ impl Reconciler {
         loop {
             let started = Instant::now();
             let mut wake = started + self.config.resync;
-            let release = self.prune_release.swap(false, Ordering::SeqCst);
+            let release = self.prune_release.lock().expect("prune release").take();
             match self.observe().await {
                 Ok((desired, observed)) => {
-                    let plan = plan(&desired, &observed, self.options(release));
-                    if release {
-                        info!(
-                            removals = plan
-                                .changes
-                                .iter()
-                                .filter(|c| c.desired_hash.is_none())
-                                .count(),
-                            "mass-removal guard lifted for this pass by a confirmed API call"
-                        );
+                    let mut plan = plan(&desired, &observed, self.options(false));
+                    if let Some(released) = &release {
+                        if !plan.prune_blocked.is_empty()
+                            && plan.prune_blocked.iter().all(|k| released.contains(k))
+                        {
+                            info!(
+                                apps = plan.prune_blocked.len(),
+                                "mass removal released by a confirmed API call"
+                            );
+                            plan = crate::plan::plan(&desired, &observed, self.options(true));
+                        } else {
+                            warn!("the removals the guard holds changed since the release was confirmed; nothing released");
+                        }
                     }
                     self.metrics.pass(started.elapsed());
                     if plan.prune_blocked != last_blocked && !plan.prune_blocked.is_empty() {
@@ -243,8 +255,8 @@ impl Reconciler {
                     }
                 }
                 Err(e) => {
-                    if release {
-                        self.prune_release.store(true, Ordering::SeqCst);
+                    if release.is_some() {
+                        *self.prune_release.lock().expect("prune release") = release;
                     }
                     error!(cause = %e, "reconcile pass failed; retrying");
                     wake = wake.min(started + PASS_RETRY);

@@ -36,12 +36,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The database first: a daemon that cannot keep users and keys must not start.
     let store = Arc::new(Store::open(&config.database)?);
     let metrics = Arc::new(Metrics::default());
+    let state_lock = Arc::new(tokio::sync::Mutex::new(()));
     let history = Arc::new(History::new(
         config.clone(),
         store.clone(),
         config.revisions_kept,
+        state_lock.clone(),
     ));
-    let state_lock = Arc::new(tokio::sync::Mutex::new(()));
     // In git mode the clone comes before anything creates directories under state/.
     let git = match &config.git {
         Some(g) => Some(Arc::new(
@@ -83,6 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     ));
     let mut reconciler = Reconciler::new(config.clone(), Executor::new(config.clone(), engine));
     reconciler.metrics = metrics;
+    reconciler.state_lock = Some(state_lock.clone());
     let recorder = history.clone();
     reconciler.on_pass = Some(Arc::new(move |valid| recorder.record(&valid)));
     let reconciler = Arc::new(reconciler);
@@ -185,7 +187,7 @@ async fn forward_docker_events(engine: Engine, trigger: Arc<Notify>, shutdown: C
 /// the loop when the checkout changed (the watcher would too; this is sooner).
 async fn follow_remote(git: Arc<GitSync>, trigger: Arc<Notify>, shutdown: CancellationToken) {
     loop {
-        if git.sync().await {
+        if git.sync(&shutdown).await {
             trigger.notify_one();
         }
         tokio::select! {

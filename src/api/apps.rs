@@ -111,9 +111,10 @@ async fn create(
         code: "unknown_template",
         message,
     })?;
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     let c = s.files.create(&key, &body.template_id).await?;
-    s.wrote(&key, Some(&c.etag), caller.name(), "create").await;
+    s.wrote(lock, &key, Some(&c.etag), caller.name(), "create")
+        .await;
     Ok(with_etag(
         StatusCode::CREATED,
         &c,
@@ -162,9 +163,10 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let expected = if_match(&headers)?;
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     let c = s.files.replace(&key, &text, &expected).await?;
     s.wrote(
+        lock,
         &key,
         Some(&c.etag),
         caller.name(),
@@ -180,13 +182,14 @@ async fn set_state(
     key: &AppKey,
     state: &'static str,
 ) -> Result<Response, ApiError> {
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     let c = s
         .files
         .edit(key, |doc| doc["state"] = toml_edit::value(state))
         .await?;
     let action = if state == "running" { "start" } else { "stop" };
-    s.wrote(key, Some(&c.etag), caller.name(), action).await;
+    s.wrote(lock, key, Some(&c.etag), caller.name(), action)
+        .await;
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -221,14 +224,15 @@ async fn deploy(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let nonce = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     let c = s
         .files
         .edit(&key, |doc| {
             doc["restart"] = toml_edit::value(nonce.as_str())
         })
         .await?;
-    s.wrote(&key, Some(&c.etag), caller.name(), "deploy").await;
+    s.wrote(lock, &key, Some(&c.etag), caller.name(), "deploy")
+        .await;
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -253,12 +257,14 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     if q.purge {
-        let action = format!("purge {key}");
+        // Bound to the manifest as it is now: a token cannot purge an app that was deleted
+        // and made again (or changed) since the warning.
+        let Some(current) = s.files.read(&key)? else {
+            return Err(ApiError::NotFound(format!("app {key} does not exist")));
+        };
+        let action = format!("purge {key}@{}", current.etag);
         match &q.confirm {
             None => {
-                if s.files.read(&key)?.is_none() {
-                    return Err(ApiError::NotFound(format!("app {key} does not exist")));
-                }
                 let token = s
                     .confirmations
                     .issue(&action, caller.name(), Instant::now());
@@ -281,7 +287,7 @@ async fn remove(
                 .redeem(token, &action, caller.name(), Instant::now())?,
         }
     }
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     s.files.delete(&key).await?;
     // Asked right after the file goes and before the loop is woken, so the pass that removes
     // the container sees it (the watcher's debounce is far longer than this gap).
@@ -290,7 +296,7 @@ async fn remove(
     }
     let revoked = s.store.revoke_app_keys(&key)?;
     let action = if q.purge { "delete (purge)" } else { "delete" };
-    s.wrote(&key, None, caller.name(), action).await;
+    s.wrote(lock, &key, None, caller.name(), action).await;
     Ok(Json(json!({
         "deleted": key.to_string(),
         "purge": q.purge,

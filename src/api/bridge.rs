@@ -52,7 +52,7 @@ async fn activate(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     client.check_app(&key)?;
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     let c = s
         .files
         .edit(&key, |doc| doc["state"] = toml_edit::value("running"))
@@ -65,6 +65,6 @@ async fn activate(
             other => other.into(),
         })?;
     let who = format!("client:{}", client.0.id);
-    s.wrote(&key, Some(&c.etag), &who, "activate").await;
+    s.wrote(lock, &key, Some(&c.etag), &who, "activate").await;
     Ok(Json(json!({ "state": "running", "etag": c.etag })))
 }

@@ -29,8 +29,10 @@ pub struct Confirmations {
     pending: Mutex<HashMap<String, Pending>>,
 }
 
-/// Most tokens outstanding at once; the oldest go first beyond this.
+/// Most tokens outstanding at once, and per caller; the oldest go first beyond these, so
+/// one caller cannot push out everyone else's.
 const MAX_PENDING: usize = 1000;
+const MAX_PER_CALLER: usize = 20;
 
 impl Confirmations {
     /// Tokens living `ttl`.
@@ -55,9 +57,12 @@ impl Confirmations {
         );
         let mut pending = self.pending.lock().expect("confirmations");
         pending.retain(|_, p| p.expires > now);
-        if pending.len() >= MAX_PENDING {
+        let mine = pending.values().filter(|p| p.caller == caller).count();
+        if mine >= MAX_PER_CALLER || pending.len() >= MAX_PENDING {
+            let only_mine = mine >= MAX_PER_CALLER;
             if let Some(oldest) = pending
                 .iter()
+                .filter(|(_, p)| !only_mine || p.caller == caller)
                 .min_by_key(|(_, p)| p.expires)
                 .map(|(k, _)| k.clone())
             {
@@ -94,7 +99,9 @@ impl Confirmations {
             return Err(refused("expired"));
         }
         if p.action != action || p.caller != caller {
-            return Err(refused("was issued for another call"));
+            return Err(refused(
+                "was issued for another call, another caller, or a target that has changed since",
+            ));
         }
         Ok(())
     }
@@ -136,5 +143,17 @@ mod tests {
         let e = c.redeem(&t, "purge alice/web", "alice", late).unwrap_err();
         assert!(e.to_string().contains("expired"), "{e}");
         assert!(c.redeem("nonsense", "x", "alice", t0).is_err());
+    }
+
+    #[test]
+    fn one_caller_cannot_push_out_another_callers_tokens() {
+        let c = Confirmations::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let bobs = c.issue("purge bob/x", "bob", t0);
+        for i in 0..200 {
+            c.issue(&format!("purge mallory/a{i}"), "mallory", t0);
+        }
+        assert!(c.redeem(&bobs, "purge bob/x", "bob", t0).is_ok());
+        assert!(c.pending.lock().unwrap().len() <= MAX_PER_CALLER);
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -18,9 +18,16 @@ use super::auth::{AuditActor, Caller, ClientIp};
 use super::error::ApiError;
 use super::AppState;
 
+/// Largest webhook body accepted (GitHub's own limit is 25 MB; pushes that big are rare).
+const WEBHOOK_BODY_BYTES: usize = 10 * 1024 * 1024;
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/hooks/git", post(webhook))
+        // Push payloads of big pushes are large; the signature needs the whole body.
+        .route(
+            "/hooks/git",
+            post(webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES)),
+        )
         .route("/git", get(status))
 }
 

@@ -72,8 +72,9 @@ pub struct AppState {
     pub containers: ContainerCache,
     /// Outstanding confirm tokens for destructive calls.
     pub confirmations: confirm::Confirmations,
-    /// Set to let the loop's next pass make a held mass removal.
-    pub prune_release: Arc<std::sync::atomic::AtomicBool>,
+    /// Set to the held removals a confirmed call released, for the loop's next pass.
+    pub prune_release:
+        Arc<std::sync::Mutex<Option<std::collections::BTreeSet<crate::names::AppKey>>>>,
     /// Revision history: API writes note their source here.
     pub history: Arc<crate::history::History>,
     /// Git mode: API writes become commits.
@@ -94,16 +95,18 @@ impl AppState {
         self.trigger.notify_one();
     }
 
-    /// Taken by a handler before it writes a manifest, and held until [`wrote`](Self::wrote)
-    /// returns.
-    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.state_lock.lock().await
+    /// Taken by a handler before it writes a manifest, and handed to [`wrote`](Self::wrote).
+    pub async fn write_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.state_lock.clone().lock_owned().await
     }
 
-    /// After `who` wrote (or, with no etag, deleted) `key`'s manifest, holding the write lock:
-    /// its revision will name the source, in git mode it becomes a commit, and the loop wakes.
+    /// After `who` wrote (or, with no etag, deleted) `key`'s manifest under `lock`: its
+    /// revision will name the source, in git mode it becomes a commit, and the loop wakes.
+    /// The commit runs in its own task holding the lock, so a client that hangs up cannot
+    /// cut it short (and leave git's index locked or the write uncommitted).
     pub async fn wrote(
         &self,
+        lock: tokio::sync::OwnedMutexGuard<()>,
         key: &crate::names::AppKey,
         etag: Option<&str>,
         who: &str,
@@ -113,11 +116,17 @@ impl AppState {
             self.history.note_source(key, etag, format!("api:{who}"));
         }
         self.nudge();
-        if let Some(git) = &self.git {
-            let file = format!("apps/{}/{}.toml", key.userid, key.appname);
-            git.commit_held(&file, who, &format!("berth api: {action} {key} (by {who})"))
-                .await;
-        }
+        let Some(git) = self.git.clone() else {
+            return;
+        };
+        let file = format!("apps/{}/{}.toml", key.userid, key.appname);
+        let message = format!("berth api: {action} {key} (by {who})");
+        let who = who.to_string();
+        let commit = tokio::spawn(async move {
+            git.commit_held(&file, &who, &message).await;
+            drop(lock);
+        });
+        let _ = commit.await;
     }
 }
 

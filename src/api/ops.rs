@@ -77,13 +77,17 @@ async fn release_prune(
     ApiQuery(q): ApiQuery<ConfirmQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     caller.check_admin()?;
-    let held: Vec<String> = s
+    let held_keys: std::collections::BTreeSet<crate::names::AppKey> = s
         .board
         .snapshot()
         .into_iter()
         .filter(|(_, st)| st.phase == crate::status::Phase::PruneBlocked)
-        .map(|(k, _)| k.to_string())
+        .map(|(k, _)| k)
         .collect();
+    let held: Vec<String> = held_keys.iter().map(|k| k.to_string()).collect();
+    // The token confirms exactly this set: if the guard holds anything else by then, the
+    // confirm is refused and the caller sees the new list.
+    let action = format!("release prune: {}", held.join(","));
     if held.is_empty() {
         return Err(ApiError::Conflict(
             "the mass-removal guard holds nothing right now".into(),
@@ -92,7 +96,7 @@ async fn release_prune(
     let now = std::time::Instant::now();
     match q.confirm {
         None => {
-            let token = s.confirmations.issue("release prune", caller.name(), now);
+            let token = s.confirmations.issue(&action, caller.name(), now);
             let ttl = s.confirmations.ttl();
             Ok((
                 axum::http::StatusCode::ACCEPTED,
@@ -110,9 +114,9 @@ async fn release_prune(
         }
         Some(token) => {
             s.confirmations
-                .redeem(&token, "release prune", caller.name(), now)?;
-            s.prune_release
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+                .redeem(&token, &action, caller.name(), now)?;
+            tracing::info!(by = caller.name(), apps = %held.join(", "), "mass removal released");
+            *s.prune_release.lock().expect("prune release") = Some(held_keys);
             s.nudge();
             Ok(Json(serde_json::json!({ "released": held })).into_response())
         }

@@ -48,7 +48,7 @@ async fn rollback(
             body.revision, s.config.revisions_kept
         )));
     };
-    let _w = s.write_lock().await;
+    let lock = s.write_lock().await;
     let c = s.files.restore(&key, &rev.content).await?;
     s.history.note_source(
         &key,
@@ -56,6 +56,7 @@ async fn rollback(
         format!("api:{} (rollback to {})", caller.name(), rev.revision),
     );
     s.wrote(
+        lock,
         &key,
         None,
         caller.name(),
