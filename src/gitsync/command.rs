@@ -1,0 +1,67 @@
+//! Running the `git` command line: a timeout on every call, stderr's tail in errors, and
+//! killing only network commands when their future is dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// One git command may take this long (a fetch over a slow network).
+const GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A git command that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("git {args}: {message}")]
+pub struct GitError {
+    /// The arguments, for the message.
+    pub args: String,
+    /// The tail of its stderr, or why it could not run.
+    pub message: String,
+}
+
+/// Runs git. `network` commands are killed when their future is dropped (shutdown); local
+/// ones are left to finish so they never leave a lock file behind.
+pub(super) async fn run(
+    dir: Option<&Path>,
+    args: &[&str],
+    network: bool,
+) -> Result<(bool, String), GitError> {
+    let mut cmd = tokio::process::Command::new("git");
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .kill_on_drop(network);
+    let shown = args.join(" ");
+    let out = match tokio::time::timeout(GIT_TIMEOUT, cmd.output()).await {
+        Err(_) => {
+            return Err(GitError {
+                args: shown,
+                message: format!("no answer within {GIT_TIMEOUT:?}"),
+            })
+        }
+        Ok(Err(e)) => {
+            return Err(GitError {
+                args: shown,
+                message: format!("cannot run git: {e}"),
+            })
+        }
+        Ok(Ok(out)) => out,
+    };
+    if out.status.success() {
+        return Ok((
+            true,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ));
+    }
+    if out.status.code() == Some(1) && matches!(args.first(), Some(&"merge-base") | Some(&"diff")) {
+        return Ok((false, String::new()));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(4).collect();
+    Err(GitError {
+        args: shown,
+        message: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+    })
+}
