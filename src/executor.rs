@@ -2,8 +2,9 @@
 //! gives. Knows nothing about scheduling: the reconciler decides what runs when, and
 //! **calls `execute` for at most one change per app at a time.**
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tracing::{info, warn};
 
@@ -40,7 +41,7 @@ pub struct Executor {
     /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
     /// berth then removes the workspace itself. Set by the API once the manifest is gone;
     /// cleared when the purge is done or the app's manifest comes back.
-    purges: Mutex<HashSet<AppKey>>,
+    purges: Mutex<HashMap<AppKey, Instant>>,
 }
 
 impl Executor {
@@ -57,7 +58,10 @@ impl Executor {
 
     /// Asks that `key`'s coming removal also drop its workspace.
     pub fn request_purge(&self, key: &AppKey) {
-        self.purges.lock().expect("purges").insert(key.clone());
+        self.purges
+            .lock()
+            .expect("purges")
+            .insert(key.clone(), Instant::now());
     }
 
     /// Withdraws a purge request (the app's manifest is back).
@@ -65,13 +69,13 @@ impl Executor {
         self.purges.lock().expect("purges").remove(key);
     }
 
-    /// Apps with a purge request outstanding.
-    pub fn pending_purges(&self) -> Vec<AppKey> {
+    /// Apps with a purge request outstanding, with when it was made.
+    pub fn pending_purges(&self) -> Vec<(AppKey, Instant)> {
         self.purges
             .lock()
             .expect("purges")
             .iter()
-            .cloned()
+            .map(|(k, t)| (k.clone(), *t))
             .collect()
     }
 
@@ -144,7 +148,11 @@ impl Executor {
                 containers,
                 template,
             } => {
-                let purge = self.purges.lock().expect("purges").contains(&change.key);
+                let purge = self
+                    .purges
+                    .lock()
+                    .expect("purges")
+                    .contains_key(&change.key);
                 match template
                     .as_deref()
                     .map(|id| Template::load(&self.config, id))

@@ -225,7 +225,7 @@ impl Reconciler {
                             app,
                         ));
                     }
-                    self.settle_purges(&desired, &observed, &plan, &busy);
+                    self.settle_purges(started, &desired, &observed, &plan, &busy);
                     if let Some(hook) = &self.on_pass {
                         let valid: Vec<AppKey> = desired
                             .apps
@@ -287,15 +287,21 @@ impl Reconciler {
 impl Reconciler {
     /// Purge requests whose app has no container left to remove (it never had one, or it was
     /// removed without the request) are carried out here; a request whose manifest came back
-    /// is dropped, so it can never fire on a later delete of a new app with that name.
+    /// is dropped, so it can never fire on a later delete of a new app with that name. Only a
+    /// scan that began after the request may decide either way: an older one predates the
+    /// delete it belongs to.
     fn settle_purges(
         &self,
+        scanned_at: Instant,
         desired: &DesiredState,
         observed: &[Observed],
         plan: &Plan,
         busy: &HashSet<AppKey>,
     ) {
-        for key in self.exec.pending_purges() {
+        for (key, requested_at) in self.exec.pending_purges() {
+            if requested_at >= scanned_at {
+                continue;
+            }
             if desired.apps.contains_key(&key) {
                 self.exec.cancel_purge(&key);
             } else if !desired.frozen_users.contains_key(&key.userid)
