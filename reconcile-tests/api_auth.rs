@@ -210,6 +210,28 @@ async fn client_keys_open_the_bridge_for_their_app_only() {
     api.bridge(Method::GET, "/bridge/apps/alice/other", Some(&other_key))
         .await
         .expect(401);
+
+    // So does deleting it by hand (or by a git pull): once its container is removed, a new
+    // app of that name does not honour the old keys.
+    let again = api
+        .post("/apps/alice/other/client-keys", &r.alice, None)
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    r.root.wait_running("alice", "other", T).await;
+    r.root.remove_manifest("alice", "other");
+    r.root.wait_gone("alice", "other", T).await;
+    r.root.write_manifest("alice", "other", MINIMAL);
+    r.root.wait_running("alice", "other", T).await;
+    wait_until(T, "the old key to stop working", || async {
+        api.bridge(Method::GET, "/bridge/apps/alice/other", Some(&again))
+            .await
+            .status
+            == 401
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -78,6 +78,10 @@ pub struct Reconciler {
     /// Called (on a blocking thread) after every pass with the apps whose manifests are
     /// valid; `serve` records revisions with it.
     pub on_pass: Option<PassHook>,
+    /// Called (on a blocking thread) when an app's removal succeeded, whatever removed its
+    /// manifest; `serve` revokes the app's client keys with it, so a new app of the same name
+    /// never honours the old app's keys.
+    pub on_removed: Option<RemovedHook>,
     /// The state write lock (serve): held while scanning, so a pass never sees an API write
     /// half done or a git checkout in the middle of a fast-forward.
     pub state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -85,6 +89,8 @@ pub struct Reconciler {
 
 /// See [`Reconciler::on_pass`].
 pub type PassHook = Arc<dyn Fn(Vec<AppKey>) + Send + Sync>;
+/// See [`Reconciler::on_removed`].
+pub type RemovedHook = Arc<dyn Fn(AppKey) + Send + Sync>;
 
 impl Reconciler {
     /// A reconciler over `exec`.
@@ -96,6 +102,7 @@ impl Reconciler {
             metrics: Default::default(),
             prune_release: Default::default(),
             on_pass: None,
+            on_removed: None,
             state_lock: None,
         }
     }
@@ -267,10 +274,10 @@ impl Reconciler {
                 _ = trigger.notified() => tokio::time::sleep(DEBOUNCE).await,
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
                     if let Ok(done) = done {
-                        record(&self.metrics, &mut backoffs, &mut busy, done);
+                        self.record(&mut backoffs, &mut busy, done);
                     }
                     while let Some(Ok(done)) = inflight.try_join_next() {
-                        record(&self.metrics, &mut backoffs, &mut busy, done);
+                        self.record(&mut backoffs, &mut busy, done);
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
@@ -340,6 +347,18 @@ async fn run_change(
         .await
         .map_err(|e| e.to_string());
     Finished { change, result }
+}
+
+impl Reconciler {
+    fn record(&self, backoffs: &mut Backoffs, busy: &mut HashSet<AppKey>, done: Finished) {
+        if let (Some(hook), Some(Action::Remove { .. }), Ok(())) =
+            (&self.on_removed, &done.change.action, &done.result)
+        {
+            let (hook, key) = (hook.clone(), done.change.key.clone());
+            tokio::task::spawn_blocking(move || hook(key));
+        }
+        record(&self.metrics, backoffs, busy, done);
+    }
 }
 
 fn record(metrics: &Metrics, backoffs: &mut Backoffs, busy: &mut HashSet<AppKey>, done: Finished) {
