@@ -149,7 +149,7 @@ impl ManifestFiles {
         }
         self.validate(key, &text)?;
         self.check_quota(key)?;
-        self.write(key, &text)
+        self.write(key, &text).await
     }
 
     /// Counts manifests on disk the way the reconciler does (path order, same files).
@@ -194,7 +194,7 @@ impl ManifestFiles {
             });
         }
         self.validate(key, text)?;
-        self.write(key, text)
+        self.write(key, text).await
     }
 
     /// Writes `text` (an earlier revision) over the current manifest, whatever its etag.
@@ -204,7 +204,7 @@ impl ManifestFiles {
             return Err(WriteError::NotFound(key.clone()));
         }
         self.validate(key, text)?;
-        self.write(key, text)
+        self.write(key, text).await
     }
 
     /// Changes top-level keys of the manifest, keeping the user's comments and layout.
@@ -229,7 +229,7 @@ impl ManifestFiles {
             return Ok(current);
         }
         self.validate(key, &text)?;
-        self.write(key, &text)
+        self.write(key, &text).await
     }
 
     /// Removes the manifest.
@@ -238,53 +238,78 @@ impl ManifestFiles {
         if self.read(key)?.is_none() {
             return Err(WriteError::NotFound(key.clone()));
         }
-        std::fs::remove_file(self.path(key)).map_err(|e| io(&self.shown(key), e))?;
-        sync_dir(&self.user_dir(key)).map_err(|e| io(&self.shown(key), e))
+        let (path, dir, shown) = (self.path(key), self.user_dir(key), self.shown(key));
+        blocking(move || {
+            std::fs::remove_file(&path)
+                .and_then(|()| sync_dir(&dir))
+                .map_err(|e| io(&shown, e))
+        })
+        .await
     }
 
-    fn write(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
-        let dir = self.user_dir(key);
-        let shown = self.shown(key);
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if !m.is_dir() => {
-                return Err(WriteError::OddPath(format!(
-                    "{} is not a directory; berth does not write through links",
-                    dir.display()
-                )))
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(|e| io(&shown, e))?
-            }
-            Err(e) => return Err(io(&shown, e)),
-        }
-        // A fresh random name, created exclusively: a planted file or symlink of that name
-        // (state/ may be a git checkout anyone can push to) makes the write fail instead of
-        // writing through it. The leading '.' keeps the scanner and watcher away.
-        let tmp = dir.join(format!(
-            ".{}.toml.{}.tmp",
-            key.appname,
-            crate::secret::new_key_id()
-        ));
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.path(key))?;
-            sync_dir(&dir)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&shown, e));
-        }
-        Ok(Current {
-            text: text.to_string(),
-            etag: etag(text.as_bytes()),
-        })
+    /// Writes on a blocking thread: the fsyncs must not stall the async workers.
+    async fn write(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
+        let (dir, path, shown) = (self.user_dir(key), self.path(key), self.shown(key));
+        let (appname, text) = (key.appname.clone(), text.to_string());
+        blocking(move || write_atomic(&dir, &path, &shown, &appname, &text)).await
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WriteError> + Send + 'static,
+) -> Result<T, WriteError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WriteError::Io(format!("write task failed: {e}")))?
+}
+
+/// Replaces `path` (in `dir`, named `shown` in messages) with `text`: temp file, fsync,
+/// rename, fsync of the directory.
+fn write_atomic(
+    dir: &Path,
+    path: &Path,
+    shown: &Path,
+    appname: &str,
+    text: &str,
+) -> Result<Current, WriteError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(WriteError::OddPath(format!(
+                "{} is not a directory; berth does not write through links",
+                dir.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| io(shown, e))?
+        }
+        Err(e) => return Err(io(shown, e)),
+    }
+    // A fresh random name, created exclusively: a planted file or symlink of that name
+    // (state/ may be a git checkout anyone can push to) makes the write fail instead of
+    // writing through it. The leading '.' keeps the scanner and watcher away.
+    let tmp = dir.join(format!(
+        ".{appname}.toml.{}.tmp",
+        crate::secret::new_key_id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(shown, e));
+    }
+    Ok(Current {
+        text: text.to_string(),
+        etag: etag(text.as_bytes()),
+    })
 }
 
 fn io(shown: &Path, e: std::io::Error) -> WriteError {

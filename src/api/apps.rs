@@ -136,7 +136,9 @@ async fn show(
     view["etag"] = json!(c.etag);
     // The newest recorded revision: the version the loop last took up (it may trail a write
     // by one pass).
-    view["revision"] = json!(s.store.revisions(&key)?.last().map(|r| r.revision));
+    let k = key.clone();
+    let revisions = s.db(move |st| st.revisions(&k)).await?;
+    view["revision"] = json!(revisions.last().map(|r| r.revision));
     Ok(with_etag(StatusCode::OK, &c, view))
 }
 
@@ -294,7 +296,8 @@ async fn remove(
     if q.purge {
         s.executor.request_purge(&key);
     }
-    let revoked = s.store.revoke_app_keys(&key)?;
+    let k = key.clone();
+    let revoked = s.db(move |st| st.revoke_app_keys(&k)).await?;
     let action = if q.purge { "delete (purge)" } else { "delete" };
     s.wrote(lock, &key, None, caller.name(), action).await;
     Ok(Json(json!({

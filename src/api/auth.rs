@@ -141,7 +141,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let user = match token {
-            Some(t) => state.store.authenticate(t)?,
+            Some(t) => {
+                let t = t.to_string();
+                state.db(move |st| st.authenticate(&t)).await?
+            }
             None => None,
         };
         match user {
@@ -189,7 +192,12 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
             ));
         };
         let check = match value.to_str() {
-            Ok(text) => state.store.check_client_key(text.trim(), unix_now())?,
+            Ok(text) => {
+                let text = text.trim().to_string();
+                state
+                    .db(move |st| st.check_client_key(&text, unix_now()))
+                    .await?
+            }
             Err(_) => KeyCheck::Invalid,
         };
         match check {

@@ -29,7 +29,8 @@ async fn list(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     caller.check_app(&key)?;
-    Ok(Json(json!({ "keys": s.store.client_keys(&key)? })))
+    let keys = s.db(move |st| st.client_keys(&key)).await?;
+    Ok(Json(json!({ "keys": keys })))
 }
 
 async fn issue(
@@ -41,7 +42,8 @@ async fn issue(
     if s.files.read(&key)?.is_none() {
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     }
-    let (info, full) = s.store.issue_client_key(&key, unix_now())?;
+    let k = key.clone();
+    let (info, full) = s.db(move |st| st.issue_client_key(&k, unix_now())).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -71,6 +73,7 @@ async fn revoke(
             "client key id must be 16 lower-case hex characters".into(),
         ));
     }
-    s.store.revoke_client_key(&key, &id)?;
+    let id2 = id.clone();
+    s.db(move |st| st.revoke_client_key(&key, &id2)).await?;
     Ok(Json(json!({ "revoked": id })))
 }

@@ -85,6 +85,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Runs a database call on a blocking thread: redb commits fsync, which must not stall
+    /// the async workers (two of them on the reference box).
+    pub async fn db<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || call(&store))
+            .await
+            .map_err(|e| ApiError::Internal(format!("database task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
     /// The engine (reads only).
     pub fn engine(&self) -> &Engine {
         self.executor.engine()

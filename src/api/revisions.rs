@@ -26,7 +26,8 @@ async fn list(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     caller.check_app(&key)?;
-    Ok(Json(json!({ "revisions": s.store.revisions(&key)? })))
+    let revisions = s.db(move |st| st.revisions(&key)).await?;
+    Ok(Json(json!({ "revisions": revisions })))
 }
 
 #[derive(Deserialize)]
@@ -42,7 +43,8 @@ async fn rollback(
     ApiJson(body): ApiJson<RollbackBody>,
 ) -> Result<Json<Value>, ApiError> {
     caller.check_app(&key)?;
-    let Some(rev) = s.store.revision(&key, body.revision)? else {
+    let (k, n) = (key.clone(), body.revision);
+    let Some(rev) = s.db(move |st| st.revision(&k, n)).await? else {
         return Err(ApiError::NotFound(format!(
             "{key} has no revision {} (only the newest {} are kept)",
             body.revision, s.config.revisions_kept

@@ -23,7 +23,8 @@ pub fn router() -> Router<Arc<AppState>> {
 
 async fn list(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.check_admin()?;
-    Ok(Json(json!({ "users": s.store.list_users()? })))
+    let users = s.db(|st| st.list_users()).await?;
+    Ok(Json(json!({ "users": users })))
 }
 
 #[derive(Deserialize)]
@@ -41,7 +42,8 @@ async fn add(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.check_admin()?;
     let role = if body.admin { Role::Admin } else { Role::User };
-    let token = s.store.add_user(&body.name, role)?;
+    let name = body.name.clone();
+    let token = s.db(move |st| st.add_user(&name, role)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "name": body.name, "role": role, "token": token })),
@@ -55,6 +57,7 @@ async fn remove(
 ) -> Result<Json<Value>, ApiError> {
     caller.check_admin()?;
     crate::names::validate_userid(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    s.store.remove_user(&name)?;
+    let n = name.clone();
+    s.db(move |st| st.remove_user(&n)).await?;
     Ok(Json(json!({ "removed": name })))
 }
