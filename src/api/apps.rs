@@ -111,10 +111,14 @@ async fn create(
         code: "unknown_template",
         message,
     })?;
-    let lock = s.write_lock().await;
-    let c = s.files.create(&key, &body.template_id).await?;
-    s.wrote(lock, &key, Some(&c.etag), caller.name(), "create")
-        .await;
+    let (k, template) = (key.clone(), body.template_id.clone());
+    let c = s
+        .write(&key, caller.name(), "create", move |s| async move {
+            let c = s.files.create(&k, &template).await?;
+            let etag = c.etag.clone();
+            Ok((c, Some(etag)))
+        })
+        .await?;
     Ok(with_etag(
         StatusCode::CREATED,
         &c,
@@ -165,33 +169,40 @@ async fn replace(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let expected = if_match(&headers)?;
-    let lock = s.write_lock().await;
-    let c = s.files.replace(&key, &text, &expected).await?;
-    s.wrote(
-        lock,
-        &key,
-        Some(&c.etag),
-        caller.name(),
-        "replace the manifest of",
-    )
-    .await;
+    let k = key.clone();
+    let c = s
+        .write(
+            &key,
+            caller.name(),
+            "replace the manifest of",
+            move |s| async move {
+                let c = s.files.replace(&k, &text, &expected).await?;
+                let etag = c.etag.clone();
+                Ok((c, Some(etag)))
+            },
+        )
+        .await?;
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
 }
 
 async fn set_state(
-    s: &AppState,
+    s: &Arc<AppState>,
     caller: &Caller,
     key: &AppKey,
     state: &'static str,
 ) -> Result<Response, ApiError> {
-    let lock = s.write_lock().await;
-    let c = s
-        .files
-        .edit(key, |doc| doc["state"] = toml_edit::value(state))
-        .await?;
     let action = if state == "running" { "start" } else { "stop" };
-    s.wrote(lock, key, Some(&c.etag), caller.name(), action)
-        .await;
+    let k = key.clone();
+    let c = s
+        .write(key, caller.name(), action, move |s| async move {
+            let c = s
+                .files
+                .edit(&k, |doc| doc["state"] = toml_edit::value(state))
+                .await?;
+            let etag = c.etag.clone();
+            Ok((c, Some(etag)))
+        })
+        .await?;
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -226,15 +237,17 @@ async fn deploy(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let nonce = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
-    let lock = s.write_lock().await;
+    let (k, n) = (key.clone(), nonce.clone());
     let c = s
-        .files
-        .edit(&key, |doc| {
-            doc["restart"] = toml_edit::value(nonce.as_str())
+        .write(&key, caller.name(), "deploy", move |s| async move {
+            let c = s
+                .files
+                .edit(&k, |doc| doc["restart"] = toml_edit::value(n.as_str()))
+                .await?;
+            let etag = c.etag.clone();
+            Ok((c, Some(etag)))
         })
         .await?;
-    s.wrote(lock, &key, Some(&c.etag), caller.name(), "deploy")
-        .await;
     Ok(with_etag(
         StatusCode::OK,
         &c,
@@ -258,6 +271,7 @@ async fn remove(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
+    let mut confirmed_etag = None;
     if q.purge {
         // Bound to the manifest as it is now: a token cannot purge an app that was deleted
         // and made again (or changed) since the warning.
@@ -265,6 +279,7 @@ async fn remove(
             return Err(ApiError::NotFound(format!("app {key} does not exist")));
         };
         let action = format!("purge {key}@{}", current.etag);
+        confirmed_etag = Some(current.etag);
         match &q.confirm {
             None => {
                 let token = s
@@ -289,17 +304,36 @@ async fn remove(
                 .redeem(token, &action, caller.name(), Instant::now())?,
         }
     }
-    let lock = s.write_lock().await;
-    s.files.delete(&key).await?;
-    // Asked right after the file goes and before the loop is woken, so the pass that removes
-    // the container sees it (the watcher's debounce is far longer than this gap).
-    if q.purge {
-        s.executor.request_purge(&key);
-    }
-    let k = key.clone();
-    let revoked = s.db(move |st| st.revoke_app_keys(&k)).await?;
     let action = if q.purge { "delete (purge)" } else { "delete" };
-    s.wrote(lock, &key, None, caller.name(), action).await;
+    let (k, purge) = (key.clone(), q.purge);
+    let revoked = s
+        .write(&key, caller.name(), action, move |s| async move {
+            // The purge was confirmed for the manifest as it was: not for whatever is there now.
+            if let Some(etag) = confirmed_etag {
+                if s.files.read(&k)?.map(|c| c.etag) != Some(etag) {
+                    return Err(ApiError::Conflict(format!(
+                        "{k} changed since the purge was confirmed; nothing was deleted"
+                    )));
+                }
+            }
+            s.files.delete(&k).await?;
+            // Asked before the loop is woken, so the pass that removes the container sees it.
+            if purge {
+                s.executor.request_purge(&k);
+            }
+            let k2 = k.clone();
+            // The file is gone whatever happens here: a failure is logged, not returned, so
+            // the delete is still committed.
+            let revoked = match s.db(move |st| st.revoke_app_keys(&k2)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(app = %k, cause = %e, "cannot revoke the client keys of a deleted app");
+                    0
+                }
+            };
+            Ok((revoked, None))
+        })
+        .await?;
     Ok(Json(json!({
         "deleted": key.to_string(),
         "purge": q.purge,

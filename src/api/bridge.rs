@@ -52,19 +52,24 @@ async fn activate(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     client.check_app(&key)?;
-    let lock = s.write_lock().await;
-    let c = s
-        .files
-        .edit(&key, |doc| doc["state"] = toml_edit::value("running"))
-        .await
-        .map_err(|e| match e {
-            // The parse error quotes the file; a client-key holder must not read it.
-            WriteError::Invalid(_) | WriteError::UnknownTemplate(_) => ApiError::Conflict(
-                "the app's manifest is broken; its owner must fix it first".into(),
-            ),
-            other => other.into(),
-        })?;
     let who = format!("client:{}", client.0.id);
-    s.wrote(lock, &key, Some(&c.etag), &who, "activate").await;
+    let k = key.clone();
+    let c = s
+        .write(&key, &who, "activate", move |s| async move {
+            let c = s
+                .files
+                .edit(&k, |doc| doc["state"] = toml_edit::value("running"))
+                .await
+                .map_err(|e| match e {
+                    // The parse error quotes the file; a client-key holder must not read it.
+                    WriteError::Invalid(_) | WriteError::UnknownTemplate(_) => ApiError::Conflict(
+                        "the app's manifest is broken; its owner must fix it first".into(),
+                    ),
+                    other => other.into(),
+                })?;
+            let etag = c.etag.clone();
+            Ok((c, Some(etag)))
+        })
+        .await?;
     Ok(Json(json!({ "state": "running", "etag": c.etag })))
 }

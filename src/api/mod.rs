@@ -113,6 +113,36 @@ impl AppState {
         self.state_lock.clone().lock_owned().await
     }
 
+    /// One manifest change by `who`, carried to the end in its own task even if the client
+    /// hangs up: take the state lock, run `change` (which writes through `files` and returns
+    /// its answer and the new etag, none for a delete), then [`wrote`](Self::wrote). A change
+    /// that fails writes nothing, so there is nothing to commit.
+    pub async fn write<T, F, Fut>(
+        self: &Arc<Self>,
+        key: &crate::names::AppKey,
+        who: &str,
+        action: &str,
+        change: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<AppState>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(T, Option<String>), ApiError>> + Send + 'static,
+    {
+        let state = self.clone();
+        let (key, who, action) = (key.clone(), who.to_string(), action.to_string());
+        tokio::spawn(async move {
+            let lock = state.write_lock().await;
+            let (answer, etag) = change(state.clone()).await?;
+            state
+                .wrote(lock, &key, etag.as_deref(), &who, &action)
+                .await;
+            Ok(answer)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+    }
+
     /// After `who` wrote (or, with no etag, deleted) `key`'s manifest under `lock`: its
     /// revision will name the source, in git mode it becomes a commit, and the loop wakes.
     /// The commit runs in its own task holding the lock, so a client that hangs up cannot

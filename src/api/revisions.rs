@@ -50,21 +50,16 @@ async fn rollback(
             body.revision, s.config.revisions_kept
         )));
     };
-    let lock = s.write_lock().await;
-    let c = s.files.restore(&key, &rev.content).await?;
-    s.history.note_source(
-        &key,
-        &c.etag,
-        format!("api:{} (rollback to {})", caller.name(), rev.revision),
-    );
-    s.wrote(
-        lock,
-        &key,
-        None,
-        caller.name(),
-        &format!("roll back to revision {} of", rev.revision),
-    )
-    .await;
+    let (k, content, n) = (key.clone(), rev.content.clone(), rev.revision);
+    let source = format!("api:{} (rollback to {n})", caller.name());
+    let action = format!("roll back to revision {n} of");
+    let c = s
+        .write(&key, caller.name(), &action, move |s| async move {
+            let c = s.files.restore(&k, &content).await?;
+            s.history.note_source(&k, &c.etag, source);
+            Ok((c, None))
+        })
+        .await?;
     Ok(Json(json!({
         "rolled_back_to": rev.revision,
         "spec_hash": rev.spec_hash,
