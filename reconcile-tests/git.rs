@@ -359,6 +359,10 @@ async fn a_force_push_that_only_rewinds_is_not_undone() {
         &["push", "--quiet", "--force", "origin", "main"],
     );
     let rewound = git(&g.remote.dev, &["rev-parse", "HEAD"]);
+    // Someone fetches in state/ first: the remote-tracking ref already shows the rewound tip,
+    // and berth must still see the rewrite.
+    let clone = g.root.path().join("state");
+    git(&clone, &["fetch", "--quiet", "origin"]);
     assert_eq!(g.webhook().await, 202);
     wait_until(T, "the rewrite to be reported", || async {
         g.git_status().await["diverged"] == true
@@ -382,7 +386,6 @@ async fn a_force_push_that_only_rewinds_is_not_undone() {
     );
 
     // A person resolves it by resetting state/ to the remote: berth follows again.
-    let clone = g.root.path().join("state");
     git(&clone, &["reset", "--quiet", "--hard", "origin/main"]);
     assert_eq!(g.webhook().await, 202);
     wait_until(T, "the resolution to be seen", || async {

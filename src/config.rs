@@ -106,6 +106,12 @@ fn default_interval() -> Duration {
 }
 
 impl GitConfig {
+    /// True for a path on this machine (not `scheme://...` or scp-like `host:path`).
+    fn is_local_path(&self) -> bool {
+        let r = &self.remote;
+        !r.contains("://") && r.find(':').is_none_or(|i| r[..i].contains('/'))
+    }
+
     /// Refuses values that could be read as git options or are plainly wrong.
     fn check(&self) -> Result<(), String> {
         if self.remote.is_empty() || self.remote.starts_with('-') {
@@ -234,8 +240,23 @@ impl Config {
         if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
             return Err(bad("stop_timeout is too long".into()));
         }
-        if let Some(g) = &f.git {
+        let mut f = f;
+        if let Some(g) = &mut f.git {
             g.check().map_err(|e| bad(format!("[git] {e}")))?;
+            // A local path is taken relative to the root, like every other path here, and
+            // stored absolute: that is what the clone's origin will say.
+            if g.is_local_path() {
+                let mut clean = PathBuf::new();
+                for c in absolute(&root, Path::new(&g.remote)).components() {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            clean.pop();
+                        }
+                        other => clean.push(other),
+                    }
+                }
+                g.remote = clean.to_string_lossy().into_owned();
+            }
         }
         Ok(Config {
             state_dir: absolute(&root, &f.state_dir),
@@ -298,6 +319,34 @@ mod tests {
         let p = dir.path().join("berth.toml");
         std::fs::write(&p, text).unwrap();
         Config::load(Some(&p), None)
+    }
+
+    #[test]
+    fn git_local_remotes_are_resolved_against_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "../remote.git",
+                format!("{}/remote.git", dir.path().parent().unwrap().display()),
+            ),
+            ("/srv/state.git", "/srv/state.git".to_string()),
+            (
+                "ssh://git@host/state.git",
+                "ssh://git@host/state.git".to_string(),
+            ),
+            ("git@host:state.git", "git@host:state.git".to_string()),
+        ];
+        for (given, want) in cases {
+            std::fs::write(
+                dir.path().join("berth.toml"),
+                format!("[git]\nremote = \"{given}\"\n"),
+            )
+            .unwrap();
+            let c = Config::load(None, Some(dir.path())).unwrap();
+            assert_eq!(c.git.unwrap().remote, want, "{given}");
+        }
+        std::fs::write(dir.path().join("berth.toml"), "[git]\nremote = \"-x\"\n").unwrap();
+        assert!(Config::load(None, Some(dir.path())).is_err());
     }
 
     #[test]

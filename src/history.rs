@@ -34,8 +34,10 @@ pub struct History {
     /// Source of an expected version: (app, etag) -> `api:alice`, `git:<sha>`.
     notes: Mutex<HashMap<(AppKey, String), String>>,
     /// The state write lock: a recording run reads the files under it, so it never reads a
-    /// file git is rewriting, and runs are one at a time, so revisions are recorded in order.
+    /// file git is rewriting.
     state_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held for a whole recording run.
+    running: Mutex<()>,
 }
 
 impl History {
@@ -53,6 +55,7 @@ impl History {
             last: Mutex::default(),
             notes: Mutex::default(),
             state_lock,
+            running: Mutex::default(),
         }
     }
 
@@ -68,7 +71,36 @@ impl History {
     /// Records a new revision for every app in `valid` whose file changed since last time.
     /// Blocking: call it from a blocking thread.
     pub fn record(&self, valid: &[AppKey]) {
-        let _held = self.state_lock.blocking_lock();
+        // One run at a time, so revisions go in the order their files were read.
+        let _run = self.running.lock().expect("recorder");
+        // Files are read under the state lock (never mid-checkout); the database writes
+        // happen after it is released, so a big pull does not hold up API writes.
+        let found = {
+            let _held = self.state_lock.blocking_lock();
+            self.read_changed(valid)
+        };
+        for (key, text, hash, source, tag) in found {
+            match self
+                .store
+                .record_revision(&key, &text, &hash, &source, unix_now(), self.keep)
+            {
+                Ok(Some(n)) => {
+                    info!(app = %key, revision = n, source = %source, "recorded revision")
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(app = %key, cause = %e, "cannot record the revision");
+                    continue;
+                }
+            }
+            self.last.lock().expect("last").insert(key, tag);
+        }
+    }
+
+    /// (app, text, spec hash, source, etag) for every app in `valid` whose file changed
+    /// since it was last recorded and still parses.
+    fn read_changed(&self, valid: &[AppKey]) -> Vec<(AppKey, String, String, String, String)> {
+        let mut out = Vec::new();
         for key in valid {
             let path = self
                 .config
@@ -99,20 +131,8 @@ impl History {
                 .expect("notes")
                 .remove(&(key.clone(), tag.clone()))
                 .unwrap_or_else(|| "file".into());
-            match self
-                .store
-                .record_revision(key, &text, &hash, &source, unix_now(), self.keep)
-            {
-                Ok(Some(n)) => {
-                    info!(app = %key, revision = n, source = %source, "recorded revision")
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(app = %key, cause = %e, "cannot record the revision");
-                    continue;
-                }
-            }
-            self.last.lock().expect("last").insert(key.clone(), tag);
+            out.push((key.clone(), text, hash, source, tag));
         }
+        out
     }
 }

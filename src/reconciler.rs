@@ -90,7 +90,8 @@ pub struct Reconciler {
 /// See [`Reconciler::on_pass`].
 pub type PassHook = Arc<dyn Fn(Vec<AppKey>) + Send + Sync>;
 /// See [`Reconciler::on_removed`].
-pub type RemovedHook = Arc<dyn Fn(AppKey) + Send + Sync>;
+/// It gets the app and when the pass that planned the removal began (unix milliseconds).
+pub type RemovedHook = Arc<dyn Fn(AppKey, u64) + Send + Sync>;
 
 impl Reconciler {
     /// A reconciler over `exec`.
@@ -178,6 +179,7 @@ impl Reconciler {
         let mut last_blocked: Vec<AppKey> = Vec::new();
         loop {
             let started = Instant::now();
+            let planned_ms = crate::store::unix_now_ms();
             let mut wake = started + self.config.resync;
             let release = self.prune_release.lock().expect("prune release").take();
             match self.observe().await {
@@ -230,6 +232,7 @@ impl Reconciler {
                             slots.clone(),
                             change.clone(),
                             app,
+                            planned_ms,
                         ));
                     }
                     self.settle_purges(started, &desired, &observed, &plan, &busy);
@@ -333,6 +336,8 @@ fn valid_app<'a>(desired: &'a DesiredState, key: &AppKey) -> Option<&'a DesiredA
 struct Finished {
     change: AppChange,
     result: Result<(), String>,
+    /// Unix milliseconds when the pass that planned it began.
+    planned_ms: u64,
 }
 
 async fn run_change(
@@ -340,13 +345,18 @@ async fn run_change(
     slots: Arc<Semaphore>,
     change: AppChange,
     app: Option<DesiredApp>,
+    planned_ms: u64,
 ) -> Finished {
     let _slot = slots.acquire_owned().await.expect("semaphore never closes");
     let result = exec
         .execute(&change, app.as_ref())
         .await
         .map_err(|e| e.to_string());
-    Finished { change, result }
+    Finished {
+        change,
+        result,
+        planned_ms,
+    }
 }
 
 impl Reconciler {
@@ -354,8 +364,8 @@ impl Reconciler {
         if let (Some(hook), Some(Action::Remove { .. }), Ok(())) =
             (&self.on_removed, &done.change.action, &done.result)
         {
-            let (hook, key) = (hook.clone(), done.change.key.clone());
-            tokio::task::spawn_blocking(move || hook(key));
+            let (hook, key, at) = (hook.clone(), done.change.key.clone(), done.planned_ms);
+            tokio::task::spawn_blocking(move || hook(key, at));
         }
         record(&self.metrics, backoffs, busy, done);
     }

@@ -88,10 +88,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let recorder = history.clone();
     reconciler.on_pass = Some(Arc::new(move |valid| recorder.record(&valid)));
     let keys = store.clone();
-    reconciler.on_removed = Some(Arc::new(move |app| match keys.revoke_app_keys(&app) {
-        Ok(0) => {}
-        Ok(n) => info!(app = %app, revoked = n, "app removed: revoked its client keys"),
-        Err(e) => warn!(app = %app, cause = %e, "cannot revoke the client keys of a removed app"),
+    reconciler.on_removed = Some(Arc::new(move |app, planned_ms| {
+        match keys.revoke_app_keys_before(&app, planned_ms) {
+            Ok(0) => {}
+            Ok(n) => info!(app = %app, revoked = n, "app removed: revoked its client keys"),
+            Err(e) => {
+                warn!(app = %app, cause = %e, "cannot revoke the client keys of a removed app")
+            }
+        }
     }));
     let reconciler = Arc::new(reconciler);
     let state = Arc::new(AppState {

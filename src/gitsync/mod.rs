@@ -32,6 +32,10 @@ use crate::store::unix_now;
 mod command;
 
 use command::run;
+
+/// The remote commit berth last saw and accepted; only berth moves it, so a fetch made by a
+/// person in `state/` cannot hide a rewrite.
+const SEEN: &str = "refs/berth/seen";
 pub use command::GitError;
 
 /// What the last sync found, for `GET /git`, `berth status` and logs.
@@ -83,8 +87,9 @@ enum Step {
     Stay,
     /// The checkout moved.
     Pulled,
-    /// Local is ahead: push (outside the lock).
-    Push,
+    /// Local is ahead of the remote commit `lease`: push (outside the lock), only if the
+    /// remote is still there.
+    Push { lease: String },
 }
 
 fn short(commit: &str) -> &str {
@@ -151,7 +156,7 @@ impl GitSync {
             history,
             metrics,
         };
-        let origin = sync.git(&["remote", "get-url", "origin"]).await?;
+        let origin = sync.git(&["config", "--get", "remote.origin.url"]).await?;
         if origin != git.remote {
             return Err(refuse(format!(
                 "{} is a clone of {origin}, not of [git] remote {}; fix one of them",
@@ -265,10 +270,10 @@ impl GitSync {
             }
             Ok(Step::Stay) => false,
             Ok(Step::Pulled) => true,
-            Ok(Step::Push) => {
+            Ok(Step::Push { lease }) => {
                 let pushed = tokio::select! {
                     _ = shutdown.cancelled() => return false,
-                    r = self.push() => r,
+                    r = self.push(&lease) => r,
                 };
                 match pushed {
                     Ok(()) => self.finish("pushed", None, false),
@@ -279,14 +284,22 @@ impl GitSync {
         }
     }
 
-    /// Fetches the branch; returns where the remote-tracking ref pointed before.
+    /// Fetches the branch; returns the remote commit berth last saw and accepted
+    /// (`refs/berth/seen`, a ref only berth moves; the remote-tracking ref before the fetch
+    /// when there is none yet).
     async fn fetch(&self) -> Result<Option<String>, GitError> {
         let _net = self.net.lock().await;
         let upstream = self.upstream();
-        let before = self
-            .git(&["rev-parse", "--verify", "--quiet", &upstream])
+        let mut before = self
+            .git(&["rev-parse", "--verify", "--quiet", SEEN])
             .await
             .ok();
+        if before.is_none() {
+            before = self
+                .git(&["rev-parse", "--verify", "--quiet", &upstream])
+                .await
+                .ok();
+        }
         let refspec = format!("+refs/heads/{}:{upstream}", self.config.branch);
         run(
             Some(&self.dir),
@@ -297,21 +310,28 @@ impl GitSync {
         Ok(before)
     }
 
-    async fn push(&self) -> Result<(), GitError> {
+    /// Pushes HEAD, but only while the remote branch is still at `lease`: a remote that was
+    /// rewound since the fetch must not be fast-forwarded back over the rewind.
+    async fn push(&self, lease: &str) -> Result<(), GitError> {
         let _net = self.net.lock().await;
-        let target = format!("HEAD:refs/heads/{}", self.config.branch);
+        let branch = &self.config.branch;
+        let head = self.git(&["rev-parse", "HEAD"]).await?;
+        let target = format!("{head}:refs/heads/{branch}");
+        let lease = format!("--force-with-lease=refs/heads/{branch}:{lease}");
         run(
             Some(&self.dir),
-            &["push", "--quiet", "origin", &target],
+            &["push", "--quiet", &lease, "origin", &target],
             true,
         )
         .await?;
+        self.git(&["update-ref", SEEN, &head]).await?;
         info!("pushed local commits to the state repository");
         Ok(())
     }
 
     /// The local half of a sync, under the state write lock.
     async fn follow(&self, old_remote: Option<&str>) -> Result<Step, GitError> {
+        let mut old_remote = old_remote;
         let branch = self.config.branch.as_str();
         let upstream = self.upstream();
         let local = self.git(&["rev-parse", "HEAD"]).await?;
@@ -337,6 +357,9 @@ impl GitSync {
             } else {
                 info!("state/ was changed by hand since the divergence; following the usual rules again");
                 self.set_diverged_at(None);
+                // The person has seen the remote as it is now and chose what to keep.
+                self.git(&["update-ref", SEEN, &remote]).await?;
+                old_remote = Some(remote.as_str());
             }
         }
         let rewritten = match old_remote {
@@ -344,6 +367,7 @@ impl GitSync {
             _ => false,
         };
         if local == remote {
+            self.git(&["update-ref", SEEN, &remote]).await?;
             self.finish("up-to-date", None, false);
             return Ok(Step::Stay);
         }
@@ -351,13 +375,14 @@ impl GitSync {
             self.note_pulled(&local, &remote).await?;
             self.git(&["merge", "--quiet", "--ff-only", &upstream])
                 .await?;
+            self.git(&["update-ref", SEEN, &remote]).await?;
             self.status.lock().expect("git status").head = Some(remote.clone());
             info!(from = %local, to = %remote, "pulled the state repository");
             self.finish("pulled", None, false);
             return Ok(Step::Pulled);
         }
         if !rewritten && self.is_ancestor(&remote, &local).await? {
-            return Ok(Step::Push);
+            return Ok(Step::Push { lease: remote });
         }
         let why = if rewritten {
             format!(
@@ -447,6 +472,26 @@ impl GitSync {
     }
 
     async fn commit_local(&self, file: &str, who: &str, message: &str) -> Result<bool, GitError> {
+        let before = self.git(&["rev-parse", "HEAD"]).await?;
+        let result = self.commit_file(file, who, message).await;
+        if result.is_err() {
+            // Nothing of this change may ride along with the next commit of another app.
+            let _ = self.git(&["reset", "--quiet", "--", file]).await;
+        }
+        if !result? {
+            return Ok(false);
+        }
+        let head = self.git(&["rev-parse", "HEAD"]).await?;
+        // A commit of berth's own on top of the diverged head is not a person resolving it;
+        // on top of anything else, a person already changed state/ and the next sync sees it.
+        if self.diverged_at().as_deref() == Some(before.as_str()) {
+            self.set_diverged_at(Some(&head));
+        }
+        self.status.lock().expect("git status").head = Some(head);
+        Ok(true)
+    }
+
+    async fn commit_file(&self, file: &str, who: &str, message: &str) -> Result<bool, GitError> {
         self.git(&["add", "--all", "--", file]).await?;
         let (clean, _) = run(Some(&self.dir), &["diff", "--cached", "--quiet"], false).await?;
         if clean {
@@ -470,12 +515,6 @@ impl GitSync {
             message,
         ])
         .await?;
-        let head = self.git(&["rev-parse", "HEAD"]).await?;
-        // A commit of berth's own while diverged is not a person resolving it.
-        if self.diverged_at().is_some() {
-            self.set_diverged_at(Some(&head));
-        }
-        self.status.lock().expect("git status").head = Some(head);
         Ok(true)
     }
 }

@@ -20,7 +20,25 @@ struct KeyRecord {
     /// Hex of the keyed blake3 hash of the secret.
     secret_hash: String,
     created_at: u64,
+    /// Unix milliseconds of the issue, to tell keys made before a removal from keys made
+    /// after it (absent in records from before it existed: then `created_at`).
+    #[serde(default)]
+    created_ms: Option<u64>,
     last_used_at: Option<u64>,
+}
+
+impl KeyRecord {
+    fn created_ms(&self) -> u64 {
+        self.created_ms
+            .unwrap_or(self.created_at.saturating_mul(1000))
+    }
+}
+
+/// Unix milliseconds now.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A key as shown: never the secret or its hash.
@@ -78,6 +96,7 @@ impl Store {
                 .to_hex()
                 .to_string(),
             created_at: now,
+            created_ms: Some(unix_now_ms()),
             last_used_at: None,
         };
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -125,7 +144,24 @@ impl Store {
 
     /// Revokes every key of `app` (its manifest was deleted); returns how many.
     pub fn revoke_app_keys(&self, app: &AppKey) -> Result<usize, StoreError> {
-        let ids: Vec<String> = self.client_keys(app)?.into_iter().map(|k| k.id).collect();
+        self.revoke_app_keys_before(app, u64::MAX)
+    }
+
+    /// Revokes the keys of `app` issued before `before_ms` (unix milliseconds): those of an
+    /// app that a removal planned at that time ended, not those of a new app of that name.
+    pub fn revoke_app_keys_before(
+        &self,
+        app: &AppKey,
+        before_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let ids: Vec<String> = self
+            .read_all::<KeyRecord>(CLIENT_KEYS)?
+            .into_iter()
+            .filter(|(_, r)| {
+                r.userid == app.userid && r.appname == app.appname && r.created_ms() < before_ms
+            })
+            .map(|(id, _)| id)
+            .collect();
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
@@ -248,6 +284,23 @@ mod tests {
         assert_eq!(used(11), Some(10));
         assert_eq!(used(10 + LAST_USED_EVERY - 1), Some(10));
         assert_eq!(used(10 + LAST_USED_EVERY), Some(10 + LAST_USED_EVERY));
+    }
+
+    #[test]
+    fn revoking_before_a_time_keeps_newer_keys() {
+        let (_d, s) = store();
+        let app = key("alice", "web");
+        let (_, old) = s.issue_client_key(&app, 0).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let cut = unix_now_ms();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let (_, new) = s.issue_client_key(&app, 0).unwrap();
+        assert_eq!(s.revoke_app_keys_before(&app, cut).unwrap(), 1);
+        assert_eq!(s.check_client_key(&old, 1).unwrap(), KeyCheck::Invalid);
+        assert!(matches!(
+            s.check_client_key(&new, 1).unwrap(),
+            KeyCheck::Valid(_)
+        ));
     }
 
     #[test]

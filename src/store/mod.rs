@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use audit::AuditEntry;
-pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
+pub use keys::{unix_now_ms, ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
 pub use revisions::Revision;
 pub use status::StoredStatus;
 pub use users::{Role, UserInfo};
