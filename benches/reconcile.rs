@@ -36,6 +36,23 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+/// Docker's `start` events for the container `name`, to time "until it started".
+fn start_events(
+    docker: &bollard::Docker,
+    name: &str,
+) -> impl futures_util::Stream<Item = Result<bollard::models::EventMessage, bollard::errors::Error>>
+{
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["start".to_string()]),
+        ("container".to_string(), vec![name.to_string()]),
+    ]);
+    docker.events(Some(EventsOptions {
+        filters: Some(filters),
+        ..Default::default()
+    }))
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -187,15 +204,7 @@ async fn main() {
     let mut deploy = Vec::new();
     for i in 0..5 {
         let name = format!("paas-app-{instance}-user9-late{i}");
-        let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
-            ("event".to_string(), vec!["start".to_string()]),
-            ("container".to_string(), vec![name.clone()]),
-        ]);
-        let mut events = docker.events(Some(EventsOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }));
+        let mut events = start_events(&docker, &name);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let path = root.join(format!("state/apps/user9/late{i}.toml"));
         let t = Instant::now();
@@ -257,15 +266,7 @@ async fn main() {
     let mut api_deploy = Vec::new();
     for _ in 0..5 {
         let name = format!("paas-app-{instance}-user1-app1");
-        let filters = HashMap::from([
-            ("type".to_string(), vec!["container".to_string()]),
-            ("event".to_string(), vec!["start".to_string()]),
-            ("container".to_string(), vec![name.clone()]),
-        ]);
-        let mut events = docker.events(Some(EventsOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }));
+        let mut events = start_events(&docker, &name);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t = Instant::now();
         let resp = http

@@ -4,37 +4,28 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::json;
 
 use crate::support::api::ApiRoot;
-use crate::support::wait_until;
+use crate::support::{wait_until, BB_TEMPLATE};
 
 const T: Duration = Duration::from_secs(30);
 
-/// A template whose container says something, for the logs endpoint.
-const ECHO_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
-command = ["sh", "-c", "echo hello-from-the-app; echo line-two; exec sleep 3600"]
-workdir = "/"
-port = 8080
-
-[defaults]
-memory = "64m"
-cpus = 0.25
-"#;
+/// The busybox test template with a container that says something, for the logs endpoint.
+fn echo_template() -> String {
+    let echo =
+        r#"command = ["sh", "-c", "echo hello-from-the-app; echo line-two; exec sleep 3600"]"#;
+    let out = BB_TEMPLATE.replace(r#"command = ["sleep", "3600"]"#, echo);
+    assert_ne!(out, BB_TEMPLATE, "BB_TEMPLATE's command changed");
+    out
+}
 
 #[tokio::test]
 async fn the_whole_app_life_cycle_goes_through_the_api() {
     let r = ApiRoot::start("apilife", &[]).await;
-    r.root.write_template("echo-v1", ECHO_TEMPLATE);
+    r.root.write_template("echo-v1", &echo_template());
     let (api, alice) = (&r.api, r.alice.as_str());
 
-    let created = api
-        .post(
-            "/apps",
-            alice,
-            Some(json!({"appname": "web", "templateId": "echo-v1"})),
-        )
-        .await;
+    let created = api.create_app(alice, "web", "echo-v1").await;
     created.expect(201);
     assert_eq!(created.json()["userid"], "alice");
     let manifest = std::fs::read_to_string(r.root.manifest_path("alice", "web")).unwrap();
@@ -181,13 +172,7 @@ async fn put_manifest_validates_and_needs_a_fresh_etag() {
     let r = ApiRoot::start("apiput", &[]).await;
     let (api, alice) = (&r.api, r.alice.as_str());
     let path = "/apps/alice/web/manifest";
-    api.post(
-        "/apps",
-        alice,
-        Some(json!({"appname": "web", "templateId": "bb-v1"})),
-    )
-    .await
-    .expect(201);
+    api.create_app(alice, "web", "bb-v1").await.expect(201);
     r.root.wait_running("alice", "web", T).await;
     let id = r.root.id("alice", "web").await;
     let file = r.root.manifest_path("alice", "web");
@@ -302,21 +287,9 @@ async fn quotas_answer_409_naming_the_limit() {
     )
     .await;
     let api = &r.api;
-    let create = |token: &str, name: &str| {
-        let token = token.to_string();
-        let name = name.to_string();
-        async move {
-            api.post(
-                "/apps",
-                &token,
-                Some(json!({"appname": name, "templateId": "bb-v1"})),
-            )
-            .await
-        }
-    };
-    create(&r.alice, "a1").await.expect(201);
-    create(&r.alice, "a2").await.expect(201);
-    let third = create(&r.alice, "a3").await;
+    api.create_app(&r.alice, "a1", "bb-v1").await.expect(201);
+    api.create_app(&r.alice, "a2", "bb-v1").await.expect(201);
+    let third = api.create_app(&r.alice, "a3", "bb-v1").await;
     third.expect(409);
     assert_eq!(third.code(), "quota_exceeded");
     assert!(
@@ -324,14 +297,14 @@ async fn quotas_answer_409_naming_the_limit() {
         "{}",
         third.text
     );
-    create(&r.bob, "b1").await.expect(201);
-    let total = create(&r.bob, "b2").await;
+    api.create_app(&r.bob, "b1", "bb-v1").await.expect(201);
+    let total = api.create_app(&r.bob, "b2", "bb-v1").await;
     total.expect(409);
     assert!(total.text.contains("max_total_apps = 3"), "{}", total.text);
     assert!(!r.root.manifest_path("alice", "a3").exists());
     assert!(!r.root.manifest_path("bob", "b2").exists());
     // Creating an existing app is a conflict too, and leaves it as it was.
-    let again = create(&r.alice, "a1").await;
+    let again = api.create_app(&r.alice, "a1", "bb-v1").await;
     again.expect(409);
     assert_eq!(again.code(), "conflict");
 }

@@ -115,13 +115,7 @@ async fn client_keys_open_the_bridge_for_their_app_only() {
     api.post("/apps/alice/missing/client-keys", &r.alice, None)
         .await
         .expect(404);
-    let other_key = api
-        .post("/apps/alice/other/client-keys", &r.alice, None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let other_key = api.issue_key(&r.alice, "alice", "other").await;
 
     let info = api
         .bridge(Method::GET, "/bridge/apps/alice/web", Some(&key))
@@ -200,26 +194,14 @@ async fn client_keys_open_the_bridge_for_their_app_only() {
         .await
         .expect(200);
     api.delete("/apps/alice/other", &r.alice).await.expect(200);
-    api.post(
-        "/apps",
-        &r.alice,
-        Some(json!({"appname": "other", "templateId": "bb-v1"})),
-    )
-    .await
-    .expect(201);
+    api.create_app(&r.alice, "other", "bb-v1").await.expect(201);
     api.bridge(Method::GET, "/bridge/apps/alice/other", Some(&other_key))
         .await
         .expect(401);
 
     // So does deleting it by hand (or by a git pull): once its container is removed, a new
     // app of that name does not honour the old keys.
-    let again = api
-        .post("/apps/alice/other/client-keys", &r.alice, None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let again = api.issue_key(&r.alice, "alice", "other").await;
     r.root.wait_running("alice", "other", T).await;
     r.root.remove_manifest("alice", "other");
     r.root.wait_gone("alice", "other", T).await;
@@ -239,13 +221,7 @@ async fn failed_key_attempts_are_limited_per_address() {
     let r = ApiRoot::start("apilimit", &[]).await;
     let api = &r.api;
     r.root.write_manifest("alice", "web", MINIMAL);
-    let key = api
-        .post("/apps/alice/web/client-keys", &r.alice, None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = api.issue_key(&r.alice, "alice", "web").await;
     let wrong = format!("{}A", &key[..key.len() - 1]);
     let wrong = if wrong == key {
         format!("{}B", &key[..key.len() - 1])
@@ -288,13 +264,7 @@ async fn behind_a_trusted_proxy_limits_count_per_client() {
     let r = ApiRoot::start("apiproxy", &[("trusted_proxies", "[\"127.0.0.1\"]")]).await;
     let api = &r.api;
     r.root.write_manifest("alice", "web", MINIMAL);
-    let key = api
-        .post("/apps/alice/web/client-keys", &r.alice, None)
-        .await
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = api.issue_key(&r.alice, "alice", "web").await;
     let bogus = format!("client.0000000000000000.{}", "A".repeat(43));
     let via = |client: &'static str, k: String| async move {
         api.send(

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use reqwest::Method;
-use serde_json::json;
 
 use crate::support::api::ApiRoot;
 
@@ -30,13 +29,7 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 async fn hostile_names_bodies_and_headers_are_4xx_and_change_nothing() {
     let r = ApiRoot::start("apihostile", &[]).await;
     let (api, admin) = (&r.api, r.admin.as_str());
-    api.post(
-        "/apps",
-        &r.alice,
-        Some(json!({"appname": "web", "templateId": "bb-v1"})),
-    )
-    .await
-    .expect(201);
+    api.create_app(&r.alice, "web", "bb-v1").await.expect(201);
     let state = r.root.path().join("state");
     let before = snapshot(&state);
     let long = "a".repeat(200);

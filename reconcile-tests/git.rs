@@ -215,11 +215,7 @@ async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
     );
     // An API write while diverged is committed locally and not pushed: neither side is lost.
     g.api
-        .post(
-            "/apps",
-            &g.alice,
-            Some(json!({"appname": "local", "templateId": "bb-v1"})),
-        )
+        .create_app(&g.alice, "local", "bb-v1")
         .await
         .expect(201);
     g.root.wait_running("alice", "local", T).await;
@@ -252,14 +248,7 @@ async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
 #[tokio::test]
 async fn api_writes_become_commits_in_the_clone_and_the_remote() {
     let g = GitRoot::start("gitapi", "1h", |_| {}).await;
-    g.api
-        .post(
-            "/apps",
-            &g.alice,
-            Some(json!({"appname": "web", "templateId": "bb-v1"})),
-        )
-        .await
-        .expect(201);
+    g.api.create_app(&g.alice, "web", "bb-v1").await.expect(201);
     g.root.wait_running("alice", "web", T).await;
     g.api
         .post("/apps/alice/web/stop", &g.alice, None)

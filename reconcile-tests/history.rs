@@ -19,13 +19,7 @@ async fn spec_hash(r: &ApiRoot, app: &str) -> Option<String> {
 async fn revisions_record_sources_and_rollback_restores_the_old_spec() {
     let r = ApiRoot::start("history", &[("revisions_kept", "3")]).await;
     let (api, alice) = (&r.api, r.alice.as_str());
-    api.post(
-        "/apps",
-        alice,
-        Some(json!({"appname": "web", "templateId": "bb-v1"})),
-    )
-    .await
-    .expect(201);
+    api.create_app(alice, "web", "bb-v1").await.expect(201);
     r.root.wait_running("alice", "web", T).await;
     let revisions =
         || async { api.get("/apps/alice/web/revisions", alice).await.json()["revisions"].clone() };

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::support::api::ApiRoot;
 use crate::support::wait_until;
 
@@ -30,13 +28,7 @@ async fn delete_with_purge_tells_the_hook_and_drops_only_that_workspace() {
         dir
     };
     for app in ["keep", "drop"] {
-        api.post(
-            "/apps",
-            alice,
-            Some(json!({"appname": app, "templateId": "bb-v1"})),
-        )
-        .await
-        .expect(201);
+        api.create_app(alice, app, "bb-v1").await.expect(201);
         r.root.wait_running("alice", app, T).await;
     }
     let (keep, drop) = (workspace("keep"), workspace("drop"));
@@ -74,13 +66,7 @@ async fn delete_with_purge_tells_the_hook_and_drops_only_that_workspace() {
     api.delete("/apps/alice/ghost?purge=true", alice)
         .await
         .expect(404);
-    api.post(
-        "/apps",
-        alice,
-        Some(json!({"appname": "ghost", "templateId": "bb-v1"})),
-    )
-    .await
-    .expect(201);
+    api.create_app(alice, "ghost", "bb-v1").await.expect(201);
     r.root.wait_running("alice", "ghost", T).await;
     let ghost = workspace("ghost");
     api.delete("/apps/alice/ghost", alice).await.expect(200);

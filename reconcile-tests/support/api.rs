@@ -132,6 +132,21 @@ impl Api {
         .await
     }
 
+    /// `POST /apps` for `appname` on `template`, as `token`.
+    pub async fn create_app(&self, token: &str, appname: &str, template: &str) -> Resp {
+        let body = serde_json::json!({"appname": appname, "templateId": template});
+        self.post("/apps", token, Some(body)).await
+    }
+
+    /// Issues a client key for `user`/`app` as `token` (expecting 201); returns the key.
+    pub async fn issue_key(&self, token: &str, user: &str, app: &str) -> String {
+        let issued = self
+            .post(&format!("/apps/{user}/{app}/client-keys"), token, None)
+            .await;
+        issued.expect(201);
+        issued.json()["key"].as_str().unwrap().to_string()
+    }
+
     /// A bridge call with `X-App-Key` (or none).
     pub async fn bridge(&self, method: Method, path: &str, key: Option<&str>) -> Resp {
         let headers: Vec<(&str, &str)> = key.map(|k| ("x-app-key", k)).into_iter().collect();

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -113,10 +113,8 @@ async fn create(
     })?;
     let (k, template) = (key.clone(), body.template_id.clone());
     let c = s
-        .write(&key, caller.name(), "create", move |s| async move {
-            let c = s.files.create(&k, &template).await?;
-            let etag = c.etag.clone();
-            Ok((c, Some(etag)))
+        .write_file(&key, caller.name(), "create", move |s| async move {
+            Ok(s.files.create(&k, &template).await?)
         })
         .await?;
     Ok(with_etag(
@@ -171,15 +169,11 @@ async fn replace(
     let expected = if_match(&headers)?;
     let k = key.clone();
     let c = s
-        .write(
+        .write_file(
             &key,
             caller.name(),
             "replace the manifest of",
-            move |s| async move {
-                let c = s.files.replace(&k, &text, &expected).await?;
-                let etag = c.etag.clone();
-                Ok((c, Some(etag)))
-            },
+            move |s| async move { Ok(s.files.replace(&k, &text, &expected).await?) },
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
@@ -192,16 +186,8 @@ async fn set_state(
     state: &'static str,
 ) -> Result<Response, ApiError> {
     let action = if state == "running" { "start" } else { "stop" };
-    let k = key.clone();
     let c = s
-        .write(key, caller.name(), action, move |s| async move {
-            let c = s
-                .files
-                .edit(&k, |doc| doc["state"] = toml_edit::value(state))
-                .await?;
-            let etag = c.etag.clone();
-            Ok((c, Some(etag)))
-        })
+        .set_field(key, caller.name(), action, "state", state.into())
         .await?;
     Ok(with_etag(
         StatusCode::OK,
@@ -237,16 +223,8 @@ async fn deploy(
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
     let nonce = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
-    let (k, n) = (key.clone(), nonce.clone());
     let c = s
-        .write(&key, caller.name(), "deploy", move |s| async move {
-            let c = s
-                .files
-                .edit(&k, |doc| doc["restart"] = toml_edit::value(n.as_str()))
-                .await?;
-            let etag = c.etag.clone();
-            Ok((c, Some(etag)))
-        })
+        .set_field(&key, caller.name(), "deploy", "restart", nonce.clone())
         .await?;
     Ok(with_etag(
         StatusCode::OK,
@@ -280,28 +258,18 @@ async fn remove(
         };
         let action = format!("purge {key}@{}", current.etag);
         confirmed_etag = Some(current.etag);
-        match &q.confirm {
-            None => {
-                let token = s
-                    .confirmations
-                    .issue(&action, caller.name(), Instant::now());
-                let ttl = s.confirmations.ttl();
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    Json(json!({
-                        "warning": format!(
-                            "this deletes {key} and its workspace apps/{}/{}, which cannot be undone; nothing was changed. Repeat the call with &confirm=<token> within {} to go ahead",
-                            key.userid, key.appname, humantime::format_duration(ttl)
-                        ),
-                        "confirm": token,
-                        "expires_in_seconds": ttl.as_secs(),
-                    })),
-                )
-                    .into_response());
-            }
-            Some(token) => s
-                .confirmations
-                .redeem(token, &action, caller.name(), Instant::now())?,
+        let warning = format!(
+            "this deletes {key} and its workspace apps/{}/{}, which cannot be undone; nothing was changed. Repeat the call with &confirm=<token> within {{ttl}} to go ahead",
+            key.userid, key.appname
+        );
+        if let Some(ask) = s.confirmations.confirm(
+            q.confirm.as_deref(),
+            &action,
+            caller.name(),
+            &warning,
+            json!({}),
+        )? {
+            return Ok(ask);
         }
     }
     let action = if q.purge { "delete (purge)" } else { "delete" };

@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::extract::AppPath;
 use super::AppState;
 use crate::manifest::Manifest;
-use crate::manifest_files::WriteError;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -53,23 +52,15 @@ async fn activate(
 ) -> Result<Json<Value>, ApiError> {
     client.check_app(&key)?;
     let who = format!("client:{}", client.0.id);
-    let k = key.clone();
     let c = s
-        .write(&key, &who, "activate", move |s| async move {
-            let c = s
-                .files
-                .edit(&k, |doc| doc["state"] = toml_edit::value("running"))
-                .await
-                .map_err(|e| match e {
-                    // The parse error quotes the file; a client-key holder must not read it.
-                    WriteError::Invalid(_) | WriteError::UnknownTemplate(_) => ApiError::Conflict(
-                        "the app's manifest is broken; its owner must fix it first".into(),
-                    ),
-                    other => other.into(),
-                })?;
-            let etag = c.etag.clone();
-            Ok((c, Some(etag)))
-        })
-        .await?;
+        .set_field(&key, &who, "activate", "state", "running".into())
+        .await
+        .map_err(|e| match e {
+            // The parse error quotes the file; a client-key holder must not read it.
+            ApiError::Unprocessable { .. } => ApiError::Conflict(
+                "the app's manifest is broken; its owner must fix it first".into(),
+            ),
+            other => other,
+        })?;
     Ok(Json(json!({ "state": "running", "etag": c.etag })))
 }

@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
 use super::error::ApiError;
 
 /// One outstanding confirmation.
@@ -43,13 +47,8 @@ impl Confirmations {
         }
     }
 
-    /// Lifetime of a token.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// A new token for `caller` to confirm `action`.
-    pub fn issue(&self, action: &str, caller: &str, now: Instant) -> String {
+    fn issue(&self, action: &str, caller: &str, now: Instant) -> String {
         let token = format!(
             "{}{}",
             crate::secret::new_key_id(),
@@ -80,9 +79,35 @@ impl Confirmations {
         token
     }
 
+    /// The two steps in one: without a token, `Ok(Some(202))` carrying `warning` (what would
+    /// happen; `{ttl}` is filled in), a new token and the fields of `extra`; with a token,
+    /// `Ok(None)` once it is redeemed, and the caller goes ahead.
+    pub fn confirm(
+        &self,
+        token: Option<&str>,
+        action: &str,
+        caller: &str,
+        warning: &str,
+        extra: serde_json::Value,
+    ) -> Result<Option<Response>, ApiError> {
+        let now = Instant::now();
+        if let Some(token) = token {
+            return self.redeem(token, action, caller, now).map(|()| None);
+        }
+        let mut body = serde_json::json!({
+            "warning": warning.replace("{ttl}", &humantime::format_duration(self.ttl).to_string()),
+            "confirm": self.issue(action, caller, now),
+            "expires_in_seconds": self.ttl.as_secs(),
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        Ok(Some((StatusCode::ACCEPTED, Json(body)).into_response()))
+    }
+
     /// Spends `token` for `action` by `caller`. A token is gone after one try, whether the
     /// try matched or not, so it cannot be guessed at or reused.
-    pub fn redeem(
+    fn redeem(
         &self,
         token: &str,
         action: &str,

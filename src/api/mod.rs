@@ -39,7 +39,7 @@ pub use error::ApiError;
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::executor::Executor;
-use crate::manifest_files::ManifestFiles;
+use crate::manifest_files::{Current, ManifestFiles};
 use crate::metrics::Metrics;
 use crate::observed::Observed;
 use crate::status::StatusBoard;
@@ -108,15 +108,16 @@ impl AppState {
         self.trigger.notify_one();
     }
 
-    /// Taken by a handler before it writes a manifest, and handed to [`wrote`](Self::wrote).
+    /// The state write lock, for a handler that must not race a write (issuing a key).
     pub async fn write_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.state_lock.clone().lock_owned().await
     }
 
     /// One manifest change by `who`, carried to the end in its own task even if the client
     /// hangs up: take the state lock, run `change` (which writes through `files` and returns
-    /// its answer and the new etag, none for a delete), then [`wrote`](Self::wrote). A change
-    /// that fails writes nothing, so there is nothing to commit.
+    /// its answer and the new etag, none for a delete), then note the revision's source
+    /// (`api:<who>` unless the change noted its own), commit in git mode and wake the loop.
+    /// A change that fails writes nothing, so there is nothing to commit.
     pub async fn write<T, F, Fut>(
         self: &Arc<Self>,
         key: &crate::names::AppKey,
@@ -132,44 +133,61 @@ impl AppState {
         let state = self.clone();
         let (key, who, action) = (key.clone(), who.to_string(), action.to_string());
         tokio::spawn(async move {
-            let lock = state.write_lock().await;
+            // Held until the commit exists: a pull never lands between the two.
+            let _lock = state.write_lock().await;
             let (answer, etag) = change(state.clone()).await?;
-            state
-                .wrote(lock, &key, etag.as_deref(), &who, &action)
-                .await;
+            if let Some(etag) = etag {
+                state.history.note_source(&key, &etag, format!("api:{who}"));
+            }
+            state.nudge();
+            if let Some(git) = &state.git {
+                let file = format!("apps/{}/{}.toml", key.userid, key.appname);
+                let message = format!("berth api: {action} {key} (by {who})");
+                git.commit_held(&file, &who, &message).await;
+            }
             Ok(answer)
         })
         .await
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
     }
 
-    /// After `who` wrote (or, with no etag, deleted) `key`'s manifest under `lock`: its
-    /// revision will name the source, in git mode it becomes a commit, and the loop wakes.
-    /// The commit runs in its own task holding the lock, so a client that hangs up cannot
-    /// cut it short (and leave git's index locked or the write uncommitted).
-    pub async fn wrote(
-        &self,
-        lock: tokio::sync::OwnedMutexGuard<()>,
+    /// [`write`](Self::write) for a change that leaves a manifest behind; answers with it.
+    pub async fn write_file<F, Fut>(
+        self: &Arc<Self>,
         key: &crate::names::AppKey,
-        etag: Option<&str>,
         who: &str,
         action: &str,
-    ) {
-        if let Some(etag) = etag {
-            self.history.note_source(key, etag, format!("api:{who}"));
-        }
-        self.nudge();
-        let Some(git) = self.git.clone() else {
-            return;
-        };
-        let file = format!("apps/{}/{}.toml", key.userid, key.appname);
-        let message = format!("berth api: {action} {key} (by {who})");
-        let who = who.to_string();
-        let commit = tokio::spawn(async move {
-            git.commit_held(&file, &who, &message).await;
-            drop(lock);
-        });
-        let _ = commit.await;
+        change: F,
+    ) -> Result<Current, ApiError>
+    where
+        F: FnOnce(Arc<AppState>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Current, ApiError>> + Send + 'static,
+    {
+        self.write(key, who, action, move |s| async move {
+            let c = change(s).await?;
+            let etag = c.etag.clone();
+            Ok((c, Some(etag)))
+        })
+        .await
+    }
+
+    /// Sets one top-level key of `key`'s manifest (`state`, `restart`), keeping the rest of
+    /// the file as the user wrote it.
+    pub async fn set_field(
+        self: &Arc<Self>,
+        key: &crate::names::AppKey,
+        who: &str,
+        action: &str,
+        field: &'static str,
+        value: String,
+    ) -> Result<Current, ApiError> {
+        let k = key.clone();
+        self.write_file(key, who, action, move |s| async move {
+            Ok(s.files
+                .edit(&k, |doc| doc[field] = toml_edit::value(value))
+                .await?)
+        })
+        .await
     }
 }
 

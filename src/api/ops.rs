@@ -51,8 +51,8 @@ async fn audit(
         )));
     }
     let entries: Vec<serde_json::Value> = s
-        .store
-        .audit_tail(n)?
+        .db(move |st| st.audit_tail(n))
+        .await?
         .into_iter()
         .map(|(seq, e)| {
             serde_json::json!({
@@ -93,32 +93,21 @@ async fn release_prune(
             "the mass-removal guard holds nothing right now".into(),
         ));
     }
-    let now = std::time::Instant::now();
-    match q.confirm {
-        None => {
-            let token = s.confirmations.issue(&action, caller.name(), now);
-            let ttl = s.confirmations.ttl();
-            Ok((
-                axum::http::StatusCode::ACCEPTED,
-                Json(serde_json::json!({
-                    "warning": format!(
-                        "this removes the containers of {} apps whose manifests are gone; nothing was changed. Repeat with ?confirm=<token> within {} to go ahead",
-                        held.len(), humantime::format_duration(ttl)
-                    ),
-                    "apps": held,
-                    "confirm": token,
-                    "expires_in_seconds": ttl.as_secs(),
-                })),
-            )
-                .into_response())
-        }
-        Some(token) => {
-            s.confirmations
-                .redeem(&token, &action, caller.name(), now)?;
-            tracing::info!(by = caller.name(), apps = %held.join(", "), "mass removal released");
-            *s.prune_release.lock().expect("prune release") = Some(held_keys);
-            s.nudge();
-            Ok(Json(serde_json::json!({ "released": held })).into_response())
-        }
+    let warning = format!(
+        "this removes the containers of {} apps whose manifests are gone; nothing was changed. Repeat with ?confirm=<token> within {{ttl}} to go ahead",
+        held.len()
+    );
+    if let Some(ask) = s.confirmations.confirm(
+        q.confirm.as_deref(),
+        &action,
+        caller.name(),
+        &warning,
+        serde_json::json!({ "apps": held }),
+    )? {
+        return Ok(ask);
     }
+    tracing::info!(by = caller.name(), apps = %held.join(", "), "mass removal released");
+    *s.prune_release.lock().expect("prune release") = Some(held_keys);
+    s.nudge();
+    Ok(Json(serde_json::json!({ "released": held })).into_response())
 }

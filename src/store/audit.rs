@@ -73,8 +73,7 @@ mod tests {
 
     #[test]
     fn entries_are_numbered_and_tailed_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let (_dir, s) = crate::store::temp_store();
         for i in 0..5u16 {
             s.audit(&AuditEntry {
                 at: i as u64,
@@ -92,8 +91,7 @@ mod tests {
 
     #[test]
     fn the_oldest_entries_go_past_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let (_dir, s) = crate::store::temp_store();
         for i in 0..7u64 {
             let e = AuditEntry {
                 at: i,

@@ -216,11 +216,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
-        (dir, s)
-    }
+    use crate::store::temp_store as store;
 
     fn key(u: &str, a: &str) -> AppKey {
         AppKey::new(u, a).unwrap()

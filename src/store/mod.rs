@@ -221,6 +221,15 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
     Ok(*key.as_bytes())
 }
 
+/// A fresh database in a temp directory, for unit tests (the directory lives as long as the
+/// returned guard).
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+    (dir, s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

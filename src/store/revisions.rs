@@ -109,8 +109,7 @@ mod tests {
 
     #[test]
     fn records_changes_only_and_keeps_the_newest() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let (_dir, s) = crate::store::temp_store();
         let web = AppKey::new("alice", "web").unwrap();
         let web2 = AppKey::new("alice", "web-2").unwrap();
         let rec =

@@ -71,8 +71,7 @@ mod tests {
 
     #[test]
     fn replace_drops_apps_that_are_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let (_dir, s) = crate::store::temp_store();
         let st = |phase| AppStatus {
             phase,
             container: "running".into(),

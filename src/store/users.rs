@@ -123,11 +123,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("berth.redb")).unwrap();
-        (dir, s)
-    }
+    use crate::store::temp_store as store;
 
     #[test]
     fn token_authenticates_its_user_only() {
