@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bollard::models::RestartPolicyNameEnum;
 
 use crate::support::docker::{action_times, describe, docker_cli};
-use crate::support::{EventLog, TestRoot};
+use crate::support::{free_port, EventLog, TestRoot};
 
 fn web_manifest(host_port: u16, greeting: &str) -> String {
     format!(
@@ -23,15 +23,6 @@ port = 9090
 memory = "32m"
 cpus = 0.5
 "#;
-
-/// A port nothing listens on right now (bound once, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test]
 async fn first_apply_creates_containers_with_every_label_and_limit() {

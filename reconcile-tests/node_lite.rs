@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::support::{wait_until, TestRoot};
+use crate::support::{free_port, wait_until, TestRoot};
 
 const NODE_IMAGE: &str = "berth-test-node:1";
 const TEMPLATE: &str = "node-lite-v1";
@@ -56,15 +56,6 @@ async fn node_root(prefix: &str) -> TestRoot {
         &format!("[templates.{TEMPLATE}]\nimage = \"{NODE_IMAGE}\"\n"),
     );
     root
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn manifest(port: u16, greeting: &str, restart: &str) -> String {

@@ -328,6 +328,15 @@ pub async fn run_berth_env(args: Vec<OsString>, env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// A port nothing listens on right now (bound once, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `check` every 50 ms until it is true; returns how long that took. Panics with
 /// `what` after `timeout`.
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Duration
