@@ -25,6 +25,9 @@ pub struct DesiredApp {
     pub run: RunState,
     /// Its template (for hooks).
     pub template: Template,
+    /// The manifest text this pass read, for the revision history: `hash` was derived from
+    /// exactly this text.
+    pub text: String,
 }
 
 /// What berth wants for one key.
@@ -96,7 +99,7 @@ impl DesiredState {
                 admitted += 1;
                 match parsed {
                     Err(e) => Entry::Frozen(e.to_string()),
-                    Ok(m) => match template(&m.template.0) {
+                    Ok((m, text)) => match template(&m.template.0) {
                         Err(e) => Entry::Frozen(format!("template {}: {e}", m.template)),
                         Ok(t) => {
                             let spec = ContainerSpec::derive(&key, &m, &t, config);
@@ -107,6 +110,7 @@ impl DesiredState {
                                 hash,
                                 run: m.state,
                                 template: t,
+                                text,
                             }))
                         }
                     },
@@ -168,7 +172,7 @@ mod tests {
     fn scan_of(items: &[(&str, &str, &str)]) -> Scan {
         let mut s = Scan::default();
         for (u, a, text) in items {
-            let m = Manifest::parse(Path::new("m.toml"), text);
+            let m = Manifest::parse(Path::new("m.toml"), text).map(|m| (m, text.to_string()));
             s.manifests.insert(AppKey::new(u, a).unwrap(), m);
         }
         s

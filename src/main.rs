@@ -216,7 +216,7 @@ fn validate_file(config: &Config, path: &Path) -> Result<(), String> {
         ));
     }
     berth::names::AppKey::new(user, stem).map_err(|e| format!("{shown}: {e}"))?;
-    let manifest = berth::scan::read_manifest(path, path).map_err(|e| e.to_string())?;
+    let (manifest, _) = berth::scan::read_manifest(path, path).map_err(|e| e.to_string())?;
     berth::template::Template::load(config, &manifest.template.0)
         .map_err(|e| format!("{shown}: template {}: {e}", manifest.template))?;
     Ok(())

@@ -75,8 +75,8 @@ pub struct Reconciler {
     /// Set by a confirmed API call to the held removals it released: the next pass makes
     /// them if they are exactly what the guard holds then, and nothing else.
     pub prune_release: Arc<std::sync::Mutex<Option<BTreeSet<AppKey>>>>,
-    /// Called (on a blocking thread) after every pass with the apps whose manifests are
-    /// valid; `serve` records revisions with it.
+    /// Called (on a blocking thread) after every pass with the manifests it took up (valid
+    /// ones); `serve` records revisions with it.
     pub on_pass: Option<PassHook>,
     /// Called (on a blocking thread) when an app's removal succeeded, whatever removed its
     /// manifest; `serve` revokes the app's client keys with it, so a new app of the same name
@@ -88,7 +88,19 @@ pub struct Reconciler {
 }
 
 /// See [`Reconciler::on_pass`].
-pub type PassHook = Arc<dyn Fn(Vec<AppKey>) + Send + Sync>;
+/// It gets the pass's number (counting up) and what the pass took up.
+pub type PassHook = Arc<dyn Fn(u64, Vec<TakenUp>) + Send + Sync>;
+
+/// One valid manifest as a pass read it: its text and the spec hash derived from that text.
+#[derive(Debug, Clone)]
+pub struct TakenUp {
+    /// Which app.
+    pub key: AppKey,
+    /// The manifest text.
+    pub text: String,
+    /// The spec hash the pass derived from `text`.
+    pub hash: String,
+}
 /// See [`Reconciler::on_removed`].
 /// It gets the app and when the pass that planned the removal began (unix milliseconds).
 pub type RemovedHook = Arc<dyn Fn(AppKey, u64) + Send + Sync>;
@@ -177,6 +189,7 @@ impl Reconciler {
         let mut busy: HashSet<AppKey> = HashSet::new();
         let mut backoffs = Backoffs::default();
         let mut last_blocked: Vec<AppKey> = Vec::new();
+        let mut passes: u64 = 0;
         loop {
             let started = Instant::now();
             let planned_ms = crate::store::unix_now_ms();
@@ -237,14 +250,22 @@ impl Reconciler {
                     }
                     self.settle_purges(started, &desired, &observed, &plan, &busy);
                     if let Some(hook) = &self.on_pass {
-                        let valid: Vec<AppKey> = desired
+                        let valid: Vec<TakenUp> = desired
                             .apps
-                            .iter()
-                            .filter(|(_, e)| matches!(e, Entry::Valid(_)))
-                            .map(|(k, _)| k.clone())
+                            .values()
+                            .filter_map(|e| match e {
+                                Entry::Valid(app) => Some(TakenUp {
+                                    key: app.key.clone(),
+                                    text: app.text.clone(),
+                                    hash: app.hash.clone(),
+                                }),
+                                _ => None,
+                            })
                             .collect();
                         let hook = hook.clone();
-                        tokio::task::spawn_blocking(move || hook(valid));
+                        passes += 1;
+                        let pass = passes;
+                        tokio::task::spawn_blocking(move || hook(pass, valid));
                     }
                     let keys: HashSet<&AppKey> = desired
                         .apps

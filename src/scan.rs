@@ -17,8 +17,9 @@ use crate::source_error::SourceError;
 /// Everything one scan of `state/apps` found.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// One entry per manifest file with valid names: parsed, or the error that froze it.
-    pub manifests: BTreeMap<AppKey, Result<Manifest, SourceError>>,
+    /// One entry per manifest file with valid names: parsed (with the text it was parsed
+    /// from), or the error that froze it.
+    pub manifests: BTreeMap<AppKey, Result<(Manifest, String), SourceError>>,
     /// Users whose directory could not be listed: all their apps are frozen.
     pub frozen_users: BTreeMap<String, SourceError>,
     /// Files and directories with names berth can't use (reported, never acted on).
@@ -134,7 +135,8 @@ fn scan_user(dir: &Path, userid: &str, shown: &dyn Fn(&Path) -> PathBuf, out: &m
 }
 
 /// Reads one manifest without following a symlink and without reading more than the limit.
-pub fn read_manifest(path: &Path, shown: &Path) -> Result<Manifest, SourceError> {
+/// Reads and parses one manifest; returns it with its text.
+pub fn read_manifest(path: &Path, shown: &Path) -> Result<(Manifest, String), SourceError> {
     let md = std::fs::symlink_metadata(path)
         .map_err(|e| SourceError::whole_file(shown, e.to_string()))?;
     if md.file_type().is_symlink() {
@@ -161,7 +163,8 @@ pub fn read_manifest(path: &Path, shown: &Path) -> Result<Manifest, SourceError>
             "manifest is larger than 1 MiB",
         ));
     }
-    Manifest::parse(shown, &text)
+    let manifest = Manifest::parse(shown, &text)?;
+    Ok((manifest, text))
 }
 
 #[cfg(test)]

@@ -37,12 +37,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&config.database)?);
     let metrics = Arc::new(Metrics::default());
     let state_lock = Arc::new(tokio::sync::Mutex::new(()));
-    let history = Arc::new(History::new(
-        config.clone(),
-        store.clone(),
-        config.revisions_kept,
-        state_lock.clone(),
-    ));
+    let history = Arc::new(History::new(store.clone(), config.revisions_kept));
     // In git mode the clone comes before anything creates directories under state/.
     let git = match &config.git {
         Some(g) => Some(Arc::new(
@@ -86,7 +81,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     reconciler.metrics = metrics;
     reconciler.state_lock = Some(state_lock.clone());
     let recorder = history.clone();
-    reconciler.on_pass = Some(Arc::new(move |valid| recorder.record(&valid)));
+    reconciler.on_pass = Some(Arc::new(move |pass, taken| recorder.record(pass, &taken)));
     let keys = store.clone();
     reconciler.on_removed = Some(Arc::new(move |app, planned_ms| {
         match keys.revoke_app_keys_before(&app, planned_ms) {

@@ -37,6 +37,7 @@ fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
         hash,
         run: m.state,
         template: t,
+        text: manifest.to_string(),
     }));
     (key(k), entry)
 }
