@@ -15,10 +15,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::config::Config;
-use berth::engine::Engine;
-use berth::executor::Executor;
-use berth::reconciler::Reconciler;
+use berth::daemon::pass::Reconciler;
+use berth::model::config::Config;
+use berth::runtime::engine::Engine;
+use berth::runtime::executor::Executor;
 use bollard::query_parameters::{EventsOptions, ListContainersOptions, RemoveContainerOptions};
 use futures_util::StreamExt;
 
@@ -84,11 +84,16 @@ async fn main() {
     let (token, client_key) = {
         let store = berth::store::Store::open(&config.database).unwrap();
         let token = store.add_user("bench", berth::store::Role::Admin).unwrap();
-        let app = berth::names::AppKey::new("user0", "app0").unwrap();
+        let app = berth::model::names::AppKey::new("user0", "app0").unwrap();
         (token, store.issue_client_key(&app, 0).unwrap().1)
     };
     let engine = Engine::connect(&instance).await.expect("a Docker engine");
-    let docker = engine.docker().clone();
+    // The raw baseline talks to Docker through bollard directly, as a caller without berth would.
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .expect("a Docker engine");
     let reconciler = Reconciler::new(config.clone(), Executor::new(config.clone(), engine));
 
     let t = Instant::now();

@@ -1,32 +1,19 @@
 //! berth: a small PaaS node agent. TOML manifests under `state/apps/` are the desired state;
 //! a level-triggered reconcile loop makes the Docker engine match them. See ARCHITECTURE.md.
+//!
+//! One folder per layer; dependencies run one way, checked by `layer_rules` below:
+//! `model` <- `reconcile` <- `runtime`, `state`, `store` <- `api` <- `daemon` <- `cli`.
 
-pub mod admin;
 pub mod api;
-pub mod backoff;
-pub mod client;
-pub mod config;
-pub mod desired;
-pub mod engine;
-pub mod executor;
-pub mod gitsync;
-pub mod history;
-pub mod hooks;
-pub mod labels;
-pub mod manifest;
-pub mod manifest_files;
+pub mod cli;
+pub mod daemon;
+pub mod error_chain;
 pub mod metrics;
-pub mod names;
-pub mod observed;
-pub mod plan;
-pub mod reconciler;
-pub mod resources;
-pub mod scan;
-pub mod secret;
-pub mod serve;
-pub mod source_error;
-pub mod spec;
-pub mod status;
+pub mod model;
+pub mod reconcile;
+pub mod runtime;
+pub mod state;
 pub mod store;
-pub mod template;
-pub mod watch;
+
+#[cfg(test)]
+mod layer_rules;

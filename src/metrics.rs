@@ -1,6 +1,7 @@
-//! Prometheus metrics (`GET /metrics`): apps by phase, reconcile passes and their duration,
-//! actions by kind and result, API requests by route and status. Counters are bumped where
-//! things happen; the phase gauge is filled from the status board at scrape time.
+//! Prometheus metrics (`GET /metrics`): apps by phase, reconcile passes (and what caused them)
+//! with their duration, actions by kind and result, API requests by route and status, git
+//! syncs. Counters are bumped where things happen; the phase gauge is filled from the status
+//! board at scrape time. Every layer may count here; it knows only model and reconcile types.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,8 +13,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::names::AppKey;
-use crate::status::{AppStatus, Phase};
+use crate::model::names::AppKey;
+use crate::reconcile::status::{AppStatus, Phase};
+use crate::reconcile::trigger::{Trigger, Triggers};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
@@ -32,6 +34,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
     route: String,
@@ -46,6 +53,8 @@ pub struct Metrics {
     apps: Family<PhaseLabels, Gauge>,
     /// berth_reconcile_passes_total.
     passes: Counter,
+    /// berth_reconcile_pass_triggers_total{trigger}.
+    pass_triggers: Family<TriggerLabels, Counter>,
     /// berth_reconcile_pass_duration_seconds.
     pass_seconds: Histogram,
     /// berth_actions_total{kind,result}.
@@ -63,6 +72,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("berth");
         let apps = Family::<PhaseLabels, Gauge>::default();
         let passes = Counter::default();
+        let pass_triggers = Family::<TriggerLabels, Counter>::default();
         // 1 ms .. ~16 s.
         let pass_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let actions = Family::<ActionLabels, Counter>::default();
@@ -82,6 +92,11 @@ impl Default for Metrics {
         registry.register("apps", "Apps by phase", apps.clone());
         registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
         registry.register(
+            "reconcile_pass_triggers",
+            "Reconcile passes by what caused them (a pass with several causes counts under each)",
+            pass_triggers.clone(),
+        );
+        registry.register(
             "reconcile_pass_duration_seconds",
             "Time to observe and plan one pass",
             pass_seconds.clone(),
@@ -100,6 +115,7 @@ impl Default for Metrics {
             registry,
             apps,
             passes,
+            pass_triggers,
             pass_seconds,
             actions,
             requests,
@@ -110,9 +126,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// One pass ran.
-    pub fn pass(&self, took: Duration) {
+    /// One pass ran, because of `why`.
+    pub fn pass(&self, why: Triggers, took: Duration) {
         self.passes.inc();
+        for t in Trigger::ALL.into_iter().filter(|t| why.contains(*t)) {
+            let labels = TriggerLabels {
+                trigger: t.label().into(),
+            };
+            self.pass_triggers.get_or_create(&labels).inc();
+        }
         self.pass_seconds.observe(took.as_secs_f64());
     }
 
@@ -173,7 +195,9 @@ mod tests {
     #[test]
     fn renders_every_family() {
         let m = Metrics::default();
-        m.pass(Duration::from_millis(3));
+        let mut why = Triggers::of(Trigger::File);
+        why.add(Trigger::DockerEvent);
+        m.pass(why, Duration::from_millis(3));
         m.action("create", true);
         m.action("create", false);
         m.request("GET", "/apps", 200);
@@ -191,6 +215,8 @@ mod tests {
         let text = m.render(&board);
         for line in [
             "berth_apps{phase=\"running\"} 2",
+            "berth_reconcile_pass_triggers_total{trigger=\"file\"} 1",
+            "berth_reconcile_pass_triggers_total{trigger=\"docker_event\"} 1",
             "berth_apps{phase=\"frozen\"} 1",
             "berth_apps{phase=\"failed\"} 0",
             "berth_reconcile_passes_total 1",

@@ -20,10 +20,10 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, AppPath, TextBody};
 use super::AppState;
-use crate::manifest::check_template_id;
-use crate::manifest_files::Current;
-use crate::names::AppKey;
-use crate::observed::describe;
+use crate::model::manifest::check_template_id;
+use crate::model::names::AppKey;
+use crate::model::observed::describe;
+use crate::state::files::Current;
 
 /// Most log lines one call returns.
 pub const MAX_LOG_TAIL: u32 = 10_000;
@@ -43,7 +43,7 @@ pub fn router() -> Router<Arc<AppState>> {
 /// the (cached) engine list.
 async fn status_view(s: &AppState, keys: &[AppKey]) -> Vec<Value> {
     let board = s.board.snapshot();
-    let containers = s.containers.get(s.engine()).await.ok();
+    let containers = s.containers.list().await.ok();
     keys.iter()
         .map(|key| {
             let st = board.get(key);
@@ -64,7 +64,7 @@ async fn status_view(s: &AppState, keys: &[AppKey]) -> Vec<Value> {
 }
 
 async fn list(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let found = crate::scan::scan(&s.config.apps_state_dir(), &s.config.root)
+    let found = crate::state::scan::scan(&s.config.apps_state_dir(), &s.config.root)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let keys: BTreeSet<AppKey> = found
         .manifests
@@ -114,7 +114,7 @@ async fn create(
     let (k, template) = (key.clone(), body.template_id.clone());
     let c = s
         .write_file(&key, caller.name(), "create", move |s| async move {
-            Ok(s.files.create(&k, &template).await?)
+            Ok(s.files().create(&k, &template).await?)
         })
         .await?;
     Ok(with_etag(
@@ -130,7 +130,7 @@ async fn show(
     AppPath(key): AppPath,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
-    let Some(c) = s.files.read(&key)? else {
+    let Some(c) = s.files().read(&key)? else {
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     };
     let mut view = status_view(&s, std::slice::from_ref(&key)).await.remove(0);
@@ -173,7 +173,7 @@ async fn replace(
             &key,
             caller.name(),
             "replace the manifest of",
-            move |s| async move { Ok(s.files.replace(&k, &text, &expected).await?) },
+            move |s| async move { Ok(s.files().replace(&k, &text, &expected).await?) },
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
@@ -253,7 +253,7 @@ async fn remove(
     if q.purge {
         // Bound to the manifest as it is now: a token cannot purge an app that was deleted
         // and made again (or changed) since the warning.
-        let Some(current) = s.files.read(&key)? else {
+        let Some(current) = s.files().read(&key)? else {
             return Err(ApiError::NotFound(format!("app {key} does not exist")));
         };
         let action = format!("purge {key}@{}", current.etag);
@@ -278,16 +278,16 @@ async fn remove(
         .write(&key, caller.name(), action, move |s| async move {
             // The purge was confirmed for the manifest as it was: not for whatever is there now.
             if let Some(etag) = confirmed_etag {
-                if s.files.read(&k)?.map(|c| c.etag) != Some(etag) {
+                if s.files().read(&k)?.map(|c| c.etag) != Some(etag) {
                     return Err(ApiError::Conflict(format!(
                         "{k} changed since the purge was confirmed; nothing was deleted"
                     )));
                 }
             }
-            s.files.delete(&k).await?;
+            s.files().delete(&k).await?;
             // Asked before the loop is woken, so the pass that removes the container sees it.
             if purge {
-                s.executor.request_purge(&k);
+                s.purges.request(&k);
             }
             let k2 = k.clone();
             // The file is gone whatever happens here: a failure is logged, not returned, so
@@ -331,13 +331,13 @@ async fn logs(
         )));
     }
     let name = key.container_name(&s.config.instance);
-    let mut stream = Box::pin(s.engine().logs(&name, tail));
+    let mut stream = Box::pin(s.containers.logs(&name, tail));
     // Look at the first chunk so a missing container is a 404, not a broken stream.
     let first = stream.next().await;
     let first = match first {
         None => None,
         Some(Ok(b)) => Some(b),
-        Some(Err(e)) if is_not_found(&e.source) => {
+        Some(Err(e)) if e.is_not_found() => {
             return Err(ApiError::NotFound(format!("app {key} has no container")))
         }
         Some(Err(e)) => return Err(ApiError::Unavailable(format!("cannot read logs: {e}"))),
@@ -349,14 +349,4 @@ async fn logs(
         Body::from_stream(body),
     )
         .into_response())
-}
-
-fn is_not_found(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }

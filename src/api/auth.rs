@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::names::AppKey;
+use crate::model::names::AppKey;
 use crate::store::{unix_now, ClientKeyInfo, KeyCheck, Role, UserInfo};
 
 /// Put into requests that arrived over the unix socket.

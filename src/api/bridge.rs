@@ -12,7 +12,7 @@ use super::auth::ClientKey;
 use super::error::ApiError;
 use super::extract::AppPath;
 use super::AppState;
-use crate::manifest::Manifest;
+use crate::model::manifest::Manifest;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -26,7 +26,7 @@ async fn info(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     client.check_app(&key)?;
-    let Some(c) = s.files.read(&key)? else {
+    let Some(c) = s.files().read(&key)? else {
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     };
     // A broken manifest still has a phase (frozen), but no trustworthy state or domain.

@@ -51,8 +51,8 @@ impl Confirmations {
     fn issue(&self, action: &str, caller: &str, now: Instant) -> String {
         let token = format!(
             "{}{}",
-            crate::secret::new_key_id(),
-            crate::secret::new_key_id()
+            crate::store::tokens::new_key_id(),
+            crate::store::tokens::new_key_id()
         );
         let mut pending = self.pending.lock().expect("confirmations");
         pending.retain(|_, p| p.expires > now);

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tracing::error;
 
-use crate::manifest_files::WriteError;
+use crate::state::files::WriteError;
 use crate::store::StoreError;
 
 /// Everything a request can fail with.
@@ -139,7 +139,9 @@ impl From<WriteError> for ApiError {
             },
             WriteError::Stale { .. } => ApiError::PreconditionFailed(message),
             WriteError::OddPath(_) => ApiError::Conflict(message),
-            WriteError::Io(_) => ApiError::Internal(message),
+            WriteError::Io { .. } | WriteError::Scan(_) | WriteError::Task(_) => {
+                ApiError::Internal(message)
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::names::AppKey;
+use crate::model::names::AppKey;
 
 /// `{userid}/{appname}` from the URL, checked with the manifest name rules.
 pub struct AppPath(pub AppKey);

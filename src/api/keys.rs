@@ -41,7 +41,7 @@ async fn issue(
     caller.check_app(&key)?;
     // Under the state lock: a delete cannot slip between the check and the issue.
     let _lock = s.write_lock().await;
-    if s.files.read(&key)?.is_none() {
+    if s.files().read(&key)?.is_none() {
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     }
     let k = key.clone();

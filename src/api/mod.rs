@@ -2,9 +2,11 @@
 //! the database. One `AppState`; one `router()` per module, merged here; one middleware that
 //! counts every request for `/metrics` and writes every mutating call to the audit log.
 //!
-//! **Invariant: handlers change desired state only by writing manifests (through
-//! `ManifestFiles`) and then nudging the reconcile loop; they never ask Docker to change
-//! anything.** Docker is only read here (the container list, cached, and logs).
+//! **Invariant: handlers change desired state only by writing manifests (through the
+//! `ManifestWriter`, which wakes the reconcile loop); they never ask Docker to change
+//! anything.** `AppState` holds no executor and no engine: Docker is only read here, through
+//! a `ContainerReader` (the container list, cached, and logs), so a handler that tried to
+//! create, start, stop or remove a container would not compile.
 
 mod apps;
 mod auth;
@@ -19,9 +21,9 @@ mod ops;
 mod revisions;
 mod users;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
@@ -29,59 +31,59 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::{Extension, Router};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 pub use auth::LocalSocket;
 pub use error::ApiError;
 
-use crate::config::Config;
-use crate::engine::{Engine, EngineError};
-use crate::executor::Executor;
-use crate::manifest_files::{Current, ManifestFiles};
 use crate::metrics::Metrics;
-use crate::observed::Observed;
-use crate::status::StatusBoard;
+use crate::model::config::Config;
+use crate::model::names::AppKey;
+use crate::reconcile::loop_state::PruneRelease;
+use crate::reconcile::status::StatusBoard;
+use crate::reconcile::trigger::Wake;
+use crate::runtime::purges::PurgeRequests;
+use crate::runtime::reader::ContainerReader;
+use crate::state::files::{Current, ManifestFiles};
+use crate::state::git::GitSync;
+use crate::state::history::History;
+use crate::state::writer::ManifestWriter;
 use crate::store::{unix_now, AuditEntry, Store};
 
 /// Largest request body accepted; a manifest is far smaller.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// How long the engine's container list is reused, so polling clients don't hammer Docker.
-pub const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// Everything a handler can reach.
+/// Everything a handler can reach. Note what is absent: the executor and the engine. The API
+/// reads containers through a [`ContainerReader`] and changes desired state only through the
+/// [`ManifestWriter`]; it cannot make a Docker write.
 pub struct AppState {
     /// Paths, instance, quotas.
     pub config: Arc<Config>,
     /// Users, keys, audit.
     pub store: Arc<Store>,
     /// The only way handlers change desired state.
-    pub files: ManifestFiles,
+    pub writer: Arc<ManifestWriter>,
     /// The reconcile loop's latest status per app.
     pub board: Arc<StatusBoard>,
-    /// For purge requests and engine reads.
-    pub executor: Arc<Executor>,
-    /// Wakes the reconcile loop after a write.
-    pub trigger: Arc<Notify>,
+    /// The engine's container list (cached) and logs: reads only.
+    pub containers: ContainerReader,
+    /// Where a confirmed purge is recorded for the pass that removes the app.
+    pub purges: Arc<PurgeRequests>,
+    /// Wakes the reconcile loop (a released mass removal; writes wake it themselves).
+    pub wake: Wake,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Failed-authentication bookkeeping.
     pub limiter: limiter::FailureLimiter,
-    /// The engine's container list, reused for [`CONTAINER_CACHE_TTL`].
-    pub containers: ContainerCache,
     /// Outstanding confirm tokens for destructive calls.
     pub confirmations: confirm::Confirmations,
     /// Set to the held removals a confirmed call released, for the loop's next pass.
-    pub prune_release:
-        Arc<std::sync::Mutex<Option<std::collections::BTreeSet<crate::names::AppKey>>>>,
-    /// Revision history: API writes note their source here.
-    pub history: Arc<crate::history::History>,
-    /// Git mode: API writes become commits.
-    pub git: Option<Arc<crate::gitsync::GitSync>>,
-    /// Held by every API write from before the file changes until it is committed, and by
-    /// every git pull: the two never interleave.
-    pub state_lock: Arc<Mutex<()>>,
+    pub prune_release: PruneRelease,
+    /// Revision history: a rollback notes its own source here.
+    pub history: Arc<History>,
+    /// Git mode: sync status and the webhook's wake-up.
+    pub git: Option<Arc<GitSync>>,
 }
 
 impl AppState {
@@ -98,29 +100,21 @@ impl AppState {
             .map_err(ApiError::from)
     }
 
-    /// The engine (reads only).
-    pub fn engine(&self) -> &Engine {
-        self.executor.engine()
-    }
-
-    /// Tells the reconcile loop that desired state changed.
-    pub fn nudge(&self) {
-        self.trigger.notify_one();
+    /// The manifest files, for reads (writes go through [`write`](Self::write)).
+    pub fn files(&self) -> &ManifestFiles {
+        self.writer.files()
     }
 
     /// The state write lock, for a handler that must not race a write (issuing a key).
     pub async fn write_lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.state_lock.clone().lock_owned().await
+        self.writer.lock().await
     }
 
-    /// One manifest change by `who`, carried to the end in its own task even if the client
-    /// hangs up: take the state lock, run `change` (which writes through `files` and returns
-    /// its answer and the new etag, none for a delete), then note the revision's source
-    /// (`api:<who>` unless the change noted its own), commit in git mode and wake the loop.
-    /// A change that fails writes nothing, so there is nothing to commit.
+    /// One manifest change by `who` through the write protocol ([`ManifestWriter::write`]):
+    /// `change` gets the state and returns its answer and the new etag (none for a delete).
     pub async fn write<T, F, Fut>(
         self: &Arc<Self>,
-        key: &crate::names::AppKey,
+        key: &AppKey,
         who: &str,
         action: &str,
         change: F,
@@ -128,89 +122,43 @@ impl AppState {
     where
         T: Send + 'static,
         F: FnOnce(Arc<AppState>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<(T, Option<String>), ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<(T, Option<String>), ApiError>> + Send + 'static,
     {
-        let state = self.clone();
-        let (key, who, action) = (key.clone(), who.to_string(), action.to_string());
-        tokio::spawn(async move {
-            // Held until the commit exists: a pull never lands between the two.
-            let _lock = state.write_lock().await;
-            let (answer, etag) = change(state.clone()).await?;
-            if let Some(etag) = etag {
-                state.history.note_source(&key, &etag, format!("api:{who}"));
-            }
-            state.nudge();
-            if let Some(git) = &state.git {
-                let file = format!("apps/{}/{}.toml", key.userid, key.appname);
-                let message = format!("berth api: {action} {key} (by {who})");
-                git.commit_held(&file, &who, &message).await;
-            }
-            Ok(answer)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+        let s = self.clone();
+        self.writer
+            .write(key, who, action, async move { change(s).await })
+            .await
     }
 
     /// [`write`](Self::write) for a change that leaves a manifest behind; answers with it.
     pub async fn write_file<F, Fut>(
         self: &Arc<Self>,
-        key: &crate::names::AppKey,
+        key: &AppKey,
         who: &str,
         action: &str,
         change: F,
     ) -> Result<Current, ApiError>
     where
         F: FnOnce(Arc<AppState>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Result<Current, ApiError>> + Send + 'static,
+        Fut: Future<Output = Result<Current, ApiError>> + Send + 'static,
     {
-        self.write(key, who, action, move |s| async move {
-            let c = change(s).await?;
-            let etag = c.etag.clone();
-            Ok((c, Some(etag)))
-        })
-        .await
+        let s = self.clone();
+        self.writer
+            .write_file(key, who, action, async move { change(s).await })
+            .await
     }
 
-    /// Sets one top-level key of `key`'s manifest (`state`, `restart`), keeping the rest of
-    /// the file as the user wrote it.
+    /// Sets one top-level key of `key`'s manifest (`state`, `restart`), keeping the rest.
     pub async fn set_field(
         self: &Arc<Self>,
-        key: &crate::names::AppKey,
+        key: &AppKey,
         who: &str,
         action: &str,
         field: &'static str,
         value: String,
     ) -> Result<Current, ApiError> {
-        let k = key.clone();
-        self.write_file(key, who, action, move |s| async move {
-            Ok(s.files
-                .edit(&k, |doc| doc[field] = toml_edit::value(value))
-                .await?)
-        })
-        .await
-    }
-}
-
-/// A time-bounded copy of the engine's container list. Callers arriving while a refresh
-/// runs wait for it rather than starting their own.
-#[derive(Default)]
-pub struct ContainerCache {
-    /// When it was fetched, and what.
-    cached: Mutex<Option<(Instant, Arc<Vec<Observed>>)>>,
-}
-
-impl ContainerCache {
-    /// The list, fetched from `engine` when the copy is older than the TTL.
-    pub async fn get(&self, engine: &Engine) -> Result<Arc<Vec<Observed>>, EngineError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, list)) = cached.as_ref() {
-            if at.elapsed() < CONTAINER_CACHE_TTL {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(engine.list().await?);
-        *cached = Some((Instant::now(), list.clone()));
-        Ok(list)
+        let set = self.writer.set_field(key, who, action, field, value);
+        Ok(set.await?)
     }
 }
 

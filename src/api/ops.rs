@@ -13,6 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::AppState;
+use crate::reconcile::trigger::Trigger;
 
 /// Most audit entries one call returns.
 const MAX_AUDIT_TAIL: usize = 1000;
@@ -77,11 +78,11 @@ async fn release_prune(
     ApiQuery(q): ApiQuery<ConfirmQuery>,
 ) -> Result<axum::response::Response, ApiError> {
     caller.check_admin()?;
-    let held_keys: std::collections::BTreeSet<crate::names::AppKey> = s
+    let held_keys: std::collections::BTreeSet<crate::model::names::AppKey> = s
         .board
         .snapshot()
         .into_iter()
-        .filter(|(_, st)| st.phase == crate::status::Phase::PruneBlocked)
+        .filter(|(_, st)| st.phase == crate::reconcile::status::Phase::PruneBlocked)
         .map(|(k, _)| k)
         .collect();
     let held: Vec<String> = held_keys.iter().map(|k| k.to_string()).collect();
@@ -108,6 +109,6 @@ async fn release_prune(
     }
     tracing::info!(by = caller.name(), apps = %held.join(", "), "mass removal released");
     *s.prune_release.lock().expect("prune release") = Some(held_keys);
-    s.nudge();
+    s.wake.wake(Trigger::ApiWrite);
     Ok(Json(serde_json::json!({ "released": held })).into_response())
 }

@@ -55,7 +55,7 @@ async fn rollback(
     let action = format!("roll back to revision {n} of");
     let c = s
         .write(&key, caller.name(), &action, move |s| async move {
-            let c = s.files.restore(&k, &content).await?;
+            let c = s.files().restore(&k, &content).await?;
             s.history.note_source(&k, &c.etag, source);
             Ok((c, None))
         })

@@ -56,7 +56,7 @@ async fn remove(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.check_admin()?;
-    crate::names::validate_userid(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    crate::model::names::validate_userid(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let n = name.clone();
     s.db(move |st| st.remove_user(&n)).await?;
     Ok(Json(json!({ "removed": name })))

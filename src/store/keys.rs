@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::{db_err, from_json, to_json, Store, StoreError, CLIENT_KEYS};
-use crate::names::AppKey;
-use crate::secret;
+use crate::model::names::AppKey;
+use crate::store::tokens;
 
 /// `last_used_at` is written at most this often per key (seconds), so a busy client does not
 /// turn every request into a database write.
@@ -87,12 +87,12 @@ impl Store {
         app: &AppKey,
         now: u64,
     ) -> Result<(ClientKeyInfo, String), StoreError> {
-        let id = secret::new_key_id();
-        let secret = secret::new_secret();
+        let id = tokens::new_key_id();
+        let secret = tokens::new_secret();
         let record = KeyRecord {
             userid: app.userid.clone(),
             appname: app.appname.clone(),
-            secret_hash: secret::keyed_hash(&self.hash_key, &record_name(&id), &secret)
+            secret_hash: tokens::keyed_hash(&self.hash_key, &record_name(&id), &secret)
                 .to_hex()
                 .to_string(),
             created_at: now,
@@ -105,7 +105,7 @@ impl Store {
             .insert(id.as_str(), to_json(&record).as_str())
             .map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        let key = secret::client_key(&id, &secret);
+        let key = tokens::client_key(&id, &secret);
         Ok((info(id, record), key))
     }
 
@@ -176,7 +176,7 @@ impl Store {
     /// Checks a presented key at time `now`, and records the use when the stored
     /// `last_used_at` is older than [`LAST_USED_EVERY`].
     pub fn check_client_key(&self, presented: &str, now: u64) -> Result<KeyCheck, StoreError> {
-        let Some(p) = secret::parse_client_key(presented) else {
+        let Some(p) = tokens::parse_client_key(presented) else {
             return Ok(KeyCheck::Invalid);
         };
         let Some(record) = self.read_one::<KeyRecord>(CLIENT_KEYS, p.name)? else {
@@ -186,7 +186,7 @@ impl Store {
             return Ok(KeyCheck::Invalid);
         };
         // blake3::Hash equality is constant-time.
-        if secret::keyed_hash(&self.hash_key, &record_name(p.name), p.secret) != stored {
+        if tokens::keyed_hash(&self.hash_key, &record_name(p.name), p.secret) != stored {
             return Ok(KeyCheck::Invalid);
         }
         let mut record = record;

@@ -8,13 +8,17 @@
 //! written.** Values are JSON so a human can read a dump; keys are plain strings or sequence
 //! numbers.
 //!
-//! Calls are synchronous: each is one short transaction on a local file, cheap enough to make
-//! from a request handler.
+//! Calls are synchronous: each is one short transaction on a local file; callers in async code
+//! run them on a blocking thread, since a commit fsyncs.
+//!
+//! **Must not know about** Docker, git, HTTP or the files under `state/`. Depends on `model`
+//! and on `reconcile`'s status types (what it saves).
 
 mod audit;
 mod keys;
 mod revisions;
 mod status;
+pub mod tokens;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -75,7 +79,7 @@ pub enum StoreError {
     NotFound(String),
     /// A name that breaks the rules.
     #[error(transparent)]
-    Name(#[from] crate::names::NameError),
+    Name(#[from] crate::model::names::NameError),
     /// redb failed mid-call (I/O, corruption).
     #[error("database: {0}")]
     Db(String),
@@ -197,7 +201,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
                 )))
             }
             None => {
-                let key = crate::secret::new_hash_key();
+                let key = crate::store::tokens::new_hash_key();
                 meta.insert("schema_version", SCHEMA_VERSION.to_string().as_str())
                     .map_err(db_err)?;
                 meta.insert("hash_key", blake3::Hash::from_bytes(key).to_hex().as_str())

@@ -6,7 +6,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::{db_err, from_json, to_json, Store, StoreError, REVISIONS};
-use crate::names::AppKey;
+use crate::model::names::AppKey;
 
 /// One manifest version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

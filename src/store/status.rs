@@ -7,8 +7,8 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 
 use super::{db_err, to_json, Store, StoreError, APP_STATUS};
-use crate::names::AppKey;
-use crate::status::AppStatus;
+use crate::model::names::AppKey;
+use crate::reconcile::status::AppStatus;
 
 /// One app's status as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::Phase;
+    use crate::reconcile::status::Phase;
     use std::time::{Duration, SystemTime};
 
     #[test]

@@ -5,8 +5,8 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::{db_err, to_json, unix_now, Store, StoreError, USERS};
-use crate::names::validate_userid;
-use crate::secret;
+use crate::model::names::validate_userid;
+use crate::store::tokens;
 
 /// What a user may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,10 +46,10 @@ impl Store {
     /// Adds a user and returns its admin token; the token exists nowhere else.
     pub fn add_user(&self, name: &str, role: Role) -> Result<String, StoreError> {
         validate_userid(name)?;
-        let secret = secret::new_secret();
+        let secret = tokens::new_secret();
         let record = UserRecord {
             role,
-            token_hash: secret::keyed_hash(&self.hash_key, &record_name(name), &secret)
+            token_hash: tokens::keyed_hash(&self.hash_key, &record_name(name), &secret)
                 .to_hex()
                 .to_string(),
             created_at: unix_now(),
@@ -65,7 +65,7 @@ impl Store {
                 .map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(secret::admin_token(name, &secret))
+        Ok(tokens::admin_token(name, &secret))
     }
 
     /// Every user, by name.
@@ -100,7 +100,7 @@ impl Store {
 
     /// The user a bearer token belongs to, or `None` when it is malformed, unknown or wrong.
     pub fn authenticate(&self, token: &str) -> Result<Option<UserInfo>, StoreError> {
-        let Some(p) = secret::parse_admin_token(token) else {
+        let Some(p) = tokens::parse_admin_token(token) else {
             return Ok(None);
         };
         let Some(record) = self.read_one::<UserRecord>(USERS, p.name)? else {
@@ -109,7 +109,7 @@ impl Store {
         let Ok(stored) = blake3::Hash::from_hex(&record.token_hash) else {
             return Ok(None);
         };
-        let presented = secret::keyed_hash(&self.hash_key, &record_name(p.name), p.secret);
+        let presented = tokens::keyed_hash(&self.hash_key, &record_name(p.name), p.secret);
         // blake3::Hash equality is constant-time.
         Ok((presented == stored).then(|| UserInfo {
             name: p.name.to_string(),

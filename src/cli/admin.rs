@@ -1,0 +1,180 @@
+//! `berth users ...` and `berth status` (SPEC §6): through the daemon's unix socket when
+//! `berth serve` runs (redb lets one process hold the database), otherwise on the database
+//! directly. Both paths print the same thing.
+
+use anyhow::Context;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use crate::cli::client::{error_message, request};
+use crate::model::config::Config;
+use crate::store::{Role, Store};
+
+/// What a command prints and how it exits.
+pub struct Outcome {
+    /// Lines for stdout.
+    pub out: Vec<String>,
+    /// Problem for stderr; exit 1 when set.
+    pub error: Option<String>,
+}
+
+fn ok(out: Vec<String>) -> Outcome {
+    Outcome { out, error: None }
+}
+
+fn failed(msg: String) -> Outcome {
+    Outcome {
+        out: vec![],
+        error: Some(msg),
+    }
+}
+
+/// Asks the daemon; `None` when none runs.
+async fn daemon(
+    config: &Config,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Option<Result<Value, String>>> {
+    Ok(request(&config.socket_path(), method, path, body)
+        .await?
+        .map(|(status, v)| {
+            if status.is_success() {
+                Ok(v)
+            } else {
+                Err(error_message(status, &v))
+            }
+        }))
+}
+
+fn open(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.database).context("opening the database")
+}
+
+/// `berth users add <name> [--admin]`: the token alone on the last line.
+pub async fn users_add(config: &Config, name: &str, admin: bool) -> anyhow::Result<Outcome> {
+    let token = match daemon(
+        config,
+        Method::POST,
+        "/users",
+        Some(json!({ "name": name, "admin": admin })),
+    )
+    .await?
+    {
+        Some(Ok(v)) => v["token"].as_str().unwrap_or_default().to_string(),
+        Some(Err(e)) => return Ok(failed(e)),
+        None => match open(config)?.add_user(name, if admin { Role::Admin } else { Role::User }) {
+            Ok(t) => t,
+            Err(e) => return Ok(failed(e.to_string())),
+        },
+    };
+    let role = if admin { "admin" } else { "user" };
+    Ok(ok(vec![
+        format!("added {role} {name}; the token below is shown once and not stored:"),
+        token,
+    ]))
+}
+
+/// `berth users list`.
+pub async fn users_list(config: &Config) -> anyhow::Result<Outcome> {
+    let users: Vec<Value> = match daemon(config, Method::GET, "/users", None).await? {
+        Some(Ok(v)) => v["users"].as_array().cloned().unwrap_or_default(),
+        Some(Err(e)) => return Ok(failed(e)),
+        None => open(config)?
+            .list_users()?
+            .into_iter()
+            .map(|u| serde_json::to_value(u).expect("serializes"))
+            .collect(),
+    };
+    let mut out = vec![format!("{:<31} {:<6} CREATED", "NAME", "ROLE")];
+    for u in users {
+        let created = u["created_at"].as_u64().map_or(String::new(), |t| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+            )
+            .to_string()
+        });
+        out.push(format!(
+            "{:<31} {:<6} {created}",
+            u["name"].as_str().unwrap_or("?"),
+            u["role"].as_str().unwrap_or("?")
+        ));
+    }
+    Ok(ok(out))
+}
+
+/// `berth users remove <name>`.
+pub async fn users_remove(config: &Config, name: &str) -> anyhow::Result<Outcome> {
+    if let Err(e) = crate::model::names::validate_userid(name) {
+        return Ok(failed(e.to_string()));
+    }
+    match daemon(config, Method::DELETE, &format!("/users/{name}"), None).await? {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Ok(failed(e)),
+        None => {
+            if let Err(e) = open(config)?.remove_user(name) {
+                return Ok(failed(e.to_string()));
+            }
+        }
+    }
+    Ok(ok(vec![format!(
+        "removed user {name}; its token no longer works"
+    )]))
+}
+
+/// `berth status`: every app with phase, container and last error.
+pub async fn status(config: &Config) -> anyhow::Result<Outcome> {
+    let mut out = vec![format!(
+        "{:<40} {:<14} {:<12} ERROR",
+        "APP", "PHASE", "CONTAINER"
+    )];
+    match daemon(config, Method::GET, "/apps", None).await? {
+        Some(Ok(v)) => {
+            for a in v["apps"].as_array().cloned().unwrap_or_default() {
+                out.push(row(
+                    &format!(
+                        "{}/{}",
+                        a["userid"].as_str().unwrap_or("?"),
+                        a["appname"].as_str().unwrap_or("?")
+                    ),
+                    a["phase"].as_str().unwrap_or("?"),
+                    a["container"].as_str().unwrap_or("?"),
+                    a["last_error"].as_str(),
+                ));
+            }
+        }
+        Some(Err(e)) => return Ok(failed(e)),
+        None => {
+            for (key, s) in open(config)?.statuses()? {
+                out.push(row(&key, &s.phase, &s.container, s.last_error.as_deref()));
+            }
+            out.push("(berth serve is not running: this is the last saved status)".into());
+            return Ok(ok(out));
+        }
+    }
+    if let Some(Ok(g)) = daemon(config, Method::GET, "/git", None).await? {
+        out.push(format!(
+            "git: {} at {} ({} {}){}",
+            g["last_sync"].as_str().unwrap_or("?"),
+            g["head"].as_str().map_or("?", |h| &h[..h.len().min(12)]),
+            g["remote"].as_str().unwrap_or("?"),
+            g["branch"].as_str().unwrap_or("?"),
+            g["last_error"]
+                .as_str()
+                .map_or(String::new(), |e| format!(": {e}"))
+        ));
+    }
+    Ok(ok(out))
+}
+
+fn row(app: &str, phase: &str, container: &str, error: Option<&str>) -> String {
+    format!(
+        "{app:<40} {phase:<14} {container:<12} {}",
+        error.unwrap_or("-")
+    )
+}
+
+/// Exit status for an outcome.
+pub fn exit_status(o: &Outcome) -> u8 {
+    u8::from(o.error.is_some())
+}

@@ -1,0 +1,110 @@
+//! The command line: parsing, the one-shot commands (`plan`, `apply`, `validate`), and the
+//! admin commands (`users`, `status`) that talk to a running daemon over its socket or to the
+//! database when none runs. Output and exit codes are decided here.
+//!
+//! **Owns** what a person sees in a terminal. It is a surface: it may use every other layer,
+//! and no layer uses it.
+
+pub mod admin;
+pub mod client;
+mod oneshot;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::model::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A small PaaS node agent: TOML manifests in, converged Docker containers out"
+)]
+pub struct Cli {
+    /// Base directory for state/, templates/, shared/, apps/ and berth.redb.
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Config file (default: <root>/berth.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Watch the manifests and keep the engine converged until SIGINT/SIGTERM.
+    Serve,
+    /// Print what a pass would change; change nothing.
+    Plan,
+    /// Run one reconcile pass, then exit.
+    Apply {
+        /// Lift the mass-removal guard for this pass.
+        #[arg(long)]
+        allow_mass_prune: bool,
+    },
+    /// Check manifests (all of them, or the given files).
+    Validate {
+        /// Manifest files; default: every manifest under state/apps.
+        paths: Vec<PathBuf>,
+    },
+    /// Every app with its phase, container and last error.
+    Status,
+    /// Manage API users and their tokens.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; prints its token alone on the last line (shown once).
+    Add {
+        /// The user name, which is also its userid (a-z, 0-9, 1-30 characters).
+        name: String,
+        /// Give the user the admin role (every app, user management).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users.
+    List,
+    /// Remove a user; its token stops working. Its apps stay.
+    Remove {
+        /// The user name.
+        name: String,
+    },
+}
+
+/// Runs one command; the exit code says how it went (0, 1) and an error means 2.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config =
+        Config::load(cli.config.as_deref(), cli.root.as_deref()).context("loading config")?;
+    match cli.command {
+        Command::Serve => crate::daemon::serve::serve(config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Plan => oneshot::plan(config).await,
+        Command::Apply { allow_mass_prune } => oneshot::apply(config, allow_mass_prune).await,
+        Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
+        Command::Status => print_outcome(admin::status(&config).await?),
+        Command::Users { command } => print_outcome(match command {
+            UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,
+            UsersCommand::List => admin::users_list(&config).await?,
+            UsersCommand::Remove { name } => admin::users_remove(&config, &name).await?,
+        }),
+    }
+}
+
+fn print_outcome(o: admin::Outcome) -> anyhow::Result<ExitCode> {
+    for line in &o.out {
+        println!("{line}");
+    }
+    if let Some(e) = &o.error {
+        eprintln!("berth: {e}");
+    }
+    Ok(ExitCode::from(admin::exit_status(&o)))
+}

@@ -1,0 +1,131 @@
+//! One reconcile pass against the live engine: read desired and observed state, plan, and (for
+//! `apply`) execute every change, `max_parallel` apps at a time. `berth plan`, `berth apply`
+//! and the serve loop all start here.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use crate::model::config::Config;
+use crate::model::desired::{DesiredApp, DesiredState, Entry};
+use crate::model::names::AppKey;
+use crate::model::observed::Observed;
+use crate::reconcile::plan::{plan, Plan, PlanOptions};
+use crate::runtime::engine::EngineError;
+use crate::runtime::executor::{ActionError, Executor};
+use crate::state::scan::{load_desired, ScanError};
+
+/// Why a pass could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    /// The state directory could not be listed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// Docker could not be listed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What one `apply` pass did.
+pub struct PassReport {
+    /// The desired state it worked from (for printing problems).
+    pub desired: DesiredState,
+    /// The plan it executed.
+    pub plan: Plan,
+    /// Apps whose change failed, with the error.
+    pub failures: Vec<(AppKey, ActionError)>,
+}
+
+impl PassReport {
+    /// True when the engine matches every valid manifest and nothing is held or blocked.
+    pub fn converged(&self) -> bool {
+        self.failures.is_empty()
+            && self.plan.prune_blocked.is_empty()
+            && self.desired.problems().is_empty()
+    }
+}
+
+/// Reads, plans and executes passes.
+pub struct Reconciler {
+    /// Configuration.
+    pub(crate) config: Arc<Config>,
+    /// Executes changes.
+    pub(crate) exec: Arc<Executor>,
+    /// The state write lock (serve): held while scanning, so a pass never sees an API write
+    /// half done or a git checkout in the middle of a fast-forward.
+    pub(crate) state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Reconciler {
+    /// A reconciler over `exec`.
+    pub fn new(config: Arc<Config>, exec: Executor) -> Reconciler {
+        Reconciler {
+            config,
+            exec: Arc::new(exec),
+            state_lock: None,
+        }
+    }
+
+    /// Reads desired and observed state.
+    pub async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
+        let config = self.config.clone();
+        let held = match &self.state_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let desired = tokio::task::spawn_blocking(move || load_desired(&config))
+            .await
+            .expect("scan task panicked")?;
+        drop(held);
+        let observed = self.exec.engine().list().await?;
+        Ok((desired, observed))
+    }
+
+    /// Plans against the live engine, executing nothing.
+    pub async fn plan_once(
+        &self,
+        allow_mass_prune: bool,
+    ) -> Result<(DesiredState, Plan), PassError> {
+        let (desired, observed) = self.observe().await?;
+        let p = plan(&desired, &observed, self.options(allow_mass_prune));
+        Ok((desired, p))
+    }
+
+    pub(crate) fn options(&self, allow_mass_prune: bool) -> PlanOptions {
+        PlanOptions {
+            allow_mass_prune,
+            prune_guard: self.config.prune_guard,
+        }
+    }
+
+    /// One pass: plan and execute everything, `max_parallel` apps at a time.
+    pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
+        let (desired, plan) = self.plan_once(allow_mass_prune).await?;
+        let results = futures_util::stream::iter(plan.changes.iter().map(|change| {
+            let app = valid_app(&desired, &change.key).cloned();
+            let exec = self.exec.clone();
+            async move { (change.key.clone(), exec.execute(change, app.as_ref()).await) }
+        }))
+        .buffer_unordered(self.config.max_parallel)
+        .collect::<Vec<_>>()
+        .await;
+        let mut failures: Vec<(AppKey, ActionError)> = results
+            .into_iter()
+            .filter_map(|(k, r)| r.err().map(|e| (k, e)))
+            .collect();
+        failures.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(PassReport {
+            desired,
+            plan,
+            failures,
+        })
+    }
+}
+
+/// The valid desired app for `key`, if it has one.
+pub(crate) fn valid_app<'a>(desired: &'a DesiredState, key: &AppKey) -> Option<&'a DesiredApp> {
+    match desired.apps.get(key) {
+        Some(Entry::Valid(app)) => Some(app),
+        _ => None,
+    }
+}

@@ -1,0 +1,285 @@
+//! `berth serve`: wires the long-running parts together — the reconcile loop, the file
+//! watcher, the Docker event subscription, the HTTP API on TCP and on the unix socket, and the
+//! status saver — behind one shutdown token that SIGINT/SIGTERM cancel, and waits for every
+//! task before returning.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::AppState;
+use crate::daemon::events::{follow_remote, forward_docker_events};
+use crate::daemon::pass::Reconciler;
+use crate::daemon::serve_loop::ServeLoop;
+use crate::error_chain::chain;
+use crate::metrics::Metrics;
+use crate::model::config::Config;
+use crate::reconcile::status::StatusBoard;
+use crate::reconcile::trigger::Wake;
+use crate::runtime::engine::Engine;
+use crate::runtime::executor::Executor;
+use crate::runtime::reader::ContainerReader;
+use crate::state::files::ManifestFiles;
+use crate::state::git::GitSync;
+use crate::state::history::History;
+use crate::state::writer::ManifestWriter;
+use crate::store::Store;
+
+/// How long shutdown waits for open API requests.
+const API_DRAIN: Duration = Duration::from_secs(10);
+
+/// What `serve` shares between its parts.
+struct Shared {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    state_lock: Arc<Mutex<()>>,
+    history: Arc<History>,
+    git: Option<Arc<GitSync>>,
+    wake: Wake,
+}
+
+/// The running tasks, stopped in order by [`stop`].
+struct Tasks {
+    events: JoinHandle<()>,
+    api: Vec<(&'static str, JoinHandle<std::io::Result<()>>)>,
+    git: Option<JoinHandle<()>>,
+    main_loop: JoinHandle<()>,
+    saver: JoinHandle<()>,
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shared = prepare(Arc::new(config)).await?;
+    let config = shared.config.clone();
+    let engine = Engine::connect(&config.instance)
+        .await
+        .context("connecting to the Docker engine")?;
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let api_addr = tcp.local_addr().context("reading the API address")?;
+    let socket = bind_socket(&config.socket_path())?;
+    let shutdown = CancellationToken::new();
+    let _watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
+        .context("watching the state and templates directories")?;
+    let serve_loop = Arc::new(serve_loop(&shared, engine.clone()));
+    let api = Arc::new(api_state(&shared, &serve_loop, engine.clone()));
+    let tasks = Tasks {
+        events: tokio::spawn(forward_docker_events(
+            engine,
+            shared.wake.clone(),
+            shutdown.clone(),
+        )),
+        api: vec![
+            (
+                "API",
+                tokio::spawn(crate::api::serve_tcp(tcp, api.clone(), shutdown.clone())),
+            ),
+            (
+                "socket API",
+                tokio::spawn(crate::api::serve_unix(socket, api, shutdown.clone())),
+            ),
+        ],
+        git: shared
+            .git
+            .clone()
+            .map(|g| tokio::spawn(follow_remote(g, shared.wake.clone(), shutdown.clone()))),
+        main_loop: tokio::spawn(
+            serve_loop
+                .clone()
+                .run(shared.wake.clone(), shutdown.clone()),
+        ),
+        saver: tokio::spawn(save_status(
+            serve_loop.status.clone(),
+            shared.store.clone(),
+            shutdown.clone(),
+        )),
+    };
+    info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");
+    wait_for_signal().await;
+    info!("shutdown requested");
+    shutdown.cancel();
+    stop(tasks).await?;
+    // The loop's last pass may end after the saver stopped: save its final word here.
+    if serve_loop.status.is_filled() {
+        if let Err(e) = shared.store.replace_statuses(&serve_loop.status.snapshot()) {
+            warn!(cause = %chain(&e), "cannot save app status to the database");
+        }
+    }
+    let _ = std::fs::remove_file(config.socket_path());
+    info!("berth stopped");
+    Ok(())
+}
+
+/// Opens the database (a daemon that cannot keep users and keys must not start), prepares
+/// git mode (the clone comes before anything creates directories under `state/`), then makes
+/// the directories berth works in.
+async fn prepare(config: Arc<Config>) -> anyhow::Result<Shared> {
+    let store = Arc::new(Store::open(&config.database)?);
+    let metrics = Arc::new(Metrics::default());
+    let state_lock = Arc::new(Mutex::new(()));
+    let history = Arc::new(History::new(store.clone(), config.revisions_kept));
+    let git = match &config.git {
+        Some(g) => {
+            let lock = state_lock.clone();
+            let prepared = GitSync::prepare(&config, g, lock, history.clone(), metrics.clone());
+            Some(Arc::new(
+                prepared
+                    .await
+                    .context("preparing the state repository ([git])")?,
+            ))
+        }
+        None => None,
+    };
+    for dir in [
+        config.apps_state_dir(),
+        config.templates_dir.clone(),
+        config.shared_dir.clone(),
+        config.apps_dir.clone(),
+    ] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let wake = Wake::default();
+    Ok(Shared {
+        config,
+        store,
+        metrics,
+        state_lock,
+        history,
+        git,
+        wake,
+    })
+}
+
+/// The reconcile loop, recording revisions after each pass and revoking a removed app's
+/// client keys.
+fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
+    let config = shared.config.clone();
+    let pass = Reconciler::new(config.clone(), Executor::new(config, engine));
+    let mut serve_loop = ServeLoop::new(pass, shared.state_lock.clone());
+    serve_loop.metrics = shared.metrics.clone();
+    let recorder = shared.history.clone();
+    serve_loop.on_pass = Some(Arc::new(move |pass, taken| recorder.record(pass, &taken)));
+    let keys = shared.store.clone();
+    serve_loop.on_removed = Some(Arc::new(move |app, planned_ms| {
+        match keys.revoke_app_keys_before(&app, planned_ms) {
+            Ok(0) => {}
+            Ok(n) => info!(app = %app, revoked = n, "app removed: revoked its client keys"),
+            Err(e) => {
+                warn!(app = %app, cause = %chain(&e), "cannot revoke the client keys of a removed app")
+            }
+        }
+    }));
+    serve_loop
+}
+
+/// The API's view: read-only containers, purge requests, the manifest writer.
+fn api_state(shared: &Shared, serve_loop: &ServeLoop, engine: Engine) -> AppState {
+    let config = shared.config.clone();
+    let writer = ManifestWriter::new(
+        ManifestFiles::new(config.clone()),
+        shared.history.clone(),
+        shared.git.clone(),
+        shared.state_lock.clone(),
+        shared.wake.clone(),
+    );
+    AppState {
+        config: config.clone(),
+        store: shared.store.clone(),
+        writer: Arc::new(writer),
+        board: serve_loop.status.clone(),
+        containers: ContainerReader::new(engine),
+        purges: serve_loop.executor().purges().clone(),
+        wake: shared.wake.clone(),
+        metrics: shared.metrics.clone(),
+        limiter: Default::default(),
+        confirmations: crate::api::confirm::Confirmations::new(config.confirm_ttl),
+        prune_release: serve_loop.prune_release.clone(),
+        history: shared.history.clone(),
+        git: shared.git.clone(),
+    }
+}
+
+/// Waits for every task after shutdown was signalled. Graceful shutdown waits for open
+/// requests; a client that never finishes its request must not keep berth from stopping.
+async fn stop(tasks: Tasks) -> anyhow::Result<()> {
+    let _ = tasks.events.await;
+    for (name, mut task) in tasks.api {
+        match tokio::time::timeout(API_DRAIN, &mut task).await {
+            Ok(Ok(Err(e))) => warn!(cause = %e, "{name} stopped with an error"),
+            Ok(_) => {}
+            Err(_) => {
+                warn!("{name}: requests still open after {API_DRAIN:?}; closing them");
+                task.abort();
+            }
+        }
+    }
+    if let Some(t) = tasks.git {
+        let _ = t.await;
+    }
+    tasks.main_loop.await.context("reconcile loop panicked")?;
+    let _ = tasks.saver.await;
+    Ok(())
+}
+
+/// Binds the unix socket with mode 0600: whoever can open it is an admin. A socket file left
+/// by a crashed daemon is replaced; holding the database proves no other daemon uses it.
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing stale socket {}", path.display()))
+        }
+        _ => {}
+    }
+    // The socket is created 0600 (umask 077 around the bind), so no one else can connect
+    // in the moment before the chmod; the chmod makes the mode exact whatever the umask was.
+    // SAFETY: umask(2) only swaps the process's file mode mask; no other thread creates files
+    // during startup.
+    let old = unsafe { libc::umask(0o077) };
+    let bound = UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Saves the status board to the database when it changes, and at least every minute so
+/// `last_reconcile` stays fresh. (`serve` saves once more after the loop has stopped.)
+async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: CancellationToken) {
+    const EVERY: Duration = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = board.changed.notified() => {}
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+        if !board.is_filled() {
+            continue;
+        }
+        let (board2, store2) = (board.clone(), store.clone());
+        let saved =
+            tokio::task::spawn_blocking(move || store2.replace_statuses(&board2.snapshot())).await;
+        if let Ok(Err(e)) = saved {
+            warn!(cause = %chain(&e), "cannot save app status to the database");
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

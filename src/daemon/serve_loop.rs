@@ -1,0 +1,289 @@
+//! The serve loop: runs passes whenever something may have changed, level-triggered. Each
+//! pass reads desired and observed state, plans, and hands the plan to
+//! [`LoopState`](crate::reconcile::loop_state::LoopState), whose decisions this carries out:
+//! spawn the changes it picked, settle purges, record revisions, publish the status board.
+//! Then it waits for a trigger (gathered for [`DEBOUNCE`]), a finished change, a backoff
+//! deadline or the resync tick.
+//!
+//! **Invariant: at most one change per app is in flight, at most `max_parallel` in all.** On
+//! shutdown it waits for the changes in flight before returning.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::daemon::pass::{valid_app, PassError, Reconciler};
+use crate::error_chain::chain;
+use crate::metrics::Metrics;
+use crate::model::desired::{DesiredApp, DesiredState, TakenUp};
+use crate::model::names::AppKey;
+use crate::model::observed::Observed;
+use crate::reconcile::loop_state::{release, LoopState, Outcome, PruneRelease, PurgeStep, Release};
+use crate::reconcile::plan::{plan, AppChange, Plan};
+use crate::reconcile::status::{AppStatus, Phase, StatusBoard};
+use crate::reconcile::trigger::{Trigger, Triggers, Wake};
+use crate::runtime::executor::{ActionError, Executor};
+
+/// How long a burst of triggers is gathered into one pass.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Retry delay for a pass that could not even start (engine down, state dir unreadable).
+const PASS_RETRY: Duration = Duration::from_secs(2);
+
+/// Called (on a blocking thread) after every pass with its number (counting up) and the
+/// manifests it took up; `serve` records revisions with it.
+pub type PassHook = Arc<dyn Fn(u64, Vec<TakenUp>) + Send + Sync>;
+/// Called (on a blocking thread) when an app's removal succeeded, whatever removed its
+/// manifest, with when the pass that planned it began (unix milliseconds); `serve` revokes
+/// the app's client keys with it, so a new app of the same name never honours them.
+pub type RemovedHook = Arc<dyn Fn(AppKey, u64) + Send + Sync>;
+
+/// The loop and what it shares with the rest of the daemon.
+pub struct ServeLoop {
+    /// Reads and plans passes.
+    pass: Reconciler,
+    /// Latest status per app.
+    pub status: Arc<StatusBoard>,
+    /// Pass and action counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Set by a confirmed API call: the next pass makes those removals if they are exactly
+    /// what the guard holds then, and nothing else.
+    pub prune_release: PruneRelease,
+    /// See [`PassHook`].
+    pub on_pass: Option<PassHook>,
+    /// See [`RemovedHook`].
+    pub on_removed: Option<RemovedHook>,
+}
+
+/// A finished change, reported back to the loop.
+struct Finished {
+    change: AppChange,
+    result: Result<(), ActionError>,
+    /// Unix milliseconds when the pass that planned it began.
+    planned_ms: u64,
+}
+
+/// What one pass leaves for the wait: when to run again at the latest, and why then.
+struct Next {
+    at: Instant,
+    why: Trigger,
+}
+
+impl Next {
+    fn sooner(&mut self, at: Instant, why: Trigger) {
+        if at < self.at {
+            *self = Next { at, why };
+        }
+    }
+}
+
+impl ServeLoop {
+    /// A loop over `pass`, scanning under `state_lock`.
+    pub fn new(mut pass: Reconciler, state_lock: Arc<tokio::sync::Mutex<()>>) -> ServeLoop {
+        pass.state_lock = Some(state_lock);
+        ServeLoop {
+            pass,
+            status: Arc::default(),
+            metrics: Arc::default(),
+            prune_release: Arc::default(),
+            on_pass: None,
+            on_removed: None,
+        }
+    }
+
+    /// The executor, shared with the API as a purge-request handle.
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.pass.exec
+    }
+
+    /// Runs passes until `shutdown`, woken through `wake` (files, Docker events, API writes,
+    /// git), by finished changes, backoff deadlines and the resync interval. Waits for the
+    /// changes in flight before returning.
+    pub async fn run(self: Arc<Self>, wake: Wake, shutdown: CancellationToken) {
+        let mut state = LoopState::new(self.pass.config.max_parallel);
+        let mut inflight: JoinSet<Finished> = JoinSet::new();
+        let mut why = Triggers::of(Trigger::Start);
+        let mut passes: u64 = 0;
+        loop {
+            passes += 1;
+            let next = self.pass(&mut state, &mut inflight, why, passes).await;
+            why = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    wake.take()
+                }
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    self.collect(&mut state, done.ok());
+                    while let Some(done) = inflight.try_join_next() {
+                        self.collect(&mut state, done.ok());
+                    }
+                    Triggers::of(Trigger::ActionFinished)
+                }
+                _ = tokio::time::sleep_until(next.at.into()) => Triggers::of(next.why),
+            };
+        }
+        info!(
+            in_flight = inflight.len(),
+            "shutting down: waiting for running actions"
+        );
+        while inflight.join_next().await.is_some() {}
+    }
+
+    /// One pass. A pass that cannot read its inputs keeps any release for the next one.
+    async fn pass(
+        &self,
+        state: &mut LoopState,
+        inflight: &mut JoinSet<Finished>,
+        why: Triggers,
+        number: u64,
+    ) -> Next {
+        let started = Instant::now();
+        let planned_ms = crate::store::unix_now_ms();
+        let mut next = Next {
+            at: started + self.pass.config.resync,
+            why: Trigger::Resync,
+        };
+        let released = self.prune_release.lock().expect("prune release").take();
+        let (desired, observed) = match self.pass.observe().await {
+            Ok(found) => found,
+            Err(e) => {
+                self.observe_failed(released, &e);
+                next.sooner(started + PASS_RETRY, Trigger::Retry);
+                return next;
+            }
+        };
+        let plan = self.plan(state, &desired, &observed, released.as_ref());
+        self.metrics.pass(why, started.elapsed());
+        tracing::debug!(triggers = %why, changes = plan.changes.len(), "pass");
+        let schedule = state.schedule(&plan, Instant::now());
+        if let Some(at) = schedule.wake_at {
+            next.sooner(at, Trigger::Backoff);
+        }
+        for change in schedule.start {
+            let app = valid_app(&desired, &change.key).cloned();
+            inflight.spawn(run_change(self.pass.exec.clone(), change, app, planned_ms));
+        }
+        self.settle_purges(state, started, &desired, &observed, &plan);
+        self.record_revisions(number, &desired);
+        state.forget_gone(&desired, &observed);
+        let board = state.status(
+            &desired,
+            &observed,
+            &plan,
+            Instant::now(),
+            SystemTime::now(),
+        );
+        for (key, s) in self.status.replace(board) {
+            log_status(&key, &s);
+        }
+        next
+    }
+
+    fn observe_failed(&self, released: Option<BTreeSet<AppKey>>, e: &PassError) {
+        if released.is_some() {
+            *self.prune_release.lock().expect("prune release") = released;
+        }
+        error!(cause = %chain(e), "reconcile pass failed; retrying");
+    }
+
+    /// Plans, lifting the guard when a confirmed release covers what it holds, and warns
+    /// once when the set of held removals changes.
+    fn plan(
+        &self,
+        state: &mut LoopState,
+        desired: &DesiredState,
+        observed: &[Observed],
+        released: Option<&BTreeSet<AppKey>>,
+    ) -> Plan {
+        let mut p = plan(desired, observed, self.pass.options(false));
+        match release(&p, released) {
+            Release::None => {}
+            Release::Lift => {
+                info!(apps = p.prune_blocked.len(), "mass removal released by a confirmed API call");
+                p = plan(desired, observed, self.pass.options(true));
+            }
+            Release::Stale => warn!(
+                "the removals the guard holds changed since the release was confirmed; nothing released"
+            ),
+        }
+        if let Some(held) = state.newly_blocked(&p) {
+            let keys: Vec<String> = held.iter().map(|k| k.to_string()).collect();
+            warn!(apps = %keys.join(", "), "prune blocked: manifests of many running apps vanished at once; nothing removed until `berth apply --allow-mass-prune`");
+        }
+        p
+    }
+
+    fn settle_purges(
+        &self,
+        state: &LoopState,
+        scanned_at: Instant,
+        desired: &DesiredState,
+        observed: &[Observed],
+        plan: &Plan,
+    ) {
+        let exec = &self.pass.exec;
+        let pending = exec.purges().pending();
+        for (key, step) in state.settle_purges(&pending, scanned_at, desired, observed, plan) {
+            match step {
+                PurgeStep::Cancel => exec.purges().cancel(&key),
+                PurgeStep::Finish => exec.finish_purge(&key),
+            }
+        }
+    }
+
+    fn record_revisions(&self, number: u64, desired: &DesiredState) {
+        if let Some(hook) = &self.on_pass {
+            let (hook, taken) = (hook.clone(), desired.taken_up());
+            tokio::task::spawn_blocking(move || hook(number, taken));
+        }
+    }
+
+    /// Takes a finished change back: frees the app, counts it, starts its backoff on failure,
+    /// and after a successful removal revokes the app's client keys.
+    fn collect(&self, state: &mut LoopState, done: Option<Finished>) {
+        let Some(done) = done else { return };
+        let (key, kind) = (&done.change.key, done.change.kind());
+        let removed = kind == "remove" && done.result.is_ok();
+        if let (Some(hook), true) = (&self.on_removed, removed) {
+            let (hook, key, at) = (hook.clone(), key.clone(), done.planned_ms);
+            tokio::task::spawn_blocking(move || hook(key, at));
+        }
+        self.metrics.action(kind, done.result.is_ok());
+        let cause = done.result.as_ref().err().map(|e| chain(e));
+        let result = cause.clone().map_or(Ok(()), Err);
+        match state.finished(&done.change, result, Instant::now()) {
+            Outcome::Done => info!(app = %key, action = kind, "done"),
+            Outcome::RetryIn(wait) => {
+                let cause = cause.unwrap_or_default();
+                error!(app = %key, action = kind, retry_in = ?wait, cause = %cause, "action failed")
+            }
+        }
+    }
+}
+
+async fn run_change(
+    exec: Arc<Executor>,
+    change: AppChange,
+    app: Option<DesiredApp>,
+    planned_ms: u64,
+) -> Finished {
+    let result = exec.execute(&change, app.as_ref()).await;
+    Finished {
+        change,
+        result,
+        planned_ms,
+    }
+}
+
+fn log_status(key: &AppKey, s: &AppStatus) {
+    match (&s.phase, &s.last_error) {
+        (Phase::Frozen | Phase::Failed | Phase::CrashLoop, Some(e)) => {
+            warn!(app = %key, phase = %s.phase, error = %e, "status")
+        }
+        _ => info!(app = %key, phase = %s.phase, container = %s.container, "status"),
+    }
+}

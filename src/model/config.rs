@@ -1,0 +1,412 @@
+//! Daemon configuration: `berth.toml` (SPEC §2), every key optional, unknown keys rejected with
+//! file:line:col. `Config` is the resolved form: absolute paths, parsed durations, checked names.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::names::validate_instance;
+use crate::model::resources::ResourceOverrides;
+use crate::model::source_error::SourceError;
+
+/// berth.toml as written. Defaults are filled by `Default` so a missing file and an empty file
+/// mean the same thing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ConfigFile {
+    root: Option<PathBuf>,
+    state_dir: PathBuf,
+    templates_dir: PathBuf,
+    shared_dir: PathBuf,
+    apps_dir: PathBuf,
+    database: PathBuf,
+    listen: SocketAddr,
+    instance: String,
+    #[serde(with = "humantime_serde")]
+    resync: Duration,
+    #[serde(with = "humantime_serde")]
+    hook_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    stop_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    confirm_ttl: Duration,
+    max_parallel: usize,
+    revisions_kept: usize,
+    max_apps_per_user: usize,
+    max_total_apps: usize,
+    prune_guard: Option<usize>,
+    trusted_proxies: Vec<std::net::IpAddr>,
+    git: Option<GitConfig>,
+    defaults: ResourceOverrides,
+    templates: BTreeMap<String, TemplateOverride>,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            root: None,
+            state_dir: "state".into(),
+            templates_dir: "templates".into(),
+            shared_dir: "shared".into(),
+            apps_dir: "apps".into(),
+            database: "berth.redb".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            instance: "main".into(),
+            resync: Duration::from_secs(30),
+            hook_timeout: Duration::from_secs(300),
+            stop_timeout: Duration::from_secs(10),
+            confirm_ttl: Duration::from_secs(600),
+            max_parallel: 4,
+            revisions_kept: 20,
+            max_apps_per_user: 5,
+            max_total_apps: 20,
+            prune_guard: None,
+            trusted_proxies: Vec::new(),
+            git: None,
+            defaults: ResourceOverrides::default(),
+            templates: BTreeMap::new(),
+        }
+    }
+}
+
+/// Per-template settings in berth.toml, e.g. a locally built or mirrored image.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateOverride {
+    /// Replaces the template's `image` for every app of that template.
+    pub image: Option<String>,
+}
+
+/// `[git]`: keep `state/` as a clone of `remote` and pull `branch` every `interval` (and on
+/// a signed webhook); API writes become commits that are pushed back.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitConfig {
+    /// What `git clone` accepts: a path or URL.
+    pub remote: String,
+    /// The branch to follow.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// How often to pull.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Secret for `X-Hub-Signature-256` on `POST /hooks/git`; without it the webhook is off.
+    pub webhook_secret: Option<String>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl GitConfig {
+    /// True for a path on this machine (not `scheme://...` or scp-like `host:path`).
+    fn is_local_path(&self) -> bool {
+        let r = &self.remote;
+        !r.contains("://") && r.find(':').is_none_or(|i| r[..i].contains('/'))
+    }
+
+    /// Refuses values that could be read as git options or are plainly wrong.
+    fn check(&self) -> Result<(), String> {
+        if self.remote.is_empty() || self.remote.starts_with('-') {
+            return Err(format!("remote {:?} is not a path or URL", self.remote));
+        }
+        let branch_ok = !self.branch.is_empty()
+            && !self.branch.starts_with('-')
+            && !self.branch.contains("..")
+            && self
+                .branch
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+        if !branch_ok {
+            return Err(format!(
+                "branch {:?} is not a plain branch name",
+                self.branch
+            ));
+        }
+        if self.interval.is_zero() {
+            return Err("interval must be longer than 0s".into());
+        }
+        if self.webhook_secret.as_deref() == Some("") {
+            return Err(
+                "webhook_secret must not be empty (leave it out to turn the webhook off)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The resolved configuration every other module reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base directory; every relative path in berth.toml is under it.
+    pub root: PathBuf,
+    /// Where manifests live (`state/apps/<userid>/<appname>.toml`).
+    pub state_dir: PathBuf,
+    /// Where templates live (`templates/<id>/template.toml`).
+    pub templates_dir: PathBuf,
+    /// Runtime home of per-template shared data such as `node_modules`.
+    pub shared_dir: PathBuf,
+    /// Runtime home of app workspaces.
+    pub apps_dir: PathBuf,
+    /// The redb file: users, client keys, app status, audit log.
+    pub database: PathBuf,
+    /// HTTP API address.
+    pub listen: SocketAddr,
+    /// Label `paas.instance`: berth sees and touches only containers carrying its own value.
+    pub instance: String,
+    /// How often a pass runs when nothing triggers one.
+    pub resync: Duration,
+    /// How long a hook may run before its whole process group is killed.
+    pub hook_timeout: Duration,
+    /// Grace period between SIGTERM and SIGKILL when stopping a container.
+    pub stop_timeout: Duration,
+    /// How long a confirm token for a destructive API call (purge, releasing a held mass
+    /// removal) stays valid.
+    pub confirm_ttl: Duration,
+    /// Apps converged at once.
+    pub max_parallel: usize,
+    /// Manifest revisions kept per app in the database.
+    pub revisions_kept: usize,
+    /// Manifests per user that may run; later ones (path order) are over quota.
+    pub max_apps_per_user: usize,
+    /// Manifests in total that may run; later ones (path order) are over quota.
+    pub max_total_apps: usize,
+    /// Removals one pass may make before the mass-removal guard holds them all; `None` means
+    /// the default rule (more than 3 and more than half of the running apps).
+    pub prune_guard: Option<usize>,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client, so failed-key limits
+    /// count per client rather than per proxy. Empty: the peer address is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Git mode: `state/` is a clone of this remote, pulled and pushed by berth.
+    pub git: Option<GitConfig>,
+    /// Resource limits when a manifest sets none; `None` fields fall through to the template.
+    pub defaults: ResourceOverrides,
+    /// Per-template overrides, by template id.
+    pub templates: BTreeMap<String, TemplateOverride>,
+}
+
+/// Config file name looked for under the root when `--config` is not given.
+pub const CONFIG_FILE: &str = "berth.toml";
+
+impl Config {
+    /// Loads configuration. `config` is `--config` (must exist if given); otherwise
+    /// `<root>/berth.toml` is read if present. `root` is `--root`, which wins over the file's
+    /// `root` key; without either, the config file's directory (or the current directory).
+    pub fn load(config: Option<&Path>, root: Option<&Path>) -> Result<Config, SourceError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| SourceError::whole_file(Path::new("."), e.to_string()))?;
+        let root_flag = root.map(|r| absolute(&cwd, r));
+        let (path, required) = match (config, &root_flag) {
+            (Some(c), _) => (absolute(&cwd, c), true),
+            (None, Some(r)) => (r.join(CONFIG_FILE), false),
+            (None, None) => (cwd.join(CONFIG_FILE), false),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<ConfigFile>(&text)
+                .map_err(|e| SourceError::from_toml(&path, &text, &e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                ConfigFile::default()
+            }
+            Err(e) => return Err(SourceError::whole_file(&path, format!("cannot read: {e}"))),
+        };
+        let config_dir = path.parent().unwrap_or(&cwd).to_path_buf();
+        let root = match (root_flag, &file.root) {
+            (Some(r), _) => r,
+            (None, Some(r)) => absolute(&config_dir, r),
+            (None, None) => config_dir,
+        };
+        Config::resolve(file, root, &path)
+    }
+
+    fn resolve(f: ConfigFile, root: PathBuf, path: &Path) -> Result<Config, SourceError> {
+        let bad = |msg: String| SourceError::whole_file(path, msg);
+        validate_instance(&f.instance).map_err(|e| bad(e.to_string()))?;
+        if f.max_parallel == 0 {
+            return Err(bad("max_parallel must be at least 1".into()));
+        }
+        if f.resync.is_zero() {
+            return Err(bad("resync must be longer than 0s".into()));
+        }
+        if f.hook_timeout.is_zero() {
+            return Err(bad("hook_timeout must be longer than 0s".into()));
+        }
+        if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
+            return Err(bad("stop_timeout is too long".into()));
+        }
+        let mut f = f;
+        if let Some(g) = &mut f.git {
+            g.check().map_err(|e| bad(format!("[git] {e}")))?;
+            // A local path is taken relative to the root, like every other path here, and
+            // stored absolute: that is what the clone's origin will say.
+            if g.is_local_path() {
+                let mut clean = PathBuf::new();
+                for c in absolute(&root, Path::new(&g.remote)).components() {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            clean.pop();
+                        }
+                        other => clean.push(other),
+                    }
+                }
+                g.remote = clean.to_string_lossy().into_owned();
+            }
+        }
+        Ok(Config {
+            state_dir: absolute(&root, &f.state_dir),
+            templates_dir: absolute(&root, &f.templates_dir),
+            shared_dir: absolute(&root, &f.shared_dir),
+            apps_dir: absolute(&root, &f.apps_dir),
+            database: absolute(&root, &f.database),
+            root,
+            listen: f.listen,
+            instance: f.instance,
+            resync: f.resync,
+            hook_timeout: f.hook_timeout,
+            stop_timeout: f.stop_timeout,
+            confirm_ttl: f.confirm_ttl,
+            max_parallel: f.max_parallel,
+            revisions_kept: f.revisions_kept,
+            max_apps_per_user: f.max_apps_per_user,
+            max_total_apps: f.max_total_apps,
+            prune_guard: f.prune_guard,
+            trusted_proxies: f.trusted_proxies,
+            git: f.git,
+            defaults: f.defaults,
+            templates: f.templates,
+        })
+    }
+
+    /// `state/apps`: the only directory whose files are manifests.
+    pub fn apps_state_dir(&self) -> PathBuf {
+        self.state_dir.join("apps")
+    }
+
+    /// The daemon's unix socket, beside the database (`berth.redb.sock`), through which
+    /// `berth status` and `berth users` reach a running daemon.
+    pub fn socket_path(&self) -> PathBuf {
+        let mut name = self.database.clone().into_os_string();
+        name.push(".sock");
+        PathBuf::from(name)
+    }
+}
+
+/// Joins `p` onto `base` unless absolute, dropping `.` components so paths print cleanly.
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, SourceError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("berth.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p), None)
+    }
+
+    #[test]
+    fn git_local_remotes_are_resolved_against_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "../remote.git",
+                format!("{}/remote.git", dir.path().parent().unwrap().display()),
+            ),
+            ("/srv/state.git", "/srv/state.git".to_string()),
+            (
+                "ssh://git@host/state.git",
+                "ssh://git@host/state.git".to_string(),
+            ),
+            ("git@host:state.git", "git@host:state.git".to_string()),
+        ];
+        for (given, want) in cases {
+            std::fs::write(
+                dir.path().join("berth.toml"),
+                format!("[git]\nremote = \"{given}\"\n"),
+            )
+            .unwrap();
+            let c = Config::load(None, Some(dir.path())).unwrap();
+            assert_eq!(c.git.unwrap().remote, want, "{given}");
+        }
+        std::fs::write(dir.path().join("berth.toml"), "[git]\nremote = \"-x\"\n").unwrap();
+        assert!(Config::load(None, Some(dir.path())).is_err());
+    }
+
+    #[test]
+    fn empty_file_gives_spec_defaults() {
+        let c = load_text("").unwrap();
+        assert_eq!(c.instance, "main");
+        assert_eq!(c.resync, Duration::from_secs(30));
+        assert_eq!(c.hook_timeout, Duration::from_secs(300));
+        assert_eq!(c.stop_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (c.max_parallel, c.max_apps_per_user, c.max_total_apps),
+            (4, 5, 20)
+        );
+        assert!(c.state_dir.ends_with("state") && c.state_dir.is_absolute());
+    }
+
+    #[test]
+    fn reads_humantime_and_overrides() {
+        let c = load_text(
+            "resync = \"1m 30s\"\ninstance = \"t1\"\n[defaults]\nmemory = \"128m\"\n\
+             [templates.node-lite-v1]\nimage = \"local/node:1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.resync, Duration::from_secs(90));
+        assert_eq!(c.defaults.memory.unwrap().0, 128 << 20);
+        assert_eq!(
+            c.templates["node-lite-v1"].image.as_deref(),
+            Some("local/node:1")
+        );
+    }
+
+    #[test]
+    fn hostile_config_is_rejected_with_location() {
+        let cases = [
+            ("bogus = 1\n", "berth.toml:1:1"),
+            ("resync = \"soon\"\n", "berth.toml:1:10"),
+            ("max_parallel = -1\n", "berth.toml:1:16"),
+            ("[defaults]\nmemory = \"lots\"\n", "berth.toml:2:10"),
+            ("[templates.x]\nimage = 3\n", "berth.toml:2:9"),
+            ("listen = \"nowhere\"\n", "berth.toml:1:10"),
+        ];
+        for (text, at) in cases {
+            let e = load_text(text).unwrap_err().to_string();
+            assert!(e.contains(at), "{text:?} -> {e}");
+        }
+        for text in [
+            "instance = \"Main\"\n",
+            "instance = \"a-b\"\n",
+            "max_parallel = 0\n",
+        ] {
+            assert!(load_text(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn root_flag_wins_and_missing_default_file_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(None, Some(dir.path())).unwrap();
+        assert_eq!(c.state_dir, dir.path().join("state"));
+        let missing = dir.path().join("nope.toml");
+        assert!(Config::load(Some(&missing), None).is_err());
+    }
+}

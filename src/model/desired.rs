@@ -1,0 +1,297 @@
+//! Desired state: what should run, built from a manifest scan, the templates and the config.
+//! Decides per app whether it is valid (with its container spec and hash), frozen (bad file or
+//! template) or over quota (SPEC §3 limits, decided in path order).
+
+use std::collections::BTreeMap;
+
+use crate::model::config::Config;
+use crate::model::manifest::Manifest;
+use crate::model::manifest::RunState;
+use crate::model::names::AppKey;
+use crate::model::source_error::SourceError;
+use crate::model::spec::ContainerSpec;
+use crate::model::template::Template;
+
+/// Everything one scan of `state/apps` found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// One entry per manifest file with valid names: parsed (with the text it was parsed
+    /// from), or the error that froze it.
+    pub manifests: BTreeMap<AppKey, Result<(Manifest, String), SourceError>>,
+    /// Users whose directory could not be listed: all their apps are frozen.
+    pub frozen_users: BTreeMap<String, SourceError>,
+    /// Files and directories with names berth can't use (reported, never acted on).
+    pub stray: Vec<SourceError>,
+}
+
+/// A valid app: everything the executor needs to converge it.
+#[derive(Debug, Clone)]
+pub struct DesiredApp {
+    /// Which app.
+    pub key: AppKey,
+    /// The container it should have.
+    pub spec: ContainerSpec,
+    /// `spec.hash()`, computed once.
+    pub hash: String,
+    /// Whether it should run.
+    pub run: RunState,
+    /// Its template (for hooks).
+    pub template: Template,
+    /// The manifest text this pass read, for the revision history: `hash` was derived from
+    /// exactly this text.
+    pub text: String,
+}
+
+/// One valid manifest as a pass read it: its text and the spec hash derived from that text.
+#[derive(Debug, Clone)]
+pub struct TakenUp {
+    /// Which app.
+    pub key: AppKey,
+    /// The manifest text.
+    pub text: String,
+    /// The spec hash the pass derived from `text`.
+    pub hash: String,
+}
+
+/// What berth wants for one key.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// Converge it.
+    Valid(Box<DesiredApp>),
+    /// Its manifest or template is broken: touch nothing of it; the error says why.
+    Frozen(String),
+    /// Past a quota: nothing is created or started for it, and nothing of it is removed.
+    OverQuota(String),
+}
+
+/// The whole desired state of one pass.
+#[derive(Debug, Default)]
+pub struct DesiredState {
+    /// Every manifest with a valid path, by key, in path order.
+    pub apps: BTreeMap<AppKey, Entry>,
+    /// Users whose directory could not be read: their containers are left alone.
+    pub frozen_users: BTreeMap<String, String>,
+    /// Files berth cannot use at all (bad names); reported only.
+    pub stray: Vec<String>,
+}
+
+impl DesiredState {
+    /// The desired state from what a scan `found`: `template` resolves a template id
+    /// (`state::scan::load_desired` reads them from disk).
+    pub fn build(
+        found: Scan,
+        config: &Config,
+        template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
+    ) -> DesiredState {
+        let mut out = DesiredState {
+            frozen_users: found
+                .frozen_users
+                .into_iter()
+                .map(|(u, e)| (u, e.to_string()))
+                .collect(),
+            stray: found.stray.iter().map(|e| e.to_string()).collect(),
+            ..DesiredState::default()
+        };
+        let mut per_user: BTreeMap<String, usize> = BTreeMap::new();
+        let mut admitted = 0usize;
+        for (key, parsed) in found.manifests {
+            let n = per_user.entry(key.userid.clone()).or_default();
+            *n += 1;
+            let entry = if *n > config.max_apps_per_user {
+                Entry::OverQuota(format!(
+                    "over quota: user {} has more than max_apps_per_user = {} apps (by path order this is #{})",
+                    key.userid, config.max_apps_per_user, n
+                ))
+            } else if admitted >= config.max_total_apps {
+                Entry::OverQuota(format!(
+                    "over quota: more than max_total_apps = {} apps (by path order)",
+                    config.max_total_apps
+                ))
+            } else {
+                admitted += 1;
+                match parsed {
+                    Err(e) => Entry::Frozen(e.to_string()),
+                    Ok((m, text)) => match template(&m.template.0) {
+                        Err(e) => Entry::Frozen(format!("template {}: {e}", m.template)),
+                        Ok(t) => {
+                            let spec = ContainerSpec::derive(&key, &m, &t, config);
+                            let hash = spec.hash();
+                            Entry::Valid(Box::new(DesiredApp {
+                                key: key.clone(),
+                                spec,
+                                hash,
+                                run: m.state,
+                                template: t,
+                                text,
+                            }))
+                        }
+                    },
+                }
+            };
+            out.apps.insert(key, entry);
+        }
+        out
+    }
+
+    /// True when berth must not touch this key's containers (frozen file, frozen user, quota).
+    pub fn is_held(&self, key: &AppKey) -> bool {
+        self.frozen_users.contains_key(&key.userid)
+            || matches!(
+                self.apps.get(key),
+                Some(Entry::Frozen(_) | Entry::OverQuota(_))
+            )
+    }
+
+    /// The valid manifests as this pass read them, for the revision history.
+    pub fn taken_up(&self) -> Vec<TakenUp> {
+        let valid = self.apps.values().filter_map(|e| match e {
+            Entry::Valid(app) => Some(app),
+            _ => None,
+        });
+        valid
+            .map(|app| TakenUp {
+                key: app.key.clone(),
+                text: app.text.clone(),
+                hash: app.hash.clone(),
+            })
+            .collect()
+    }
+
+    /// Errors a user must fix: frozen and over-quota apps, frozen users, stray files.
+    pub fn problems(&self) -> Vec<String> {
+        let frozen = self.apps.iter().filter_map(|(k, e)| match e {
+            Entry::Frozen(why) => Some(format!("{k}: frozen: {why}")),
+            Entry::OverQuota(why) => Some(format!("{k}: not started: {why}")),
+            Entry::Valid(_) => None,
+        });
+        let users = self
+            .frozen_users
+            .iter()
+            .map(|(u, why)| format!("user {u}: frozen: {why}"));
+        frozen
+            .chain(users)
+            .chain(self.stray.iter().map(|s| format!("ignored: {s}")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::Manifest;
+    use std::path::Path;
+
+    fn template() -> Template {
+        Template {
+            id: "web-v1".into(),
+            dir: "/t/web-v1".into(),
+            image: "img".into(),
+            command: vec![],
+            workdir: None,
+            port: 3000,
+            defaults: Default::default(),
+            mounts: vec![],
+            hooks: Default::default(),
+            spec_files: Default::default(),
+        }
+    }
+
+    fn scan_of(items: &[(&str, &str, &str)]) -> Scan {
+        let mut s = Scan::default();
+        for (u, a, text) in items {
+            let m = Manifest::parse(Path::new("m.toml"), text).map(|m| (m, text.to_string()));
+            s.manifests.insert(AppKey::new(u, a).unwrap(), m);
+        }
+        s
+    }
+
+    fn config(per_user: usize, total: usize) -> Config {
+        let mut c = Config::load(None, Some(Path::new("/r"))).unwrap();
+        c.max_apps_per_user = per_user;
+        c.max_total_apps = total;
+        c
+    }
+
+    fn kinds(d: &DesiredState) -> Vec<String> {
+        d.apps
+            .iter()
+            .map(|(k, e)| {
+                let kind = match e {
+                    Entry::Valid(_) => "ok",
+                    Entry::Frozen(_) => "frozen",
+                    Entry::OverQuota(_) => "quota",
+                };
+                format!("{k}={kind}")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quotas_are_decided_in_path_order_and_frozen_apps_count() {
+        let good = "template = \"web-v1\"";
+        let s = scan_of(&[
+            ("bob", "z", good),
+            ("alice", "c", good),
+            ("alice", "a", "template = "),
+            ("alice", "b", good),
+            ("carol", "a", good),
+        ]);
+        let d = DesiredState::build(s, &config(2, 3), &mut |_| Ok(template()));
+        assert_eq!(
+            kinds(&d),
+            [
+                "alice/a=frozen",
+                "alice/b=ok",
+                "alice/c=quota",
+                "bob/z=ok",
+                "carol/a=quota"
+            ]
+        );
+        assert!(d.is_held(&AppKey::new("alice", "c").unwrap()));
+        let problems = d.problems().join("\n");
+        assert!(
+            problems.contains("alice/c: not started: over quota: user alice"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("carol/a: not started: over quota: more than max_total_apps = 3"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn unknown_template_freezes_only_that_app() {
+        let s = scan_of(&[
+            ("alice", "a", "template = \"nope\""),
+            ("alice", "b", "template = \"web-v1\""),
+        ]);
+        let d = DesiredState::build(s, &config(5, 20), &mut |id| {
+            if id == "web-v1" {
+                Ok(template())
+            } else {
+                Err(SourceError::whole_file(
+                    Path::new("templates/nope/template.toml"),
+                    "not found",
+                ))
+            }
+        });
+        assert_eq!(kinds(&d), ["alice/a=frozen", "alice/b=ok"]);
+        assert!(
+            d.problems()[0].contains("templates/nope/template.toml"),
+            "{:?}",
+            d.problems()
+        );
+    }
+
+    #[test]
+    fn frozen_user_holds_every_key_of_that_user() {
+        let mut s = Scan::default();
+        s.frozen_users.insert(
+            "eve".into(),
+            SourceError::whole_file(Path::new("state/apps/eve"), "cannot list"),
+        );
+        let d = DesiredState::build(s, &config(5, 20), &mut |_| Ok(template()));
+        assert!(d.is_held(&AppKey::new("eve", "anything").unwrap()));
+        assert!(!d.is_held(&AppKey::new("bob", "anything").unwrap()));
+    }
+}

@@ -1,0 +1,52 @@
+//! The label vocabulary berth writes on its containers (SPEC §4) and reads back to observe
+//! them. Labels are how berth recognises its own containers: it never touches one without
+//! `paas.type=user-app` and its own `paas.instance`.
+
+use std::collections::HashMap;
+
+use crate::model::desired::DesiredApp;
+
+/// Marks a container as a berth app.
+pub const TYPE: &str = "paas.type";
+/// The only value of [`TYPE`] berth manages.
+pub const TYPE_USER_APP: &str = "user-app";
+/// Which berth instance owns it.
+pub const INSTANCE: &str = "paas.instance";
+/// Owner user id.
+pub const USERID: &str = "paas.userid";
+/// App name.
+pub const APPNAME: &str = "paas.appname";
+/// Public host name, for a proxy.
+pub const DOMAIN: &str = "paas.domain";
+/// Template id.
+pub const TEMPLATE: &str = "paas.template";
+/// blake3 of the canonical spec: the whole "did it change?" test.
+pub const SPEC_HASH: &str = "paas.spec-hash";
+/// The canonical spec itself, so `plan` can say which field changed.
+pub const SPEC: &str = "paas.spec";
+
+/// Docker `label` filters that select exactly this instance's app containers.
+pub fn instance_filters(instance: &str) -> Vec<String> {
+    vec![
+        format!("{TYPE}={TYPE_USER_APP}"),
+        format!("{INSTANCE}={instance}"),
+    ]
+}
+
+/// Every label of one app's container.
+pub fn for_app(app: &DesiredApp, instance: &str) -> HashMap<String, String> {
+    let mut l = HashMap::from([
+        (TYPE.to_string(), TYPE_USER_APP.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+        (USERID.to_string(), app.key.userid.clone()),
+        (APPNAME.to_string(), app.key.appname.clone()),
+        (TEMPLATE.to_string(), app.spec.template.clone()),
+        (SPEC_HASH.to_string(), app.hash.clone()),
+        (SPEC.to_string(), app.spec.canonical_json()),
+    ]);
+    l.insert(
+        DOMAIN.to_string(),
+        app.spec.domain.clone().unwrap_or_default(),
+    );
+    l
+}

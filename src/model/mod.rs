@@ -1,0 +1,19 @@
+//! The model: what berth's files say and what follows from them, as pure data and rules.
+//! Names, `berth.toml`, manifests, templates, the canonical container spec and its hash, the
+//! desired state of one pass, the labels berth writes and the containers it observes.
+//!
+//! **Owns** parsing and validating the files it is handed (a config or template file is read
+//! here; walking `state/` is `state::scan`), and every derivation from them.
+//! **Must not know about** Docker, git, the database, the clock or HTTP: nothing here writes
+//! anything, and every function gives the same answer for the same input.
+
+pub mod config;
+pub mod desired;
+pub mod labels;
+pub mod manifest;
+pub mod names;
+pub mod observed;
+pub mod resources;
+pub mod source_error;
+pub mod spec;
+pub mod template;

@@ -1,0 +1,60 @@
+//! Observed state: berth's view of one labelled container. The conversion from Docker's list
+//! entry lives with the engine (`runtime::observe`); this is the engine-free shape the planner
+//! and the status derivation read.
+
+use crate::model::names::AppKey;
+use crate::model::spec::ContainerSpec;
+
+/// What a container is doing, reduced to what the planner needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Up (or restarting/paused: berth leaves those alone rather than fight Docker).
+    Running,
+    /// Created and never started.
+    Created,
+    /// Stopped or died; the exit code when Docker said it.
+    Exited(Option<i64>),
+}
+
+/// One container carrying this instance's labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Docker's id.
+    pub id: String,
+    /// Container name without the leading '/'.
+    pub name: String,
+    /// The app it belongs to, from its labels.
+    pub key: AppKey,
+    /// Label `paas.spec-hash`.
+    pub hash: Option<String>,
+    /// Label `paas.spec`, parsed, to explain a hash change.
+    pub spec: Option<ContainerSpec>,
+    /// Label `paas.template`, for the pre-delete hook of an orphan.
+    pub template: Option<String>,
+    /// Running, created or exited.
+    pub state: ContainerState,
+    /// Creation time (unix seconds), to prefer the newest of duplicates.
+    pub created: i64,
+}
+
+impl Observed {
+    /// Whether the container is up.
+    pub fn is_running(&self) -> bool {
+        self.state == ContainerState::Running
+    }
+}
+
+/// How `key`'s container looks to a person: `running`, `created`, `exited (1)` or `none`, plus
+/// the exit code when there is one. A running duplicate wins over a stopped one.
+pub fn describe(observed: &[Observed], key: &AppKey) -> (String, Option<i64>) {
+    let mine: Vec<&Observed> = observed.iter().filter(|o| &o.key == key).collect();
+    match mine.iter().find(|o| o.is_running()).or(mine.first()) {
+        None => ("none".into(), None),
+        Some(o) => match &o.state {
+            ContainerState::Running => ("running".into(), None),
+            ContainerState::Created => ("created".into(), None),
+            ContainerState::Exited(Some(c)) => (format!("exited ({c})"), Some(*c)),
+            ContainerState::Exited(None) => ("exited".into(), None),
+        },
+    }
+}

@@ -1,0 +1,296 @@
+//! The canonical container spec (SPEC §4): everything berth sends to Docker for one app,
+//! derived from manifest + template + config, and its blake3 hash (label `paas.spec-hash`).
+//!
+//! **Invariant: the hash is a function of this struct only.** It is serialized as JSON with a
+//! fixed field order and sorted maps, so comments, key order and whitespace in the TOML cannot
+//! change it, and every field that reaches Docker does. Fixed hardening settings are fields too,
+//! so changing them in code rolls every container on the next pass.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::config::Config;
+use crate::model::manifest::Manifest;
+use crate::model::names::AppKey;
+use crate::model::resources::{DEFAULT_CPUS, DEFAULT_MEMORY};
+use crate::model::template::{MountDirs, Template};
+
+/// Highest number of processes in one app container: stops fork bombs, fits Node comfortably.
+pub const PIDS_LIMIT: i64 = 256;
+
+/// One bind mount, placeholders filled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Absolute host path.
+    pub source: String,
+    /// Absolute container path.
+    pub target: String,
+    /// Read-only bind.
+    pub read_only: bool,
+}
+
+/// What a container of one app is, as berth asks Docker for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Template id (label `paas.template`).
+    pub template: String,
+    /// Image reference.
+    pub image: String,
+    /// Command; empty means the image's own.
+    pub command: Vec<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// Environment, including `PORT`.
+    pub env: BTreeMap<String, String>,
+    /// Bind mounts in template order.
+    pub mounts: Vec<MountSpec>,
+    /// Memory limit in bytes.
+    pub memory: u64,
+    /// CPU limit in nano-CPUs.
+    pub nano_cpus: i64,
+    /// Process limit.
+    pub pids_limit: i64,
+    /// Container port the app listens on.
+    pub port: u16,
+    /// Published host port, if any.
+    pub host_port: Option<u16>,
+    /// Address the host port is published on.
+    pub host_ip: String,
+    /// Label `paas.domain`.
+    pub domain: Option<String>,
+    /// Deploy nonce from the manifest.
+    pub restart: Option<String>,
+    /// blake3 of the template's `spec_files` (e.g. its lockfile): a change rolls every app.
+    pub template_files: BTreeMap<String, String>,
+    /// Docker init as PID 1 so SIGTERM reaches the app and stops are quick.
+    pub init: bool,
+    /// `no-new-privileges` and friends.
+    pub security_opt: Vec<String>,
+    /// Capabilities dropped (all).
+    pub cap_drop: Vec<String>,
+    /// json-file log rotation: (max-size, max-file).
+    pub log_max_size: String,
+    /// See `log_max_size`.
+    pub log_max_file: u32,
+}
+
+impl ContainerSpec {
+    /// Derives the spec for `key` from its manifest, template and the config.
+    pub fn derive(key: &AppKey, m: &Manifest, t: &Template, config: &Config) -> ContainerSpec {
+        let app_dir = config.apps_dir.join(&key.userid).join(&key.appname);
+        let shared_dir = config.shared_dir.join(&t.id);
+        let dirs = MountDirs {
+            app_dir: &app_dir,
+            shared_dir: &shared_dir,
+        };
+        let port = m.port.map_or(t.port, |p| p.0);
+        let mut env = m.env.0.clone();
+        env.insert("PORT".into(), port.to_string());
+        let memory = m
+            .resources
+            .memory
+            .or(config.defaults.memory)
+            .or(t.defaults.memory)
+            .unwrap_or(DEFAULT_MEMORY);
+        let cpus = m
+            .resources
+            .cpus
+            .or(config.defaults.cpus)
+            .or(t.defaults.cpus)
+            .unwrap_or(DEFAULT_CPUS);
+        ContainerSpec {
+            template: t.id.clone(),
+            image: t.image.clone(),
+            command: t.command.clone(),
+            workdir: t.workdir.clone(),
+            env,
+            mounts: t
+                .mounts
+                .iter()
+                .map(|mt| MountSpec {
+                    source: t.fill_mount_source(&mt.source, &dirs),
+                    target: mt.target.clone(),
+                    read_only: mt.read_only,
+                })
+                .collect(),
+            memory: memory.0,
+            nano_cpus: cpus.0,
+            pids_limit: PIDS_LIMIT,
+            port,
+            host_port: m.host_port.map(|p| p.0),
+            host_ip: m
+                .host_ip
+                .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string()),
+            domain: m.domain.as_ref().map(|d| d.0.clone()),
+            restart: m.restart.as_ref().map(|r| r.0.clone()),
+            template_files: t.spec_files.clone(),
+            init: true,
+            security_opt: vec!["no-new-privileges".into()],
+            cap_drop: vec!["ALL".into()],
+            log_max_size: "10m".into(),
+            log_max_file: 3,
+        }
+    }
+
+    /// The canonical bytes: JSON, fields in declaration order, maps sorted.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("a spec always serializes")
+    }
+
+    /// blake3 of the canonical bytes, hex.
+    pub fn hash(&self) -> String {
+        blake3::hash(self.canonical_json().as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+/// Names what differs between the running spec and the wanted one, for `plan`'s "why".
+/// Env values are never shown (they may be secrets); other fields show old -> new.
+pub fn changed_fields(old: &ContainerSpec, new: &ContainerSpec) -> Vec<String> {
+    let (serde_json::Value::Object(a), serde_json::Value::Object(b)) = (
+        serde_json::to_value(old).unwrap_or_default(),
+        serde_json::to_value(new).unwrap_or_default(),
+    ) else {
+        return vec!["spec".into()];
+    };
+    let mut out = Vec::new();
+    for (field, new_v) in &b {
+        let old_v = a.get(field).unwrap_or(&serde_json::Value::Null);
+        if old_v == new_v {
+            continue;
+        }
+        if field == "env" {
+            for (k, v) in &new.env {
+                match old.env.get(k) {
+                    None => out.push(format!("env.{k} added")),
+                    Some(o) if o != v => out.push(format!("env.{k} changed")),
+                    _ => {}
+                }
+            }
+            out.extend(
+                old.env
+                    .keys()
+                    .filter(|k| !new.env.contains_key(*k))
+                    .map(|k| format!("env.{k} removed")),
+            );
+        } else if field == "template_files" {
+            let names = old.template_files.keys().chain(new.template_files.keys());
+            let changed: std::collections::BTreeSet<&String> = names
+                .filter(|k| old.template_files.get(*k) != new.template_files.get(*k))
+                .collect();
+            out.extend(
+                changed
+                    .into_iter()
+                    .map(|k| format!("template file {k} changed")),
+            );
+        } else {
+            out.push(format!("{field}: {old_v} -> {new_v}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture() -> (tempfile::TempDir, Config, Template) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("templates/web-v1");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("template.toml"),
+            "image = \"img:1\"\ncommand = [\"node\", \"server.js\"]\nport = 3000\n\
+             [defaults]\ncpus = 0.25\n[[mounts]]\nsource = \"{app_dir}\"\ntarget = \"/app\"\n",
+        )
+        .unwrap();
+        let mut config = Config::load(None, Some(root.path())).unwrap();
+        let t = Template::load(&config, "web-v1").unwrap();
+        // Pin the paths so specs from different temp roots compare equal.
+        config.apps_dir = "/r/apps".into();
+        (root, config, t)
+    }
+
+    fn spec_of(text: &str) -> ContainerSpec {
+        let (_root, config, t) = fixture();
+        let m = Manifest::parse(Path::new("m.toml"), text).unwrap();
+        ContainerSpec::derive(&AppKey::new("alice", "hello").unwrap(), &m, &t, &config)
+    }
+
+    #[test]
+    fn derives_limits_ports_and_mounts() {
+        let s = spec_of("template = \"web-v1\"\nhost_port = 8101\n[env]\nA = \"1\"\n");
+        assert_eq!(s.memory, 256 << 20, "built-in default");
+        assert_eq!(s.nano_cpus, 250_000_000, "template default");
+        assert_eq!(s.env["PORT"], "3000");
+        assert_eq!((s.host_port, s.host_ip.as_str()), (Some(8101), "127.0.0.1"));
+        assert!(
+            s.mounts[0].source.ends_with("apps/alice/hello"),
+            "{:?}",
+            s.mounts
+        );
+        assert!(s.init && s.cap_drop == ["ALL"] && s.security_opt == ["no-new-privileges"]);
+    }
+
+    #[test]
+    fn formatting_comments_and_key_order_do_not_change_the_hash() {
+        let a = spec_of("template = \"web-v1\"\n[env]\nA = \"1\"\nB = \"2\"\n");
+        let b = spec_of(
+            "template   = \"web-v1\"   # which\n\n# note\n[env]\nB   =   \"2\" # why\nA = \"1\"\n",
+        );
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.hash().len(), 64);
+    }
+
+    #[test]
+    fn every_docker_field_changes_the_hash() {
+        let base = spec_of("template = \"web-v1\"");
+        let variants = [
+            "template = \"web-v1\"\n[env]\nA = \"1\"",
+            "template = \"web-v1\"\nport = 8080",
+            "template = \"web-v1\"\nhost_port = 9000",
+            "template = \"web-v1\"\nhost_ip = \"0.0.0.0\"",
+            "template = \"web-v1\"\ndomain = \"a.example.com\"",
+            "template = \"web-v1\"\nrestart = \"1\"",
+            "template = \"web-v1\"\n[resources]\nmemory = \"512m\"",
+            "template = \"web-v1\"\n[resources]\ncpus = 1",
+        ];
+        for v in variants {
+            assert_ne!(spec_of(v).hash(), base.hash(), "{v}");
+        }
+        // Desired run state is not part of the container: stopping must not recreate.
+        assert_eq!(
+            spec_of("template = \"web-v1\"\nstate = \"stopped\"").hash(),
+            base.hash()
+        );
+    }
+
+    #[test]
+    fn changed_fields_name_fields_but_hide_env_values() {
+        let old = spec_of("template = \"web-v1\"\n[env]\nSECRET = \"hunter2\"\nGONE = \"x\"");
+        let new =
+            spec_of("template = \"web-v1\"\nport = 8080\n[env]\nSECRET = \"hunter3\"\nNEW = \"y\"");
+        let changes = changed_fields(&old, &new).join("; ");
+        for want in [
+            "env.SECRET changed",
+            "env.NEW added",
+            "env.GONE removed",
+            "port: 3000 -> 8080",
+        ] {
+            assert!(changes.contains(want), "{changes}");
+        }
+        assert!(!changes.contains("hunter"), "{changes}");
+        assert!(changed_fields(&old, &old).is_empty());
+        let mut rolled = old.clone();
+        rolled
+            .template_files
+            .insert("files/package-lock.json".into(), "abc".into());
+        assert_eq!(
+            changed_fields(&old, &rolled),
+            ["template file files/package-lock.json changed"]
+        );
+    }
+}

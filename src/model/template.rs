@@ -1,0 +1,350 @@
+//! Templates (SPEC §2): `templates/<id>/template.toml` plus optional hooks, loaded and
+//! validated, with the per-template image override from berth.toml applied.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::config::Config;
+use crate::model::manifest::{check_template_id, Port};
+use crate::model::resources::ResourceOverrides;
+use crate::model::source_error::SourceError;
+
+/// template.toml as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    image: String,
+    #[serde(default)]
+    command: Vec<String>,
+    workdir: Option<String>,
+    port: Port,
+    #[serde(default)]
+    defaults: ResourceOverrides,
+    #[serde(default)]
+    mounts: Vec<MountTemplate>,
+    #[serde(default)]
+    spec_files: Vec<String>,
+}
+
+/// A mount before its placeholders are filled in for one app.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountTemplate {
+    /// Host path; may start with `{app_dir}`, `{shared_dir}` or `{template_dir}`.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    /// Mounted read-only when true (shared `node_modules`).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The three hook points of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HookKind {
+    /// Before the first container of an app is created.
+    PreCreate,
+    /// Before a container is recreated because its spec changed.
+    PreDeploy,
+    /// Before an app's container is removed because its manifest is gone.
+    PreDelete,
+}
+
+impl HookKind {
+    /// The file name under `hooks/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            HookKind::PreCreate => "pre-create",
+            HookKind::PreDeploy => "pre-deploy",
+            HookKind::PreDelete => "pre-delete",
+        }
+    }
+}
+
+/// A loaded, validated template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// Directory name under `templates/`; label `paas.template`.
+    pub id: String,
+    /// `templates/<id>`, absolute; hooks run here and `{template_dir}` points here.
+    pub dir: PathBuf,
+    /// The image after berth.toml's override.
+    pub image: String,
+    /// Container command; empty means the image's own.
+    pub command: Vec<String>,
+    /// Working directory inside the container.
+    pub workdir: Option<String>,
+    /// Default container port.
+    pub port: u16,
+    /// Limits used when neither the manifest nor berth.toml set them.
+    pub defaults: ResourceOverrides,
+    /// Mounts with placeholders still in them.
+    pub mounts: Vec<MountTemplate>,
+    /// Executable hooks present, by kind.
+    pub hooks: BTreeMap<HookKind, PathBuf>,
+    /// blake3 (hex) of each file named in `spec_files`, by its path in the template. They are
+    /// part of every app's spec, so editing one (a lockfile) rolls every app of the template
+    /// through pre-deploy and a recreate.
+    pub spec_files: BTreeMap<String, String>,
+}
+
+/// Where one app's placeholders point.
+pub struct MountDirs<'a> {
+    /// `{app_dir}`: the app's workspace.
+    pub app_dir: &'a Path,
+    /// `{shared_dir}`: `shared/<templateId>`.
+    pub shared_dir: &'a Path,
+}
+
+impl Template {
+    /// Loads `templates_dir/<id>` and applies `config`'s override for it.
+    pub fn load(config: &Config, id: &str) -> Result<Template, SourceError> {
+        let dir = config.templates_dir.join(id);
+        let path = dir.join("template.toml");
+        check_template_id(id).map_err(|m| SourceError::whole_file(&dir, m))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("template {id:?} not found (no template.toml)")
+            } else {
+                format!("cannot read: {e}")
+            };
+            SourceError::whole_file(&path, why)
+        })?;
+        let file: TemplateFile =
+            toml::from_str(&text).map_err(|e| SourceError::from_toml(&path, &text, &e))?;
+        let bad = |m: String| SourceError::whole_file(&path, m);
+        if file.image.trim().is_empty() {
+            return Err(bad("image must not be empty".into()));
+        }
+        let mut targets = std::collections::BTreeSet::new();
+        for m in &file.mounts {
+            check_mount(m).map_err(bad)?;
+            if !targets.insert(m.target.clone()) {
+                return Err(bad(format!("mount target {:?} appears twice", m.target)));
+            }
+        }
+        let mut hooks = BTreeMap::new();
+        for kind in [
+            HookKind::PreCreate,
+            HookKind::PreDeploy,
+            HookKind::PreDelete,
+        ] {
+            let hook = dir.join("hooks").join(kind.file_name());
+            match std::fs::metadata(&hook) {
+                Ok(md) if md.is_file() && md.permissions().mode() & 0o111 != 0 => {
+                    hooks.insert(kind, hook);
+                }
+                Ok(_) => {
+                    return Err(SourceError::whole_file(
+                        &hook,
+                        "hook is not an executable file",
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SourceError::whole_file(&hook, e.to_string())),
+            }
+        }
+        let mut spec_files = BTreeMap::new();
+        for rel in &file.spec_files {
+            let ok = !rel.is_empty()
+                && !rel.starts_with('/')
+                && rel.split('/').all(|c| !c.is_empty() && c != "..");
+            if !ok {
+                return Err(bad(format!(
+                    "spec_files entry {rel:?} must be a relative path inside the template"
+                )));
+            }
+            let bytes = std::fs::read(dir.join(rel))
+                .map_err(|e| bad(format!("spec_files entry {rel:?}: cannot read: {e}")))?;
+            spec_files.insert(rel.clone(), blake3::hash(&bytes).to_hex().to_string());
+        }
+        let image = config
+            .templates
+            .get(id)
+            .and_then(|o| o.image.clone())
+            .unwrap_or(file.image);
+        Ok(Template {
+            id: id.to_string(),
+            dir,
+            image,
+            command: file.command,
+            workdir: file.workdir,
+            port: file.port.0,
+            defaults: file.defaults,
+            mounts: file.mounts,
+            hooks,
+            spec_files,
+        })
+    }
+
+    /// Fills `{app_dir}`, `{shared_dir}` and `{template_dir}` for one app.
+    pub fn fill_mount_source(&self, source: &str, dirs: &MountDirs<'_>) -> String {
+        source
+            .replace("{app_dir}", &dirs.app_dir.to_string_lossy())
+            .replace("{shared_dir}", &dirs.shared_dir.to_string_lossy())
+            .replace("{template_dir}", &self.dir.to_string_lossy())
+    }
+}
+
+/// A mount must land on an absolute path, and its source must be absolute or start with a
+/// known placeholder, so a template can never bind a path relative to wherever berth runs.
+fn check_mount(m: &MountTemplate) -> Result<(), String> {
+    const PLACEHOLDERS: [&str; 3] = ["{app_dir}", "{shared_dir}", "{template_dir}"];
+    if !m.target.starts_with('/')
+        || m.target.contains(':')
+        || m.target.split('/').any(|c| c == "..")
+    {
+        return Err(format!(
+            "mount target {:?} must be an absolute path without ':' or '..'",
+            m.target
+        ));
+    }
+    let mut rest = m.source.clone();
+    for p in PLACEHOLDERS {
+        rest = rest.replace(p, "");
+    }
+    if rest.contains('{') || rest.contains('}') {
+        return Err(format!(
+            "mount source {:?} has an unknown placeholder; known: {{app_dir}}, {{shared_dir}}, {{template_dir}}",
+            m.source
+        ));
+    }
+    let anchored =
+        m.source.starts_with('/') || PLACEHOLDERS.iter().any(|p| m.source.starts_with(p));
+    if !anchored || m.source.contains(':') || m.source.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "mount source {:?} must start with '/' or a placeholder and contain no ':' or '..'",
+            m.source
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(text: &str) -> (tempfile::TempDir, Config) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("templates/web-v1");
+        std::fs::create_dir_all(dir.join("hooks")).unwrap();
+        std::fs::write(dir.join("template.toml"), text).unwrap();
+        let config = Config::load(None, Some(root.path())).unwrap();
+        (root, config)
+    }
+
+    const GOOD: &str = r#"
+image = "node:22-alpine"
+command = ["node", "server.js"]
+workdir = "/app"
+port = 3000
+[defaults]
+memory = "128m"
+[[mounts]]
+source = "{app_dir}"
+target = "/app"
+[[mounts]]
+source = "{shared_dir}/node_modules"
+target = "/app/node_modules"
+read_only = true
+"#;
+
+    #[test]
+    fn loads_template_and_finds_executable_hooks() {
+        let (root, config) = setup(GOOD);
+        let hook = root.path().join("templates/web-v1/hooks/pre-create");
+        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = Template::load(&config, "web-v1").unwrap();
+        assert_eq!(t.port, 3000);
+        assert_eq!(t.command, ["node", "server.js"]);
+        assert_eq!(
+            t.hooks.keys().copied().collect::<Vec<_>>(),
+            [HookKind::PreCreate]
+        );
+        let dirs = MountDirs {
+            app_dir: Path::new("/r/apps/a/b"),
+            shared_dir: Path::new("/r/shared/web-v1"),
+        };
+        assert_eq!(
+            t.fill_mount_source(&t.mounts[1].source, &dirs),
+            "/r/shared/web-v1/node_modules"
+        );
+    }
+
+    #[test]
+    fn image_override_from_config_wins() {
+        let (root, _) = setup(GOOD);
+        std::fs::write(
+            root.path().join("berth.toml"),
+            "[templates.web-v1]\nimage = \"local/n:1\"\n",
+        )
+        .unwrap();
+        let config = Config::load(None, Some(root.path())).unwrap();
+        assert_eq!(
+            Template::load(&config, "web-v1").unwrap().image,
+            "local/n:1"
+        );
+    }
+
+    #[test]
+    fn spec_files_are_hashed_and_checked() {
+        let (root, _) = setup(&format!("spec_files = [\"files/lock.json\"]\n{GOOD}"));
+        let config = Config::load(None, Some(root.path())).unwrap();
+        let e = Template::load(&config, "web-v1").unwrap_err().to_string();
+        assert!(
+            e.contains("files/lock.json") && e.contains("cannot read"),
+            "{e}"
+        );
+        let files = root.path().join("templates/web-v1/files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("lock.json"), "v1").unwrap();
+        let h1 = Template::load(&config, "web-v1").unwrap().spec_files["files/lock.json"].clone();
+        std::fs::write(files.join("lock.json"), "v2").unwrap();
+        let h2 = Template::load(&config, "web-v1").unwrap().spec_files["files/lock.json"].clone();
+        assert_ne!(h1, h2);
+        assert_eq!(h2, blake3::hash(b"v2").to_hex().to_string());
+        for bad in ["../x", "/etc/passwd", "a//b", ""] {
+            let (root, _) = setup(&format!("spec_files = [{bad:?}]\n{GOOD}"));
+            let config = Config::load(None, Some(root.path())).unwrap();
+            assert!(Template::load(&config, "web-v1").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn non_executable_hook_is_an_error() {
+        let (root, config) = setup(GOOD);
+        std::fs::write(root.path().join("templates/web-v1/hooks/pre-delete"), "x").unwrap();
+        let e = Template::load(&config, "web-v1").unwrap_err().to_string();
+        assert!(
+            e.contains("pre-delete") && e.contains("not an executable"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hostile_templates_are_rejected() {
+        let base = "image = \"i\"\nport = 80\n";
+        let cases = [
+            ("port = 80\n", "missing field `image`"),
+            ("image = \"i\"\nport = 80\nprivileged = true\n", "unknown field `privileged`"),
+            (&*format!("{base}[[mounts]]\nsource = \"relative\"\ntarget = \"/x\"\n"), "must start with '/'"),
+            (&*format!("{base}[[mounts]]\nsource = \"{{app_dir}}/../..\"\ntarget = \"/x\"\n"), "'..'"),
+            (&*format!("{base}[[mounts]]\nsource = \"{{home}}\"\ntarget = \"/x\"\n"), "unknown placeholder"),
+            (&*format!("{base}[[mounts]]\nsource = \"/a\"\ntarget = \"x\"\n"), "absolute path"),
+            (&*format!("{base}[[mounts]]\nsource = \"/a\"\ntarget = \"/x\"\n[[mounts]]\nsource = \"/b\"\ntarget = \"/x\"\n"), "twice"),
+        ];
+        for (text, want) in cases {
+            let (_root, config) = setup(text);
+            let e = Template::load(&config, "web-v1").unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?} -> {e}");
+        }
+        let (_root, config) = setup(GOOD);
+        let e = Template::load(&config, "nope").unwrap_err().to_string();
+        assert!(e.contains("not found"), "{e}");
+        assert!(Template::load(&config, "../etc").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! Test fixtures for the pure layer: desired apps from manifest text, observed containers.
+
+use std::path::Path;
+
+use crate::model::config::Config;
+use crate::model::desired::{DesiredApp, DesiredState, Entry};
+use crate::model::manifest::Manifest;
+use crate::model::names::AppKey;
+use crate::model::observed::{ContainerState, Observed};
+use crate::model::spec::ContainerSpec;
+use crate::model::template::Template;
+
+pub(crate) fn key(s: &str) -> AppKey {
+    let (u, a) = s.split_once('/').unwrap();
+    AppKey::new(u, a).unwrap()
+}
+
+pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
+    let t = Template {
+        id: "web-v1".into(),
+        dir: "/t".into(),
+        image: "img".into(),
+        command: vec![],
+        workdir: None,
+        port: 3000,
+        defaults: Default::default(),
+        mounts: vec![],
+        hooks: Default::default(),
+        spec_files: Default::default(),
+    };
+    let config = Config::load(None, Some(Path::new("/r"))).unwrap();
+    let m = Manifest::parse(Path::new("m.toml"), manifest).unwrap();
+    let spec = ContainerSpec::derive(&key(k), &m, &t, &config);
+    let hash = spec.hash();
+    let entry = Entry::Valid(Box::new(DesiredApp {
+        key: key(k),
+        spec,
+        hash,
+        run: m.state,
+        template: t,
+        text: manifest.to_string(),
+    }));
+    (key(k), entry)
+}
+
+pub(crate) fn desired(entries: Vec<(AppKey, Entry)>) -> DesiredState {
+    DesiredState {
+        apps: entries.into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn hash_of(d: &DesiredState, k: &str) -> String {
+    match &d.apps[&key(k)] {
+        Entry::Valid(a) => a.hash.clone(),
+        _ => panic!("not valid"),
+    }
+}
+
+pub(crate) fn container(k: &str, id: &str, hash: &str, state: ContainerState) -> Observed {
+    Observed {
+        id: id.into(),
+        name: format!("c-{id}"),
+        key: key(k),
+        hash: Some(hash.into()),
+        spec: None,
+        template: Some("web-v1".into()),
+        state,
+        created: 0,
+    }
+}
+
+pub(crate) const RUN: &str = "template = \"web-v1\"";
+pub(crate) const STOP: &str = "template = \"web-v1\"\nstate = \"stopped\"";

@@ -1,0 +1,222 @@
+//! The serve loop's memory between passes, and each step of a pass as a function over it:
+//! which planned changes start now, what a finished change means, which apps are forgotten,
+//! the status board, which purge requests are settled and whether a confirmed release of held
+//! removals still applies. Pure: the daemon passes `now` in and carries the decisions out, so
+//! every rule here is unit-tested without Docker under a made-up clock.
+//!
+//! **Invariants:** at most one change per app is in flight (a busy app is skipped until its
+//! change finishes), and at most `max_parallel` changes are in flight at all; the rest wait
+//! for a later pass, which plans them again from fresh state. A crash restart is spaced out
+//! by its backoff and counted once, when it has succeeded.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::model::desired::DesiredState;
+use crate::model::names::AppKey;
+use crate::model::observed::Observed;
+use crate::reconcile::backoff::Backoffs;
+use crate::reconcile::plan::{AppChange, Plan};
+use crate::reconcile::status::{compute_status, AppStatus};
+
+/// The held removals a confirmed API call released, taken by the next pass.
+pub type PruneRelease = Arc<Mutex<Option<BTreeSet<AppKey>>>>;
+
+/// What the loop remembers from one pass to the next.
+#[derive(Debug)]
+pub struct LoopState {
+    /// Most changes in flight at once.
+    max_parallel: usize,
+    /// Apps with a change in flight.
+    busy: BTreeSet<AppKey>,
+    /// Retry and crash-restart timing.
+    backoffs: Backoffs,
+    /// The removals the guard held last pass, so the warning is logged once per change.
+    last_blocked: Vec<AppKey>,
+}
+
+/// The changes one pass starts.
+#[derive(Debug, Default, PartialEq)]
+pub struct Schedule {
+    /// Start these now (each app is marked busy until [`LoopState::finished`]).
+    pub start: Vec<AppChange>,
+    /// The earliest moment a change held back by its backoff may run.
+    pub wake_at: Option<Instant>,
+}
+
+/// What a finished change leaves behind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It worked.
+    Done,
+    /// It failed; the next try waits this long.
+    RetryIn(Duration),
+}
+
+/// What happens to a confirmed release of held removals this pass.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Release {
+    /// No release was asked for.
+    None,
+    /// Plan again with the guard lifted: the guard holds exactly what was confirmed, or less.
+    Lift,
+    /// The held set changed since the confirmation: nothing is released.
+    Stale,
+}
+
+/// What to do with one outstanding purge request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PurgeStep {
+    /// The manifest came back: drop the request.
+    Cancel,
+    /// Nothing is left to remove: remove the workspace now.
+    Finish,
+}
+
+impl LoopState {
+    /// A loop that runs at most `max_parallel` changes at once.
+    pub fn new(max_parallel: usize) -> LoopState {
+        LoopState {
+            max_parallel: max_parallel.max(1),
+            busy: BTreeSet::new(),
+            backoffs: Backoffs::default(),
+            last_blocked: Vec::new(),
+        }
+    }
+
+    /// Changes in flight.
+    pub fn in_flight(&self) -> usize {
+        self.busy.len()
+    }
+
+    /// Picks the changes of `plan` that start now: not busy, out of backoff, within
+    /// `max_parallel`. Those it picks are busy until they finish.
+    pub fn schedule(&mut self, plan: &Plan, now: Instant) -> Schedule {
+        let mut out = Schedule::default();
+        for change in &plan.changes {
+            if self.busy.contains(&change.key) {
+                continue;
+            }
+            let hash = change.desired_hash.as_deref();
+            let ready = self
+                .backoffs
+                .ready(&change.key, hash, change.is_crash_restart(), now);
+            if let Err(at) = ready {
+                out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+            } else if self.busy.len() < self.max_parallel {
+                self.busy.insert(change.key.clone());
+                out.start.push(change.clone());
+            }
+        }
+        out
+    }
+
+    /// Records that `change` finished with `result`: the app is free again, a failure starts
+    /// (or grows) its backoff, a success clears it, and a successful crash restart is counted.
+    pub fn finished(
+        &mut self,
+        change: &AppChange,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> Outcome {
+        let key = &change.key;
+        self.busy.remove(key);
+        match result {
+            Ok(()) => {
+                let new_container = change.action.as_ref().is_some_and(|a| a.makes_container());
+                self.backoffs.succeeded(key, new_container);
+                if change.is_crash_restart() {
+                    self.backoffs.restarted(key, now);
+                }
+                Outcome::Done
+            }
+            Err(e) => {
+                let hash = change.desired_hash.as_deref();
+                Outcome::RetryIn(self.backoffs.failed(key, hash, e, now))
+            }
+        }
+    }
+
+    /// The removals the guard holds, when they differ from last pass's and are not none:
+    /// the moment to warn a person.
+    pub fn newly_blocked(&mut self, plan: &Plan) -> Option<Vec<AppKey>> {
+        let changed = plan.prune_blocked != self.last_blocked;
+        self.last_blocked = plan.prune_blocked.clone();
+        (changed && !plan.prune_blocked.is_empty()).then(|| plan.prune_blocked.clone())
+    }
+
+    /// Forgets the timing of apps that have neither a manifest nor a container.
+    pub fn forget_gone(&mut self, desired: &DesiredState, observed: &[Observed]) {
+        let keys: HashSet<&AppKey> = desired
+            .apps
+            .keys()
+            .chain(observed.iter().map(|o| &o.key))
+            .collect();
+        self.backoffs.retain(|k| keys.contains(k));
+    }
+
+    /// Every app's status after a pass, stamped `at`.
+    pub fn status(
+        &self,
+        desired: &DesiredState,
+        observed: &[Observed],
+        plan: &Plan,
+        now: Instant,
+        at: SystemTime,
+    ) -> BTreeMap<AppKey, AppStatus> {
+        compute_status(desired, observed, plan, &self.busy, &self.backoffs, now, at)
+    }
+
+    /// Decides the outstanding purge requests (`pending`: app and when it was asked) against
+    /// a scan that began at `scanned_at`. Only a scan that began after a request may decide
+    /// it: an older one predates the delete it belongs to. A request whose manifest came back
+    /// is cancelled, so it can never fire on a later delete of a new app with that name; one
+    /// whose app has nothing left to remove (no container, no planned or running change, its
+    /// user not frozen) is finished here, since no removal will run for it.
+    pub fn settle_purges(
+        &self,
+        pending: &[(AppKey, Instant)],
+        scanned_at: Instant,
+        desired: &DesiredState,
+        observed: &[Observed],
+        plan: &Plan,
+    ) -> Vec<(AppKey, PurgeStep)> {
+        let settled = |key: &AppKey| {
+            !desired.frozen_users.contains_key(&key.userid)
+                && !self.busy.contains(key)
+                && !observed.iter().any(|o| &o.key == key)
+                && !plan.changes.iter().any(|c| &c.key == key)
+        };
+        pending
+            .iter()
+            .filter(|(_, requested_at)| *requested_at < scanned_at)
+            .filter_map(|(key, _)| {
+                if desired.apps.contains_key(key) {
+                    Some((key.clone(), PurgeStep::Cancel))
+                } else {
+                    settled(key).then(|| (key.clone(), PurgeStep::Finish))
+                }
+            })
+            .collect()
+    }
+}
+
+/// Whether a confirmed release (`released`, the held set the caller confirmed) applies to
+/// `plan`: only if the guard holds something now and all of it was confirmed.
+pub fn release(plan: &Plan, released: Option<&BTreeSet<AppKey>>) -> Release {
+    match released {
+        None => Release::None,
+        Some(r)
+            if !plan.prune_blocked.is_empty()
+                && plan.prune_blocked.iter().all(|k| r.contains(k)) =>
+        {
+            Release::Lift
+        }
+        Some(_) => Release::Stale,
+    }
+}
+
+#[cfg(test)]
+#[path = "loop_state_tests.rs"]
+mod tests;

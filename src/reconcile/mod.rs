@@ -1,0 +1,16 @@
+//! Decisions: the planner (SPEC §5), retry and crash-restart timing, status derivation and the
+//! serve loop's state machine (which changes start now, what a finished one means, which purge
+//! requests are settled). Everything here is pure: inputs in, decisions out, time passed in.
+//!
+//! **Owns** every rule about *what* to do next.
+//! **Must not know about** how it is done: no Docker, hooks, files, database or tokio tasks
+//! (`runtime` and `daemon` carry the decisions out). Depends on `model` only.
+
+pub mod backoff;
+pub mod loop_state;
+pub mod plan;
+pub mod status;
+pub mod trigger;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

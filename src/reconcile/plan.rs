@@ -1,0 +1,336 @@
+//! The planner: a pure function from (desired, observed) to a plan of explicit per-app
+//! actions (SPEC §5), printable as a diff before anything runs.
+//!
+//! **Invariants:** `plan` does no I/O and reads no clock; the same inputs give the same plan.
+//! **`Plan::is_noop()` means the executor makes no Docker write call.** A held app (frozen
+//! manifest, frozen user, over quota) never gets an action. Removals past the mass-removal
+//! guard are all withheld, never partly done.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::model::desired::{DesiredState, Entry};
+use crate::model::manifest::RunState;
+use crate::model::names::AppKey;
+use crate::model::observed::{ContainerState, Observed};
+use crate::model::spec::changed_fields;
+
+/// A container an action works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// Docker id.
+    pub id: String,
+    /// Name, for humans.
+    pub name: String,
+    /// Whether it needs stopping before removal.
+    pub running: bool,
+}
+
+impl ContainerRef {
+    fn of(o: &Observed) -> ContainerRef {
+        ContainerRef {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            running: o.is_running(),
+        }
+    }
+}
+
+/// The one thing to do for an app this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// No container: pre-create hook, create, start if `start`.
+    Create { start: bool },
+    /// Spec changed: pre-deploy hook, stop, remove, create, start if `start`.
+    Recreate {
+        old: ContainerRef,
+        start: bool,
+        changed: Vec<String>,
+    },
+    /// Same spec, not running, should run. `exited` is set when it stopped on its own or was
+    /// stopped, which counts toward crash-loop backoff.
+    Start {
+        container: ContainerRef,
+        exited: Option<Option<i64>>,
+    },
+    /// Same spec, running, should not.
+    Stop { container: ContainerRef },
+    /// No manifest: pre-delete hook, stop, remove.
+    Remove {
+        containers: Vec<ContainerRef>,
+        template: Option<String>,
+    },
+}
+
+impl Action {
+    /// Short name for logs, metrics and the plan printout.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Recreate { .. } => "recreate",
+            Action::Start { .. } => "start",
+            Action::Stop { .. } => "stop",
+            Action::Remove { .. } => "remove",
+        }
+    }
+
+    /// A start of a container that exited on its own (or was stopped by hand) while its
+    /// manifest says `running`: the restarts crash-loop backoff spaces out and counts.
+    pub fn is_crash_restart(&self) -> bool {
+        matches!(
+            self,
+            Action::Start {
+                exited: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Whether it leaves a new container behind (which starts a clean crash history).
+    pub fn makes_container(&self) -> bool {
+        matches!(self, Action::Create { .. } | Action::Recreate { .. })
+    }
+}
+
+/// Everything to do for one app, in order: drop duplicates, then the action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppChange {
+    /// Which app.
+    pub key: AppKey,
+    /// Extra containers for the key (SPEC §5 "keep one, remove the rest").
+    pub duplicates: Vec<ContainerRef>,
+    /// The action, if the kept container (or its absence) needs one.
+    pub action: Option<Action>,
+    /// The desired spec hash, if the app has a valid manifest (keys backoff to a spec).
+    pub desired_hash: Option<String>,
+}
+
+/// A whole pass's plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Apps that need Docker writes, in key order.
+    pub changes: Vec<AppChange>,
+    /// Removals withheld by the mass-removal guard.
+    pub prune_blocked: Vec<AppKey>,
+    /// Apps with containers that berth leaves alone because they are held.
+    pub held: Vec<AppKey>,
+}
+
+impl AppChange {
+    /// See [`Action::is_crash_restart`].
+    pub fn is_crash_restart(&self) -> bool {
+        self.action.as_ref().is_some_and(Action::is_crash_restart)
+    }
+
+    /// The action's kind; `dedupe` for a change that only drops duplicate containers.
+    pub fn kind(&self) -> &'static str {
+        self.action.as_ref().map_or("dedupe", Action::kind)
+    }
+}
+
+impl Plan {
+    /// True when executing the plan would make no Docker write call.
+    pub fn is_noop(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Knobs that are not part of desired or observed state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// `--allow-mass-prune` / the API's confirm: lift the guard for this pass.
+    pub allow_mass_prune: bool,
+    /// berth.toml `prune_guard`: removals allowed per pass; `None` = the default rule.
+    pub prune_guard: Option<usize>,
+}
+
+/// The guard (SPEC §5): by default more than 3 removals and more than half the running apps.
+pub fn prune_is_blocked(removals: usize, running_apps: usize, guard: Option<usize>) -> bool {
+    match guard {
+        Some(limit) => removals > limit,
+        None => removals > 3 && removals * 2 > running_apps,
+    }
+}
+
+/// Computes the plan. Pure.
+pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions) -> Plan {
+    let mut by_key: BTreeMap<&AppKey, Vec<&Observed>> = BTreeMap::new();
+    for o in observed {
+        by_key.entry(&o.key).or_default().push(o);
+    }
+    let keys: BTreeSet<&AppKey> = desired.apps.keys().chain(by_key.keys().copied()).collect();
+    let running_apps = by_key
+        .values()
+        .filter(|cs| cs.iter().any(|c| c.is_running()))
+        .count();
+    let mut out = Plan::default();
+    let mut removals = Vec::new();
+    for key in keys {
+        let containers = by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        if desired.is_held(key) {
+            if !containers.is_empty() {
+                out.held.push(key.clone());
+            }
+            continue;
+        }
+        match desired.apps.get(key) {
+            Some(Entry::Valid(app)) => {
+                let change = plan_app(key, &app.hash, app.run, &app.spec, containers);
+                if change.action.is_some() || !change.duplicates.is_empty() {
+                    out.changes.push(change);
+                }
+            }
+            Some(Entry::Frozen(_) | Entry::OverQuota(_)) => unreachable!("held keys are skipped"),
+            None => removals.push(AppChange {
+                key: key.clone(),
+                duplicates: vec![],
+                action: Some(Action::Remove {
+                    containers: containers.iter().map(|c| ContainerRef::of(c)).collect(),
+                    template: containers.iter().find_map(|c| c.template.clone()),
+                }),
+                desired_hash: None,
+            }),
+        }
+    }
+    if !opts.allow_mass_prune && prune_is_blocked(removals.len(), running_apps, opts.prune_guard) {
+        out.prune_blocked = removals.into_iter().map(|c| c.key).collect();
+    } else {
+        out.changes.extend(removals);
+        out.changes.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    out
+}
+
+/// One valid app against its containers.
+fn plan_app(
+    key: &AppKey,
+    hash: &str,
+    run: RunState,
+    spec: &crate::model::spec::ContainerSpec,
+    containers: &[&Observed],
+) -> AppChange {
+    let mut ranked: Vec<&Observed> = containers.to_vec();
+    // Keep the one most likely to be right: matching hash, then running, then newest.
+    ranked.sort_by(|a, b| {
+        let score = |o: &Observed| (o.hash.as_deref() == Some(hash), o.is_running(), o.created);
+        score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
+    });
+    let start = run == RunState::Running;
+    let mut change = AppChange {
+        key: key.clone(),
+        duplicates: ranked.iter().skip(1).map(|c| ContainerRef::of(c)).collect(),
+        action: None,
+        desired_hash: Some(hash.to_string()),
+    };
+    let Some(keep) = ranked.first() else {
+        change.action = Some(Action::Create { start });
+        return change;
+    };
+    change.action = if keep.hash.as_deref() != Some(hash) {
+        let changed = match &keep.spec {
+            Some(old) => changed_fields(old, spec),
+            None => vec!["spec hash (the old spec is unknown)".into()],
+        };
+        Some(Action::Recreate {
+            old: ContainerRef::of(keep),
+            start,
+            changed,
+        })
+    } else {
+        match (&keep.state, run) {
+            (ContainerState::Running, RunState::Running) => None,
+            (ContainerState::Running, RunState::Stopped) => Some(Action::Stop {
+                container: ContainerRef::of(keep),
+            }),
+            (ContainerState::Created, RunState::Running) => Some(Action::Start {
+                container: ContainerRef::of(keep),
+                exited: None,
+            }),
+            (ContainerState::Exited(code), RunState::Running) => Some(Action::Start {
+                container: ContainerRef::of(keep),
+                exited: Some(*code),
+            }),
+            (_, RunState::Stopped) => None,
+        }
+    };
+    change
+}
+
+impl fmt::Display for AppChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.duplicates {
+            writeln!(
+                f,
+                "  {:<24} remove duplicate {}",
+                self.key.to_string(),
+                d.name
+            )?;
+        }
+        let Some(action) = &self.action else {
+            return Ok(());
+        };
+        let and_start = |s: bool| if s { " and start" } else { " (stays stopped)" };
+        let (what, why) = match action {
+            Action::Create { start } => (
+                format!("create{}", and_start(*start)),
+                "no container yet".to_string(),
+            ),
+            Action::Recreate { start, changed, .. } => (
+                format!("recreate{}", and_start(*start)),
+                format!("changed: {}", changed.join("; ")),
+            ),
+            Action::Start {
+                exited: Some(Some(code)),
+                ..
+            } => ("start".into(), format!("container exited with code {code}")),
+            Action::Start {
+                exited: Some(None), ..
+            } => ("start".into(), "container is stopped".into()),
+            Action::Start { exited: None, .. } => (
+                "start".into(),
+                "container was created but not started".into(),
+            ),
+            Action::Stop { .. } => ("stop".into(), "manifest says state = \"stopped\"".into()),
+            Action::Remove { containers, .. } => {
+                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                (
+                    "remove".into(),
+                    format!("no manifest; removes {}", names.join(", ")),
+                )
+            }
+        };
+        writeln!(f, "  {:<24} {:<26} {}", self.key.to_string(), what, why)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_noop() && self.prune_blocked.is_empty() {
+            writeln!(f, "no changes: the engine matches the manifests")?;
+        }
+        for c in &self.changes {
+            write!(f, "{c}")?;
+        }
+        if !self.prune_blocked.is_empty() {
+            let keys: Vec<String> = self.prune_blocked.iter().map(|k| k.to_string()).collect();
+            writeln!(
+                f,
+                "prune blocked: {} apps would be removed ({}); nothing is removed until `berth apply --allow-mass-prune`",
+                keys.len(),
+                keys.join(", ")
+            )?;
+        }
+        for k in &self.held {
+            writeln!(
+                f,
+                "  {:<24} held (frozen or over quota): its container is left as it is",
+                k.to_string()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

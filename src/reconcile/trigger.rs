@@ -1,0 +1,179 @@
+//! Why a pass runs. Every source of work names itself with a [`Trigger`]; the loop collects
+//! the triggers of a burst into one [`Triggers`] set, so logs and the pass metric can say
+//! "this pass ran because of a Docker event" instead of "something happened".
+//!
+//! [`Wake`] is the handle writers hold (the API's write path, the watcher, the Docker event
+//! forwarder, git mode): it records the reason and wakes the loop. It is a plain
+//! synchronisation primitive (an atomic set plus a `Notify`), so holding one gives no other
+//! power over the loop.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+/// One reason for a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Trigger {
+    /// The daemon just started.
+    Start,
+    /// A manifest or template changed on disk (watcher).
+    File,
+    /// A manifest written through berth (API today; portal and CLI use the same path).
+    ApiWrite,
+    /// Git mode moved the checkout.
+    Git,
+    /// A container of this instance changed (Docker event stream).
+    DockerEvent,
+    /// A change the loop started has finished.
+    ActionFinished,
+    /// A retry or crash-restart delay ran out.
+    Backoff,
+    /// The periodic resync.
+    Resync,
+    /// The previous pass could not run (engine or state directory unreachable).
+    Retry,
+}
+
+impl Trigger {
+    /// Every trigger, in the order a set names them (the first present is its primary).
+    pub const ALL: [Trigger; 9] = [
+        Trigger::Start,
+        Trigger::ApiWrite,
+        Trigger::Git,
+        Trigger::File,
+        Trigger::DockerEvent,
+        Trigger::ActionFinished,
+        Trigger::Backoff,
+        Trigger::Resync,
+        Trigger::Retry,
+    ];
+
+    /// The label used in logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::File => "file",
+            Trigger::ApiWrite => "api_write",
+            Trigger::Git => "git",
+            Trigger::DockerEvent => "docker_event",
+            Trigger::ActionFinished => "action_finished",
+            Trigger::Backoff => "backoff",
+            Trigger::Resync => "resync",
+            Trigger::Retry => "retry",
+        }
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// The reasons gathered for one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Triggers(u16);
+
+impl Triggers {
+    /// A set holding only `t`.
+    pub fn of(t: Trigger) -> Triggers {
+        Triggers(t.bit())
+    }
+
+    /// Adds `t`.
+    pub fn add(&mut self, t: Trigger) {
+        self.0 |= t.bit();
+    }
+
+    /// Adds every reason in `other`.
+    pub fn merge(&mut self, other: Triggers) {
+        self.0 |= other.0;
+    }
+
+    /// Whether `t` is in the set.
+    pub fn contains(self, t: Trigger) -> bool {
+        self.0 & t.bit() != 0
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The reason that names the pass in the metric: the first of [`Trigger::ALL`] present,
+    /// so the label set stays small. `resync` when empty.
+    pub fn primary(self) -> Trigger {
+        Trigger::ALL
+            .into_iter()
+            .find(|t| self.contains(*t))
+            .unwrap_or(Trigger::Resync)
+    }
+}
+
+impl fmt::Display for Triggers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Trigger::ALL
+            .into_iter()
+            .filter(|t| self.contains(*t))
+            .map(Trigger::label)
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// Wakes the loop, saying why. Cheap to clone; every clone feeds the same loop.
+#[derive(Clone, Default)]
+pub struct Wake {
+    inner: Arc<WakeInner>,
+}
+
+#[derive(Default)]
+struct WakeInner {
+    pending: AtomicU16,
+    notify: Notify,
+}
+
+impl Wake {
+    /// Records `why` and wakes the loop (or makes its next wait return at once).
+    pub fn wake(&self, why: Trigger) {
+        self.inner.pending.fetch_or(why.bit(), Ordering::AcqRel);
+        self.inner.notify.notify_one();
+    }
+
+    /// Waits until someone calls [`wake`](Self::wake). The reasons stay pending until
+    /// [`take`](Self::take), so a burst is gathered after the first one arrives.
+    pub async fn notified(&self) {
+        self.inner.notify.notified().await
+    }
+
+    /// Takes every reason recorded since the last take.
+    pub fn take(&self) -> Triggers {
+        Triggers(self.inner.pending.swap(0, Ordering::AcqRel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_names_every_reason_and_its_primary() {
+        let mut t = Triggers::of(Trigger::DockerEvent);
+        t.add(Trigger::File);
+        assert_eq!(t.to_string(), "file,docker_event");
+        assert_eq!(t.primary(), Trigger::File);
+        assert!(!t.contains(Trigger::Git));
+        assert_eq!(Triggers::default().primary(), Trigger::Resync);
+    }
+
+    #[tokio::test]
+    async fn wake_gathers_reasons_until_taken() {
+        let w = Wake::default();
+        w.wake(Trigger::ApiWrite);
+        w.clone().wake(Trigger::Git);
+        w.notified().await;
+        let got = w.take();
+        assert!(got.contains(Trigger::ApiWrite) && got.contains(Trigger::Git));
+        assert!(w.take().is_empty());
+    }
+}

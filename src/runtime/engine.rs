@@ -1,0 +1,314 @@
+//! The Docker engine, through bollard: the only module that talks to Docker. Connects with API
+//! version negotiation (Debian's Docker 20.10 speaks 1.41 at most), lists this instance's
+//! containers, follows their events, reads logs, and does the writes berth needs (pull,
+//! create, start, stop, remove). **The writes are `pub(in crate::runtime)`:** only the
+//! executor calls them, so no surface can change a container except by writing a manifest.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, MountType, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::Mutex;
+
+use crate::model::desired::DesiredApp;
+use crate::model::labels;
+use crate::model::observed::Observed;
+use crate::model::spec::ContainerSpec;
+
+/// A Docker call that failed, naming what berth was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("docker {op}: {source}")]
+pub struct EngineError {
+    /// What berth asked for ("create paas-app-alice-hello", "pull node:22-alpine", ...).
+    pub op: String,
+    /// bollard's error.
+    #[source]
+    pub source: bollard::errors::Error,
+}
+
+impl EngineError {
+    /// Whether Docker answered 404: the container (or image) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.source,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    }
+}
+
+fn fail(op: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+    let op = op.into();
+    move |source| EngineError { op, source }
+}
+
+/// A connection to the engine, scoped to one berth instance.
+#[derive(Clone)]
+pub struct Engine {
+    /// The negotiated client.
+    docker: Docker,
+    /// Label value that scopes every list and event subscription.
+    instance: String,
+    /// One lock per image so apps sharing a missing image pull it once, not once each.
+    pulls: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+}
+
+impl Engine {
+    /// Connects (honouring `DOCKER_HOST`) and negotiates the API version with the engine.
+    pub async fn connect(instance: &str) -> Result<Engine, EngineError> {
+        let docker = Docker::connect_with_defaults().map_err(fail("connect"))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(fail("negotiate API version"))?;
+        docker.ping().await.map_err(fail("ping"))?;
+        Ok(Engine {
+            docker,
+            instance: instance.to_string(),
+            pulls: Default::default(),
+        })
+    }
+
+    /// Every container with this instance's labels (running or not).
+    pub async fn list(&self) -> Result<Vec<Observed>, EngineError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            labels::instance_filters(&self.instance),
+        )]);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(fail("list containers"))?;
+        Ok(list
+            .iter()
+            .filter_map(crate::runtime::observe::from_summary)
+            .collect())
+    }
+
+    /// Pulls `image` unless the engine already has it. Concurrent callers for one image wait
+    /// for a single pull.
+    pub(in crate::runtime) async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
+        let lock = self
+            .pulls
+            .lock()
+            .await
+            .entry(image.to_string())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let (repo, tag) = split_image(image);
+        let opts = CreateImageOptions {
+            from_image: Some(repo),
+            tag: Some(tag),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(step) = stream.next().await {
+            step.map_err(fail(format!("pull {image}")))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the app's container (not started) and returns its id.
+    pub(in crate::runtime) async fn create(&self, app: &DesiredApp) -> Result<String, EngineError> {
+        let name = app.key.container_name(&self.instance);
+        let opts = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let body = create_body(&app.spec, labels::for_app(app, &self.instance));
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(fail(format!("create {name}")))?;
+        Ok(created.id)
+    }
+
+    /// Starts a container; starting a running one is not an error.
+    pub(in crate::runtime) async fn start(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.start_container(id, None).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            r => r.map_err(fail(format!("start {id}"))),
+        }
+    }
+
+    /// Stops a container with the configured grace period; stopping a stopped one is fine.
+    pub(in crate::runtime) async fn stop(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let opts = StopContainerOptions {
+            t: Some(timeout.as_secs().min(i32::MAX as u64) as i32),
+            signal: None,
+        };
+        match self.docker.stop_container(id, Some(opts)).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            r => r.map_err(fail(format!("stop {id}"))),
+        }
+    }
+
+    /// Removes a container (forcing, in case it restarted meanwhile); a missing one is fine.
+    pub(in crate::runtime) async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            r => r.map_err(fail(format!("remove {id}"))),
+        }
+    }
+
+    /// The last `tail` lines a container wrote (stdout and stderr as they came), streamed.
+    pub fn logs(
+        &self,
+        id: &str,
+        tail: u32,
+    ) -> impl Stream<Item = Result<bytes::Bytes, EngineError>> + Send + 'static {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let op = format!("logs {id}");
+        self.docker
+            .logs(id, Some(opts))
+            .map(move |r| r.map(|o| o.into_bytes()).map_err(fail(op.clone())))
+    }
+
+    /// Container events for this instance's containers; ends on a connection error.
+    pub fn events(&self) -> impl Stream<Item = Result<(), EngineError>> + Send + 'static {
+        let mut filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
+        filters.insert(
+            "label".to_string(),
+            labels::instance_filters(&self.instance),
+        );
+        let opts = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(opts))
+            .map(|e| e.map(|_| ()).map_err(fail("events")))
+    }
+}
+
+/// `repo[:tag]` -> (repo, tag); a registry port (`host:5000/x`) is not a tag.
+fn split_image(image: &str) -> (String, String) {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+/// Translates a canonical spec into Docker's create body. Pure, so it is unit-tested.
+pub fn create_body(spec: &ContainerSpec, labels: HashMap<String, String>) -> ContainerCreateBody {
+    let port_key = format!("{}/tcp", spec.port);
+    let port_bindings = spec.host_port.map(|hp| {
+        HashMap::from([(
+            port_key.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some(spec.host_ip.clone()),
+                host_port: Some(hp.to_string()),
+            }]),
+        )])
+    });
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| bollard::models::Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.source.clone()),
+            typ: Some(MountType::BIND),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    let host_config = HostConfig {
+        memory: Some(spec.memory as i64),
+        memory_swap: Some(spec.memory as i64),
+        nano_cpus: Some(spec.nano_cpus),
+        pids_limit: Some(spec.pids_limit),
+        init: Some(spec.init),
+        security_opt: Some(spec.security_opt.clone()),
+        cap_drop: Some(spec.cap_drop.clone()),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), spec.log_max_size.clone()),
+                ("max-file".to_string(), spec.log_max_file.to_string()),
+            ])),
+        }),
+        port_bindings,
+        mounts: Some(mounts),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        working_dir: spec.workdir.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: Some(vec![port_key]),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_image_references() {
+        assert_eq!(
+            split_image("node:22-alpine"),
+            ("node".into(), "22-alpine".into())
+        );
+        assert_eq!(split_image("busybox"), ("busybox".into(), "latest".into()));
+        assert_eq!(
+            split_image("reg:5000/x/y"),
+            ("reg:5000/x/y".into(), "latest".into())
+        );
+        assert_eq!(
+            split_image("reg:5000/x:1"),
+            ("reg:5000/x".into(), "1".into())
+        );
+    }
+}

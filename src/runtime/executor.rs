@@ -1,0 +1,198 @@
+//! Executes one app's planned change: hooks first, then Docker calls, in the order SPEC §5
+//! gives. Knows nothing about scheduling: the reconciler decides what runs when, and
+//! **calls `execute` for at most one change per app at a time.**
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::model::config::Config;
+use crate::model::desired::DesiredApp;
+use crate::model::names::AppKey;
+use crate::model::template::{HookKind, Template};
+use crate::reconcile::plan::{Action, AppChange, ContainerRef};
+use crate::runtime::engine::{Engine, EngineError};
+use crate::runtime::hooks::{HookEnv, HookError, HookRunner};
+use crate::runtime::purges::PurgeRequests;
+
+/// Why an app's change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// A hook failed or timed out.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// Docker refused or was unreachable.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The plan and the desired state disagree (a bug, reported rather than panicking).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Carries out plans: the engine plus the hook runner.
+pub struct Executor {
+    /// Paths and timeouts.
+    config: Arc<Config>,
+    /// Docker.
+    engine: Engine,
+    /// Serializes hooks per template.
+    hooks: HookRunner,
+    /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
+    /// berth then removes the workspace itself.
+    purges: Arc<PurgeRequests>,
+}
+
+impl Executor {
+    /// An executor for `config` on `engine`.
+    pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
+        let hooks = HookRunner::new(config.hook_timeout);
+        Executor {
+            config,
+            engine,
+            hooks,
+            purges: Arc::default(),
+        }
+    }
+
+    /// The purge requests this executor honours (the API records them).
+    pub fn purges(&self) -> &Arc<PurgeRequests> {
+        &self.purges
+    }
+
+    /// Removes `key`'s workspace and clears its purge request. The path is built from
+    /// checked names; a symlink there is removed, not followed.
+    pub fn finish_purge(&self, key: &AppKey) {
+        let dir = self.workspace(key);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => info!(app = %key, dir = %dir.display(), "purged workspace"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(app = %key, dir = %dir.display(), cause = %e, "cannot purge workspace"),
+        }
+        self.purges.cancel(key);
+    }
+
+    fn workspace(&self, key: &AppKey) -> std::path::PathBuf {
+        self.config.apps_dir.join(&key.userid).join(&key.appname)
+    }
+
+    /// The engine, for the reads the daemon makes (its writes are not reachable from outside
+    /// `runtime`).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs one app's change to completion. `app` is the desired app (absent for removals).
+    pub async fn execute(
+        &self,
+        change: &AppChange,
+        app: Option<&DesiredApp>,
+    ) -> Result<(), ActionError> {
+        for dup in &change.duplicates {
+            info!(app = %change.key, container = %dup.name, "removing duplicate container");
+            self.stop_and_remove(dup).await?;
+        }
+        let Some(action) = &change.action else {
+            return Ok(());
+        };
+        info!(app = %change.key, action = action.kind(), "executing");
+        let need_app = || {
+            app.ok_or_else(|| {
+                ActionError::Internal(format!(
+                    "{}: no desired app for {}",
+                    change.key,
+                    action.kind()
+                ))
+            })
+        };
+        match action {
+            Action::Create { start } => {
+                let app = need_app()?;
+                self.hook(&app.template, HookKind::PreCreate, &app.key, false)
+                    .await?;
+                self.create(app, *start).await
+            }
+            Action::Recreate { old, start, .. } => {
+                let app = need_app()?;
+                self.hook(&app.template, HookKind::PreDeploy, &app.key, false)
+                    .await?;
+                // Have the new image before taking the old container down.
+                self.engine.ensure_image(&app.spec.image).await?;
+                self.stop_and_remove(old).await?;
+                self.create(app, *start).await
+            }
+            Action::Start { container, .. } => Ok(self.engine.start(&container.id).await?),
+            Action::Stop { container } => Ok(self
+                .engine
+                .stop(&container.id, self.config.stop_timeout)
+                .await?),
+            Action::Remove {
+                containers,
+                template,
+            } => {
+                self.remove(&change.key, containers, template.as_deref())
+                    .await
+            }
+        }
+    }
+
+    /// An app without a manifest: its template's pre-delete hook (with `BERTH_PURGE=1` when a
+    /// purge was asked for), its containers, then the workspace if purging.
+    async fn remove(
+        &self,
+        key: &AppKey,
+        containers: &[ContainerRef],
+        template: Option<&str>,
+    ) -> Result<(), ActionError> {
+        let purge = self.purges.is_requested(key);
+        match template.map(|id| Template::load(&self.config, id)) {
+            Some(Ok(t)) => self.hook(&t, HookKind::PreDelete, key, purge).await?,
+            Some(Err(e)) => {
+                warn!(app = %key, cause = %e, "template gone; removing without pre-delete hook")
+            }
+            None => {}
+        }
+        for c in containers {
+            self.stop_and_remove(c).await?;
+        }
+        if purge {
+            self.finish_purge(key);
+        }
+        Ok(())
+    }
+
+    async fn create(&self, app: &DesiredApp, start: bool) -> Result<(), ActionError> {
+        self.engine.ensure_image(&app.spec.image).await?;
+        let id = self.engine.create(app).await?;
+        if start {
+            self.engine.start(&id).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop_and_remove(&self, c: &ContainerRef) -> Result<(), ActionError> {
+        if c.running {
+            self.engine.stop(&c.id, self.config.stop_timeout).await?;
+        }
+        Ok(self.engine.remove(&c.id).await?)
+    }
+
+    async fn hook(
+        &self,
+        t: &Template,
+        kind: HookKind,
+        key: &AppKey,
+        purge: bool,
+    ) -> Result<(), ActionError> {
+        let Some(path) = t.hooks.get(&kind) else {
+            return Ok(());
+        };
+        let env = HookEnv {
+            key: key.clone(),
+            template_dir: t.dir.clone(),
+            app_dir: self.workspace(key),
+            shared_dir: self.config.shared_dir.join(&t.id),
+            purge,
+        };
+        Ok(self.hooks.run(&t.id, kind, path, &env).await?)
+    }
+}

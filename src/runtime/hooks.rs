@@ -1,0 +1,311 @@
+//! Runs template hooks (SPEC §5): the five `BERTH_*` variables in the environment, the template
+//! directory as working directory, a timeout that kills the hook's whole process group, output
+//! captured line by line into berth's log, and **never two hooks of one template at once**
+//! (they share `shared/<template>`).
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::model::names::AppKey;
+use crate::model::template::HookKind;
+
+/// How many output lines a failure keeps for the app's status.
+const TAIL_LINES: usize = 20;
+
+/// A hook that did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HookError {
+    /// Ran and exited non-zero (or was killed by a signal).
+    #[error("hook {hook} exited with {status}; last output:\n{tail}")]
+    Failed {
+        /// Hook name.
+        hook: &'static str,
+        /// "code 3" or "signal 9".
+        status: String,
+        /// Last lines of stdout+stderr.
+        tail: String,
+    },
+    /// Ran past the timeout; its process group was killed.
+    #[error("hook {hook} timed out after {timeout:?} and was killed; last output:\n{tail}")]
+    TimedOut {
+        /// Hook name.
+        hook: &'static str,
+        /// The configured limit.
+        timeout: Duration,
+        /// Last lines of output.
+        tail: String,
+    },
+    /// Could not be started at all.
+    #[error("hook {hook} could not start: {message}")]
+    Spawn {
+        /// Hook name.
+        hook: &'static str,
+        /// The OS error.
+        message: String,
+    },
+}
+
+/// Where a hook's app lives, passed as `BERTH_*` variables.
+#[derive(Debug, Clone)]
+pub struct HookEnv {
+    /// `BERTH_USERID`, `BERTH_APPNAME`.
+    pub key: AppKey,
+    /// `BERTH_TEMPLATE_DIR`; also the working directory.
+    pub template_dir: PathBuf,
+    /// `BERTH_APP_DIR`: the app's workspace.
+    pub app_dir: PathBuf,
+    /// `BERTH_SHARED_DIR`: `shared/<template>`.
+    pub shared_dir: PathBuf,
+    /// `BERTH_PURGE=1` when a delete asked to drop the workspace.
+    pub purge: bool,
+}
+
+/// Runs hooks, one template at a time.
+pub struct HookRunner {
+    /// Limit for one hook run.
+    timeout: Duration,
+    /// One lock per template id.
+    locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+impl HookRunner {
+    /// A runner with the configured `hook_timeout`.
+    pub fn new(timeout: Duration) -> HookRunner {
+        HookRunner {
+            timeout,
+            locks: Default::default(),
+        }
+    }
+
+    /// Runs `path` for `kind` under the template's lock.
+    pub async fn run(
+        &self,
+        template: &str,
+        kind: HookKind,
+        path: &Path,
+        env: &HookEnv,
+    ) -> Result<(), HookError> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("hook lock map")
+            .entry(template.to_string())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
+        run_hook(kind.file_name(), path, env, self.timeout).await
+    }
+}
+
+async fn run_hook(
+    hook: &'static str,
+    path: &Path,
+    env: &HookEnv,
+    timeout: Duration,
+) -> Result<(), HookError> {
+    let mut cmd = Command::new(path);
+    cmd.current_dir(&env.template_dir)
+        .env("BERTH_USERID", &env.key.userid)
+        .env("BERTH_APPNAME", &env.key.appname)
+        .env("BERTH_TEMPLATE_DIR", &env.template_dir)
+        .env("BERTH_APP_DIR", &env.app_dir)
+        .env("BERTH_SHARED_DIR", &env.shared_dir)
+        .env("BERTH_PURGE", if env.purge { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| HookError::Spawn {
+        hook,
+        message: e.to_string(),
+    })?;
+    let pgid = child.id().map(|p| p as i32);
+    let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let app = env.key.to_string();
+    let readers = [
+        tokio::spawn(pump(child.stdout.take(), hook, app.clone(), tail.clone())),
+        tokio::spawn(pump(child.stderr.take(), hook, app.clone(), tail.clone())),
+    ];
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // Kill the whole group either way: a finished hook must not leave children holding our
+    // pipes open, and a timed-out one must not leave anything running.
+    if let Some(pgid) = pgid {
+        // SAFETY: plain syscall on a process group this function created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+    }
+    let tail_text = || {
+        tail.lock()
+            .expect("tail")
+            .iter()
+            .cloned()
+            .collect::<Vec<String>>()
+            .join("\n")
+    };
+    match waited {
+        Err(_) => {
+            let _ = child.wait().await;
+            Err(HookError::TimedOut {
+                hook,
+                timeout,
+                tail: tail_text(),
+            })
+        }
+        Ok(Err(e)) => Err(HookError::Spawn {
+            hook,
+            message: e.to_string(),
+        }),
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => {
+            let status = match (status.code(), status.signal()) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(s)) => format!("signal {s}"),
+                _ => "unknown status".into(),
+            };
+            Err(HookError::Failed {
+                hook,
+                status,
+                tail: tail_text(),
+            })
+        }
+    }
+}
+
+/// Copies one output stream into the log and the shared tail buffer.
+async fn pump(
+    stream: Option<impl AsyncRead + Unpin>,
+    hook: &'static str,
+    app: String,
+    tail: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+) {
+    let Some(stream) = stream else { return };
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        info!(hook, app = %app, "{line}");
+        let mut t = tail.lock().expect("tail");
+        if t.len() == TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("hook");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn env(dir: &Path) -> HookEnv {
+        HookEnv {
+            key: AppKey::new("alice", "hello").unwrap(),
+            template_dir: dir.to_path_buf(),
+            app_dir: dir.join("apps/alice/hello"),
+            shared_dir: dir.join("shared/t"),
+            purge: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn hook_sees_berth_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let p = script(
+            d.path(),
+            &format!(
+                "echo \"$BERTH_USERID $BERTH_APPNAME $BERTH_APP_DIR $(pwd)\" > {}",
+                out.display()
+            ),
+        );
+        HookRunner::new(Duration::from_secs(5))
+            .run("t", HookKind::PreCreate, &p, &env(d.path()))
+            .await
+            .unwrap();
+        let got = std::fs::read_to_string(out).unwrap();
+        assert!(got.starts_with("alice hello "), "{got}");
+        assert!(
+            got.trim_end().ends_with(&d.path().display().to_string()),
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_reports_code_and_output_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(d.path(), "echo first; echo 'npm ERR! boom' >&2; exit 3");
+        let e = HookRunner::new(Duration::from_secs(5))
+            .run("t", HookKind::PreDeploy, &p, &env(d.path()))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("pre-deploy exited with code 3") && text.contains("npm ERR! boom"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_process_group() {
+        let d = tempfile::tempdir().unwrap();
+        let marker = d.path().join("survived");
+        let p = script(
+            d.path(),
+            &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
+        );
+        let started = std::time::Instant::now();
+        let e = HookRunner::new(Duration::from_millis(300))
+            .run("t", HookKind::PreCreate, &p, &env(d.path()))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HookError::TimedOut { .. }), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!marker.exists(), "a child of the hook outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn hooks_of_one_template_never_overlap() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        let p = script(
+            d.path(),
+            &format!(
+                "echo start >> {l}; sleep 0.2; echo end >> {l}",
+                l = log.display()
+            ),
+        );
+        let runner = Arc::new(HookRunner::new(Duration::from_secs(5)));
+        let e = env(d.path());
+        let (a, b) = tokio::join!(
+            runner.run("t", HookKind::PreCreate, &p, &e),
+            runner.run("t", HookKind::PreCreate, &p, &e)
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(log).unwrap(),
+            "start\nend\nstart\nend\n"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! The runtime: every side effect on containers. The Docker engine (bollard), the hook runner,
+//! and the executor that carries out one app's planned change as ordered hook and engine calls.
+//!
+//! **Owns** the engine connection. Its write calls (create, start, stop, remove, pull) are
+//! `pub(in crate::runtime)`: outside this folder only the [`Executor`](executor::Executor) can
+//! change a container, and what the rest of berth may hold is read-only
+//! ([`ContainerReader`](reader::ContainerReader)) or a purge request
+//! ([`PurgeRequests`](purges::PurgeRequests)).
+//! **Must not know about** scheduling (the daemon decides what runs when), HTTP, git or the
+//! database. Depends on `model` and on `reconcile`'s plan types.
+
+pub mod engine;
+pub mod executor;
+pub mod hooks;
+pub mod observe;
+pub mod purges;
+pub mod reader;

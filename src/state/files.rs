@@ -1,0 +1,503 @@
+//! Manifest files on disk: read, validate, and write them atomically. The files stay the
+//! single source of truth; every writer reaches this through [`ManifestWriter`]
+//! (crate::state::writer::ManifestWriter), which adds the lock, history, commit and wake-up.
+//!
+//! **Invariants: a manifest is replaced atomically (temp file, fsync, rename, fsync of the
+//! directory) and only with text that parses and names an existing template; the read, the
+//! etag check and the write happen under one lock, so of two writers holding the same etag
+//! exactly one wins.** Temp files start with `.`, which the scanner and watcher ignore.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::model::config::Config;
+use crate::model::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::model::names::AppKey;
+use crate::model::template::Template;
+
+/// Why a manifest write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No manifest for this app.
+    #[error("app {0} does not exist")]
+    NotFound(AppKey),
+    /// A manifest already exists.
+    #[error("app {0} already exists")]
+    Exists(AppKey),
+    /// A quota from berth.toml would be exceeded.
+    #[error("{0}")]
+    Quota(String),
+    /// The new text does not parse or validate; carries file:line:col.
+    #[error("{0}")]
+    Invalid(String),
+    /// The manifest names a template that does not exist or is broken.
+    #[error("{0}")]
+    UnknownTemplate(String),
+    /// `If-Match` did not match the current file.
+    #[error("the manifest changed since it was read (etag {current}); read it again and retry")]
+    Stale {
+        /// The current etag.
+        current: String,
+    },
+    /// A path berth would write is not what it must be (a link, a file where a directory
+    /// belongs); berth refuses to write through it.
+    #[error("{0}")]
+    OddPath(String),
+    /// The file system failed on `path` (as users know it).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory, relative to the root.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The quota count could not scan `state/apps`.
+    #[error(transparent)]
+    Scan(#[from] crate::state::scan::ScanError),
+    /// The task carrying the write ended before it did (a panic or shutdown).
+    #[error("the write task ended early")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// The etag of a manifest: blake3 of its bytes, hex.
+pub fn etag(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// One manifest as read.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// Its text.
+    pub text: String,
+    /// Its etag.
+    pub etag: String,
+}
+
+/// Reads and writes `state/apps/<userid>/<appname>.toml` for the API.
+pub struct ManifestFiles {
+    /// Paths, templates and quotas.
+    config: Arc<Config>,
+    /// Serializes every write: reads-then-writes (etag checks, quota counts) must not
+    /// interleave. Writes are rare; one lock keeps the reasoning simple.
+    lock: Mutex<()>,
+}
+
+impl ManifestFiles {
+    /// Files under `config`'s state directory.
+    pub fn new(config: Arc<Config>) -> ManifestFiles {
+        ManifestFiles {
+            config,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn user_dir(&self, key: &AppKey) -> PathBuf {
+        self.config.apps_state_dir().join(&key.userid)
+    }
+
+    fn path(&self, key: &AppKey) -> PathBuf {
+        self.user_dir(key).join(format!("{}.toml", key.appname))
+    }
+
+    /// How the file is named in messages: relative to the root, as users know it.
+    fn shown(&self, key: &AppKey) -> PathBuf {
+        let p = self.path(key);
+        p.strip_prefix(&self.config.root)
+            .map(Path::to_path_buf)
+            .unwrap_or(p)
+    }
+
+    /// The current manifest, or `None` when the app has none.
+    pub fn read(&self, key: &AppKey) -> Result<Option<Current>, WriteError> {
+        let path = self.path(key);
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&self.shown(key), e)),
+            Ok(m) if !m.is_file() => {
+                return Err(WriteError::OddPath(format!(
+                    "{} is not a regular file; berth does not follow links",
+                    self.shown(key).display()
+                )))
+            }
+            Ok(_) => {}
+        }
+        let bytes = std::fs::read(&path).map_err(|e| io(&self.shown(key), e))?;
+        let etag = etag(&bytes);
+        Ok(Some(Current {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            etag,
+        }))
+    }
+
+    /// Checks manifest text as if it were at `key`'s path.
+    pub fn validate(&self, key: &AppKey, text: &str) -> Result<Manifest, WriteError> {
+        let shown = self.shown(key);
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(WriteError::Invalid(format!(
+                "{}: larger than {MAX_MANIFEST_BYTES} bytes",
+                shown.display()
+            )));
+        }
+        let m = Manifest::parse(&shown, text).map_err(|e| WriteError::Invalid(e.to_string()))?;
+        Template::load(&self.config, &m.template.0).map_err(|e| {
+            WriteError::UnknownTemplate(format!(
+                "{}: template {}: {e}",
+                shown.display(),
+                m.template
+            ))
+        })?;
+        Ok(m)
+    }
+
+    /// Creates a new app's manifest naming `template`, within the quotas.
+    pub async fn create(&self, key: &AppKey, template: &str) -> Result<Current, WriteError> {
+        let text = format!("# created through the berth API\ntemplate = \"{template}\"\n");
+        let _guard = self.lock.lock().await;
+        if self.read(key)?.is_some() {
+            return Err(WriteError::Exists(key.clone()));
+        }
+        self.validate(key, &text)?;
+        self.check_quota(key)?;
+        self.write(key, &text).await
+    }
+
+    /// Counts manifests on disk the way the reconciler does (path order, same files).
+    fn check_quota(&self, key: &AppKey) -> Result<(), WriteError> {
+        let found = crate::state::scan::scan(&self.config.apps_state_dir(), &self.config.root)?;
+        let total = found.manifests.len();
+        let mine = found
+            .manifests
+            .keys()
+            .filter(|k| k.userid == key.userid)
+            .count();
+        if mine >= self.config.max_apps_per_user {
+            return Err(WriteError::Quota(format!(
+                "user {} already has {mine} apps; the limit is max_apps_per_user = {}",
+                key.userid, self.config.max_apps_per_user
+            )));
+        }
+        if total >= self.config.max_total_apps {
+            return Err(WriteError::Quota(format!(
+                "the server already has {total} apps; the limit is max_total_apps = {}",
+                self.config.max_total_apps
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replaces the manifest with `text` if its etag is still `if_match`.
+    pub async fn replace(
+        &self,
+        key: &AppKey,
+        text: &str,
+        if_match: &str,
+    ) -> Result<Current, WriteError> {
+        let _guard = self.lock.lock().await;
+        let current = self
+            .read(key)?
+            .ok_or_else(|| WriteError::NotFound(key.clone()))?;
+        if current.etag != if_match {
+            return Err(WriteError::Stale {
+                current: current.etag,
+            });
+        }
+        self.validate(key, text)?;
+        self.write(key, text).await
+    }
+
+    /// Writes `text` (an earlier revision) over the current manifest, whatever its etag.
+    pub async fn restore(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
+        let _guard = self.lock.lock().await;
+        if self.read(key)?.is_none() {
+            return Err(WriteError::NotFound(key.clone()));
+        }
+        self.validate(key, text)?;
+        self.write(key, text).await
+    }
+
+    /// Changes top-level keys of the manifest, keeping the user's comments and layout.
+    pub async fn edit(
+        &self,
+        key: &AppKey,
+        change: impl FnOnce(&mut toml_edit::DocumentMut),
+    ) -> Result<Current, WriteError> {
+        let _guard = self.lock.lock().await;
+        let current = self
+            .read(key)?
+            .ok_or_else(|| WriteError::NotFound(key.clone()))?;
+        let mut doc: toml_edit::DocumentMut = current.text.parse().map_err(|e| {
+            WriteError::Invalid(format!(
+                "{}: the current manifest does not parse, fix it first (PUT .../manifest): {e}",
+                self.shown(key).display()
+            ))
+        })?;
+        change(&mut doc);
+        let text = doc.to_string();
+        if text == current.text {
+            return Ok(current);
+        }
+        self.validate(key, &text)?;
+        self.write(key, &text).await
+    }
+
+    /// Removes the manifest.
+    pub async fn delete(&self, key: &AppKey) -> Result<(), WriteError> {
+        let _guard = self.lock.lock().await;
+        if self.read(key)?.is_none() {
+            return Err(WriteError::NotFound(key.clone()));
+        }
+        let (path, dir, shown) = (self.path(key), self.user_dir(key), self.shown(key));
+        blocking(move || {
+            std::fs::remove_file(&path)
+                .and_then(|()| sync_dir(&dir))
+                .map_err(|e| io(&shown, e))
+        })
+        .await
+    }
+
+    /// Writes on a blocking thread: the fsyncs must not stall the async workers.
+    async fn write(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
+        let (dir, path, shown) = (self.user_dir(key), self.path(key), self.shown(key));
+        let (appname, text) = (key.appname.clone(), text.to_string());
+        blocking(move || write_atomic(&dir, &path, &shown, &appname, &text)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WriteError> + Send + 'static,
+) -> Result<T, WriteError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(WriteError::Task)?
+}
+
+/// Replaces `path` (in `dir`, named `shown` in messages) with `text`: temp file, fsync,
+/// rename, fsync of the directory.
+fn write_atomic(
+    dir: &Path,
+    path: &Path,
+    shown: &Path,
+    appname: &str,
+    text: &str,
+) -> Result<Current, WriteError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(WriteError::OddPath(format!(
+                "{} is not a directory; berth does not write through links",
+                dir.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| io(shown, e))?
+        }
+        Err(e) => return Err(io(shown, e)),
+    }
+    // A fresh random name, created exclusively: a planted file or symlink of that name
+    // (state/ may be a git checkout anyone can push to) makes the write fail instead of
+    // writing through it. The leading '.' keeps the scanner and watcher away.
+    let tmp = dir.join(format!(
+        ".{appname}.toml.{}.tmp",
+        crate::store::tokens::new_key_id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(shown, e));
+    }
+    Ok(Current {
+        text: text.to_string(),
+        etag: etag(text.as_bytes()),
+    })
+}
+
+fn io(shown: &Path, e: std::io::Error) -> WriteError {
+    WriteError::Io {
+        path: shown.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Makes a rename or unlink in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(extra: &str) -> (tempfile::TempDir, ManifestFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("templates/t1");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("template.toml"), "image = \"x:1\"\nport = 3000\n").unwrap();
+        std::fs::write(dir.path().join("berth.toml"), extra).unwrap();
+        let config = Config::load(None, Some(dir.path())).unwrap();
+        (dir, ManifestFiles::new(Arc::new(config)))
+    }
+
+    fn key(u: &str, a: &str) -> AppKey {
+        AppKey::new(u, a).unwrap()
+    }
+
+    #[tokio::test]
+    async fn create_then_replace_with_etag() {
+        let (_d, files) = setup("");
+        let k = key("alice", "web");
+        let c = files.create(&k, "t1").await.unwrap();
+        assert!(matches!(
+            files.create(&k, "t1").await,
+            Err(WriteError::Exists(_))
+        ));
+        let next = "template = \"t1\"\nstate = \"stopped\"\n";
+        assert!(matches!(
+            files.replace(&k, next, "nope").await,
+            Err(WriteError::Stale { .. })
+        ));
+        let n = files.replace(&k, next, &c.etag).await.unwrap();
+        assert_eq!(files.read(&k).unwrap().unwrap().text, next);
+        assert_eq!(n.etag, etag(next.as_bytes()));
+        // The old etag is stale now.
+        assert!(matches!(
+            files.replace(&k, next, &c.etag).await,
+            Err(WriteError::Stale { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn bad_text_leaves_the_file_as_it_was() {
+        let (d, files) = setup("");
+        let k = key("alice", "web");
+        let c = files.create(&k, "t1").await.unwrap();
+        for bad in [
+            "template = ",
+            "template = \"t1\"\nbogus = 1\n",
+            "template = \"nope\"\n",
+            "template = \"../t1\"\n",
+            "",
+        ] {
+            let err = files.replace(&k, bad, &c.etag).await.unwrap_err();
+            assert!(
+                matches!(err, WriteError::Invalid(_) | WriteError::UnknownTemplate(_)),
+                "{bad:?}: {err}"
+            );
+            assert!(
+                err.to_string().contains("state/apps/alice/web.toml"),
+                "{err}"
+            );
+        }
+        assert_eq!(files.read(&k).unwrap().unwrap().etag, c.etag);
+        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("state/apps/alice"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["web.toml"]);
+    }
+
+    #[tokio::test]
+    async fn edit_keeps_comments() {
+        let (_d, files) = setup("");
+        let k = key("alice", "web");
+        let c = files.create(&k, "t1").await.unwrap();
+        let text = "# my app\ntemplate = \"t1\" # the template\n\n[env]\nA = \"1\" # keep\n";
+        files.replace(&k, text, &c.etag).await.unwrap();
+        files
+            .edit(&k, |doc| doc["state"] = toml_edit::value("stopped"))
+            .await
+            .unwrap();
+        let now = files.read(&k).unwrap().unwrap().text;
+        assert!(
+            now.contains("# my app") && now.contains("# the template") && now.contains("# keep"),
+            "{now}"
+        );
+        assert!(now.contains("state = \"stopped\""), "{now}");
+        assert!(matches!(
+            files.edit(&key("alice", "none"), |_| {}).await,
+            Err(WriteError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn quotas_name_the_limit() {
+        let (_d, files) = setup("max_apps_per_user = 2\nmax_total_apps = 3\n");
+        files.create(&key("alice", "a"), "t1").await.unwrap();
+        files.create(&key("alice", "b"), "t1").await.unwrap();
+        let e = files.create(&key("alice", "c"), "t1").await.unwrap_err();
+        assert!(e.to_string().contains("max_apps_per_user = 2"), "{e}");
+        files.create(&key("bob", "a"), "t1").await.unwrap();
+        let e = files.create(&key("carol", "a"), "t1").await.unwrap_err();
+        assert!(e.to_string().contains("max_total_apps = 3"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_replaces_with_one_etag_have_one_winner() {
+        let (_d, files) = setup("");
+        let files = Arc::new(files);
+        let k = key("alice", "web");
+        let c = files.create(&k, "t1").await.unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (files, k, etag) = (files.clone(), k.clone(), c.etag.clone());
+                tokio::spawn(async move {
+                    let text = format!("template = \"t1\"\n[env]\nN = \"{i}\"\n");
+                    files.replace(&k, &text, &etag).await.is_ok()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            wins += t.await.unwrap() as usize;
+        }
+        assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn a_planted_symlink_is_never_written_through() {
+        let (d, files) = setup("");
+        let k = key("alice", "web");
+        files.create(&k, "t1").await.unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        // Whatever temp name berth picks, a link at the manifest's own path is replaced, not
+        // followed, and a link where the user directory belongs is refused.
+        std::os::unix::fs::symlink(&victim, d.path().join("state/apps/alice/web.toml.lnk"))
+            .unwrap();
+        let c = files.read(&k).unwrap().unwrap();
+        files
+            .replace(&k, "template = \"t1\"\n", &c.etag)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_file(d.path().join("state/apps/alice/web.toml")).unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("state/apps/alice/web.toml")).unwrap();
+        let err = files.read(&k).unwrap_err();
+        assert!(matches!(err, WriteError::OddPath(_)), "{err}");
+        assert!(files.edit(&k, |_| {}).await.is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    }
+
+    #[tokio::test]
+    async fn symlinked_user_dirs_are_not_written_through() {
+        let (d, files) = setup("");
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(d.path().join("state/apps")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, d.path().join("state/apps/eve")).unwrap();
+        assert!(files.create(&key("eve", "x"), "t1").await.is_err());
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+}

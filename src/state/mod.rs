@@ -1,0 +1,15 @@
+//! The files under `state/`, berth's only source of truth: reading them (the scan that feeds
+//! every pass), writing them (the one write path every writer goes through: validated, atomic,
+//! etag-checked, noted in the history, committed in git mode, the loop woken), the revision
+//! history, and git mode.
+//!
+//! **Owns** the state write lock and every byte berth writes under `state/`.
+//! **Must not know about** Docker, HTTP or the serve loop's scheduling; it wakes the loop only
+//! through the [`Wake`](crate::reconcile::trigger::Wake) handle it is given. Depends on
+//! `model`, `reconcile` (trigger, pass results) and `store`.
+
+pub mod files;
+pub mod git;
+pub mod history;
+pub mod scan;
+pub mod writer;

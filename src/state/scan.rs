@@ -1,0 +1,281 @@
+//! Finds manifests under `state/apps/<userid>/<appname>.toml` (SPEC §3) without following
+//! symlinks or leaving the directory, and sorts what it finds into parsed manifests, frozen
+//! apps and users, and stray files it can only report.
+//!
+//! **Invariant: a file that cannot be read or parsed freezes its app, and a user directory that
+//! cannot be read freezes the whole user**, so a bad or half-written file never looks like a
+//! deleted app.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::model::config::Config;
+use crate::model::desired::{DesiredState, Scan};
+use crate::model::manifest::{Manifest, MAX_MANIFEST_BYTES};
+use crate::model::names::{validate_userid, AppKey};
+use crate::model::source_error::SourceError;
+use crate::model::template::Template;
+
+/// Why the whole scan failed: `state/apps` exists but cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {source}", path.display())]
+pub struct ScanError {
+    /// The directory.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Scans the state directory and loads the templates its manifests name (each once): the
+/// desired state of one pass.
+pub fn load_desired(config: &Config) -> Result<DesiredState, ScanError> {
+    let found = scan(&config.apps_state_dir(), &config.root)?;
+    let mut templates: BTreeMap<String, Result<Template, SourceError>> = BTreeMap::new();
+    Ok(DesiredState::build(found, config, &mut |id| {
+        templates
+            .entry(id.to_string())
+            .or_insert_with(|| Template::load(config, id))
+            .clone()
+    }))
+}
+
+/// True for names an editor or git leaves behind: hidden files and non-`.toml` files.
+pub fn is_ignored_file_name(name: &str) -> bool {
+    name.starts_with('.') || !name.ends_with(".toml")
+}
+
+/// Scans `apps_state_dir` (`state/apps`). `shown_from` is stripped from paths in messages so
+/// errors read `state/apps/alice/hello.toml`, as users know the file.
+pub fn scan(apps_state_dir: &Path, shown_from: &Path) -> Result<Scan, ScanError> {
+    let mut out = Scan::default();
+    let shown = |p: &Path| p.strip_prefix(shown_from).unwrap_or(p).to_path_buf();
+    let users = match std::fs::read_dir(apps_state_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => {
+            return Err(ScanError {
+                path: apps_state_dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut user_entries: Vec<_> = users.filter_map(Result::ok).collect();
+    user_entries.sort_by_key(|e| e.file_name());
+    for entry in user_entries {
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            if path.is_dir() && !entry.file_name().to_string_lossy().starts_with('.') {
+                let why = "user directory name is not UTF-8";
+                out.stray.push(SourceError::whole_file(&shown(&path), why));
+            }
+            continue;
+        };
+        if name.starts_with('.') {
+            continue;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if md.file_type().is_file() {
+            continue; // a README beside the user directories
+        }
+        if let Err(e) = validate_userid(&name) {
+            out.stray
+                .push(SourceError::whole_file(&shown(&path), e.to_string()));
+            continue;
+        }
+        if md.file_type().is_symlink() || !md.is_dir() {
+            let err = SourceError::whole_file(
+                &shown(&path),
+                "user directory is a symlink or not a directory; not followed",
+            );
+            out.frozen_users.insert(name, err);
+            continue;
+        }
+        scan_user(&path, &name, &shown, &mut out);
+    }
+    Ok(out)
+}
+
+fn scan_user(dir: &Path, userid: &str, shown: &dyn Fn(&Path) -> PathBuf, out: &mut Scan) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.frozen_users.insert(
+                userid.to_string(),
+                SourceError::whole_file(&shown(dir), format!("cannot list: {e}")),
+            );
+            return;
+        }
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else {
+            // Only a name that would otherwise be a manifest is worth reporting.
+            let bytes = std::os::unix::ffi::OsStrExt::as_bytes(file_name.as_os_str());
+            if !bytes.starts_with(b".") && bytes.ends_with(b".toml") {
+                out.stray
+                    .push(SourceError::whole_file(&shown(&path), "name is not UTF-8"));
+            }
+            continue;
+        };
+        if is_ignored_file_name(name) {
+            continue;
+        }
+        let stem = &name[..name.len() - ".toml".len()];
+        let key = match AppKey::new(userid, stem) {
+            Ok(k) => k,
+            Err(e) => {
+                out.stray
+                    .push(SourceError::whole_file(&shown(&path), e.to_string()));
+                continue;
+            }
+        };
+        let shown_path = shown(&path);
+        out.manifests.insert(key, read_manifest(&path, &shown_path));
+    }
+}
+
+/// Reads one manifest without following a symlink and without reading more than the limit.
+/// Reads and parses one manifest; returns it with its text.
+pub fn read_manifest(path: &Path, shown: &Path) -> Result<(Manifest, String), SourceError> {
+    let md = std::fs::symlink_metadata(path)
+        .map_err(|e| SourceError::whole_file(shown, e.to_string()))?;
+    if md.file_type().is_symlink() {
+        return Err(SourceError::whole_file(
+            shown,
+            "manifest is a symlink; not followed",
+        ));
+    }
+    if !md.is_file() {
+        return Err(SourceError::whole_file(
+            shown,
+            "manifest is not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    let file =
+        std::fs::File::open(path).map_err(|e| SourceError::whole_file(shown, e.to_string()))?;
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| SourceError::whole_file(shown, format!("cannot read: {e}")))?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(SourceError::whole_file(
+            shown,
+            "manifest is larger than 1 MiB",
+        ));
+    }
+    let manifest = Manifest::parse(shown, &text)?;
+    Ok((manifest, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn keys(s: &Scan) -> Vec<String> {
+        s.manifests.keys().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn finds_manifests_and_ignores_editor_files() {
+        let d = tempfile::tempdir().unwrap();
+        let apps = d.path().join("state/apps");
+        write(&apps, "alice/hello.toml", "template = \"t\"");
+        write(&apps, "alice/.hello.toml.swp", "junk");
+        write(&apps, "alice/hello.toml~", "junk");
+        write(&apps, "alice/notes.txt", "junk");
+        write(&apps, "README.md", "junk");
+        write(&apps, ".git/config", "junk");
+        write(&apps, "bob/web.toml", "template = \"t\"");
+        let odd = std::ffi::OsStr::from_bytes(b"web\xff.bak");
+        std::fs::write(apps.join("bob").join(odd), "junk").unwrap();
+        let s = scan(&apps, d.path()).unwrap();
+        assert_eq!(keys(&s), ["alice/hello", "bob/web"]);
+        assert!(s.stray.is_empty() && s.frozen_users.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn missing_directory_is_empty_not_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(scan(&d.path().join("state/apps"), d.path())
+            .unwrap()
+            .manifests
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_names_are_stray_and_bad_files_freeze_their_app() {
+        let d = tempfile::tempdir().unwrap();
+        let apps = d.path().join("state/apps");
+        write(&apps, "Alice/x.toml", "template = \"t\"");
+        write(&apps, "bob/Bad.Name.toml", "template = \"t\"");
+        write(&apps, "bob/broken.toml", "template = ");
+        write(&apps, "bob/invalid-utf8.toml", "");
+        std::fs::write(apps.join("bob/invalid-utf8.toml"), [0xff, 0xfe]).unwrap();
+        let s = scan(&apps, d.path()).unwrap();
+        let stray: Vec<String> = s.stray.iter().map(|e| e.to_string()).collect();
+        assert!(
+            stray.iter().any(|e| e.starts_with("state/apps/Alice:")),
+            "{stray:?}"
+        );
+        assert!(
+            stray
+                .iter()
+                .any(|e| e.starts_with("state/apps/bob/Bad.Name.toml:")),
+            "{stray:?}"
+        );
+        let broken = &s.manifests[&AppKey::new("bob", "broken").unwrap()];
+        assert!(broken
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .starts_with("state/apps/bob/broken.toml:1:"));
+        assert!(s.manifests[&AppKey::new("bob", "invalid-utf8").unwrap()].is_err());
+    }
+
+    #[test]
+    fn symlinks_are_rejected_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let apps = d.path().join("state/apps");
+        write(d.path(), "outside/evil.toml", "template = \"t\"");
+        std::fs::create_dir_all(apps.join("alice")).unwrap();
+        std::os::unix::fs::symlink(
+            d.path().join("outside/evil.toml"),
+            apps.join("alice/evil.toml"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(d.path().join("outside"), apps.join("mallory")).unwrap();
+        let s = scan(&apps, d.path()).unwrap();
+        let e = s.manifests[&AppKey::new("alice", "evil").unwrap()]
+            .as_ref()
+            .unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(s.frozen_users.contains_key("mallory"));
+    }
+
+    #[test]
+    fn oversized_manifest_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let apps = d.path().join("state/apps");
+        write(
+            &apps,
+            "alice/big.toml",
+            &format!("template = \"t\"\n#{}", "x".repeat(2 << 20)),
+        );
+        let s = scan(&apps, d.path()).unwrap();
+        let e = s.manifests[&AppKey::new("alice", "big").unwrap()]
+            .as_ref()
+            .unwrap_err();
+        assert!(e.to_string().contains("larger than 1 MiB"));
+    }
+}

@@ -1,0 +1,135 @@
+//! The manifest write protocol, the one entry point for every writer (the API today; the
+//! portal and the CLI use the same): take the state write lock, run the change (which writes
+//! through [`ManifestFiles`]), note the revision's source, wake the loop, and in git mode
+//! commit the file — all in a task of its own, so a client that hangs up cannot leave a
+//! write uncommitted.
+//!
+//! **Invariant: a write and its commit are one step.** The state lock is held from before the
+//! file changes until the commit exists; git pulls and the loop's scan take the same lock, so
+//! a fast-forward never lands between the two and a scan never sees half a change.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::model::names::AppKey;
+use crate::reconcile::trigger::{Trigger, Wake};
+use crate::state::files::{Current, ManifestFiles, WriteError};
+use crate::state::git::GitSync;
+use crate::state::history::History;
+
+/// Writes manifests the one way they are written.
+pub struct ManifestWriter {
+    files: ManifestFiles,
+    history: Arc<History>,
+    git: Option<Arc<GitSync>>,
+    state_lock: Arc<Mutex<()>>,
+    wake: Wake,
+}
+
+impl ManifestWriter {
+    /// A writer over `files`, noting sources in `history`, committing through `git` when set,
+    /// serialised by `state_lock`, waking the loop through `wake`.
+    pub fn new(
+        files: ManifestFiles,
+        history: Arc<History>,
+        git: Option<Arc<GitSync>>,
+        state_lock: Arc<Mutex<()>>,
+        wake: Wake,
+    ) -> ManifestWriter {
+        ManifestWriter {
+            files,
+            history,
+            git,
+            state_lock,
+            wake,
+        }
+    }
+
+    /// The files, for reads and for the change a [`write`](Self::write) runs.
+    pub fn files(&self) -> &ManifestFiles {
+        &self.files
+    }
+
+    /// The state write lock, for a caller that must not race a write (issuing a client key
+    /// for an app that is being deleted).
+    pub async fn lock(&self) -> OwnedMutexGuard<()> {
+        self.state_lock.clone().lock_owned().await
+    }
+
+    /// One manifest change by `who`, carried to the end in its own task: under the state
+    /// lock, run `change` (it returns its answer and the new etag, none for a delete), note
+    /// the revision's source (`api:<who>`), wake the loop and commit in git mode. A change
+    /// that fails has written nothing, so nothing is committed.
+    pub async fn write<T, E, Fut>(
+        self: &Arc<Self>,
+        key: &AppKey,
+        who: &str,
+        action: &str,
+        change: Fut,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteError> + Send + 'static,
+        Fut: Future<Output = Result<(T, Option<String>), E>> + Send + 'static,
+    {
+        let me = self.clone();
+        let (key, who, action) = (key.clone(), who.to_string(), action.to_string());
+        tokio::spawn(async move {
+            let _lock = me.lock().await;
+            let (answer, etag) = change.await?;
+            if let Some(etag) = etag {
+                me.history.note_source(&key, &etag, format!("api:{who}"));
+            }
+            me.wake.wake(Trigger::ApiWrite);
+            if let Some(git) = &me.git {
+                let file = format!("apps/{}/{}.toml", key.userid, key.appname);
+                let message = format!("berth api: {action} {key} (by {who})");
+                git.commit_held(&file, &who, &message).await;
+            }
+            Ok(answer)
+        })
+        .await
+        .map_err(|e| E::from(WriteError::Task(e)))?
+    }
+
+    /// [`write`](Self::write) for a change that leaves a manifest behind; answers with it.
+    pub async fn write_file<E, Fut>(
+        self: &Arc<Self>,
+        key: &AppKey,
+        who: &str,
+        action: &str,
+        change: Fut,
+    ) -> Result<Current, E>
+    where
+        E: From<WriteError> + Send + 'static,
+        Fut: Future<Output = Result<Current, E>> + Send + 'static,
+    {
+        let written = async move {
+            let c = change.await?;
+            let etag = c.etag.clone();
+            Ok((c, Some(etag)))
+        };
+        self.write(key, who, action, written).await
+    }
+
+    /// Sets one top-level key of `key`'s manifest (`state`, `restart`), keeping the rest of
+    /// the file as its author wrote it.
+    pub async fn set_field(
+        self: &Arc<Self>,
+        key: &AppKey,
+        who: &str,
+        action: &str,
+        field: &'static str,
+        value: String,
+    ) -> Result<Current, WriteError> {
+        let (me, k) = (self.clone(), key.clone());
+        let edit = async move {
+            me.files
+                .edit(&k, |doc| doc[field] = toml_edit::value(value))
+                .await
+        };
+        self.write_file(key, who, action, edit).await
+    }
+}
