@@ -12,7 +12,8 @@
 //! - `protect.rs`: confirm tokens for purge and prune release; purge drops one workspace;
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
-//! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`.
+//! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
+//! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
 //! - `readme.rs`: the README's curl session, run as written.
 
 mod support;
@@ -21,6 +22,7 @@ mod api;
 mod api_auth;
 mod api_hostile;
 mod apply;
+mod examples;
 mod failures;
 mod git;
 mod guard;

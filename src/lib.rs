@@ -1,7 +1,7 @@
 //! berth: a small PaaS node agent. TOML manifests under `state/apps/` are the desired state;
 //! a level-triggered reconcile loop makes the Docker engine match them. See ARCHITECTURE.md.
 //!
-//! One folder per layer; dependencies run one way, checked by `layer_rules` below:
+//! One folder per layer; dependencies run one way, checked by `code_rules`:
 //! `model` <- `reconcile` <- `runtime`, `state`, `store` <- `api` <- `daemon` <- `cli`.
 
 pub mod api;
@@ -16,4 +16,4 @@ pub mod state;
 pub mod store;
 
 #[cfg(test)]
-mod layer_rules;
+mod code_rules;

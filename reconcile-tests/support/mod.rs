@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod docker;
+pub mod example;
 pub mod git;
 pub mod serve;
 

@@ -242,6 +242,34 @@ struct DeleteQuery {
     confirm: Option<String>,
 }
 
+/// A purge's confirmation: the 202 that asks for it, or the etag it was confirmed for.
+enum Confirmed {
+    Ask(Response),
+    Etag(String),
+}
+
+/// Binds a purge to the manifest as it is now: a token cannot purge an app that was deleted
+/// and made again (or changed) since the warning.
+fn confirm_purge(
+    s: &AppState,
+    caller: &Caller,
+    key: &AppKey,
+    token: Option<&str>,
+) -> Result<Confirmed, ApiError> {
+    let Some(current) = s.files().read(key)? else {
+        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    };
+    let action = format!("purge {key}@{}", current.etag);
+    let warning = format!(
+        "this deletes {key} and its workspace apps/{}/{}, which cannot be undone; nothing was changed. Repeat the call with &confirm=<token> within {{ttl}} to go ahead",
+        key.userid, key.appname
+    );
+    let asked = s
+        .confirmations
+        .confirm(token, &action, caller.name(), &warning, json!({}))?;
+    Ok(asked.map_or(Confirmed::Etag(current.etag), Confirmed::Ask))
+}
+
 async fn remove(
     State(s): State<Arc<AppState>>,
     caller: Caller,
@@ -251,25 +279,9 @@ async fn remove(
     caller.check_app(&key)?;
     let mut confirmed_etag = None;
     if q.purge {
-        // Bound to the manifest as it is now: a token cannot purge an app that was deleted
-        // and made again (or changed) since the warning.
-        let Some(current) = s.files().read(&key)? else {
-            return Err(ApiError::NotFound(format!("app {key} does not exist")));
-        };
-        let action = format!("purge {key}@{}", current.etag);
-        confirmed_etag = Some(current.etag);
-        let warning = format!(
-            "this deletes {key} and its workspace apps/{}/{}, which cannot be undone; nothing was changed. Repeat the call with &confirm=<token> within {{ttl}} to go ahead",
-            key.userid, key.appname
-        );
-        if let Some(ask) = s.confirmations.confirm(
-            q.confirm.as_deref(),
-            &action,
-            caller.name(),
-            &warning,
-            json!({}),
-        )? {
-            return Ok(ask);
+        match confirm_purge(&s, &caller, &key, q.confirm.as_deref())? {
+            Confirmed::Ask(ask) => return Ok(ask),
+            Confirmed::Etag(etag) => confirmed_etag = Some(etag),
         }
     }
     let action = if q.purge { "delete (purge)" } else { "delete" };

@@ -124,7 +124,7 @@ impl IntoResponse for ApiError {
 
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
-        let message = e.to_string();
+        let message = crate::error_chain::chain(&e);
         match e {
             WriteError::NotFound(_) => ApiError::NotFound(message),
             WriteError::Exists(_) => ApiError::Conflict(message),
@@ -148,7 +148,7 @@ impl From<WriteError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        let message = e.to_string();
+        let message = crate::error_chain::chain(&e);
         match e {
             StoreError::Exists(_) => ApiError::Conflict(message),
             StoreError::NotFound(_) => ApiError::NotFound(message),
@@ -156,7 +156,8 @@ impl From<StoreError> for ApiError {
             StoreError::Busy { .. }
             | StoreError::Schema { .. }
             | StoreError::Foreign { .. }
-            | StoreError::Db(_) => ApiError::Internal(message),
+            | StoreError::Db(_)
+            | StoreError::Decode { .. } => ApiError::Internal(message),
         }
     }
 }

@@ -37,6 +37,8 @@ use tracing::error;
 pub use auth::LocalSocket;
 pub use error::ApiError;
 
+use crate::error_chain::chain;
+
 use crate::metrics::Metrics;
 use crate::model::config::Config;
 use crate::model::names::AppKey;
@@ -228,10 +230,12 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         };
         let store = state.store.clone();
         // redb commits fsync: keep them off the async workers.
-        match tokio::task::spawn_blocking(move || store.audit(&entry).map_err(|e| (e, entry))).await
-        {
-            Ok(Err((e, entry))) => {
-                error!(cause = %e, action = %entry.action, "cannot write the audit log")
+        let written = tokio::task::spawn_blocking(move || {
+            store.audit(&entry).map_err(|e| (chain(&e), entry.action))
+        });
+        match written.await {
+            Ok(Err((cause, action))) => {
+                error!(cause = %cause, action = %action, "cannot write the audit log")
             }
             Err(e) => error!(cause = %e, "audit task failed"),
             Ok(Ok(())) => {}

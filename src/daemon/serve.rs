@@ -73,37 +73,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .context("watching the state and templates directories")?;
     let serve_loop = Arc::new(serve_loop(&shared, engine.clone()));
     let api = Arc::new(api_state(&shared, &serve_loop, engine.clone()));
-    let tasks = Tasks {
-        events: tokio::spawn(forward_docker_events(
-            engine,
-            shared.wake.clone(),
-            shutdown.clone(),
-        )),
-        api: vec![
-            (
-                "API",
-                tokio::spawn(crate::api::serve_tcp(tcp, api.clone(), shutdown.clone())),
-            ),
-            (
-                "socket API",
-                tokio::spawn(crate::api::serve_unix(socket, api, shutdown.clone())),
-            ),
-        ],
-        git: shared
-            .git
-            .clone()
-            .map(|g| tokio::spawn(follow_remote(g, shared.wake.clone(), shutdown.clone()))),
-        main_loop: tokio::spawn(
-            serve_loop
-                .clone()
-                .run(shared.wake.clone(), shutdown.clone()),
-        ),
-        saver: tokio::spawn(save_status(
-            serve_loop.status.clone(),
-            shared.store.clone(),
-            shutdown.clone(),
-        )),
-    };
+    let tasks = spawn(&shared, &serve_loop, api, engine, (tcp, socket), &shutdown);
     info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");
     wait_for_signal().await;
     info!("shutdown requested");
@@ -118,6 +88,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(config.socket_path());
     info!("berth stopped");
     Ok(())
+}
+
+/// Starts every long-running task.
+fn spawn(
+    shared: &Shared,
+    serve_loop: &Arc<ServeLoop>,
+    api: Arc<AppState>,
+    engine: Engine,
+    (tcp, socket): (TcpListener, UnixListener),
+    shutdown: &CancellationToken,
+) -> Tasks {
+    let (wake, stop) = (shared.wake.clone(), shutdown.clone());
+    let git = shared.git.clone();
+    Tasks {
+        events: tokio::spawn(forward_docker_events(engine, wake.clone(), stop.clone())),
+        api: vec![
+            (
+                "API",
+                tokio::spawn(crate::api::serve_tcp(tcp, api.clone(), stop.clone())),
+            ),
+            (
+                "socket API",
+                tokio::spawn(crate::api::serve_unix(socket, api, stop.clone())),
+            ),
+        ],
+        git: git.map(|g| tokio::spawn(follow_remote(g, wake.clone(), stop.clone()))),
+        main_loop: tokio::spawn(serve_loop.clone().run(wake, stop.clone())),
+        saver: tokio::spawn(save_status(
+            serve_loop.status.clone(),
+            shared.store.clone(),
+            stop,
+        )),
+    }
 }
 
 /// Opens the database (a daemon that cannot keep users and keys must not start), prepares

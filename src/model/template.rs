@@ -119,48 +119,9 @@ impl Template {
         if file.image.trim().is_empty() {
             return Err(bad("image must not be empty".into()));
         }
-        let mut targets = std::collections::BTreeSet::new();
-        for m in &file.mounts {
-            check_mount(m).map_err(bad)?;
-            if !targets.insert(m.target.clone()) {
-                return Err(bad(format!("mount target {:?} appears twice", m.target)));
-            }
-        }
-        let mut hooks = BTreeMap::new();
-        for kind in [
-            HookKind::PreCreate,
-            HookKind::PreDeploy,
-            HookKind::PreDelete,
-        ] {
-            let hook = dir.join("hooks").join(kind.file_name());
-            match std::fs::metadata(&hook) {
-                Ok(md) if md.is_file() && md.permissions().mode() & 0o111 != 0 => {
-                    hooks.insert(kind, hook);
-                }
-                Ok(_) => {
-                    return Err(SourceError::whole_file(
-                        &hook,
-                        "hook is not an executable file",
-                    ))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(SourceError::whole_file(&hook, e.to_string())),
-            }
-        }
-        let mut spec_files = BTreeMap::new();
-        for rel in &file.spec_files {
-            let ok = !rel.is_empty()
-                && !rel.starts_with('/')
-                && rel.split('/').all(|c| !c.is_empty() && c != "..");
-            if !ok {
-                return Err(bad(format!(
-                    "spec_files entry {rel:?} must be a relative path inside the template"
-                )));
-            }
-            let bytes = std::fs::read(dir.join(rel))
-                .map_err(|e| bad(format!("spec_files entry {rel:?}: cannot read: {e}")))?;
-            spec_files.insert(rel.clone(), blake3::hash(&bytes).to_hex().to_string());
-        }
+        check_mounts(&file.mounts).map_err(bad)?;
+        let hooks = find_hooks(&dir)?;
+        let spec_files = hash_spec_files(&dir, &file.spec_files).map_err(bad)?;
         let image = config
             .templates
             .get(id)
@@ -221,6 +182,63 @@ fn check_mount(m: &MountTemplate) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Each mount valid, no target twice.
+fn check_mounts(mounts: &[MountTemplate]) -> Result<(), String> {
+    let mut targets = std::collections::BTreeSet::new();
+    for m in mounts {
+        check_mount(m)?;
+        if !targets.insert(m.target.clone()) {
+            return Err(format!("mount target {:?} appears twice", m.target));
+        }
+    }
+    Ok(())
+}
+
+/// The hooks present in `dir/hooks`; one that exists but is not an executable file is an error.
+fn find_hooks(dir: &Path) -> Result<BTreeMap<HookKind, PathBuf>, SourceError> {
+    let mut hooks = BTreeMap::new();
+    for kind in [
+        HookKind::PreCreate,
+        HookKind::PreDeploy,
+        HookKind::PreDelete,
+    ] {
+        let hook = dir.join("hooks").join(kind.file_name());
+        match std::fs::metadata(&hook) {
+            Ok(md) if md.is_file() && md.permissions().mode() & 0o111 != 0 => {
+                hooks.insert(kind, hook);
+            }
+            Ok(_) => {
+                return Err(SourceError::whole_file(
+                    &hook,
+                    "hook is not an executable file",
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SourceError::whole_file(&hook, e.to_string())),
+        }
+    }
+    Ok(hooks)
+}
+
+/// blake3 of each `spec_files` entry (relative paths inside the template only).
+fn hash_spec_files(dir: &Path, files: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for rel in files {
+        let ok = !rel.is_empty()
+            && !rel.starts_with('/')
+            && rel.split('/').all(|c| !c.is_empty() && c != "..");
+        if !ok {
+            return Err(format!(
+                "spec_files entry {rel:?} must be a relative path inside the template"
+            ));
+        }
+        let bytes = std::fs::read(dir.join(rel))
+            .map_err(|e| format!("spec_files entry {rel:?}: cannot read: {e}"))?;
+        out.insert(rel.clone(), blake3::hash(&bytes).to_hex().to_string());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::model::template::HookKind;
 const TAIL_LINES: usize = 20;
 
 /// A hook that did not succeed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum HookError {
     /// Ran and exited non-zero (or was killed by a signal).
     #[error("hook {hook} exited with {status}; last output:\n{tail}")]
@@ -45,12 +45,13 @@ pub enum HookError {
         tail: String,
     },
     /// Could not be started at all.
-    #[error("hook {hook} could not start: {message}")]
+    #[error("hook {hook} could not start")]
     Spawn {
         /// Hook name.
         hook: &'static str,
         /// The OS error.
-        message: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -112,23 +113,9 @@ async fn run_hook(
     env: &HookEnv,
     timeout: Duration,
 ) -> Result<(), HookError> {
-    let mut cmd = Command::new(path);
-    cmd.current_dir(&env.template_dir)
-        .env("BERTH_USERID", &env.key.userid)
-        .env("BERTH_APPNAME", &env.key.appname)
-        .env("BERTH_TEMPLATE_DIR", &env.template_dir)
-        .env("BERTH_APP_DIR", &env.app_dir)
-        .env("BERTH_SHARED_DIR", &env.shared_dir)
-        .env("BERTH_PURGE", if env.purge { "1" } else { "0" })
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| HookError::Spawn {
-        hook,
-        message: e.to_string(),
-    })?;
+    let mut child = command(path, env)
+        .spawn()
+        .map_err(|e| HookError::Spawn { hook, source: e })?;
     let pgid = child.id().map(|p| p as i32);
     let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let app = env.key.to_string();
@@ -151,22 +138,20 @@ async fn run_hook(
             .expect("tail")
             .iter()
             .cloned()
-            .collect::<Vec<String>>()
+            .collect::<Vec<_>>()
             .join("\n")
     };
     match waited {
         Err(_) => {
             let _ = child.wait().await;
+            let tail = tail_text();
             Err(HookError::TimedOut {
                 hook,
                 timeout,
-                tail: tail_text(),
+                tail,
             })
         }
-        Ok(Err(e)) => Err(HookError::Spawn {
-            hook,
-            message: e.to_string(),
-        }),
+        Ok(Err(e)) => Err(HookError::Spawn { hook, source: e }),
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => {
             let status = match (status.code(), status.signal()) {
@@ -174,13 +159,29 @@ async fn run_hook(
                 (None, Some(s)) => format!("signal {s}"),
                 _ => "unknown status".into(),
             };
-            Err(HookError::Failed {
-                hook,
-                status,
-                tail: tail_text(),
-            })
+            let tail = tail_text();
+            Err(HookError::Failed { hook, status, tail })
         }
     }
+}
+
+/// The hook's command: its environment (SPEC §4), run from the template directory in a
+/// process group of its own so the whole group can be killed.
+fn command(path: &Path, env: &HookEnv) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.current_dir(&env.template_dir)
+        .env("BERTH_USERID", &env.key.userid)
+        .env("BERTH_APPNAME", &env.key.appname)
+        .env("BERTH_TEMPLATE_DIR", &env.template_dir)
+        .env("BERTH_APP_DIR", &env.app_dir)
+        .env("BERTH_SHARED_DIR", &env.shared_dir)
+        .env("BERTH_PURGE", if env.purge { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Copies one output stream into the log and the shared tail buffer.

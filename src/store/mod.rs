@@ -80,13 +80,24 @@ pub enum StoreError {
     /// A name that breaks the rules.
     #[error(transparent)]
     Name(#[from] crate::model::names::NameError),
-    /// redb failed mid-call (I/O, corruption).
-    #[error("database: {0}")]
-    Db(String),
+    /// redb failed mid-call (I/O, a full disk, corruption).
+    #[error("database")]
+    Db(#[source] Box<redb::Error>),
+    /// A record that does not decode.
+    #[error("database record {table}/{key} does not decode")]
+    Decode {
+        /// The table.
+        table: String,
+        /// The record's key.
+        key: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(Box::new(e.into()))
 }
 
 /// Seconds since the Unix epoch.
@@ -101,7 +112,11 @@ fn to_json<T: Serialize>(v: &T) -> String {
 }
 
 fn from_json<T: DeserializeOwned>(table: &str, key: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Db(format!("{table}/{key}: {e}")))
+    serde_json::from_str(text).map_err(|source| StoreError::Decode {
+        table: table.to_string(),
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// The open database.

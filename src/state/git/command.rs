@@ -9,13 +9,16 @@ use std::time::Duration;
 const GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A git command that failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("git {args}: {message}")]
 pub struct GitError {
     /// The arguments, for the message.
     pub args: String,
     /// The tail of its stderr, or why it could not run.
     pub message: String,
+    /// The OS error when git could not be run at all.
+    #[source]
+    pub source: Option<std::io::Error>,
 }
 
 /// Runs git. `network` commands are killed when their future is dropped (shutdown); local
@@ -39,12 +42,14 @@ pub(super) async fn run(
             return Err(GitError {
                 args: shown,
                 message: format!("no answer within {GIT_TIMEOUT:?}"),
+                source: None,
             })
         }
         Ok(Err(e)) => {
             return Err(GitError {
                 args: shown,
-                message: format!("cannot run git: {e}"),
+                message: "cannot run git".into(),
+                source: Some(e),
             })
         }
         Ok(Ok(out)) => out,
@@ -63,5 +68,6 @@ pub(super) async fn run(
     Err(GitError {
         args: shown,
         message: tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
+        source: None,
     })
 }

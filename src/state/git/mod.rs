@@ -23,13 +23,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::model::config::{Config, GitConfig};
+use crate::model::config::GitConfig;
 use crate::model::names::AppKey;
 use crate::state::files::etag;
 use crate::state::history::History;
 use crate::store::unix_now;
 
 mod command;
+mod follow;
+mod prepare;
 
 use command::run;
 
@@ -97,90 +99,6 @@ fn short(commit: &str) -> &str {
 }
 
 impl GitSync {
-    /// Makes sure `state/` is a clone of the remote on the configured branch (cloning it when
-    /// `state/` is missing or empty) and returns the syncer. A non-empty `state/` that is not
-    /// a checkout, or a checkout of another remote or branch, is refused.
-    pub async fn prepare(
-        config: &Config,
-        git: &GitConfig,
-        lock: Arc<tokio::sync::Mutex<()>>,
-        history: Arc<History>,
-        metrics: Arc<Metrics>,
-    ) -> Result<GitSync, GitError> {
-        let dir = config.state_dir.clone();
-        let refuse = |message: String| GitError {
-            args: "clone".into(),
-            message,
-        };
-        if !dir.join(".git").exists() {
-            let empty = match std::fs::read_dir(&dir) {
-                Ok(mut rd) => rd.next().is_none(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-                Err(e) => return Err(refuse(format!("{}: {e}", dir.display()))),
-            };
-            if !empty {
-                return Err(refuse(format!(
-                    "{} exists, is not empty and is not a git checkout; move it away so berth can clone {}",
-                    dir.display(),
-                    git.remote
-                )));
-            }
-            let target = dir.to_string_lossy().into_owned();
-            run(
-                None,
-                &[
-                    "clone",
-                    "--quiet",
-                    "--branch",
-                    &git.branch,
-                    "--",
-                    &git.remote,
-                    &target,
-                ],
-                true,
-            )
-            .await?;
-            info!(remote = %git.remote, branch = %git.branch, dir = %dir.display(), "cloned the state repository");
-        }
-        let sync = GitSync {
-            config: git.clone(),
-            dir,
-            lock,
-            net: Default::default(),
-            status: Mutex::new(GitStatus {
-                remote: git.remote.clone(),
-                branch: git.branch.clone(),
-                ..Default::default()
-            }),
-            wake: Notify::new(),
-            history,
-            metrics,
-        };
-        let origin = sync.git(&["config", "--get", "remote.origin.url"]).await?;
-        if origin != git.remote {
-            return Err(refuse(format!(
-                "{} is a clone of {origin}, not of [git] remote {}; fix one of them",
-                sync.dir.display(),
-                git.remote
-            )));
-        }
-        let branch = sync.git(&["symbolic-ref", "--short", "HEAD"]).await.ok();
-        if branch.as_deref() != Some(git.branch.as_str()) {
-            return Err(refuse(format!(
-                "{} has {} checked out, not [git] branch {}; check it out or fix the config",
-                sync.dir.display(),
-                branch.as_deref().unwrap_or("a detached HEAD"),
-                git.branch
-            )));
-        }
-        let head = sync.git(&["rev-parse", "HEAD"]).await?;
-        let mut st = sync.status.lock().expect("git status");
-        st.head = Some(head);
-        st.diverged = sync.diverged_at().is_some();
-        drop(st);
-        Ok(sync)
-    }
-
     async fn git(&self, args: &[&str]) -> Result<String, GitError> {
         run(Some(&self.dir), args, false).await.map(|(_, out)| out)
     }
@@ -329,83 +247,6 @@ impl GitSync {
         Ok(())
     }
 
-    /// The local half of a sync, under the state write lock.
-    async fn follow(&self, old_remote: Option<&str>) -> Result<Step, GitError> {
-        let mut old_remote = old_remote;
-        let branch = self.config.branch.as_str();
-        let upstream = self.upstream();
-        let local = self.git(&["rev-parse", "HEAD"]).await?;
-        let remote = self.git(&["rev-parse", &upstream]).await?;
-        {
-            let mut st = self.status.lock().expect("git status");
-            st.head = Some(local.clone());
-            st.remote_head = Some(remote.clone());
-        }
-        if let Some(at) = self.diverged_at() {
-            if local == remote {
-                info!("state/ matches the remote again; following it");
-                self.set_diverged_at(None);
-            } else if local == at {
-                let why = format!(
-                    "still diverged: local {} and origin/{branch} {}; berth follows and pushes nothing until {} is changed by hand",
-                    short(&local),
-                    short(&remote),
-                    self.dir.display()
-                );
-                self.finish("diverged", Some(why), true);
-                return Ok(Step::Stay);
-            } else {
-                info!("state/ was changed by hand since the divergence; following the usual rules again");
-                self.set_diverged_at(None);
-                // The person has seen the remote as it is now and chose what to keep.
-                self.git(&["update-ref", SEEN, &remote]).await?;
-                old_remote = Some(remote.as_str());
-            }
-        }
-        let rewritten = match old_remote {
-            Some(old) if old != remote => !self.is_ancestor(old, &remote).await?,
-            _ => false,
-        };
-        if local == remote {
-            self.git(&["update-ref", SEEN, &remote]).await?;
-            self.finish("up-to-date", None, false);
-            return Ok(Step::Stay);
-        }
-        if !rewritten && self.is_ancestor(&local, &remote).await? {
-            self.note_pulled(&local, &remote).await?;
-            self.git(&["merge", "--quiet", "--ff-only", &upstream])
-                .await?;
-            self.git(&["update-ref", SEEN, &remote]).await?;
-            self.status.lock().expect("git status").head = Some(remote.clone());
-            info!(from = %local, to = %remote, "pulled the state repository");
-            self.finish("pulled", None, false);
-            return Ok(Step::Pulled);
-        }
-        if !rewritten && self.is_ancestor(&remote, &local).await? {
-            return Ok(Step::Push { lease: remote });
-        }
-        let why = if rewritten {
-            format!(
-                "origin/{branch} was rewritten (a force-push: {} is no longer in its history, it is now {}); berth stopped following and pushing and keeps running {}; resolve it in {} by hand",
-                short(old_remote.unwrap_or("")),
-                short(&remote),
-                short(&local),
-                self.dir.display()
-            )
-        } else {
-            format!(
-                "local {} and origin/{branch} {} have diverged (commits on both sides); berth stopped following and pushing and keeps running the last good checkout; resolve it in {} by hand",
-                short(&local),
-                short(&remote),
-                self.dir.display()
-            )
-        };
-        warn!("{why}");
-        self.set_diverged_at(Some(&local));
-        self.finish("diverged", Some(why), true);
-        Ok(Step::Stay)
-    }
-
     /// Notes, before the merge, which commit last changed each manifest the pull changes, so
     /// each revision names its own commit.
     async fn note_pulled(&self, local: &str, remote: &str) -> Result<(), GitError> {
@@ -443,7 +284,8 @@ impl GitSync {
             .await
             .map_err(|e| GitError {
                 args: format!("cat-file blob {object}"),
-                message: e.to_string(),
+                message: "cannot run git".into(),
+                source: Some(e),
             })?;
         if out.status.success() {
             Ok(out.stdout)
@@ -451,6 +293,7 @@ impl GitSync {
             Err(GitError {
                 args: format!("cat-file blob {object}"),
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                source: None,
             })
         }
     }

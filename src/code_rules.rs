@@ -1,4 +1,7 @@
-//! The layer map, checked: every `crate::<module>` path in a layer's files must name a module
+//! The shape of the code, checked: the layer map and the size rules (no function over 60
+//! lines outside tests, no file over 500 lines).
+//!
+//! The layer map: every `crate::<module>` path in a layer's files must name a module
 //! that layer may depend on. Dependencies run one way (model <- reconcile <- runtime, state,
 //! store <- api <- daemon <- cli), and the API reaches the runtime only through its read-only
 //! container reader and the purge-request handle, never the engine or the executor. (The
@@ -131,5 +134,83 @@ fn the_rule_catches_an_api_import_of_an_engine_write() {
     assert!(
         bad[0].ends_with("crate::runtime::engine::Engine"),
         "{bad:?}"
+    );
+}
+
+/// Most lines a function may have outside tests.
+const MAX_FN_LINES: usize = 60;
+/// Most lines a source file may have.
+const MAX_FILE_LINES: usize = 500;
+
+/// Functions over [`MAX_FN_LINES`] in `text`, as `name (lines)`. rustfmt's layout makes this
+/// simple: a function ends at the first line that is its own indentation plus `}`. Test
+/// modules (from a line `#[cfg(test)]` on) are not counted.
+fn long_functions(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .iter()
+        .position(|l| l.trim() == "#[cfg(test)]")
+        .unwrap_or(lines.len());
+    let mut out = Vec::new();
+    for (i, line) in lines[..end].iter().enumerate() {
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+            "pub(super) fn ",
+            "pub(crate) async fn ",
+            "pub(super) async fn ",
+            "pub(in crate::runtime) async fn ",
+        ]
+        .iter()
+        .any(|p| code.starts_with(p));
+        if !is_fn || code.ends_with(';') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(len) = lines[i..end].iter().position(|l| *l == close) {
+            if len + 1 > MAX_FN_LINES {
+                out.push(format!(
+                    "{} ({} lines)",
+                    code.trim_end_matches('{').trim(),
+                    len + 1
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_over_60_lines_and_no_file_over_500() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bad = Vec::new();
+    for file in rust_files(&src) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let n = text.lines().count();
+        if n > MAX_FILE_LINES {
+            bad.push(format!("{}: {n} lines", file.display()));
+        }
+        let tests_only = file.to_string_lossy().ends_with("_tests.rs");
+        if !tests_only {
+            for f in long_functions(&text) {
+                bad.push(format!("{}: {f}", file.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "too long:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn the_size_rule_counts_a_long_function_and_skips_tests() {
+    let body = "    let x = 1;\n".repeat(MAX_FN_LINES);
+    let text = format!("fn short() {{\n}}\n\npub async fn long() {{\n{body}}}\n#[cfg(test)]\nfn t() {{\n{body}}}\n");
+    assert_eq!(
+        long_functions(&text),
+        [format!("pub async fn long() ({} lines)", MAX_FN_LINES + 2)]
     );
 }
