@@ -155,6 +155,8 @@ async fn the_whole_app_life_cycle_goes_through_the_api() {
     metrics.expect(200);
     for want in [
         "berth_reconcile_passes_total ",
+        "berth_reconcile_pass_triggers_total{trigger=\"start\"} 1",
+        "berth_reconcile_pass_triggers_total{trigger=\"api_write\"} ",
         "berth_actions_total{kind=\"create\",result=\"ok\"} 1",
         "berth_actions_total{kind=\"recreate\",result=\"ok\"} 1",
         "berth_api_requests_total{method=\"POST\",route=\"/apps/{userid}/{appname}/stop\",status=\"200\"} 1",
