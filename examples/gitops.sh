@@ -66,6 +66,9 @@ stop_timeout = "2s"
 [templates.static-httpd-v1]
 image = "berth-local/busybox:1"
 
+[policy]
+domains = ["*.example.com"]
+
 [git]
 remote = "$work/remote.git"
 branch = "main"

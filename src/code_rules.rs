@@ -143,46 +143,50 @@ const MAX_FN_LINES: usize = 60;
 const MAX_FILE_LINES: usize = 500;
 
 /// Functions over [`MAX_FN_LINES`] in `text`, as `name (lines)`. rustfmt's layout makes this
-/// simple: a function ends at the first line that is its own indentation plus `}`. Test
-/// modules (from a line `#[cfg(test)]` on) are not counted.
+/// simple: a function ends at the first line that is its own indentation plus `}`. Test-only
+/// functions (`#[cfg(test)]` just above) and everything from `mod tests` on are not counted.
 fn long_functions(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
-    let end = lines
-        .iter()
-        .position(|l| l.trim() == "#[cfg(test)]")
-        .unwrap_or(lines.len());
     let mut out = Vec::new();
-    for (i, line) in lines[..end].iter().enumerate() {
+    for (i, line) in lines.iter().enumerate() {
         let code = line.trim_start();
-        let indent = &line[..line.len() - code.len()];
-        let is_fn = [
-            "fn ",
-            "pub fn ",
-            "async fn ",
-            "pub async fn ",
-            "pub(crate) fn ",
-            "pub(super) fn ",
-            "pub(crate) async fn ",
-            "pub(super) async fn ",
-            "pub(in crate::runtime) async fn ",
-        ]
-        .iter()
-        .any(|p| code.starts_with(p));
-        if !is_fn || code.ends_with(';') {
+        if code.starts_with("mod tests") {
+            break;
+        }
+        let test_only = i > 0 && lines[i - 1].trim() == "#[cfg(test)]";
+        if test_only || !is_fn_start(code) || code.ends_with(';') {
             continue;
         }
-        let close = format!("{indent}}}");
-        if let Some(len) = lines[i..end].iter().position(|l| *l == close) {
+        let close = format!("{}}}", &line[..line.len() - code.len()]);
+        if let Some(len) = lines[i..].iter().position(|l| *l == close) {
             if len + 1 > MAX_FN_LINES {
-                out.push(format!(
-                    "{} ({} lines)",
-                    code.trim_end_matches('{').trim(),
-                    len + 1
-                ));
+                let name = code.trim_end_matches('{').trim();
+                out.push(format!("{name} ({} lines)", len + 1));
             }
         }
     }
     out
+}
+
+/// Whether a trimmed line starts a function: `fn` after any visibility and qualifiers.
+fn is_fn_start(code: &str) -> bool {
+    let mut rest = code;
+    loop {
+        if let Some(r) = rest.strip_prefix("pub(") {
+            match r.find(')') {
+                Some(end) => rest = r[end + 1..].trim_start(),
+                None => return false,
+            }
+            continue;
+        }
+        let qualifier = ["pub ", "async ", "const ", "unsafe ", "extern \"C\" "]
+            .iter()
+            .find(|q| rest.starts_with(**q));
+        match qualifier {
+            Some(q) => rest = &rest[q.len()..],
+            None => return rest.starts_with("fn "),
+        }
+    }
 }
 
 #[test]

@@ -116,6 +116,10 @@ const BASE_CONFIG: &[(&str, &str)] = &[
     ("listen", "\"127.0.0.1:0\""),
 ];
 
+/// The `[policy]` line every test root adds (unless a test writes its own `[policy]`): the
+/// tests' manifests claim domains under these names.
+const BASE_POLICY: &str = "[policy]\ndomains = [\"*.example.test\", \"*.example.com\"]\n";
+
 /// One test's berth root. Dropping it removes every container labelled with its instance.
 pub struct TestRoot {
     dir: tempfile::TempDir,
@@ -167,6 +171,10 @@ impl TestRoot {
         }
         text.push('\n');
         text.push_str(extra);
+        if !extra.contains("[policy") {
+            text.push('\n');
+            text.push_str(BASE_POLICY);
+        }
         std::fs::write(self.path().join("berth.toml"), text).unwrap();
     }
 

@@ -113,8 +113,8 @@ async fn create(
     })?;
     let (k, template) = (key.clone(), body.template_id.clone());
     let c = s
-        .write_file(&key, caller.name(), "create", move |s| async move {
-            Ok(s.files().create(&k, &template).await?)
+        .write_file(&key, caller.name(), "create", move |held| async move {
+            Ok(held.create(&k, &template).await?)
         })
         .await?;
     Ok(with_etag(
@@ -173,7 +173,7 @@ async fn replace(
             &key,
             caller.name(),
             "replace the manifest of",
-            move |s| async move { Ok(s.files().replace(&k, &text, &expected).await?) },
+            move |held| async move { Ok(held.replace(&k, &text, &expected).await?) },
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
@@ -287,7 +287,7 @@ async fn remove(
     let action = if q.purge { "delete (purge)" } else { "delete" };
     let (k, purge) = (key.clone(), q.purge);
     let revoked = s
-        .write(&key, caller.name(), action, move |s| async move {
+        .write(&key, caller.name(), action, move |s, held| async move {
             // The purge was confirmed for the manifest as it was: not for whatever is there now.
             if let Some(etag) = confirmed_etag {
                 if s.files().read(&k)?.map(|c| c.etag) != Some(etag) {
@@ -296,7 +296,7 @@ async fn remove(
                     )));
                 }
             }
-            s.files().delete(&k).await?;
+            held.delete(&k).await?;
             // Asked before the loop is woken, so the pass that removes the container sees it.
             if purge {
                 s.purges.request(&k);
@@ -307,7 +307,7 @@ async fn remove(
             let revoked = match s.db(move |st| st.revoke_app_keys(&k2)).await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::error!(app = %k, cause = %e, "cannot revoke the client keys of a deleted app");
+                    tracing::error!(app = %k, cause = %crate::error_chain::chain(&e), "cannot revoke the client keys of a deleted app");
                     0
                 }
             };

@@ -137,6 +137,10 @@ impl From<WriteError> for ApiError {
                 code: "unknown_template",
                 message,
             },
+            WriteError::Policy(v) => ApiError::Unprocessable {
+                code: v.code,
+                message,
+            },
             WriteError::Stale { .. } => ApiError::PreconditionFailed(message),
             WriteError::OddPath(_) => ApiError::Conflict(message),
             WriteError::Io { .. } | WriteError::Scan(_) | WriteError::Task(_) => {

@@ -50,7 +50,7 @@ use crate::runtime::reader::ContainerReader;
 use crate::state::files::{Current, ManifestFiles};
 use crate::state::git::GitSync;
 use crate::state::history::History;
-use crate::state::writer::ManifestWriter;
+use crate::state::writer::{Held, ManifestWriter};
 use crate::store::{unix_now, AuditEntry, Store};
 
 /// Largest request body accepted; a manifest is far smaller.
@@ -113,7 +113,8 @@ impl AppState {
     }
 
     /// One manifest change by `who` through the write protocol ([`ManifestWriter::write`]):
-    /// `change` gets the state and returns its answer and the new etag (none for a delete).
+    /// `change` gets the state and the [`Held`] right to write, and returns its answer and the
+    /// new etag (none for a delete).
     pub async fn write<T, F, Fut>(
         self: &Arc<Self>,
         key: &AppKey,
@@ -123,12 +124,12 @@ impl AppState {
     ) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<AppState>) -> Fut + Send + 'static,
+        F: FnOnce(Arc<AppState>, Held) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(T, Option<String>), ApiError>> + Send + 'static,
     {
         let s = self.clone();
         self.writer
-            .write(key, who, action, async move { change(s).await })
+            .write(key, who, action, move |held| change(s, held))
             .await
     }
 
@@ -141,13 +142,10 @@ impl AppState {
         change: F,
     ) -> Result<Current, ApiError>
     where
-        F: FnOnce(Arc<AppState>) -> Fut + Send + 'static,
+        F: FnOnce(Held) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Current, ApiError>> + Send + 'static,
     {
-        let s = self.clone();
-        self.writer
-            .write_file(key, who, action, async move { change(s).await })
-            .await
+        self.writer.write_file(key, who, action, change).await
     }
 
     /// Sets one top-level key of `key`'s manifest (`state`, `restart`), keeping the rest.

@@ -54,8 +54,8 @@ async fn rollback(
     let source = format!("api:{} (rollback to {n})", caller.name());
     let action = format!("roll back to revision {n} of");
     let c = s
-        .write(&key, caller.name(), &action, move |s| async move {
-            let c = s.files().restore(&k, &content).await?;
+        .write(&key, caller.name(), &action, move |s, held| async move {
+            let c = held.restore(&k, &content).await?;
             s.history.note_source(&k, &c.etag, source);
             Ok((c, None))
         })

@@ -65,7 +65,7 @@ pub async fn users_add(config: &Config, name: &str, admin: bool) -> anyhow::Resu
         Some(Err(e)) => return Ok(failed(e)),
         None => match open(config)?.add_user(name, if admin { Role::Admin } else { Role::User }) {
             Ok(t) => t,
-            Err(e) => return Ok(failed(e.to_string())),
+            Err(e) => return Ok(failed(crate::error_chain::chain(&e))),
         },
     };
     let role = if admin { "admin" } else { "user" };
@@ -106,14 +106,14 @@ pub async fn users_list(config: &Config) -> anyhow::Result<Outcome> {
 /// `berth users remove <name>`.
 pub async fn users_remove(config: &Config, name: &str) -> anyhow::Result<Outcome> {
     if let Err(e) = crate::model::names::validate_userid(name) {
-        return Ok(failed(e.to_string()));
+        return Ok(failed(crate::error_chain::chain(&e)));
     }
     match daemon(config, Method::DELETE, &format!("/users/{name}"), None).await? {
         Some(Ok(_)) => {}
         Some(Err(e)) => return Ok(failed(e)),
         None => {
             if let Err(e) = open(config)?.remove_user(name) {
-                return Ok(failed(e.to_string()));
+                return Ok(failed(crate::error_chain::chain(&e)));
             }
         }
     }

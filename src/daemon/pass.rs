@@ -66,7 +66,7 @@ impl Reconciler {
         }
     }
 
-    /// Reads desired and observed state.
+    /// Reads desired and observed state, and settles who holds each host port and domain.
     pub async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
         let config = self.config.clone();
         let held = match &self.state_lock {
@@ -78,6 +78,8 @@ impl Reconciler {
             .expect("scan task panicked")?;
         drop(held);
         let observed = self.exec.engine().list().await?;
+        let mut desired = desired;
+        crate::model::claims::resolve(&mut desired, &observed);
         Ok((desired, observed))
     }
 

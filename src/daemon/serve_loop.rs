@@ -8,7 +8,6 @@
 //! **Invariant: at most one change per app is in flight, at most `max_parallel` in all.** On
 //! shutdown it waits for the changes in flight before returning.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,13 +15,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::daemon::pass::{valid_app, PassError, Reconciler};
+use crate::daemon::pass::{valid_app, Reconciler};
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
 use crate::model::desired::{DesiredApp, DesiredState, TakenUp};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::reconcile::loop_state::{release, LoopState, Outcome, PruneRelease, PurgeStep, Release};
+use crate::reconcile::loop_state::{LoopState, Outcome, PruneRelease, PurgeStep, Release};
 use crate::reconcile::plan::{plan, AppChange, Plan};
 use crate::reconcile::status::{AppStatus, Phase, StatusBoard};
 use crate::reconcile::trigger::{Trigger, Triggers, Wake};
@@ -108,23 +107,17 @@ impl ServeLoop {
         let mut why = Triggers::of(Trigger::Start);
         let mut passes: u64 = 0;
         loop {
+            // Reasons recorded by now are served by this pass's scan, which starts later.
+            why.merge(wake.take());
             passes += 1;
             let next = self.pass(&mut state, &mut inflight, why, passes).await;
-            why = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = wake.notified() => {
-                    tokio::time::sleep(DEBOUNCE).await;
-                    wake.take()
-                }
-                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    self.collect(&mut state, done.ok());
-                    while let Some(done) = inflight.try_join_next() {
-                        self.collect(&mut state, done.ok());
-                    }
-                    Triggers::of(Trigger::ActionFinished)
-                }
-                _ = tokio::time::sleep_until(next.at.into()) => Triggers::of(next.why),
-            };
+            match self
+                .wait(&mut state, &mut inflight, &wake, &shutdown, next)
+                .await
+            {
+                Some(reasons) => why = reasons,
+                None => break,
+            }
         }
         info!(
             in_flight = inflight.len(),
@@ -133,7 +126,40 @@ impl ServeLoop {
         while inflight.join_next().await.is_some() {}
     }
 
-    /// One pass. A pass that cannot read its inputs keeps any release for the next one.
+    /// Waits for the next reason to pass: a wake (gathered for [`DEBOUNCE`]), finished
+    /// changes (taken back at once), or `next`'s deadline. `None` on shutdown. A wake whose
+    /// reasons an earlier pass already took is no reason: that pass's scan saw its change.
+    async fn wait(
+        &self,
+        state: &mut LoopState,
+        inflight: &mut JoinSet<Finished>,
+        wake: &Wake,
+        shutdown: &CancellationToken,
+        next: Next,
+    ) -> Option<Triggers> {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = wake.notified() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    let reasons = wake.take();
+                    if !reasons.is_empty() {
+                        return Some(reasons);
+                    }
+                }
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    self.collect(state, done.ok());
+                    while let Some(done) = inflight.try_join_next() {
+                        self.collect(state, done.ok());
+                    }
+                    return Some(Triggers::of(Trigger::ActionFinished));
+                }
+                _ = tokio::time::sleep_until(next.at.into()) => return Some(Triggers::of(next.why)),
+            }
+        }
+    }
+
+    /// One pass.
     async fn pass(
         &self,
         state: &mut LoopState,
@@ -147,16 +173,18 @@ impl ServeLoop {
             at: started + self.pass.config.resync,
             why: Trigger::Resync,
         };
-        let released = self.prune_release.lock().expect("prune release").take();
+        if let Some(released) = self.prune_release.lock().expect("prune release").take() {
+            state.confirm_release(released);
+        }
         let (desired, observed) = match self.pass.observe().await {
             Ok(found) => found,
             Err(e) => {
-                self.observe_failed(released, &e);
+                error!(cause = %chain(&e), "reconcile pass failed; retrying");
                 next.sooner(started + PASS_RETRY, Trigger::Retry);
                 return next;
             }
         };
-        let plan = self.plan(state, &desired, &observed, released.as_ref());
+        let plan = self.plan(state, &desired, &observed);
         self.metrics.pass(why, started.elapsed());
         tracing::debug!(triggers = %why, changes = plan.changes.len(), "pass");
         let schedule = state.schedule(&plan, Instant::now());
@@ -183,24 +211,11 @@ impl ServeLoop {
         next
     }
 
-    fn observe_failed(&self, released: Option<BTreeSet<AppKey>>, e: &PassError) {
-        if released.is_some() {
-            *self.prune_release.lock().expect("prune release") = released;
-        }
-        error!(cause = %chain(e), "reconcile pass failed; retrying");
-    }
-
     /// Plans, lifting the guard when a confirmed release covers what it holds, and warns
     /// once when the set of held removals changes.
-    fn plan(
-        &self,
-        state: &mut LoopState,
-        desired: &DesiredState,
-        observed: &[Observed],
-        released: Option<&BTreeSet<AppKey>>,
-    ) -> Plan {
+    fn plan(&self, state: &mut LoopState, desired: &DesiredState, observed: &[Observed]) -> Plan {
         let mut p = plan(desired, observed, self.pass.options(false));
-        match release(&p, released) {
+        match state.release(&p) {
             Release::None => {}
             Release::Lift => {
                 info!(apps = p.prune_blocked.len(), "mass removal released by a confirmed API call");
@@ -271,7 +286,16 @@ async fn run_change(
     app: Option<DesiredApp>,
     planned_ms: u64,
 ) -> Finished {
-    let result = exec.execute(&change, app.as_ref()).await;
+    // A panic must come back as a failure: the app would otherwise stay busy, holding one of
+    // the `max_parallel` slots for good.
+    let run = std::panic::AssertUnwindSafe(exec.execute(&change, app.as_ref()));
+    let result = match futures_util::FutureExt::catch_unwind(run).await {
+        Ok(result) => result,
+        Err(_) => Err(ActionError::Internal(format!(
+            "{}: the change panicked",
+            change.key
+        ))),
+    };
     Finished {
         change,
         result,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::model::names::validate_instance;
+use crate::model::policy::{Policy, PolicyFile};
 use crate::model::resources::ResourceOverrides;
 use crate::model::source_error::SourceError;
 
@@ -42,6 +43,8 @@ struct ConfigFile {
     git: Option<GitConfig>,
     defaults: ResourceOverrides,
     templates: BTreeMap<String, TemplateOverride>,
+    policy: PolicyFile,
+    audit_keep_days: u32,
 }
 
 impl Default for ConfigFile {
@@ -68,6 +71,8 @@ impl Default for ConfigFile {
             git: None,
             defaults: ResourceOverrides::default(),
             templates: BTreeMap::new(),
+            policy: PolicyFile::default(),
+            audit_keep_days: 30,
         }
     }
 }
@@ -190,6 +195,10 @@ pub struct Config {
     pub defaults: ResourceOverrides,
     /// Per-template overrides, by template id.
     pub templates: BTreeMap<String, TemplateOverride>,
+    /// What user manifests may ask for (SPEC §14).
+    pub policy: Policy,
+    /// Audit entries younger than this many days are never dropped to make room.
+    pub audit_keep_days: u32,
 }
 
 /// Config file name looked for under the root when `--config` is not given.
@@ -258,7 +267,10 @@ impl Config {
                 g.remote = clean.to_string_lossy().into_owned();
             }
         }
+        let policy = Policy::resolve(&f.policy).map_err(bad)?;
         Ok(Config {
+            policy,
+            audit_keep_days: f.audit_keep_days,
             state_dir: absolute(&root, &f.state_dir),
             templates_dir: absolute(&root, &f.templates_dir),
             shared_dir: absolute(&root, &f.shared_dir),

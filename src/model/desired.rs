@@ -8,6 +8,8 @@ use crate::model::config::Config;
 use crate::model::manifest::Manifest;
 use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
+use crate::model::policy::{check_app, Rules, Violation};
+use crate::model::resources::Memory;
 use crate::model::source_error::SourceError;
 use crate::model::spec::ContainerSpec;
 use crate::model::template::Template;
@@ -62,6 +64,8 @@ pub enum Entry {
     Frozen(String),
     /// Past a quota: nothing is created or started for it, and nothing of it is removed.
     OverQuota(String),
+    /// Breaks a tenancy rule (SPEC §14): held like a frozen app; the violation names the rule.
+    Refused(Violation),
 }
 
 /// The whole desired state of one pass.
@@ -92,41 +96,11 @@ impl DesiredState {
             stray: found.stray.iter().map(|e| e.to_string()).collect(),
             ..DesiredState::default()
         };
-        let mut per_user: BTreeMap<String, usize> = BTreeMap::new();
-        let mut admitted = 0usize;
+        let mut counts = Counts::default();
         for (key, parsed) in found.manifests {
-            let n = per_user.entry(key.userid.clone()).or_default();
-            *n += 1;
-            let entry = if *n > config.max_apps_per_user {
-                Entry::OverQuota(format!(
-                    "over quota: user {} has more than max_apps_per_user = {} apps (by path order this is #{})",
-                    key.userid, config.max_apps_per_user, n
-                ))
-            } else if admitted >= config.max_total_apps {
-                Entry::OverQuota(format!(
-                    "over quota: more than max_total_apps = {} apps (by path order)",
-                    config.max_total_apps
-                ))
-            } else {
-                admitted += 1;
-                match parsed {
-                    Err(e) => Entry::Frozen(e.to_string()),
-                    Ok((m, text)) => match template(&m.template.0) {
-                        Err(e) => Entry::Frozen(format!("template {}: {e}", m.template)),
-                        Ok(t) => {
-                            let spec = ContainerSpec::derive(&key, &m, &t, config);
-                            let hash = spec.hash();
-                            Entry::Valid(Box::new(DesiredApp {
-                                key: key.clone(),
-                                spec,
-                                hash,
-                                run: m.state,
-                                template: t,
-                                text,
-                            }))
-                        }
-                    },
-                }
+            let entry = match counts.admit(&key, config) {
+                Err(why) => Entry::OverQuota(why),
+                Ok(()) => entry_for(&key, parsed, config, template, &mut counts),
             };
             out.apps.insert(key, entry);
         }
@@ -138,7 +112,7 @@ impl DesiredState {
         self.frozen_users.contains_key(&key.userid)
             || matches!(
                 self.apps.get(key),
-                Some(Entry::Frozen(_) | Entry::OverQuota(_))
+                Some(Entry::Frozen(_) | Entry::OverQuota(_) | Entry::Refused(_))
             )
     }
 
@@ -162,6 +136,7 @@ impl DesiredState {
         let frozen = self.apps.iter().filter_map(|(k, e)| match e {
             Entry::Frozen(why) => Some(format!("{k}: frozen: {why}")),
             Entry::OverQuota(why) => Some(format!("{k}: not started: {why}")),
+            Entry::Refused(v) => Some(format!("{k}: frozen: {v}")),
             Entry::Valid(_) => None,
         });
         let users = self
@@ -173,6 +148,94 @@ impl DesiredState {
             .chain(self.stray.iter().map(|s| format!("ignored: {s}")))
             .collect()
     }
+}
+
+/// What the quotas and the per-user memory rule have counted so far, in path order.
+#[derive(Default)]
+struct Counts {
+    per_user: BTreeMap<String, usize>,
+    admitted: usize,
+    /// Memory of each user's running apps admitted so far, bytes.
+    memory: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// Counts `key` against `max_apps_per_user` and `max_total_apps` (frozen apps count too).
+    fn admit(&mut self, key: &AppKey, config: &Config) -> Result<(), String> {
+        let n = self.per_user.entry(key.userid.clone()).or_default();
+        *n += 1;
+        if *n > config.max_apps_per_user {
+            return Err(format!(
+                "over quota: user {} has more than max_apps_per_user = {} apps (by path order this is #{})",
+                key.userid, config.max_apps_per_user, n
+            ));
+        }
+        if self.admitted >= config.max_total_apps {
+            return Err(format!(
+                "over quota: more than max_total_apps = {} apps (by path order)",
+                config.max_total_apps
+            ));
+        }
+        self.admitted += 1;
+        Ok(())
+    }
+
+    /// Adds a running app's memory to its user's sum, unless that passes the user's limit.
+    fn add_memory(&mut self, key: &AppKey, memory: u64, rules: &Rules) -> Result<(), Violation> {
+        let used = self.memory.entry(key.userid.clone()).or_default();
+        if *used + memory > rules.max_memory_per_user {
+            return Err(Violation {
+                code: "user_memory_over_limit",
+                message: format!(
+                    "user {}'s running apps would use {} (earlier apps in path order use {}), over max_memory_per_user = {}",
+                    key.userid,
+                    Memory(*used + memory),
+                    Memory(*used),
+                    Memory(rules.max_memory_per_user)
+                ),
+            });
+        }
+        *used += memory;
+        Ok(())
+    }
+}
+
+/// One admitted manifest's entry: frozen when it or its template is broken, refused when it
+/// breaks a policy rule, else valid with its spec and hash.
+fn entry_for(
+    key: &AppKey,
+    parsed: Result<(Manifest, String), SourceError>,
+    config: &Config,
+    template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
+    counts: &mut Counts,
+) -> Entry {
+    let (m, text) = match parsed {
+        Err(e) => return Entry::Frozen(e.to_string()),
+        Ok(found) => found,
+    };
+    let t = match template(&m.template.0) {
+        Err(e) => return Entry::Frozen(format!("template {}: {e}", m.template)),
+        Ok(t) => t,
+    };
+    let spec = ContainerSpec::derive(key, &m, &t, config);
+    let rules = config.policy.rules(&key.userid);
+    if let Err(v) = check_app(key, &spec, rules, config.listen.port()) {
+        return Entry::Refused(v);
+    }
+    if m.state == RunState::Running {
+        if let Err(v) = counts.add_memory(key, spec.memory, rules) {
+            return Entry::Refused(v);
+        }
+    }
+    let hash = spec.hash();
+    Entry::Valid(Box::new(DesiredApp {
+        key: key.clone(),
+        spec,
+        hash,
+        run: m.state,
+        template: t,
+        text,
+    }))
 }
 
 #[cfg(test)]
@@ -220,6 +283,7 @@ mod tests {
                     Entry::Valid(_) => "ok",
                     Entry::Frozen(_) => "frozen",
                     Entry::OverQuota(_) => "quota",
+                    Entry::Refused(_) => "refused",
                 };
                 format!("{k}={kind}")
             })

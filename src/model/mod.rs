@@ -7,13 +7,18 @@
 //! **Must not know about** Docker, git, the database, the clock or HTTP: nothing here writes
 //! anything, and every function gives the same answer for the same input.
 
+pub mod claims;
 pub mod config;
 pub mod desired;
 pub mod labels;
 pub mod manifest;
 pub mod names;
 pub mod observed;
+pub mod policy;
 pub mod resources;
 pub mod source_error;
 pub mod spec;
 pub mod template;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -9,7 +9,7 @@
 //! for a later pass, which plans them again from fresh state. A crash restart is spaced out
 //! by its backoff and counted once, when it has succeeded.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +34,12 @@ pub struct LoopState {
     backoffs: Backoffs,
     /// The removals the guard held last pass, so the warning is logged once per change.
     last_blocked: Vec<AppKey>,
+    /// When each ready change first had to wait for a free slot: the longest waiting start
+    /// first, so apps early in key order cannot starve later ones.
+    waiting: HashMap<AppKey, Instant>,
+    /// The held removals a confirmed call released; kept until they are all done (they run
+    /// `max_parallel` at a time, over several passes) or the held set changes.
+    released: Option<BTreeSet<AppKey>>,
 }
 
 /// The changes one pass starts.
@@ -82,7 +88,32 @@ impl LoopState {
             busy: BTreeSet::new(),
             backoffs: Backoffs::default(),
             last_blocked: Vec::new(),
+            waiting: HashMap::new(),
+            released: None,
         }
+    }
+
+    /// Takes a newly confirmed release of held removals (replacing an earlier one).
+    pub fn confirm_release(&mut self, released: BTreeSet<AppKey>) {
+        self.released = Some(released);
+    }
+
+    /// Whether the guard is lifted for this pass, given the plan made with the guard: only
+    /// while it holds something and all of it was released. A release ends when nothing is
+    /// held any more (its removals are done) or the held set grew past it.
+    pub fn release(&mut self, guarded: &Plan) -> Release {
+        let Some(released) = &self.released else {
+            return Release::None;
+        };
+        if guarded.prune_blocked.is_empty() {
+            self.released = None;
+            return Release::None;
+        }
+        if guarded.prune_blocked.iter().all(|k| released.contains(k)) {
+            return Release::Lift;
+        }
+        self.released = None;
+        Release::Stale
     }
 
     /// Changes in flight.
@@ -91,22 +122,31 @@ impl LoopState {
     }
 
     /// Picks the changes of `plan` that start now: not busy, out of backoff, within
-    /// `max_parallel`. Those it picks are busy until they finish.
+    /// `max_parallel`, those that have waited longest for a slot first (then plan order).
+    /// Those it picks are busy until they finish.
     pub fn schedule(&mut self, plan: &Plan, now: Instant) -> Schedule {
         let mut out = Schedule::default();
-        for change in &plan.changes {
-            if self.busy.contains(&change.key) {
-                continue;
-            }
+        let mut ready = Vec::new();
+        for change in plan.changes.iter().filter(|c| !self.busy.contains(&c.key)) {
             let hash = change.desired_hash.as_deref();
-            let ready = self
+            match self
                 .backoffs
-                .ready(&change.key, hash, change.is_crash_restart(), now);
-            if let Err(at) = ready {
-                out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
-            } else if self.busy.len() < self.max_parallel {
+                .ready(&change.key, hash, change.is_crash_restart(), now)
+            {
+                Err(at) => out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at))),
+                Ok(()) => ready.push(change),
+            }
+        }
+        self.waiting
+            .retain(|k, _| ready.iter().any(|c| &c.key == k));
+        ready.sort_by_key(|c| self.waiting.get(&c.key).copied().unwrap_or(now));
+        for change in ready {
+            if self.busy.len() < self.max_parallel {
+                self.waiting.remove(&change.key);
                 self.busy.insert(change.key.clone());
                 out.start.push(change.clone());
+            } else {
+                self.waiting.entry(change.key.clone()).or_insert(now);
             }
         }
         out
@@ -199,21 +239,6 @@ impl LoopState {
                 }
             })
             .collect()
-    }
-}
-
-/// Whether a confirmed release (`released`, the held set the caller confirmed) applies to
-/// `plan`: only if the guard holds something now and all of it was confirmed.
-pub fn release(plan: &Plan, released: Option<&BTreeSet<AppKey>>) -> Release {
-    match released {
-        None => Release::None,
-        Some(r)
-            if !plan.prune_blocked.is_empty()
-                && plan.prune_blocked.iter().all(|k| r.contains(k)) =>
-        {
-            Release::Lift
-        }
-        Some(_) => Release::Stale,
     }
 }
 

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
+use crate::model::fixtures::*;
 use crate::model::observed::ContainerState;
-use crate::reconcile::fixtures::*;
 use crate::reconcile::plan::{plan, Action, ContainerRef, PlanOptions};
 use crate::reconcile::status::Phase;
 
@@ -71,6 +71,19 @@ fn at_most_max_parallel_changes_run_and_the_rest_wait_for_a_later_pass() {
         keys(&st.schedule(&p, t0)),
         ["a/b"],
         "first free slot, plan order"
+    );
+}
+
+#[test]
+fn a_change_that_waited_for_a_slot_goes_before_one_that_just_became_ready() {
+    let (t0, mut st) = (Instant::now(), LoopState::new(1));
+    let p = plan_of(vec![create("a/a"), create("z/z")]);
+    assert_eq!(keys(&st.schedule(&p, t0)), ["a/a"]);
+    st.finished(&p.changes[0], Ok(()), t0);
+    assert_eq!(
+        keys(&st.schedule(&p, t0 + secs(1))),
+        ["z/z"],
+        "a/a would starve z/z"
     );
 }
 
@@ -268,16 +281,53 @@ fn a_purge_waits_while_its_removal_is_planned_or_running_or_its_user_is_frozen()
     assert_eq!(steps, [(key("alice/x"), PurgeStep::Finish)]);
 }
 
+fn held(keys: &[&str]) -> Plan {
+    Plan {
+        prune_blocked: keys.iter().map(|k| key(k)).collect(),
+        ..Plan::default()
+    }
+}
+
 #[test]
 fn a_release_lifts_the_guard_only_for_what_was_confirmed() {
-    let mut p = plan_of(vec![]);
-    p.prune_blocked = vec![key("a/a"), key("a/b")];
-    let both: BTreeSet<AppKey> = [key("a/a"), key("a/b")].into();
-    let one: BTreeSet<AppKey> = [key("a/a")].into();
-    assert_eq!(release(&p, None), Release::None);
-    assert_eq!(release(&p, Some(&both)), Release::Lift);
-    assert_eq!(release(&p, Some(&one)), Release::Stale);
-    assert_eq!(release(&plan_of(vec![]), Some(&both)), Release::Stale);
+    let mut st = LoopState::new(4);
+    assert_eq!(st.release(&held(&["a/a", "a/b"])), Release::None);
+    st.confirm_release([key("a/a"), key("a/b")].into());
+    assert_eq!(st.release(&held(&["a/a", "a/b"])), Release::Lift);
+    assert_eq!(st.release(&held(&["a/a", "a/b", "a/c"])), Release::Stale);
+    assert_eq!(
+        st.release(&held(&["a/a"])),
+        Release::None,
+        "a stale release is gone"
+    );
+}
+
+#[test]
+fn a_release_lasts_until_every_released_removal_is_done() {
+    let (t0, mut st) = (Instant::now(), LoopState::new(4));
+    let ten: Vec<String> = (0..10).map(|i| format!("a/app{i}")).collect();
+    let names: Vec<&str> = ten.iter().map(String::as_str).collect();
+    st.confirm_release(names.iter().map(|k| key(k)).collect());
+    let mut left = names.clone();
+    let mut passes = 0;
+    while !left.is_empty() {
+        passes += 1;
+        assert_eq!(st.release(&held(&left)), Release::Lift, "pass {passes}");
+        let unguarded = plan_of(left.iter().map(|k| create(k)).collect());
+        let started = st.schedule(&unguarded, t0);
+        assert!(started.start.len() <= 4);
+        for c in &started.start {
+            st.finished(c, Ok(()), t0);
+            left.retain(|k| *k != c.key.to_string());
+        }
+    }
+    assert_eq!(passes, 3, "4 + 4 + 2 removals");
+    assert_eq!(st.release(&held(&[])), Release::None);
+    assert_eq!(
+        st.release(&held(&["a/app0"])),
+        Release::None,
+        "the release ended"
+    );
 }
 
 #[test]

@@ -180,7 +180,9 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions) ->
                     out.changes.push(change);
                 }
             }
-            Some(Entry::Frozen(_) | Entry::OverQuota(_)) => unreachable!("held keys are skipped"),
+            Some(Entry::Frozen(_) | Entry::OverQuota(_) | Entry::Refused(_)) => {
+                unreachable!("held keys are skipped")
+            }
             None => removals.push(AppChange {
                 key: key.clone(),
                 duplicates: vec![],

@@ -1,7 +1,7 @@
 //! One test per row of SPEC §5's table, plus the guard and held apps.
 
 use super::*;
-use crate::reconcile::fixtures::*;
+use crate::model::fixtures::*;
 
 fn only_action(p: &Plan) -> &Action {
     assert_eq!(p.changes.len(), 1, "{p:?}");

@@ -180,6 +180,7 @@ fn entry_phase(
     let app = match entry {
         Entry::Frozen(e) => return (Phase::Frozen, Some(e.clone())),
         Entry::OverQuota(e) => return (Phase::OverQuota, Some(e.clone())),
+        Entry::Refused(v) => return (Phase::Frozen, Some(v.to_string())),
         Entry::Valid(app) => app,
     };
     let restarts = backoffs.recent_restarts(key, now);

@@ -37,7 +37,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// Every trigger, in the order a set names them (the first present is its primary).
+    /// Every trigger, in the order a set names them.
     pub const ALL: [Trigger; 9] = [
         Trigger::Start,
         Trigger::ApiWrite,
@@ -99,15 +99,6 @@ impl Triggers {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
-
-    /// The reason that names the pass in the metric: the first of [`Trigger::ALL`] present,
-    /// so the label set stays small. `resync` when empty.
-    pub fn primary(self) -> Trigger {
-        Trigger::ALL
-            .into_iter()
-            .find(|t| self.contains(*t))
-            .unwrap_or(Trigger::Resync)
-    }
 }
 
 impl fmt::Display for Triggers {
@@ -157,13 +148,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_set_names_every_reason_and_its_primary() {
+    fn a_set_names_every_reason() {
         let mut t = Triggers::of(Trigger::DockerEvent);
         t.add(Trigger::File);
         assert_eq!(t.to_string(), "file,docker_event");
-        assert_eq!(t.primary(), Trigger::File);
         assert!(!t.contains(Trigger::Git));
-        assert_eq!(Triggers::default().primary(), Trigger::Resync);
+        assert!(Triggers::default().is_empty());
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Executes one app's planned change: hooks first, then Docker calls, in the order SPEC §5
-//! gives. Knows nothing about scheduling: the reconciler decides what runs when, and
+//! gives. Knows nothing about scheduling: the daemon's loop (through `LoopState`) decides what
+//! runs when, and
 //! **calls `execute` for at most one change per app at a time.**
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use crate::model::config::Config;
 use crate::model::manifest::{Manifest, MAX_MANIFEST_BYTES};
 use crate::model::names::AppKey;
 use crate::model::template::Template;
+use crate::state::admission::{admit, Refusal};
 
 /// Why a manifest write was refused.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,9 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
+    /// A tenancy rule refuses the manifest (SPEC §14); the violation names the rule.
+    #[error("{0}")]
+    Policy(crate::model::policy::Violation),
     /// The quota count could not scan `state/apps`.
     #[error(transparent)]
     Scan(#[from] crate::state::scan::ScanError),
@@ -111,21 +115,17 @@ impl ManifestFiles {
             .unwrap_or(p)
     }
 
-    /// The current manifest, or `None` when the app has none.
+    /// The current manifest, or `None` when the app has none. Read as the scanner reads it
+    /// (no links followed, one hard link, at most 1 MiB): anything else is refused.
     pub fn read(&self, key: &AppKey) -> Result<Option<Current>, WriteError> {
         let path = self.path(key);
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&self.shown(key), e)),
-            Ok(m) if !m.is_file() => {
-                return Err(WriteError::OddPath(format!(
-                    "{} is not a regular file; berth does not follow links",
-                    self.shown(key).display()
-                )))
-            }
             Ok(_) => {}
         }
-        let bytes = std::fs::read(&path).map_err(|e| io(&self.shown(key), e))?;
+        let bytes = crate::state::scan::read_capped(&path)
+            .map_err(|why| WriteError::OddPath(format!("{}: {why}", self.shown(key).display())))?;
         let etag = etag(&bytes);
         Ok(Some(Current {
             text: String::from_utf8_lossy(&bytes).into_owned(),
@@ -150,11 +150,19 @@ impl ManifestFiles {
                 m.template
             ))
         })?;
+        admit(&self.config, key, m.clone(), text).map_err(|e| match e {
+            Refusal::Policy(v) => WriteError::Policy(v),
+            Refusal::Scan(e) => WriteError::Scan(e),
+        })?;
         Ok(m)
     }
 
     /// Creates a new app's manifest naming `template`, within the quotas.
-    pub async fn create(&self, key: &AppKey, template: &str) -> Result<Current, WriteError> {
+    pub(in crate::state) async fn create(
+        &self,
+        key: &AppKey,
+        template: &str,
+    ) -> Result<Current, WriteError> {
         let text = format!("# created through the berth API\ntemplate = \"{template}\"\n");
         let _guard = self.lock.lock().await;
         if self.read(key)?.is_some() {
@@ -190,7 +198,7 @@ impl ManifestFiles {
     }
 
     /// Replaces the manifest with `text` if its etag is still `if_match`.
-    pub async fn replace(
+    pub(in crate::state) async fn replace(
         &self,
         key: &AppKey,
         text: &str,
@@ -210,7 +218,11 @@ impl ManifestFiles {
     }
 
     /// Writes `text` (an earlier revision) over the current manifest, whatever its etag.
-    pub async fn restore(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
+    pub(in crate::state) async fn restore(
+        &self,
+        key: &AppKey,
+        text: &str,
+    ) -> Result<Current, WriteError> {
         let _guard = self.lock.lock().await;
         if self.read(key)?.is_none() {
             return Err(WriteError::NotFound(key.clone()));
@@ -220,7 +232,7 @@ impl ManifestFiles {
     }
 
     /// Changes top-level keys of the manifest, keeping the user's comments and layout.
-    pub async fn edit(
+    pub(in crate::state) async fn edit(
         &self,
         key: &AppKey,
         change: impl FnOnce(&mut toml_edit::DocumentMut),
@@ -245,7 +257,7 @@ impl ManifestFiles {
     }
 
     /// Removes the manifest.
-    pub async fn delete(&self, key: &AppKey) -> Result<(), WriteError> {
+    pub(in crate::state) async fn delete(&self, key: &AppKey) -> Result<(), WriteError> {
         let _guard = self.lock.lock().await;
         if self.read(key)?.is_none() {
             return Err(WriteError::NotFound(key.clone()));

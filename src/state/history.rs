@@ -86,7 +86,7 @@ impl History {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    warn!(app = %app.key, cause = %e, "cannot record the revision");
+                    warn!(app = %app.key, cause = %crate::error_chain::chain(&e), "cannot record the revision");
                     continue;
                 }
             }

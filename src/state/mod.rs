@@ -6,8 +6,9 @@
 //! **Owns** the state write lock and every byte berth writes under `state/`.
 //! **Must not know about** Docker, HTTP or the serve loop's scheduling; it wakes the loop only
 //! through the [`Wake`](crate::reconcile::trigger::Wake) handle it is given. Depends on
-//! `model`, `reconcile` (trigger, pass results) and `store`.
+//! `model`, `reconcile` (the wake handle), `store` (revisions) and `metrics` (git syncs).
 
+pub mod admission;
 pub mod files;
 pub mod git;
 pub mod history;

@@ -138,35 +138,45 @@ fn scan_user(dir: &Path, userid: &str, shown: &dyn Fn(&Path) -> PathBuf, out: &m
     }
 }
 
-/// Reads one manifest without following a symlink and without reading more than the limit.
-/// Reads and parses one manifest; returns it with its text.
-pub fn read_manifest(path: &Path, shown: &Path) -> Result<(Manifest, String), SourceError> {
-    let md = std::fs::symlink_metadata(path)
-        .map_err(|e| SourceError::whole_file(shown, e.to_string()))?;
-    if md.file_type().is_symlink() {
-        return Err(SourceError::whole_file(
-            shown,
-            "manifest is a symlink; not followed",
-        ));
-    }
+/// Reads a manifest file's bytes the one way berth reads them: without following a symlink
+/// (`O_NOFOLLOW`), only a regular file with one link (a hard link could make a file berth
+/// must not read look like a manifest), and no more than [`MAX_MANIFEST_BYTES`]. The checks
+/// are made on the opened file, so a swap between check and read cannot slip past them.
+pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => "manifest is a symlink; not followed".to_string(),
+            _ => e.to_string(),
+        })?;
+    let md = file.metadata().map_err(|e| e.to_string())?;
     if !md.is_file() {
-        return Err(SourceError::whole_file(
-            shown,
-            "manifest is not a regular file",
+        return Err("manifest is not a regular file".into());
+    }
+    if md.nlink() > 1 {
+        return Err(format!(
+            "manifest has {} hard links; berth reads only files with one",
+            md.nlink()
         ));
     }
-    let mut text = String::new();
-    let file =
-        std::fs::File::open(path).map_err(|e| SourceError::whole_file(shown, e.to_string()))?;
+    let mut bytes = Vec::new();
     file.take(MAX_MANIFEST_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| SourceError::whole_file(shown, format!("cannot read: {e}")))?;
-    if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(SourceError::whole_file(
-            shown,
-            "manifest is larger than 1 MiB",
-        ));
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err("manifest is larger than 1 MiB".into());
     }
+    Ok(bytes)
+}
+
+/// Reads and parses one manifest ([`read_capped`]); returns it with its text.
+pub fn read_manifest(path: &Path, shown: &Path) -> Result<(Manifest, String), SourceError> {
+    let bytes = read_capped(path).map_err(|e| SourceError::whole_file(shown, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| SourceError::whole_file(shown, "manifest is not UTF-8 text"))?;
     let manifest = Manifest::parse(shown, &text)?;
     Ok((manifest, text))
 }
@@ -277,5 +287,26 @@ mod tests {
             .as_ref()
             .unwrap_err();
         assert!(e.to_string().contains("larger than 1 MiB"));
+    }
+
+    #[test]
+    fn only_a_regular_file_with_one_link_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "template = \"t\"\n").unwrap();
+        assert!(read_capped(&file).is_ok());
+        std::fs::hard_link(&file, dir.path().join("b.toml")).unwrap();
+        let e = read_capped(&file).unwrap_err();
+        assert!(e.contains("2 hard links"), "{e}");
+        let fifo = dir.path().join("fifo.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a path in our own temp dir.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_capped(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+        let e = read_capped(&link).unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
     }
 }

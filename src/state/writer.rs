@@ -19,6 +19,45 @@ use crate::state::files::{Current, ManifestFiles, WriteError};
 use crate::state::git::GitSync;
 use crate::state::history::History;
 
+/// The right to change manifests, handed to a change only by [`ManifestWriter::write`] (its
+/// field is private), under the state lock. The file mutators are `pub(in crate::state)`:
+/// outside `state/` this is the only way to reach them.
+pub struct Held {
+    writer: Arc<ManifestWriter>,
+}
+
+impl Held {
+    /// Creates a new app's manifest naming `template`, within the quotas.
+    pub async fn create(&self, key: &AppKey, template: &str) -> Result<Current, WriteError> {
+        self.writer.files.create(key, template).await
+    }
+
+    /// Replaces the manifest with `text` if its etag is still `if_match`.
+    pub async fn replace(
+        &self,
+        key: &AppKey,
+        text: &str,
+        if_match: &str,
+    ) -> Result<Current, WriteError> {
+        self.writer.files.replace(key, text, if_match).await
+    }
+
+    /// Writes `text` (an earlier revision) over the current manifest, whatever its etag.
+    pub async fn restore(&self, key: &AppKey, text: &str) -> Result<Current, WriteError> {
+        self.writer.files.restore(key, text).await
+    }
+
+    /// Removes the manifest.
+    pub async fn delete(&self, key: &AppKey) -> Result<(), WriteError> {
+        self.writer.files.delete(key).await
+    }
+
+    /// The files, for reads inside the change.
+    pub fn files(&self) -> &ManifestFiles {
+        &self.writer.files
+    }
+}
+
 /// Writes manifests the one way they are written.
 pub struct ManifestWriter {
     files: ManifestFiles,
@@ -59,26 +98,28 @@ impl ManifestWriter {
     }
 
     /// One manifest change by `who`, carried to the end in its own task: under the state
-    /// lock, run `change` (it returns its answer and the new etag, none for a delete), note
-    /// the revision's source (`api:<who>`), wake the loop and commit in git mode. A change
-    /// that fails has written nothing, so nothing is committed.
-    pub async fn write<T, E, Fut>(
+    /// lock, run `change` with the [`Held`] right to write (it returns its answer and the new
+    /// etag, none for a delete), note the revision's source (`api:<who>`), wake the loop and
+    /// commit in git mode. A change that fails has written nothing, so nothing is committed.
+    pub async fn write<T, E, F, Fut>(
         self: &Arc<Self>,
         key: &AppKey,
         who: &str,
         action: &str,
-        change: Fut,
+        change: F,
     ) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<WriteError> + Send + 'static,
+        F: FnOnce(Held) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(T, Option<String>), E>> + Send + 'static,
     {
         let me = self.clone();
         let (key, who, action) = (key.clone(), who.to_string(), action.to_string());
         tokio::spawn(async move {
             let _lock = me.lock().await;
-            let (answer, etag) = change.await?;
+            let held = Held { writer: me.clone() };
+            let (answer, etag) = change(held).await?;
             if let Some(etag) = etag {
                 me.history.note_source(&key, &etag, format!("api:{who}"));
             }
@@ -95,19 +136,20 @@ impl ManifestWriter {
     }
 
     /// [`write`](Self::write) for a change that leaves a manifest behind; answers with it.
-    pub async fn write_file<E, Fut>(
+    pub async fn write_file<E, F, Fut>(
         self: &Arc<Self>,
         key: &AppKey,
         who: &str,
         action: &str,
-        change: Fut,
+        change: F,
     ) -> Result<Current, E>
     where
         E: From<WriteError> + Send + 'static,
+        F: FnOnce(Held) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Current, E>> + Send + 'static,
     {
-        let written = async move {
-            let c = change.await?;
+        let written = |held| async move {
+            let c = change(held).await?;
             let etag = c.etag.clone();
             Ok((c, Some(etag)))
         };
@@ -124,11 +166,10 @@ impl ManifestWriter {
         field: &'static str,
         value: String,
     ) -> Result<Current, WriteError> {
-        let (me, k) = (self.clone(), key.clone());
-        let edit = async move {
-            me.files
-                .edit(&k, |doc| doc[field] = toml_edit::value(value))
-                .await
+        let k = key.clone();
+        let edit = move |held: Held| async move {
+            let doc = |doc: &mut toml_edit::DocumentMut| doc[field] = toml_edit::value(value);
+            held.writer.files.edit(&k, doc).await
         };
         self.write_file(key, who, action, edit).await
     }

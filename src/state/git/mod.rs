@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::error_chain::chain;
 use crate::metrics::Metrics;
 use crate::model::config::GitConfig;
 use crate::model::names::AppKey;
@@ -157,9 +158,9 @@ impl GitSync {
     }
 
     fn failed(&self, e: &GitError) {
-        warn!(cause = %e, "git sync failed; keeping the current checkout");
+        warn!(cause = %chain(e), "git sync failed; keeping the current checkout");
         let diverged = self.status().diverged;
-        self.finish("error", Some(e.to_string()), diverged);
+        self.finish("error", Some(chain(e)), diverged);
     }
 
     /// Fetches, then follows the remote as far as fast-forward allows, then pushes local
@@ -302,14 +303,14 @@ impl GitSync {
     /// holds the state write lock (it wrote the file under it); the push happens in the sync
     /// task, which this wakes. Failures are reported in the status, not returned: the
     /// manifest is already written and in effect.
-    pub async fn commit_held(&self, file: &str, who: &str, message: &str) {
+    pub(in crate::state) async fn commit_held(&self, file: &str, who: &str, message: &str) {
         match self.commit_local(file, who, message).await {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
             Err(e) => {
-                warn!(cause = %e, file, "cannot commit an API change");
+                warn!(cause = %chain(&e), file, "cannot commit an API change");
                 let diverged = self.status().diverged;
-                self.finish("error", Some(e.to_string()), diverged);
+                self.finish("error", Some(chain(&e)), diverged);
             }
         }
     }

@@ -1,0 +1,129 @@
+//! Policy parsing, per-user overrides and each rule with its code.
+
+use super::*;
+use crate::model::config::Config;
+
+fn config(toml: &str) -> Result<Config, String> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("berth.toml"), toml).unwrap();
+    Config::load(None, Some(dir.path())).map_err(|e| e.to_string())
+}
+
+fn spec(
+    host_port: Option<u16>,
+    host_ip: &str,
+    memory: u64,
+    cpus: i64,
+    domain: Option<&str>,
+) -> ContainerSpec {
+    let mut s: ContainerSpec = serde_json::from_value(serde_json::json!({
+        "template": "t", "image": "i", "command": [], "workdir": null, "env": {}, "mounts": [],
+        "memory": memory, "nano_cpus": cpus, "pids_limit": 256, "port": 3000,
+        "host_port": host_port, "host_ip": host_ip, "domain": domain, "restart": null,
+        "template_files": {}, "init": true, "security_opt": [], "cap_drop": [],
+        "log_max_size": "10m", "log_max_file": 3
+    }))
+    .unwrap();
+    s.host_ip = host_ip.into();
+    s
+}
+
+fn code(rules: &Rules, s: &ContainerSpec) -> Option<&'static str> {
+    let key = AppKey::new("alice", "web").unwrap();
+    check_app(&key, s, rules, 7070).err().map(|v| v.code)
+}
+
+const MB: u64 = 1 << 20;
+
+#[test]
+fn defaults_follow_the_spec() {
+    let r = Rules::default();
+    let ok = spec(Some(8080), "127.0.0.1", 256 * MB, 500_000_000, None);
+    assert_eq!(code(&r, &ok), None);
+    let cases = [
+        (
+            spec(Some(80), "127.0.0.1", MB * 64, 1, None),
+            "host_port_not_allowed",
+        ),
+        (
+            spec(Some(8080), "0.0.0.0", MB * 64, 1, None),
+            "host_ip_not_allowed",
+        ),
+        (
+            spec(Some(7070), "127.0.0.1", MB * 64, 1, None),
+            "port_reserved",
+        ),
+        (
+            spec(None, "127.0.0.1", 2048 * MB, 1, None),
+            "memory_over_limit",
+        ),
+        (
+            spec(None, "127.0.0.1", 64 * MB, 2_000_000_000, None),
+            "cpus_over_limit",
+        ),
+        (
+            spec(None, "127.0.0.1", 64 * MB, 1, Some("a.example.com")),
+            "domain_not_allowed",
+        ),
+    ];
+    for (s, want) in cases {
+        assert_eq!(code(&r, &s), Some(want), "{s:?}");
+    }
+}
+
+#[test]
+fn user_tables_override_single_rules() {
+    let c = config(
+        "[policy]\nhost_ports = \"8000-8999\"\ndomains = [\"*.{userid}.apps.test\"]\n\
+         [policy.users.alice]\nhost_ports = \"none\"\nmax_memory = \"2g\"\n",
+    )
+    .unwrap();
+    let (alice, bob) = (c.policy.rules("alice"), c.policy.rules("bob"));
+    assert_eq!(alice.host_ports, PortRange(None));
+    assert_eq!(alice.max_memory, 2 << 30);
+    assert_eq!(
+        alice.domains, bob.domains,
+        "unset rules fall back to [policy]"
+    );
+    assert_eq!(bob.host_ports, PortRange(Some((8000, 8999))));
+    assert_eq!(bob.max_memory, 1 << 30);
+}
+
+#[test]
+fn domain_patterns_take_one_label_and_the_users_own_id() {
+    let p = DomainPattern::parse("*.{userid}.apps.test").unwrap();
+    assert!(p.allows("alice", "web.alice.apps.test"));
+    assert!(!p.allows("alice", "web.bob.apps.test"));
+    assert!(!p.allows("alice", "a.b.alice.apps.test"));
+    assert!(!p.allows("alice", "alice.apps.test"));
+    let exact = DomainPattern::parse("shop.example.com").unwrap();
+    assert!(exact.allows("x", "shop.example.com") && !exact.allows("x", "a.shop.example.com"));
+}
+
+#[test]
+fn bad_policy_tables_name_the_key() {
+    for (toml, want) in [
+        ("[policy]\nhost_ports = \"9-1\"", "host_ports"),
+        ("[policy]\nhost_ports = \"0-100\"", "host_ports"),
+        ("[policy]\nhost_ips = [\"localhost\"]", "2:13: invalid IP"),
+        ("[policy]\nmax_cpus = -1", "cpus"),
+        ("[policy]\ndomains = [\"Evil.COM\"]", "domain pattern"),
+        (
+            "[policy]\nnetwork = \"host\"",
+            "expected `per-user` or `bridge`",
+        ),
+        ("[policy]\nflavour = 1", "flavour"),
+        (
+            "[policy.users.Bad]\nmax_memory = \"1g\"",
+            "policy.users.Bad",
+        ),
+        (
+            "[policy.users.a.users.b]\nmax_memory = \"1g\"",
+            "users of its own",
+        ),
+    ] {
+        let e = config(toml).unwrap_err();
+        assert!(e.contains(want), "{toml}: {e}");
+    }
+    assert!(config("[policy]\nhost_ports = \"none\"\nnetwork = \"bridge\"").is_ok());
+}
