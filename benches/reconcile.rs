@@ -85,7 +85,7 @@ async fn main() {
         let store = berth::store::Store::open(&config.database).unwrap();
         let token = store.add_user("bench", berth::store::Role::Admin).unwrap();
         let app = berth::model::names::AppKey::new("user0", "app0").unwrap();
-        (token, store.issue_client_key(&app, 0).unwrap().1)
+        (token, store.issue_client_key(&app, 0, 20).unwrap().1)
     };
     let engine = Engine::connect(&instance).await.expect("a Docker engine");
     // The raw baseline talks to Docker through bollard directly, as a caller without berth would.

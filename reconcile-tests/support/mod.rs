@@ -116,9 +116,11 @@ const BASE_CONFIG: &[(&str, &str)] = &[
     ("listen", "\"127.0.0.1:0\""),
 ];
 
-/// The `[policy]` line every test root adds (unless a test writes its own `[policy]`): the
-/// tests' manifests claim domains under these names.
-const BASE_POLICY: &str = "[policy]\ndomains = [\"*.example.test\", \"*.example.com\"]\n";
+/// The `[policy]` every test root adds (unless a test writes its own `[policy]`): the tests'
+/// manifests claim domains under these names, and their bursts of API writes are far past
+/// what one person makes in a minute.
+const BASE_POLICY: &str =
+    "[policy]\ndomains = [\"*.example.test\", \"*.example.com\"]\napi_writes_per_minute = 10000\n";
 
 /// One test's berth root. Dropping it removes every container labelled with its instance.
 pub struct TestRoot {

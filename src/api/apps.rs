@@ -304,7 +304,7 @@ async fn remove(
             let k2 = k.clone();
             // The file is gone whatever happens here: a failure is logged, not returned, so
             // the delete is still committed.
-            let revoked = match s.db(move |st| st.revoke_app_keys(&k2)).await {
+            let revoked = match s.db(move |st| st.end_incarnation(&k2)).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(app = %k, cause = %crate::error_chain::chain(&e), "cannot revoke the client keys of a deleted app");

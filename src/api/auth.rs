@@ -135,11 +135,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 "missing Authorization: Bearer <token>".into(),
             ));
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let token = value.to_str().ok().and_then(bearer_token);
         let user = match token {
             Some(t) => {
                 let t = t.to_string();
@@ -149,6 +145,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         };
         match user {
             Some(u) => {
+                within_write_limit(parts, state, &u.name, &u.name)?;
                 set_actor(parts, u.name.clone());
                 Ok(Caller::User(u))
             }
@@ -202,7 +199,9 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
         };
         match check {
             KeyCheck::Valid(info) => {
-                set_actor(parts, format!("client:{}", info.id));
+                let who = format!("client:{}", info.id);
+                within_write_limit(parts, state, &who, &info.userid)?;
+                set_actor(parts, who);
                 Ok(ClientKey(info))
             }
             KeyCheck::Invalid => {
@@ -213,6 +212,30 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
             }
         }
     }
+}
+
+/// Takes one write from `who`'s bucket for a mutating request, under the policy of `user`
+/// (the owner). Checked before the caller is named for the audit log: a refused flood is
+/// counted in metrics, not written to the log it would otherwise fill.
+fn within_write_limit(
+    parts: &Parts,
+    state: &AppState,
+    who: &str,
+    user: &str,
+) -> Result<(), ApiError> {
+    use axum::http::Method;
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let per_minute = state.config.policy.rules(user).api_writes_per_minute;
+    state
+        .writes
+        .take(who, per_minute, Instant::now())
+        .map_err(|wait| ApiError::WriteLimited {
+            user: user.to_string(),
+            per_minute,
+            retry_after: wait.as_secs().max(1),
+        })
 }
 
 /// The client's address as the failure limiter counts it (see `source_ip`).
@@ -226,5 +249,27 @@ impl FromRequestParts<Arc<AppState>> for ClientIp {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         Ok(ClientIp(source_ip(parts, state)))
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235 §2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer t1", "bearer t1", "BEARER  t1 ", " bEaReR t1"] {
+            assert_eq!(bearer_token(v), Some("t1"), "{v:?}");
+        }
+        for v in ["Basic t1", "Bearert1", "t1", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
     }
 }

@@ -63,6 +63,16 @@ pub enum ApiError {
         /// Seconds until the address may try again.
         retry_after: u64,
     },
+    /// The caller's writes are past `api_writes_per_minute`.
+    #[error("too many writes: user {user} may make {per_minute} a minute (policy api_writes_per_minute); retry in {retry_after} s")]
+    WriteLimited {
+        /// Whose limit.
+        user: String,
+        /// The limit.
+        per_minute: u32,
+        /// Seconds until a write is allowed again.
+        retry_after: u64,
+    },
     /// Docker is unreachable (logs).
     #[error("{0}")]
     Unavailable(String),
@@ -96,6 +106,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }
+            ApiError::WriteLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -114,7 +125,9 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::json!({ "error": { "code": code, "message": message } });
         let mut resp = (status, Json(body)).into_response();
-        if let ApiError::TooManyRequests { retry_after } = self {
+        if let ApiError::TooManyRequests { retry_after }
+        | ApiError::WriteLimited { retry_after, .. } = self
+        {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
@@ -156,6 +169,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Exists(_) => ApiError::Conflict(message),
             StoreError::NotFound(_) => ApiError::NotFound(message),
+            StoreError::Limit(_) => ApiError::Quota(message),
             StoreError::Name(_) => ApiError::BadRequest(message),
             StoreError::Busy { .. }
             | StoreError::Schema { .. }

@@ -45,7 +45,10 @@ async fn issue(
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     }
     let k = key.clone();
-    let (info, full) = s.db(move |st| st.issue_client_key(&k, unix_now())).await?;
+    let max = s.config.policy.rules(&key.userid).max_client_keys_per_app;
+    let (info, full) = s
+        .db(move |st| st.issue_client_key(&k, unix_now(), max))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

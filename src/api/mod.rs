@@ -20,6 +20,7 @@ pub mod limiter;
 mod ops;
 mod revisions;
 mod users;
+mod write_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,7 +52,7 @@ use crate::state::files::{Current, ManifestFiles};
 use crate::state::git::GitSync;
 use crate::state::history::History;
 use crate::state::writer::{Held, ManifestWriter};
-use crate::store::{unix_now, AuditEntry, Store};
+use crate::store::{unix_now, AuditEntry, Retention, Store};
 
 /// Largest request body accepted; a manifest is far smaller.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Failed-authentication bookkeeping.
     pub limiter: limiter::FailureLimiter,
+    /// Mutating calls per caller (token buckets).
+    pub writes: write_limit::WriteLimiter,
     /// Outstanding confirm tokens for destructive calls.
     pub confirmations: confirm::Confirmations,
     /// Set to the held removals a confirmed call released, for the loop's next pass.
@@ -203,10 +206,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let path: String = req
-        .uri()
-        .path_and_query()
-        .map_or("", |p| p.as_str())
+    let path: String = redacted(req.uri().path_and_query().map_or("", |p| p.as_str()))
         .chars()
         .take(512)
         .collect();
@@ -227,9 +227,15 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
             status,
         };
         let store = state.store.clone();
+        let keep = Retention {
+            max_entries: state.config.audit_max_entries,
+            keep_secs: u64::from(state.config.audit_keep_days) * 86_400,
+        };
         // redb commits fsync: keep them off the async workers.
         let written = tokio::task::spawn_blocking(move || {
-            store.audit(&entry).map_err(|e| (chain(&e), entry.action))
+            store
+                .audit(&entry, keep)
+                .map_err(|e| (chain(&e), entry.action))
         });
         match written.await {
             Ok(Err((cause, action))) => {
@@ -240,6 +246,22 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         }
     }
     resp
+}
+
+/// The path and query as the audit log keeps them: a `confirm` token is a one-time secret,
+/// so its value is replaced.
+fn redacted(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let pairs: Vec<&str> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("confirm") => "confirm=<redacted>",
+            _ => pair,
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
 }
 
 /// Serves the API on TCP until `shutdown`.
@@ -266,4 +288,18 @@ pub async fn serve_unix(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn confirm_tokens_never_reach_the_audit_log() {
+        let r = super::redacted("/apps/a/b?purge=true&confirm=abc123&x=1");
+        assert_eq!(r, "/apps/a/b?purge=true&confirm=<redacted>&x=1");
+        assert_eq!(
+            super::redacted("/ops/prune/release?CONFIRM=zz"),
+            "/ops/prune/release?confirm=<redacted>"
+        );
+        assert_eq!(super::redacted("/apps"), "/apps");
+    }
 }

@@ -151,6 +151,14 @@ async fn prepare(config: Arc<Config>) -> anyhow::Result<Shared> {
     ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let tightened = crate::state::modes::tighten(&config.apps_state_dir());
+    if tightened != Default::default() {
+        info!(
+            files = tightened.files,
+            dirs = tightened.dirs,
+            "made state/apps readable by berth's user only (0600 files, 0700 directories)"
+        );
+    }
     let wake = Wake::default();
     Ok(Shared {
         config,
@@ -163,23 +171,26 @@ async fn prepare(config: Arc<Config>) -> anyhow::Result<Shared> {
     })
 }
 
-/// The reconcile loop, recording revisions after each pass and revoking a removed app's
-/// client keys.
+/// The reconcile loop, recording after each pass the revisions it took up and which apps
+/// exist (a gone app's client keys stop working).
 fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
     let config = shared.config.clone();
     let pass = Reconciler::new(config.clone(), Executor::new(config, engine));
     let mut serve_loop = ServeLoop::new(pass, shared.state_lock.clone());
     serve_loop.metrics = shared.metrics.clone();
-    let recorder = shared.history.clone();
-    serve_loop.on_pass = Some(Arc::new(move |pass, taken| recorder.record(pass, &taken)));
-    let keys = shared.store.clone();
-    serve_loop.on_removed = Some(Arc::new(move |app, planned_ms| {
-        match keys.revoke_app_keys_before(&app, planned_ms) {
-            Ok(0) => {}
-            Ok(n) => info!(app = %app, revoked = n, "app removed: revoked its client keys"),
-            Err(e) => {
-                warn!(app = %app, cause = %chain(&e), "cannot revoke the client keys of a removed app")
+    let (recorder, store) = (shared.history.clone(), shared.store.clone());
+    serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
+        recorder.record(pass, &seen.taken);
+        match store.sync_incarnations(&seen.present, &seen.frozen_users, began) {
+            Ok(s) if s.ended > 0 || s.keys_revoked > 0 => {
+                info!(
+                    apps_gone = s.ended,
+                    keys_revoked = s.keys_revoked,
+                    "apps gone: their client keys no longer work"
+                )
             }
+            Ok(_) => {}
+            Err(e) => warn!(cause = %chain(&e), "cannot record which apps exist"),
         }
     }));
     serve_loop
@@ -205,6 +216,7 @@ fn api_state(shared: &Shared, serve_loop: &ServeLoop, engine: Engine) -> AppStat
         wake: shared.wake.clone(),
         metrics: shared.metrics.clone(),
         limiter: Default::default(),
+        writes: Default::default(),
         confirmations: crate::api::confirm::Confirmations::new(config.confirm_ttl),
         prune_release: serve_loop.prune_release.clone(),
         history: shared.history.clone(),

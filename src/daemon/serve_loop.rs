@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use crate::daemon::pass::{valid_app, Reconciler};
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
-use crate::model::desired::{DesiredApp, DesiredState, TakenUp};
+use crate::model::desired::{DesiredApp, DesiredState, PassSeen};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::reconcile::loop_state::{LoopState, Outcome, PruneRelease, PurgeStep, Release};
@@ -32,13 +32,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Retry delay for a pass that could not even start (engine down, state dir unreadable).
 const PASS_RETRY: Duration = Duration::from_secs(2);
 
-/// Called (on a blocking thread) after every pass with its number (counting up) and the
-/// manifests it took up; `serve` records revisions with it.
-pub type PassHook = Arc<dyn Fn(u64, Vec<TakenUp>) + Send + Sync>;
-/// Called (on a blocking thread) when an app's removal succeeded, whatever removed its
-/// manifest, with when the pass that planned it began (unix milliseconds); `serve` revokes
-/// the app's client keys with it, so a new app of the same name never honours them.
-pub type RemovedHook = Arc<dyn Fn(AppKey, u64) + Send + Sync>;
+/// Called (on a blocking thread) after every pass with its number (counting up), when it
+/// began and what it saw; `serve` records revisions and app incarnations with it.
+pub type PassHook = Arc<dyn Fn(u64, Instant, PassSeen) + Send + Sync>;
 
 /// The loop and what it shares with the rest of the daemon.
 pub struct ServeLoop {
@@ -53,16 +49,12 @@ pub struct ServeLoop {
     pub prune_release: PruneRelease,
     /// See [`PassHook`].
     pub on_pass: Option<PassHook>,
-    /// See [`RemovedHook`].
-    pub on_removed: Option<RemovedHook>,
 }
 
 /// A finished change, reported back to the loop.
 struct Finished {
     change: AppChange,
     result: Result<(), ActionError>,
-    /// Unix milliseconds when the pass that planned it began.
-    planned_ms: u64,
 }
 
 /// What one pass leaves for the wait: when to run again at the latest, and why then.
@@ -89,7 +81,6 @@ impl ServeLoop {
             metrics: Arc::default(),
             prune_release: Arc::default(),
             on_pass: None,
-            on_removed: None,
         }
     }
 
@@ -168,7 +159,6 @@ impl ServeLoop {
         number: u64,
     ) -> Next {
         let started = Instant::now();
-        let planned_ms = crate::store::unix_now_ms();
         let mut next = Next {
             at: started + self.pass.config.resync,
             why: Trigger::Resync,
@@ -193,10 +183,10 @@ impl ServeLoop {
         }
         for change in schedule.start {
             let app = valid_app(&desired, &change.key).cloned();
-            inflight.spawn(run_change(self.pass.exec.clone(), change, app, planned_ms));
+            inflight.spawn(run_change(self.pass.exec.clone(), change, app));
         }
         self.settle_purges(state, started, &desired, &observed, &plan);
-        self.record_revisions(number, &desired);
+        self.record_revisions(number, started, &desired);
         state.forget_gone(&desired, &observed);
         let board = state.status(
             &desired,
@@ -250,23 +240,17 @@ impl ServeLoop {
         }
     }
 
-    fn record_revisions(&self, number: u64, desired: &DesiredState) {
+    fn record_revisions(&self, number: u64, began: Instant, desired: &DesiredState) {
         if let Some(hook) = &self.on_pass {
-            let (hook, taken) = (hook.clone(), desired.taken_up());
-            tokio::task::spawn_blocking(move || hook(number, taken));
+            let (hook, seen) = (hook.clone(), desired.seen());
+            tokio::task::spawn_blocking(move || hook(number, began, seen));
         }
     }
 
-    /// Takes a finished change back: frees the app, counts it, starts its backoff on failure,
-    /// and after a successful removal revokes the app's client keys.
+    /// Takes a finished change back: frees the app, counts it, starts its backoff on failure.
     fn collect(&self, state: &mut LoopState, done: Option<Finished>) {
         let Some(done) = done else { return };
         let (key, kind) = (&done.change.key, done.change.kind());
-        let removed = kind == "remove" && done.result.is_ok();
-        if let (Some(hook), true) = (&self.on_removed, removed) {
-            let (hook, key, at) = (hook.clone(), key.clone(), done.planned_ms);
-            tokio::task::spawn_blocking(move || hook(key, at));
-        }
         self.metrics.action(kind, done.result.is_ok());
         let cause = done.result.as_ref().err().map(|e| chain(e));
         let result = cause.clone().map_or(Ok(()), Err);
@@ -280,12 +264,7 @@ impl ServeLoop {
     }
 }
 
-async fn run_change(
-    exec: Arc<Executor>,
-    change: AppChange,
-    app: Option<DesiredApp>,
-    planned_ms: u64,
-) -> Finished {
+async fn run_change(exec: Arc<Executor>, change: AppChange, app: Option<DesiredApp>) -> Finished {
     // A panic must come back as a failure: the app would otherwise stay busy, holding one of
     // the `max_parallel` slots for good.
     let run = std::panic::AssertUnwindSafe(exec.execute(&change, app.as_ref()));
@@ -296,11 +275,7 @@ async fn run_change(
             change.key
         ))),
     };
-    Finished {
-        change,
-        result,
-        planned_ms,
-    }
+    Finished { change, result }
 }
 
 fn log_status(key: &AppKey, s: &AppStatus) {

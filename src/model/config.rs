@@ -45,6 +45,7 @@ struct ConfigFile {
     templates: BTreeMap<String, TemplateOverride>,
     policy: PolicyFile,
     audit_keep_days: u32,
+    audit_max_entries: u64,
 }
 
 impl Default for ConfigFile {
@@ -72,7 +73,8 @@ impl Default for ConfigFile {
             defaults: ResourceOverrides::default(),
             templates: BTreeMap::new(),
             policy: PolicyFile::default(),
-            audit_keep_days: 30,
+            audit_keep_days: 14,
+            audit_max_entries: 100_000,
         }
     }
 }
@@ -199,6 +201,8 @@ pub struct Config {
     pub policy: Policy,
     /// Audit entries younger than this many days are never dropped to make room.
     pub audit_keep_days: u32,
+    /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
+    pub audit_max_entries: u64,
 }
 
 /// Config file name looked for under the root when `--config` is not given.
@@ -236,41 +240,21 @@ impl Config {
 
     fn resolve(f: ConfigFile, root: PathBuf, path: &Path) -> Result<Config, SourceError> {
         let bad = |msg: String| SourceError::whole_file(path, msg);
-        validate_instance(&f.instance).map_err(|e| bad(e.to_string()))?;
-        if f.max_parallel == 0 {
-            return Err(bad("max_parallel must be at least 1".into()));
-        }
-        if f.resync.is_zero() {
-            return Err(bad("resync must be longer than 0s".into()));
-        }
-        if f.hook_timeout.is_zero() {
-            return Err(bad("hook_timeout must be longer than 0s".into()));
-        }
-        if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
-            return Err(bad("stop_timeout is too long".into()));
-        }
+        check_values(&f).map_err(bad)?;
         let mut f = f;
         if let Some(g) = &mut f.git {
             g.check().map_err(|e| bad(format!("[git] {e}")))?;
             // A local path is taken relative to the root, like every other path here, and
             // stored absolute: that is what the clone's origin will say.
             if g.is_local_path() {
-                let mut clean = PathBuf::new();
-                for c in absolute(&root, Path::new(&g.remote)).components() {
-                    match c {
-                        std::path::Component::ParentDir => {
-                            clean.pop();
-                        }
-                        other => clean.push(other),
-                    }
-                }
-                g.remote = clean.to_string_lossy().into_owned();
+                g.remote = normalized(&absolute(&root, Path::new(&g.remote)));
             }
         }
         let policy = Policy::resolve(&f.policy).map_err(bad)?;
         Ok(Config {
             policy,
             audit_keep_days: f.audit_keep_days,
+            audit_max_entries: f.audit_max_entries,
             state_dir: absolute(&root, &f.state_dir),
             templates_dir: absolute(&root, &f.templates_dir),
             shared_dir: absolute(&root, &f.shared_dir),
@@ -307,6 +291,38 @@ impl Config {
         name.push(".sock");
         PathBuf::from(name)
     }
+}
+
+/// Refuses values no berth can run with.
+fn check_values(f: &ConfigFile) -> Result<(), String> {
+    validate_instance(&f.instance).map_err(|e| e.to_string())?;
+    if f.max_parallel == 0 {
+        return Err("max_parallel must be at least 1".into());
+    }
+    if f.resync.is_zero() {
+        return Err("resync must be longer than 0s".into());
+    }
+    if f.hook_timeout.is_zero() {
+        return Err("hook_timeout must be longer than 0s".into());
+    }
+    if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
+        return Err("stop_timeout is too long".into());
+    }
+    Ok(())
+}
+
+/// `path` with `..` components resolved lexically.
+fn normalized(path: &Path) -> String {
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    clean.to_string_lossy().into_owned()
 }
 
 /// Joins `p` onto `base` unless absolute, dropping `.` components so paths print cleanly.

@@ -55,6 +55,17 @@ pub struct TakenUp {
     pub hash: String,
 }
 
+/// What one pass saw of the state directory.
+#[derive(Debug, Clone, Default)]
+pub struct PassSeen {
+    /// The valid manifests, as read.
+    pub taken: Vec<TakenUp>,
+    /// Every app with a manifest, valid or not.
+    pub present: std::collections::BTreeSet<AppKey>,
+    /// Users whose directory could not be read (their apps are neither present nor gone).
+    pub frozen_users: std::collections::BTreeSet<String>,
+}
+
 /// What berth wants for one key.
 #[derive(Debug, Clone)]
 pub enum Entry {
@@ -114,6 +125,15 @@ impl DesiredState {
                 self.apps.get(key),
                 Some(Entry::Frozen(_) | Entry::OverQuota(_) | Entry::Refused(_))
             )
+    }
+
+    /// What this pass saw, for the daemon's records (revisions, incarnations).
+    pub fn seen(&self) -> PassSeen {
+        PassSeen {
+            taken: self.taken_up(),
+            present: self.apps.keys().cloned().collect(),
+            frozen_users: self.frozen_users.keys().cloned().collect(),
+        }
     }
 
     /// The valid manifests as this pass read them, for the revision history.

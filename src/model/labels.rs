@@ -22,7 +22,7 @@ pub const DOMAIN: &str = "paas.domain";
 pub const TEMPLATE: &str = "paas.template";
 /// blake3 of the canonical spec: the whole "did it change?" test.
 pub const SPEC_HASH: &str = "paas.spec-hash";
-/// The canonical spec itself, so `plan` can say which field changed.
+/// The canonical spec with env values as digests, so `plan` can say which field changed.
 pub const SPEC: &str = "paas.spec";
 
 /// Docker `label` filters that select exactly this instance's app containers.
@@ -42,7 +42,7 @@ pub fn for_app(app: &DesiredApp, instance: &str) -> HashMap<String, String> {
         (APPNAME.to_string(), app.key.appname.clone()),
         (TEMPLATE.to_string(), app.spec.template.clone()),
         (SPEC_HASH.to_string(), app.hash.clone()),
-        (SPEC.to_string(), app.spec.canonical_json()),
+        (SPEC.to_string(), app.spec.for_label().canonical_json()),
     ]);
     l.insert(
         DOMAIN.to_string(),

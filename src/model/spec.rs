@@ -138,12 +138,34 @@ impl ContainerSpec {
         serde_json::to_string(self).expect("a spec always serializes")
     }
 
+    /// The spec as the `paas.spec` label carries it: every env value replaced by its digest
+    /// ([`env_digest`]), so neither `docker ps` nor the event stream shows a value, while a
+    /// changed value still shows as changed.
+    pub fn for_label(&self) -> ContainerSpec {
+        let mut shown = self.clone();
+        for (k, v) in shown.env.iter_mut() {
+            *v = env_digest(k, v);
+        }
+        shown
+    }
+
     /// blake3 of the canonical bytes, hex.
     pub fn hash(&self) -> String {
         blake3::hash(self.canonical_json().as_bytes())
             .to_hex()
             .to_string()
     }
+}
+
+/// What the label shows of env value `value` of `name`: `b3:` and 16 hex digits of a blake3
+/// hash. It tells whether a value changed; it is not a secret's protection (`docker inspect`
+/// shows a container's environment to whoever may use Docker).
+pub fn env_digest(name: &str, value: &str) -> String {
+    let mut h = blake3::Hasher::new_derive_key("berth 2026 env label digest");
+    h.update(name.as_bytes())
+        .update(&[0])
+        .update(value.as_bytes());
+    format!("b3:{}", &h.finalize().to_hex()[..16])
 }
 
 /// Names what differs between the running spec and the wanted one, for `plan`'s "why".
@@ -163,9 +185,12 @@ pub fn changed_fields(old: &ContainerSpec, new: &ContainerSpec) -> Vec<String> {
         }
         if field == "env" {
             for (k, v) in &new.env {
+                // The running spec comes from the label, which carries digests.
                 match old.env.get(k) {
                     None => out.push(format!("env.{k} added")),
-                    Some(o) if o != v => out.push(format!("env.{k} changed")),
+                    Some(o) if *o != env_digest(k, v) && o != v => {
+                        out.push(format!("env.{k} changed"))
+                    }
                     _ => {}
                 }
             }
@@ -284,6 +309,19 @@ mod tests {
         }
         assert!(!changes.contains("hunter"), "{changes}");
         assert!(changed_fields(&old, &old).is_empty());
+        let labelled = old.for_label();
+        assert!(!labelled.canonical_json().contains("hunter2"));
+        assert!(
+            changed_fields(&labelled, &old).is_empty(),
+            "a digest matches its value"
+        );
+        assert_eq!(
+            changed_fields(&labelled, &new)
+                .iter()
+                .filter(|c| c.contains("SECRET"))
+                .count(),
+            1
+        );
         let mut rolled = old.clone();
         rolled
             .template_files

@@ -25,6 +25,15 @@ pub enum ActionError {
     /// Docker refused or was unreachable.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The app's workspace (or its user's directory) is a link or not a directory: berth
+    /// will not run hooks in it or mount it, wherever it points.
+    #[error("workspace {path} is {what}; berth does not follow it (remove it to let berth make a real directory)")]
+    Workspace {
+        /// The offending path.
+        path: std::path::PathBuf,
+        /// "a symlink", "not a directory".
+        what: &'static str,
+    },
     /// The plan and the desired state disagree (a bug, reported rather than panicking).
     #[error("internal: {0}")]
     Internal(String),
@@ -72,6 +81,21 @@ impl Executor {
         self.purges.cancel(key);
     }
 
+    /// Refuses a user directory or workspace under `apps/` that is a symlink or not a
+    /// directory: a hook would write through it and Docker would mount its target.
+    fn check_workspace(&self, key: &AppKey) -> Result<(), ActionError> {
+        let user = self.config.apps_dir.join(&key.userid);
+        for path in [user.clone(), user.join(&key.appname)] {
+            let what = match std::fs::symlink_metadata(&path) {
+                Ok(md) if md.file_type().is_symlink() => "a symlink",
+                Ok(md) if !md.is_dir() => "not a directory",
+                _ => continue,
+            };
+            return Err(ActionError::Workspace { path, what });
+        }
+        Ok(())
+    }
+
     fn workspace(&self, key: &AppKey) -> std::path::PathBuf {
         self.config.apps_dir.join(&key.userid).join(&key.appname)
     }
@@ -108,12 +132,14 @@ impl Executor {
         match action {
             Action::Create { start } => {
                 let app = need_app()?;
+                self.check_workspace(&app.key)?;
                 self.hook(&app.template, HookKind::PreCreate, &app.key, false)
                     .await?;
                 self.create(app, *start).await
             }
             Action::Recreate { old, start, .. } => {
                 let app = need_app()?;
+                self.check_workspace(&app.key)?;
                 self.hook(&app.template, HookKind::PreDeploy, &app.key, false)
                     .await?;
                 // Have the new image before taking the old container down.

@@ -8,6 +8,7 @@
 //! exactly one wins.** Temp files start with `.`, which the scanner and watcher ignore.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -304,9 +305,11 @@ fn write_atomic(
             )))
         }
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| io(shown, e))?
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io(shown, e))?,
         Err(e) => return Err(io(shown, e)),
     }
     // A fresh random name, created exclusively: a planted file or symlink of that name
@@ -320,6 +323,7 @@ fn write_atomic(
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;

@@ -12,5 +12,6 @@ pub mod admission;
 pub mod files;
 pub mod git;
 pub mod history;
+pub mod modes;
 pub mod scan;
 pub mod writer;

@@ -1,6 +1,7 @@
 //! The audit log: one row per mutating API call (who, what, when, result), numbered in order.
-//! Rows are appended, never changed; past [`MAX_AUDIT_ENTRIES`] the oldest are dropped so the
-//! file cannot grow without bound.
+//! Rows are appended, never changed. Past the entry limit the oldest are dropped, but never
+//! one younger than the retention window: one user's flood cannot push everyone else's recent
+//! entries out (the API's per-user write limits bound how fast it grows meanwhile).
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
@@ -9,8 +10,14 @@ use redb::ReadableTableMetadata;
 
 use super::{db_err, from_json, to_json, Store, StoreError, AUDIT};
 
-/// Entries kept; each append beyond this drops the oldest.
-pub const MAX_AUDIT_ENTRIES: u64 = 100_000;
+/// How many entries the log aims to keep, and for how long it keeps every entry.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Past this many entries, the oldest outside the window are dropped.
+    pub max_entries: u64,
+    /// Entries younger than this (seconds) are always kept.
+    pub keep_secs: u64,
+}
 
 /// One mutating call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,12 +33,9 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    /// Appends one entry, dropping the oldest past [`MAX_AUDIT_ENTRIES`].
-    pub fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.audit_keeping(entry, MAX_AUDIT_ENTRIES)
-    }
-
-    fn audit_keeping(&self, entry: &AuditEntry, keep: u64) -> Result<(), StoreError> {
+    /// Appends one entry, then drops the oldest entries past `keep.max_entries` that are
+    /// older than the window (measured from `entry.at`).
+    pub fn audit(&self, entry: &AuditEntry, keep: Retention) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(AUDIT).map_err(db_err)?;
@@ -42,7 +46,17 @@ impl Store {
             table
                 .insert(next, to_json(entry).as_str())
                 .map_err(db_err)?;
-            while table.len().map_err(db_err)? > keep {
+            let oldest_kept = entry.at.saturating_sub(keep.keep_secs);
+            while table.len().map_err(db_err)? > keep.max_entries {
+                let first_at = match table.first().map_err(db_err)? {
+                    Some((_, first)) => {
+                        from_json::<AuditEntry>("audit", "first", first.value())?.at
+                    }
+                    None => break,
+                };
+                if first_at >= oldest_kept {
+                    break;
+                }
                 table.pop_first().map_err(db_err)?;
             }
         }
@@ -71,16 +85,24 @@ impl Store {
 mod tests {
     use super::*;
 
+    const LOTS: Retention = Retention {
+        max_entries: 1000,
+        keep_secs: 0,
+    };
+
     #[test]
     fn entries_are_numbered_and_tailed_in_order() {
         let (_dir, s) = crate::store::temp_store();
         for i in 0..5u16 {
-            s.audit(&AuditEntry {
-                at: i as u64,
-                actor: "alice".into(),
-                action: format!("POST /apps/alice/a{i}/stop"),
-                status: 200 + i,
-            })
+            s.audit(
+                &AuditEntry {
+                    at: i as u64,
+                    actor: "alice".into(),
+                    action: format!("POST /apps/alice/a{i}/stop"),
+                    status: 200 + i,
+                },
+                LOTS,
+            )
             .unwrap();
         }
         let tail = s.audit_tail(2).unwrap();
@@ -99,13 +121,48 @@ mod tests {
                 action: "POST /x".into(),
                 status: 200,
             };
-            s.audit_keeping(&e, 3).unwrap();
+            let keep = Retention {
+                max_entries: 3,
+                keep_secs: 0,
+            };
+            s.audit(&e, keep).unwrap();
         }
         let seqs: Vec<u64> = s.audit_tail(100).unwrap().iter().map(|(n, _)| *n).collect();
         assert_eq!(
             seqs,
             [5, 6, 7],
             "numbering continues; only the newest 3 remain"
+        );
+    }
+
+    #[test]
+    fn a_flood_cannot_push_out_entries_younger_than_the_window() {
+        let (_dir, s) = crate::store::temp_store();
+        let keep = Retention {
+            max_entries: 5,
+            keep_secs: 100,
+        };
+        let entry = |at, actor: &str| AuditEntry {
+            at,
+            actor: actor.into(),
+            action: "POST /x".into(),
+            status: 200,
+        };
+        s.audit(&entry(1, "carol"), keep).unwrap();
+        s.audit(&entry(1000, "alice"), keep).unwrap();
+        for i in 0..50 {
+            s.audit(&entry(1001 + i, "bob"), keep).unwrap();
+        }
+        let actors: Vec<String> = s
+            .audit_tail(1000)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.actor)
+            .collect();
+        assert_eq!(actors.len(), 51, "every entry of the last 100 s is kept");
+        assert_eq!(
+            actors[0], "alice",
+            "bob's flood left alice's entry; carol's was old"
         );
     }
 }

@@ -1,7 +1,8 @@
-//! Client keys (SPEC §7): `client.<id>.<secret>`, scoped at issue to one (userid, appname).
-//! Stored by id with the keyed hash of the secret; revoking deletes the record.
+//! Client keys (SPEC §7): `client.<id>.<secret>`, scoped at issue to one (userid, appname)
+//! and bound to that app's incarnation. Stored by id with the keyed hash of the secret;
+//! revoking deletes the record. An app has at most the policy's `max_client_keys_per_app`.
 
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{db_err, from_json, to_json, Store, StoreError, CLIENT_KEYS};
@@ -20,25 +21,34 @@ struct KeyRecord {
     /// Hex of the keyed blake3 hash of the secret.
     secret_hash: String,
     created_at: u64,
-    /// Unix milliseconds of the issue, to tell keys made before a removal from keys made
-    /// after it (absent in records from before it existed: then `created_at`).
-    #[serde(default)]
-    created_ms: Option<u64>,
     last_used_at: Option<u64>,
+    /// The app incarnation it was issued for; keys from before incarnations existed have
+    /// none and live as long as their app does.
+    #[serde(default)]
+    incarnation: Option<String>,
 }
 
 impl KeyRecord {
-    fn created_ms(&self) -> u64 {
-        self.created_ms
-            .unwrap_or(self.created_at.saturating_mul(1000))
+    fn of(&self, app: &AppKey) -> bool {
+        self.userid == app.userid && self.appname == app.appname
     }
 }
 
-/// Unix milliseconds now.
-pub fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Removes every key of `app` inside `txn`; returns how many.
+pub(super) fn remove_keys_of(txn: &WriteTransaction, app: &AppKey) -> Result<usize, StoreError> {
+    let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
+    let mut ids = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        let record: KeyRecord = from_json("client_keys", k.value(), v.value())?;
+        if record.of(app) {
+            ids.push(k.value().to_string());
+        }
+    }
+    for id in &ids {
+        table.remove(id.as_str()).map_err(db_err)?;
+    }
+    Ok(ids.len())
 }
 
 /// A key as shown: never the secret or its hash.
@@ -80,15 +90,18 @@ fn info(id: String, r: KeyRecord) -> ClientKeyInfo {
 }
 
 impl Store {
-    /// Issues a key for `app`; returns what is shown in lists and the full key, which exists
-    /// nowhere else.
+    /// Issues a key for `app` (at most `max` per app), bound to its current incarnation
+    /// (made now if the loop has not seen the app yet); returns what is shown in lists and
+    /// the full key, which exists nowhere else.
     pub fn issue_client_key(
         &self,
         app: &AppKey,
         now: u64,
+        max: u32,
     ) -> Result<(ClientKeyInfo, String), StoreError> {
-        let id = tokens::new_key_id();
-        let secret = tokens::new_secret();
+        let (id, secret) = (tokens::new_key_id(), tokens::new_secret());
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let incarnation = super::incarnations::current_or_new(self, &txn, app)?;
         let record = KeyRecord {
             userid: app.userid.clone(),
             appname: app.appname.clone(),
@@ -96,14 +109,26 @@ impl Store {
                 .to_hex()
                 .to_string(),
             created_at: now,
-            created_ms: Some(unix_now_ms()),
             last_used_at: None,
+            incarnation: Some(incarnation),
         };
-        let txn = self.db.begin_write().map_err(db_err)?;
-        txn.open_table(CLIENT_KEYS)
-            .map_err(db_err)?
-            .insert(id.as_str(), to_json(&record).as_str())
-            .map_err(db_err)?;
+        {
+            let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
+            let mut count = 0u64;
+            for row in table.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                count +=
+                    u64::from(from_json::<KeyRecord>("client_keys", k.value(), v.value())?.of(app));
+            }
+            if count >= u64::from(max) {
+                return Err(StoreError::Limit(format!(
+                    "{app} already has {count} client keys; the limit is max_client_keys_per_app = {max} (revoke one first)"
+                )));
+            }
+            table
+                .insert(id.as_str(), to_json(&record).as_str())
+                .map_err(db_err)?;
+        }
         txn.commit().map_err(db_err)?;
         let key = tokens::client_key(&id, &secret);
         Ok((info(id, record), key))
@@ -114,7 +139,7 @@ impl Store {
         Ok(self
             .read_all::<KeyRecord>(CLIENT_KEYS)?
             .into_iter()
-            .filter(|(_, r)| r.userid == app.userid && r.appname == app.appname)
+            .filter(|(_, r)| r.of(app))
             .map(|(id, r)| info(id, r))
             .collect())
     }
@@ -142,37 +167,6 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes every key of `app` (its manifest was deleted); returns how many.
-    pub fn revoke_app_keys(&self, app: &AppKey) -> Result<usize, StoreError> {
-        self.revoke_app_keys_before(app, u64::MAX)
-    }
-
-    /// Revokes the keys of `app` issued before `before_ms` (unix milliseconds): those of an
-    /// app that a removal planned at that time ended, not those of a new app of that name.
-    pub fn revoke_app_keys_before(
-        &self,
-        app: &AppKey,
-        before_ms: u64,
-    ) -> Result<usize, StoreError> {
-        let ids: Vec<String> = self
-            .read_all::<KeyRecord>(CLIENT_KEYS)?
-            .into_iter()
-            .filter(|(_, r)| {
-                r.userid == app.userid && r.appname == app.appname && r.created_ms() < before_ms
-            })
-            .map(|(id, _)| id)
-            .collect();
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
-            for id in &ids {
-                table.remove(id.as_str()).map_err(db_err)?;
-            }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(ids.len())
-    }
-
     /// Checks a presented key at time `now`, and records the use when the stored
     /// `last_used_at` is older than [`LAST_USED_EVERY`].
     pub fn check_client_key(&self, presented: &str, now: u64) -> Result<KeyCheck, StoreError> {
@@ -187,6 +181,17 @@ impl Store {
         };
         // blake3::Hash equality is constant-time.
         if tokens::keyed_hash(&self.hash_key, &record_name(p.name), p.secret) != stored {
+            return Ok(KeyCheck::Invalid);
+        }
+        // A key lives exactly as long as the incarnation it was issued for.
+        let app = AppKey::new(&record.userid, &record.appname).map_err(StoreError::Name)?;
+        let current = self.incarnation(&app)?;
+        let alive = match (&current, &record.incarnation) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(now), Some(issued)) => now == issued,
+        };
+        if !alive {
             return Ok(KeyCheck::Invalid);
         }
         let mut record = record;
@@ -226,7 +231,7 @@ mod tests {
     fn issue_check_revoke() {
         let (_d, s) = store();
         let app = key("alice", "web");
-        let (info, full) = s.issue_client_key(&app, 1000).unwrap();
+        let (info, full) = s.issue_client_key(&app, 1000, 20).unwrap();
         assert!(full.starts_with(&format!("client.{}.", info.id)));
         match s.check_client_key(&full, 1001).unwrap() {
             KeyCheck::Valid(k) => {
@@ -247,7 +252,7 @@ mod tests {
     #[test]
     fn wrong_secret_and_garbage_are_invalid() {
         let (_d, s) = store();
-        let (info, full) = s.issue_client_key(&key("alice", "web"), 0).unwrap();
+        let (info, full) = s.issue_client_key(&key("alice", "web"), 0, 20).unwrap();
         let mut wrong = full.clone().into_bytes();
         let last = wrong.len() - 1;
         wrong[last] = if wrong[last] == b'A' { b'B' } else { b'A' };
@@ -271,7 +276,7 @@ mod tests {
     fn last_used_is_written_at_most_every_five_minutes() {
         let (_d, s) = store();
         let app = key("alice", "web");
-        let (_, full) = s.issue_client_key(&app, 0).unwrap();
+        let (_, full) = s.issue_client_key(&app, 0, 20).unwrap();
         let used = |now| {
             s.check_client_key(&full, now).unwrap();
             s.client_keys(&app).unwrap()[0].last_used_at
@@ -283,29 +288,83 @@ mod tests {
     }
 
     #[test]
-    fn revoking_before_a_time_keeps_newer_keys() {
+    fn a_key_never_outlives_its_incarnation_whatever_the_clock_says() {
         let (_d, s) = store();
         let app = key("alice", "web");
-        let (_, old) = s.issue_client_key(&app, 0).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let cut = unix_now_ms();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let (_, new) = s.issue_client_key(&app, 0).unwrap();
-        assert_eq!(s.revoke_app_keys_before(&app, cut).unwrap(), 1);
-        assert_eq!(s.check_client_key(&old, 1).unwrap(), KeyCheck::Invalid);
+        let valid =
+            |k: &str, now| matches!(s.check_client_key(k, now).unwrap(), KeyCheck::Valid(_));
+        let (_, old) = s.issue_client_key(&app, 5000, 20).unwrap();
+        let began = std::time::Instant::now();
+        // A pass that began now and no longer sees the app ends it, and its key.
+        let gone = s
+            .sync_incarnations(&Default::default(), &Default::default(), began)
+            .unwrap();
+        assert_eq!((gone.ended, gone.keys_revoked), (1, 1));
+        assert!(!valid(&old, 5001));
+        // The app made again: a new incarnation; a key issued with the clock an hour back works,
+        // and a later pass that sees the app keeps it.
+        let (_, new) = s.issue_client_key(&app, 5000 - 3600, 20).unwrap();
+        let present = [app.clone()].into();
+        s.sync_incarnations(&present, &Default::default(), std::time::Instant::now())
+            .unwrap();
+        assert!(valid(&new, 1));
+    }
+
+    #[test]
+    fn a_pass_that_began_before_the_first_key_cannot_end_its_incarnation() {
+        let (_d, s) = store();
+        let app = key("alice", "new");
+        let began = std::time::Instant::now();
+        let (_, k) = s.issue_client_key(&app, 0, 20).unwrap();
+        let synced = s
+            .sync_incarnations(&Default::default(), &Default::default(), began)
+            .unwrap();
+        assert_eq!(
+            synced,
+            Default::default(),
+            "that pass scanned before the app existed"
+        );
         assert!(matches!(
-            s.check_client_key(&new, 1).unwrap(),
+            s.check_client_key(&k, 1).unwrap(),
             KeyCheck::Valid(_)
         ));
+        let frozen = ["alice".to_string()].into();
+        let later = std::time::Instant::now();
+        assert_eq!(
+            s.sync_incarnations(&Default::default(), &frozen, later)
+                .unwrap()
+                .ended,
+            0,
+            "an unreadable user says nothing"
+        );
+    }
+
+    #[test]
+    fn an_app_has_at_most_the_policys_keys() {
+        let (_d, s) = store();
+        let app = key("alice", "web");
+        for _ in 0..3 {
+            s.issue_client_key(&app, 0, 3).unwrap();
+        }
+        let e = s.issue_client_key(&app, 0, 3).unwrap_err();
+        assert!(
+            matches!(e, StoreError::Limit(_))
+                && e.to_string().contains("max_client_keys_per_app = 3"),
+            "{e}"
+        );
+        assert!(
+            s.issue_client_key(&key("alice", "api"), 0, 3).is_ok(),
+            "per app"
+        );
     }
 
     #[test]
     fn deleting_an_app_revokes_its_keys_only() {
         let (_d, s) = store();
-        let (_, a1) = s.issue_client_key(&key("alice", "web"), 0).unwrap();
-        let (_, a2) = s.issue_client_key(&key("alice", "web"), 0).unwrap();
-        let (_, b) = s.issue_client_key(&key("alice", "api"), 0).unwrap();
-        assert_eq!(s.revoke_app_keys(&key("alice", "web")).unwrap(), 2);
+        let (_, a1) = s.issue_client_key(&key("alice", "web"), 0, 20).unwrap();
+        let (_, a2) = s.issue_client_key(&key("alice", "web"), 0, 20).unwrap();
+        let (_, b) = s.issue_client_key(&key("alice", "api"), 0, 20).unwrap();
+        assert_eq!(s.end_incarnation(&key("alice", "web")).unwrap(), 2);
         assert_eq!(s.check_client_key(&a1, 1).unwrap(), KeyCheck::Invalid);
         assert_eq!(s.check_client_key(&a2, 1).unwrap(), KeyCheck::Invalid);
         assert!(matches!(

@@ -15,6 +15,7 @@
 //! and on `reconcile`'s status types (what it saves).
 
 mod audit;
+mod incarnations;
 mod keys;
 mod revisions;
 mod status;
@@ -30,8 +31,9 @@ use redb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use audit::AuditEntry;
-pub use keys::{unix_now_ms, ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
+pub use audit::{AuditEntry, Retention};
+pub use incarnations::Synced;
+pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
 pub use revisions::Revision;
 pub use status::StoredStatus;
 pub use users::{Role, UserInfo};
@@ -45,6 +47,7 @@ const CLIENT_KEYS: TableDefinition<&str, &str> = TableDefinition::new("client_ke
 const APP_STATUS: TableDefinition<&str, &str> = TableDefinition::new("app_status");
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 const REVISIONS: TableDefinition<&str, &str> = TableDefinition::new("revisions");
+const INCARNATIONS: TableDefinition<&str, &str> = TableDefinition::new("incarnations");
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,9 @@ pub enum StoreError {
     /// A record that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A limit from berth.toml would be passed.
+    #[error("{0}")]
+    Limit(String),
     /// A name that breaks the rules.
     #[error(transparent)]
     Name(#[from] crate::model::names::NameError),
@@ -119,12 +125,34 @@ fn from_json<T: DeserializeOwned>(table: &str, key: &str, text: &str) -> Result<
     })
 }
 
+/// Makes `path` a file only its owner can read (0600): created so when missing (before redb
+/// opens it, so there is no moment it is readable), tightened with a log line when an older
+/// berth left it readable by others. It holds revisions with env values.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tracing::info!(file = %path.display(), was = format!("{mode:o}"), "tightened the database to 0600");
+    }
+    Ok(())
+}
+
 /// The open database.
 pub struct Store {
     /// redb handle.
     db: Database,
     /// Key for the keyed hashes of secrets; made once when the database is created.
     hash_key: [u8; 32],
+    /// When this process made each incarnation it made (monotonic), so a pass that scanned
+    /// before an app's first key was issued cannot end the incarnation that key is bound to.
+    born: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Store {
@@ -136,6 +164,10 @@ impl Store {
                 why: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
+        private_file(path).map_err(|e| StoreError::Foreign {
+            path: path.into(),
+            why: format!("cannot make it private (0600): {e}"),
+        })?;
         let db = Database::create(path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Busy { path: path.into() },
             other => StoreError::Foreign {
@@ -144,7 +176,11 @@ impl Store {
             },
         })?;
         let hash_key = init_schema(&db, path)?;
-        Ok(Store { db, hash_key })
+        Ok(Store {
+            db,
+            hash_key,
+            born: Default::default(),
+        })
     }
 
     /// Reads every row of a JSON table.
@@ -230,7 +266,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
             .ok_or_else(|| foreign("meta has no hash_key".into()))?;
         blake3::Hash::from_hex(hex.as_str()).map_err(|e| foreign(format!("meta hash_key: {e}")))?
     };
-    for def in [USERS, CLIENT_KEYS, APP_STATUS, REVISIONS] {
+    for def in [USERS, CLIENT_KEYS, APP_STATUS, REVISIONS, INCARNATIONS] {
         txn.open_table(def)
             .map_err(|e| foreign(format!("table {}: {e}", def.name())))?;
     }
