@@ -81,6 +81,8 @@ cleanup() {
   kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null || true
   ids=$(docker ps -aq --filter "label=paas.instance=$instance")
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  nets=$(docker network ls -q --filter "label=paas.instance=$instance")
+  [ -z "$nets" ] || docker network rm $nets >/dev/null
   echo "stopped berth and removed its containers; the files are still in $work (serve.log has the daemon's log)"
 }
 trap cleanup EXIT

@@ -54,6 +54,8 @@ fi
 if [ "$action" = clean ]; then
   ids=$(docker ps -aq --filter "label=paas.instance=$instance")
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  nets=$(docker network ls -q --filter "label=paas.instance=$instance")
+  [ -z "$nets" ] || docker network rm $nets >/dev/null
   rm -rf "$root/apps" "$root/shared"
   echo "cleaned $root"
   exit 0

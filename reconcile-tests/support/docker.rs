@@ -24,7 +24,8 @@ pub async fn connect() -> Docker {
         .unwrap_or_else(|e| panic!("Docker engine does not answer: {e}"))
 }
 
-/// Force-removes every container labelled `paas.instance=<instance>` (and nothing else).
+/// Force-removes every container and network labelled `paas.instance=<instance>` (and
+/// nothing else).
 /// Synchronous (CLI) so Drop guards can call it from any context.
 pub fn remove_instance_containers(instance: &str) {
     let filter = format!("label=paas.instance={instance}");
@@ -42,6 +43,23 @@ pub fn remove_instance_containers(instance: &str) {
         let _ = Command::new("docker")
             .args(["rm", "-f"])
             .args(&ids)
+            .output();
+    }
+    // The per-user networks berth made for this instance go with its containers.
+    let Ok(out) = Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", &filter])
+        .output()
+    else {
+        return;
+    };
+    let nets: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !nets.is_empty() {
+        let _ = Command::new("docker")
+            .args(["network", "rm"])
+            .args(&nets)
             .output();
     }
 }

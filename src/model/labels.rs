@@ -25,6 +25,18 @@ pub const SPEC_HASH: &str = "paas.spec-hash";
 /// The canonical spec with env values as digests, so `plan` can say which field changed.
 pub const SPEC: &str = "paas.spec";
 
+/// The value of [`TYPE`] on a user's network.
+pub const TYPE_USER_NETWORK: &str = "user-network";
+
+/// The labels of `userid`'s network under `instance`.
+pub fn for_network(instance: &str, userid: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (TYPE.to_string(), TYPE_USER_NETWORK.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+        (USERID.to_string(), userid.to_string()),
+    ])
+}
+
 /// Docker `label` filters that select exactly this instance's app containers.
 pub fn instance_filters(instance: &str) -> Vec<String> {
     vec![

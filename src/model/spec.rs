@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::config::Config;
 use crate::model::manifest::Manifest;
 use crate::model::names::AppKey;
+use crate::model::policy::NetworkMode;
 use crate::model::resources::{DEFAULT_CPUS, DEFAULT_MEMORY};
 use crate::model::template::{MountDirs, Template};
 
@@ -73,6 +74,10 @@ pub struct ContainerSpec {
     pub log_max_size: String,
     /// See `log_max_size`.
     pub log_max_file: u32,
+    /// The user's own Docker network (`network = "per-user"`); none: Docker's default bridge.
+    /// Left out of the canonical JSON when none, so bridge-mode hashes are what they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl ContainerSpec {
@@ -130,6 +135,10 @@ impl ContainerSpec {
             cap_drop: vec!["ALL".into()],
             log_max_size: "10m".into(),
             log_max_file: 3,
+            network: match config.policy.rules(&key.userid).network {
+                NetworkMode::PerUser => Some(user_network(&config.instance, &key.userid)),
+                NetworkMode::Bridge => None,
+            },
         }
     }
 
@@ -155,6 +164,11 @@ impl ContainerSpec {
             .to_hex()
             .to_string()
     }
+}
+
+/// The name of `userid`'s Docker network under berth `instance`.
+pub fn user_network(instance: &str, userid: &str) -> String {
+    format!("berth-{instance}-{userid}")
 }
 
 /// What the label shows of env value `value` of `name`: `b3:` and 16 hex digits of a blake3

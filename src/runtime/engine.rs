@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, MountType, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
@@ -61,7 +61,7 @@ pub struct Engine {
     docker: Docker,
     /// Label value that scopes every list and event subscription.
     instance: String,
-    /// One lock per image so apps sharing a missing image pull it once, not once each.
+    /// One lock per image (and per network) so apps sharing a missing one make it once.
     pulls: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
@@ -106,13 +106,7 @@ impl Engine {
     /// Pulls `image` unless the engine already has it. Concurrent callers for one image wait
     /// for a single pull.
     pub(in crate::runtime) async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
-        let lock = self
-            .pulls
-            .lock()
-            .await
-            .entry(image.to_string())
-            .or_default()
-            .clone();
+        let lock = self.locked(image).await;
         let _guard = lock.lock().await;
         if self.docker.inspect_image(image).await.is_ok() {
             return Ok(());
@@ -137,7 +131,8 @@ impl Engine {
             name: Some(name.clone()),
             ..Default::default()
         };
-        let body = create_body(&app.spec, labels::for_app(app, &self.instance));
+        let labels = labels::for_app(app, &self.instance);
+        let body = create_body(&app.spec, &app.key.appname, labels);
         let created = self
             .docker
             .create_container(Some(opts), body)
@@ -189,6 +184,62 @@ impl Engine {
         }
     }
 
+    /// Makes `name` (a user's network) exist, labelled as berth's; one that already exists
+    /// is fine. The caller holds the network's lock ([`locked`](Self::locked)).
+    pub(in crate::runtime) async fn ensure_network(
+        &self,
+        name: &str,
+        userid: &str,
+    ) -> Result<(), EngineError> {
+        if self.docker.inspect_network(name, None).await.is_ok() {
+            return Ok(());
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels::for_network(&self.instance, userid)),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            r => r
+                .map(|_| ())
+                .map_err(fail(format!("create network {name}"))),
+        }
+    }
+
+    /// Removes a user's network when no container uses it any more; one still in use or
+    /// already gone is left as it is.
+    pub(in crate::runtime) async fn remove_network_if_unused(
+        &self,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        match self.docker.remove_network(name).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403 | 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if message.contains("active endpoints") =>
+            {
+                Ok(())
+            }
+            r => r.map_err(fail(format!("remove network {name}"))),
+        }
+    }
+
+    /// The lock for one image or network name.
+    pub(in crate::runtime) async fn locked(&self, name: &str) -> Arc<Mutex<()>> {
+        self.pulls
+            .lock()
+            .await
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// The last `tail` lines a container wrote (stdout and stderr as they came), streamed.
     pub fn logs(
         &self,
@@ -234,7 +285,11 @@ fn split_image(image: &str) -> (String, String) {
 }
 
 /// Translates a canonical spec into Docker's create body. Pure, so it is unit-tested.
-pub fn create_body(spec: &ContainerSpec, labels: HashMap<String, String>) -> ContainerCreateBody {
+pub fn create_body(
+    spec: &ContainerSpec,
+    appname: &str,
+    labels: HashMap<String, String>,
+) -> ContainerCreateBody {
     let port_key = format!("{}/tcp", spec.port);
     let port_bindings = spec.host_port.map(|hp| {
         HashMap::from([(
@@ -277,6 +332,7 @@ pub fn create_body(spec: &ContainerSpec, labels: HashMap<String, String>) -> Con
         }),
         port_bindings,
         mounts: Some(mounts),
+        network_mode: spec.network.clone(),
         ..Default::default()
     };
     ContainerCreateBody {
@@ -287,6 +343,15 @@ pub fn create_body(spec: &ContainerSpec, labels: HashMap<String, String>) -> Con
         labels: Some(labels),
         exposed_ports: Some(vec![port_key]),
         host_config: Some(host_config),
+        networking_config: spec.network.as_ref().map(|net| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                EndpointSettings {
+                    aliases: Some(vec![appname.to_string()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
         ..Default::default()
     }
 }

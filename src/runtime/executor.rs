@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::model::config::Config;
 use crate::model::desired::DesiredApp;
 use crate::model::names::AppKey;
+use crate::model::spec::user_network;
 use crate::model::template::{HookKind, Template};
 use crate::reconcile::plan::{Action, AppChange, ContainerRef};
 use crate::runtime::engine::{Engine, EngineError};
@@ -181,19 +182,42 @@ impl Executor {
         for c in containers {
             self.stop_and_remove(c).await?;
         }
+        self.drop_user_network(&key.userid).await?;
         if purge {
             self.finish_purge(key);
         }
         Ok(())
     }
 
+    /// Creates (and starts) the app's container. On a user network, the network's lock is
+    /// held from making sure it exists until the container is attached (started), so a
+    /// removal of the user's last other app cannot take the network away in between.
     async fn create(&self, app: &DesiredApp, start: bool) -> Result<(), ActionError> {
         self.engine.ensure_image(&app.spec.image).await?;
+        let held = match &app.spec.network {
+            Some(net) => {
+                let lock = self.engine.locked(net).await;
+                let guard = lock.lock_owned().await;
+                self.engine.ensure_network(net, &app.key.userid).await?;
+                Some(guard)
+            }
+            None => None,
+        };
         let id = self.engine.create(app).await?;
         if start {
             self.engine.start(&id).await?;
         }
+        drop(held);
         Ok(())
+    }
+
+    /// After one of `userid`'s apps was removed: removes the user's network if no container
+    /// uses it any more (Docker refuses while one does, which is fine).
+    async fn drop_user_network(&self, userid: &str) -> Result<(), ActionError> {
+        let net = user_network(&self.config.instance, userid);
+        let lock = self.engine.locked(&net).await;
+        let _guard = lock.lock().await;
+        Ok(self.engine.remove_network_if_unused(&net).await?)
     }
 
     async fn stop_and_remove(&self, c: &ContainerRef) -> Result<(), ActionError> {
