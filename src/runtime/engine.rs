@@ -290,10 +290,33 @@ pub fn create_body(
     appname: &str,
     labels: HashMap<String, String>,
 ) -> ContainerCreateBody {
-    let port_key = format!("{}/tcp", spec.port);
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        working_dir: spec.workdir.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels),
+        exposed_ports: Some(vec![format!("{}/tcp", spec.port)]),
+        host_config: Some(host_config(spec)),
+        // On the user's network the app answers to its app name.
+        networking_config: spec.network.as_ref().map(|net| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                EndpointSettings {
+                    aliases: Some(vec![appname.to_string()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Limits, hardening, logging, the published port, mounts and the network.
+fn host_config(spec: &ContainerSpec) -> HostConfig {
     let port_bindings = spec.host_port.map(|hp| {
         HashMap::from([(
-            port_key.clone(),
+            format!("{}/tcp", spec.port),
             Some(vec![PortBinding {
                 host_ip: Some(spec.host_ip.clone()),
                 host_port: Some(hp.to_string()),
@@ -311,7 +334,7 @@ pub fn create_body(
             ..Default::default()
         })
         .collect();
-    let host_config = HostConfig {
+    HostConfig {
         memory: Some(spec.memory as i64),
         memory_swap: Some(spec.memory as i64),
         nano_cpus: Some(spec.nano_cpus),
@@ -333,25 +356,6 @@ pub fn create_body(
         port_bindings,
         mounts: Some(mounts),
         network_mode: spec.network.clone(),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
-        working_dir: spec.workdir.clone(),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels),
-        exposed_ports: Some(vec![port_key]),
-        host_config: Some(host_config),
-        networking_config: spec.network.as_ref().map(|net| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                net.clone(),
-                EndpointSettings {
-                    aliases: Some(vec![appname.to_string()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
         ..Default::default()
     }
 }
