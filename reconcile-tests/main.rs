@@ -13,6 +13,7 @@
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
+//! - `tenancy.rs`: the `[policy]` rules through files and the API, port and domain holders;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
 //! - `readme.rs`: the README's curl session, run as written.
 
@@ -33,3 +34,4 @@ mod node_lite;
 mod protect;
 mod readme;
 mod serve;
+mod tenancy;

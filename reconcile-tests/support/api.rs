@@ -180,8 +180,13 @@ pub struct ApiRoot {
 impl ApiRoot {
     /// Sets it up; `config` overrides berth.toml keys.
     pub async fn start(prefix: &str, config: &[(&str, &str)]) -> ApiRoot {
+        ApiRoot::start_with(prefix, config, "").await
+    }
+
+    /// [`start`](Self::start) with `extra` tables (such as a `[policy]`) in berth.toml.
+    pub async fn start_with(prefix: &str, config: &[(&str, &str)], extra: &str) -> ApiRoot {
         let root = super::TestRoot::new(prefix).await;
-        root.config(config, "");
+        root.config(config, extra);
         let admin = add_user(&root, "root", true).await;
         let alice = add_user(&root, "alice", false).await;
         let bob = add_user(&root, "bob", false).await;

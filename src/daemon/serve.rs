@@ -57,16 +57,20 @@ struct Tasks {
 }
 
 /// Runs until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let shared = prepare(Arc::new(config)).await?;
-    let config = shared.config.clone();
-    let engine = Engine::connect(&config.instance)
-        .await
-        .context("connecting to the Docker engine")?;
+pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    // The database first: a daemon that cannot keep users and keys must not start.
+    let store = Arc::new(Store::open(&config.database)?);
     let tcp = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let api_addr = tcp.local_addr().context("reading the API address")?;
+    // The port actually bound (`listen` may say 0) is the one no app may publish on.
+    config.listen = api_addr;
+    let shared = prepare(Arc::new(config), store).await?;
+    let config = shared.config.clone();
+    let engine = Engine::connect(&config.instance)
+        .await
+        .context("connecting to the Docker engine")?;
     let socket = bind_socket(&config.socket_path())?;
     let shutdown = CancellationToken::new();
     let _watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
@@ -123,11 +127,9 @@ fn spawn(
     }
 }
 
-/// Opens the database (a daemon that cannot keep users and keys must not start), prepares
-/// git mode (the clone comes before anything creates directories under `state/`), then makes
-/// the directories berth works in.
-async fn prepare(config: Arc<Config>) -> anyhow::Result<Shared> {
-    let store = Arc::new(Store::open(&config.database)?);
+/// Prepares git mode (the clone comes before anything creates directories under `state/`),
+/// then makes the directories berth works in, private.
+async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Shared> {
     let metrics = Arc::new(Metrics::default());
     let state_lock = Arc::new(Mutex::new(()));
     let history = Arc::new(History::new(store.clone(), config.revisions_kept));
