@@ -13,7 +13,8 @@
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
-//! - `tenancy.rs`: the `[policy]` rules through files and the API, port and domain holders;
+//! - `tenancy.rs`, `tenancy_api.rs`: the `[policy]` rules through files and the API, port and
+//!   domain holders, networks, file modes, labels; keys, write limits, the audit log;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
 //! - `readme.rs`: the README's curl session, run as written.
 
@@ -35,3 +36,4 @@ mod protect;
 mod readme;
 mod serve;
 mod tenancy;
+mod tenancy_api;
