@@ -4,7 +4,7 @@
 //! container has them, in either order and while the holder is stopped.
 
 use crate::support::api::ApiRoot;
-use crate::support::{free_port, TestRoot};
+use crate::support::{free_port, TestRoot, MINIMAL};
 
 /// Each manifest body breaks exactly one rule of the default policy (the code it must name).
 fn violations(listen: u16) -> Vec<(&'static str, String)> {
@@ -187,4 +187,154 @@ async fn a_domain_stays_with_the_app_whose_container_has_it() {
     );
     assert!(root.container("alice", "shop").await.is_none());
     assert!(root.running("zed", "shop").await);
+}
+
+/// A template whose container serves `hello-$NAME` on port 8080 (busybox httpd).
+const WWW_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
+workdir = "/"
+port = 8080
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
+/// An HTTP GET of `host:8080` from inside `user/app`'s container (busybox `nc`, 3 s); the
+/// body, or `None` when nothing answers.
+fn fetch_from(root: &TestRoot, (user, app): (&str, &str), host: &str) -> Option<String> {
+    let script = format!("echo -e 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 8080");
+    let out = std::process::Command::new("docker")
+        .args(["exec", &root.container_name(user, app), "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string());
+    body.filter(|_| text.starts_with("HTTP/1.1 200"))
+}
+
+#[tokio::test]
+async fn users_reach_their_own_apps_by_name_and_never_another_users() {
+    let root = TestRoot::new("tennet").await;
+    root.write_template("www-v1", WWW_TEMPLATE);
+    let www = |name: &str| format!("template = \"www-v1\"\n[env]\nNAME = \"{name}\"\n");
+    root.write_manifest("alice", "web", &www("alice"));
+    root.write_manifest("alice", "probe", MINIMAL);
+    root.write_manifest("bob", "web", &www("bob"));
+    root.write_manifest("bob", "probe", MINIMAL);
+    root.berth(&["apply"]).await.expect_code(0);
+    let bob_web = root.container("bob", "web").await.unwrap();
+    let networks = bob_web.network_settings.unwrap().networks.unwrap();
+    let bob_net = format!("berth-{}-bob", root.instance);
+    let bob_ip = networks[&bob_net].ip_address.clone().unwrap();
+    let mut own = None;
+    for _ in 0..50 {
+        own = fetch_from(&root, ("alice", "probe"), "web");
+        if own.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(own.as_deref(), Some("hello-alice"), "alice's app by name");
+    let bob_web = fetch_from(&root, ("bob", "probe"), &bob_ip);
+    assert_eq!(
+        bob_web.as_deref(),
+        Some("hello-bob"),
+        "bob's app answers its own user"
+    );
+    let stolen = fetch_from(&root, ("alice", "probe"), &bob_ip);
+    assert_eq!(
+        stolen, None,
+        "alice reached bob's app on its container address"
+    );
+    let bob_name = root.container_name("bob", "web");
+    assert_eq!(fetch_from(&root, ("alice", "probe"), &bob_name), None);
+}
+
+#[tokio::test]
+async fn env_values_appear_in_no_label_and_no_docker_event() {
+    let root = TestRoot::new("tenenv").await;
+    let since = std::time::SystemTime::now();
+    let events = crate::support::docker::EventLog::start(&root.docker, &root.instance, since);
+    let secret = format!("s3cret-{}", root.instance);
+    root.write_manifest(
+        "alice",
+        "web",
+        &format!("{MINIMAL}[env]\nTOKEN = \"{secret}\"\n"),
+    );
+    root.berth(&["apply"]).await.expect_code(0);
+    let c = root.container("alice", "web").await.unwrap();
+    let config = c.config.unwrap();
+    let env = config.env.unwrap_or_default();
+    assert!(
+        env.contains(&format!("TOKEN={secret}")),
+        "the app gets its value: {env:?}"
+    );
+    let labels = serde_json::to_string(&config.labels).unwrap();
+    assert!(
+        labels.contains("TOKEN") && !labels.contains(&secret),
+        "{labels}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let seen = serde_json::to_string(&events.all()).unwrap();
+    assert!(
+        seen.contains("paas.spec") && !seen.contains(&secret),
+        "{seen}"
+    );
+}
+
+#[tokio::test]
+async fn a_symlinked_workspace_is_refused_not_mounted() {
+    let root = TestRoot::new("tenlink").await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("apps")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.path().join("apps/alice")).unwrap();
+    root.write_manifest("alice", "web", MINIMAL);
+    let apply = root.berth(&["apply"]).await;
+    apply
+        .expect_code(1)
+        .expect_contains("apps/alice is a symlink; berth does not follow it");
+    assert!(root.container("alice", "web").await.is_none());
+    assert_eq!(
+        std::fs::read_dir(elsewhere.path()).unwrap().count(),
+        0,
+        "wrote through the link"
+    );
+}
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn the_database_and_manifests_are_private_after_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TestRoot::new("tenmodes").await;
+    root.write_manifest("alice", "old", MINIMAL);
+    let token = crate::support::api::add_user(&root, "alice", false).await;
+    let db = root.path().join("berth.redb");
+    let open = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    open(&db, 0o644);
+    open(&root.manifest_path("alice", "old"), 0o644);
+    open(&root.path().join("state/apps/alice"), 0o755);
+    let mut serve = crate::support::Serve::start(&root);
+    let api = crate::support::api::Api::new(serve.api_base());
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&root.manifest_path("alice", "old")), 0o600);
+    assert_eq!(mode(&root.path().join("state/apps/alice")), 0o700);
+    assert!(
+        serve
+            .log()
+            .contains("made state/apps readable by berth's user only"),
+        "{}",
+        serve.log()
+    );
+    api.create_app(&token, "new", "bb-v1").await.expect(201);
+    assert_eq!(mode(&root.manifest_path("alice", "new")), 0o600);
 }

@@ -38,6 +38,72 @@ async fn a_client_key_never_outlives_its_app_even_a_frozen_one() {
     }
 }
 
+/// libfaketime's multi-threaded preload library (Debian's `faketime`, installed by
+/// `scripts/ensure-tools.sh`).
+fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found
+        .expect("libfaketime is missing: run scripts/ensure-tools.sh")
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_key_dies_with_its_app_when_the_wall_clock_steps_back_an_hour() {
+    let root = crate::support::TestRoot::new("tenclock").await;
+    let alice = crate::support::api::add_user(&root, "alice", false).await;
+    root.write_manifest("alice", "web", MINIMAL);
+    let offset = root.path().join("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let (lib, file) = (libfaketime(), offset.display().to_string());
+    let env = [
+        ("LD_PRELOAD", lib.as_str()),
+        ("FAKETIME_TIMESTAMP_FILE", file.as_str()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let mut serve = crate::support::Serve::start_env(&root, &env);
+    let api = crate::support::api::Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    let old = api.issue_key(&alice, "alice", "web").await;
+    std::fs::write(&offset, "-3600\n").unwrap();
+    root.remove_manifest("alice", "web");
+    wait_until(T, "the removed app's key to stop working", || async {
+        api.bridge(Method::GET, "/bridge/apps/alice/web", Some(&old))
+            .await
+            .status
+            == 401
+    })
+    .await;
+    root.write_manifest("alice", "web", MINIMAL);
+    root.wait_running("alice", "web", T).await;
+    let new = api.issue_key(&alice, "alice", "web").await;
+    api.bridge(Method::GET, "/bridge/apps/alice/web", Some(&new))
+        .await
+        .expect(200);
+    api.bridge(Method::GET, "/bridge/apps/alice/web", Some(&old))
+        .await
+        .expect(401);
+    // The step reached berth: its log goes back an hour.
+    let stamps: Vec<std::time::SystemTime> = serve
+        .log()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+        .collect();
+    let first = stamps.first().copied().expect("timestamps in the log");
+    let earliest = stamps.iter().min().copied().unwrap();
+    let back = first.duration_since(earliest).unwrap_or_default();
+    assert!(
+        back >= Duration::from_secs(50 * 60),
+        "the clock did not step back: {back:?}"
+    );
+}
+
 /// A key for alice's `app` once the API sees its manifest.
 async fn wait_for_key(r: &ApiRoot, app: &str) -> String {
     let path = format!("/apps/alice/{app}/client-keys");

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 IMAGE="${BERTH_TEST_IMAGE:-berth-test-busybox:1}"
-APPLETS=(sh sleep httpd echo cat env true false wget ls mkdir touch)
+APPLETS=(sh sleep httpd echo cat env true false wget nc ls mkdir touch)
 
 if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
   echo "build-test-image: no Docker engine answers (run scripts/ensure-docker.sh)" >&2

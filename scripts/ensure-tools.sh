@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the host tools berth's tests, example and shipped templates use, when missing:
 # b3sum (node-lite-v1 hashes its lockfile), npm (node-lite-v1 runs `npm ci` on the host), curl,
-# git (git mode keeps state/ as a clone), openssl (signing the example's webhook).
+# git (git mode keeps state/ as a clone), openssl (signing the example's webhook), faketime
+# (libfaketime: a test steps berth's wall clock back mid-run).
 set -euo pipefail
 need=()
 command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
@@ -9,6 +10,7 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

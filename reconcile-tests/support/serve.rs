@@ -18,6 +18,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `berth --root <root> serve`.
     pub fn start(root: &TestRoot) -> Serve {
+        Serve::start_env(root, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_env(root: &TestRoot, env: &[(&str, &str)]) -> Serve {
         let log = root.path().join("serve.log");
         let file = File::create(&log).expect("create serve.log");
         let child = Command::new(BERTH)
@@ -28,6 +33,7 @@ impl Serve {
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BERTH} serve: {e}"));
         Serve {
