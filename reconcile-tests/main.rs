@@ -13,6 +13,7 @@
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
+//! - `proxy.rs`: domain apps through a real Caddy per test (HTTPS with Caddy's local CA);
 //! - `tenancy.rs`, `tenancy_api.rs`: the `[policy]` rules through files and the API, port and
 //!   domain holders, networks, file modes, labels; keys, write limits, the audit log;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
@@ -33,6 +34,7 @@ mod hooks;
 mod hostile;
 mod node_lite;
 mod protect;
+mod proxy;
 mod readme;
 mod serve;
 mod tenancy;

@@ -63,64 +63,77 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     /// berth_git_syncs_total{result}.
     git_syncs: Family<ResultLabels, Counter>,
+    /// berth_proxy_writes_total: writes to Caddy's admin API.
+    proxy_writes: Counter,
+    /// berth_proxy_sync_errors_total: passes whose Caddy sync failed.
+    proxy_errors: Counter,
     /// berth_git_diverged: 1 while local and remote have diverged.
     git_diverged: Gauge,
 }
 
+/// Registers `metric` under `name` and keeps a handle to it.
+fn reg<M: prometheus_client::registry::Metric + Clone>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    r.register(name, help, metric.clone());
+    metric
+}
+
+const TRIGGERS_HELP: &str =
+    "Reconcile passes by what caused them (a pass with several causes counts under each)";
+const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
+
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("berth");
-        let apps = Family::<PhaseLabels, Gauge>::default();
-        let passes = Counter::default();
-        let pass_triggers = Family::<TriggerLabels, Counter>::default();
+        let mut r = Registry::with_prefix("berth");
         // 1 ms .. ~16 s.
-        let pass_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
-        let actions = Family::<ActionLabels, Counter>::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let git_syncs = Family::<ResultLabels, Counter>::default();
-        let git_diverged = Gauge::default();
-        registry.register(
-            "git_syncs",
-            "Git syncs (fetch + follow), by result",
-            git_syncs.clone(),
-        );
-        registry.register(
-            "git_diverged",
-            "1 while the state clone and its remote have diverged",
-            git_diverged.clone(),
-        );
-        registry.register("apps", "Apps by phase", apps.clone());
-        registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
-        registry.register(
-            "reconcile_pass_triggers",
-            "Reconcile passes by what caused them (a pass with several causes counts under each)",
-            pass_triggers.clone(),
-        );
-        registry.register(
-            "reconcile_pass_duration_seconds",
-            "Time to observe and plan one pass",
-            pass_seconds.clone(),
-        );
-        registry.register(
-            "actions",
-            "Actions executed, by kind and result",
-            actions.clone(),
-        );
-        registry.register(
-            "api_requests",
-            "API requests, by method, route and status",
-            requests.clone(),
-        );
+        let buckets = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        let git_help = "1 while the state clone and its remote have diverged";
         Metrics {
-            registry,
-            apps,
-            passes,
-            pass_triggers,
-            pass_seconds,
-            actions,
-            requests,
-            git_syncs,
-            git_diverged,
+            git_syncs: reg(
+                &mut r,
+                "git_syncs",
+                "Git syncs, by result",
+                Family::default(),
+            ),
+            git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
+            apps: reg(&mut r, "apps", "Apps by phase", Family::default()),
+            passes: reg(&mut r, "reconcile_passes", "Passes run", Counter::default()),
+            pass_triggers: reg(
+                &mut r,
+                "reconcile_pass_triggers",
+                TRIGGERS_HELP,
+                Family::default(),
+            ),
+            pass_seconds: reg(
+                &mut r,
+                "reconcile_pass_duration_seconds",
+                "Pass time",
+                buckets,
+            ),
+            actions: reg(
+                &mut r,
+                "actions",
+                "Actions, by kind and result",
+                Family::default(),
+            ),
+            requests: reg(&mut r, "api_requests", "API requests", Family::default()),
+            proxy_writes: reg(
+                &mut r,
+                "proxy_writes",
+                "Writes to Caddy",
+                Counter::default(),
+            ),
+            proxy_errors: reg(
+                &mut r,
+                "proxy_sync_errors",
+                PROXY_ERRORS_HELP,
+                Counter::default(),
+            ),
+            registry: r,
         }
     }
 }
@@ -136,6 +149,18 @@ impl Metrics {
             self.pass_triggers.get_or_create(&labels).inc();
         }
         self.pass_seconds.observe(took.as_secs_f64());
+    }
+
+    /// One Caddy sync: how many writes it made, or that it failed.
+    pub fn proxy_sync(&self, writes: Option<u64>) {
+        match writes {
+            Some(n) => {
+                self.proxy_writes.inc_by(n);
+            }
+            None => {
+                self.proxy_errors.inc();
+            }
+        }
     }
 
     /// One action finished.

@@ -11,6 +11,8 @@ use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::reconcile::plan::{plan, Plan, PlanOptions};
+use crate::reconcile::routes::{names, render};
+use crate::runtime::caddy::{Caddy, ProxyError};
 use crate::runtime::engine::EngineError;
 use crate::runtime::executor::{ActionError, Executor};
 use crate::state::scan::{load_desired, ScanError};
@@ -54,15 +56,23 @@ pub struct Reconciler {
     /// The state write lock (serve): held while scanning, so a pass never sees an API write
     /// half done or a git checkout in the middle of a fast-forward.
     pub(crate) state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// `[proxy]`: the Caddy that routes domain apps.
+    caddy: Option<Caddy>,
 }
 
 impl Reconciler {
     /// A reconciler over `exec`.
     pub fn new(config: Arc<Config>, exec: Executor) -> Reconciler {
+        let caddy = config
+            .proxy
+            .as_ref()
+            .and_then(|p| p.admin_addr().ok())
+            .map(Caddy::new);
         Reconciler {
             config,
             exec: Arc::new(exec),
             state_lock: None,
+            caddy,
         }
     }
 
@@ -121,6 +131,22 @@ impl Reconciler {
             plan,
             failures,
         })
+    }
+}
+
+impl Reconciler {
+    /// Brings Caddy in line with this desired and observed state (SPEC §9); `None` without
+    /// `[proxy]`, else the writes it made. A pass over unchanged state reads and writes nothing.
+    pub async fn sync_proxy(
+        &self,
+        desired: &DesiredState,
+        observed: &[Observed],
+    ) -> Option<Result<u64, ProxyError>> {
+        let (caddy, proxy) = (self.caddy.as_ref()?, self.config.proxy.as_ref()?);
+        let instance = &self.config.instance;
+        let rendered = render(instance, proxy, desired, observed);
+        let (main, redirect, tls_id) = names(instance);
+        Some(caddy.sync(&rendered, &tls_id, &[main, redirect]).await)
     }
 }
 

@@ -198,6 +198,7 @@ impl ServeLoop {
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
+        self.sync_proxy(&desired, &observed).await;
         next
     }
 
@@ -236,6 +237,24 @@ impl ServeLoop {
             match step {
                 PurgeStep::Cancel => exec.purges().cancel(&key),
                 PurgeStep::Finish => exec.finish_purge(&key),
+            }
+        }
+    }
+
+    /// Routes in Caddy follow every pass; a failure is logged and counted, and changes
+    /// nothing else (apps still converge; the next pass tries again).
+    async fn sync_proxy(&self, desired: &DesiredState, observed: &[Observed]) {
+        match self.pass.sync_proxy(desired, observed).await {
+            None => {}
+            Some(Ok(writes)) => {
+                if writes > 0 {
+                    info!(writes, "updated berth's routes in Caddy");
+                }
+                self.metrics.proxy_sync(Some(writes));
+            }
+            Some(Err(e)) => {
+                warn!(cause = %chain(&e), "cannot bring Caddy in line; retrying next pass");
+                self.metrics.proxy_sync(None);
             }
         }
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::model::names::validate_instance;
 use crate::model::policy::{Policy, PolicyFile};
+use crate::model::proxy::ProxyConfig;
 use crate::model::resources::ResourceOverrides;
 use crate::model::source_error::SourceError;
 
@@ -44,6 +45,7 @@ struct ConfigFile {
     defaults: ResourceOverrides,
     templates: BTreeMap<String, TemplateOverride>,
     policy: PolicyFile,
+    proxy: Option<ProxyConfig>,
     audit_keep_days: u32,
     audit_max_entries: u64,
 }
@@ -73,6 +75,7 @@ impl Default for ConfigFile {
             defaults: ResourceOverrides::default(),
             templates: BTreeMap::new(),
             policy: PolicyFile::default(),
+            proxy: None,
             audit_keep_days: 14,
             audit_max_entries: 100_000,
         }
@@ -199,6 +202,8 @@ pub struct Config {
     pub templates: BTreeMap<String, TemplateOverride>,
     /// What user manifests may ask for (SPEC §14).
     pub policy: Policy,
+    /// `[proxy]`: Caddy routes domain apps (SPEC §9); none without the table.
+    pub proxy: Option<ProxyConfig>,
     /// Audit entries younger than this many days are never dropped to make room.
     pub audit_keep_days: u32,
     /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
@@ -251,8 +256,12 @@ impl Config {
             }
         }
         let policy = Policy::resolve(&f.policy).map_err(bad)?;
+        if let Some(p) = &f.proxy {
+            p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
+        }
         Ok(Config {
             policy,
+            proxy: f.proxy,
             audit_keep_days: f.audit_keep_days,
             audit_max_entries: f.audit_max_entries,
             state_dir: absolute(&root, &f.state_dir),

@@ -67,6 +67,7 @@ pub(crate) fn container(k: &str, id: &str, hash: &str, state: ContainerState) ->
         template: Some("web-v1".into()),
         state,
         created: 0,
+        address: Some(format!("10.0.0.{}", id.len())),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod names;
 pub mod observed;
 pub mod policy;
+pub mod proxy;
 pub mod resources;
 pub mod source_error;
 pub mod spec;

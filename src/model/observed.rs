@@ -35,6 +35,8 @@ pub struct Observed {
     pub state: ContainerState,
     /// Creation time (unix seconds), to prefer the newest of duplicates.
     pub created: i64,
+    /// Its IP address on its network (berth's user network first), for the proxy to dial.
+    pub address: Option<String>,
 }
 
 impl Observed {

@@ -12,5 +12,6 @@
 pub mod backoff;
 pub mod loop_state;
 pub mod plan;
+pub mod routes;
 pub mod status;
 pub mod trigger;

@@ -38,7 +38,19 @@ pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
         template: l.get(labels::TEMPLATE).cloned(),
         state,
         created: s.created.unwrap_or(0),
+        address: address(s),
     })
+}
+
+/// The container's IP address: on a berth user network if it has one, else on any network.
+fn address(s: &ContainerSummary) -> Option<String> {
+    let networks = s.network_settings.as_ref()?.networks.as_ref()?;
+    let ip = |(_, e): (&String, &bollard::models::EndpointSettings)| {
+        e.ip_address.clone().filter(|ip| !ip.is_empty())
+    };
+    let mut sorted: Vec<_> = networks.iter().collect();
+    sorted.sort_by_key(|(name, _)| (!name.starts_with("berth-"), name.as_str()));
+    sorted.into_iter().find_map(ip)
 }
 
 /// Reads the code out of Docker's status text, e.g. `Exited (137) 5 seconds ago`.

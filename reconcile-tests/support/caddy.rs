@@ -1,0 +1,143 @@
+//! A real Caddy per test (Debian's `caddy`, installed by `scripts/ensure-tools.sh`): its admin
+//! API and listeners on free loopback ports, its data (and its local CA) in a temp directory,
+//! and never installing that CA into the system's trust store. Stopped on Drop.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// One running Caddy.
+pub struct Caddy {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// Admin API port.
+    pub admin: u16,
+    /// Where berth's HTTPS server listens.
+    pub https: u16,
+    /// Where berth's HTTP server listens.
+    pub http: u16,
+}
+
+impl Caddy {
+    /// Starts Caddy with an otherwise empty config.
+    pub fn start() -> Caddy {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-caddy-")
+            .tempdir()
+            .unwrap();
+        let mut caddy = Caddy {
+            child: None,
+            dir,
+            admin: free_port(),
+            https: free_port(),
+            http: free_port(),
+        };
+        caddy.run();
+        caddy
+    }
+
+    fn run(&mut self) {
+        let data = self.dir.path().join("data");
+        let config = serde_json::json!({
+            "admin": {"listen": format!("127.0.0.1:{}", self.admin)},
+            "storage": {"module": "file_system", "root": data},
+            "apps": {"pki": {"certificate_authorities": {"local": {"install_trust": false}}}},
+        });
+        let file = self.dir.path().join("caddy.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = Command::new("caddy")
+            .args(["run", "--config"])
+            .arg(&file)
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg-config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("caddy is missing: run scripts/ensure-tools.sh");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.admin)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "caddy did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills Caddy and starts it again with its empty config (berth's routes gone).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("caddy.log")
+    }
+
+    /// Everything Caddy logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Admin API calls that change the config (POST, PUT, PATCH, DELETE) so far.
+    pub fn admin_writes(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("\"logger\":\"admin.api\""))
+            .filter(|l| {
+                ["POST", "PUT", "PATCH", "DELETE"]
+                    .iter()
+                    .any(|m| l.contains(&format!("\"method\":\"{m}\"")))
+            })
+            .count()
+    }
+
+    /// `curl` of `https://<domain>:<https>/` resolved to this Caddy and trusting its local CA:
+    /// the status and body, or status 0 when it cannot connect.
+    pub fn get(&self, domain: &str) -> (u16, String) {
+        let root = self.dir.path().join("data/pki/authorities/local/root.crt");
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", "-w", "\n%{http_code}", "--resolve"])
+            .arg(format!("{domain}:{}:127.0.0.1", self.https))
+            .arg("--cacert")
+            .arg(&root)
+            .arg(format!("https://{domain}:{}/", self.https))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.trim().to_string())
+    }
+
+    /// berth.toml's `[proxy]` table for this Caddy (`tls = "internal"`).
+    pub fn proxy_table(&self) -> String {
+        format!(
+            "[proxy]\ncaddy_admin = \"http://127.0.0.1:{}\"\nhttp_port = {}\nhttps_port = {}\ntls = \"internal\"\n",
+            self.admin, self.http, self.https
+        )
+    }
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,85 @@
+//! `[proxy]` in berth.toml (SPEC §9): the Caddy that puts domain apps on the web, reached
+//! through its admin API, and how it gets certificates.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How Caddy gets certificates for berth's domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Public certificates from an ACME CA (Let's Encrypt), Caddy's default.
+    Acme,
+    /// Certificates from Caddy's own local CA (tests, intranets).
+    Internal,
+    /// Plain HTTP on `http_port` only.
+    Off,
+}
+
+/// `[proxy]`: the Caddy that routes domain apps, reached through its admin API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Caddy's admin endpoint, `http://host:port`.
+    #[serde(default = "default_caddy_admin")]
+    pub caddy_admin: String,
+    /// Where Caddy serves plain HTTP.
+    #[serde(default = "default_http_port")]
+    pub http_port: u16,
+    /// Where Caddy serves HTTPS.
+    #[serde(default = "default_https_port")]
+    pub https_port: u16,
+    /// Certificates: `acme`, `internal` or `off`.
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// Contact for the ACME account.
+    pub acme_email: Option<String>,
+    /// How long an old container may finish its requests after a switch.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain: Duration,
+}
+
+fn default_caddy_admin() -> String {
+    "http://127.0.0.1:2019".into()
+}
+fn default_http_port() -> u16 {
+    80
+}
+fn default_https_port() -> u16 {
+    443
+}
+fn default_tls() -> TlsMode {
+    TlsMode::Acme
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl ProxyConfig {
+    /// The admin endpoint as host:port (only `http://` endpoints are spoken).
+    pub fn admin_addr(&self) -> Result<&str, String> {
+        let rest = self.caddy_admin.strip_prefix("http://").ok_or_else(|| {
+            format!(
+                "caddy_admin {:?} must be http://host:port",
+                self.caddy_admin
+            )
+        })?;
+        let addr = rest.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
+            return Err(format!(
+                "caddy_admin {:?} must be http://host:port",
+                self.caddy_admin
+            ));
+        }
+        Ok(addr)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.admin_addr()?;
+        if self.http_port == 0 || self.https_port == 0 || self.http_port == self.https_port {
+            return Err("http_port and https_port must be two different ports".into());
+        }
+        Ok(())
+    }
+}

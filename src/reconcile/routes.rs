@@ -1,0 +1,162 @@
+//! The Caddy configuration berth owns (SPEC §9), rendered from one pass's desired and observed
+//! state: one server (two with TLS: HTTPS plus an HTTP redirect) whose routes send each domain
+//! to its app's container, a 503 page for a domain whose app is not running, and with
+//! `tls = "internal"` or `"acme"` a TLS automation policy for exactly those domains. Pure: the
+//! same inputs give the same JSON, so a pass whose result equals what Caddy has writes nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::model::desired::{DesiredState, Entry};
+use crate::model::manifest::RunState;
+use crate::model::names::AppKey;
+use crate::model::observed::Observed;
+use crate::model::proxy::{ProxyConfig, TlsMode};
+use crate::model::spec::ContainerSpec;
+
+/// Everything berth puts into Caddy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// Servers under `apps.http.servers`, by name.
+    pub servers: BTreeMap<String, Value>,
+    /// The TLS automation policy (`@id` and value); none without TLS or without domains.
+    pub tls_policy: Option<(String, Value)>,
+}
+
+/// Where one domain goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// `address:port` of the app's running container.
+    Upstream(String),
+    /// The app is not running: a short 503 page naming it.
+    Stopped(AppKey),
+}
+
+/// The names of berth's objects in Caddy for `instance`: the HTTPS (or only) server, the HTTP
+/// redirect server and the TLS policy's `@id`.
+pub fn names(instance: &str) -> (String, String, String) {
+    let base = format!("berth-{instance}");
+    (base.clone(), format!("{base}-http"), format!("{base}-tls"))
+}
+
+/// Renders berth's Caddy objects.
+pub fn render(
+    instance: &str,
+    proxy: &ProxyConfig,
+    desired: &DesiredState,
+    observed: &[Observed],
+) -> Rendered {
+    let targets = targets(desired, observed);
+    let routes: Vec<Value> = targets.iter().map(|(domain, t)| route(domain, t)).collect();
+    let (main, redirect, tls_id) = names(instance);
+    let mut servers = BTreeMap::new();
+    if proxy.tls == TlsMode::Off {
+        servers.insert(
+            main,
+            server(proxy.http_port, routes, json!({"disable": true}), false),
+        );
+        return Rendered {
+            servers,
+            tls_policy: None,
+        };
+    }
+    servers.insert(
+        main,
+        server(
+            proxy.https_port,
+            routes,
+            json!({"disable_redirects": true}),
+            true,
+        ),
+    );
+    servers.insert(
+        redirect,
+        server(
+            proxy.http_port,
+            vec![to_https(proxy.https_port)],
+            json!({"disable": true}),
+            false,
+        ),
+    );
+    let domains: Vec<&String> = targets.keys().collect();
+    let tls_policy = (!domains.is_empty()).then(|| {
+        let issuer = match (proxy.tls, &proxy.acme_email) {
+            (TlsMode::Internal, _) => json!({"module": "internal"}),
+            (_, Some(email)) => json!({"module": "acme", "email": email}),
+            _ => json!({"module": "acme"}),
+        };
+        let policy = json!({"@id": tls_id, "subjects": domains, "issuers": [issuer]});
+        (tls_id, policy)
+    });
+    Rendered {
+        servers,
+        tls_policy,
+    }
+}
+
+/// Each domain with where it goes: valid apps from their desired spec; held apps (frozen,
+/// over quota, refused) from what their container carries, since it keeps running.
+fn targets(desired: &DesiredState, observed: &[Observed]) -> BTreeMap<String, Target> {
+    let mut out = BTreeMap::new();
+    for (key, entry) in &desired.apps {
+        let running = observed.iter().find(|o| &o.key == key && o.is_running());
+        let (spec, run) = match entry {
+            Entry::Valid(app) => (Some(&app.spec), app.run),
+            _ => (running.and_then(|o| o.spec.as_ref()), RunState::Running),
+        };
+        let Some(spec) = spec.filter(|s| s.domain.is_some()) else {
+            continue;
+        };
+        let target = upstream(spec, running, run).unwrap_or_else(|| Target::Stopped(key.clone()));
+        out.entry(spec.domain.clone().unwrap_or_default())
+            .or_insert(target);
+    }
+    out
+}
+
+fn upstream(spec: &ContainerSpec, running: Option<&Observed>, run: RunState) -> Option<Target> {
+    let address = running?.address.as_ref()?;
+    (run == RunState::Running).then(|| Target::Upstream(format!("{address}:{}", spec.port)))
+}
+
+fn route(domain: &str, target: &Target) -> Value {
+    let handle = match target {
+        Target::Upstream(dial) => {
+            json!({"handler": "reverse_proxy", "upstreams": [{"dial": dial}]})
+        }
+        Target::Stopped(key) => json!({
+            "handler": "static_response",
+            "status_code": 503,
+            "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
+            "body": format!("{key} is not running\n"),
+        }),
+    };
+    json!({"match": [{"host": [domain]}], "handle": [handle], "terminal": true})
+}
+
+fn server(port: u16, routes: Vec<Value>, automatic_https: Value, tls: bool) -> Value {
+    let mut s = json!({"listen": [format!(":{port}")], "routes": routes, "automatic_https": automatic_https});
+    if tls {
+        s["tls_connection_policies"] = json!([{}]);
+    }
+    s
+}
+
+/// The HTTP server's one route: everything to the same host over HTTPS.
+fn to_https(https_port: u16) -> Value {
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    json!({"handle": [{
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [format!("https://{{http.request.host}}{port}{{http.request.uri}}")]},
+    }]})
+}
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;

@@ -1,0 +1,101 @@
+//! What berth puts into Caddy for a pass.
+
+use super::*;
+use crate::model::fixtures::{app, container, desired, hash_of, key};
+use crate::model::observed::ContainerState;
+
+fn proxy(tls: &str) -> ProxyConfig {
+    toml::from_str(&format!(
+        "http_port = 8080\nhttps_port = 8443\ntls = \"{tls}\"\n"
+    ))
+    .unwrap()
+}
+
+fn with_domain(k: &str, domain: &str, state: &str) -> (AppKey, Entry) {
+    app(
+        k,
+        &format!("template = \"web-v1\"\ndomain = \"{domain}\"\nstate = \"{state}\"\n"),
+    )
+}
+
+fn routes(r: &Rendered) -> &Vec<Value> {
+    r.servers["berth-main"]["routes"].as_array().unwrap()
+}
+
+#[test]
+fn a_running_domain_app_is_proxied_to_its_container_and_a_stopped_one_answers_503() {
+    let d = desired(vec![
+        with_domain("alice/shop", "shop.example.test", "running"),
+        with_domain("bob/blog", "blog.example.test", "stopped"),
+    ]);
+    let running = container(
+        "alice/shop",
+        "c1",
+        &hash_of(&d, "alice/shop"),
+        ContainerState::Running,
+    );
+    let r = render("main", &proxy("internal"), &d, &[running]);
+    let routes = routes(&r);
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0]["match"][0]["host"][0], "blog.example.test");
+    assert_eq!(routes[0]["handle"][0]["status_code"], 503);
+    assert_eq!(
+        routes[1]["handle"][0]["upstreams"][0]["dial"],
+        "10.0.0.2:3000"
+    );
+    let (id, policy) = r.tls_policy.clone().unwrap();
+    assert_eq!(id, "berth-main-tls");
+    assert_eq!(
+        policy["subjects"],
+        json!(["blog.example.test", "shop.example.test"])
+    );
+    assert_eq!(policy["issuers"][0]["module"], "internal");
+    assert_eq!(r.servers["berth-main"]["listen"][0], ":8443");
+    assert_eq!(
+        r.servers["berth-main-http"]["routes"][0]["handle"][0]["status_code"],
+        308
+    );
+    assert_eq!(
+        render("main", &proxy("internal"), &d, &[]),
+        render("main", &proxy("internal"), &d, &[])
+    );
+}
+
+#[test]
+fn without_tls_one_plain_server_and_without_domains_no_policy() {
+    let d = desired(vec![with_domain(
+        "alice/shop",
+        "shop.example.test",
+        "running",
+    )]);
+    let off = render("main", &proxy("off"), &d, &[]);
+    assert_eq!(off.servers.len(), 1);
+    assert_eq!(off.servers["berth-main"]["listen"][0], ":8080");
+    assert!(off.tls_policy.is_none());
+    let none = render("main", &proxy("acme"), &desired(vec![]), &[]);
+    assert!(
+        none.tls_policy.is_none(),
+        "a policy without subjects would cover every name"
+    );
+    assert!(routes(&none).is_empty());
+}
+
+#[test]
+fn a_frozen_apps_running_container_keeps_its_route() {
+    let d0 = desired(vec![with_domain(
+        "alice/shop",
+        "shop.example.test",
+        "running",
+    )]);
+    let Entry::Valid(a) = &d0.apps[&key("alice/shop")] else {
+        unreachable!()
+    };
+    let mut c = container("alice/shop", "c1", &a.hash, ContainerState::Running);
+    c.spec = Some(a.spec.clone());
+    let frozen = desired(vec![(key("alice/shop"), Entry::Frozen("bad toml".into()))]);
+    let r = render("main", &proxy("off"), &frozen, &[c]);
+    assert_eq!(
+        routes(&r)[0]["handle"][0]["upstreams"][0]["dial"],
+        "10.0.0.2:3000"
+    );
+}
