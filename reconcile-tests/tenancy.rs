@@ -135,9 +135,15 @@ async fn port_stays_with_its_holder(root: &TestRoot, holder: (&str, &str), thief
     root.write_manifest(holder.0, holder.1, &publishing(port, None));
     root.berth(&["apply"]).await.expect_code(0);
     root.write_manifest(thief.0, thief.1, &publishing(port, None));
+    // Another user's app names are not told.
+    let who = if holder.0 == thief.0 {
+        format!("{}/{}", holder.0, holder.1)
+    } else {
+        "another user's app".to_string()
+    };
     let held = format!(
-        "{}/{}: frozen: policy port_taken: host port {port} is held by {}/{}",
-        thief.0, thief.1, holder.0, holder.1
+        "{}/{}: frozen: policy port_taken: host port {port} is held by {who}",
+        thief.0, thief.1
     );
     root.berth(&["apply"])
         .await
@@ -183,7 +189,7 @@ async fn a_domain_stays_with_the_app_whose_container_has_it() {
     root.write_manifest("alice", "shop", &publishing(free_port(), shop));
     let apply = root.berth(&["apply"]).await;
     apply.expect_code(1).expect_contains(
-        "alice/shop: frozen: policy domain_conflict: domain shop.example.test is held by zed/shop",
+        "alice/shop: frozen: policy domain_conflict: domain shop.example.test is held by another user's app",
     );
     assert!(root.container("alice", "shop").await.is_none());
     assert!(root.running("zed", "shop").await);
@@ -337,4 +343,18 @@ async fn the_database_and_manifests_are_private_after_start() {
     );
     api.create_app(&token, "new", "bb-v1").await.expect(201);
     assert_eq!(mode(&root.manifest_path("alice", "new")), 0o600);
+}
+
+#[tokio::test]
+async fn a_stopped_app_still_starts_after_its_users_other_app_is_removed() {
+    let root = TestRoot::new("tennetkeep").await;
+    root.write_manifest("alice", "a", MINIMAL);
+    root.write_manifest("alice", "b", &format!("{MINIMAL}state = \"stopped\"\n"));
+    root.berth(&["apply"]).await.expect_code(0);
+    root.remove_manifest("alice", "a");
+    root.berth(&["apply"]).await.expect_code(0);
+    root.write_manifest("alice", "b", MINIMAL);
+    let start = root.berth(&["apply"]).await;
+    start.expect_code(0);
+    assert!(root.running("alice", "b").await, "{}", start.text());
 }

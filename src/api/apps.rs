@@ -112,9 +112,18 @@ async fn create(
         message,
     })?;
     let (k, template) = (key.clone(), body.template_id.clone());
+    let store = s.store.clone();
     let c = s
         .write_file(&key, caller.name(), "create", move |held| async move {
-            Ok(held.create(&k, &template).await?)
+            let created = held.create(&k, &template).await?;
+            // A new app is a new incarnation: nothing of an earlier app of that name (whose
+            // removal no pass has seen yet) carries over.
+            let (store, k2) = (store.clone(), k.clone());
+            let ended = tokio::task::spawn_blocking(move || store.end_incarnation(&k2)).await;
+            if let Ok(Err(e)) = ended {
+                tracing::error!(app = %k, cause = %crate::error_chain::chain(&e), "cannot start a new incarnation");
+            }
+            Ok(created)
         })
         .await?;
     Ok(with_etag(

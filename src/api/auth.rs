@@ -200,7 +200,8 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
         match check {
             KeyCheck::Valid(info) => {
                 let who = format!("client:{}", info.id);
-                within_write_limit(parts, state, &who, &info.userid)?;
+                // All of a user's keys share one bucket: more keys are not more writes.
+                within_write_limit(parts, state, &format!("keys:{}", info.userid), &info.userid)?;
                 set_actor(parts, who);
                 Ok(ClientKey(info))
             }

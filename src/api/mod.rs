@@ -256,12 +256,42 @@ fn redacted(path_and_query: &str) -> String {
     };
     let pairs: Vec<&str> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("confirm") => "confirm=<redacted>",
-            _ => pair,
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            match percent_decoded(name).eq_ignore_ascii_case("confirm") {
+                true => "confirm=<redacted>",
+                false => pair,
+            }
         })
         .collect();
     format!("{path}?{}", pairs.join("&"))
+}
+
+/// `%XX` escapes (and `+`) decoded, as the query extractor will decode the name.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Serves the API on TCP until `shutdown`.
@@ -301,5 +331,7 @@ mod tests {
             "/ops/prune/release?confirm=<redacted>"
         );
         assert_eq!(super::redacted("/apps"), "/apps");
+        let encoded = super::redacted("/apps/a/b?purge=true&%63onfirm=secret");
+        assert!(!encoded.contains("secret"), "{encoded}");
     }
 }

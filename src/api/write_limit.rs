@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Buckets kept before idle ones (refilled for a minute) are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
 /// One caller's bucket.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -31,6 +34,10 @@ impl WriteLimiter {
         let capacity = f64::from(per_minute);
         let per_sec = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > MAX_BUCKETS {
+            // A bucket that has refilled says nothing a new one would not.
+            buckets.retain(|_, b| now.saturating_duration_since(b.at) < Duration::from_secs(60));
+        }
         let b = buckets.entry(who.to_string()).or_insert(Bucket {
             tokens: capacity,
             at: now,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
+use crate::model::claims::{resolve, Owners};
 use crate::model::config::Config;
 use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::names::AppKey;
@@ -58,6 +59,8 @@ pub struct Reconciler {
     pub(crate) state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
     /// `[proxy]`: the Caddy that routes domain apps.
     caddy: Option<Caddy>,
+    /// Who had each host port and domain after the last pass (`model::claims`).
+    owners: std::sync::Mutex<Owners>,
 }
 
 impl Reconciler {
@@ -73,6 +76,7 @@ impl Reconciler {
             exec: Arc::new(exec),
             state_lock: None,
             caddy,
+            owners: Default::default(),
         }
     }
 
@@ -89,7 +93,9 @@ impl Reconciler {
         drop(held);
         let observed = self.exec.engine().list().await?;
         let mut desired = desired;
-        crate::model::claims::resolve(&mut desired, &observed);
+        let mut owners = self.owners.lock().expect("claim owners");
+        *owners = resolve(&mut desired, &observed, &owners, &self.config.policy);
+        drop(owners);
         Ok((desired, observed))
     }
 

@@ -181,8 +181,15 @@ fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
     let mut serve_loop = ServeLoop::new(pass, shared.state_lock.clone());
     serve_loop.metrics = shared.metrics.clone();
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
+    let newest = std::sync::Mutex::new(0u64);
     serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
         recorder.record(pass, &seen.taken);
+        // Runs go one at a time, and a late run for an older pass changes nothing.
+        let mut newest = newest.lock().unwrap_or_else(|e| e.into_inner());
+        if pass < *newest {
+            return;
+        }
+        *newest = pass;
         match store.sync_incarnations(&seen.present, &seen.frozen_users, began) {
             Ok(s) if s.ended > 0 || s.keys_revoked > 0 => {
                 info!(

@@ -1,41 +1,60 @@
-//! Who holds each host port and domain (SPEC §14). A port or domain belongs to the app whose
-//! container has it, running or stopped, for as long as that app's manifest still asks for it
-//! (or is frozen, so berth cannot tell); only when the holder's manifest gives it up or is
-//! deleted is it free. A free one goes to the first manifest in path order that asks. Every
-//! other app asking is refused (`port_taken`, `domain_conflict`) and held like a frozen app, so
-//! a thief never gets a port because its holder stopped.
+//! What apps share and only one may have (SPEC §14): host ports, domains, and a user's memory.
+//!
+//! A port or domain belongs to the app that has it — its container (running or stopped), or,
+//! while its container is being replaced or its create is being retried, the app that owned it
+//! last pass — for as long as that app's manifest still asks for it (or is held, so berth
+//! cannot tell). Only when the owner's manifest gives it up or is deleted is it free; a free one
+//! goes to the first manifest in path order that asks. Every other app asking is refused
+//! (`port_taken`, `domain_conflict`) and held like a frozen app.
+//!
+//! A user's memory (`max_memory_per_user`) counts, first, the containers that run now (held
+//! apps' included, at what they run with), then the apps that want to run, in path order: an app
+//! that already runs is never pushed out by a newcomer earlier in path order.
 
 use std::collections::BTreeMap;
 
 use crate::model::desired::{DesiredState, Entry};
+use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::model::policy::Violation;
+use crate::model::policy::{Policy, Violation};
+use crate::model::resources::Memory;
 
 /// One thing only one app may have.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Claim {
+pub enum Claim {
+    /// A host port.
     Port(u16),
+    /// A domain.
     Domain(String),
 }
 
+/// Who has each claim after a pass; the next pass starts from it.
+pub type Owners = BTreeMap<Claim, AppKey>;
+
 impl Claim {
-    fn refuse(&self, holder: &AppKey) -> Violation {
+    fn refuse(&self, holder: &AppKey, asker: &AppKey) -> Violation {
+        // Another user's app names are theirs: say only that one holds it.
+        let who = if holder.userid == asker.userid {
+            holder.to_string()
+        } else {
+            "another user's app".to_string()
+        };
         match self {
             Claim::Port(p) => Violation {
                 code: "port_taken",
-                message: format!("host port {p} is held by {holder}"),
+                message: format!("host port {p} is held by {who}"),
             },
             Claim::Domain(d) => Violation {
                 code: "domain_conflict",
-                message: format!("domain {d} is held by {holder}"),
+                message: format!("domain {d} is held by {who}"),
             },
         }
     }
 }
 
 /// What an entry asks for; `None` when its manifest cannot be read (frozen, over quota,
-/// refused), so what its container holds stays held.
+/// refused), so what it has stays its own.
 fn wanted(entry: &Entry) -> Option<Vec<Claim>> {
     let Entry::Valid(app) = entry else {
         return None;
@@ -45,40 +64,58 @@ fn wanted(entry: &Entry) -> Option<Vec<Claim>> {
     Some(port.into_iter().chain(domain).collect())
 }
 
-/// The claims containers hold for apps whose manifests still want them (or are held).
-fn held(desired: &DesiredState, observed: &[Observed]) -> BTreeMap<Claim, AppKey> {
-    let mut out = BTreeMap::new();
+/// Whether `key`'s manifest still asks for `claim` (or cannot say).
+fn keeps(desired: &DesiredState, key: &AppKey, claim: &Claim) -> bool {
+    match desired.apps.get(key) {
+        None => desired.frozen_users.contains_key(&key.userid),
+        Some(entry) => wanted(entry).is_none_or(|w| w.contains(claim)),
+    }
+}
+
+/// The claims that are had: by containers, else by last pass's owner. Of two containers with
+/// one claim, last pass's owner keeps it.
+fn held(desired: &DesiredState, observed: &[Observed], previous: &Owners) -> Owners {
+    let mut out = Owners::new();
     for o in observed {
         let Some(spec) = &o.spec else { continue };
-        let has = spec
-            .host_port
-            .map(Claim::Port)
+        let port = spec.host_port.map(Claim::Port);
+        for claim in port
             .into_iter()
-            .chain(spec.domain.clone().map(Claim::Domain));
-        for claim in has {
-            let keeps = match desired.apps.get(&o.key) {
-                None => desired.frozen_users.contains_key(&o.key.userid),
-                Some(entry) => wanted(entry).is_none_or(|w| w.contains(&claim)),
-            };
-            if keeps {
-                out.entry(claim).or_insert_with(|| o.key.clone());
+            .chain(spec.domain.clone().map(Claim::Domain))
+        {
+            if !keeps(desired, &o.key, &claim) {
+                continue;
             }
+            let theirs = previous.get(&claim) == Some(&o.key);
+            if theirs || !out.contains_key(&claim) {
+                out.insert(claim, o.key.clone());
+            }
+        }
+    }
+    for (claim, key) in previous {
+        if !out.contains_key(claim) && keeps(desired, key, claim) {
+            out.insert(claim.clone(), key.clone());
         }
     }
     out
 }
 
-/// Refuses every valid app that asks for a port or domain another app holds or was given
-/// first (path order) in this pass.
-pub fn resolve(desired: &mut DesiredState, observed: &[Observed]) {
-    let mut owner = held(desired, observed);
+/// Refuses every valid app that asks for a port or domain another app has (or was given first
+/// in path order this pass), then every app past its user's memory; returns the owners.
+pub fn resolve(
+    desired: &mut DesiredState,
+    observed: &[Observed],
+    previous: &Owners,
+    policy: &Policy,
+) -> Owners {
+    let mut owner = held(desired, observed, previous);
     for (key, entry) in desired.apps.iter_mut() {
         let Some(claims) = wanted(entry) else {
             continue;
         };
         let taken = claims
             .iter()
-            .find_map(|c| owner.get(c).filter(|h| *h != key).map(|h| c.refuse(h)));
+            .find_map(|c| owner.get(c).filter(|h| *h != key).map(|h| c.refuse(h, key)));
         match taken {
             Some(v) => *entry = Entry::Refused(v),
             None => {
@@ -88,6 +125,67 @@ pub fn resolve(desired: &mut DesiredState, observed: &[Observed]) {
             }
         }
     }
+    limit_memory(desired, observed, policy);
+    // What the next pass remembers: claims of apps that got them, and of containers that have
+    // them; not those of an app refused meanwhile that never had one.
+    owner.retain(|claim, key| {
+        matches!(desired.apps.get(key), Some(Entry::Valid(_))) || has(observed, key, claim)
+    });
+    owner
+}
+
+/// Whether a container of `key` has `claim`.
+fn has(observed: &[Observed], key: &AppKey, claim: &Claim) -> bool {
+    observed
+        .iter()
+        .filter(|o| &o.key == key)
+        .filter_map(|o| o.spec.as_ref())
+        .any(|s| match claim {
+            Claim::Port(p) => s.host_port == Some(*p),
+            Claim::Domain(d) => s.domain.as_ref() == Some(d),
+        })
+}
+
+/// Refuses the valid apps that would take a user past `max_memory_per_user`: running
+/// containers count first, then the apps that want to run, in path order.
+fn limit_memory(desired: &mut DesiredState, observed: &[Observed], policy: &Policy) {
+    let mut used: BTreeMap<String, u64> = BTreeMap::new();
+    let running: Vec<&Observed> = observed.iter().filter(|o| o.is_running()).collect();
+    let runs = |key: &AppKey| running.iter().any(|o| &o.key == key);
+    for o in &running {
+        let held = !matches!(desired.apps.get(&o.key), Some(Entry::Valid(_)));
+        if let (true, Some(spec)) = (held, &o.spec) {
+            *used.entry(o.key.userid.clone()).or_default() += spec.memory;
+        }
+    }
+    let mut order: Vec<AppKey> = desired.apps.keys().cloned().collect();
+    order.sort_by_key(|k| !runs(k));
+    for key in order {
+        let Some(Entry::Valid(app)) = desired.apps.get(&key) else {
+            continue;
+        };
+        if app.run != RunState::Running {
+            continue;
+        }
+        let limit = policy.rules(&key.userid).max_memory_per_user;
+        let sum = used.entry(key.userid.clone()).or_default();
+        if *sum + app.spec.memory <= limit {
+            *sum += app.spec.memory;
+            continue;
+        }
+        let message = format!(
+            "user {}'s running apps would use {} (others use {}), over max_memory_per_user = {}",
+            key.userid,
+            Memory(*sum + app.spec.memory),
+            Memory(*sum),
+            Memory(limit)
+        );
+        let v = Violation {
+            code: "user_memory_over_limit",
+            message,
+        };
+        desired.apps.insert(key, Entry::Refused(v));
+    }
 }
 
 #[cfg(test)]
@@ -95,6 +193,7 @@ mod tests {
     use super::*;
     use crate::model::fixtures::{app, container, desired, key};
     use crate::model::observed::ContainerState;
+    use crate::model::policy::Policy;
 
     fn with_port(k: &str, port: u16) -> (AppKey, Entry) {
         app(k, &format!("template = \"web-v1\"\nhost_port = {port}\n"))
@@ -124,7 +223,12 @@ mod tests {
                 with_port("aaa/thief", 8080),
                 with_port("zed/owner", 8080),
             ]);
-            resolve(&mut d, &[holding("zed/owner", 8080, state)]);
+            resolve(
+                &mut d,
+                &[holding("zed/owner", 8080, state)],
+                &Owners::new(),
+                &Policy::default(),
+            );
             assert_eq!(refused(&d, "aaa/thief"), Some("port_taken"));
             assert_eq!(refused(&d, "zed/owner"), None);
         }
@@ -133,7 +237,7 @@ mod tests {
     #[test]
     fn a_free_port_goes_to_the_first_in_path_order() {
         let mut d = desired(vec![with_port("bob/b", 9000), with_port("alice/a", 9000)]);
-        resolve(&mut d, &[]);
+        resolve(&mut d, &[], &Owners::new(), &Policy::default());
         assert_eq!(refused(&d, "alice/a"), None);
         assert_eq!(refused(&d, "bob/b"), Some("port_taken"));
     }
@@ -145,10 +249,15 @@ mod tests {
             with_port("aaa/next", 8080),
             with_port("zed/owner", 9090),
         ]);
-        resolve(&mut moved, std::slice::from_ref(&holder));
+        resolve(
+            &mut moved,
+            std::slice::from_ref(&holder),
+            &Owners::new(),
+            &Policy::default(),
+        );
         assert_eq!(refused(&moved, "aaa/next"), None);
         let mut deleted = desired(vec![with_port("aaa/next", 8080)]);
-        resolve(&mut deleted, &[holder]);
+        resolve(&mut deleted, &[holder], &Owners::new(), &Policy::default());
         assert_eq!(refused(&deleted, "aaa/next"), None);
     }
 
@@ -157,7 +266,7 @@ mod tests {
         let holder = holding("zed/owner", 8080, ContainerState::Running);
         let frozen = (key("zed/owner"), Entry::Frozen("bad toml".into()));
         let mut d = desired(vec![with_port("aaa/thief", 8080), frozen]);
-        resolve(&mut d, &[holder]);
+        resolve(&mut d, &[holder], &Owners::new(), &Policy::default());
         assert_eq!(refused(&d, "aaa/thief"), Some("port_taken"));
     }
 
@@ -167,11 +276,76 @@ mod tests {
             format!("template = \"web-v1\"\ndomain = \"shop.example.com\"\nhost_port = {port}\n")
         };
         let mut d = desired(vec![app("alice/a", &m(8001)), app("bob/b", &m(8002))]);
-        resolve(&mut d, &[]);
+        resolve(&mut d, &[], &Owners::new(), &Policy::default());
         assert_eq!(refused(&d, "bob/b"), Some("domain_conflict"));
         let Entry::Refused(v) = &d.apps[&key("bob/b")] else {
             unreachable!()
         };
-        assert!(v.message.contains("alice/a"), "{v}");
+        assert!(v.message.contains("another user's app"), "{v}");
+    }
+
+    #[test]
+    fn while_its_container_is_replaced_the_owner_keeps_what_it_had() {
+        let mut first = desired(vec![
+            with_port("aaa/thief", 8080),
+            with_port("zed/owner", 8080),
+        ]);
+        let holder = holding("zed/owner", 8080, ContainerState::Running);
+        let owners = resolve(&mut first, &[holder], &Owners::new(), &Policy::default());
+        assert_eq!(owners[&Claim::Port(8080)], key("zed/owner"));
+        // Next pass: the owner's old container is gone (recreate in flight), none is new yet.
+        let mut next = desired(vec![
+            with_port("aaa/thief", 8080),
+            with_port("zed/owner", 8080),
+        ]);
+        let again = resolve(&mut next, &[], &owners, &Policy::default());
+        assert_eq!(refused(&next, "aaa/thief"), Some("port_taken"));
+        assert_eq!(again[&Claim::Port(8080)], key("zed/owner"));
+        // Both have a container (the thief's from before): the owner of last pass keeps it.
+        let both = [
+            holding("aaa/thief", 8080, ContainerState::Running),
+            holding("zed/owner", 8080, ContainerState::Running),
+        ];
+        let mut third = desired(vec![
+            with_port("aaa/thief", 8080),
+            with_port("zed/owner", 8080),
+        ]);
+        resolve(&mut third, &both, &again, &Policy::default());
+        assert_eq!(refused(&third, "aaa/thief"), Some("port_taken"));
+    }
+
+    fn memory_app(k: &str, mem: &str) -> (AppKey, Entry) {
+        app(
+            k,
+            &format!("template = \"web-v1\"\n[resources]\nmemory = \"{mem}\"\n"),
+        )
+    }
+
+    #[test]
+    fn an_app_that_runs_is_never_pushed_out_by_a_newcomer_earlier_in_path_order() {
+        let policy: Policy = {
+            let file: crate::model::policy::PolicyFile =
+                toml::from_str("max_memory_per_user = \"300m\"").unwrap();
+            Policy::resolve(&file).unwrap()
+        };
+        let mut d = desired(vec![
+            memory_app("alice/aaa", "200m"),
+            memory_app("alice/zzz", "200m"),
+        ]);
+        let Entry::Valid(z) = &d.apps[&key("alice/zzz")] else {
+            unreachable!()
+        };
+        let mut running = container("alice/zzz", "c", &z.hash, ContainerState::Running);
+        running.spec = Some(z.spec.clone());
+        resolve(&mut d, &[running.clone()], &Owners::new(), &policy);
+        assert_eq!(refused(&d, "alice/aaa"), Some("user_memory_over_limit"));
+        assert_eq!(refused(&d, "alice/zzz"), None);
+        // A held app's running container counts at what it runs with.
+        let mut held = desired(vec![
+            memory_app("alice/aaa", "200m"),
+            (key("alice/zzz"), Entry::Frozen("bad".into())),
+        ]);
+        resolve(&mut held, &[running], &Owners::new(), &policy);
+        assert_eq!(refused(&held, "alice/aaa"), Some("user_memory_over_limit"));
     }
 }

@@ -8,14 +8,13 @@ use crate::model::config::Config;
 use crate::model::manifest::Manifest;
 use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
-use crate::model::policy::{check_app, Rules, Violation};
-use crate::model::resources::Memory;
+use crate::model::policy::{check_app, Violation};
 use crate::model::source_error::SourceError;
 use crate::model::spec::ContainerSpec;
 use crate::model::template::Template;
 
 /// Everything one scan of `state/apps` found.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Scan {
     /// One entry per manifest file with valid names: parsed (with the text it was parsed
     /// from), or the error that froze it.
@@ -111,7 +110,7 @@ impl DesiredState {
         for (key, parsed) in found.manifests {
             let entry = match counts.admit(&key, config) {
                 Err(why) => Entry::OverQuota(why),
-                Ok(()) => entry_for(&key, parsed, config, template, &mut counts),
+                Ok(()) => entry_for(&key, parsed, config, template),
             };
             out.apps.insert(key, entry);
         }
@@ -170,13 +169,11 @@ impl DesiredState {
     }
 }
 
-/// What the quotas and the per-user memory rule have counted so far, in path order.
+/// What the quotas have counted so far, in path order.
 #[derive(Default)]
 struct Counts {
     per_user: BTreeMap<String, usize>,
     admitted: usize,
-    /// Memory of each user's running apps admitted so far, bytes.
-    memory: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -199,35 +196,17 @@ impl Counts {
         self.admitted += 1;
         Ok(())
     }
-
-    /// Adds a running app's memory to its user's sum, unless that passes the user's limit.
-    fn add_memory(&mut self, key: &AppKey, memory: u64, rules: &Rules) -> Result<(), Violation> {
-        let used = self.memory.entry(key.userid.clone()).or_default();
-        if *used + memory > rules.max_memory_per_user {
-            return Err(Violation {
-                code: "user_memory_over_limit",
-                message: format!(
-                    "user {}'s running apps would use {} (earlier apps in path order use {}), over max_memory_per_user = {}",
-                    key.userid,
-                    Memory(*used + memory),
-                    Memory(*used),
-                    Memory(rules.max_memory_per_user)
-                ),
-            });
-        }
-        *used += memory;
-        Ok(())
-    }
 }
 
 /// One admitted manifest's entry: frozen when it or its template is broken, refused when it
-/// breaks a policy rule, else valid with its spec and hash.
+/// breaks a per-app policy rule, else valid with its spec and hash. (Rules shared between
+/// apps, host ports, domains and a user's memory, are decided with the containers in view:
+/// `model::claims`.)
 fn entry_for(
     key: &AppKey,
     parsed: Result<(Manifest, String), SourceError>,
     config: &Config,
     template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
-    counts: &mut Counts,
 ) -> Entry {
     let (m, text) = match parsed {
         Err(e) => return Entry::Frozen(e.to_string()),
@@ -241,11 +220,6 @@ fn entry_for(
     let rules = config.policy.rules(&key.userid);
     if let Err(v) = check_app(key, &spec, rules, config.listen.port()) {
         return Entry::Refused(v);
-    }
-    if m.state == RunState::Running {
-        if let Err(v) = counts.add_memory(key, spec.memory, rules) {
-            return Entry::Refused(v);
-        }
     }
     let hash = spec.hash();
     Entry::Valid(Box::new(DesiredApp {

@@ -73,6 +73,11 @@ impl Executor {
     /// Removes `key`'s workspace and clears its purge request. The path is built from
     /// checked names; a symlink there is removed, not followed.
     pub fn finish_purge(&self, key: &AppKey) {
+        if let Err(e) = self.check_workspace(key) {
+            warn!(app = %key, cause = %e, "not purging through a link");
+            self.purges.cancel(key);
+            return;
+        }
         let dir = self.workspace(key);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => info!(app = %key, dir = %dir.display(), "purged workspace"),
@@ -148,7 +153,7 @@ impl Executor {
                 self.stop_and_remove(old).await?;
                 self.create(app, *start).await
             }
-            Action::Start { container, .. } => Ok(self.engine.start(&container.id).await?),
+            Action::Start { container, .. } => self.start(&change.key, app, &container.id).await,
             Action::Stop { container } => Ok(self
                 .engine
                 .stop(&container.id, self.config.stop_timeout)
@@ -171,6 +176,16 @@ impl Executor {
         containers: &[ContainerRef],
         template: Option<&str>,
     ) -> Result<(), ActionError> {
+        // Hooks and the purge must not act through a workspace that became a link: the
+        // containers still go, the linked directory is left alone.
+        if let Err(e) = self.check_workspace(key) {
+            warn!(app = %key, cause = %e, "removing without pre-delete hook or purge");
+            self.purges.cancel(key);
+            for c in containers {
+                self.stop_and_remove(c).await?;
+            }
+            return self.drop_user_network(&key.userid).await;
+        }
         let purge = self.purges.is_requested(key);
         match template.map(|id| Template::load(&self.config, id)) {
             Some(Ok(t)) => self.hook(&t, HookKind::PreDelete, key, purge).await?,
@@ -211,12 +226,40 @@ impl Executor {
         Ok(())
     }
 
-    /// After one of `userid`'s apps was removed: removes the user's network if no container
-    /// uses it any more (Docker refuses while one does, which is fine).
+    /// Starts an existing container. Its workspace is checked again (it is mounted anew), and
+    /// on a user network the network is made sure of first, under its lock.
+    async fn start(
+        &self,
+        key: &AppKey,
+        app: Option<&DesiredApp>,
+        id: &str,
+    ) -> Result<(), ActionError> {
+        self.check_workspace(key)?;
+        let Some(net) = app.and_then(|a| a.spec.network.as_ref()) else {
+            return Ok(self.engine.start(id).await?);
+        };
+        let lock = self.engine.locked(net).await;
+        let _guard = lock.lock().await;
+        self.engine.ensure_network(net, &key.userid).await?;
+        Ok(self.engine.start(id).await?)
+    }
+
+    /// After one of `userid`'s apps was removed: removes the user's network when no container
+    /// of the user is left in any state (Docker would let a network go while only stopped
+    /// containers use it, and they could not start again).
     async fn drop_user_network(&self, userid: &str) -> Result<(), ActionError> {
         let net = user_network(&self.config.instance, userid);
         let lock = self.engine.locked(&net).await;
         let _guard = lock.lock().await;
+        if self
+            .engine
+            .list()
+            .await?
+            .iter()
+            .any(|o| o.key.userid == userid)
+        {
+            return Ok(());
+        }
         Ok(self.engine.remove_network_if_unused(&net).await?)
     }
 

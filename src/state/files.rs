@@ -119,6 +119,7 @@ impl ManifestFiles {
     /// The current manifest, or `None` when the app has none. Read as the scanner reads it
     /// (no links followed, one hard link, at most 1 MiB): anything else is refused.
     pub fn read(&self, key: &AppKey) -> Result<Option<Current>, WriteError> {
+        self.check_user_dir(key)?;
         let path = self.path(key);
         match std::fs::symlink_metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -132,6 +133,23 @@ impl ManifestFiles {
             text: String::from_utf8_lossy(&bytes).into_owned(),
             etag,
         }))
+    }
+
+    /// Refuses a user directory that is a link (a checkout may hold one) or not a directory:
+    /// reading or unlinking through it would reach outside `state/apps`. A missing one is fine.
+    fn check_user_dir(&self, key: &AppKey) -> Result<(), WriteError> {
+        let dir = self.user_dir(key);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.file_type().is_symlink() || !md.is_dir() => {
+                Err(WriteError::OddPath(format!(
+                    "{} is not a directory; berth does not follow links",
+                    dir.strip_prefix(&self.config.root)
+                        .unwrap_or(&dir)
+                        .display()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks manifest text as if it were at `key`'s path.
@@ -151,10 +169,36 @@ impl ManifestFiles {
                 m.template
             ))
         })?;
-        admit(&self.config, key, m.clone(), text).map_err(|e| match e {
-            Refusal::Policy(v) => WriteError::Policy(v),
-            Refusal::Scan(e) => WriteError::Scan(e),
-        })?;
+        Ok(m)
+    }
+
+    /// [`validate`](Self::validate), then the policy as the loop would apply it
+    /// (`state::admission`), on a blocking thread: it reads the whole state directory.
+    /// `stopping` skips the policy: setting `state = "stopped"` must work on an app the policy
+    /// refuses, whose container keeps running until then.
+    async fn admitted(
+        &self,
+        key: &AppKey,
+        text: &str,
+        stopping: bool,
+    ) -> Result<Manifest, WriteError> {
+        let m = self.validate(key, text)?;
+        if stopping {
+            return Ok(m);
+        }
+        let (config, key, text, parsed) = (
+            self.config.clone(),
+            key.clone(),
+            text.to_string(),
+            m.clone(),
+        );
+        tokio::task::spawn_blocking(move || admit(&config, &key, parsed, &text))
+            .await
+            .map_err(WriteError::Task)?
+            .map_err(|e| match e {
+                Refusal::Policy(v) => WriteError::Policy(v),
+                Refusal::Scan(e) => WriteError::Scan(e),
+            })?;
         Ok(m)
     }
 
@@ -169,7 +213,7 @@ impl ManifestFiles {
         if self.read(key)?.is_some() {
             return Err(WriteError::Exists(key.clone()));
         }
-        self.validate(key, &text)?;
+        self.admitted(key, &text, false).await?;
         self.check_quota(key)?;
         self.write(key, &text).await
     }
@@ -214,7 +258,7 @@ impl ManifestFiles {
                 current: current.etag,
             });
         }
-        self.validate(key, text)?;
+        self.admitted(key, text, false).await?;
         self.write(key, text).await
     }
 
@@ -228,7 +272,7 @@ impl ManifestFiles {
         if self.read(key)?.is_none() {
             return Err(WriteError::NotFound(key.clone()));
         }
-        self.validate(key, text)?;
+        self.admitted(key, text, false).await?;
         self.write(key, text).await
     }
 
@@ -253,15 +297,22 @@ impl ManifestFiles {
         if text == current.text {
             return Ok(current);
         }
-        self.validate(key, &text)?;
+        let stopping = doc.get("state").and_then(|v| v.as_str()) == Some("stopped");
+        self.admitted(key, &text, stopping).await?;
         self.write(key, &text).await
     }
 
-    /// Removes the manifest.
+    /// Removes the manifest, even one berth will not read (too large, hard-linked): its
+    /// owner must be able to get rid of it. The user directory must be a real one.
     pub(in crate::state) async fn delete(&self, key: &AppKey) -> Result<(), WriteError> {
         let _guard = self.lock.lock().await;
-        if self.read(key)?.is_none() {
-            return Err(WriteError::NotFound(key.clone()));
+        self.check_user_dir(key)?;
+        match std::fs::symlink_metadata(self.path(key)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(WriteError::NotFound(key.clone()))
+            }
+            Err(e) => return Err(io(&self.shown(key), e)),
+            Ok(_) => {}
         }
         let (path, dir, shown) = (self.path(key), self.user_dir(key), self.shown(key));
         blocking(move || {

@@ -19,6 +19,13 @@ pub struct Tightened {
 /// cannot chmod is not one it wrote.
 pub fn tighten(apps_state_dir: &Path) -> Tightened {
     let mut done = Tightened::default();
+    // state/ itself too: in git mode it holds .git, whose objects carry every version of every
+    // manifest.
+    if let Some(state_dir) = apps_state_dir.parent() {
+        if private(state_dir, 0o700) {
+            done.dirs += 1;
+        }
+    }
     if private(apps_state_dir, 0o700) {
         done.dirs += 1;
     }
@@ -82,7 +89,13 @@ mod tests {
             std::fs::Permissions::from_mode(0o644),
         )
         .unwrap();
-        assert_eq!(tighten(&apps), Tightened { files: 1, dirs: 2 });
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(tighten(&apps), Tightened { files: 1, dirs: 3 });
+        assert_eq!(
+            mode(dir.path()),
+            0o700,
+            "the state directory (its .git) too"
+        );
         assert_eq!(mode(&apps.join("alice/web.toml")), 0o600);
         assert_eq!(mode(&apps.join("alice")), 0o700);
         assert_eq!(mode(&outside), 0o644, "a link's target is not berth's");

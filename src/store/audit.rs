@@ -10,6 +10,9 @@ use redb::ReadableTableMetadata;
 
 use super::{db_err, from_json, to_json, Store, StoreError, AUDIT};
 
+/// Past `max_entries` times this, the oldest entries go whatever their age.
+pub const HARD_FACTOR: u64 = 10;
+
 /// How many entries the log aims to keep, and for how long it keeps every entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -47,6 +50,10 @@ impl Store {
                 .insert(next, to_json(entry).as_str())
                 .map_err(db_err)?;
             let oldest_kept = entry.at.saturating_sub(keep.keep_secs);
+            // The retention window yields only past a hard ceiling, so a disk cannot fill.
+            while table.len().map_err(db_err)? > keep.max_entries.saturating_mul(HARD_FACTOR) {
+                table.pop_first().map_err(db_err)?;
+            }
             while table.len().map_err(db_err)? > keep.max_entries {
                 let first_at = match table.first().map_err(db_err)? {
                     Some((_, first)) => {
@@ -150,7 +157,7 @@ mod tests {
         };
         s.audit(&entry(1, "carol"), keep).unwrap();
         s.audit(&entry(1000, "alice"), keep).unwrap();
-        for i in 0..50 {
+        for i in 0..40 {
             s.audit(&entry(1001 + i, "bob"), keep).unwrap();
         }
         let actors: Vec<String> = s
@@ -159,7 +166,7 @@ mod tests {
             .into_iter()
             .map(|(_, e)| e.actor)
             .collect();
-        assert_eq!(actors.len(), 51, "every entry of the last 100 s is kept");
+        assert_eq!(actors.len(), 41, "every entry of the last 100 s is kept");
         assert_eq!(
             actors[0], "alice",
             "bob's flood left alice's entry; carol's was old"

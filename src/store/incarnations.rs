@@ -125,10 +125,16 @@ impl Store {
             .filter(|k| !present.contains(*k) && !frozen_users.contains(&k.userid) && !younger(k))
             .collect();
         let mut out = Synced::default();
-        if new.is_empty() && gone.is_empty() {
+        let legacy = !self
+            .legacy_settled
+            .load(std::sync::atomic::Ordering::Acquire);
+        if new.is_empty() && gone.is_empty() && !legacy {
             return Ok(out);
         }
         let txn = self.db.begin_write().map_err(db_err)?;
+        if legacy {
+            out.keys_revoked += super::keys::settle_legacy(self, &txn, present, frozen_users)?;
+        }
         for app in new {
             current_or_new(self, &txn, app)?;
             out.started += 1;
@@ -138,6 +144,8 @@ impl Store {
             out.ended += 1;
         }
         txn.commit().map_err(db_err)?;
+        self.legacy_settled
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(out)
     }
 }

@@ -34,6 +34,44 @@ impl KeyRecord {
     }
 }
 
+/// Keys from before incarnations existed: bound to their app's incarnation when the app is in
+/// `present`, removed when it is gone (and its user not frozen). Returns how many were removed.
+pub(super) fn settle_legacy(
+    store: &Store,
+    txn: &WriteTransaction,
+    present: &std::collections::BTreeSet<AppKey>,
+    frozen_users: &std::collections::BTreeSet<String>,
+) -> Result<usize, StoreError> {
+    let mut legacy = Vec::new();
+    {
+        let table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let record: KeyRecord = from_json("client_keys", k.value(), v.value())?;
+            if record.incarnation.is_none() {
+                legacy.push((k.value().to_string(), record));
+            }
+        }
+    }
+    let mut removed = 0;
+    for (id, mut record) in legacy {
+        let app = AppKey::new(&record.userid, &record.appname).map_err(StoreError::Name)?;
+        let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
+        if present.contains(&app) {
+            drop(table);
+            record.incarnation = Some(super::incarnations::current_or_new(store, txn, &app)?);
+            let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
+            table
+                .insert(id.as_str(), to_json(&record).as_str())
+                .map_err(db_err)?;
+        } else if !frozen_users.contains(&app.userid) {
+            table.remove(id.as_str()).map_err(db_err)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes every key of `app` inside `txn`; returns how many.
 pub(super) fn remove_keys_of(txn: &WriteTransaction, app: &AppKey) -> Result<usize, StoreError> {
     let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
@@ -186,6 +224,7 @@ impl Store {
         // A key lives exactly as long as the incarnation it was issued for.
         let app = AppKey::new(&record.userid, &record.appname).map_err(StoreError::Name)?;
         let current = self.incarnation(&app)?;
+        // A key from before incarnations lives until the first pass binds or removes it.
         let alive = match (&current, &record.incarnation) {
             (None, _) => false,
             (Some(_), None) => true,

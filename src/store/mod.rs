@@ -153,6 +153,8 @@ pub struct Store {
     /// When this process made each incarnation it made (monotonic), so a pass that scanned
     /// before an app's first key was issued cannot end the incarnation that key is bound to.
     born: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Set once this process has bound or removed the keys from before incarnations.
+    legacy_settled: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -180,6 +182,7 @@ impl Store {
             db,
             hash_key,
             born: Default::default(),
+            legacy_settled: Default::default(),
         })
     }
 
