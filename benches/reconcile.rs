@@ -63,7 +63,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write(&root.join("berth.toml"), &format!(
-        "instance = \"{instance}\"\nstop_timeout = \"1s\"\nresync = \"1h\"\nmax_apps_per_user = 10\nmax_total_apps = 100\nmax_parallel = 8\n"));
+        "instance = \"{instance}\"\nstop_timeout = \"1s\"\nresync = \"1h\"\nmax_apps_per_user = 20\nmax_total_apps = 100\nmax_parallel = 8\n"));
     write(&root.join("templates/bb-v1/template.toml"), &format!(
         "image = \"{IMAGE}\"\ncommand = [\"sleep\", \"3600\"]\nport = 8080\n[defaults]\nmemory = \"16m\"\ncpus = 0.1\n"));
     for i in 0..APPS {
@@ -198,7 +198,9 @@ async fn main() {
     let raw_start = median(raw_start);
     let raw_recreate = median(raw_recreate);
 
-    // berth serve: write a manifest, wait for Docker's start event for that container.
+    // berth serve: write a manifest, wait for Docker's start event for that container. The app
+    // belongs to a user with apps already, whose network exists (a user's first app also makes
+    // its network, which costs a Docker network create).
     let bin = env!("CARGO_BIN_EXE_berth");
     let mut serve = Command::new(bin)
         .args(["--root", root.to_str().unwrap(), "serve"])
@@ -208,10 +210,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut deploy = Vec::new();
     for i in 0..5 {
-        let name = format!("paas-app-{instance}-user9-late{i}");
+        let name = format!("paas-app-{instance}-user0-late{i}");
         let mut events = start_events(&docker, &name);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let path = root.join(format!("state/apps/user9/late{i}.toml"));
+        let path = root.join(format!("state/apps/user0/late{i}.toml"));
         let t = Instant::now();
         write(&path, "template = \"bb-v1\"\n");
         tokio::time::timeout(Duration::from_secs(10), events.next())
