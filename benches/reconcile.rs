@@ -329,4 +329,14 @@ async fn main() {
             )
             .await;
     }
+    // And the per-user networks berth made for this instance.
+    let nets = docker
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+        .unwrap_or_default();
+    for net in nets.into_iter().filter_map(|n| n.id) {
+        let _ = docker.remove_network(&net).await;
+    }
 }
