@@ -358,3 +358,19 @@ async fn a_stopped_app_still_starts_after_its_users_other_app_is_removed() {
     start.expect_code(0);
     assert!(root.running("alice", "b").await, "{}", start.text());
 }
+
+#[tokio::test]
+async fn a_network_of_the_users_name_that_berth_did_not_make_is_not_joined() {
+    let root = TestRoot::new("tenforeign").await;
+    let name = format!("berth-{}-alice", root.instance);
+    crate::support::docker::docker_cli(&["network", "create", &name]);
+    root.write_manifest("alice", "web", MINIMAL);
+    let apply = root.berth(&["apply"]).await;
+    let _ = std::process::Command::new("docker")
+        .args(["network", "rm", &name])
+        .output();
+    apply
+        .expect_code(1)
+        .expect_contains("exists and is not berth's");
+    assert!(root.container("alice", "web").await.is_none());
+}

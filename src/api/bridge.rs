@@ -56,10 +56,18 @@ async fn activate(
         .set_field(&key, &who, "activate", "state", "running".into())
         .await
         .map_err(|e| match e {
-            // The parse error quotes the file; a client-key holder must not read it.
-            ApiError::Unprocessable { .. } => ApiError::Conflict(
+            // The parse error quotes the file; a client-key holder must not read it. A policy
+            // refusal says only which rule: its message may name other apps or limits.
+            ApiError::Unprocessable {
+                code: "invalid_manifest" | "unknown_template",
+                ..
+            } => ApiError::Conflict(
                 "the app's manifest is broken; its owner must fix it first".into(),
             ),
+            ApiError::Unprocessable { code, .. } => ApiError::Unprocessable {
+                code,
+                message: format!("the server's policy refuses running this app ({code})"),
+            },
             other => other,
         })?;
     Ok(Json(json!({ "state": "running", "etag": c.etag })))

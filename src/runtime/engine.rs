@@ -191,8 +191,24 @@ impl Engine {
         name: &str,
         userid: &str,
     ) -> Result<(), EngineError> {
-        if self.docker.inspect_network(name, None).await.is_ok() {
-            return Ok(());
+        if let Ok(existing) = self.docker.inspect_network(name, None).await {
+            // A network of that name that berth did not make is not joined: it could be
+            // anyone's (another user's service, the host's).
+            let labels = existing.labels.unwrap_or_default();
+            let ours = labels.get(labels::INSTANCE) == Some(&self.instance)
+                && labels.get(labels::USERID).map(String::as_str) == Some(userid);
+            if ours {
+                return Ok(());
+            }
+            return Err(EngineError {
+                op: format!("join network {name}"),
+                source: bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    message:
+                        "a network of that name exists and is not berth's; remove or rename it"
+                            .into(),
+                },
+            });
         }
         let request = NetworkCreateRequest {
             name: name.to_string(),
