@@ -109,6 +109,32 @@ fn examples_gitops_sh_follows_a_push_after_the_signed_webhook() {
     assert_eq!(ex.containers(), 0, "containers left behind\n{out}");
 }
 
+#[test]
+fn examples_domains_sh_serves_two_apps_by_domain_over_https_through_caddy() {
+    let command = "examples/domains.sh";
+    assert_readme_says(&format!("`{command}`"));
+    ensure_busybox_image();
+    let mut ex = Example::new("dom");
+    let [admin, http, https, api] = free_ports();
+    let out = ex.run(
+        command,
+        &[
+            ("BERTH_EXAMPLE_INSTANCE", ex.instance.clone()),
+            ("BERTH_EXAMPLE_PORTS", format!("{admin} {http} {https}")),
+            ("BERTH_EXAMPLE_API_PORT", api.to_string()),
+        ],
+    );
+    out.expect_success()
+        .expect_stdout(&format!(
+            "https://shop.example.test:{https}/ answers through Caddy:\nhello from demo/shop"
+        ))
+        .expect_stdout(&format!(
+            "https://blog.example.test:{https}/ answers through Caddy:\nhello from demo/blog"
+        ))
+        .expect_stdout("Next:");
+    assert_eq!(ex.containers(), 0, "containers left behind\n{out}");
+}
+
 /// A script or example root added under examples/ without a test here fails this.
 #[test]
 fn every_example_is_run_by_a_test() {

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Every script under examples/ and every example root `run.sh` takes; a new one fails
 /// `every_example_is_run_by_a_test` until it has a test here.
-pub const SCRIPTS: &[&str] = &["examples/gitops.sh", "examples/run.sh"];
+pub const SCRIPTS: &[&str] = &[
+    "examples/domains.sh",
+    "examples/gitops.sh",
+    "examples/run.sh",
+];
 pub const RUN_SH_EXAMPLES: &[&str] = &["hello", "node-lite"];
 
 /// Generous: a run takes a few seconds once the images exist (node-lite runs `npm ci`).
