@@ -81,3 +81,71 @@ async fn domain_apps_answer_over_https_through_caddy_and_berth_keeps_the_routes(
         "an unknown name gets no certificate"
     );
 }
+
+#[tokio::test]
+async fn a_domain_moves_with_its_manifest_and_a_claim_never_steals_it() {
+    let root = TestRoot::new("proxymove").await;
+    let caddy = Caddy::start();
+    let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
+    root.config(
+        &[("resync", "\"1s\"")],
+        &format!("{}\n{policy}", caddy.proxy_table()),
+    );
+    root.write_template("www-v1", WWW_TEMPLATE);
+    root.write_manifest("alice", "old", &site("old", "shop.example.test", "running"));
+    let _serve = Serve::start(&root);
+    answers(&caddy, "shop.example.test", (200, "hello-old")).await;
+    // Another user asking for it gets nothing, however long it waits.
+    root.write_manifest(
+        "bob",
+        "thief",
+        &site("thief", "shop.example.test", "running"),
+    );
+    root.wait_running("alice", "old", T).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        caddy.get("shop.example.test"),
+        (200, "hello-old".to_string())
+    );
+    assert!(root.container("bob", "thief").await.is_none());
+    // alice gives it to her new app: it moves.
+    root.write_manifest("alice", "old", &site("old", "old.example.test", "running"));
+    root.remove_manifest("bob", "thief");
+    root.write_manifest("alice", "new", &site("new", "shop.example.test", "running"));
+    answers(&caddy, "shop.example.test", (200, "hello-new")).await;
+    answers(&caddy, "old.example.test", (200, "hello-old")).await;
+}
+
+#[tokio::test]
+async fn without_caddy_apps_still_converge_and_the_failure_is_counted() {
+    let root = TestRoot::new("proxydown").await;
+    let dead = crate::support::free_port();
+    let table = format!("[proxy]\ncaddy_admin = \"http://127.0.0.1:{dead}\"\ntls = \"off\"\nhttp_port = {}\nhttps_port = {}\n", crate::support::free_port(), crate::support::free_port());
+    root.config(
+        &[("resync", "\"1s\"")],
+        &format!("{table}\n[policy]\ndomains = [\"*.example.test\"]\n"),
+    );
+    root.write_template("www-v1", WWW_TEMPLATE);
+    root.write_manifest(
+        "alice",
+        "shop",
+        &site("shop", "shop.example.test", "running"),
+    );
+    let mut serve = Serve::start(&root);
+    let api = crate::support::api::Api::new(serve.api_base());
+    root.wait_running("alice", "shop", T).await;
+    wait_until(T, "the failed Caddy sync to be counted", || async {
+        let m = api
+            .send(reqwest::Method::GET, "/metrics", &[], None)
+            .await
+            .text;
+        m.lines()
+            .any(|l| l.starts_with("berth_proxy_sync_errors_total ") && !l.ends_with(" 0"))
+    })
+    .await;
+    assert!(
+        serve.log().contains("cannot bring Caddy in line"),
+        "{}",
+        serve.log()
+    );
+}
