@@ -5,25 +5,16 @@
 use std::time::Duration;
 
 use crate::support::caddy::Caddy;
-use crate::support::{wait_until, Serve, TestRoot};
+use crate::support::{wait_until, Serve, TestRoot, WWW_TEMPLATE};
 
 const T: Duration = Duration::from_secs(30);
 
-/// Serves `hello-$NAME` on port 8080.
-const WWW_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
-command = ["sh", "-c", "mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
-workdir = "/"
-port = 8080
-
-[defaults]
-memory = "32m"
-cpus = 0.25
-"#;
-
+/// A `www-v1` app answering `hello-<name>` on `domain`.
 fn site(name: &str, domain: &str, state: &str) -> String {
     format!("template = \"www-v1\"\ndomain = \"{domain}\"\nstate = \"{state}\"\n[env]\nNAME = \"{name}\"\n")
 }
 
+/// Waits until `domain`, through Caddy, answers with `want`'s status and a body holding its text.
 async fn answers(caddy: &Caddy, domain: &str, want: (u16, &str)) {
     let what = format!("{domain} to answer {want:?}");
     wait_until(T, &what, || async {

@@ -4,7 +4,7 @@
 //! container has them, in either order and while the holder is stopped.
 
 use crate::support::api::ApiRoot;
-use crate::support::{free_port, TestRoot, MINIMAL};
+use crate::support::{free_port, TestRoot, MINIMAL, WWW_TEMPLATE};
 
 /// Each manifest body breaks exactly one rule of the default policy (the code it must name).
 fn violations(listen: u16) -> Vec<(&'static str, String)> {
@@ -194,17 +194,6 @@ async fn a_domain_stays_with_the_app_whose_container_has_it() {
     assert!(root.container("alice", "shop").await.is_none());
     assert!(root.running("zed", "shop").await);
 }
-
-/// A template whose container serves `hello-$NAME` on port 8080 (busybox httpd).
-const WWW_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
-command = ["sh", "-c", "mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
-workdir = "/"
-port = 8080
-
-[defaults]
-memory = "32m"
-cpus = 0.25
-"#;
 
 /// An HTTP GET of `host:8080` from inside `user/app`'s container (busybox `nc`, 3 s); the
 /// body, or `None` when nothing answers.

@@ -43,6 +43,17 @@ memory = "64m"
 cpus = 0.25
 "#;
 
+/// A template `www-v1` whose container serves `hello-$NAME` on port 8080 (busybox httpd).
+pub const WWW_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
+workdir = "/"
+port = 8080
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
 /// The smallest valid manifest on `bb-v1`.
 pub const MINIMAL: &str = "template = \"bb-v1\"\n";
 
