@@ -100,7 +100,17 @@ pub fn render(
 fn targets(desired: &DesiredState, observed: &[Observed]) -> BTreeMap<String, Target> {
     let mut out = BTreeMap::new();
     for (key, entry) in &desired.apps {
-        let running = observed.iter().find(|o| &o.key == key && o.is_running());
+        let want = match entry {
+            Entry::Valid(app) => Some(app.hash.as_str()),
+            _ => None,
+        };
+        // Of two running containers (a duplicate, a crash mid-replace), the one the manifest
+        // wants; the planner removes the other.
+        let mine = observed.iter().filter(|o| &o.key == key && o.is_running());
+        let running = mine
+            .clone()
+            .find(|o| want.is_some() && o.hash.as_deref() == want)
+            .or(mine.clone().next());
         let (spec, run) = match entry {
             Entry::Valid(app) => (Some(&app.spec), app.run),
             _ => (running.and_then(|o| o.spec.as_ref()), RunState::Running),

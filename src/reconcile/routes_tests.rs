@@ -99,3 +99,29 @@ fn a_frozen_apps_running_container_keeps_its_route() {
         "10.0.0.2:3000"
     );
 }
+
+#[test]
+fn of_two_running_containers_the_route_goes_to_the_one_the_manifest_wants() {
+    let d = desired(vec![with_domain(
+        "alice/shop",
+        "shop.example.test",
+        "running",
+    )]);
+    let stale = container(
+        "alice/shop",
+        "old-container",
+        "an-old-hash",
+        ContainerState::Running,
+    );
+    let fresh = container(
+        "alice/shop",
+        "c1",
+        &hash_of(&d, "alice/shop"),
+        ContainerState::Running,
+    );
+    let r = render("main", &proxy("off"), &d, &[stale, fresh]);
+    assert_eq!(
+        routes(&r)[0]["handle"][0]["upstreams"][0]["dial"],
+        "10.0.0.2:3000"
+    );
+}
