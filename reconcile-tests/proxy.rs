@@ -60,7 +60,7 @@ async fn domain_apps_answer_over_https_through_caddy_and_berth_keeps_the_routes(
     answers(
         &caddy,
         "shop.example.test",
-        (503, "alice/shop is not running"),
+        (503, "this site is not running"),
     )
     .await;
 
@@ -138,5 +138,38 @@ async fn without_caddy_apps_still_converge_and_the_failure_is_counted() {
         serve.log().contains("cannot bring Caddy in line"),
         "{}",
         serve.log()
+    );
+}
+
+#[tokio::test]
+async fn with_tls_off_an_unchanged_pass_writes_nothing_either() {
+    let root = TestRoot::new("proxyoff").await;
+    let caddy = Caddy::start();
+    let table = caddy
+        .proxy_table()
+        .replace("tls = \"internal\"", "tls = \"off\"");
+    root.config(
+        &[("resync", "\"1s\"")],
+        &format!("{table}\n[policy]\ndomains = [\"*.example.test\"]\n"),
+    );
+    root.write_template("www-v1", WWW_TEMPLATE);
+    root.write_manifest(
+        "alice",
+        "shop",
+        &site("shop", "shop.example.test", "running"),
+    );
+    let _serve = Serve::start(&root);
+    root.wait_running("alice", "shop", T).await;
+    wait_until(T, "berth's server in Caddy", || async {
+        caddy.admin_writes() > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes = caddy.admin_writes();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        caddy.admin_writes(),
+        writes,
+        "passes over unchanged state wrote to Caddy"
     );
 }

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 
 use crate::model::desired::{DesiredState, Entry};
 use crate::model::manifest::RunState;
-use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::model::proxy::{ProxyConfig, TlsMode};
 use crate::model::spec::ContainerSpec;
@@ -29,8 +28,8 @@ pub struct Rendered {
 enum Target {
     /// `address:port` of the app's running container.
     Upstream(String),
-    /// The app is not running: a short 503 page naming it.
-    Stopped(AppKey),
+    /// The app is not running: a short 503 page.
+    Stopped,
 }
 
 /// The names of berth's objects in Caddy for `instance`: the HTTPS (or only) server, the HTTP
@@ -118,7 +117,7 @@ fn targets(desired: &DesiredState, observed: &[Observed]) -> BTreeMap<String, Ta
         let Some(spec) = spec.filter(|s| s.domain.is_some()) else {
             continue;
         };
-        let target = upstream(spec, running, run).unwrap_or_else(|| Target::Stopped(key.clone()));
+        let target = upstream(spec, running, run).unwrap_or(Target::Stopped);
         out.entry(spec.domain.clone().unwrap_or_default())
             .or_insert(target);
     }
@@ -135,11 +134,12 @@ fn route(domain: &str, target: &Target) -> Value {
         Target::Upstream(dial) => {
             json!({"handler": "reverse_proxy", "upstreams": [{"dial": dial}]})
         }
-        Target::Stopped(key) => json!({
+        Target::Stopped => json!({
             "handler": "static_response",
             "status_code": 503,
             "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
-            "body": format!("{key} is not running\n"),
+            // Public: the page names no app, only that nothing serves this name right now.
+            "body": "this site is not running\n",
         }),
     };
     json!({"match": [{"host": [domain]}], "handle": [handle], "terminal": true})

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::fixtures::{app, container, desired, hash_of, key};
+use crate::model::names::AppKey;
 use crate::model::observed::ContainerState;
 
 fn proxy(tls: &str) -> ProxyConfig {

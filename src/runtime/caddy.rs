@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 
 use crate::reconcile::routes::Rendered;
 
+/// The longest one admin call may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The longest one sync may take.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A call to Caddy's admin API that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -60,23 +65,50 @@ impl Caddy {
 
     /// Makes Caddy hold exactly `rendered` of berth's objects; returns the writes it made
     /// (zero when Caddy already matched).
+    /// Order matters to Caddy: a new TLS policy goes in before the servers that need it (else
+    /// automatic HTTPS starts a public ACME order for a new name), servers are removed before
+    /// others are set (a port moves between them), and a policy goes only after its servers.
+    /// The whole sync is bounded by [`SYNC_TIMEOUT`], so a hung Caddy cannot hold the loop.
     pub async fn sync(
         &self,
         rendered: &Rendered,
         tls_id: &str,
         servers_owned: &[String],
     ) -> Result<u64, ProxyError> {
-        let before = self.writes.load(Ordering::Relaxed);
-        for name in servers_owned {
-            let path = ["apps", "http", "servers", name.as_str()];
-            match rendered.servers.get(name) {
-                Some(want) => self.set(&path, want).await?,
-                None => self.remove(&path).await?,
+        let run = async {
+            let before = self.writes.load(Ordering::Relaxed);
+            let policy = rendered.tls_policy.as_ref().map(|(_, p)| p);
+            if policy.is_some() {
+                self.sync_tls(policy, tls_id).await?;
             }
+            for name in servers_owned
+                .iter()
+                .filter(|n| !rendered.servers.contains_key(*n))
+            {
+                self.remove(&["apps", "http", "servers", name.as_str()])
+                    .await?;
+            }
+            for (name, want) in &rendered.servers {
+                self.set(&["apps", "http", "servers", name.as_str()], want)
+                    .await?;
+            }
+            if policy.is_none() {
+                self.sync_tls(None, tls_id).await?;
+            }
+            Ok(self.writes.load(Ordering::Relaxed) - before)
+        };
+        match tokio::time::timeout(SYNC_TIMEOUT, run).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out(format!("sync (no answer within {SYNC_TIMEOUT:?})"))),
         }
-        self.sync_tls(rendered.tls_policy.as_ref().map(|(_, p)| p), tls_id)
-            .await?;
-        Ok(self.writes.load(Ordering::Relaxed) - before)
+    }
+
+    fn timed_out(&self, op: String) -> ProxyError {
+        ProxyError::Unreachable {
+            addr: self.addr.clone(),
+            op,
+            source: "timed out".into(),
+        }
     }
 
     /// Puts `want` at `keys` unless it is there already. Missing parents are made by one
@@ -110,7 +142,8 @@ impl Caddy {
 
     async fn remove(&self, keys: &[&str]) -> Result<(), ProxyError> {
         let path = config_path(keys);
-        if self.get(&path).await?.is_some() {
+        // A missing key under an existing map reads as `null`: nothing to remove.
+        if self.has(&path).await? {
             self.write(Method::DELETE, &path, &Value::Null).await?;
         }
         Ok(())
@@ -124,9 +157,13 @@ impl Caddy {
             (Some(w), Some(h)) if *w == h => Ok(()),
             (Some(w), Some(_)) => self.write(Method::PATCH, &by_id, w).await,
             (Some(w), None) => {
+                // First in the list: Caddy uses the first policy that matches a name.
                 let keys = ["apps", "tls", "automation", "policies"];
                 match self.get(&config_path(&keys)).await? {
-                    Some(Value::Array(_)) => self.write(Method::POST, &config_path(&keys), w).await,
+                    Some(Value::Array(_)) => {
+                        let first = format!("{}/0", config_path(&keys));
+                        self.write(Method::PUT, &first, w).await
+                    }
                     _ => self.set(&keys, &json!([w])).await,
                 }
             }
@@ -156,6 +193,19 @@ impl Caddy {
     }
 
     async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes), ProxyError> {
+        let op = format!("{method} {path} (no answer within {CALL_TIMEOUT:?})");
+        match tokio::time::timeout(CALL_TIMEOUT, self.call_once(method, path, body)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.timed_out(op)),
+        }
+    }
+
+    async fn call_once(
         &self,
         method: Method,
         path: &str,

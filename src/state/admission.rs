@@ -1,21 +1,22 @@
-//! The API's policy check before a write (SPEC §14): the manifest text is judged as the loop
-//! would judge it — the whole state directory scanned, this file put in its place, the desired
-//! state built and its shared claims (ports, domains, a user's memory) settled — so the API
-//! refuses with the rule's code what the loop would freeze. Without the container list the
-//! check is stricter than the loop in one way: a port or domain that another manifest asks for
-//! counts as held, unless the app's current file already asks for it too (then the loop's
-//! holder rule decides, and the holder's own edits are never refused for it).
+//! The API's policy check before a write (SPEC §14). The per-app rules are judged exactly as
+//! the loop judges them (the state directory scanned, this file put in its place, the desired
+//! state built). The rules shared between apps need the containers, which files cannot show,
+//! so the API judges them by what the write changes, never by path order:
+//! - a host port or domain the write newly asks for, which any other manifest asks for too, is
+//!   refused (`port_taken`, `domain_conflict`); a claim the app's current file already has is
+//!   never refused here, so a holder's own edits always pass (the loop's holder rule decides);
+//! - a write that raises the memory the user's apps want to run with past
+//!   `max_memory_per_user` is refused; one that does not raise it always passes.
 
 use std::collections::BTreeMap;
 
-use crate::model::claims::{resolve, Owners};
 use crate::model::config::Config;
 use crate::model::desired::{DesiredState, Entry, Scan};
-use crate::model::manifest::Manifest;
+use crate::model::manifest::{Manifest, RunState};
 use crate::model::names::AppKey;
 use crate::model::policy::Violation;
+use crate::model::resources::Memory;
 use crate::model::source_error::SourceError;
-use crate::model::spec::ContainerSpec;
 use crate::model::template::Template;
 use crate::state::scan::{scan, ScanError};
 
@@ -34,92 +35,99 @@ pub enum Refusal {
 /// (it reads the state directory): call it off the async workers.
 pub fn admit(config: &Config, key: &AppKey, manifest: Manifest, text: &str) -> Result<(), Refusal> {
     let found = scan(&config.apps_state_dir(), &config.root)?;
-    let mut after_scan = found.clone();
-    after_scan
+    let current = match found.manifests.get(key) {
+        Some(Ok((m, _))) => Some(m.clone()),
+        _ => None,
+    };
+    let mut after = found.clone();
+    after
         .manifests
-        .insert(key.clone(), Ok((manifest, text.to_string())));
-    let before = settle(found, config);
-    let after = settle(after_scan, config);
+        .insert(key.clone(), Ok((manifest.clone(), text.to_string())));
+    claimed_elsewhere(&after, key, &manifest, current.as_ref())
+        .map_or(Ok(()), |v| Err(Refusal::Policy(v)))?;
+    let (before, after) = (build(found, config), build(after, config));
     if let Some(Entry::Refused(v)) = after.apps.get(key) {
         return Err(Refusal::Policy(v.clone()));
     }
-    // A write must not push another app of the user out (their memory is shared).
-    let pushed = after.apps.iter().find(|(k, e)| {
-        *k != key
-            && k.userid == key.userid
-            && matches!(e, Entry::Refused(_))
-            && matches!(before.apps.get(*k), Some(Entry::Valid(_)))
-    });
-    if let Some((other, Entry::Refused(v))) = pushed {
-        let message = format!("this change would stop {other}: {}", v.message);
+    let limit = config.policy.rules(&key.userid).max_memory_per_user;
+    let (was, will) = (
+        wanted_memory(&before, &key.userid),
+        wanted_memory(&after, &key.userid),
+    );
+    if will > limit && will > was {
+        let message = format!(
+            "user {}'s apps would want {} to run, over max_memory_per_user = {}",
+            key.userid,
+            Memory(will),
+            Memory(limit)
+        );
         return Err(Refusal::Policy(Violation {
-            code: v.code,
+            code: "user_memory_over_limit",
             message,
         }));
     }
-    match (after.apps.get(key), before.apps.get(key)) {
-        (Some(Entry::Valid(app)), current) => {
-            let had = match current {
-                Some(Entry::Valid(a)) => Some(&a.spec),
-                _ => None,
-            };
-            claimed_elsewhere(&after, key, &app.spec, had)
-                .map_or(Ok(()), |v| Err(Refusal::Policy(v)))
-        }
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
-/// The desired state of `found` with the shared claims settled as far as files can tell.
-fn settle(found: Scan, config: &Config) -> DesiredState {
+fn build(found: Scan, config: &Config) -> DesiredState {
     let mut templates: BTreeMap<String, Result<Template, SourceError>> = BTreeMap::new();
-    let mut desired = DesiredState::build(found, config, &mut |id| {
+    DesiredState::build(found, config, &mut |id| {
         templates
             .entry(id.to_string())
             .or_insert_with(|| Template::load(config, id))
             .clone()
-    });
-    resolve(&mut desired, &[], &Owners::new(), &config.policy);
-    desired
+    })
 }
 
-/// A port or domain of `spec`, new to this app (`had` is its current spec), that another
-/// manifest asks for.
+/// The memory `user`'s valid apps that should run ask for, together.
+fn wanted_memory(desired: &DesiredState, user: &str) -> u64 {
+    desired
+        .apps
+        .iter()
+        .filter(|(k, _)| k.userid == user)
+        .filter_map(|(_, e)| match e {
+            Entry::Valid(app) if app.run == RunState::Running => Some(app.spec.memory),
+            _ => None,
+        })
+        .sum()
+}
+
+/// A host port or domain that `new` asks for and `current` (the app's file now) does not,
+/// which another manifest asks for.
 fn claimed_elsewhere(
-    desired: &DesiredState,
+    found: &Scan,
     key: &AppKey,
-    spec: &ContainerSpec,
-    had: Option<&ContainerSpec>,
+    new: &Manifest,
+    current: Option<&Manifest>,
 ) -> Option<Violation> {
-    let new_port = spec
+    let port = new
         .host_port
-        .filter(|p| had.is_none_or(|h| h.host_port != Some(*p)));
-    let new_domain = spec
-        .domain
-        .as_ref()
-        .filter(|d| had.is_none_or(|h| h.domain.as_ref() != Some(*d)));
-    let others = desired.apps.iter().filter(|(k, _)| *k != key);
-    for (other, entry) in others {
-        let theirs = match entry {
-            Entry::Valid(app) => &app.spec,
-            Entry::Refused(_) | Entry::Frozen(_) | Entry::OverQuota(_) => continue,
-        };
+        .map(|p| p.0)
+        .filter(|p| current.is_none_or(|c| c.host_port.map(|x| x.0) != Some(*p)));
+    let domain = new.domain.as_ref().map(|d| d.0.clone());
+    let domain =
+        domain.filter(|d| current.is_none_or(|c| c.domain.as_ref().map(|x| &x.0) != Some(d)));
+    for (other, parsed) in &found.manifests {
+        let Ok((theirs, _)) = parsed else { continue };
+        if other == key {
+            continue;
+        }
         let who = if other.userid == key.userid {
             other.to_string()
         } else {
             "another user's app".into()
         };
-        if new_port.is_some() && theirs.host_port == new_port {
-            let message = format!("host port {} is held by {who}", new_port.unwrap_or(0));
+        if port.is_some() && theirs.host_port.map(|p| p.0) == port {
+            let message = format!("host port {} is held by {who}", port.unwrap_or(0));
             return Some(Violation {
                 code: "port_taken",
                 message,
             });
         }
-        if new_domain.is_some() && theirs.domain.as_ref() == new_domain {
+        if domain.is_some() && theirs.domain.as_ref().map(|d| &d.0) == domain.as_ref() {
             let message = format!(
                 "domain {} is held by {who}",
-                new_domain.cloned().unwrap_or_default()
+                domain.clone().unwrap_or_default()
             );
             return Some(Violation {
                 code: "domain_conflict",
@@ -128,4 +136,66 @@ fn claimed_elsewhere(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(files: &[(&str, &str)], policy: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("templates/t");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(t.join("template.toml"), "image = \"x:1\"\nport = 3000\n").unwrap();
+        for (path, text) in files {
+            let p = dir.path().join("state/apps").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        std::fs::write(dir.path().join("berth.toml"), policy).unwrap();
+        let config = Config::load(None, Some(dir.path())).unwrap();
+        (dir, config)
+    }
+
+    fn judge(config: &Config, app: &str, text: &str) -> Option<&'static str> {
+        let (u, a) = app.split_once('/').unwrap();
+        let m = Manifest::parse(std::path::Path::new("m.toml"), text).unwrap();
+        match admit(config, &AppKey::new(u, a).unwrap(), m, text) {
+            Ok(()) => None,
+            Err(Refusal::Policy(v)) => Some(v.code),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_new_claim_on_a_held_port_is_refused_and_the_holders_edits_pass() {
+        let held = "template = \"t\"\nhost_port = 8080\n";
+        let (_d, c) = root(&[("zed/owner.toml", held)], "");
+        assert_eq!(judge(&c, "aaa/thief", held), Some("port_taken"));
+        let edited = "template = \"t\"\nhost_port = 8080\n[env]\nA = \"1\"\n";
+        assert_eq!(judge(&c, "zed/owner", edited), None);
+    }
+
+    #[test]
+    fn only_a_write_that_raises_a_users_memory_past_the_limit_is_refused() {
+        let app = |mem: &str| format!("template = \"t\"\n[resources]\nmemory = \"{mem}\"\n");
+        let files = [
+            ("alice/aaa.toml", app("200m")),
+            ("alice/zzz.toml", app("200m")),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let (_d, c) = root(&files, "[policy]\nmax_memory_per_user = \"300m\"\n");
+        let edited = format!("{}[env]\nA = \"1\"\n", app("200m"));
+        assert_eq!(
+            judge(&c, "alice/zzz", &edited),
+            None,
+            "no more memory than before"
+        );
+        assert_eq!(
+            judge(&c, "alice/bbb", &app("100m")),
+            Some("user_memory_over_limit")
+        );
+        let stopped = "template = \"t\"\nstate = \"stopped\"\n[resources]\nmemory = \"100m\"\n";
+        assert_eq!(judge(&c, "alice/bbb", stopped), None);
+    }
 }
