@@ -173,3 +173,23 @@ async fn with_tls_off_an_unchanged_pass_writes_nothing_either() {
         "passes over unchanged state wrote to Caddy"
     );
 }
+
+#[tokio::test]
+async fn caddys_admin_api_on_a_unix_socket_works_the_same() {
+    let root = TestRoot::new("proxyunix").await;
+    let caddy = Caddy::start_unix();
+    let table = caddy.proxy_table();
+    assert!(table.contains("caddy_admin = \"unix/"), "{table}");
+    root.config(
+        &[],
+        &format!("{table}\n[policy]\ndomains = [\"*.example.test\"]\n"),
+    );
+    root.write_template("www-v1", WWW_TEMPLATE);
+    root.write_manifest(
+        "alice",
+        "shop",
+        &site("shop", "shop.example.test", "running"),
+    );
+    let _serve = Serve::start(&root);
+    answers(&caddy, "shop.example.test", (200, "hello-shop")).await;
+}

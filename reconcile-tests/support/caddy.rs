@@ -11,6 +11,8 @@ use super::free_port;
 /// One running Caddy.
 pub struct Caddy {
     child: Option<Child>,
+    /// Admin API on a unix socket (in the temp directory) instead of TCP.
+    unix: bool,
     dir: tempfile::TempDir,
     /// Admin API port.
     pub admin: u16,
@@ -23,12 +25,22 @@ pub struct Caddy {
 impl Caddy {
     /// Starts Caddy with an otherwise empty config.
     pub fn start() -> Caddy {
+        Caddy::start_with(false)
+    }
+
+    /// [`start`](Self::start) with the admin API on a unix socket.
+    pub fn start_unix() -> Caddy {
+        Caddy::start_with(true)
+    }
+
+    fn start_with(unix: bool) -> Caddy {
         let dir = tempfile::Builder::new()
             .prefix("berth-caddy-")
             .tempdir()
             .unwrap();
         let mut caddy = Caddy {
             child: None,
+            unix,
             dir,
             admin: free_port(),
             https: free_port(),
@@ -41,7 +53,7 @@ impl Caddy {
     fn run(&mut self) {
         let data = self.dir.path().join("data");
         let config = serde_json::json!({
-            "admin": {"listen": format!("127.0.0.1:{}", self.admin)},
+            "admin": {"listen": self.admin_listen()},
             "storage": {"module": "file_system", "root": data},
             "apps": {"pki": {"certificate_authorities": {"local": {"install_trust": false}}}},
         });
@@ -65,13 +77,32 @@ impl Caddy {
             .expect("caddy is missing: run scripts/ensure-tools.sh");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.admin)).is_err() {
+        while !self.admin_answers() {
             assert!(
                 Instant::now() < deadline,
                 "caddy did not start:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("admin.sock")
+    }
+
+    /// Caddy's notation for the admin address (`unix/<path>` for a socket).
+    fn admin_listen(&self) -> String {
+        match self.unix {
+            true => format!("unix/{}", self.socket().display()),
+            false => format!("127.0.0.1:{}", self.admin),
+        }
+    }
+
+    fn admin_answers(&self) -> bool {
+        match self.unix {
+            true => std::os::unix::net::UnixStream::connect(self.socket()).is_ok(),
+            false => std::net::TcpStream::connect(("127.0.0.1", self.admin)).is_ok(),
         }
     }
 
@@ -129,9 +160,13 @@ impl Caddy {
 
     /// berth.toml's `[proxy]` table for this Caddy (`tls = "internal"`).
     pub fn proxy_table(&self) -> String {
+        let admin = match self.unix {
+            true => self.admin_listen(),
+            false => format!("http://127.0.0.1:{}", self.admin),
+        };
         format!(
-            "[proxy]\ncaddy_admin = \"http://127.0.0.1:{}\"\nhttp_port = {}\nhttps_port = {}\ntls = \"internal\"\n",
-            self.admin, self.http, self.https
+            "[proxy]\ncaddy_admin = \"{admin}\"\nhttp_port = {}\nhttps_port = {}\ntls = \"internal\"\n",
+            self.http, self.https
         )
     }
 }

@@ -69,7 +69,7 @@ impl Reconciler {
         let caddy = config
             .proxy
             .as_ref()
-            .and_then(|p| p.admin_addr().ok())
+            .and_then(|p| p.admin_endpoint().ok())
             .map(Caddy::new);
         Reconciler {
             config,

@@ -5,6 +5,24 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Where Caddy's admin API answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminEndpoint {
+    /// `host:port` over TCP.
+    Tcp(String),
+    /// A unix socket.
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for AdminEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminEndpoint::Tcp(addr) => f.write_str(addr),
+            AdminEndpoint::Unix(path) => write!(f, "unix/{}", path.display()),
+        }
+    }
+}
+
 /// How Caddy gets certificates for berth's domains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,29 +75,64 @@ fn default_drain() -> Duration {
 }
 
 impl ProxyConfig {
-    /// The admin endpoint as host:port (only `http://` endpoints are spoken).
-    pub fn admin_addr(&self) -> Result<&str, String> {
-        let rest = self.caddy_admin.strip_prefix("http://").ok_or_else(|| {
+    /// The admin endpoint: `http://host:port`, or `unix//path/to/admin.sock` (Caddy's own
+    /// notation for a unix socket).
+    pub fn admin_endpoint(&self) -> Result<AdminEndpoint, String> {
+        let bad = || {
             format!(
-                "caddy_admin {:?} must be http://host:port",
+                "caddy_admin {:?} must be http://host:port or unix//path/to/admin.sock",
                 self.caddy_admin
             )
-        })?;
+        };
+        if let Some(path) = self.caddy_admin.strip_prefix("unix/") {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err(bad());
+            }
+            return Ok(AdminEndpoint::Unix(path.into()));
+        }
+        let rest = self.caddy_admin.strip_prefix("http://").ok_or_else(bad)?;
         let addr = rest.trim_end_matches('/');
         if addr.is_empty() || addr.contains('/') || !addr.contains(':') {
-            return Err(format!(
-                "caddy_admin {:?} must be http://host:port",
-                self.caddy_admin
-            ));
+            return Err(bad());
         }
-        Ok(addr)
+        Ok(AdminEndpoint::Tcp(addr.to_string()))
     }
 
     pub(crate) fn check(&self) -> Result<(), String> {
-        self.admin_addr()?;
+        self.admin_endpoint()?;
         if self.http_port == 0 || self.https_port == 0 || self.http_port == self.https_port {
             return Err("http_port and https_port must be two different ports".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy(admin: &str) -> ProxyConfig {
+        toml::from_str(&format!("caddy_admin = \"{admin}\"")).unwrap()
+    }
+
+    #[test]
+    fn the_admin_endpoint_is_tcp_or_a_unix_socket() {
+        let tcp = proxy("http://127.0.0.1:2019/").admin_endpoint().unwrap();
+        assert_eq!(tcp, AdminEndpoint::Tcp("127.0.0.1:2019".into()));
+        let unix = proxy("unix//run/caddy/admin.sock")
+            .admin_endpoint()
+            .unwrap();
+        assert_eq!(unix, AdminEndpoint::Unix("/run/caddy/admin.sock".into()));
+        assert_eq!(unix.to_string(), "unix//run/caddy/admin.sock");
+        for bad in [
+            "https://x:1",
+            "http://host",
+            "http://h:1/path",
+            "unix/relative",
+            "unix/",
+            "2019",
+        ] {
+            assert!(proxy(bad).admin_endpoint().is_err(), "{bad}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
+use crate::model::proxy::AdminEndpoint;
 use crate::reconcile::routes::Rendered;
 
 /// The longest one admin call may take.
@@ -49,6 +50,8 @@ pub enum ProxyError {
 
 /// One Caddy, through its admin endpoint.
 pub struct Caddy {
+    endpoint: AdminEndpoint,
+    /// `endpoint` as shown in errors and sent as `Host`.
     addr: String,
     /// Writes made so far (POST, PATCH, DELETE), for metrics and tests.
     writes: AtomicU64,
@@ -56,9 +59,10 @@ pub struct Caddy {
 
 impl Caddy {
     /// Caddy's admin API at `addr` (`host:port`).
-    pub fn new(addr: &str) -> Caddy {
+    pub fn new(endpoint: AdminEndpoint) -> Caddy {
         Caddy {
-            addr: addr.to_string(),
+            addr: endpoint.to_string(),
+            endpoint,
             writes: AtomicU64::new(0),
         }
     }
@@ -217,17 +221,24 @@ impl Caddy {
             op: op.clone(),
             source: e,
         };
-        let stream = tokio::net::TcpStream::connect(&self.addr)
-            .await
-            .map_err(|e| unreachable(e.into()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(e.into()))?;
-        tokio::spawn(conn);
+        let mut sender = match &self.endpoint {
+            AdminEndpoint::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| unreachable(e.into()))?;
+                handshake(stream).await.map_err(|e| unreachable(e.into()))?
+            }
+            AdminEndpoint::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| unreachable(e.into()))?;
+                handshake(stream).await.map_err(|e| unreachable(e.into()))?
+            }
+        };
         let req = Request::builder()
             .method(method)
             .uri(path)
-            .header(HOST, self.addr.as_str())
+            .header(HOST, self.host())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| unreachable(e.into()))?;
@@ -244,6 +255,29 @@ impl Caddy {
             .to_bytes();
         Ok((status, bytes))
     }
+}
+
+impl Caddy {
+    /// The `Host` header Caddy's admin API accepts: the TCP address it listens on, or an
+    /// empty one on a unix socket.
+    fn host(&self) -> &str {
+        match &self.endpoint {
+            AdminEndpoint::Tcp(addr) => addr,
+            AdminEndpoint::Unix(_) => "",
+        }
+    }
+}
+
+/// An HTTP/1 connection over `stream`, driven in its own task.
+async fn handshake<S>(
+    stream: S,
+) -> hyper::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 fn config_path(keys: &[&str]) -> String {
