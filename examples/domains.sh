@@ -37,6 +37,19 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/berth-domains.XXXXXX")
 root=$work/root
 echo "working in $work"
 
+# Whatever happens from here on, berth and Caddy are stopped and the containers removed.
+serve= caddy=
+cleanup() {
+  [ -z "$serve" ] || { kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null || true; }
+  [ -z "$caddy" ] || { kill "$caddy" 2>/dev/null && wait "$caddy" 2>/dev/null || true; }
+  ids=$(docker ps -aq --filter "label=paas.instance=$instance")
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  nets=$(docker network ls -q --filter "label=paas.instance=$instance")
+  [ -z "$nets" ] || docker network rm $nets >/dev/null
+  echo "stopped berth and Caddy and removed the containers; the files are still in $work"
+}
+trap cleanup EXIT
+
 # Caddy, on its own: berth only talks to its admin API.
 cat > "$work/caddy.json" <<JSON
 {"admin": {"listen": "127.0.0.1:$admin"},
@@ -71,16 +84,6 @@ tls = "internal"
 TOML
 "$berth" --root "$root" serve > "$work/serve.log" 2>&1 &
 serve=$!
-cleanup() {
-  kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null || true
-  kill "$caddy" 2>/dev/null && wait "$caddy" 2>/dev/null || true
-  ids=$(docker ps -aq --filter "label=paas.instance=$instance")
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  nets=$(docker network ls -q --filter "label=paas.instance=$instance")
-  [ -z "$nets" ] || docker network rm $nets >/dev/null
-  echo "stopped berth and Caddy and removed the containers; the files are still in $work"
-}
-trap cleanup EXIT
 
 ca=$work/caddy-data/pki/authorities/local/root.crt
 get() { # domain
