@@ -14,23 +14,14 @@ set -euo pipefail
 [ -z "${BERTH_BIN:-}" ] || BERTH_BIN=$(realpath -m -- "$BERTH_BIN")
 cd "$(dirname "$0")/.."
 repo=$PWD
+. scripts/example-lib.sh
 
 instance=${BERTH_EXAMPLE_INSTANCE:-gitops}
 read -r hello_port world_port <<<"${BERTH_EXAMPLE_PORTS:-8191 8192}"
 port=${BERTH_EXAMPLE_API_PORT:-7171}
-for p in "$hello_port" "$world_port" "$port"; do
-  case "$p" in '' | *[!0-9]*) echo "not a port: '$p'" >&2; exit 2 ;; esac
-done
+example_check_ports "$hello_port" "$world_port" "$port"
 
-scripts/ensure-docker.sh
-scripts/ensure-tools.sh
-if [ -n "${BERTH_BIN:-}" ]; then
-  berth=$BERTH_BIN
-  [ -x "$berth" ] || { echo "BERTH_BIN=$berth is not an executable" >&2; exit 2; }
-else
-  cargo build --release --locked --quiet
-  berth=$repo/target/release/berth
-fi
+example_berth
 BERTH_TEST_IMAGE=berth-local/busybox:1 scripts/build-test-image.sh >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-gitops.XXXXXX")
@@ -79,10 +70,7 @@ TOML
 serve=$!
 cleanup() {
   kill "$serve" 2>/dev/null && wait "$serve" 2>/dev/null || true
-  ids=$(docker ps -aq --filter "label=paas.instance=$instance")
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  nets=$(docker network ls -q --filter "label=paas.instance=$instance")
-  [ -z "$nets" ] || docker network rm $nets >/dev/null
+  example_remove_instance "$instance"
   echo "stopped berth and removed its containers; the files are still in $work (serve.log has the daemon's log)"
 }
 trap cleanup EXIT

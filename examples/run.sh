@@ -16,6 +16,7 @@ set -euo pipefail
 # BERTH_BIN may be relative to the directory the script was started in.
 [ -z "${BERTH_BIN:-}" ] || BERTH_BIN=$(realpath -m -- "$BERTH_BIN")
 cd "$(dirname "$0")/.."
+. scripts/example-lib.sh
 
 action=run
 if [ "${1:-}" = clean ]; then action=clean; shift; fi
@@ -34,28 +35,17 @@ if [ -n "${BERTH_EXAMPLE_PORTS:-}" ]; then
     exit 2
   fi
   for i in "${!manifests[@]}"; do
-    case "${ports[$i]}" in *[!0-9]*) echo "not a port: ${ports[$i]}" >&2; exit 2 ;; esac
+    example_check_ports "${ports[$i]}"
     sed -i -e "s/^host_port = .*/host_port = ${ports[$i]}/" \
       -e "s|127\.0\.0\.1:[0-9]*/|127.0.0.1:${ports[$i]}/|" "${manifests[$i]}"
   done
 fi
 instance=$(sed -n 's/^instance = "\(.*\)"/\1/p' "$root/berth.toml")
 
-scripts/ensure-docker.sh
-scripts/ensure-tools.sh
-if [ -n "${BERTH_BIN:-}" ]; then
-  berth=$BERTH_BIN
-  [ -x "$berth" ] || { echo "BERTH_BIN=$berth is not an executable" >&2; exit 2; }
-else
-  cargo build --release --locked --quiet
-  berth=target/release/berth
-fi
+example_berth
 
 if [ "$action" = clean ]; then
-  ids=$(docker ps -aq --filter "label=paas.instance=$instance")
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  nets=$(docker network ls -q --filter "label=paas.instance=$instance")
-  [ -z "$nets" ] || docker network rm $nets >/dev/null
+  example_remove_instance "$instance"
   rm -rf "$root/apps" "$root/shared"
   echo "cleaned $root"
   exit 0

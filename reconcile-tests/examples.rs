@@ -8,6 +8,7 @@
 //! instance's containers, pass or fail.
 
 use crate::support::example::*;
+use crate::support::http_get;
 
 /// `command` (an `examples/run.sh` invocation) shows both apps answering with `greetings`
 /// on free ports, says what to try next, leaves them running, converges to no change when

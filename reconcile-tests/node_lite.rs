@@ -2,13 +2,11 @@
 //! built locally from the host's `node` binary (`scripts/build-node-image.sh`), real `npm ci`
 //! from the npm registry, and real HTTP to the apps' published ports.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::support::{free_port, wait_until, TestRoot};
+use crate::support::{free_port, http_get, wait_until, TestRoot};
 
 const NODE_IMAGE: &str = "berth-test-node:1";
 const TEMPLATE: &str = "node-lite-v1";
@@ -60,17 +58,6 @@ async fn node_root(prefix: &str) -> TestRoot {
 
 fn manifest(port: u16, greeting: &str, restart: &str) -> String {
     format!("template = \"{TEMPLATE}\"\nhost_port = {port}\nrestart = \"{restart}\"\n[env]\nGREETING = \"{greeting}\"\n")
-}
-
-/// The body of `GET /` on a local port, if something answers.
-fn http_get(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 async fn wait_for_body(port: u16, want: &str) {

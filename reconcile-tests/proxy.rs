@@ -24,16 +24,31 @@ async fn answers(caddy: &Caddy, domain: &str, want: (u16, &str)) {
     .await;
 }
 
+/// A root whose berth.toml has `proxy_table`, a 1 s resync, domains under `example.test`
+/// allowed, and the `www-v1` template.
+async fn proxied_root(prefix: &str, proxy_table: &str) -> TestRoot {
+    let root = TestRoot::new(prefix).await;
+    let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
+    root.config(&[("resync", "\"1s\"")], &format!("{proxy_table}\n{policy}"));
+    root.write_template("www-v1", WWW_TEMPLATE);
+    root
+}
+
+/// Over a few passes (1 s resync) with nothing changed, berth writes nothing to Caddy.
+async fn no_writes_while_nothing_changes(caddy: &Caddy) {
+    let writes = caddy.admin_writes();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        caddy.admin_writes(),
+        writes,
+        "passes over unchanged state wrote to Caddy"
+    );
+}
+
 #[tokio::test]
 async fn domain_apps_answer_over_https_through_caddy_and_berth_keeps_the_routes() {
-    let root = TestRoot::new("proxy").await;
     let mut caddy = Caddy::start();
-    let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
-    root.config(
-        &[("resync", "\"1s\"")],
-        &format!("{}\n{policy}", caddy.proxy_table()),
-    );
-    root.write_template("www-v1", WWW_TEMPLATE);
+    let root = proxied_root("proxy", &caddy.proxy_table()).await;
     root.write_manifest(
         "alice",
         "shop",
@@ -44,13 +59,7 @@ async fn domain_apps_answer_over_https_through_caddy_and_berth_keeps_the_routes(
     answers(&caddy, "shop.example.test", (200, "hello-shop")).await;
     answers(&caddy, "blog.example.test", (200, "hello-blog")).await;
 
-    let writes = caddy.admin_writes();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        caddy.admin_writes(),
-        writes,
-        "passes over unchanged state wrote to Caddy"
-    );
+    no_writes_while_nothing_changes(&caddy).await;
 
     root.write_manifest(
         "alice",
@@ -75,14 +84,8 @@ async fn domain_apps_answer_over_https_through_caddy_and_berth_keeps_the_routes(
 
 #[tokio::test]
 async fn a_domain_moves_with_its_manifest_and_a_claim_never_steals_it() {
-    let root = TestRoot::new("proxymove").await;
     let caddy = Caddy::start();
-    let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
-    root.config(
-        &[("resync", "\"1s\"")],
-        &format!("{}\n{policy}", caddy.proxy_table()),
-    );
-    root.write_template("www-v1", WWW_TEMPLATE);
+    let root = proxied_root("proxymove", &caddy.proxy_table()).await;
     root.write_manifest("alice", "old", &site("old", "shop.example.test", "running"));
     let _serve = Serve::start(&root);
     answers(&caddy, "shop.example.test", (200, "hello-old")).await;
@@ -109,14 +112,9 @@ async fn a_domain_moves_with_its_manifest_and_a_claim_never_steals_it() {
 
 #[tokio::test]
 async fn without_caddy_apps_still_converge_and_the_failure_is_counted() {
-    let root = TestRoot::new("proxydown").await;
     let dead = crate::support::free_port();
     let table = format!("[proxy]\ncaddy_admin = \"http://127.0.0.1:{dead}\"\ntls = \"off\"\nhttp_port = {}\nhttps_port = {}\n", crate::support::free_port(), crate::support::free_port());
-    root.config(
-        &[("resync", "\"1s\"")],
-        &format!("{table}\n[policy]\ndomains = [\"*.example.test\"]\n"),
-    );
-    root.write_template("www-v1", WWW_TEMPLATE);
+    let root = proxied_root("proxydown", &table).await;
     root.write_manifest(
         "alice",
         "shop",
@@ -143,16 +141,11 @@ async fn without_caddy_apps_still_converge_and_the_failure_is_counted() {
 
 #[tokio::test]
 async fn with_tls_off_an_unchanged_pass_writes_nothing_either() {
-    let root = TestRoot::new("proxyoff").await;
     let caddy = Caddy::start();
     let table = caddy
         .proxy_table()
         .replace("tls = \"internal\"", "tls = \"off\"");
-    root.config(
-        &[("resync", "\"1s\"")],
-        &format!("{table}\n[policy]\ndomains = [\"*.example.test\"]\n"),
-    );
-    root.write_template("www-v1", WWW_TEMPLATE);
+    let root = proxied_root("proxyoff", &table).await;
     root.write_manifest(
         "alice",
         "shop",
@@ -165,26 +158,15 @@ async fn with_tls_off_an_unchanged_pass_writes_nothing_either() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let writes = caddy.admin_writes();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        caddy.admin_writes(),
-        writes,
-        "passes over unchanged state wrote to Caddy"
-    );
+    no_writes_while_nothing_changes(&caddy).await;
 }
 
 #[tokio::test]
 async fn caddys_admin_api_on_a_unix_socket_works_the_same() {
-    let root = TestRoot::new("proxyunix").await;
     let caddy = Caddy::start_unix();
     let table = caddy.proxy_table();
     assert!(table.contains("caddy_admin = \"unix/"), "{table}");
-    root.config(
-        &[],
-        &format!("{table}\n[policy]\ndomains = [\"*.example.test\"]\n"),
-    );
-    root.write_template("www-v1", WWW_TEMPLATE);
+    let root = proxied_root("proxyunix", &table).await;
     root.write_manifest(
         "alice",
         "shop",

@@ -5,8 +5,6 @@
 use crate::support::docker::remove_instance_containers;
 use crate::support::{free_port, BERTH};
 use std::fmt;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -444,17 +442,6 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
         };
     }
     ports
-}
-
-/// The body of `GET /` on a local port, if something answers.
-pub fn http_get(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 /// The command must be in the README as written, or the test would run something no

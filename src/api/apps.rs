@@ -23,7 +23,7 @@ use super::AppState;
 use crate::model::manifest::check_template_id;
 use crate::model::names::AppKey;
 use crate::model::observed::describe;
-use crate::state::files::Current;
+use crate::state::files::{Current, WriteError};
 
 /// Most log lines one call returns.
 pub const MAX_LOG_TAIL: u32 = 10_000;
@@ -114,6 +114,7 @@ async fn create(
     let (k, template) = (key.clone(), body.template_id.clone());
     let store = s.store.clone();
     let c = s
+        .writer
         .write_file(&key, caller.name(), "create", move |held| async move {
             let created = held.create(&k, &template).await?;
             // A new app is a new incarnation: nothing of an earlier app of that name (whose
@@ -123,7 +124,7 @@ async fn create(
             if let Ok(Err(e)) = ended {
                 tracing::error!(app = %k, cause = %crate::error_chain::chain(&e), "cannot start a new incarnation");
             }
-            Ok(created)
+            Ok::<_, WriteError>(created)
         })
         .await?;
     Ok(with_etag(
@@ -178,11 +179,12 @@ async fn replace(
     let expected = if_match(&headers)?;
     let k = key.clone();
     let c = s
+        .writer
         .write_file(
             &key,
             caller.name(),
             "replace the manifest of",
-            move |held| async move { Ok(held.replace(&k, &text, &expected).await?) },
+            move |held| async move { held.replace(&k, &text, &expected).await },
         )
         .await?;
     Ok(with_etag(StatusCode::OK, &c, json!({ "etag": c.etag })))
@@ -196,6 +198,7 @@ async fn set_state(
 ) -> Result<Response, ApiError> {
     let action = if state == "running" { "start" } else { "stop" };
     let c = s
+        .writer
         .set_field(key, caller.name(), action, "state", state.into())
         .await?;
     Ok(with_etag(
@@ -233,6 +236,7 @@ async fn deploy(
     caller.check_app(&key)?;
     let nonce = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
     let c = s
+        .writer
         .set_field(&key, caller.name(), "deploy", "restart", nonce.clone())
         .await?;
     Ok(with_etag(

@@ -53,9 +53,10 @@ async fn activate(
     client.check_app(&key)?;
     let who = format!("client:{}", client.0.id);
     let c = s
+        .writer
         .set_field(&key, &who, "activate", "state", "running".into())
         .await
-        .map_err(|e| match e {
+        .map_err(|e| match ApiError::from(e) {
             // The parse error quotes the file; a client-key holder must not read it. A policy
             // refusal says only which rule: its message may name other apps or limits.
             ApiError::Unprocessable {

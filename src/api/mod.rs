@@ -48,7 +48,7 @@ use crate::reconcile::status::StatusBoard;
 use crate::reconcile::trigger::Wake;
 use crate::runtime::purges::PurgeRequests;
 use crate::runtime::reader::ContainerReader;
-use crate::state::files::{Current, ManifestFiles};
+use crate::state::files::ManifestFiles;
 use crate::state::git::GitSync;
 use crate::state::history::History;
 use crate::state::writer::{Held, ManifestWriter};
@@ -134,34 +134,6 @@ impl AppState {
         self.writer
             .write(key, who, action, move |held| change(s, held))
             .await
-    }
-
-    /// [`write`](Self::write) for a change that leaves a manifest behind; answers with it.
-    pub async fn write_file<F, Fut>(
-        self: &Arc<Self>,
-        key: &AppKey,
-        who: &str,
-        action: &str,
-        change: F,
-    ) -> Result<Current, ApiError>
-    where
-        F: FnOnce(Held) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Current, ApiError>> + Send + 'static,
-    {
-        self.writer.write_file(key, who, action, change).await
-    }
-
-    /// Sets one top-level key of `key`'s manifest (`state`, `restart`), keeping the rest.
-    pub async fn set_field(
-        self: &Arc<Self>,
-        key: &AppKey,
-        who: &str,
-        action: &str,
-        field: &'static str,
-        value: String,
-    ) -> Result<Current, ApiError> {
-        let set = self.writer.set_field(key, who, action, field, value);
-        Ok(set.await?)
     }
 }
 

@@ -191,7 +191,7 @@ fn limit_memory(desired: &mut DesiredState, observed: &[Observed], policy: &Poli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fixtures::{app, container, desired, key};
+    use crate::model::fixtures::{app, desired, key, wanted_container};
     use crate::model::observed::ContainerState;
     use crate::model::policy::Policy;
 
@@ -201,12 +201,7 @@ mod tests {
 
     /// A container of `k` publishing `port`, running or not.
     fn holding(k: &str, port: u16, state: ContainerState) -> Observed {
-        let (_, Entry::Valid(a)) = with_port(k, port) else {
-            unreachable!()
-        };
-        let mut c = container(k, "c", &a.hash, state);
-        c.spec = Some(a.spec.clone());
-        c
+        wanted_container(&desired(vec![with_port(k, port)]), k, "c", state)
     }
 
     fn refused(d: &DesiredState, k: &str) -> Option<&'static str> {
@@ -332,12 +327,13 @@ mod tests {
             memory_app("alice/aaa", "200m"),
             memory_app("alice/zzz", "200m"),
         ]);
-        let Entry::Valid(z) = &d.apps[&key("alice/zzz")] else {
-            unreachable!()
-        };
-        let mut running = container("alice/zzz", "c", &z.hash, ContainerState::Running);
-        running.spec = Some(z.spec.clone());
-        resolve(&mut d, &[running.clone()], &Owners::new(), &policy);
+        let running = wanted_container(&d, "alice/zzz", "c", ContainerState::Running);
+        resolve(
+            &mut d,
+            std::slice::from_ref(&running),
+            &Owners::new(),
+            &policy,
+        );
         assert_eq!(refused(&d, "alice/aaa"), Some("user_memory_over_limit"));
         assert_eq!(refused(&d, "alice/zzz"), None);
         // A held app's running container counts at what it runs with.

@@ -65,6 +65,28 @@ pub struct PassSeen {
     pub frozen_users: std::collections::BTreeSet<String>,
 }
 
+impl DesiredApp {
+    /// The app `m` (read as `text`) describes on template `t`: its spec and that spec's hash.
+    pub fn new(
+        key: &AppKey,
+        m: &Manifest,
+        template: Template,
+        config: &Config,
+        text: String,
+    ) -> DesiredApp {
+        let spec = ContainerSpec::derive(key, m, &template, config);
+        let hash = spec.hash();
+        DesiredApp {
+            key: key.clone(),
+            spec,
+            hash,
+            run: m.state,
+            template,
+            text,
+        }
+    }
+}
+
 /// What berth wants for one key.
 #[derive(Debug, Clone)]
 pub enum Entry {
@@ -216,42 +238,20 @@ fn entry_for(
         Err(e) => return Entry::Frozen(format!("template {}: {e}", m.template)),
         Ok(t) => t,
     };
-    let spec = ContainerSpec::derive(key, &m, &t, config);
+    let app = DesiredApp::new(key, &m, t, config, text);
     let rules = config.policy.rules(&key.userid);
-    if let Err(v) = check_app(key, &spec, rules, config.listen.port()) {
-        return Entry::Refused(v);
+    match check_app(key, &app.spec, rules, config.listen.port()) {
+        Err(v) => Entry::Refused(v),
+        Ok(()) => Entry::Valid(Box::new(app)),
     }
-    let hash = spec.hash();
-    Entry::Valid(Box::new(DesiredApp {
-        key: key.clone(),
-        spec,
-        hash,
-        run: m.state,
-        template: t,
-        text,
-    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fixtures::template;
     use crate::model::manifest::Manifest;
     use std::path::Path;
-
-    fn template() -> Template {
-        Template {
-            id: "web-v1".into(),
-            dir: "/t/web-v1".into(),
-            image: "img".into(),
-            command: vec![],
-            workdir: None,
-            port: 3000,
-            defaults: Default::default(),
-            mounts: vec![],
-            hooks: Default::default(),
-            spec_files: Default::default(),
-        }
-    }
 
     fn scan_of(items: &[(&str, &str, &str)]) -> Scan {
         let mut s = Scan::default();

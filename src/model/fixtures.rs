@@ -7,7 +7,6 @@ use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::manifest::Manifest;
 use crate::model::names::AppKey;
 use crate::model::observed::{ContainerState, Observed};
-use crate::model::spec::ContainerSpec;
 use crate::model::template::Template;
 
 pub(crate) fn key(s: &str) -> AppKey {
@@ -15,10 +14,11 @@ pub(crate) fn key(s: &str) -> AppKey {
     AppKey::new(u, a).unwrap()
 }
 
-pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
-    let t = Template {
+/// The template every fixture app is on: `web-v1`, port 3000.
+pub(crate) fn template() -> Template {
+    Template {
         id: "web-v1".into(),
-        dir: "/t".into(),
+        dir: "/t/web-v1".into(),
         image: "img".into(),
         command: vec![],
         workdir: None,
@@ -27,20 +27,14 @@ pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
         mounts: vec![],
         hooks: Default::default(),
         spec_files: Default::default(),
-    };
+    }
+}
+
+pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
     let config = Config::load(None, Some(Path::new("/r"))).unwrap();
     let m = Manifest::parse(Path::new("m.toml"), manifest).unwrap();
-    let spec = ContainerSpec::derive(&key(k), &m, &t, &config);
-    let hash = spec.hash();
-    let entry = Entry::Valid(Box::new(DesiredApp {
-        key: key(k),
-        spec,
-        hash,
-        run: m.state,
-        template: t,
-        text: manifest.to_string(),
-    }));
-    (key(k), entry)
+    let app = DesiredApp::new(&key(k), &m, template(), &config, manifest.to_string());
+    (key(k), Entry::Valid(Box::new(app)))
 }
 
 pub(crate) fn desired(entries: Vec<(AppKey, Entry)>) -> DesiredState {
@@ -73,3 +67,18 @@ pub(crate) fn container(k: &str, id: &str, hash: &str, state: ContainerState) ->
 
 pub(crate) const RUN: &str = "template = \"web-v1\"";
 pub(crate) const STOP: &str = "template = \"web-v1\"\nstate = \"stopped\"";
+
+/// The container `d` wants for `k`: its hash and spec as labels carry them.
+pub(crate) fn wanted_container(
+    d: &DesiredState,
+    k: &str,
+    id: &str,
+    state: ContainerState,
+) -> Observed {
+    let Entry::Valid(a) = &d.apps[&key(k)] else {
+        panic!("{k} is not valid")
+    };
+    let mut c = container(k, id, &a.hash, state);
+    c.spec = Some(a.spec.clone());
+    c
+}

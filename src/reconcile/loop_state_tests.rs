@@ -150,11 +150,10 @@ fn a_failed_crash_restart_is_not_counted_as_a_restart() {
 /// A desired running app whose container has exited, planned for real.
 fn exited_app() -> (DesiredState, Vec<Observed>, Plan) {
     let d = desired(vec![app("alice/a", RUN)]);
-    let hash = hash_of(&d, "alice/a");
-    let obs = vec![container(
+    let obs = vec![wanted_container(
+        &d,
         "alice/a",
         "1",
-        &hash,
         ContainerState::Exited(Some(3)),
     )];
     let p = plan(&d, &obs, PlanOptions::default());
@@ -201,18 +200,8 @@ fn status_is_derived_from_the_plan_busy_apps_and_failures() {
         app("alice/c", RUN),
     ]);
     let obs = vec![
-        container(
-            "alice/a",
-            "1",
-            &hash_of(&d, "alice/a"),
-            ContainerState::Running,
-        ),
-        container(
-            "alice/b",
-            "2",
-            &hash_of(&d, "alice/b"),
-            ContainerState::Exited(Some(0)),
-        ),
+        wanted_container(&d, "alice/a", "1", ContainerState::Running),
+        wanted_container(&d, "alice/b", "2", ContainerState::Exited(Some(0))),
         container("zed/gone", "3", "h", ContainerState::Running),
     ];
     let p = plan(&d, &obs, PlanOptions::default());

@@ -1,7 +1,7 @@
 //! What berth puts into Caddy for a pass.
 
 use super::*;
-use crate::model::fixtures::{app, container, desired, hash_of, key};
+use crate::model::fixtures::{app, container, desired, key, wanted_container};
 use crate::model::names::AppKey;
 use crate::model::observed::ContainerState;
 
@@ -29,12 +29,7 @@ fn a_running_domain_app_is_proxied_to_its_container_and_a_stopped_one_answers_50
         with_domain("alice/shop", "shop.example.test", "running"),
         with_domain("bob/blog", "blog.example.test", "stopped"),
     ]);
-    let running = container(
-        "alice/shop",
-        "c1",
-        &hash_of(&d, "alice/shop"),
-        ContainerState::Running,
-    );
+    let running = wanted_container(&d, "alice/shop", "c1", ContainerState::Running);
     let r = render("main", &proxy("internal"), &d, &[running]);
     let routes = routes(&r);
     assert_eq!(routes.len(), 2);
@@ -88,11 +83,7 @@ fn a_frozen_apps_running_container_keeps_its_route() {
         "shop.example.test",
         "running",
     )]);
-    let Entry::Valid(a) = &d0.apps[&key("alice/shop")] else {
-        unreachable!()
-    };
-    let mut c = container("alice/shop", "c1", &a.hash, ContainerState::Running);
-    c.spec = Some(a.spec.clone());
+    let c = wanted_container(&d0, "alice/shop", "c1", ContainerState::Running);
     let frozen = desired(vec![(key("alice/shop"), Entry::Frozen("bad toml".into()))]);
     let r = render("main", &proxy("off"), &frozen, &[c]);
     assert_eq!(
@@ -114,12 +105,7 @@ fn of_two_running_containers_the_route_goes_to_the_one_the_manifest_wants() {
         "an-old-hash",
         ContainerState::Running,
     );
-    let fresh = container(
-        "alice/shop",
-        "c1",
-        &hash_of(&d, "alice/shop"),
-        ContainerState::Running,
-    );
+    let fresh = wanted_container(&d, "alice/shop", "c1", ContainerState::Running);
     let r = render("main", &proxy("off"), &d, &[stale, fresh]);
     assert_eq!(
         routes(&r)[0]["handle"][0]["upstreams"][0]["dial"],

@@ -62,7 +62,7 @@ pub struct Engine {
     /// Label value that scopes every list and event subscription.
     instance: String,
     /// One lock per image (and per network) so apps sharing a missing one make it once.
-    pulls: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
 impl Engine {
@@ -77,7 +77,7 @@ impl Engine {
         Ok(Engine {
             docker,
             instance: instance.to_string(),
-            pulls: Default::default(),
+            locks: Default::default(),
         })
     }
 
@@ -248,7 +248,7 @@ impl Engine {
 
     /// The lock for one image or network name.
     pub(in crate::runtime) async fn locked(&self, name: &str) -> Arc<Mutex<()>> {
-        self.pulls
+        self.locks
             .lock()
             .await
             .entry(name.to_string())

@@ -178,16 +178,16 @@ impl Executor {
     ) -> Result<(), ActionError> {
         // Hooks and the purge must not act through a workspace that became a link: the
         // containers still go, the linked directory is left alone.
-        if let Err(e) = self.check_workspace(key) {
+        let linked = self.check_workspace(key).err();
+        if let Some(e) = &linked {
             warn!(app = %key, cause = %e, "removing without pre-delete hook or purge");
             self.purges.cancel(key);
-            for c in containers {
-                self.stop_and_remove(c).await?;
-            }
-            return self.drop_user_network(&key.userid).await;
         }
         let purge = self.purges.is_requested(key);
-        match template.map(|id| Template::load(&self.config, id)) {
+        match template
+            .filter(|_| linked.is_none())
+            .map(|id| Template::load(&self.config, id))
+        {
             Some(Ok(t)) => self.hook(&t, HookKind::PreDelete, key, purge).await?,
             Some(Err(e)) => {
                 warn!(app = %key, cause = %e, "template gone; removing without pre-delete hook")
@@ -204,20 +204,10 @@ impl Executor {
         Ok(())
     }
 
-    /// Creates (and starts) the app's container. On a user network, the network's lock is
-    /// held from making sure it exists until the container is attached (started), so a
-    /// removal of the user's last other app cannot take the network away in between.
+    /// Creates (and starts) the app's container, on its user's network if it has one.
     async fn create(&self, app: &DesiredApp, start: bool) -> Result<(), ActionError> {
         self.engine.ensure_image(&app.spec.image).await?;
-        let held = match &app.spec.network {
-            Some(net) => {
-                let lock = self.engine.locked(net).await;
-                let guard = lock.lock_owned().await;
-                self.engine.ensure_network(net, &app.key.userid).await?;
-                Some(guard)
-            }
-            None => None,
-        };
+        let held = self.join_network(Some(app)).await?;
         let id = self.engine.create(app).await?;
         if start {
             self.engine.start(&id).await?;
@@ -227,7 +217,7 @@ impl Executor {
     }
 
     /// Starts an existing container. Its workspace is checked again (it is mounted anew), and
-    /// on a user network the network is made sure of first, under its lock.
+    /// its user's network made sure of.
     async fn start(
         &self,
         key: &AppKey,
@@ -235,13 +225,24 @@ impl Executor {
         id: &str,
     ) -> Result<(), ActionError> {
         self.check_workspace(key)?;
-        let Some(net) = app.and_then(|a| a.spec.network.as_ref()) else {
-            return Ok(self.engine.start(id).await?);
-        };
-        let lock = self.engine.locked(net).await;
-        let _guard = lock.lock().await;
-        self.engine.ensure_network(net, &key.userid).await?;
+        let _held = self.join_network(app).await?;
         Ok(self.engine.start(id).await?)
+    }
+
+    /// For an app on its user's network: takes the network's lock and makes sure the network
+    /// exists. Hold the guard until the container is started (attached), so the removal of
+    /// the user's last other app cannot take the network away in between.
+    async fn join_network(
+        &self,
+        app: Option<&DesiredApp>,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, ActionError> {
+        let Some((net, userid)) = app.and_then(|a| Some((a.spec.network.as_ref()?, &a.key.userid)))
+        else {
+            return Ok(None);
+        };
+        let guard = self.engine.locked(net).await.lock_owned().await;
+        self.engine.ensure_network(net, userid).await?;
+        Ok(Some(guard))
     }
 
     /// After one of `userid`'s apps was removed: removes the user's network when no container
