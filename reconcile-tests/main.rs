@@ -14,6 +14,8 @@
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
 //! - `proxy.rs`: domain apps through a real Caddy per test (HTTPS with Caddy's local CA);
+//! - `rollout.rs`: deploys under load through Caddy, rollback of unhealthy versions, SIGKILL at
+//!   each rollout step;
 //! - `tenancy.rs`, `tenancy_api.rs`: the `[policy]` rules through files and the API, port and
 //!   domain holders, networks, file modes, labels; keys, write limits, the audit log;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
@@ -36,6 +38,7 @@ mod node_lite;
 mod protect;
 mod proxy;
 mod readme;
+mod rollout;
 mod serve;
 mod tenancy;
 mod tenancy_api;

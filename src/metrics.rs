@@ -34,6 +34,17 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    strategy: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StrategyLabels {
+    strategy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TriggerLabels {
     trigger: String,
 }
@@ -69,6 +80,26 @@ pub struct Metrics {
     proxy_errors: Counter,
     /// berth_git_diverged: 1 while local and remote have diverged.
     git_diverged: Gauge,
+    /// berth_rollouts_total{strategy,result}.
+    rollouts: Family<RolloutLabels, Counter>,
+    /// berth_rollout_duration_seconds{strategy}: hook to settled (or rolled back).
+    rollout_seconds: Family<StrategyLabels, Histogram>,
+}
+
+/// berth_rollouts_total{strategy,result} and berth_rollout_duration_seconds{strategy}.
+fn rollout_metrics(
+    r: &mut Registry,
+) -> (
+    Family<RolloutLabels, Counter>,
+    Family<StrategyLabels, Histogram>,
+) {
+    let help = "Replacements of a container by a new spec, by strategy and result (succeeded, rolled_back, failed)";
+    let rollouts = reg(r, "rollouts", help, Family::default());
+    // 50 ms .. ~14 min.
+    let buckets: fn() -> Histogram = || Histogram::new(exponential_buckets(0.05, 2.0, 15));
+    let seconds = Family::new_with_constructor(buckets);
+    let help = "Rollout time from its start to the new container settled or rolled back";
+    (rollouts, reg(r, "rollout_duration_seconds", help, seconds))
 }
 
 /// Registers `metric` under `name` and keeps a handle to it.
@@ -92,7 +123,10 @@ impl Default for Metrics {
         // 1 ms .. ~16 s.
         let buckets = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let git_help = "1 while the state clone and its remote have diverged";
+        let (rollouts, rollout_seconds) = rollout_metrics(&mut r);
         Metrics {
+            rollouts,
+            rollout_seconds,
             git_syncs: reg(
                 &mut r,
                 "git_syncs",
@@ -163,6 +197,21 @@ impl Metrics {
         }
     }
 
+    /// One rollout finished.
+    pub fn rollout(&self, strategy: &str, result: &str, took: Duration) {
+        self.rollouts
+            .get_or_create(&RolloutLabels {
+                strategy: strategy.into(),
+                result: result.into(),
+            })
+            .inc();
+        self.rollout_seconds
+            .get_or_create(&StrategyLabels {
+                strategy: strategy.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
     /// One action finished.
     pub fn action(&self, kind: &str, ok: bool) {
         self.actions
@@ -228,6 +277,7 @@ mod tests {
         m.request("GET", "/apps", 200);
         let st = |phase| AppStatus {
             phase,
+            refused_hash: None,
             container: "running".into(),
             last_error: None,
             updated: SystemTime::now(),

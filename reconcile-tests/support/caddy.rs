@@ -158,6 +158,15 @@ impl Caddy {
         (code.trim().parse().unwrap_or(0), body.trim().to_string())
     }
 
+    /// `[proxy]` for this Caddy with plain HTTP (`tls = "off"`) and `drain`: for tests that
+    /// send many requests from Rust.
+    pub fn plain_proxy_table(&self, drain: &str) -> String {
+        self.proxy_table().replace(
+            "tls = \"internal\"",
+            &format!("tls = \"off\"\ndrain = \"{drain}\""),
+        )
+    }
+
     /// berth.toml's `[proxy]` table for this Caddy (`tls = "internal"`).
     pub fn proxy_table(&self) -> String {
         let admin = match self.unix {

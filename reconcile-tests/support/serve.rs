@@ -94,6 +94,27 @@ impl Serve {
         }
     }
 
+    /// SIGKILLs serve at once (a crash, a power cut): nothing of it runs any more.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("serve already stopped");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Waits up to `timeout` for serve's log to hold `needle`; panics with the log if not.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            self.assert_alive();
+            assert!(
+                start.elapsed() < timeout,
+                "serve did not log {needle:?} within {timeout:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends SIGTERM and waits up to `grace` for the exit; SIGKILLs after that. Returns the
     /// exit status and whether it exited within the grace period.
     pub fn stop(&mut self, grace: Duration) -> (ExitStatus, bool) {

@@ -12,8 +12,7 @@ use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::reconcile::plan::{plan, Plan, PlanOptions};
-use crate::reconcile::routes::{names, render};
-use crate::runtime::caddy::{Caddy, ProxyError};
+use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::EngineError;
 use crate::runtime::executor::{ActionError, Executor};
 use crate::state::scan::{load_desired, ScanError};
@@ -32,7 +31,7 @@ pub enum PassError {
 /// What one `apply` pass did.
 pub struct PassReport {
     /// The desired state it worked from (for printing problems).
-    pub desired: DesiredState,
+    pub desired: Arc<DesiredState>,
     /// The plan it executed.
     pub plan: Plan,
     /// Apps whose change failed, with the error.
@@ -57,8 +56,6 @@ pub struct Reconciler {
     /// The state write lock (serve): held while scanning, so a pass never sees an API write
     /// half done or a git checkout in the middle of a fast-forward.
     pub(crate) state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
-    /// `[proxy]`: the Caddy that routes domain apps.
-    caddy: Option<Caddy>,
     /// Who had each host port and domain after the last pass (`model::claims`).
     owners: std::sync::Mutex<Owners>,
 }
@@ -66,16 +63,10 @@ pub struct Reconciler {
 impl Reconciler {
     /// A reconciler over `exec`.
     pub fn new(config: Arc<Config>, exec: Executor) -> Reconciler {
-        let caddy = config
-            .proxy
-            .as_ref()
-            .and_then(|p| p.admin_endpoint().ok())
-            .map(Caddy::new);
         Reconciler {
             config,
             exec: Arc::new(exec),
             state_lock: None,
-            caddy,
             owners: Default::default(),
         }
     }
@@ -109,16 +100,22 @@ impl Reconciler {
         Ok((desired, p))
     }
 
-    pub(crate) fn options(&self, allow_mass_prune: bool) -> PlanOptions {
+    pub(crate) fn options(&self, allow_mass_prune: bool) -> PlanOptions<'static> {
         PlanOptions {
             allow_mass_prune,
             prune_guard: self.config.prune_guard,
+            refused: None,
         }
     }
 
-    /// One pass: plan and execute everything, `max_parallel` apps at a time.
+    /// One pass: plan and execute everything, `max_parallel` apps at a time. With `[proxy]`,
+    /// Caddy is brought in line before (a rollout switches from the routes it finds) and
+    /// after (the new containers' routes).
     pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
-        let (desired, plan) = self.plan_once(allow_mass_prune).await?;
+        let (desired, observed) = self.observe().await?;
+        let plan = plan(&desired, &observed, self.options(allow_mass_prune));
+        let desired = Arc::new(desired);
+        self.sync_quietly(desired.clone(), observed).await;
         let results = futures_util::stream::iter(plan.changes.iter().map(|change| {
             let app = valid_app(&desired, &change.key).cloned();
             let exec = self.exec.clone();
@@ -132,6 +129,10 @@ impl Reconciler {
             .filter_map(|(k, r)| r.err().map(|e| (k, e)))
             .collect();
         failures.sort_by(|a, b| a.0.cmp(&b.0));
+        if self.exec.front().is_some() && !plan.is_noop() {
+            let observed = self.exec.engine().list().await?;
+            self.sync_quietly(desired.clone(), observed).await;
+        }
         Ok(PassReport {
             desired,
             plan,
@@ -145,14 +146,18 @@ impl Reconciler {
     /// `[proxy]`, else the writes it made. A pass over unchanged state reads and writes nothing.
     pub async fn sync_proxy(
         &self,
-        desired: &DesiredState,
-        observed: &[Observed],
+        desired: Arc<DesiredState>,
+        observed: Arc<Vec<Observed>>,
     ) -> Option<Result<u64, ProxyError>> {
-        let (caddy, proxy) = (self.caddy.as_ref()?, self.config.proxy.as_ref()?);
-        let instance = &self.config.instance;
-        let rendered = render(instance, proxy, desired, observed);
-        let (main, redirect, tls_id) = names(instance);
-        Some(caddy.sync(&rendered, &tls_id, &[main, redirect]).await)
+        let front = self.exec.front()?;
+        Some(front.sync(desired, observed).await)
+    }
+
+    /// [`sync_proxy`](Self::sync_proxy) for `apply`: a failure is logged; apps still converge.
+    async fn sync_quietly(&self, desired: Arc<DesiredState>, observed: Vec<Observed>) {
+        if let Some(Err(e)) = self.sync_proxy(desired, Arc::new(observed)).await {
+            tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot bring Caddy in line");
+        }
     }
 }
 

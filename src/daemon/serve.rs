@@ -180,6 +180,10 @@ fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
     let pass = Reconciler::new(config.clone(), Executor::new(config, engine));
     let mut serve_loop = ServeLoop::new(pass, shared.state_lock.clone());
     serve_loop.metrics = shared.metrics.clone();
+    serve_loop.refused_at_start = shared.store.refusals().unwrap_or_else(|e| {
+        tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot read refused rollouts; they are tried again");
+        Default::default()
+    });
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
     let newest = std::sync::Mutex::new(0u64);
     serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {

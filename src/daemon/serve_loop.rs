@@ -8,6 +8,7 @@
 //! **Invariant: at most one change per app is in flight, at most `max_parallel` in all.** On
 //! shutdown it waits for the changes in flight before returning.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,8 +22,8 @@ use crate::metrics::Metrics;
 use crate::model::desired::{DesiredApp, DesiredState, PassSeen};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::reconcile::loop_state::{LoopState, Outcome, PruneRelease, PurgeStep, Release};
-use crate::reconcile::plan::{plan, AppChange, Plan};
+use crate::reconcile::loop_state::{Failure, LoopState, Outcome, PruneRelease, PurgeStep, Release};
+use crate::reconcile::plan::{plan, Action, AppChange, Plan, PlanOptions, Refusal};
 use crate::reconcile::status::{AppStatus, Phase, StatusBoard};
 use crate::reconcile::trigger::{Trigger, Triggers, Wake};
 use crate::runtime::executor::{ActionError, Executor};
@@ -49,12 +50,16 @@ pub struct ServeLoop {
     pub prune_release: PruneRelease,
     /// See [`PassHook`].
     pub on_pass: Option<PassHook>,
+    /// Refused rollouts on record from the last run (its saved status), so a restart does
+    /// not try them again.
+    pub refused_at_start: BTreeMap<AppKey, Refusal>,
 }
 
 /// A finished change, reported back to the loop.
 struct Finished {
     change: AppChange,
     result: Result<(), ActionError>,
+    took: Duration,
 }
 
 /// What one pass leaves for the wait: when to run again at the latest, and why then.
@@ -81,6 +86,7 @@ impl ServeLoop {
             metrics: Arc::default(),
             prune_release: Arc::default(),
             on_pass: None,
+            refused_at_start: BTreeMap::new(),
         }
     }
 
@@ -94,6 +100,9 @@ impl ServeLoop {
     /// changes in flight before returning.
     pub async fn run(self: Arc<Self>, wake: Wake, shutdown: CancellationToken) {
         let mut state = LoopState::new(self.pass.config.max_parallel);
+        for (key, refusal) in &self.refused_at_start {
+            state.refuse(key.clone(), refusal.clone());
+        }
         let mut inflight: JoinSet<Finished> = JoinSet::new();
         let mut why = Triggers::of(Trigger::Start);
         let mut passes: u64 = 0;
@@ -174,6 +183,7 @@ impl ServeLoop {
                 return next;
             }
         };
+        state.settle_refusals(&desired);
         let plan = self.plan(state, &desired, &observed);
         self.metrics.pass(why, started.elapsed());
         tracing::debug!(triggers = %why, changes = plan.changes.len(), "pass");
@@ -198,19 +208,24 @@ impl ServeLoop {
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
-        self.sync_proxy(&desired, &observed).await;
+        self.sync_proxy(Arc::new(desired), Arc::new(observed)).await;
         next
     }
 
     /// Plans, lifting the guard when a confirmed release covers what it holds, and warns
     /// once when the set of held removals changes.
     fn plan(&self, state: &mut LoopState, desired: &DesiredState, observed: &[Observed]) -> Plan {
-        let mut p = plan(desired, observed, self.pass.options(false));
+        let refused = Some(state.refused().clone());
+        let options = |allow| PlanOptions {
+            refused: refused.as_ref(),
+            ..self.pass.options(allow)
+        };
+        let mut p = plan(desired, observed, options(false));
         match state.release(&p) {
             Release::None => {}
             Release::Lift => {
                 info!(apps = p.prune_blocked.len(), "mass removal released by a confirmed API call");
-                p = plan(desired, observed, self.pass.options(true));
+                p = plan(desired, observed, options(true));
             }
             Release::Stale => warn!(
                 "the removals the guard holds changed since the release was confirmed; nothing released"
@@ -243,7 +258,7 @@ impl ServeLoop {
 
     /// Routes in Caddy follow every pass; a failure is logged and counted, and changes
     /// nothing else (apps still converge; the next pass tries again).
-    async fn sync_proxy(&self, desired: &DesiredState, observed: &[Observed]) {
+    async fn sync_proxy(&self, desired: Arc<DesiredState>, observed: Arc<Vec<Observed>>) {
         match self.pass.sync_proxy(desired, observed).await {
             None => {}
             Some(Ok(writes)) => {
@@ -266,24 +281,50 @@ impl ServeLoop {
         }
     }
 
-    /// Takes a finished change back: frees the app, counts it, starts its backoff on failure.
+    /// Takes a finished change back: frees the app, counts it, starts its backoff on failure
+    /// (or refuses its spec when its rollout was rolled back).
     fn collect(&self, state: &mut LoopState, done: Option<Finished>) {
         let Some(done) = done else { return };
         let (key, kind) = (&done.change.key, done.change.kind());
         self.metrics.action(kind, done.result.is_ok());
-        let cause = done.result.as_ref().err().map(|e| chain(e));
-        let result = cause.clone().map_or(Ok(()), Err);
-        match state.finished(&done.change, result, Instant::now()) {
-            Outcome::Done => info!(app = %key, action = kind, "done"),
-            Outcome::RetryIn(wait) => {
-                let cause = cause.unwrap_or_default();
-                error!(app = %key, action = kind, retry_in = ?wait, cause = %cause, "action failed")
+        if let Some(Action::Recreate { strategy, .. }) = &done.change.action {
+            self.metrics
+                .rollout(strategy.as_str(), rollout_result(&done.result), done.took);
+        }
+        let result = done.result.as_ref().map(|_| ()).map_err(|e| match e {
+            ActionError::RolledBack { hash, reason } => Failure::RolledBack(Refusal {
+                hash: hash.clone(),
+                reason: reason.clone(),
+            }),
+            other => Failure::Retry(chain(other)),
+        });
+        match (
+            state.finished(&done.change, result, Instant::now()),
+            &done.result,
+        ) {
+            (Outcome::Done, _) => info!(app = %key, action = kind, "done"),
+            (Outcome::Refused, _) => {
+                warn!(app = %key, "rollout failed: the old container keeps running; this spec is not tried again until the manifest changes")
             }
+            (Outcome::RetryIn(wait), Err(e)) => {
+                error!(app = %key, action = kind, retry_in = ?wait, cause = %chain(e), "action failed")
+            }
+            (Outcome::RetryIn(_), Ok(())) => {}
         }
     }
 }
 
+/// `succeeded`, `rolled_back` (unhealthy, the old one kept) or `failed`.
+fn rollout_result(result: &Result<(), ActionError>) -> &'static str {
+    match result {
+        Ok(()) => "succeeded",
+        Err(ActionError::RolledBack { .. }) => "rolled_back",
+        Err(_) => "failed",
+    }
+}
+
 async fn run_change(exec: Arc<Executor>, change: AppChange, app: Option<DesiredApp>) -> Finished {
+    let began = Instant::now();
     // A panic must come back as a failure: the app would otherwise stay busy, holding one of
     // the `max_parallel` slots for good.
     let run = std::panic::AssertUnwindSafe(exec.execute(&change, app.as_ref()));
@@ -294,12 +335,16 @@ async fn run_change(exec: Arc<Executor>, change: AppChange, app: Option<DesiredA
             change.key
         ))),
     };
-    Finished { change, result }
+    Finished {
+        change,
+        result,
+        took: began.elapsed(),
+    }
 }
 
 fn log_status(key: &AppKey, s: &AppStatus) {
     match (&s.phase, &s.last_error) {
-        (Phase::Frozen | Phase::Failed | Phase::CrashLoop, Some(e)) => {
+        (Phase::Frozen | Phase::Failed | Phase::CrashLoop | Phase::RolloutFailed, Some(e)) => {
             warn!(app = %key, phase = %s.phase, error = %e, "status")
         }
         _ => info!(app = %key, phase = %s.phase, container = %s.container, "status"),

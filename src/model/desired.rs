@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::config::Config;
+use crate::model::health::HealthCheck;
 use crate::model::manifest::Manifest;
 use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
@@ -38,6 +39,9 @@ pub struct DesiredApp {
     pub run: RunState,
     /// Its template (for hooks).
     pub template: Template,
+    /// The check its new containers must pass; none when neither template nor manifest has
+    /// `[health]`.
+    pub health: Option<HealthCheck>,
     /// The manifest text this pass read, for the revision history: `hash` was derived from
     /// exactly this text.
     pub text: String,
@@ -76,11 +80,13 @@ impl DesiredApp {
     ) -> DesiredApp {
         let spec = ContainerSpec::derive(key, m, &template, config);
         let hash = spec.hash();
+        let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         DesiredApp {
             key: key.clone(),
             spec,
             hash,
             run: m.state,
+            health,
             template,
             text,
         }

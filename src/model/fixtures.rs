@@ -27,6 +27,7 @@ pub(crate) fn template() -> Template {
         mounts: vec![],
         hooks: Default::default(),
         spec_files: Default::default(),
+        health: None,
     }
 }
 
@@ -62,6 +63,7 @@ pub(crate) fn container(k: &str, id: &str, hash: &str, state: ContainerState) ->
         state,
         created: 0,
         address: Some(format!("10.0.0.{}", id.len())),
+        next: false,
     }
 }
 

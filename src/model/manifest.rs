@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::model::health::HealthSettings;
 use crate::model::resources::ResourceOverrides;
 use crate::model::source_error::SourceError;
 
@@ -41,6 +42,8 @@ pub struct Manifest {
     /// Memory and CPU limits; unset ones come from berth.toml, then the template.
     #[serde(default)]
     pub resources: ResourceOverrides,
+    /// `[health]`: overrides the template's health check field by field.
+    pub health: Option<HealthSettings>,
 }
 
 impl Manifest {

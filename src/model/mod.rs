@@ -10,6 +10,7 @@
 pub mod claims;
 pub mod config;
 pub mod desired;
+pub mod health;
 pub mod labels;
 pub mod manifest;
 pub mod names;

@@ -8,6 +8,9 @@ use std::fmt;
 
 use thiserror::Error;
 
+/// Ends the name of a rollout's new container until it is settled under the app's name.
+pub const NEXT_SUFFIX: &str = "_next";
+
 /// A name that broke the rules, with what it was meant to be.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid {kind} {name:?}: {rule}")]
@@ -90,6 +93,13 @@ impl AppKey {
         })
     }
 
+    /// The name of a container that replaces the app's current one during a rollout (and
+    /// keeps it until settled). `_` cannot occur in an app name, so it never collides with
+    /// another app's container.
+    pub fn next_container_name(&self, instance: &str) -> String {
+        format!("{}{NEXT_SUFFIX}", self.container_name(instance))
+    }
+
     /// The Docker container name for this app in `instance` (SPEC §4).
     pub fn container_name(&self, instance: &str) -> String {
         if instance == "main" {
@@ -140,6 +150,8 @@ mod tests {
         let k = AppKey::new("a", "b-c").unwrap();
         assert_eq!(k.container_name("main"), "paas-app-a-b-c");
         assert_eq!(k.container_name("t1"), "paas-app-t1-a-b-c");
+        assert_eq!(k.next_container_name("main"), "paas-app-a-b-c_next");
+        assert!(validate_appname("c_next").is_err());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Observed {
     pub created: i64,
     /// Its IP address on its network (berth's user network first), for the proxy to dial.
     pub address: Option<String>,
+    /// Named `<name>_next`: made by a rollout that has not settled (see [`rank`]).
+    pub next: bool,
 }
 
 impl Observed {
@@ -44,6 +46,23 @@ impl Observed {
     pub fn is_running(&self) -> bool {
         self.state == ContainerState::Running
     }
+}
+
+/// One app's containers, the one to keep first: a running settled container (an
+/// unfinished rollout's old one, which is known to serve), then the one with the wanted
+/// `hash`, then a running one, then the newest. The planner keeps the first and removes the
+/// rest; the proxy routes to the first when it runs. So after a crash mid-rollout both agree:
+/// the old container serves and the half-made new one goes.
+pub fn rank<'a>(mut mine: Vec<&'a Observed>, hash: Option<&str>) -> Vec<&'a Observed> {
+    mine.sort_by(|a, b| {
+        let score = |o: &Observed| {
+            let settled = o.is_running() && !o.next;
+            let wanted = hash.is_some() && o.hash.as_deref() == hash;
+            (settled, wanted, o.is_running(), o.created)
+        };
+        score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
+    });
+    mine
 }
 
 /// How `key`'s container looks to a person: `running`, `created`, `exited (1)` or `none`, plus

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::model::config::Config;
+use crate::model::health::HealthSettings;
 use crate::model::manifest::{check_template_id, Port};
 use crate::model::resources::ResourceOverrides;
 use crate::model::source_error::SourceError;
@@ -27,6 +28,7 @@ struct TemplateFile {
     mounts: Vec<MountTemplate>,
     #[serde(default)]
     spec_files: Vec<String>,
+    health: Option<HealthSettings>,
 }
 
 /// A mount before its placeholders are filled in for one app.
@@ -89,6 +91,8 @@ pub struct Template {
     /// part of every app's spec, so editing one (a lockfile) rolls every app of the template
     /// through pre-deploy and a recreate.
     pub spec_files: BTreeMap<String, String>,
+    /// `[health]`: the check new containers of its apps must pass (a manifest may override it).
+    pub health: Option<HealthSettings>,
 }
 
 /// Where one app's placeholders point.
@@ -138,6 +142,7 @@ impl Template {
             mounts: file.mounts,
             hooks,
             spec_files,
+            health: file.health,
         })
     }
 

@@ -13,12 +13,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::model::desired::DesiredState;
+use crate::model::desired::{DesiredState, Entry};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::reconcile::backoff::Backoffs;
-use crate::reconcile::plan::{AppChange, Plan};
-use crate::reconcile::status::{compute_status, AppStatus};
+use crate::reconcile::plan::{AppChange, Plan, Refusal};
+use crate::reconcile::status::{compute_status, AppStatus, Memory};
 
 /// The held removals a confirmed API call released, taken by the next pass.
 pub type PruneRelease = Arc<Mutex<Option<BTreeSet<AppKey>>>>;
@@ -40,6 +40,24 @@ pub struct LoopState {
     /// The held removals a confirmed call released; kept until they are all done (they run
     /// `max_parallel` at a time, over several passes) or the held set changes.
     released: Option<BTreeSet<AppKey>>,
+    /// Spec hashes whose rollout failed, by app: not tried again while the manifest wants
+    /// that same spec.
+    refused: BTreeMap<AppKey, Refusal>,
+}
+
+/// Why a change failed, as the loop needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Anything that may work next time: retried with backoff.
+    Retry(String),
+    /// The new container was unhealthy and rolled back: that spec is not tried again.
+    RolledBack(Refusal),
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::Retry(message.to_string())
+    }
 }
 
 /// The changes one pass starts.
@@ -58,6 +76,8 @@ pub enum Outcome {
     Done,
     /// It failed; the next try waits this long.
     RetryIn(Duration),
+    /// Its rollout was rolled back; that spec is refused until the manifest changes.
+    Refused,
 }
 
 /// What happens to a confirmed release of held removals this pass.
@@ -90,7 +110,26 @@ impl LoopState {
             last_blocked: Vec::new(),
             waiting: HashMap::new(),
             released: None,
+            refused: BTreeMap::new(),
         }
+    }
+
+    /// Spec hashes refused by failed rollouts, for the planner.
+    pub fn refused(&self) -> &BTreeMap<AppKey, Refusal> {
+        &self.refused
+    }
+
+    /// Remembers a refusal found on record (the saved status of a previous run).
+    pub fn refuse(&mut self, key: AppKey, refusal: Refusal) {
+        self.refused.insert(key, refusal);
+    }
+
+    /// Forgets refusals whose manifest now asks for another spec (or is gone, or cannot be
+    /// read): an edit or a deploy is the signal to try again.
+    pub fn settle_refusals(&mut self, desired: &DesiredState) {
+        self.refused.retain(
+            |key, r| matches!(desired.apps.get(key), Some(Entry::Valid(app)) if app.hash == r.hash),
+        );
     }
 
     /// Takes a newly confirmed release of held removals (replacing an earlier one).
@@ -157,7 +196,7 @@ impl LoopState {
     pub fn finished(
         &mut self,
         change: &AppChange,
-        result: Result<(), String>,
+        result: Result<(), Failure>,
         now: Instant,
     ) -> Outcome {
         let key = &change.key;
@@ -171,7 +210,11 @@ impl LoopState {
                 }
                 Outcome::Done
             }
-            Err(e) => {
+            Err(Failure::RolledBack(refusal)) => {
+                self.refused.insert(key.clone(), refusal);
+                Outcome::Refused
+            }
+            Err(Failure::Retry(e)) => {
                 let hash = change.desired_hash.as_deref();
                 Outcome::RetryIn(self.backoffs.failed(key, hash, e, now))
             }
@@ -205,7 +248,12 @@ impl LoopState {
         now: Instant,
         at: SystemTime,
     ) -> BTreeMap<AppKey, AppStatus> {
-        compute_status(desired, observed, plan, &self.busy, &self.backoffs, now, at)
+        let memory = Memory {
+            busy: &self.busy,
+            backoffs: &self.backoffs,
+            refused: &self.refused,
+        };
+        compute_status(desired, observed, plan, &memory, now, at)
     }
 
     /// Decides the outstanding purge requests (`pending`: app and when it was asked) against

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::*;
 use crate::model::fixtures::*;
 use crate::model::observed::ContainerState;
-use crate::reconcile::plan::{plan, Action, ContainerRef, PlanOptions};
+use crate::reconcile::plan::{plan, Action, ContainerRef, PlanOptions, Refusal};
 use crate::reconcile::status::Phase;
 
 fn secs(n: u64) -> Duration {
@@ -345,4 +345,61 @@ fn apps_gone_everywhere_lose_their_backoff() {
     st.forget_gone(&desired(vec![]), &[]);
     assert!(st.backoffs.failure(&key("alice/a")).is_none());
     assert_eq!(keys(&st.schedule(&p, t0)), ["alice/a"]);
+}
+
+#[test]
+fn a_rolled_back_spec_shows_rollout_failed_and_is_forgotten_when_the_manifest_changes() {
+    let (t0, mut st) = (Instant::now(), LoopState::new(4));
+    let d = desired(vec![app("alice/a", RUN)]);
+    let h = hash_of(&d, "alice/a");
+    let old = container("alice/a", "old", "old-hash", ContainerState::Running);
+    let p = plan(&d, std::slice::from_ref(&old), PlanOptions::default());
+    st.schedule(&p, t0);
+    let refusal = Refusal {
+        hash: h.clone(),
+        reason: "exited with code 3".into(),
+    };
+    let failed = Failure::RolledBack(refusal.clone());
+    assert_eq!(
+        st.finished(&p.changes[0], Err(failed), t0),
+        Outcome::Refused
+    );
+    st.settle_refusals(&d);
+    let opts = PlanOptions {
+        refused: Some(st.refused()),
+        ..Default::default()
+    };
+    let again = plan(&d, std::slice::from_ref(&old), opts);
+    assert!(
+        st.schedule(&again, t0 + secs(3600)).start.is_empty(),
+        "retried"
+    );
+    let board = st.status(
+        &d,
+        std::slice::from_ref(&old),
+        &again,
+        t0,
+        SystemTime::now(),
+    );
+    let s = &board[&key("alice/a")];
+    assert_eq!(s.phase, Phase::RolloutFailed);
+    assert_eq!(s.refused_hash.as_deref(), Some(h.as_str()));
+    assert!(s
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("exited with code 3"));
+    assert_eq!(
+        Refusal::from_shown(&h, s.last_error.as_deref().unwrap()),
+        refusal
+    );
+    let edited = desired(vec![app(
+        "alice/a",
+        "template = \"web-v1\"\nrestart = \"2\"",
+    )]);
+    st.settle_refusals(&edited);
+    assert!(
+        st.refused().is_empty(),
+        "an edit (or a deploy) is the signal to try again"
+    );
 }

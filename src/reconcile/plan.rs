@@ -12,8 +12,9 @@ use std::fmt;
 use crate::model::desired::{DesiredState, Entry};
 use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
-use crate::model::observed::{ContainerState, Observed};
+use crate::model::observed::{rank, ContainerState, Observed};
 use crate::model::spec::changed_fields;
+use crate::model::spec::ContainerSpec;
 
 /// A container an action works on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +42,17 @@ impl ContainerRef {
 pub enum Action {
     /// No container: pre-create hook, create, start if `start`.
     Create { start: bool },
-    /// Spec changed: pre-deploy hook, stop, remove, create, start if `start`.
+    /// Spec changed: pre-deploy hook, then the new container replaces `old` the way
+    /// `strategy` says.
     Recreate {
         old: ContainerRef,
         start: bool,
         changed: Vec<String>,
+        strategy: Strategy,
     },
+    /// The container is what the manifest wants but still has a rollout's `_next` name (berth
+    /// stopped before the rollout's last step): rename it to the app's name.
+    Settle { container: ContainerRef },
     /// Same spec, not running, should run. `exited` is set when it stopped on its own or was
     /// stopped, which counts toward crash-loop backoff.
     Start {
@@ -71,6 +77,7 @@ impl Action {
             Action::Start { .. } => "start",
             Action::Stop { .. } => "stop",
             Action::Remove { .. } => "remove",
+            Action::Settle { .. } => "settle",
         }
     }
 
@@ -89,6 +96,69 @@ impl Action {
     /// Whether it leaves a new container behind (which starts a clean crash history).
     pub fn makes_container(&self) -> bool {
         matches!(self, Action::Create { .. } | Action::Recreate { .. })
+    }
+}
+
+/// How a new container replaces the old one (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// A domain app without a host port: the new container starts beside the old, passes its
+    /// health check, takes the traffic, and the old one drains and goes. Zero downtime.
+    StartFirst,
+    /// One host port cannot be held twice: stop the old container, start the new, and keep
+    /// the old until the new passes its check (it is started again if not).
+    StopFirst,
+    /// Nothing runs afterwards (`state = "stopped"`): remove the old, create the new.
+    Replace,
+}
+
+impl Strategy {
+    /// For logs, metrics and the plan printout.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::StartFirst => "start-first",
+            Strategy::StopFirst => "stop-first",
+            Strategy::Replace => "replace",
+        }
+    }
+
+    /// The strategy for an app's spec and run state.
+    pub fn for_app(spec: &ContainerSpec, run: RunState) -> Strategy {
+        match (run, &spec.domain, spec.host_port) {
+            (RunState::Stopped, _, _) => Strategy::Replace,
+            (RunState::Running, Some(_), None) => Strategy::StartFirst,
+            (RunState::Running, _, _) => Strategy::StopFirst,
+        }
+    }
+}
+
+/// A spec hash whose rollout failed: berth does not try it again until the manifest asks
+/// for another spec (an edit, or a deploy's new nonce).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The refused spec hash.
+    pub hash: String,
+    /// Why its container was rolled back.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// As `berth status` and the API show it.
+    pub fn shown(&self) -> String {
+        format!("{}{}", Self::prefix(&self.hash), self.reason)
+    }
+
+    /// A refusal from what [`shown`](Self::shown) wrote (a saved status).
+    pub fn from_shown(hash: &str, shown: &str) -> Refusal {
+        let reason = shown.strip_prefix(&Self::prefix(hash)).unwrap_or(shown);
+        Refusal {
+            hash: hash.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn prefix(hash: &str) -> String {
+        format!("spec {} refused: ", short(hash))
     }
 }
 
@@ -114,6 +184,8 @@ pub struct Plan {
     pub prune_blocked: Vec<AppKey>,
     /// Apps with containers that berth leaves alone because they are held.
     pub held: Vec<AppKey>,
+    /// Apps whose wanted spec failed its rollout: no action until the manifest changes.
+    pub refused: Vec<(AppKey, Refusal)>,
 }
 
 impl AppChange {
@@ -137,11 +209,13 @@ impl Plan {
 
 /// Knobs that are not part of desired or observed state.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PlanOptions {
+pub struct PlanOptions<'a> {
     /// `--allow-mass-prune` / the API's confirm: lift the guard for this pass.
     pub allow_mass_prune: bool,
     /// berth.toml `prune_guard`: removals allowed per pass; `None` = the default rule.
     pub prune_guard: Option<usize>,
+    /// Spec hashes whose rollout failed, by app: not tried again.
+    pub refused: Option<&'a BTreeMap<AppKey, Refusal>>,
 }
 
 /// The guard (SPEC §5): by default more than 3 removals and more than half the running apps.
@@ -153,7 +227,7 @@ pub fn prune_is_blocked(removals: usize, running_apps: usize, guard: Option<usiz
 }
 
 /// Computes the plan. Pure.
-pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions) -> Plan {
+pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>) -> Plan {
     let mut by_key: BTreeMap<&AppKey, Vec<&Observed>> = BTreeMap::new();
     for o in observed {
         by_key.entry(&o.key).or_default().push(o);
@@ -175,7 +249,14 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions) ->
         }
         match desired.apps.get(key) {
             Some(Entry::Valid(app)) => {
-                let change = plan_app(key, &app.hash, app.run, &app.spec, containers);
+                let mut change = plan_app(key, &app.hash, app.run, &app.spec, containers);
+                let refusal = opts.refused.and_then(|r| r.get(key));
+                if let Some(r) = refusal.filter(|r| r.hash == app.hash) {
+                    if matches!(change.action, Some(Action::Recreate { .. })) {
+                        change.action = None;
+                        out.refused.push((key.clone(), r.clone()));
+                    }
+                }
                 if change.action.is_some() || !change.duplicates.is_empty() {
                     out.changes.push(change);
                 }
@@ -208,15 +289,10 @@ fn plan_app(
     key: &AppKey,
     hash: &str,
     run: RunState,
-    spec: &crate::model::spec::ContainerSpec,
+    spec: &ContainerSpec,
     containers: &[&Observed],
 ) -> AppChange {
-    let mut ranked: Vec<&Observed> = containers.to_vec();
-    // Keep the one most likely to be right: matching hash, then running, then newest.
-    ranked.sort_by(|a, b| {
-        let score = |o: &Observed| (o.hash.as_deref() == Some(hash), o.is_running(), o.created);
-        score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
-    });
+    let ranked = rank(containers.to_vec(), Some(hash));
     let start = run == RunState::Running;
     let mut change = AppChange {
         key: key.clone(),
@@ -237,25 +313,37 @@ fn plan_app(
             old: ContainerRef::of(keep),
             start,
             changed,
+            strategy: Strategy::for_app(spec, run),
         })
     } else {
-        match (&keep.state, run) {
-            (ContainerState::Running, RunState::Running) => None,
-            (ContainerState::Running, RunState::Stopped) => Some(Action::Stop {
-                container: ContainerRef::of(keep),
-            }),
-            (ContainerState::Created, RunState::Running) => Some(Action::Start {
-                container: ContainerRef::of(keep),
-                exited: None,
-            }),
-            (ContainerState::Exited(code), RunState::Running) => Some(Action::Start {
-                container: ContainerRef::of(keep),
-                exited: Some(*code),
-            }),
-            (_, RunState::Stopped) => None,
-        }
+        run_action(keep, run)
     };
     change
+}
+
+/// What a kept container with the wanted spec needs: a start or stop when its state is not
+/// what the manifest says, else settling a rollout's name.
+fn run_action(keep: &Observed, run: RunState) -> Option<Action> {
+    let this = ContainerRef::of(keep);
+    let action = match (&keep.state, run) {
+        (ContainerState::Running, RunState::Running) => None,
+        (ContainerState::Running, RunState::Stopped) => Some(Action::Stop {
+            container: this.clone(),
+        }),
+        (ContainerState::Created, RunState::Running) => Some(Action::Start {
+            container: this.clone(),
+            exited: None,
+        }),
+        (ContainerState::Exited(code), RunState::Running) => Some(Action::Start {
+            container: this.clone(),
+            exited: Some(*code),
+        }),
+        (_, RunState::Stopped) => None,
+    };
+    match action {
+        None if keep.next => Some(Action::Settle { container: this }),
+        other => other,
+    }
 }
 
 impl fmt::Display for AppChange {
@@ -277,9 +365,18 @@ impl fmt::Display for AppChange {
                 format!("create{}", and_start(*start)),
                 "no container yet".to_string(),
             ),
-            Action::Recreate { start, changed, .. } => (
-                format!("recreate{}", and_start(*start)),
+            Action::Recreate {
+                start,
+                changed,
+                strategy,
+                ..
+            } => (
+                format!("recreate{} ({})", and_start(*start), strategy.as_str()),
                 format!("changed: {}", changed.join("; ")),
+            ),
+            Action::Settle { container } => (
+                "settle".into(),
+                format!("rename {} after an interrupted rollout", container.name),
             ),
             Action::Start {
                 exited: Some(Some(code)),
@@ -307,7 +404,7 @@ impl fmt::Display for AppChange {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_noop() && self.prune_blocked.is_empty() {
+        if self.is_noop() && self.prune_blocked.is_empty() && self.refused.is_empty() {
             writeln!(f, "no changes: the engine matches the manifests")?;
         }
         for c in &self.changes {
@@ -322,6 +419,15 @@ impl fmt::Display for Plan {
                 keys.join(", ")
             )?;
         }
+        for (k, r) in &self.refused {
+            writeln!(
+                f,
+                "  {:<24} rollout-failed             {}\n  {:<24} (edit the manifest or deploy to try again)",
+                k.to_string(),
+                r.shown(),
+                ""
+            )?;
+        }
         for k in &self.held {
             writeln!(
                 f,
@@ -331,6 +437,11 @@ impl fmt::Display for Plan {
         }
         Ok(())
     }
+}
+
+/// The first 12 characters of a spec hash, as people see it.
+pub fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
 }
 
 #[cfg(test)]

@@ -34,7 +34,9 @@ fn hash_difference_recreates_and_names_the_field() {
             start: true,
             changed,
             old,
+            strategy,
         } => {
+            assert_eq!(*strategy, Strategy::StopFirst);
             assert_eq!(changed, &["env.X changed"]);
             assert_eq!(old.id, "1");
         }
@@ -119,12 +121,17 @@ fn duplicates_keep_the_matching_running_one() {
     ];
     let p = plan(&d, &obs, PlanOptions::default());
     assert_eq!(p.changes.len(), 1);
-    let ids: Vec<&str> = p.changes[0]
+    let mut ids: Vec<&str> = p.changes[0]
         .duplicates
         .iter()
         .map(|c| c.id.as_str())
         .collect();
-    assert_eq!(ids, ["1", "3"], "matching hash outranks running");
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["1", "3"],
+        "the running one with the matching hash is kept"
+    );
     assert_eq!(p.changes[0].action, None, "the kept one already matches");
 }
 
@@ -185,7 +192,7 @@ fn mass_removal_guard_withholds_every_removal() {
         &obs,
         PlanOptions {
             allow_mass_prune: true,
-            prune_guard: None,
+            ..Default::default()
         },
     );
     assert_eq!(p.changes.len(), 4);
@@ -218,5 +225,121 @@ fn plan_is_deterministic_and_printable() {
     assert!(
         text.contains("create and start") && text.contains("no manifest"),
         "{text}"
+    );
+}
+
+const DOMAIN_APP: &str = "template = \"web-v1\"\ndomain = \"shop.example.test\"";
+
+fn next_of(mut c: Observed) -> Observed {
+    c.next = true;
+    c.name.push_str("_next");
+    c
+}
+
+#[test]
+fn the_strategy_follows_what_the_app_needs() {
+    let cases = [
+        (DOMAIN_APP.to_string(), Strategy::StartFirst),
+        (
+            format!("{DOMAIN_APP}\nhost_port = 8080"),
+            Strategy::StopFirst,
+        ),
+        (RUN.to_string(), Strategy::StopFirst),
+        (
+            format!("{DOMAIN_APP}\nstate = \"stopped\""),
+            Strategy::Replace,
+        ),
+    ];
+    for (manifest, want) in cases {
+        let d = desired(vec![app("alice/a", &manifest)]);
+        let old = container("alice/a", "1", "old", ContainerState::Running);
+        let p = plan(&d, &[old], PlanOptions::default());
+        match only_action(&p) {
+            Action::Recreate { strategy, .. } => assert_eq!(*strategy, want, "{manifest}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(p.to_string().contains(want.as_str()));
+    }
+}
+
+#[test]
+fn an_interrupted_rollout_keeps_the_running_old_container_and_rolls_again() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let old = container("alice/a", "old", "old-hash", ContainerState::Running);
+    let half_made = next_of(wanted_container(
+        &d,
+        "alice/a",
+        "new",
+        ContainerState::Running,
+    ));
+    let p = plan(&d, &[half_made, old], PlanOptions::default());
+    let ids: Vec<&str> = p.changes[0]
+        .duplicates
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(ids, ["new"], "the unproven new container goes");
+    match only_action(&p) {
+        Action::Recreate { old, strategy, .. } => {
+            assert_eq!(old.id, "old");
+            assert_eq!(*strategy, Strategy::StartFirst);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_rollout_interrupted_after_the_old_container_stopped_is_settled() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let stopped_old = container(
+        "alice/a",
+        "old",
+        "old-hash",
+        ContainerState::Exited(Some(0)),
+    );
+    let new = next_of(wanted_container(
+        &d,
+        "alice/a",
+        "new",
+        ContainerState::Running,
+    ));
+    let p = plan(&d, &[stopped_old, new.clone()], PlanOptions::default());
+    assert_eq!(p.changes[0].duplicates[0].id, "old");
+    assert!(matches!(only_action(&p), Action::Settle { container } if container.id == "new"));
+    let alone = plan(&d, &[new], PlanOptions::default());
+    assert!(matches!(only_action(&alone), Action::Settle { .. }));
+    assert!(alone.to_string().contains("interrupted rollout"));
+}
+
+#[test]
+fn a_refused_spec_is_not_tried_again_until_the_manifest_changes() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let h = hash_of(&d, "alice/a");
+    let old = container("alice/a", "old", "old-hash", ContainerState::Running);
+    let refusal = Refusal {
+        hash: h.clone(),
+        reason: "exited with code 3".into(),
+    };
+    let refused = BTreeMap::from([(key("alice/a"), refusal.clone())]);
+    let opts = PlanOptions {
+        refused: Some(&refused),
+        ..Default::default()
+    };
+    let p = plan(&d, std::slice::from_ref(&old), opts);
+    assert!(p.is_noop(), "{p:?}");
+    assert_eq!(p.refused, vec![(key("alice/a"), refusal)]);
+    let shown = p.to_string();
+    assert!(
+        shown.contains("rollout-failed") && shown.contains("exited with code 3"),
+        "{shown}"
+    );
+    let edited = desired(vec![app(
+        "alice/a",
+        &format!("{DOMAIN_APP}\nrestart = \"2\""),
+    )]);
+    let p = plan(&edited, &[old], opts);
+    assert!(
+        matches!(only_action(&p), Action::Recreate { .. }),
+        "a new spec rolls"
     );
 }

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::model::desired::{DesiredState, Entry};
 use crate::model::manifest::RunState;
-use crate::model::observed::Observed;
+use crate::model::names::AppKey;
+use crate::model::observed::{rank, Observed};
 use crate::model::proxy::{ProxyConfig, TlsMode};
 use crate::model::spec::ContainerSpec;
 
@@ -39,14 +40,19 @@ pub fn names(instance: &str) -> (String, String, String) {
     (base.clone(), format!("{base}-http"), format!("{base}-tls"))
 }
 
+/// Upstreams (`address:port`) a rollout in flight has switched its app to: they win over
+/// what the observed containers say until the rollout has removed the old container.
+pub type Pins = BTreeMap<AppKey, String>;
+
 /// Renders berth's Caddy objects.
 pub fn render(
     instance: &str,
     proxy: &ProxyConfig,
     desired: &DesiredState,
     observed: &[Observed],
+    pins: &Pins,
 ) -> Rendered {
-    let targets = targets(desired, observed);
+    let targets = targets(desired, observed, pins);
     let routes: Vec<Value> = targets.iter().map(|(domain, t)| route(domain, t)).collect();
     let (main, redirect, tls_id) = names(instance);
     let mut servers = BTreeMap::new();
@@ -96,20 +102,20 @@ pub fn render(
 
 /// Each domain with where it goes: valid apps from their desired spec; held apps (frozen,
 /// over quota, refused) from what their container carries, since it keeps running.
-fn targets(desired: &DesiredState, observed: &[Observed]) -> BTreeMap<String, Target> {
+fn targets(desired: &DesiredState, observed: &[Observed], pins: &Pins) -> BTreeMap<String, Target> {
     let mut out = BTreeMap::new();
     for (key, entry) in &desired.apps {
         let want = match entry {
             Entry::Valid(app) => Some(app.hash.as_str()),
             _ => None,
         };
-        // Of two running containers (a duplicate, a crash mid-replace), the one the manifest
-        // wants; the planner removes the other.
-        let mine = observed.iter().filter(|o| &o.key == key && o.is_running());
-        let running = mine
-            .clone()
-            .find(|o| want.is_some() && o.hash.as_deref() == want)
-            .or(mine.clone().next());
+        // The container the planner keeps (`rank`), so a route never points at one it is
+        // about to remove.
+        let mine = observed.iter().filter(|o| &o.key == key).collect();
+        let running = rank(mine, want)
+            .into_iter()
+            .next()
+            .filter(|o| o.is_running());
         let (spec, run) = match entry {
             Entry::Valid(app) => (Some(&app.spec), app.run),
             _ => (running.and_then(|o| o.spec.as_ref()), RunState::Running),
@@ -117,7 +123,10 @@ fn targets(desired: &DesiredState, observed: &[Observed]) -> BTreeMap<String, Ta
         let Some(spec) = spec.filter(|s| s.domain.is_some()) else {
             continue;
         };
-        let target = upstream(spec, running, run).unwrap_or(Target::Stopped);
+        let target = match pins.get(key) {
+            Some(dial) => Target::Upstream(dial.clone()),
+            None => upstream(spec, running, run).unwrap_or(Target::Stopped),
+        };
         out.entry(spec.domain.clone().unwrap_or_default())
             .or_insert(target);
     }

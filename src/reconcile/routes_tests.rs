@@ -30,7 +30,7 @@ fn a_running_domain_app_is_proxied_to_its_container_and_a_stopped_one_answers_50
         with_domain("bob/blog", "blog.example.test", "stopped"),
     ]);
     let running = wanted_container(&d, "alice/shop", "c1", ContainerState::Running);
-    let r = render("main", &proxy("internal"), &d, &[running]);
+    let r = render("main", &proxy("internal"), &d, &[running], &Pins::new());
     let routes = routes(&r);
     assert_eq!(routes.len(), 2);
     assert_eq!(routes[0]["match"][0]["host"][0], "blog.example.test");
@@ -52,8 +52,8 @@ fn a_running_domain_app_is_proxied_to_its_container_and_a_stopped_one_answers_50
         308
     );
     assert_eq!(
-        render("main", &proxy("internal"), &d, &[]),
-        render("main", &proxy("internal"), &d, &[])
+        render("main", &proxy("internal"), &d, &[], &Pins::new()),
+        render("main", &proxy("internal"), &d, &[], &Pins::new())
     );
 }
 
@@ -64,11 +64,11 @@ fn without_tls_one_plain_server_and_without_domains_no_policy() {
         "shop.example.test",
         "running",
     )]);
-    let off = render("main", &proxy("off"), &d, &[]);
+    let off = render("main", &proxy("off"), &d, &[], &Pins::new());
     assert_eq!(off.servers.len(), 1);
     assert_eq!(off.servers["berth-main"]["listen"][0], ":8080");
     assert!(off.tls_policy.is_none());
-    let none = render("main", &proxy("acme"), &desired(vec![]), &[]);
+    let none = render("main", &proxy("acme"), &desired(vec![]), &[], &Pins::new());
     assert!(
         none.tls_policy.is_none(),
         "a policy without subjects would cover every name"
@@ -85,7 +85,7 @@ fn a_frozen_apps_running_container_keeps_its_route() {
     )]);
     let c = wanted_container(&d0, "alice/shop", "c1", ContainerState::Running);
     let frozen = desired(vec![(key("alice/shop"), Entry::Frozen("bad toml".into()))]);
-    let r = render("main", &proxy("off"), &frozen, &[c]);
+    let r = render("main", &proxy("off"), &frozen, &[c], &Pins::new());
     assert_eq!(
         routes(&r)[0]["handle"][0]["upstreams"][0]["dial"],
         "10.0.0.2:3000"
@@ -106,9 +106,47 @@ fn of_two_running_containers_the_route_goes_to_the_one_the_manifest_wants() {
         ContainerState::Running,
     );
     let fresh = wanted_container(&d, "alice/shop", "c1", ContainerState::Running);
-    let r = render("main", &proxy("off"), &d, &[stale, fresh]);
+    let r = render("main", &proxy("off"), &d, &[stale, fresh], &Pins::new());
     assert_eq!(
         routes(&r)[0]["handle"][0]["upstreams"][0]["dial"],
         "10.0.0.2:3000"
+    );
+}
+
+fn dial(r: &Rendered) -> Value {
+    routes(r)[0]["handle"][0]["upstreams"][0]["dial"].clone()
+}
+
+#[test]
+fn during_a_rollout_the_route_stays_on_the_old_container_until_it_is_pinned_to_the_new() {
+    let d = desired(vec![with_domain(
+        "alice/shop",
+        "shop.example.test",
+        "running",
+    )]);
+    let old = container("alice/shop", "old", "an-old-hash", ContainerState::Running);
+    let mut next = wanted_container(&d, "alice/shop", "next-c", ContainerState::Running);
+    next.next = true;
+    let both = [old.clone(), next.clone()];
+    let r = render("main", &proxy("off"), &d, &both, &Pins::new());
+    assert_eq!(
+        dial(&r),
+        "10.0.0.3:3000",
+        "the unproven new container takes no traffic"
+    );
+    let pins = Pins::from([(key("alice/shop"), "10.9.9.9:3000".to_string())]);
+    let r = render("main", &proxy("off"), &d, &both, &pins);
+    assert_eq!(
+        dial(&r),
+        "10.9.9.9:3000",
+        "the rollout's switch wins while it drains"
+    );
+    let mut stopped = old;
+    stopped.state = ContainerState::Exited(Some(0));
+    let r = render("main", &proxy("off"), &d, &[stopped, next], &Pins::new());
+    assert_eq!(
+        dial(&r),
+        "10.0.0.6:3000",
+        "once the old one stopped, the new one serves"
     );
 }

@@ -12,7 +12,7 @@ use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
 use crate::model::observed::{describe, Observed};
 use crate::reconcile::backoff::{Backoffs, CRASH_LOOP_AT};
-use crate::reconcile::plan::Plan;
+use crate::reconcile::plan::{Plan, Refusal};
 
 /// Where an app is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,6 +27,9 @@ pub enum Phase {
     Failed,
     /// Its container keeps exiting; berth restarts it with growing gaps.
     CrashLoop,
+    /// The new container of its last rollout failed its health check or exited and was
+    /// removed; the old one keeps running and that spec is not tried again.
+    RolloutFailed,
     /// Its manifest or template is broken; nothing is done for it.
     Frozen,
     /// Past a quota; not started.
@@ -37,12 +40,13 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, for exporting counts that include zeros.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 9] = [
         Phase::Pending,
         Phase::Running,
         Phase::Stopped,
         Phase::Failed,
         Phase::CrashLoop,
+        Phase::RolloutFailed,
         Phase::Frozen,
         Phase::OverQuota,
         Phase::PruneBlocked,
@@ -57,6 +61,7 @@ impl fmt::Display for Phase {
             Phase::Stopped => "stopped",
             Phase::Failed => "failed",
             Phase::CrashLoop => "crash-loop",
+            Phase::RolloutFailed => "rollout-failed",
             Phase::Frozen => "frozen",
             Phase::OverQuota => "over-quota",
             Phase::PruneBlocked => "prune-blocked",
@@ -73,6 +78,8 @@ pub struct AppStatus {
     pub container: String,
     /// Why it is failed, frozen or held, if it is.
     pub last_error: Option<String>,
+    /// The spec hash a failed rollout refused (phase `rollout-failed`).
+    pub refused_hash: Option<String>,
     /// When this status was computed.
     pub updated: SystemTime,
 }
@@ -122,14 +129,23 @@ impl StatusBoard {
     }
 }
 
+/// What the loop remembers that a status depends on.
+pub struct Memory<'a> {
+    /// Apps with a change in flight.
+    pub busy: &'a BTreeSet<AppKey>,
+    /// Retry and crash-restart timing.
+    pub backoffs: &'a Backoffs,
+    /// Spec hashes refused by a failed rollout.
+    pub refused: &'a BTreeMap<AppKey, Refusal>,
+}
+
 /// Derives every app's status from one pass's inputs: `now` places the crash window, `at`
 /// stamps the result. Pure.
 pub fn compute_status(
     desired: &DesiredState,
     observed: &[Observed],
     plan: &Plan,
-    busy: &BTreeSet<AppKey>,
-    backoffs: &Backoffs,
+    memory: &Memory<'_>,
     now: Instant,
     at: SystemTime,
 ) -> BTreeMap<AppKey, AppStatus> {
@@ -137,20 +153,28 @@ pub fn compute_status(
     let mut out = BTreeMap::new();
     let mut put = |key: &AppKey, (phase, last_error): (Phase, Option<String>)| {
         let (container, _) = describe(observed, key);
+        let refused_hash = (phase == Phase::RolloutFailed)
+            .then(|| memory.refused.get(key).map(|r| r.hash.clone()))
+            .flatten();
         let status = AppStatus {
             phase,
             container,
             last_error,
+            refused_hash,
             updated: at,
         };
         out.insert(key.clone(), status);
     };
     for (key, entry) in &desired.apps {
-        let in_motion = planned.contains(key) || busy.contains(key);
-        put(
-            key,
-            entry_phase(key, entry, observed, backoffs, now, in_motion),
-        );
+        let in_motion = planned.contains(key) || memory.busy.contains(key);
+        let refused = memory.refused.get(key);
+        let phase = match (entry, refused) {
+            (Entry::Valid(app), Some(r)) if r.hash == app.hash && !in_motion => {
+                (Phase::RolloutFailed, Some(r.shown()))
+            }
+            _ => entry_phase(key, entry, observed, memory.backoffs, now, in_motion),
+        };
+        put(key, phase);
     }
     for key in &plan.prune_blocked {
         let why = "manifest removed; removal held by the mass-removal guard";

@@ -34,6 +34,9 @@ pub enum ProxyError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A rollout asked for a switch before any pass gave the front door its routes.
+    #[error("no pass has rendered berth's routes yet")]
+    NoPass,
     /// Caddy answered with an error.
     #[error("caddy admin {method} {path}: {status}: {body}")]
     Refused {

@@ -14,7 +14,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::model::desired::DesiredApp;
 use crate::model::labels;
+use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::model::spec::ContainerSpec;
 
@@ -124,9 +125,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates the app's container (not started) and returns its id.
-    pub(in crate::runtime) async fn create(&self, app: &DesiredApp) -> Result<String, EngineError> {
-        let name = app.key.container_name(&self.instance);
+    /// The name of `key`'s container, and of a rollout's new one beside it.
+    pub fn names(&self, key: &AppKey) -> (String, String) {
+        (
+            key.container_name(&self.instance),
+            key.next_container_name(&self.instance),
+        )
+    }
+
+    /// Creates a container of the app named `name` (not started) and returns its id.
+    pub(in crate::runtime) async fn create(
+        &self,
+        app: &DesiredApp,
+        name: &str,
+    ) -> Result<String, EngineError> {
+        let name = name.to_string();
         let opts = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -139,6 +152,37 @@ impl Engine {
             .await
             .map_err(fail(format!("create {name}")))?;
         Ok(created.id)
+    }
+
+    /// Whether a container runs, how it exited, and its address (berth's user network
+    /// first), as a rollout's health gate needs them.
+    pub(in crate::runtime) async fn inspect(&self, id: &str) -> Result<Inspected, EngineError> {
+        let c = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(fail(format!("inspect {id}")))?;
+        let state = c.state.unwrap_or_default();
+        let networks = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        Ok(Inspected {
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            address: crate::runtime::observe::preferred_address(&networks),
+        })
+    }
+
+    /// Renames a container (a rollout's new one, settling under the app's name).
+    pub(in crate::runtime) async fn rename(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        let opts = RenameContainerOptions {
+            name: name.to_string(),
+        };
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(fail(format!("rename {id} to {name}")))
     }
 
     /// Starts a container; starting a running one is not an error.
@@ -289,6 +333,17 @@ impl Engine {
             .events(Some(opts))
             .map(|e| e.map(|_| ()).map_err(fail("events")))
     }
+}
+
+/// What [`Engine::inspect`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// Up.
+    pub running: bool,
+    /// The exit code once it stopped.
+    pub exit_code: Option<i64>,
+    /// Its IP address.
+    pub address: Option<String>,
 }
 
 /// `repo[:tag]` -> (repo, tag); a registry port (`host:5000/x`) is not a tag.

@@ -12,8 +12,10 @@ use crate::model::desired::DesiredApp;
 use crate::model::names::AppKey;
 use crate::model::spec::user_network;
 use crate::model::template::{HookKind, Template};
-use crate::reconcile::plan::{Action, AppChange, ContainerRef};
+use crate::reconcile::plan::{short, Action, AppChange, ContainerRef};
+use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::{Engine, EngineError};
+use crate::runtime::front::Front;
 use crate::runtime::hooks::{HookEnv, HookError, HookRunner};
 use crate::runtime::purges::PurgeRequests;
 
@@ -35,6 +37,18 @@ pub enum ActionError {
         /// "a symlink", "not a directory".
         what: &'static str,
     },
+    /// The new container failed its health check (or exited) and was removed; the old one
+    /// is as it was. Not retried until the manifest asks for another spec.
+    #[error("rolled back: the new container (spec {}) {reason}", short(hash))]
+    RolledBack {
+        /// The spec hash that failed.
+        hash: String,
+        /// Why, with its last log lines.
+        reason: String,
+    },
+    /// The proxy could not switch to the new container; it was removed and is tried again.
+    #[error("switching the route: {0}")]
+    Proxy(#[from] ProxyError),
     /// The plan and the desired state disagree (a bug, reported rather than panicking).
     #[error("internal: {0}")]
     Internal(String),
@@ -51,18 +65,31 @@ pub struct Executor {
     /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
     /// berth then removes the workspace itself.
     purges: Arc<PurgeRequests>,
+    /// The front door (`[proxy]`): rollouts switch routes through it.
+    front: Option<Arc<Front>>,
 }
 
 impl Executor {
     /// An executor for `config` on `engine`.
     pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
         let hooks = HookRunner::new(config.hook_timeout);
+        let front = Front::new(&config).map(Arc::new);
         Executor {
             config,
             engine,
             hooks,
             purges: Arc::default(),
+            front,
         }
+    }
+
+    /// The front door, when berth.toml has `[proxy]`.
+    pub fn front(&self) -> Option<&Arc<Front>> {
+        self.front.as_ref()
+    }
+
+    pub(in crate::runtime) fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The purge requests this executor honours (the API records them).
@@ -141,17 +168,22 @@ impl Executor {
                 self.check_workspace(&app.key)?;
                 self.hook(&app.template, HookKind::PreCreate, &app.key, false)
                     .await?;
-                self.create(app, *start).await
+                let (name, _) = self.engine.names(&app.key);
+                self.create(app, *start, &name).await.map(drop)
             }
-            Action::Recreate { old, start, .. } => {
+            Action::Recreate { old, strategy, .. } => {
                 let app = need_app()?;
                 self.check_workspace(&app.key)?;
                 self.hook(&app.template, HookKind::PreDeploy, &app.key, false)
                     .await?;
-                // Have the new image before taking the old container down.
+                // Have the new image before touching the old container.
                 self.engine.ensure_image(&app.spec.image).await?;
-                self.stop_and_remove(old).await?;
-                self.create(app, *start).await
+                self.replace(app, old, *strategy).await
+            }
+            Action::Settle { container } => {
+                let (name, _) = self.engine.names(&change.key);
+                info!(app = %change.key, from = %container.name, "settling an interrupted rollout");
+                Ok(self.engine.rename(&container.id, &name).await?)
             }
             Action::Start { container, .. } => self.start(&change.key, app, &container.id).await,
             Action::Stop { container } => Ok(self
@@ -204,21 +236,27 @@ impl Executor {
         Ok(())
     }
 
-    /// Creates (and starts) the app's container, on its user's network if it has one.
-    async fn create(&self, app: &DesiredApp, start: bool) -> Result<(), ActionError> {
+    /// Creates (and starts) a container of the app named `name`, on its user's network if
+    /// it has one; returns its id.
+    pub(in crate::runtime) async fn create(
+        &self,
+        app: &DesiredApp,
+        start: bool,
+        name: &str,
+    ) -> Result<String, ActionError> {
         self.engine.ensure_image(&app.spec.image).await?;
         let held = self.join_network(Some(app)).await?;
-        let id = self.engine.create(app).await?;
+        let id = self.engine.create(app, name).await?;
         if start {
             self.engine.start(&id).await?;
         }
         drop(held);
-        Ok(())
+        Ok(id)
     }
 
     /// Starts an existing container. Its workspace is checked again (it is mounted anew), and
     /// its user's network made sure of.
-    async fn start(
+    pub(in crate::runtime) async fn start(
         &self,
         key: &AppKey,
         app: Option<&DesiredApp>,
@@ -264,7 +302,10 @@ impl Executor {
         Ok(self.engine.remove_network_if_unused(&net).await?)
     }
 
-    async fn stop_and_remove(&self, c: &ContainerRef) -> Result<(), ActionError> {
+    pub(in crate::runtime) async fn stop_and_remove(
+        &self,
+        c: &ContainerRef,
+    ) -> Result<(), ActionError> {
         if c.running {
             self.engine.stop(&c.id, self.config.stop_timeout).await?;
         }

@@ -12,7 +12,10 @@
 pub mod caddy;
 pub mod engine;
 pub mod executor;
+pub mod front;
+pub mod health;
 pub mod hooks;
 pub mod observe;
 pub mod purges;
 pub mod reader;
+pub mod rollout;

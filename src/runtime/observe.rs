@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 
 use crate::model::labels;
-use crate::model::names::AppKey;
+use crate::model::names::{AppKey, NEXT_SUFFIX};
 use crate::model::observed::{ContainerState, Observed};
 
 /// Converts a list entry; `None` when its user/app labels are missing or invalid (berth
@@ -22,14 +22,16 @@ pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
         }
         _ => ContainerState::Running,
     };
+    let name = s
+        .names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default();
     Some(Observed {
         id: s.id.clone()?,
-        name: s
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_string())
-            .unwrap_or_default(),
+        next: name.ends_with(NEXT_SUFFIX),
+        name,
         key,
         hash: l.get(labels::SPEC_HASH).cloned(),
         spec: l
@@ -42,9 +44,14 @@ pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
     })
 }
 
-/// The container's IP address: on a berth user network if it has one, else on any network.
 fn address(s: &ContainerSummary) -> Option<String> {
-    let networks = s.network_settings.as_ref()?.networks.as_ref()?;
+    preferred_address(s.network_settings.as_ref()?.networks.as_ref()?)
+}
+
+/// The container's IP address: on a berth user network if it has one, else on any network.
+pub fn preferred_address(
+    networks: &HashMap<String, bollard::models::EndpointSettings>,
+) -> Option<String> {
     let ip = |(_, e): (&String, &bollard::models::EndpointSettings)| {
         e.ip_address.clone().filter(|ip| !ip.is_empty())
     };

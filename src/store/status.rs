@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{db_err, to_json, Store, StoreError, APP_STATUS};
 use crate::model::names::AppKey;
+use crate::reconcile::plan::Refusal;
 use crate::reconcile::status::AppStatus;
 
 /// One app's status as stored.
@@ -21,6 +22,9 @@ pub struct StoredStatus {
     pub last_error: Option<String>,
     /// Unix seconds of the pass that computed it.
     pub last_reconcile: u64,
+    /// The spec hash a failed rollout refused (phase `rollout-failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_hash: Option<String>,
 }
 
 impl StoredStatus {
@@ -30,6 +34,7 @@ impl StoredStatus {
             phase: s.phase.to_string(),
             container: s.container.clone(),
             last_error: s.last_error.clone(),
+            refused_hash: s.refused_hash.clone(),
             last_reconcile: s
                 .updated
                 .duration_since(UNIX_EPOCH)
@@ -57,6 +62,22 @@ impl Store {
         txn.commit().map_err(db_err)
     }
 
+    /// The rollouts refused on record, so a restarted daemon does not try them again.
+    pub fn refusals(&self) -> Result<BTreeMap<AppKey, Refusal>, StoreError> {
+        let mut out = BTreeMap::new();
+        for (key, s) in self.statuses()? {
+            let key = key
+                .split_once('/')
+                .and_then(|(u, a)| AppKey::new(u, a).ok());
+            let (Some(hash), Some(key)) = (&s.refused_hash, key) else {
+                continue;
+            };
+            let shown = s.last_error.as_deref().unwrap_or_default();
+            out.insert(key, Refusal::from_shown(hash, shown));
+        }
+        Ok(out)
+    }
+
     /// Every stored status, by `userid/appname`.
     pub fn statuses(&self) -> Result<Vec<(String, StoredStatus)>, StoreError> {
         self.read_all(APP_STATUS)
@@ -74,6 +95,7 @@ mod tests {
         let (_dir, s) = crate::store::temp_store();
         let st = |phase| AppStatus {
             phase,
+            refused_hash: None,
             container: "running".into(),
             last_error: None,
             updated: UNIX_EPOCH + Duration::from_secs(5),

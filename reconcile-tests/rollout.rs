@@ -1,0 +1,334 @@
+//! Rollouts (SPEC §9) against a real Caddy and real containers: deploys of a domain app under
+//! continuous load fail no request and every switch sticks; a new version that fails its
+//! health check or exits is rolled back, shown as `rollout-failed` and not retried; an app on
+//! a host port gets its old container back; berth SIGKILLed at each step of a rollout comes
+//! back to exactly one serving container that the route points at.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::caddy::Caddy;
+use crate::support::{free_port, http_get, wait_until, Serve, TestRoot};
+
+const T: Duration = Duration::from_secs(60);
+const DOMAIN: &str = "shop.example.test";
+
+/// `hello-$NAME` on 8080, checked at `/`. `MODE=exit` dies at once with code 3; `SLOW=1`
+/// listens only after 2 s.
+const ROLL_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "if [ \"$MODE\" = exit ]; then echo 'cannot start: MODE=exit' >&2; exit 3; fi; if [ \"$SLOW\" = 1 ]; then sleep 2; fi; mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
+workdir = "/"
+port = 8080
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+
+[health]
+path = "/"
+timeout = "10s"
+interval = "100ms"
+"#;
+
+/// The shop at version `n`, with `extra` manifest lines (env goes under `[env]` last).
+fn shop(n: u32, extra: &str, env: &str) -> String {
+    format!("template = \"roll-v1\"\ndomain = \"{DOMAIN}\"\n{extra}\n[env]\nNAME = \"v{n}\"\n{env}")
+}
+
+async fn rollout_root(prefix: &str, proxy_table: &str) -> TestRoot {
+    let root = TestRoot::new(prefix).await;
+    let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
+    root.config(&[("resync", "\"1s\"")], &format!("{proxy_table}\n{policy}"));
+    root.write_template("roll-v1", ROLL_TEMPLATE);
+    root
+}
+
+/// One request through Caddy's plain HTTP listener.
+async fn get(client: &reqwest::Client, port: u16) -> Result<(u16, String), String> {
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .header("Host", DOMAIN)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.map_err(|e| e.to_string())?))
+}
+
+/// The version a body names (`hello-v7` -> 7).
+fn version(body: &str) -> Option<u32> {
+    body.trim().strip_prefix("hello-v")?.parse().ok()
+}
+
+/// One answered (or failed) request of the load.
+struct Sample {
+    started: Instant,
+    result: Result<(u16, String), String>,
+}
+
+/// `connections` clients requesting the shop through Caddy in a loop until stopped (at most
+/// 100 000 requests each).
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Sample>>>,
+}
+
+impl Load {
+    fn start(port: u16, connections: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..connections)
+            .map(|_| {
+                let stop = stop.clone();
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    while !stop.load(Ordering::Relaxed) && out.len() < 100_000 {
+                        let started = Instant::now();
+                        let result = get(&client, port).await;
+                        out.push(Sample { started, result });
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    out
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    async fn stop(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    }
+}
+
+/// Panics with the first few failed requests (non-2xx or no answer), if any.
+fn assert_no_failures(samples: &[Sample]) {
+    let failed: Vec<String> = samples
+        .iter()
+        .filter_map(|s| match &s.result {
+            Ok((200, _)) => None,
+            Ok((status, body)) => Some(format!("{status}: {body}")),
+            Err(e) => Some(e.clone()),
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed, first: {:?}",
+        failed.len(),
+        samples.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// Waits until the shop's only container is settled under its name, runs version `n`, and
+/// Caddy answers with it.
+async fn wait_settled(root: &TestRoot, caddy: &Caddy, n: u32) {
+    let client = reqwest::Client::new();
+    let want = format!("NAME=v{n}");
+    wait_until(T, &format!("v{n} to be settled and serving"), || async {
+        let all = root.instance_containers().await;
+        let settled = all.len() == 1
+            && root.container("alice", "shop").await.is_some_and(|c| {
+                let env = c.config.and_then(|c| c.env).unwrap_or_default();
+                env.contains(&want) && c.state.and_then(|s| s.running) == Some(true)
+            });
+        let answer = get(&client, caddy.http).await.ok();
+        settled && answer.is_some_and(|(_, body)| version(&body) == Some(n))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn twenty_deploys_under_load_fail_no_request_and_every_switch_sticks() {
+    let caddy = Caddy::start();
+    let root = rollout_root("roll20", &caddy.plain_proxy_table("300ms")).await;
+    root.write_manifest("alice", "shop", &shop(0, "", ""));
+    let _serve = Serve::start(&root);
+    wait_settled(&root, &caddy, 0).await;
+    let load = Load::start(caddy.http, 16);
+    let mut settled_at = Vec::new();
+    for n in 1..=20 {
+        root.write_manifest("alice", "shop", &shop(n, "", ""));
+        wait_settled(&root, &caddy, n).await;
+        settled_at.push((n, Instant::now()));
+    }
+    let samples = load.stop().await;
+    assert!(
+        samples.len() > 500,
+        "the load was too light: {}",
+        samples.len()
+    );
+    assert_no_failures(&samples);
+    for s in &samples {
+        let Ok((_, body)) = &s.result else { continue };
+        let got = version(body).unwrap_or_else(|| panic!("odd body {body:?}"));
+        for (n, at) in &settled_at {
+            assert!(
+                s.started < *at || got >= *n,
+                "a request sent after v{n} settled got v{got}"
+            );
+        }
+    }
+}
+
+/// `berth status` once it shows `rollout-failed`.
+async fn wait_rollout_failed(root: &TestRoot, needle: &str) -> String {
+    wait_until(T, &format!("rollout-failed with {needle:?}"), || async {
+        let shown = root.berth(&["status"]).await.text();
+        shown.contains("rollout-failed") && shown.contains(needle)
+    })
+    .await;
+    root.berth(&["status"]).await.text()
+}
+
+#[tokio::test]
+async fn a_version_that_fails_its_check_or_exits_is_rolled_back_and_not_retried() {
+    let caddy = Caddy::start();
+    let root = rollout_root("rollbad", &caddy.plain_proxy_table("200ms")).await;
+    root.write_manifest("alice", "shop", &shop(1, "", ""));
+    let mut serve = Serve::start(&root);
+    wait_settled(&root, &caddy, 1).await;
+    let load = Load::start(caddy.http, 4);
+
+    let unhealthy = "[health]\npath = \"/missing\"\ntimeout = \"2s\"";
+    root.write_manifest("alice", "shop", &shop(2, unhealthy, ""));
+    let shown = wait_rollout_failed(&root, "404").await;
+    assert!(shown.contains("GET /missing"), "{shown}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rolled_back = serve.log().matches("rollout: rolled back").count();
+    assert_eq!(
+        rolled_back,
+        1,
+        "the refused spec was tried again\n{}",
+        serve.log()
+    );
+
+    root.write_manifest("alice", "shop", &shop(3, "", "MODE = \"exit\"\n"));
+    let shown = wait_rollout_failed(&root, "exited with code 3").await;
+    assert!(
+        shown.contains("cannot start: MODE=exit"),
+        "the last log lines are shown: {shown}"
+    );
+    assert_eq!(
+        root.instance_containers().await.len(),
+        1,
+        "the failed container is gone"
+    );
+
+    root.write_manifest("alice", "shop", &shop(4, "", ""));
+    wait_settled(&root, &caddy, 4).await;
+    let samples = load.stop().await;
+    assert_no_failures(&samples);
+    let versions: std::collections::BTreeSet<u32> = samples
+        .iter()
+        .filter_map(|s| s.result.as_ref().ok().and_then(|(_, b)| version(b)))
+        .collect();
+    assert!(
+        !versions.contains(&2) && !versions.contains(&3),
+        "{versions:?}"
+    );
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn an_app_on_a_host_port_gets_its_old_container_back_when_the_new_one_fails() {
+    let root = rollout_root("rollport", "").await;
+    let port = free_port();
+    let app = |n: u32, env: &str| {
+        format!("template = \"roll-v1\"\nhost_port = {port}\n[env]\nNAME = \"v{n}\"\n{env}")
+    };
+    root.write_manifest("alice", "api", &app(1, ""));
+    let _serve = Serve::start(&root);
+    let answers = |n: u32| async move { http_get(port).is_some_and(|b| version(&b) == Some(n)) };
+    wait_until(T, "v1 on the host port", || answers(1)).await;
+    root.write_manifest("alice", "api", &app(2, "MODE = \"exit\"\n"));
+    wait_rollout_failed(&root, "exited with code 3").await;
+    wait_until(T, "v1 back on the host port", || answers(1)).await;
+    assert_eq!(root.instance_containers().await.len(), 1);
+    assert_eq!(
+        root.container("alice", "api")
+            .await
+            .unwrap()
+            .name
+            .as_deref(),
+        Some(format!("/{}", root.container_name("alice", "api")).as_str())
+    );
+    root.write_manifest("alice", "api", &app(3, ""));
+    wait_until(T, "v3 on the host port", || answers(3)).await;
+}
+
+/// Where berth is killed during a rollout to version `n`.
+enum Step {
+    /// During the pre-deploy hook: nothing new exists yet.
+    BeforeStart,
+    /// The new container runs but is not healthy yet (it boots for 2 s).
+    DuringHealth,
+    /// The new container just passed its check.
+    AfterHealth,
+    /// The route was switched; the old container is draining (3 s).
+    DuringDrain,
+}
+
+async fn kill_at(step: &Step, serve: &mut Serve, root: &TestRoot) {
+    match step {
+        Step::BeforeStart => {
+            let marker = root.path().join("pre-deploy-ran");
+            wait_until(T, "the pre-deploy hook", || async { marker.exists() }).await;
+            std::fs::remove_file(&marker).unwrap();
+        }
+        Step::DuringHealth => {
+            let next = format!("{}_next", root.container_name("alice", "shop"));
+            wait_until(T, "the new container to run", || async {
+                root.instance_containers().await.iter().any(|c| {
+                    c.names
+                        .as_ref()
+                        .is_some_and(|n| n.contains(&format!("/{next}")))
+                        && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                })
+            })
+            .await;
+        }
+        Step::AfterHealth => serve.wait_log("rollout: healthy", T),
+        Step::DuringDrain => serve.wait_log("rollout: switched", T),
+    }
+    serve.kill();
+}
+
+#[tokio::test]
+async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_container() {
+    let caddy = Caddy::start();
+    let root = rollout_root("rollkill", &caddy.plain_proxy_table("3s")).await;
+    let marker = root.path().join("pre-deploy-ran");
+    let hook = format!("#!/bin/sh\ntouch '{}'\nsleep 1\n", marker.display());
+    root.write_hook("roll-v1", "pre-deploy", &hook);
+    root.write_manifest("alice", "shop", &shop(0, "", ""));
+    let mut serve = Serve::start(&root);
+    wait_settled(&root, &caddy, 0).await;
+    let steps = [
+        Step::BeforeStart,
+        Step::DuringHealth,
+        Step::AfterHealth,
+        Step::DuringDrain,
+    ];
+    for (n, step) in (1..).zip(steps.iter()) {
+        let slow = if matches!(step, Step::DuringHealth) {
+            "SLOW = \"1\"\n"
+        } else {
+            ""
+        };
+        root.write_manifest("alice", "shop", &shop(n, "", slow));
+        kill_at(step, &mut serve, &root).await;
+        serve = Serve::start(&root);
+        wait_settled(&root, &caddy, n).await;
+        let _ = std::fs::remove_file(&marker);
+    }
+    serve.assert_alive();
+}

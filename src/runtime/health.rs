@@ -1,0 +1,133 @@
+//! A rollout's health gate (SPEC §9): waits until a new container answers its health check,
+//! or says why it did not. berth probes from the host, the way Caddy will reach the container:
+//! an HTTP GET on `address:port` (2xx or 3xx is healthy), or for a domain app without
+//! `[health]` a TCP connect. A container that stops fails the gate at once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::model::health::HealthCheck;
+use crate::runtime::engine::{Engine, EngineError};
+
+/// What the new container must show before it replaces the old one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Answer `GET path` with 2xx/3xx.
+    Http(HealthCheck),
+    /// Accept a TCP connection on its port (domain apps without `[health]`).
+    Tcp(HealthCheck),
+    /// Still run right after its start (apps with neither a domain nor `[health]`).
+    Running,
+}
+
+/// Why the gate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// Not healthy: the container exited, or never passed within the timeout.
+    #[error("{0}")]
+    Unhealthy(String),
+    /// Docker could not be asked.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Gate {
+    /// The gate of an app: its `[health]`, else a TCP check for an app that takes traffic
+    /// through the proxy (`tcp`), else only "still running".
+    pub fn of(health: Option<&HealthCheck>, tcp: bool) -> Gate {
+        match (health, tcp) {
+            (Some(h), _) => Gate::Http(h.clone()),
+            (None, true) => Gate::Tcp(HealthCheck {
+                path: String::new(),
+                timeout: Duration::from_secs(30),
+                interval: Duration::from_millis(500),
+            }),
+            (None, false) => Gate::Running,
+        }
+    }
+}
+
+/// Waits until container `id` passes `gate` on `port`; returns the `address:port` it answered
+/// on, for the proxy to dial.
+pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<String, GateError> {
+    let check = match gate {
+        Gate::Http(c) | Gate::Tcp(c) => c,
+        Gate::Running => return running_address(engine, id, port).await,
+    };
+    let deadline = Instant::now() + check.timeout;
+    loop {
+        let dial = running_address(engine, id, port).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = check.interval.max(Duration::from_secs(1)).min(left);
+        let answer = match gate {
+            Gate::Http(c) => tokio::time::timeout(wait, get(&dial, &c.path)).await,
+            _ => tokio::time::timeout(wait, connect(&dial)).await,
+        };
+        let last = match answer {
+            Ok(Ok(())) => return Ok(dial),
+            Ok(Err(e)) => e,
+            Err(_) => format!("no answer within {wait:?}"),
+        };
+        if Instant::now() + check.interval >= deadline {
+            let what = match gate {
+                Gate::Http(c) => format!("GET {}", c.path),
+                _ => format!("a connection to port {port}"),
+            };
+            return Err(GateError::Unhealthy(format!(
+                "not healthy within {:?}: {what}: {last}",
+                check.timeout
+            )));
+        }
+        tokio::time::sleep(check.interval).await;
+    }
+}
+
+/// `address:port` of a running container; a stopped one fails the gate with its exit code.
+async fn running_address(engine: &Engine, id: &str, port: u16) -> Result<String, GateError> {
+    let seen = engine.inspect(id).await?;
+    if !seen.running {
+        let code = seen.exit_code.map_or("?".into(), |c| c.to_string());
+        return Err(GateError::Unhealthy(format!("exited with code {code}")));
+    }
+    match seen.address {
+        Some(ip) => Ok(format!("{ip}:{port}")),
+        None => Err(GateError::Unhealthy("has no network address".into())),
+    }
+}
+
+async fn connect(dial: &str) -> Result<(), String> {
+    TcpStream::connect(dial)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// One `GET path` on `dial`: Ok for 2xx/3xx, else what came back.
+async fn get(dial: &str, path: &str) -> Result<(), String> {
+    let stream = TcpStream::connect(dial).await.map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header(hyper::header::HOST, dial)
+        .header(hyper::header::USER_AGENT, "berth-health")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let status = send
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?
+        .status();
+    if status.is_success() || status.is_redirection() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
