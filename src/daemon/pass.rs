@@ -112,10 +112,11 @@ impl Reconciler {
     /// Caddy is brought in line before (a rollout switches from the routes it finds) and
     /// after (the new containers' routes).
     pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
+        let listed = std::time::Instant::now();
         let (desired, observed) = self.observe().await?;
         let plan = plan(&desired, &observed, self.options(allow_mass_prune));
         let desired = Arc::new(desired);
-        self.sync_quietly(desired.clone(), observed).await;
+        self.sync_quietly(desired.clone(), observed, listed).await;
         let results = futures_util::stream::iter(plan.changes.iter().map(|change| {
             let app = valid_app(&desired, &change.key).cloned();
             let exec = self.exec.clone();
@@ -130,8 +131,9 @@ impl Reconciler {
             .collect();
         failures.sort_by(|a, b| a.0.cmp(&b.0));
         if self.exec.front().is_some() && !plan.is_noop() {
+            let listed = std::time::Instant::now();
             let observed = self.exec.engine().list().await?;
-            self.sync_quietly(desired.clone(), observed).await;
+            self.sync_quietly(desired.clone(), observed, listed).await;
         }
         Ok(PassReport {
             desired,
@@ -148,14 +150,20 @@ impl Reconciler {
         &self,
         desired: Arc<DesiredState>,
         observed: Arc<Vec<Observed>>,
+        listed: std::time::Instant,
     ) -> Option<Result<u64, ProxyError>> {
         let front = self.exec.front()?;
-        Some(front.sync(desired, observed).await)
+        Some(front.sync(desired, observed, listed).await)
     }
 
     /// [`sync_proxy`](Self::sync_proxy) for `apply`: a failure is logged; apps still converge.
-    async fn sync_quietly(&self, desired: Arc<DesiredState>, observed: Vec<Observed>) {
-        if let Some(Err(e)) = self.sync_proxy(desired, Arc::new(observed)).await {
+    async fn sync_quietly(
+        &self,
+        desired: Arc<DesiredState>,
+        observed: Vec<Observed>,
+        listed: std::time::Instant,
+    ) {
+        if let Some(Err(e)) = self.sync_proxy(desired, Arc::new(observed), listed).await {
             tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot bring Caddy in line");
         }
     }

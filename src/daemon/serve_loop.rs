@@ -208,7 +208,8 @@ impl ServeLoop {
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
-        self.sync_proxy(Arc::new(desired), Arc::new(observed)).await;
+        self.sync_proxy(Arc::new(desired), Arc::new(observed), started)
+            .await;
         next
     }
 
@@ -258,8 +259,13 @@ impl ServeLoop {
 
     /// Routes in Caddy follow every pass; a failure is logged and counted, and changes
     /// nothing else (apps still converge; the next pass tries again).
-    async fn sync_proxy(&self, desired: Arc<DesiredState>, observed: Arc<Vec<Observed>>) {
-        match self.pass.sync_proxy(desired, observed).await {
+    async fn sync_proxy(
+        &self,
+        desired: Arc<DesiredState>,
+        observed: Arc<Vec<Observed>>,
+        listed: Instant,
+    ) {
+        match self.pass.sync_proxy(desired, observed, listed).await {
             None => {}
             Some(Ok(writes)) => {
                 if writes > 0 {

@@ -141,7 +141,14 @@ fn upstream(spec: &ContainerSpec, running: Option<&Observed>, run: RunState) -> 
 fn route(domain: &str, target: &Target) -> Value {
     let handle = match target {
         Target::Upstream(dial) => {
-            json!({"handler": "reverse_proxy", "upstreams": [{"dial": dial}]})
+            // A dial that fails (the app's accept queue full for a moment, a container
+            // replaced under a crash-restarted berth) is tried again for a few seconds
+            // rather than answered 502 at once.
+            json!({
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": dial}],
+                "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
+            })
         }
         Target::Stopped => json!({
             "handler": "static_response",

@@ -1,11 +1,16 @@
 //! The front door: the one writer of berth's routes in Caddy. The loop hands it each pass's
 //! desired and observed state; a rollout asks it to switch one app to its new container
-//! (a pin) and to let go once the old container is gone. Every write renders the whole of
+//! (a pin) and lets go once the old container is gone. Every write renders the whole of
 //! berth's configuration from the latest pass plus the pins, under one lock, so a switch and
 //! a pass can never undo each other.
+//!
+//! **A released pin lasts until a pass that looked at the engine after the release.** A pass
+//! that listed containers while the old one still ran would otherwise route back to it after
+//! the rollout removed it.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::model::config::Config;
 use crate::model::desired::DesiredState;
@@ -25,8 +30,15 @@ pub struct Front {
     instance: String,
     /// The latest pass; held (async) across a whole sync so syncs never interleave.
     last: tokio::sync::Mutex<Option<Snapshot>>,
-    /// Apps switched by a rollout in flight, to the upstream they were switched to.
-    pins: Mutex<Pins>,
+    /// Apps switched by a rollout, to the upstream they were switched to, and when the
+    /// rollout let go.
+    pins: Mutex<BTreeMap<AppKey, Pin>>,
+}
+
+#[derive(Debug, Clone)]
+struct Pin {
+    dial: String,
+    released: Option<Instant>,
 }
 
 impl Front {
@@ -48,13 +60,19 @@ impl Front {
         self.proxy.drain
     }
 
-    /// Brings Caddy in line with a pass; returns the writes made (none when it matched).
+    /// Brings Caddy in line with a pass whose engine list began at `listed`; returns the
+    /// writes made (none when it matched).
     pub async fn sync(
         &self,
         desired: Arc<DesiredState>,
         observed: Arc<Vec<Observed>>,
+        listed: Instant,
     ) -> Result<u64, ProxyError> {
         let mut last = self.last.lock().await;
+        self.pins
+            .lock()
+            .expect("pins")
+            .retain(|_, p| p.released.is_none_or(|at| at > listed));
         *last = Some((desired, observed));
         self.write(last.as_ref().expect("just set")).await
     }
@@ -66,24 +84,37 @@ impl Front {
         let Some(snapshot) = last.as_ref() else {
             return Err(ProxyError::NoPass);
         };
-        self.pins.lock().expect("pins").insert(key.clone(), dial);
+        let pin = Pin {
+            dial,
+            released: None,
+        };
+        self.pins.lock().expect("pins").insert(key.clone(), pin);
         self.write(snapshot).await
     }
 
-    /// Drops `key`'s pin. With `rewrite`, Caddy is brought back to what the latest pass says
-    /// (a switch that is being undone); without, the next pass does it (the old container
-    /// is gone, so the pass routes to the new one anyway).
-    pub async fn release(&self, key: &AppKey, rewrite: bool) -> Result<u64, ProxyError> {
+    /// The rollout of `key` is over (its old container is gone): the pin goes with the first
+    /// pass that listed containers after now.
+    pub fn release(&self, key: &AppKey) {
+        if let Some(pin) = self.pins.lock().expect("pins").get_mut(key) {
+            pin.released = Some(Instant::now());
+        }
+    }
+
+    /// Undoes a switch that may or may not have reached Caddy: drops the pin and writes what
+    /// the latest pass says (the old container).
+    pub async fn undo(&self, key: &AppKey) -> Result<u64, ProxyError> {
         let last = self.last.lock().await;
         self.pins.lock().expect("pins").remove(key);
-        match (rewrite, last.as_ref()) {
-            (true, Some(snapshot)) => self.write(snapshot).await,
-            _ => Ok(0),
+        match last.as_ref() {
+            Some(snapshot) => self.write(snapshot).await,
+            None => Ok(0),
         }
     }
 
     async fn write(&self, (desired, observed): &Snapshot) -> Result<u64, ProxyError> {
-        let pins = self.pins.lock().expect("pins").clone();
+        let pins: Pins = (self.pins.lock().expect("pins").iter())
+            .map(|(k, p)| (k.clone(), p.dial.clone()))
+            .collect();
         let rendered = render(&self.instance, &self.proxy, desired, observed, &pins);
         let (main, redirect, tls_id) = names(&self.instance);
         self.caddy.sync(&rendered, &tls_id, &[main, redirect]).await

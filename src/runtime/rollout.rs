@@ -62,7 +62,7 @@ impl Executor {
         };
         if let Err(e) = front.switch(key, dial).await {
             // Caddy may or may not have the switch: put the old route back, drop the new one.
-            if let Err(undo) = front.release(key, true).await {
+            if let Err(undo) = front.undo(key).await {
                 warn!(app = %key, cause = %undo, "rollout: cannot restore the old route; the next pass will");
             }
             self.engine().remove(&id).await?;
@@ -75,8 +75,7 @@ impl Executor {
             self.settle(app, name).await
         }
         .await;
-        // The old container is gone (or the pass will see what is left): no pin is needed.
-        let _ = front.release(key, false).await;
+        front.release(key);
         finished
     }
 
