@@ -28,8 +28,10 @@ use crate::reconcile::status::{AppStatus, Phase, StatusBoard};
 use crate::reconcile::trigger::{Trigger, Triggers, Wake};
 use crate::runtime::executor::{ActionError, Executor};
 
-/// How long a burst of triggers is gathered into one pass.
-pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How long a burst of triggers is gathered into one pass: long enough for an editor's
+/// write-and-rename or a checkout's burst of files, short against a deploy (a pass that comes
+/// too early is harmless: the next one sees the rest).
+pub const DEBOUNCE: Duration = Duration::from_millis(25);
 /// Retry delay for a pass that could not even start (engine down, state dir unreadable).
 const PASS_RETRY: Duration = Duration::from_secs(2);
 

@@ -15,6 +15,9 @@ use tokio::time::Instant;
 use crate::model::health::HealthCheck;
 use crate::runtime::engine::{Engine, EngineError};
 
+/// The pause between probes in a new container's first second.
+const FIRST_PAUSE: Duration = Duration::from_millis(25);
+
 /// What the new container must show before it replaces the old one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
@@ -61,7 +64,14 @@ pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<S
         Gate::Running => return running_address(engine, id, port).await,
     };
     let deadline = Instant::now() + check.timeout;
+    // Most apps answer within a second of their start: probes come every FIRST_PAUSE for
+    // that second, then every `interval`, so a deploy does not wait out a whole interval.
+    let quick_until = Instant::now() + Duration::from_secs(1);
     loop {
+        let pause = match Instant::now() < quick_until {
+            true => check.interval.min(FIRST_PAUSE),
+            false => check.interval,
+        };
         let dial = running_address(engine, id, port).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         let wait = check.interval.max(Duration::from_secs(1)).min(left);
@@ -74,7 +84,7 @@ pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<S
             Ok(Err(e)) => e,
             Err(_) => format!("no answer within {wait:?}"),
         };
-        if Instant::now() + check.interval >= deadline {
+        if Instant::now() + pause >= deadline {
             let what = match gate {
                 Gate::Http(c) => format!("GET {}", c.path),
                 _ => format!("a connection to port {port}"),
@@ -84,7 +94,7 @@ pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<S
                 check.timeout
             )));
         }
-        tokio::time::sleep(check.interval).await;
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -1,0 +1,302 @@
+//! Rollouts through a real Caddy, measured against their floor in the same run (SPEC §9):
+//! - a deploy of a domain app, from the manifest write to Caddy answering with the new
+//!   version, against the raw floor: create + start a container of the same image with raw
+//!   Docker calls and poll it until it answers;
+//! - request latency through Caddy (16 connections) while deploys run, against steady state:
+//!   the p99 ratio.
+//!
+//! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:1`:
+//! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+
+const IMAGE: &str = "berth-test-node:1";
+const SERVER: &str =
+    "require('http').createServer((q, s) => s.end('hello-' + process.env.NAME + '\\n')).listen(8080)";
+const DEPLOYS: u32 = 7;
+const DOMAIN: &str = "bench.example.test";
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+/// A Caddy with only its admin API, its data in `dir`; killed on drop.
+struct Caddy(Child);
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_caddy(dir: &Path, admin: u16) -> Caddy {
+    let config = serde_json::json!({
+        "admin": {"listen": format!("127.0.0.1:{admin}")},
+        "storage": {"module": "file_system", "root": dir.join("data")},
+    });
+    write(&dir.join("caddy.json"), &config.to_string());
+    let child = Command::new("caddy")
+        .args(["run", "--config"])
+        .arg(dir.join("caddy.json"))
+        .env("HOME", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("caddy (scripts/ensure-tools.sh installs it)");
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Caddy(child)
+}
+
+/// `GET /` through Caddy's HTTP port for the bench domain (or directly to `addr`).
+async fn get(client: &reqwest::Client, url: &str) -> Option<String> {
+    let r = client.get(url).header("Host", DOMAIN).send().await.ok()?;
+    r.status().is_success().then_some(())?;
+    r.text().await.ok()
+}
+
+async fn until_answers(client: &reqwest::Client, url: &str, want: &str) {
+    while get(client, url).await.as_deref().map(str::trim) != Some(want) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The raw floor: create + start a container with raw Docker calls, poll until it answers.
+async fn raw_deploy(docker: &bollard::Docker, client: &reqwest::Client, n: u32) -> Duration {
+    let name = format!("berth-bench-raw-{}-{n}", std::process::id());
+    let t = Instant::now();
+    let body = ContainerCreateBody {
+        image: Some(IMAGE.into()),
+        cmd: Some(vec!["node".into(), "-e".into(), SERVER.into()]),
+        env: Some(vec![format!("NAME=raw{n}")]),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    let id = docker.create_container(Some(opts), body).await.unwrap().id;
+    docker.start_container(&id, None).await.unwrap();
+    let ip = docker
+        .inspect_container(&id, None)
+        .await
+        .unwrap()
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|n| n.values().find_map(|e| e.ip_address.clone()))
+        .unwrap();
+    until_answers(
+        client,
+        &format!("http://{ip}:8080/"),
+        &format!("hello-raw{n}"),
+    )
+    .await;
+    let took = t.elapsed();
+    let force = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    docker.remove_container(&id, Some(force)).await.unwrap();
+    took
+}
+
+/// The names of `instance`'s containers, running or not.
+fn containers(instance: &str) -> Vec<String> {
+    let filter = format!("label=paas.instance={instance}");
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "/{{.Names}}", "--filter", &filter])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&out.stdout);
+    names.lines().map(str::to_string).collect()
+}
+
+/// 16 clients through Caddy until `stop`; every request's latency (failures panic).
+fn load(url: String, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<Duration>>> {
+    (0..16)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut out = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if get(&client, &url).await.is_none() {
+                        // As browsers do: once more when Caddy closed the connection.
+                        get(&client, &url).await.expect("a request failed");
+                    }
+                    out.push(t.elapsed());
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                out
+            })
+        })
+        .collect()
+}
+
+/// Runs `work` (5 s of nothing when it is empty) under the load; its latencies and result.
+async fn under_load<T>(
+    url: &str,
+    work: impl std::future::Future<Output = T>,
+) -> (Vec<Duration>, T) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = load(url.to_string(), stop.clone());
+    let started = Instant::now();
+    let out = work.await;
+    if let Some(left) = Duration::from_secs(5).checked_sub(started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    (latencies(tasks).await, out)
+}
+
+async fn latencies(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+#[tokio::main]
+async fn main() {
+    let instance = format!("rbench{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (admin, http) = (free_port(), free_port());
+    let _caddy = start_caddy(root, admin);
+    write(&root.join("berth.toml"), &format!(
+        "instance = \"{instance}\"\nstop_timeout = \"1s\"\nlisten = \"127.0.0.1:{}\"\n\
+         [policy]\ndomains = [\"*.example.test\"]\n\
+         [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"200ms\"\n",
+        free_port(), free_port()));
+    write(
+        &root.join("templates/node-v1/template.toml"),
+        &format!(
+            "image = \"{IMAGE}\"\ncommand = [\"node\", \"-e\", {SERVER:?}]\nport = 8080\n\
+         [defaults]\nmemory = \"128m\"\ncpus = 1.0\n[health]\npath = \"/\"\ninterval = \"100ms\"\n"
+        ),
+    );
+    let manifest = root.join("state/apps/bench/shop.toml");
+    let shop =
+        |n: u32| format!("template = \"node-v1\"\ndomain = \"{DOMAIN}\"\n[env]\nNAME = \"v{n}\"\n");
+    write(&manifest, &shop(0));
+    let log = std::fs::File::create(root.join("serve.log")).unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(root)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{http}/");
+    let first = until_answers(&client, &url, "hello-v0");
+    if tokio::time::timeout(Duration::from_secs(60), first)
+        .await
+        .is_err()
+    {
+        let log = std::fs::read_to_string(root.join("serve.log")).unwrap_or_default();
+        panic!("the first version never answered through Caddy; berth serve's log:\n{log}");
+    }
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+
+    let (steady, _) = under_load(&url, async {}).await;
+    let (during_raw, raw) = under_load(&url, async {
+        let mut raw = Vec::new();
+        for n in 1..=DEPLOYS {
+            raw.push(raw_deploy(&docker, &client, n).await);
+        }
+        raw
+    })
+    .await;
+    let (during, berth) = under_load(&url, async {
+        let mut berth = Vec::new();
+        for n in 1..=DEPLOYS {
+            let t = Instant::now();
+            if std::env::var("BENCH_LOG").is_ok() {
+                eprintln!(
+                    "WRITE {}",
+                    humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                );
+            }
+            write(&manifest, &shop(n));
+            until_answers(&client, &url, &format!("hello-v{n}")).await;
+            berth.push(t.elapsed());
+            // Deploys come one at a time: the old container drains and goes first.
+            let settled = vec![format!("/paas-app-{instance}-bench-shop")];
+            while containers(&instance) != settled {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        berth
+    })
+    .await;
+    let (raw, berth) = (median(raw), median(berth));
+    println!(
+        "deploy, write -> new version answers through Caddy: {} (median of {DEPLOYS}); raw create+start+first answer: {}; ratio {:.2}x",
+        ms(berth), ms(raw), berth.as_secs_f64() / raw.as_secs_f64()
+    );
+    let p_steady = p99(steady.clone());
+    for (what, samples) in [
+        ("berth deploys", during),
+        ("raw create+start of the same container", during_raw),
+    ] {
+        let p = p99(samples.clone());
+        println!(
+            "p99 through Caddy at 16 connections during {what}: {} ({} requests) vs steady {} ({} requests); ratio {:.2}x",
+            ms(p), samples.len(), ms(p_steady), steady.len(),
+            p.as_secs_f64() / p_steady.as_secs_f64()
+        );
+    }
+    if std::env::var("BENCH_LOG").is_ok() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(root.join("serve.log")).unwrap_or_default()
+        );
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker rm -f $(docker ps -aq --filter label=paas.instance={instance}) >/dev/null 2>&1; docker network prune -f --filter label=paas.instance={instance} >/dev/null 2>&1"))
+        .status();
+}
