@@ -151,9 +151,10 @@ impl Reconciler {
         desired: Arc<DesiredState>,
         observed: Arc<Vec<Observed>>,
         listed: std::time::Instant,
+        verify: bool,
     ) -> Option<Result<u64, ProxyError>> {
         let front = self.exec.front()?;
-        Some(front.sync(desired, observed, listed).await)
+        Some(front.sync(desired, observed, listed, verify).await)
     }
 
     /// [`sync_proxy`](Self::sync_proxy) for `apply`: a failure is logged; apps still converge.
@@ -163,7 +164,8 @@ impl Reconciler {
         observed: Vec<Observed>,
         listed: std::time::Instant,
     ) {
-        if let Some(Err(e)) = self.sync_proxy(desired, Arc::new(observed), listed).await {
+        let synced = self.sync_proxy(desired, Arc::new(observed), listed, true);
+        if let Some(Err(e)) = synced.await {
             tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot bring Caddy in line");
         }
     }

@@ -210,7 +210,10 @@ impl ServeLoop {
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
-        self.sync_proxy(Arc::new(desired), Arc::new(observed), started)
+        // Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
+        // edit); other passes write only when the render changed.
+        let verify = why.contains(Trigger::Resync) || why.contains(Trigger::Start);
+        self.sync_proxy(Arc::new(desired), Arc::new(observed), started, verify)
             .await;
         next
     }
@@ -266,8 +269,13 @@ impl ServeLoop {
         desired: Arc<DesiredState>,
         observed: Arc<Vec<Observed>>,
         listed: Instant,
+        verify: bool,
     ) {
-        match self.pass.sync_proxy(desired, observed, listed).await {
+        match self
+            .pass
+            .sync_proxy(desired, observed, listed, verify)
+            .await
+        {
             None => {}
             Some(Ok(writes)) => {
                 if writes > 0 {

@@ -14,7 +14,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -172,6 +172,23 @@ impl Engine {
             exit_code: state.exit_code,
             address: crate::runtime::observe::preferred_address(&networks),
         })
+    }
+
+    /// Resolves when the container is not running (at once if it is not), with its exit code.
+    pub(in crate::runtime) async fn exited(&self, id: &str) -> Result<Option<i64>, EngineError> {
+        let opts = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let mut stream = self.docker.wait_container(id, Some(opts));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(Some(r.status_code)),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                Ok(Some(code))
+            }
+            Some(Err(e)) => Err(fail(format!("wait for {id}"))(e)),
+            None => Ok(None),
+        }
     }
 
     /// Renames a container (a rollout's new one, settling under the app's name).

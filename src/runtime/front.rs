@@ -17,7 +17,7 @@ use crate::model::desired::DesiredState;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::model::proxy::ProxyConfig;
-use crate::reconcile::routes::{names, render, Pins};
+use crate::reconcile::routes::{names, render, Pins, Rendered};
 use crate::runtime::caddy::{Caddy, ProxyError};
 
 /// The latest pass's inputs.
@@ -33,6 +33,10 @@ pub struct Front {
     /// Apps switched by a rollout, to the upstream they were switched to, and when the
     /// rollout let go.
     pins: Mutex<BTreeMap<AppKey, Pin>>,
+    /// What Caddy last accepted: a render equal to it is not even read back, except when a
+    /// sync asks to verify (the resync tick), which is when a restarted Caddy or a hand edit
+    /// is found.
+    applied: Mutex<Option<Rendered>>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +56,7 @@ impl Front {
             instance: config.instance.clone(),
             last: Default::default(),
             pins: Default::default(),
+            applied: Default::default(),
         })
     }
 
@@ -61,12 +66,14 @@ impl Front {
     }
 
     /// Brings Caddy in line with a pass whose engine list began at `listed`; returns the
-    /// writes made (none when it matched).
+    /// writes made (none when it matched). With `verify`, Caddy's copy is read back even when
+    /// the render is what Caddy last accepted.
     pub async fn sync(
         &self,
         desired: Arc<DesiredState>,
         observed: Arc<Vec<Observed>>,
         listed: Instant,
+        verify: bool,
     ) -> Result<u64, ProxyError> {
         let mut last = self.last.lock().await;
         self.pins
@@ -74,7 +81,7 @@ impl Front {
             .expect("pins")
             .retain(|_, p| p.released.is_none_or(|at| at > listed));
         *last = Some((desired, observed));
-        self.write(last.as_ref().expect("just set")).await
+        self.write(last.as_ref().expect("just set"), verify).await
     }
 
     /// Sends `key`'s traffic to `dial` (`address:port`) from now until [`release`]
@@ -89,7 +96,7 @@ impl Front {
             released: None,
         };
         self.pins.lock().expect("pins").insert(key.clone(), pin);
-        self.write(snapshot).await
+        self.write(snapshot, false).await
     }
 
     /// The rollout of `key` is over (its old container is gone): the pin goes with the first
@@ -106,17 +113,36 @@ impl Front {
         let last = self.last.lock().await;
         self.pins.lock().expect("pins").remove(key);
         match last.as_ref() {
-            Some(snapshot) => self.write(snapshot).await,
+            Some(snapshot) => self.write(snapshot, false).await,
             None => Ok(0),
         }
     }
 
-    async fn write(&self, (desired, observed): &Snapshot) -> Result<u64, ProxyError> {
+    /// Whether `rendered` is what Caddy last accepted and no read-back is asked for. If not,
+    /// what Caddy holds is unknown until it answers: a sync cut short leaves the next one to
+    /// read back.
+    fn unchanged(&self, rendered: &Rendered, verify: bool) -> bool {
+        let mut applied = self.applied.lock().expect("applied");
+        if !verify && applied.as_ref() == Some(rendered) {
+            return true;
+        }
+        *applied = None;
+        false
+    }
+
+    async fn write(&self, (desired, observed): &Snapshot, verify: bool) -> Result<u64, ProxyError> {
         let pins: Pins = (self.pins.lock().expect("pins").iter())
             .map(|(k, p)| (k.clone(), p.dial.clone()))
             .collect();
         let rendered = render(&self.instance, &self.proxy, desired, observed, &pins);
+        if self.unchanged(&rendered, verify) {
+            return Ok(0);
+        }
         let (main, redirect, tls_id) = names(&self.instance);
-        self.caddy.sync(&rendered, &tls_id, &[main, redirect]).await
+        let result = self.caddy.sync(&rendered, &tls_id, &[main, redirect]).await;
+        if result.is_ok() {
+            *self.applied.lock().expect("applied") = Some(rendered);
+        }
+        result
     }
 }

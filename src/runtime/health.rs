@@ -57,12 +57,25 @@ impl Gate {
 }
 
 /// Waits until container `id` passes `gate` on `port`; returns the `address:port` it answered
-/// on, for the proxy to dial.
+/// on, for the proxy to dial. Docker reports an exit the moment it happens (one long-polled
+/// wait), so a container that dies fails the gate at once without an inspect per probe.
 pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<String, GateError> {
+    let dial = running_address(engine, id, port).await?;
     let check = match gate {
         Gate::Http(c) | Gate::Tcp(c) => c,
-        Gate::Running => return running_address(engine, id, port).await,
+        Gate::Running => return Ok(dial),
     };
+    tokio::select! {
+        code = engine.exited(id) => {
+            let code = code?.map_or("?".into(), |c| c.to_string());
+            Err(GateError::Unhealthy(format!("exited with code {code}")))
+        }
+        healthy = probe(&dial, gate, check, port) => healthy.map(|()| dial),
+    }
+}
+
+/// Probes `dial` until it passes or `check.timeout` is over.
+async fn probe(dial: &str, gate: &Gate, check: &HealthCheck, port: u16) -> Result<(), GateError> {
     let deadline = Instant::now() + check.timeout;
     // Most apps answer within a second of their start: probes come every FIRST_PAUSE for
     // that second, then every `interval`, so a deploy does not wait out a whole interval.
@@ -72,15 +85,14 @@ pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<S
             true => check.interval.min(FIRST_PAUSE),
             false => check.interval,
         };
-        let dial = running_address(engine, id, port).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         let wait = check.interval.max(Duration::from_secs(1)).min(left);
         let answer = match gate {
-            Gate::Http(c) => tokio::time::timeout(wait, get(&dial, &c.path)).await,
-            _ => tokio::time::timeout(wait, connect(&dial)).await,
+            Gate::Http(c) => tokio::time::timeout(wait, get(dial, &c.path)).await,
+            _ => tokio::time::timeout(wait, connect(dial)).await,
         };
         let last = match answer {
-            Ok(Ok(())) => return Ok(dial),
+            Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e,
             Err(_) => format!("no answer within {wait:?}"),
         };
