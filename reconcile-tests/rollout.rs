@@ -256,6 +256,9 @@ async fn a_version_that_fails_its_check_or_exits_is_rolled_back_and_not_retried(
     root.write_manifest("alice", "shop", &shop(2, unhealthy, ""));
     let shown = wait_rollout_failed(&root, "404").await;
     assert!(shown.contains("GET /missing"), "{shown}");
+    let plan = root.berth(&["plan"]).await;
+    plan.expect_contains("rollout-failed")
+        .expect_contains("edit the manifest or deploy");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let rolled_back = serve.log().matches("rollout: rolled back").count();
     assert_eq!(

@@ -2,12 +2,16 @@
 //! `berth serve` runs (redb lets one process hold the database), otherwise on the database
 //! directly. Both paths print the same thing.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use hyper::Method;
 use serde_json::{json, Value};
 
 use crate::cli::client::{error_message, request};
 use crate::model::config::Config;
+use crate::model::names::AppKey;
+use crate::reconcile::plan::Refusal;
 use crate::store::{Role, Store};
 
 /// What a command prints and how it exits.
@@ -45,6 +49,27 @@ async fn daemon(
                 Err(error_message(status, &v))
             }
         }))
+}
+
+/// The rollouts refused on record: the running daemon's, else the last saved status's. None
+/// known (no daemon, no database) is an empty set.
+pub async fn refusals(config: &Config) -> anyhow::Result<BTreeMap<AppKey, Refusal>> {
+    match daemon(config, Method::GET, "/apps", None).await? {
+        Some(Ok(v)) => Ok(v["apps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                let key = AppKey::new(a["userid"].as_str()?, a["appname"].as_str()?).ok()?;
+                let hash = a["refused_hash"].as_str()?;
+                let shown = a["last_error"].as_str().unwrap_or_default();
+                Some((key, Refusal::from_shown(hash, shown)))
+            })
+            .collect()),
+        Some(Err(e)) => anyhow::bail!("asking the daemon for refused rollouts: {e}"),
+        None if config.database.exists() => Ok(open(config)?.refusals()?),
+        None => Ok(BTreeMap::new()),
+    }
 }
 
 fn open(config: &Config) -> anyhow::Result<Store> {

@@ -16,11 +16,16 @@ async fn reconciler(config: Config) -> anyhow::Result<Reconciler> {
     let engine = Engine::connect(&config.instance)
         .await
         .context("connecting to the Docker engine")?;
+    // Without them a refused spec would be planned (and applied) again: worth a warning,
+    // not worth failing a plan over.
+    let refused = crate::cli::admin::refusals(&config)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("warning: cannot read refused rollouts ({e:#}); they are planned again");
+            Default::default()
+        });
     let config = std::sync::Arc::new(config);
-    Ok(Reconciler::new(
-        config.clone(),
-        Executor::new(config, engine),
-    ))
+    Ok(Reconciler::new(config.clone(), Executor::new(config, engine)).with_refusals(refused))
 }
 
 fn print_problems(problems: &[String]) {

@@ -2,6 +2,7 @@
 //! `apply`) execute every change, `max_parallel` apps at a time. `berth plan`, `berth apply`
 //! and the serve loop all start here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -11,7 +12,7 @@ use crate::model::config::Config;
 use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::reconcile::plan::{plan, Plan, PlanOptions};
+use crate::reconcile::plan::{plan, Plan, PlanOptions, Refusal};
 use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::EngineError;
 use crate::runtime::executor::{ActionError, Executor};
@@ -58,6 +59,8 @@ pub struct Reconciler {
     pub(crate) state_lock: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Who had each host port and domain after the last pass (`model::claims`).
     owners: std::sync::Mutex<Owners>,
+    /// See [`with_refusals`](Self::with_refusals); the serve loop keeps its own.
+    refused: BTreeMap<AppKey, Refusal>,
 }
 
 impl Reconciler {
@@ -68,6 +71,7 @@ impl Reconciler {
             exec: Arc::new(exec),
             state_lock: None,
             owners: Default::default(),
+            refused: BTreeMap::new(),
         }
     }
 
@@ -100,11 +104,18 @@ impl Reconciler {
         Ok((desired, p))
     }
 
-    pub(crate) fn options(&self, allow_mass_prune: bool) -> PlanOptions<'static> {
+    /// Rollouts refused on record (`berth plan` and `apply` ask the daemon or the database):
+    /// they are shown and not tried again.
+    pub fn with_refusals(mut self, refused: BTreeMap<AppKey, Refusal>) -> Reconciler {
+        self.refused = refused;
+        self
+    }
+
+    pub(crate) fn options(&self, allow_mass_prune: bool) -> PlanOptions<'_> {
         PlanOptions {
             allow_mass_prune,
             prune_guard: self.config.prune_guard,
-            refused: None,
+            refused: Some(&self.refused),
         }
     }
 
