@@ -243,3 +243,27 @@ async fn a_held_mass_removal_is_released_by_a_confirmed_call() {
     }
     r.root.wait_gone("alice", "a6", T).await;
 }
+
+#[tokio::test]
+async fn deletes_asked_through_the_api_are_carried_out_not_held_by_the_guard() {
+    let r = ApiRoot::start("apidelete4", &[]).await;
+    let api = &r.api;
+    let apps = ["d1", "d2", "d3", "d4"];
+    for app in apps {
+        r.root.write_manifest("alice", app, crate::support::MINIMAL);
+    }
+    for app in apps {
+        r.root.wait_running("alice", app, T).await;
+    }
+    // Four of four running apps: past the guard's rule were the files emptied by hand.
+    for app in apps {
+        api.delete(&format!("/apps/alice/{app}"), &r.alice)
+            .await
+            .expect(200);
+    }
+    for app in apps {
+        r.root.wait_gone("alice", app, T).await;
+    }
+    let listed = api.get("/apps", &r.admin).await.text;
+    assert!(!listed.contains("prune-blocked"), "{listed}");
+}

@@ -40,7 +40,7 @@ const RULES: &[(&str, &[&str])] = &[
             "error_chain",
             "api",
             "runtime::reader",
-            "runtime::purges",
+            "runtime::removals",
         ],
     ),
     (

@@ -311,10 +311,9 @@ async fn remove(
                 }
             }
             held.delete(&k).await?;
-            // Asked before the loop is woken, so the pass that removes the container sees it.
-            if purge {
-                s.purges.request(&k);
-            }
+            // Asked before the loop is woken, so the pass that removes the container sees it
+            // (and lets it past the mass-removal guard: this one was asked for).
+            s.removals.request(&k, purge);
             let k2 = k.clone();
             // The file is gone whatever happens here: a failure is logged, not returned, so
             // the delete is still committed.

@@ -46,8 +46,8 @@ use crate::model::names::AppKey;
 use crate::reconcile::loop_state::PruneRelease;
 use crate::reconcile::status::StatusBoard;
 use crate::reconcile::trigger::Wake;
-use crate::runtime::purges::PurgeRequests;
 use crate::runtime::reader::ContainerReader;
+use crate::runtime::removals::RemovalRequests;
 use crate::state::files::ManifestFiles;
 use crate::state::git::GitSync;
 use crate::state::history::History;
@@ -72,7 +72,7 @@ pub struct AppState {
     /// The engine's container list (cached) and logs: reads only.
     pub containers: ContainerReader,
     /// Where a confirmed purge is recorded for the pass that removes the app.
-    pub purges: Arc<PurgeRequests>,
+    pub removals: Arc<RemovalRequests>,
     /// Wakes the reconcile loop (a released mass removal; writes wake it themselves).
     pub wake: Wake,
     /// Counters for `/metrics`.

@@ -116,6 +116,7 @@ impl Reconciler {
             allow_mass_prune,
             prune_guard: self.config.prune_guard,
             refused: Some(&self.refused),
+            asked: None,
         }
     }
 

@@ -225,7 +225,7 @@ fn api_state(shared: &Shared, serve_loop: &ServeLoop, engine: Engine) -> AppStat
         writer: Arc::new(writer),
         board: serve_loop.status.clone(),
         containers: ContainerReader::new(engine),
-        purges: serve_loop.executor().purges().clone(),
+        removals: serve_loop.executor().removals().clone(),
         wake: shared.wake.clone(),
         metrics: shared.metrics.clone(),
         limiter: Default::default(),

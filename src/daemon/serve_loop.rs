@@ -1,7 +1,7 @@
 //! The serve loop: runs passes whenever something may have changed, level-triggered. Each
 //! pass reads desired and observed state, plans, and hands the plan to
 //! [`LoopState`](crate::reconcile::loop_state::LoopState), whose decisions this carries out:
-//! spawn the changes it picked, settle purges, record revisions, publish the status board.
+//! spawn the changes it picked, settle removals, record revisions, publish the status board.
 //! Then it waits for a trigger (gathered for [`DEBOUNCE`]), a finished change, a backoff
 //! deadline or the resync tick.
 //!
@@ -197,7 +197,7 @@ impl ServeLoop {
             let app = valid_app(&desired, &change.key).cloned();
             inflight.spawn(run_change(self.pass.exec.clone(), change, app));
         }
-        self.settle_purges(state, started, &desired, &observed, &plan);
+        self.settle_removals(state, started, &desired, &observed, &plan);
         self.record_revisions(number, started, &desired);
         state.forget_gone(&desired, &observed);
         let board = state.status(
@@ -222,8 +222,10 @@ impl ServeLoop {
     /// once when the set of held removals changes.
     fn plan(&self, state: &mut LoopState, desired: &DesiredState, observed: &[Observed]) -> Plan {
         let refused = Some(state.refused().clone());
+        let asked = self.pass.exec.removals().asked();
         let options = |allow| PlanOptions {
             refused: refused.as_ref(),
+            asked: Some(&asked),
             ..self.pass.options(allow)
         };
         let mut p = plan(desired, observed, options(false));
@@ -244,7 +246,7 @@ impl ServeLoop {
         p
     }
 
-    fn settle_purges(
+    fn settle_removals(
         &self,
         state: &LoopState,
         scanned_at: Instant,
@@ -253,11 +255,11 @@ impl ServeLoop {
         plan: &Plan,
     ) {
         let exec = &self.pass.exec;
-        let pending = exec.purges().pending();
-        for (key, step) in state.settle_purges(&pending, scanned_at, desired, observed, plan) {
+        let pending = exec.removals().pending();
+        for (key, step) in state.settle_removals(&pending, scanned_at, desired, observed, plan) {
             match step {
-                PurgeStep::Cancel => exec.purges().cancel(&key),
-                PurgeStep::Finish => exec.finish_purge(&key),
+                PurgeStep::Finish if exec.removals().wants_purge(&key) => exec.finish_purge(&key),
+                PurgeStep::Cancel | PurgeStep::Finish => exec.removals().cancel(&key),
             }
         }
     }

@@ -262,7 +262,7 @@ impl LoopState {
     /// is cancelled, so it can never fire on a later delete of a new app with that name; one
     /// whose app has nothing left to remove (no container, no planned or running change, its
     /// user not frozen) is finished here, since no removal will run for it.
-    pub fn settle_purges(
+    pub fn settle_removals(
         &self,
         pending: &[(AppKey, Instant)],
         scanned_at: Instant,

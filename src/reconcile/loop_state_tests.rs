@@ -238,7 +238,7 @@ fn purges_are_settled_only_by_a_scan_that_began_after_the_request() {
         (key("alice/done"), t0),
         (key("alice/late"), t0 + secs(5)),
     ];
-    let steps = st.settle_purges(&pending, t0 + secs(1), &d, &obs, &p);
+    let steps = st.settle_removals(&pending, t0 + secs(1), &d, &obs, &p);
     assert_eq!(
         steps,
         [
@@ -257,16 +257,16 @@ fn a_purge_waits_while_its_removal_is_planned_or_running_or_its_user_is_frozen()
     d.frozen_users.insert("bob".into(), "unreadable".into());
     let later = t0 + secs(1);
     assert!(st
-        .settle_purges(&pending, later, &d, &[], &removal)
+        .settle_removals(&pending, later, &d, &[], &removal)
         .is_empty());
     st.schedule(&removal, t0);
     assert!(
-        st.settle_purges(&pending, later, &d, &[], &plan_of(vec![]))
+        st.settle_removals(&pending, later, &d, &[], &plan_of(vec![]))
             .is_empty(),
         "busy"
     );
     st.finished(&removal.changes[0], Ok(()), t0);
-    let steps = st.settle_purges(&pending, later, &d, &[], &plan_of(vec![]));
+    let steps = st.settle_removals(&pending, later, &d, &[], &plan_of(vec![]));
     assert_eq!(steps, [(key("alice/x"), PurgeStep::Finish)]);
 }
 

@@ -216,6 +216,9 @@ pub struct PlanOptions<'a> {
     pub prune_guard: Option<usize>,
     /// Spec hashes whose rollout failed, by app: not tried again.
     pub refused: Option<&'a BTreeMap<AppKey, Refusal>>,
+    /// Apps whose manifest was deleted on request (the API): their removal is neither held
+    /// nor counted by the guard.
+    pub asked: Option<&'a BTreeSet<AppKey>>,
 }
 
 /// The guard (SPEC §5): by default more than 3 removals and more than half the running apps.
@@ -275,12 +278,16 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
             }),
         }
     }
-    if !opts.allow_mass_prune && prune_is_blocked(removals.len(), running_apps, opts.prune_guard) {
-        out.prune_blocked = removals.into_iter().map(|c| c.key).collect();
+    let (asked, guarded): (Vec<AppChange>, Vec<AppChange>) = removals
+        .into_iter()
+        .partition(|c| opts.asked.is_some_and(|a| a.contains(&c.key)));
+    out.changes.extend(asked);
+    if !opts.allow_mass_prune && prune_is_blocked(guarded.len(), running_apps, opts.prune_guard) {
+        out.prune_blocked = guarded.into_iter().map(|c| c.key).collect();
     } else {
-        out.changes.extend(removals);
-        out.changes.sort_by(|a, b| a.key.cmp(&b.key));
+        out.changes.extend(guarded);
     }
+    out.changes.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
 

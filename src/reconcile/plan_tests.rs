@@ -343,3 +343,50 @@ fn a_refused_spec_is_not_tried_again_until_the_manifest_changes() {
         "a new spec rolls"
     );
 }
+
+#[test]
+fn removals_asked_through_the_api_are_neither_held_nor_counted_by_the_guard() {
+    let d = desired(vec![]);
+    let obs: Vec<Observed> = ["alice/a", "alice/b", "alice/c", "alice/d", "alice/e"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| container(k, &i.to_string(), "h", ContainerState::Running))
+        .collect();
+    let everything = plan(&d, &obs, PlanOptions::default());
+    assert_eq!(
+        everything.prune_blocked.len(),
+        5,
+        "five vanished manifests are held"
+    );
+    let asked: BTreeSet<AppKey> = ["alice/a", "alice/b", "alice/c"].map(key).into();
+    let opts = PlanOptions {
+        asked: Some(&asked),
+        ..Default::default()
+    };
+    let p = plan(&d, &obs, opts);
+    let removed: Vec<String> = p.changes.iter().map(|c| c.key.to_string()).collect();
+    assert_eq!(
+        removed,
+        ["alice/a", "alice/b", "alice/c", "alice/d", "alice/e"],
+        "two unasked are under the guard's limit"
+    );
+    let all: BTreeSet<AppKey> = obs.iter().map(|o| o.key.clone()).collect();
+    let mut obs9 = obs.clone();
+    for k in ["bob/f", "bob/g", "bob/h", "bob/i", "bob/j", "bob/k"] {
+        obs9.push(container(k, k, "h", ContainerState::Running));
+    }
+    let p = plan(
+        &d,
+        &obs9,
+        PlanOptions {
+            asked: Some(&all),
+            ..Default::default()
+        },
+    );
+    assert_eq!(p.changes.len(), 5, "the asked ones go");
+    assert_eq!(
+        p.prune_blocked.len(),
+        6,
+        "the six vanished without asking are held"
+    );
+}

@@ -17,7 +17,7 @@ use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::{Engine, EngineError};
 use crate::runtime::front::Front;
 use crate::runtime::hooks::{HookEnv, HookError, HookRunner};
-use crate::runtime::purges::PurgeRequests;
+use crate::runtime::removals::RemovalRequests;
 
 /// Why an app's change failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,7 @@ pub struct Executor {
     hooks: HookRunner,
     /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
     /// berth then removes the workspace itself.
-    purges: Arc<PurgeRequests>,
+    removals: Arc<RemovalRequests>,
     /// The front door (`[proxy]`): rollouts switch routes through it.
     front: Option<Arc<Front>>,
 }
@@ -78,7 +78,7 @@ impl Executor {
             config,
             engine,
             hooks,
-            purges: Arc::default(),
+            removals: Arc::default(),
             front,
         }
     }
@@ -93,8 +93,8 @@ impl Executor {
     }
 
     /// The purge requests this executor honours (the API records them).
-    pub fn purges(&self) -> &Arc<PurgeRequests> {
-        &self.purges
+    pub fn removals(&self) -> &Arc<RemovalRequests> {
+        &self.removals
     }
 
     /// Removes `key`'s workspace and clears its purge request. The path is built from
@@ -102,7 +102,7 @@ impl Executor {
     pub fn finish_purge(&self, key: &AppKey) {
         if let Err(e) = self.check_workspace(key) {
             warn!(app = %key, cause = %e, "not purging through a link");
-            self.purges.cancel(key);
+            self.removals.cancel(key);
             return;
         }
         let dir = self.workspace(key);
@@ -111,7 +111,7 @@ impl Executor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => warn!(app = %key, dir = %dir.display(), cause = %e, "cannot purge workspace"),
         }
-        self.purges.cancel(key);
+        self.removals.cancel(key);
     }
 
     /// Refuses a user directory or workspace under `apps/` that is a symlink or not a
@@ -213,9 +213,9 @@ impl Executor {
         let linked = self.check_workspace(key).err();
         if let Some(e) = &linked {
             warn!(app = %key, cause = %e, "removing without pre-delete hook or purge");
-            self.purges.cancel(key);
+            self.removals.cancel(key);
         }
-        let purge = self.purges.is_requested(key);
+        let purge = self.removals.wants_purge(key);
         match template
             .filter(|_| linked.is_none())
             .map(|id| Template::load(&self.config, id))

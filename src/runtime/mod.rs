@@ -5,7 +5,7 @@
 //! `pub(in crate::runtime)`: outside this folder only the [`Executor`](executor::Executor) can
 //! change a container, and what the rest of berth may hold is read-only
 //! ([`ContainerReader`](reader::ContainerReader)) or a purge request
-//! ([`PurgeRequests`](purges::PurgeRequests)).
+//! ([`RemovalRequests`](removals::RemovalRequests)).
 //! **Must not know about** scheduling (the daemon decides what runs when), HTTP, git or the
 //! database. Depends on `model` and on `reconcile`'s plan types.
 
@@ -16,6 +16,6 @@ pub mod front;
 pub mod health;
 pub mod hooks;
 pub mod observe;
-pub mod purges;
 pub mod reader;
+pub mod removals;
 pub mod rollout;
