@@ -188,3 +188,26 @@ async fn serve_exits_cleanly_on_sigterm() {
     );
     println!("serve: exited {status} {:?} after SIGTERM", t.elapsed());
 }
+
+#[tokio::test]
+async fn what_a_killed_write_left_is_cleaned_at_start() {
+    let root = crate::support::TestRoot::new("leftovers").await;
+    root.write_manifest("alice", "web", crate::support::MINIMAL);
+    let temp = root
+        .manifest_path("alice", "web")
+        .with_file_name(".web.toml.3f9a.tmp");
+    std::fs::write(&temp, "template = \"bb-v1\"\n[env]\nHALF = \"wr").unwrap();
+    let empty = root
+        .manifest_path("bob", "x")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut serve = crate::support::Serve::start(&root);
+    root.wait_running("alice", "web", std::time::Duration::from_secs(30))
+        .await;
+    assert!(!temp.exists(), "the temp file of a cut write is left");
+    assert!(!empty.exists(), "an empty user directory is left");
+    assert!(root.manifest_path("alice", "web").exists());
+    serve.assert_alive();
+}

@@ -153,6 +153,15 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
     ] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // Nothing writes yet: what a killed write left behind can only be a leftover.
+    let cleaned = crate::state::leftovers::clean(&config.apps_state_dir());
+    if cleaned != Default::default() {
+        info!(
+            temp_files = cleaned.temp_files,
+            empty_dirs = cleaned.empty_dirs,
+            "removed what cut writes left under state/apps"
+        );
+    }
     let tightened = crate::state::modes::tighten(&config.apps_state_dir());
     if tightened != Default::default() {
         info!(

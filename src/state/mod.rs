@@ -12,6 +12,7 @@ pub mod admission;
 pub mod files;
 pub mod git;
 pub mod history;
+pub mod leftovers;
 pub mod modes;
 pub mod scan;
 pub mod writer;

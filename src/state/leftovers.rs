@@ -1,0 +1,97 @@
+//! What a cut write leaves under `state/apps`, cleaned at start (before anything writes): the
+//! temp file of a manifest write killed between its create and its rename
+//! (`.<appname>.toml.<id>.tmp`), and a user directory left empty (made for a create that then
+//! failed). Nothing else is touched: a file that is not exactly berth's temp name stays, and
+//! links are never followed.
+
+use std::path::Path;
+
+/// What one [`clean`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Temp files of cut writes.
+    pub temp_files: usize,
+    /// Empty user directories.
+    pub empty_dirs: usize,
+}
+
+/// Whether `name` is the temp file of a manifest write (`state::files`).
+fn is_write_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    matches!(rest.rsplit_once(".toml."), Some((app, id)) if !app.is_empty() && !id.is_empty() && !id.contains('/'))
+}
+
+/// Removes the leftovers of cut writes in each user directory of `apps_state_dir`.
+pub fn clean(apps_state_dir: &Path) -> Cleaned {
+    let mut done = Cleaned::default();
+    let Ok(users) = std::fs::read_dir(apps_state_dir) else {
+        return done;
+    };
+    for user in users.flatten() {
+        // A link is not followed, a file is not a user directory.
+        if !user.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = user.path();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let temp = name.to_str().is_some_and(is_write_temp);
+            let file = entry.file_type().is_ok_and(|t| t.is_file());
+            if temp && file && std::fs::remove_file(entry.path()).is_ok() {
+                done.temp_files += 1;
+            }
+        }
+        // Fails (and keeps it) unless it is empty.
+        if std::fs::remove_dir(&dir).is_ok() {
+            done.empty_dirs += 1;
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_berths_temp_files_and_empty_user_directories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let apps = dir.path();
+        let alice = apps.join("alice");
+        std::fs::create_dir_all(alice.join("web")).unwrap();
+        for f in [
+            ".web.toml.1a2b.tmp",
+            "web.toml",
+            ".web.toml.swp",
+            "notes.tmp",
+            ".x.tmp",
+        ] {
+            std::fs::write(alice.join(f), "x").unwrap();
+        }
+        std::fs::create_dir(apps.join("bob")).unwrap();
+        std::fs::write(apps.join("carol"), "a file, not a user").unwrap();
+        std::fs::create_dir(apps.join("dave")).unwrap();
+        std::fs::write(apps.join("dave/.api.toml.9.tmp"), "cut").unwrap();
+        let done = clean(apps);
+        assert_eq!(
+            done,
+            Cleaned {
+                temp_files: 2,
+                empty_dirs: 2
+            }
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&alice)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [".web.toml.swp", ".x.tmp", "notes.tmp", "web", "web.toml"]
+        );
+        assert!(!apps.join("bob").exists() && !apps.join("dave").exists());
+        assert!(apps.join("carol").is_file());
+    }
+}
