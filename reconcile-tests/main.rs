@@ -4,6 +4,7 @@
 //! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
 //! - `guard.rs`: the mass-removal guard, instance isolation, quotas;
+//! - `faults.rs`: faults staged for one berth (an engine outage through a cuttable relay);
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
@@ -29,6 +30,7 @@ mod api_hostile;
 mod apply;
 mod examples;
 mod failures;
+mod faults;
 mod git;
 mod guard;
 mod history;

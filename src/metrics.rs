@@ -80,6 +80,10 @@ pub struct Metrics {
     proxy_errors: Counter,
     /// berth_git_diverged: 1 while local and remote have diverged.
     git_diverged: Gauge,
+    /// berth_engine_up: 1 when the last pass could list containers, 0 when Docker failed it.
+    engine_up: Gauge,
+    /// berth_reconcile_failures_total: passes that could not run (engine or state unreadable).
+    pass_failures: Counter,
     /// berth_rollouts_total{strategy,result}.
     rollouts: Family<RolloutLabels, Counter>,
     /// berth_rollout_duration_seconds{strategy}: hook to settled (or rolled back).
@@ -115,6 +119,10 @@ fn reg<M: prometheus_client::registry::Metric + Clone>(
 
 const TRIGGERS_HELP: &str =
     "Reconcile passes by what caused them (a pass with several causes counts under each)";
+const ENGINE_UP_HELP: &str =
+    "1 when the last reconcile pass could list containers, 0 when the Docker engine failed it";
+const FAILURES_HELP: &str =
+    "Reconcile passes that could not run (the engine or the state directory could not be read)";
 const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
 
 impl Default for Metrics {
@@ -134,6 +142,13 @@ impl Default for Metrics {
                 Family::default(),
             ),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
+            engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
+            pass_failures: reg(
+                &mut r,
+                "reconcile_failures",
+                FAILURES_HELP,
+                Counter::default(),
+            ),
             apps: reg(&mut r, "apps", "Apps by phase", Family::default()),
             passes: reg(&mut r, "reconcile_passes", "Passes run", Counter::default()),
             pass_triggers: reg(
@@ -183,6 +198,21 @@ impl Metrics {
             self.pass_triggers.get_or_create(&labels).inc();
         }
         self.pass_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A pass could (or could not) ask the engine; `None` when it failed before asking.
+    pub fn pass_outcome(&self, engine_answered: Option<bool>) {
+        if engine_answered != Some(true) {
+            self.pass_failures.inc();
+        }
+        if let Some(up) = engine_answered {
+            self.engine_up.set(i64::from(up));
+        }
+    }
+
+    /// Whether the last pass that asked the engine got an answer.
+    pub fn engine_is_up(&self) -> bool {
+        self.engine_up.get() == 1
     }
 
     /// One Caddy sync: how many writes it made, or that it failed.

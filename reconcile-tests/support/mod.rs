@@ -10,6 +10,7 @@ pub mod caddy;
 pub mod docker;
 pub mod example;
 pub mod git;
+pub mod relay;
 pub mod serve;
 
 use std::ffi::OsString;

@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -21,9 +23,41 @@ const MAX_AUDIT_TAIL: usize = 1000;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/audit", get(audit))
         .route("/prune/release", post(release_prune))
+}
+
+/// Readiness with reasons: the engine answered the last pass, the database can be read, the
+/// state clone follows its remote (git mode). 503 when any check fails.
+async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let check = |ok: bool, why: &str| match ok {
+        true => json!({"ok": true}),
+        false => json!({"ok": false, "reason": why}),
+    };
+    let engine = check(
+        s.metrics.engine_is_up(),
+        "the last reconcile pass could not list containers (or none has run yet)",
+    );
+    let db_ok = s.db(|st| st.statuses().map(drop)).await.is_ok();
+    let mut checks = json!({
+        "engine": engine,
+        "database": check(db_ok, "the database cannot be read"),
+    });
+    if let Some(git) = &s.git {
+        let diverged = git.status().diverged;
+        let why = "the state clone and its remote have diverged";
+        checks["git"] = check(!diverged, why);
+    }
+    let ready = checks
+        .as_object()
+        .is_some_and(|c| c.values().all(|v| v["ok"] == true));
+    let status = match ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(json!({"ready": ready, "checks": checks})))
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::daemon::pass::{valid_app, Reconciler};
+use crate::daemon::pass::{valid_app, PassError, Reconciler};
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
 use crate::model::desired::{DesiredApp, DesiredState, PassSeen};
@@ -177,7 +177,7 @@ impl ServeLoop {
         if let Some(released) = self.prune_release.lock().expect("prune release").take() {
             state.confirm_release(released);
         }
-        let (desired, observed) = match self.pass.observe().await {
+        let (desired, observed) = match self.observe().await {
             Ok(found) => found,
             Err(e) => {
                 error!(cause = %chain(&e), "reconcile pass failed; retrying");
@@ -216,6 +216,18 @@ impl ServeLoop {
         self.sync_proxy(Arc::new(desired), Arc::new(observed), started, verify)
             .await;
         next
+    }
+
+    /// Reads desired and observed state, counting a pass that could not (and whether the
+    /// engine answered) for `/metrics` and `/readyz`.
+    async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
+        let observed = self.pass.observe().await;
+        self.metrics.pass_outcome(match &observed {
+            Ok(_) => Some(true),
+            Err(PassError::Engine(_)) => Some(false),
+            Err(PassError::Scan(_)) => None,
+        });
+        observed
     }
 
     /// Plans, lifting the guard when a confirmed release covers what it holds, and warns
