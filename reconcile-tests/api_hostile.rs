@@ -208,3 +208,32 @@ async fn hostile_names_bodies_and_headers_are_4xx_and_change_nothing() {
     );
     assert!(!r.serve.log().contains("panicked"), "{}", r.serve.log());
 }
+
+/// Sends only the head of a POST announcing a 10 MiB body, and returns what the server
+/// answers within 5 s without any of the body (nothing when it waits for the body).
+fn answer_without_body(base: &str, path: &str, extra: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n{extra}\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[tokio::test]
+async fn the_webhook_reads_no_body_of_a_request_it_refuses() {
+    let r = ApiRoot::start("hooknobody", &[]).await;
+    let base = r.api.base.clone();
+    let answer = tokio::task::spawn_blocking(move || answer_without_body(&base, "/hooks/git", ""))
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 404"),
+        "git mode is off: {answer:?}"
+    );
+}

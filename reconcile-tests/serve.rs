@@ -211,3 +211,35 @@ async fn what_a_killed_write_left_is_cleaned_at_start() {
     assert!(root.manifest_path("alice", "web").exists());
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let root = TestRoot::new("nofile").await;
+    let log = root.path().join("nofile.log");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" --root \"$1\" serve >\"$2\" 2>&1")
+        .arg(crate::support::BERTH)
+        .arg(root.path())
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", child.id());
+    let open_files = || -> Option<(String, String)> {
+        let text = std::fs::read_to_string(&limits).ok()?;
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut cols = line["Max open files".len()..].split_whitespace();
+        Some((cols.next()?.to_string(), cols.next()?.to_string()))
+    };
+    wait_until(Duration::from_secs(30), "serve to start", || async {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("berth serving"))
+    })
+    .await;
+    let (soft, hard) = open_files().expect("serve's limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, hard, "the soft limit stayed below the hard one");
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("raised the open-file limit"));
+}

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hmac::{Hmac, KeyInit, Mac};
@@ -23,11 +22,9 @@ const WEBHOOK_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        // Push payloads of big pushes are large; the signature needs the whole body.
-        .route(
-            "/hooks/git",
-            post(webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_BYTES)),
-        )
+        // Push payloads of big pushes are large (the signature needs the whole body): the
+        // handler reads up to WEBHOOK_BODY_BYTES itself, and only once the request may pass.
+        .route("/hooks/git", post(webhook))
         .route("/git", get(status))
 }
 
@@ -51,8 +48,7 @@ async fn webhook(
     State(s): State<Arc<AppState>>,
     Extension(actor): Extension<AuditActor>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Some(git) = &s.git else {
         return Err(ApiError::NotFound("git mode is off".into()));
@@ -65,18 +61,37 @@ async fn webhook(
     if let Some(retry_after) = s.limiter.blocked(ip, Instant::now()) {
         return Err(ApiError::TooManyRequests { retry_after });
     }
-    let header = headers
+    let header = request
+        .headers()
         .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok());
-    if !signature_ok(secret, &body, header) {
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // The body (up to 10 MiB) is read only for a request that may pass: git mode on, the
+    // webhook set, the caller not blocked, a signature to check.
+    let Some(header) = header.filter(|h| h.trim().starts_with("sha256=")) else {
         s.limiter.fail(ip, Instant::now());
-        return Err(ApiError::Unauthorized(
-            "missing or wrong X-Hub-Signature-256 (sha256=<hex HMAC-SHA256 of the body>)".into(),
-        ));
+        return Err(unsigned());
+    };
+    let body = axum::body::to_bytes(request.into_body(), WEBHOOK_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::PayloadTooLarge(format!(
+                "a webhook body is at most {WEBHOOK_BODY_BYTES} bytes"
+            ))
+        })?;
+    if !signature_ok(secret, &body, Some(&header)) {
+        s.limiter.fail(ip, Instant::now());
+        return Err(unsigned());
     }
     let _ = actor.0.set("webhook".into());
     git.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "pull": "started" }))))
+}
+
+fn unsigned() -> ApiError {
+    ApiError::Unauthorized(
+        "missing or wrong X-Hub-Signature-256 (sha256=<hex HMAC-SHA256 of the body>)".into(),
+    )
 }
 
 async fn status(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {

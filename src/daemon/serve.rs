@@ -58,6 +58,10 @@ struct Tasks {
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
+    let (from, to) = raise_descriptor_limit();
+    if to > from {
+        info!(from, to, "raised the open-file limit to its hard limit");
+    }
     // The database first: a daemon that cannot keep users and keys must not start.
     let store = Arc::new(Store::open(&config.database)?);
     let tcp = TcpListener::bind(config.listen)
@@ -266,6 +270,28 @@ async fn stop(tasks: Tasks) -> anyhow::Result<()> {
     tasks.main_loop.await.context("reconcile loop panicked")?;
     let _ = tasks.saver.await;
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one: every client connection is a
+/// descriptor, and the loop, the watcher and the database need theirs too (a service
+/// manager's usual 1 024 runs out under a few hundred slow clients). Returns (before, after).
+fn raise_descriptor_limit() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (0, 0);
+        }
+        let before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return (before, before);
+        }
+        (before, lim.rlim_cur)
+    }
 }
 
 /// Binds the unix socket with mode 0600: whoever can open it is an admin. A socket file left
