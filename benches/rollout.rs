@@ -217,13 +217,13 @@ async fn main() {
     let instance = format!("rbench{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let (admin, http) = (free_port(), free_port());
+    let (admin, http, api) = (free_port(), free_port(), free_port());
     let _caddy = start_caddy(root, admin);
     write(&root.join("berth.toml"), &format!(
         "instance = \"{instance}\"\nstop_timeout = \"1s\"\nlisten = \"127.0.0.1:{}\"\n\
          [policy]\ndomains = [\"*.example.test\"]\n\
          [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"200ms\"\n",
-        free_port(), free_port()));
+        api, free_port()));
     write(
         &root.join("templates/node-v1/template.toml"),
         &format!(
@@ -313,6 +313,21 @@ async fn main() {
             ms(p99(&first_try)),
             p99(&first_try).as_secs_f64() / p_steady.as_secs_f64(),
         );
+    }
+    // What berth did for it: passes by cause.
+    let metrics = client
+        .get(format!("http://127.0.0.1:{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("berth_reconcile_pass_triggers_total"))
+    {
+        println!("{line}");
     }
     if std::env::var("BENCH_LOG").is_ok() {
         eprintln!(
