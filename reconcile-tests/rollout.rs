@@ -389,3 +389,35 @@ async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_contai
     }
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn berth_killed_during_a_stop_first_check_keeps_the_old_container_and_checks_again() {
+    let root = rollout_root("rollkill1", "").await;
+    let port = free_port();
+    let app = |n: u32, extra: &str, env: &str| {
+        format!(
+            "template = \"roll-v1\"\nhost_port = {port}\n{extra}\n[env]\nNAME = \"v{n}\"\n{env}"
+        )
+    };
+    root.write_manifest("alice", "api", &app(1, "", ""));
+    let mut serve = Serve::start(&root);
+    let answers = |n: u32| async move { http_get(port).is_some_and(|b| version(&b) == Some(n)) };
+    wait_until(T, "v1 on the host port", || answers(1)).await;
+    // v2 boots slowly and then fails its check: berth is killed while it boots.
+    let failing = "[health]\npath = \"/missing\"\ntimeout = \"4s\"";
+    root.write_manifest("alice", "api", &app(2, failing, "SLOW = \"1\"\n"));
+    let next = format!("/{}_next", root.container_name("alice", "api"));
+    wait_until(T, "the new container to run", || async {
+        root.instance_containers().await.iter().any(|c| {
+            c.names.as_ref().is_some_and(|n| n.contains(&next))
+                && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        })
+    })
+    .await;
+    serve.kill();
+    let _serve = Serve::start(&root);
+    // The unchecked container is not kept: v2 is checked again, refused, and v1 serves.
+    wait_rollout_failed(&root, "404").await;
+    wait_until(T, "v1 back on the host port", || answers(1)).await;
+    assert_eq!(root.instance_containers().await.len(), 1);
+}

@@ -13,7 +13,8 @@ use crate::runtime::engine::Engine;
 use crate::state::git::GitSync;
 
 /// Any event on this instance's containers (a crash, a hand-made `docker rm`) triggers a
-/// pass, and a second one `SETTLE` after the last event of a burst: Docker 20.10's container
+/// pass (the loop skips one about apps whose own change is in flight: that change reports
+/// back when done), and a second one `SETTLE` after the last event of a burst: Docker 20.10's container
 /// list can still say `running` just after a `die` event, so the first pass may see stale
 /// state. The subscription is re-made after errors, with a pass each time since events may have
 /// been missed.
@@ -27,12 +28,12 @@ pub async fn forward_docker_events(engine: Engine, wake: Wake, shutdown: Cancell
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(follow_up) => {
-                    wake.wake(Trigger::DockerEvent);
+                    wake.docker_event(None);
                     follow_up = far();
                 }
                 ev = events.next() => match ev {
-                    Some(Ok(())) => {
-                        wake.wake(Trigger::DockerEvent);
+                    Some(Ok(app)) => {
+                        wake.docker_event(app);
                         follow_up = tokio::time::Instant::now() + SETTLE;
                     }
                     Some(Err(e)) => { warn!(cause = %e, "docker event stream broke; resubscribing"); break }
@@ -40,7 +41,7 @@ pub async fn forward_docker_events(engine: Engine, wake: Wake, shutdown: Cancell
                 }
             }
         }
-        wake.wake(Trigger::DockerEvent);
+        wake.docker_event(None);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

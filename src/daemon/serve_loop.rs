@@ -145,7 +145,8 @@ impl ServeLoop {
                 _ = wake.notified() => {
                     tokio::time::sleep(DEBOUNCE).await;
                     let reasons = wake.take();
-                    if !reasons.is_empty() {
+                    let apps = wake.take_event_apps();
+                    if !reasons.is_empty() && !state.only_busy_apps_moved(reasons, apps) {
                         return Some(reasons);
                     }
                 }
@@ -322,9 +323,14 @@ impl ServeLoop {
                 .rollout(strategy.as_str(), rollout_result(&done.result), done.took);
         }
         let result = done.result.as_ref().map(|_| ()).map_err(|e| match e {
-            ActionError::RolledBack { hash, reason } => Failure::RolledBack(Refusal {
+            ActionError::RolledBack {
+                hash,
+                health,
+                reason,
+            } => Failure::RolledBack(Refusal {
                 hash: hash.clone(),
                 reason: reason.clone(),
+                health: Some(health.clone()),
             }),
             other => Failure::Retry(chain(other)),
         });

@@ -48,17 +48,18 @@ impl Observed {
     }
 }
 
-/// One app's containers, the one to keep first: a running settled container (an
-/// unfinished rollout's old one, which is known to serve), then the one with the wanted
-/// `hash`, then a running one, then the newest. The planner keeps the first and removes the
-/// rest; the proxy routes to the first when it runs. So after a crash mid-rollout both agree:
-/// the old container serves and the half-made new one goes.
+/// One app's containers, the one to keep first: a container under the app's own name before
+/// a rollout's `_next` one (which has not been settled, so may not have passed its health
+/// check), then a running one, then the one with the wanted `hash`, then the newest. The
+/// planner keeps the first and removes the rest; the proxy routes to the first when it runs.
+/// So after a crash mid-rollout both agree: the old container is kept (started again if it
+/// was stopped for a stop-first rollout) and the half-made new one goes; a `_next` container
+/// alone has passed its check (the old one is removed only after that) and is settled.
 pub fn rank<'a>(mut mine: Vec<&'a Observed>, hash: Option<&str>) -> Vec<&'a Observed> {
     mine.sort_by(|a, b| {
         let score = |o: &Observed| {
-            let settled = o.is_running() && !o.next;
             let wanted = hash.is_some() && o.hash.as_deref() == hash;
-            (settled, wanted, o.is_running(), o.created)
+            (!o.next, o.is_running(), wanted, o.created)
         };
         score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
     });

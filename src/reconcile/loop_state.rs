@@ -19,6 +19,7 @@ use crate::model::observed::Observed;
 use crate::reconcile::backoff::Backoffs;
 use crate::reconcile::plan::{AppChange, Plan, Refusal};
 use crate::reconcile::status::{compute_status, AppStatus, Memory};
+use crate::reconcile::trigger::{Trigger, Triggers};
 
 /// The held removals a confirmed API call released, taken by the next pass.
 pub type PruneRelease = Arc<Mutex<Option<BTreeSet<AppKey>>>>;
@@ -124,12 +125,15 @@ impl LoopState {
         self.refused.insert(key, refusal);
     }
 
-    /// Forgets refusals whose manifest now asks for another spec (or is gone, or cannot be
-    /// read): an edit or a deploy is the signal to try again.
+    /// Forgets refusals whose manifest now asks for another spec or health check, or is
+    /// gone: an edit or a deploy is the signal to try again. A manifest held for a while
+    /// (frozen, over quota) keeps its refusal: nothing was asked of it yet.
     pub fn settle_refusals(&mut self, desired: &DesiredState) {
-        self.refused.retain(
-            |key, r| matches!(desired.apps.get(key), Some(Entry::Valid(app)) if app.hash == r.hash),
-        );
+        self.refused.retain(|key, r| match desired.apps.get(key) {
+            Some(Entry::Valid(app)) => r.refuses(&app.hash, app.health.as_ref()),
+            Some(_) => true,
+            None => desired.frozen_users.contains_key(&key.userid),
+        });
     }
 
     /// Takes a newly confirmed release of held removals (replacing an earlier one).
@@ -153,6 +157,15 @@ impl LoopState {
         }
         self.released = None;
         Release::Stale
+    }
+
+    /// Whether `reasons` are only Docker events about apps whose change is in flight: the
+    /// change's own steps, which it reports when done, so no pass is needed for them.
+    /// `apps` is `None` when some event was about no known app.
+    pub fn only_busy_apps_moved(&self, reasons: Triggers, apps: Option<BTreeSet<AppKey>>) -> bool {
+        let only_events = reasons == Triggers::of(Trigger::DockerEvent);
+        let apps = apps.unwrap_or_default();
+        only_events && !apps.is_empty() && apps.iter().all(|k| self.busy.contains(k))
     }
 
     /// Changes in flight.

@@ -7,6 +7,7 @@ use crate::model::fixtures::*;
 use crate::model::observed::ContainerState;
 use crate::reconcile::plan::{plan, Action, ContainerRef, PlanOptions, Refusal};
 use crate::reconcile::status::Phase;
+use crate::reconcile::trigger::{Trigger, Triggers};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -358,6 +359,7 @@ fn a_rolled_back_spec_shows_rollout_failed_and_is_forgotten_when_the_manifest_ch
     let refusal = Refusal {
         hash: h.clone(),
         reason: "exited with code 3".into(),
+        health: Some(None),
     };
     let failed = Failure::RolledBack(refusal.clone());
     assert_eq!(
@@ -389,9 +391,14 @@ fn a_rolled_back_spec_shows_rollout_failed_and_is_forgotten_when_the_manifest_ch
         .as_deref()
         .unwrap()
         .contains("exited with code 3"));
+    let restored = Refusal::from_shown(&h, s.last_error.as_deref().unwrap());
     assert_eq!(
-        Refusal::from_shown(&h, s.last_error.as_deref().unwrap()),
-        refusal
+        (&restored.hash, &restored.reason),
+        (&refusal.hash, &refusal.reason)
+    );
+    assert!(
+        restored.refuses(&h, None),
+        "a refusal read back refuses whatever the check"
     );
     let edited = desired(vec![app(
         "alice/a",
@@ -402,4 +409,25 @@ fn a_rolled_back_spec_shows_rollout_failed_and_is_forgotten_when_the_manifest_ch
         st.refused().is_empty(),
         "an edit (or a deploy) is the signal to try again"
     );
+}
+
+#[test]
+fn docker_events_about_apps_with_a_change_in_flight_need_no_pass() {
+    let (t0, mut st) = (Instant::now(), LoopState::new(4));
+    st.schedule(&plan_of(vec![create("alice/a")]), t0);
+    let events = Triggers::of(Trigger::DockerEvent);
+    let busy = Some([key("alice/a")].into());
+    assert!(st.only_busy_apps_moved(events, busy.clone()));
+    let other = Some([key("alice/a"), key("bob/b")].into());
+    assert!(
+        !st.only_busy_apps_moved(events, other),
+        "bob/b moved on its own"
+    );
+    assert!(
+        !st.only_busy_apps_moved(events, None),
+        "an event about no known app"
+    );
+    let mut with_file = events;
+    with_file.add(Trigger::File);
+    assert!(!st.only_busy_apps_moved(with_file, busy));
 }

@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::model::desired::{DesiredState, Entry};
+use crate::model::desired::{DesiredApp, DesiredState, Entry};
+use crate::model::health::HealthCheck;
 use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
 use crate::model::observed::{rank, ContainerState, Observed};
@@ -133,16 +134,24 @@ impl Strategy {
 }
 
 /// A spec hash whose rollout failed: berth does not try it again until the manifest asks
-/// for another spec (an edit, or a deploy's new nonce).
+/// for another spec (an edit, or a deploy's new nonce) or another health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The refused spec hash.
     pub hash: String,
     /// Why its container was rolled back.
     pub reason: String,
+    /// The health check it failed; `None` when not known (a refusal read back from the saved
+    /// status), which refuses whatever the check.
+    pub health: Option<Option<HealthCheck>>,
 }
 
 impl Refusal {
+    /// Whether this refuses a rollout of `hash` under `health`.
+    pub fn refuses(&self, hash: &str, health: Option<&HealthCheck>) -> bool {
+        self.hash == hash && self.health.as_ref().is_none_or(|h| h.as_ref() == health)
+    }
+
     /// As `berth status` and the API show it.
     pub fn shown(&self) -> String {
         format!("{}{}", Self::prefix(&self.hash), self.reason)
@@ -154,6 +163,7 @@ impl Refusal {
         Refusal {
             hash: hash.to_string(),
             reason: reason.to_string(),
+            health: None,
         }
     }
 
@@ -254,11 +264,8 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
             Some(Entry::Valid(app)) => {
                 let mut change = plan_app(key, &app.hash, app.run, &app.spec, containers);
                 let refusal = opts.refused.and_then(|r| r.get(key));
-                if let Some(r) = refusal.filter(|r| r.hash == app.hash) {
-                    if matches!(change.action, Some(Action::Recreate { .. })) {
-                        change.action = None;
-                        out.refused.push((key.clone(), r.clone()));
-                    }
+                if let Some(r) = honour_refusal(&mut change, app, refusal) {
+                    out.refused.push((key.clone(), r));
                 }
                 if change.action.is_some() || !change.duplicates.is_empty() {
                     out.changes.push(change);
@@ -291,6 +298,24 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
     out
 }
 
+/// A change that would roll a refused spec again rolls nothing: the old container stays,
+/// started again (with crash backoff) if it stopped while the manifest says running.
+fn honour_refusal(
+    change: &mut AppChange,
+    app: &DesiredApp,
+    refusal: Option<&Refusal>,
+) -> Option<Refusal> {
+    let r = refusal.filter(|r| r.refuses(&app.hash, app.health.as_ref()))?;
+    let Some(Action::Recreate { old, start, .. }) = &change.action else {
+        return None;
+    };
+    change.action = (*start && !old.running).then(|| Action::Start {
+        container: old.clone(),
+        exited: Some(None),
+    });
+    Some(r.clone())
+}
+
 /// One valid app against its containers.
 fn plan_app(
     key: &AppKey,
@@ -311,7 +336,13 @@ fn plan_app(
         change.action = Some(Action::Create { start });
         return change;
     };
-    change.action = if keep.hash.as_deref() != Some(hash) {
+    change.action = if keep.next {
+        // Settled first, whatever its spec: a rollout must never create the new container
+        // under the app's own name while the old one still has the `_next` one.
+        Some(Action::Settle {
+            container: ContainerRef::of(keep),
+        })
+    } else if keep.hash.as_deref() != Some(hash) {
         let changed = match &keep.spec {
             Some(old) => changed_fields(old, spec),
             None => vec!["spec hash (the old spec is unknown)".into()],
@@ -329,10 +360,10 @@ fn plan_app(
 }
 
 /// What a kept container with the wanted spec needs: a start or stop when its state is not
-/// what the manifest says, else settling a rollout's name.
+/// what the manifest says.
 fn run_action(keep: &Observed, run: RunState) -> Option<Action> {
     let this = ContainerRef::of(keep);
-    let action = match (&keep.state, run) {
+    match (&keep.state, run) {
         (ContainerState::Running, RunState::Running) => None,
         (ContainerState::Running, RunState::Stopped) => Some(Action::Stop {
             container: this.clone(),
@@ -346,10 +377,6 @@ fn run_action(keep: &Observed, run: RunState) -> Option<Action> {
             exited: Some(*code),
         }),
         (_, RunState::Stopped) => None,
-    };
-    match action {
-        None if keep.next => Some(Action::Settle { container: this }),
-        other => other,
     }
 }
 

@@ -289,7 +289,9 @@ fn an_interrupted_rollout_keeps_the_running_old_container_and_rolls_again() {
 }
 
 #[test]
-fn a_rollout_interrupted_after_the_old_container_stopped_is_settled() {
+fn a_rollout_interrupted_after_the_old_container_stopped_keeps_the_old_one() {
+    // Stop-first stops the old container before the new one's check: the new one may not
+    // have passed it, so the old one is kept (and rolled again) and the new one goes.
     let d = desired(vec![app("alice/a", DOMAIN_APP)]);
     let stopped_old = container(
         "alice/a",
@@ -304,11 +306,52 @@ fn a_rollout_interrupted_after_the_old_container_stopped_is_settled() {
         ContainerState::Running,
     ));
     let p = plan(&d, &[stopped_old, new.clone()], PlanOptions::default());
-    assert_eq!(p.changes[0].duplicates[0].id, "old");
-    assert!(matches!(only_action(&p), Action::Settle { container } if container.id == "new"));
+    assert_eq!(p.changes[0].duplicates[0].id, "new");
+    assert!(matches!(only_action(&p), Action::Recreate { old, .. } if old.id == "old"));
+    // Alone, it passed its check (the old one goes only after that): settled.
     let alone = plan(&d, &[new], PlanOptions::default());
     assert!(matches!(only_action(&alone), Action::Settle { .. }));
     assert!(alone.to_string().contains("interrupted rollout"));
+}
+
+#[test]
+fn a_next_container_is_settled_before_another_spec_rolls() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let unsettled = next_of(container(
+        "alice/a",
+        "n",
+        "old-hash",
+        ContainerState::Running,
+    ));
+    let p = plan(&d, &[unsettled], PlanOptions::default());
+    assert!(matches!(only_action(&p), Action::Settle { container } if container.id == "n"));
+}
+
+#[test]
+fn a_refused_apps_old_container_is_started_again_when_it_stops() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let h = hash_of(&d, "alice/a");
+    let refused = BTreeMap::from([(
+        key("alice/a"),
+        Refusal {
+            hash: h,
+            reason: "exited with code 3".into(),
+            health: None,
+        },
+    )]);
+    let opts = PlanOptions {
+        refused: Some(&refused),
+        ..Default::default()
+    };
+    let died = container(
+        "alice/a",
+        "old",
+        "old-hash",
+        ContainerState::Exited(Some(137)),
+    );
+    let p = plan(&d, &[died], opts);
+    assert!(matches!(only_action(&p), Action::Start { container, .. } if container.id == "old"));
+    assert_eq!(p.refused.len(), 1, "still shown as refused");
 }
 
 #[test]
@@ -319,6 +362,7 @@ fn a_refused_spec_is_not_tried_again_until_the_manifest_changes() {
     let refusal = Refusal {
         hash: h.clone(),
         reason: "exited with code 3".into(),
+        health: Some(None),
     };
     let refused = BTreeMap::from([(key("alice/a"), refusal.clone())]);
     let opts = PlanOptions {

@@ -153,9 +153,9 @@ pub fn compute_status(
     let mut out = BTreeMap::new();
     let mut put = |key: &AppKey, (phase, last_error): (Phase, Option<String>)| {
         let (container, _) = describe(observed, key);
-        let refused_hash = (phase == Phase::RolloutFailed)
-            .then(|| memory.refused.get(key).map(|r| r.hash.clone()))
-            .flatten();
+        // Saved whatever the phase (a change in motion, a duplicate being removed), so a
+        // restart remembers the refusal.
+        let refused_hash = memory.refused.get(key).map(|r| r.hash.clone());
         let status = AppStatus {
             phase,
             container,
@@ -169,7 +169,9 @@ pub fn compute_status(
         let in_motion = planned.contains(key) || memory.busy.contains(key);
         let refused = memory.refused.get(key);
         let phase = match (entry, refused) {
-            (Entry::Valid(app), Some(r)) if r.hash == app.hash && !in_motion => {
+            (Entry::Valid(app), Some(r))
+                if r.refuses(&app.hash, app.health.as_ref()) && !in_motion =>
+            {
                 (Phase::RolloutFailed, Some(r.shown()))
             }
             _ => entry_phase(key, entry, observed, memory.backoffs, now, in_motion),

@@ -7,11 +7,14 @@
 //! synchronisation primitive (an atomic set plus a `Notify`), so holding one gives no other
 //! power over the loop.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+
+use crate::model::names::AppKey;
 
 /// One reason for a pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,6 +125,9 @@ pub struct Wake {
 struct WakeInner {
     pending: AtomicU16,
     notify: Notify,
+    /// The apps Docker events were about since the last take; `None` in it when one was about
+    /// no app berth knows (or the stream was re-made): that one always needs a pass.
+    event_apps: std::sync::Mutex<BTreeSet<Option<AppKey>>>,
 }
 
 impl Wake {
@@ -129,6 +135,26 @@ impl Wake {
     pub fn wake(&self, why: Trigger) {
         self.inner.pending.fetch_or(why.bit(), Ordering::AcqRel);
         self.inner.notify.notify_one();
+    }
+
+    /// A Docker event about `app` (`None`: unknown, or events may have been missed).
+    pub fn docker_event(&self, app: Option<AppKey>) {
+        self.lock_apps().insert(app);
+        self.wake(Trigger::DockerEvent);
+    }
+
+    /// Takes the apps of the Docker events since the last call; `None` when any event was
+    /// about no known app (a pass is needed whatever is busy).
+    pub fn take_event_apps(&self) -> Option<BTreeSet<AppKey>> {
+        let taken = std::mem::take(&mut *self.lock_apps());
+        taken.into_iter().collect()
+    }
+
+    fn lock_apps(&self) -> std::sync::MutexGuard<'_, BTreeSet<Option<AppKey>>> {
+        self.inner
+            .event_apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits until someone calls [`wake`](Self::wake). The reasons stay pending until
@@ -165,5 +191,19 @@ mod tests {
         let got = w.take();
         assert!(got.contains(Trigger::ApiWrite) && got.contains(Trigger::Git));
         assert!(w.take().is_empty());
+    }
+
+    #[test]
+    fn docker_events_remember_their_apps_until_taken() {
+        let w = Wake::default();
+        let a = AppKey::new("alice", "a").unwrap();
+        w.docker_event(Some(a.clone()));
+        w.docker_event(Some(a.clone()));
+        assert_eq!(w.take_event_apps(), Some([a.clone()].into()));
+        assert_eq!(w.take_event_apps(), Some(BTreeSet::new()));
+        w.docker_event(Some(a));
+        w.docker_event(None);
+        assert_eq!(w.take_event_apps(), None, "an unknown event needs a pass");
+        assert!(w.take().contains(Trigger::DockerEvent));
     }
 }

@@ -336,7 +336,9 @@ impl Engine {
     }
 
     /// Container events for this instance's containers; ends on a connection error.
-    pub fn events(&self) -> impl Stream<Item = Result<(), EngineError>> + Send + 'static {
+    pub fn events(
+        &self,
+    ) -> impl Stream<Item = Result<Option<AppKey>, EngineError>> + Send + 'static {
         let mut filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
         filters.insert(
             "label".to_string(),
@@ -348,8 +350,14 @@ impl Engine {
         };
         self.docker
             .events(Some(opts))
-            .map(|e| e.map(|_| ()).map_err(fail("events")))
+            .map(|e| e.map(|m| event_app(&m)).map_err(fail("events")))
     }
+}
+
+/// The app an event is about, from the container labels Docker puts in its attributes.
+fn event_app(m: &bollard::models::EventMessage) -> Option<AppKey> {
+    let attrs = m.actor.as_ref()?.attributes.as_ref()?;
+    AppKey::new(attrs.get(labels::USERID)?, attrs.get(labels::APPNAME)?).ok()
 }
 
 /// What [`Engine::inspect`] reports.

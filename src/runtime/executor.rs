@@ -43,6 +43,8 @@ pub enum ActionError {
     RolledBack {
         /// The spec hash that failed.
         hash: String,
+        /// The health check it failed.
+        health: Option<crate::model::health::HealthCheck>,
         /// Why, with its last log lines.
         reason: String,
     },
@@ -248,7 +250,13 @@ impl Executor {
         let held = self.join_network(Some(app)).await?;
         let id = self.engine.create(app, name).await?;
         if start {
-            self.engine.start(&id).await?;
+            if let Err(e) = self.engine.start(&id).await {
+                // A container that cannot start is not left for the next pass to trip on.
+                if let Err(gone) = self.engine.remove(&id).await {
+                    warn!(app = %app.key, container = name, cause = %gone, "cannot remove a container that did not start");
+                }
+                return Err(e.into());
+            }
         }
         drop(held);
         Ok(id)

@@ -99,8 +99,8 @@ impl Front {
         self.write(snapshot, false).await
     }
 
-    /// The rollout of `key` is over (its old container is gone): the pin goes with the first
-    /// pass that listed containers after now.
+    /// The rollout of `key` is over (its old container is gone, or the rollout failed after
+    /// the switch): the pin goes with the first pass that listed containers after now.
     pub fn release(&self, key: &AppKey) {
         if let Some(pin) = self.pins.lock().expect("pins").get_mut(key) {
             pin.released = Some(Instant::now());

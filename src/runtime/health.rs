@@ -15,6 +15,9 @@ use tokio::time::Instant;
 use crate::model::health::HealthCheck;
 use crate::runtime::engine::{Engine, EngineError};
 
+/// How long a container without a health check must keep running after its start.
+const RUNNING_FOR: Duration = Duration::from_secs(1);
+
 /// The pause between probes in a new container's first second.
 const FIRST_PAUSE: Duration = Duration::from_millis(25);
 
@@ -25,7 +28,7 @@ pub enum Gate {
     Http(HealthCheck),
     /// Accept a TCP connection on its port (domain apps without `[health]`).
     Tcp(HealthCheck),
-    /// Still run right after its start (apps with neither a domain nor `[health]`).
+    /// Still run a second after its start (apps with neither a domain nor `[health]`).
     Running,
 }
 
@@ -38,6 +41,9 @@ pub enum GateError {
     /// Docker could not be asked.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Docker's wait for the container ended without saying how (a restarting engine).
+    #[error("the engine stopped reporting on the new container")]
+    Lost,
 }
 
 impl Gate {
@@ -61,15 +67,24 @@ impl Gate {
 /// wait), so a container that dies fails the gate at once without an inspect per probe.
 pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<String, GateError> {
     let dial = running_address(engine, id, port).await?;
+    let exited = async {
+        match engine.exited(id).await? {
+            Some(code) => Err(GateError::Unhealthy(format!("exited with code {code}"))),
+            None => Err(GateError::Lost),
+        }
+    };
     let check = match gate {
         Gate::Http(c) | Gate::Tcp(c) => c,
-        Gate::Running => return Ok(dial),
+        // Still running a moment after its start: an app that dies at once does not pass.
+        Gate::Running => {
+            return tokio::select! {
+                failed = exited => failed,
+                _ = tokio::time::sleep(RUNNING_FOR) => Ok(dial),
+            }
+        }
     };
     tokio::select! {
-        code = engine.exited(id) => {
-            let code = code?.map_or("?".into(), |c| c.to_string());
-            Err(GateError::Unhealthy(format!("exited with code {code}")))
-        }
+        failed = exited => failed,
         healthy = probe(&dial, gate, check, port) => healthy.map(|()| dial),
     }
 }

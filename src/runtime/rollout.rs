@@ -5,19 +5,33 @@
 //! removed and the change fails as [`ActionError::RolledBack`], which the loop does not retry.
 //!
 //! **Crash safety:** every step leaves a state the planner and the proxy read the same way
-//! (`model::observed::rank`): while the old container runs, it is the one kept and routed to,
-//! and the new one, named `<name>_next`, is removed; once the old one is gone, the new one is
-//! kept and settled under the app's name.
+//! (`model::observed::rank`): while the old container exists (running, or stopped by a
+//! stop-first rollout), it is the one kept, and the new one, named `<name>_next`, is removed
+//! and the rollout made again; the old one is removed only after the new one passed its
+//! check, so a `_next` container alone is kept and settled under the app's name. The planner
+//! settles a kept `_next` container before anything else, so a new container never takes the
+//! app's own name before its check.
 
 use tracing::{info, warn};
 
 use crate::model::desired::DesiredApp;
+use crate::model::names::AppKey;
 use crate::reconcile::plan::{short, ContainerRef, Strategy};
 use crate::runtime::executor::{ActionError, Executor};
+use crate::runtime::front::Front;
 use crate::runtime::health::{self, Gate, GateError};
 
 /// Log lines of a failed new container kept in its rollback reason.
 const LOG_LINES: u32 = 10;
+
+/// Releases an app's route pin when dropped.
+struct Release<'a>(&'a Front, &'a AppKey);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
 
 impl Executor {
     /// Replaces `old` with a container of `app`'s spec the way `strategy` says. The
@@ -65,18 +79,17 @@ impl Executor {
             if let Err(undo) = front.undo(key).await {
                 warn!(app = %key, cause = %undo, "rollout: cannot restore the old route; the next pass will");
             }
-            self.engine().remove(&id).await?;
+            if let Err(gone) = self.engine().remove(&id).await {
+                warn!(app = %key, container = name, cause = %gone, "rollout: cannot remove the new container; the next pass will");
+            }
             return Err(ActionError::Proxy(e));
         }
+        // Released however this ends (an error, a panic caught by the loop).
+        let _pin = Release(front, key);
         info!(app = %key, drain = ?front.drain(), "rollout: switched; draining the old container");
         tokio::time::sleep(front.drain()).await;
-        let finished = async {
-            self.stop_and_remove(old).await?;
-            self.settle(app, name).await
-        }
-        .await;
-        front.release(key);
-        finished
+        self.stop_and_remove(old).await?;
+        self.settle(app, name).await
     }
 
     async fn stop_first(
@@ -94,11 +107,17 @@ impl Executor {
         let id = match self.create(app, true, name).await {
             Ok(id) => id,
             Err(e) => {
+                // Trying again would stop the serving container each time: a new container
+                // that cannot even start is refused like one that fails its check.
                 self.restart_old(app, was_running).await;
-                return Err(e);
+                return Err(ActionError::RolledBack {
+                    hash: app.hash.clone(),
+                    health: app.health.clone(),
+                    reason: format!("could not start: {}", crate::error_chain::chain(&e)),
+                });
             }
         };
-        let gate = Gate::of(app.health.as_ref(), false);
+        let gate = Gate::of(app.health.as_ref(), app.spec.domain.is_some());
         if let Err(e) = health::wait(self.engine(), &id, app.spec.port, &gate).await {
             return Err(self.roll_back(app, &id, e, was_running).await);
         }
@@ -119,11 +138,12 @@ impl Executor {
     ) -> ActionError {
         let logs = self.last_lines(new_id).await;
         if let Err(e) = self.engine().remove(new_id).await {
-            warn!(app = %app.key, cause = %e, "rollout: cannot remove the failed container; the next pass will");
+            warn!(app = %app.key, container = new_id, cause = %e, "rollout: cannot remove the failed container; the next pass will");
         }
         self.restart_old(app, old).await;
         match failure {
             GateError::Engine(e) => ActionError::Engine(e),
+            GateError::Lost => ActionError::Internal(GateError::Lost.to_string()),
             GateError::Unhealthy(why) => {
                 let reason = match logs.trim() {
                     "" => why,
@@ -132,6 +152,7 @@ impl Executor {
                 warn!(app = %app.key, spec = short(&app.hash), reason = %reason, "rollout: rolled back");
                 ActionError::RolledBack {
                     hash: app.hash.clone(),
+                    health: app.health.clone(),
                     reason,
                 }
             }
@@ -141,7 +162,7 @@ impl Executor {
     async fn restart_old(&self, app: &DesiredApp, old: Option<&ContainerRef>) {
         let Some(old) = old else { return };
         if let Err(e) = self.start(&app.key, Some(app), &old.id).await {
-            warn!(app = %app.key, cause = %e, "rollout: cannot start the old container again; the next pass will");
+            warn!(app = %app.key, container = %old.name, cause = %e, "rollout: cannot start the old container again; the next pass will");
         }
     }
 
