@@ -404,7 +404,7 @@ async fn berth_killed_during_a_stop_first_check_keeps_the_old_container_and_chec
     let answers = |n: u32| async move { http_get(port).is_some_and(|b| version(&b) == Some(n)) };
     wait_until(T, "v1 on the host port", || answers(1)).await;
     // v2 boots slowly and then fails its check: berth is killed while it boots.
-    let failing = "[health]\npath = \"/missing\"\ntimeout = \"4s\"";
+    let failing = "[health]\npath = \"/missing\"\ntimeout = \"8s\"";
     root.write_manifest("alice", "api", &app(2, failing, "SLOW = \"1\"\n"));
     let next = format!("/{}_next", root.container_name("alice", "api"));
     wait_until(T, "the new container to run", || async {
@@ -415,9 +415,24 @@ async fn berth_killed_during_a_stop_first_check_keeps_the_old_container_and_chec
     })
     .await;
     serve.kill();
-    let _serve = Serve::start(&root);
+    let serve = Serve::start(&root);
     // The unchecked container is not kept: v2 is checked again, refused, and v1 serves.
-    wait_rollout_failed(&root, "404").await;
+    let deadline = std::time::Instant::now() + T;
+    while !root
+        .berth(&["status"])
+        .await
+        .text()
+        .contains("rollout-failed")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rollout-failed within {T:?}\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shown = root.berth(&["status"]).await.text();
+    assert!(shown.contains("GET /missing"), "{shown}");
     wait_until(T, "v1 back on the host port", || answers(1)).await;
     assert_eq!(root.instance_containers().await.len(), 1);
 }

@@ -63,7 +63,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         info!(from, to, "raised the open-file limit to its hard limit");
     }
     // The database first: a daemon that cannot keep users and keys must not start.
-    let store = Arc::new(Store::open(&config.database)?);
+    let store = Arc::new(open_store(&config.database).await?);
     let tcp = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -270,6 +270,21 @@ async fn stop(tasks: Tasks) -> anyhow::Result<()> {
     tasks.main_loop.await.context("reconcile loop panicked")?;
     let _ = tasks.saver.await;
     Ok(())
+}
+
+/// Opens the database, waiting up to 5 s while another process has it: `berth status` or
+/// `users` read it for a moment when no daemon answers, and a daemon starting just then
+/// must not give up. Another `serve` holds it for good, and is reported.
+async fn open_store(path: &Path) -> Result<Store, crate::store::StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Store::open(path) {
+            Err(crate::store::StoreError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Raises the soft open-file limit to the hard one: every client connection is a

@@ -15,6 +15,9 @@ use tokio::time::Instant;
 use crate::model::health::HealthCheck;
 use crate::runtime::engine::{Engine, EngineError};
 
+/// What a gate that never got any answer says.
+const NO_ANSWER: &str = "no answer";
+
 /// How long a container without a health check must keep running after its start.
 const RUNNING_FOR: Duration = Duration::from_secs(1);
 
@@ -95,6 +98,7 @@ async fn probe(dial: &str, gate: &Gate, check: &HealthCheck, port: u16) -> Resul
     // Most apps answer within a second of their start: probes come every FIRST_PAUSE for
     // that second, then every `interval`, so a deploy does not wait out a whole interval.
     let quick_until = Instant::now() + Duration::from_secs(1);
+    let mut last = NO_ANSWER.to_string();
     loop {
         let pause = match Instant::now() < quick_until {
             true => check.interval.min(FIRST_PAUSE),
@@ -106,11 +110,14 @@ async fn probe(dial: &str, gate: &Gate, check: &HealthCheck, port: u16) -> Resul
             Gate::Http(c) => tokio::time::timeout(wait, get(dial, &c.path)).await,
             _ => tokio::time::timeout(wait, connect(dial)).await,
         };
-        let last = match answer {
+        let full = check.interval.max(Duration::from_secs(1));
+        match answer {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e,
-            Err(_) => format!("no answer within {wait:?}"),
-        };
+            Ok(Err(e)) => last = e,
+            // A probe cut short by the deadline says less than the one before it.
+            Err(_) if wait < full && last != NO_ANSWER => {}
+            Err(_) => last = format!("no answer within {wait:?}"),
+        }
         if Instant::now() + pause >= deadline {
             let what = match gate {
                 Gate::Http(c) => format!("GET {}", c.path),

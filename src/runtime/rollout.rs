@@ -117,7 +117,9 @@ impl Executor {
                 });
             }
         };
-        let gate = Gate::of(app.health.as_ref(), app.spec.domain.is_some());
+        // A domain app takes its traffic through the proxy: it must accept connections.
+        let through_proxy = app.spec.domain.is_some() && self.front().is_some();
+        let gate = Gate::of(app.health.as_ref(), through_proxy);
         if let Err(e) = health::wait(self.engine(), &id, app.spec.port, &gate).await {
             return Err(self.roll_back(app, &id, e, was_running).await);
         }
