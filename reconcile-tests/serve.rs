@@ -243,3 +243,29 @@ async fn serve_raises_its_open_file_limit_to_the_hard_limit() {
         .unwrap()
         .contains("raised the open-file limit"));
 }
+
+#[tokio::test]
+async fn the_watcher_follows_a_state_directory_that_was_replaced() {
+    let root = TestRoot::new("stateswap").await;
+    root.config(&[("resync", "\"10m\"")], "");
+    root.write_manifest("alice", "web", MINIMAL);
+    let serve = Serve::start(&root);
+    root.wait_running("alice", "web", Duration::from_secs(30))
+        .await;
+    // A restore: the whole state directory is swapped for another one.
+    let state = root.path().join("state");
+    let restored = root.path().join("state.restored");
+    std::fs::create_dir_all(restored.join("apps/alice")).unwrap();
+    std::fs::write(restored.join("apps/alice/web.toml"), MINIMAL).unwrap();
+    std::fs::rename(&state, root.path().join("state.old")).unwrap();
+    std::fs::rename(&restored, &state).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // An edit in the new directory converges without waiting for the (10 min) resync.
+    root.write_manifest("alice", "api", MINIMAL);
+    let what = "alice/api from an edit in the swapped-in state directory";
+    wait_until(Duration::from_secs(10), what, || {
+        root.running("alice", "api")
+    })
+    .await;
+    drop(serve);
+}

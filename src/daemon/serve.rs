@@ -77,8 +77,15 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         .context("connecting to the Docker engine")?;
     let socket = bind_socket(&config.socket_path())?;
     let shutdown = CancellationToken::new();
-    let _watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
+    let watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
         .context("watching the state and templates directories")?;
+    let rearm = crate::daemon::watch::keep_armed(
+        watcher,
+        config.clone(),
+        shared.wake.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(rearm);
     let serve_loop = Arc::new(serve_loop(&shared, engine.clone()));
     let api = Arc::new(api_state(&shared, &serve_loop, engine.clone()));
     let tasks = spawn(&shared, &serve_loop, api, engine, (tcp, socket), &shutdown);

@@ -4,9 +4,12 @@
 //! scans) and `.git` churn never trigger a pass.
 
 use std::path::{Component, Path};
+use std::sync::Arc;
+use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tracing::debug;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
 use crate::model::config::Config;
 use crate::reconcile::trigger::{Trigger, Wake};
@@ -35,6 +38,48 @@ pub fn watch(config: &Config, wake: Wake) -> notify::Result<RecommendedWatcher> 
     watcher.watch(&apps, RecursiveMode::Recursive)?;
     watcher.watch(&templates, RecursiveMode::Recursive)?;
     Ok(watcher)
+}
+
+/// Which directory a path names now (links followed): a replaced `state/` (renamed away, a
+/// symlink swapped, a restore) has a new identity, and a watch on the old one sees nothing.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Keeps `watcher` pointed at the directories the config names: every `CHECK`, when one of
+/// them has been replaced, watches it anew and wakes a pass (the swap may have changed any
+/// manifest). Runs until `shutdown`.
+pub async fn keep_armed(
+    mut watcher: RecommendedWatcher,
+    config: Arc<Config>,
+    wake: Wake,
+    shutdown: CancellationToken,
+) {
+    const CHECK: Duration = Duration::from_millis(500);
+    let dirs = [config.apps_state_dir(), config.templates_dir.clone()];
+    let mut seen: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CHECK) => {}
+        }
+        let now: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
+        if now == seen {
+            continue;
+        }
+        match watch(&config, wake.clone()) {
+            Ok(fresh) => {
+                info!("a watched directory was replaced; watching the new one");
+                // The old watch follows a directory that is no longer the config's.
+                drop(std::mem::replace(&mut watcher, fresh));
+                seen = now;
+                wake.wake(Trigger::File);
+            }
+            // Gone for the moment (mid-swap): tried again next check.
+            Err(e) => debug!(cause = %e, "cannot watch the replaced directories yet"),
+        }
+    }
 }
 
 /// Whether a changed path can change desired state.
