@@ -62,3 +62,33 @@ async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
     assert!(root.running("alice", "web").await);
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated() {
+    let root = TestRoot::new("dbgone").await;
+    let admin = add_user(&root, "root", true).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.get("/users", &admin).await.expect(200);
+    let db = root.path().join("berth.redb");
+    std::fs::remove_file(&db).unwrap();
+    // Writes are refused with the reason, and readiness says so.
+    let refused = api
+        .post("/users", &admin, Some(serde_json::json!({"name": "carol"})))
+        .await;
+    refused.expect(503);
+    assert!(
+        refused.text.contains("deleted or replaced"),
+        "{}",
+        refused.text
+    );
+    let ready = api.get("/readyz", "").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["checks"]["database"]["ok"], false);
+    // A restart does not make a fresh, empty database where one was.
+    serve.stop(Duration::from_secs(10));
+    let run = root.berth(&["users", "list"]).await;
+    assert_ne!(run.code, Some(0), "{}", run.text());
+    assert!(run.text().contains("restore"), "{}", run.text());
+    assert!(!db.exists(), "an empty database was made");
+}

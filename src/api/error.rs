@@ -171,6 +171,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::NotFound(message),
             StoreError::Limit(_) => ApiError::Quota(message),
             StoreError::Name(_) => ApiError::BadRequest(message),
+            StoreError::Gone { .. } => ApiError::Unavailable(message),
             StoreError::Busy { .. }
             | StoreError::Schema { .. }
             | StoreError::Foreign { .. }

@@ -99,7 +99,7 @@ impl AppState {
         call: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || call(&store))
+        tokio::task::spawn_blocking(move || store.check_on_disk().and_then(|()| call(&store)))
             .await
             .map_err(|e| ApiError::Internal(format!("database task failed: {e}")))?
             .map_err(ApiError::from)

@@ -352,8 +352,11 @@ async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: Cance
             continue;
         }
         let (board2, store2) = (board.clone(), store.clone());
-        let saved =
-            tokio::task::spawn_blocking(move || store2.replace_statuses(&board2.snapshot())).await;
+        let saved = tokio::task::spawn_blocking(move || {
+            store2.check_on_disk()?;
+            store2.replace_statuses(&board2.snapshot())
+        })
+        .await;
         if let Ok(Err(e)) = saved {
             warn!(cause = %chain(&e), "cannot save app status to the database");
         }

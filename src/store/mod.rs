@@ -49,6 +49,22 @@ const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 const REVISIONS: TableDefinition<&str, &str> = TableDefinition::new("revisions");
 const INCARNATIONS: TableDefinition<&str, &str> = TableDefinition::new("incarnations");
 
+/// Beside the database: says a database was made here, so its disappearance is noticed.
+fn marker_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".made");
+    path.with_file_name(name)
+}
+
+const MARKER_TEXT: &str = "berth made its database beside this file. If the database is gone, \
+restore it from a backup; remove this file only to start over with no users and no keys.\n";
+
+/// (device, inode) of the file at `path`.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +73,15 @@ pub enum StoreError {
     Busy {
         /// The database file.
         path: PathBuf,
+    },
+    /// The database file was deleted or replaced while berth had it open, or is missing
+    /// where berth made one before (its marker is there).
+    #[error("{}: {why}", path.display())]
+    Gone {
+        /// The database file.
+        path: PathBuf,
+        /// What happened and what to do.
+        why: String,
     },
     /// Written by a berth with another schema.
     #[error("{}: schema version {found} is not one this berth can read (it reads version {SCHEMA_VERSION}); use the berth release that wrote it, or move the file away to start empty", path.display())]
@@ -148,6 +173,10 @@ fn private_file(path: &Path) -> std::io::Result<()> {
 pub struct Store {
     /// redb handle.
     db: Database,
+    /// The file, and which file it was when opened (device, inode): a deletion or a
+    /// replacement while berth runs is noticed, not written past.
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
     /// Key for the keyed hashes of secrets; made once when the database is created.
     hash_key: [u8; 32],
     /// When this process made each incarnation it made (monotonic), so a pass that scanned
@@ -166,6 +195,16 @@ impl Store {
                 why: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
+        let marker = marker_path(path);
+        if !path.exists() && marker.exists() {
+            return Err(StoreError::Gone {
+                path: path.into(),
+                why: format!(
+                    "berth's database was here and is gone (its marker {} remains); restore the file from a backup, or remove the marker to start with no users and no keys",
+                    marker.display()
+                ),
+            });
+        }
         private_file(path).map_err(|e| StoreError::Foreign {
             path: path.into(),
             why: format!("cannot make it private (0600): {e}"),
@@ -178,11 +217,32 @@ impl Store {
             },
         })?;
         let hash_key = init_schema(&db, path)?;
+        if !marker.exists() {
+            std::fs::write(&marker, MARKER_TEXT).map_err(|e| StoreError::Foreign {
+                path: path.into(),
+                why: format!("cannot write its marker {}: {e}", marker.display()),
+            })?;
+        }
         Ok(Store {
             db,
+            path: path.into(),
+            identity: identity(path),
             hash_key,
             born: Default::default(),
             legacy_settled: Default::default(),
+        })
+    }
+
+    /// Whether the file berth opened is still the one at its path. Refuses (as
+    /// [`StoreError::Gone`]) when it was deleted or replaced: writes would go to an unlinked
+    /// file and be lost at the next start.
+    pub fn check_on_disk(&self) -> Result<(), StoreError> {
+        if identity(&self.path) == self.identity {
+            return Ok(());
+        }
+        Err(StoreError::Gone {
+            path: self.path.clone(),
+            why: "the database file was deleted or replaced while berth runs; nothing more is written to it. Restore it from a backup and restart berth".into(),
         })
     }
 
@@ -364,5 +424,28 @@ mod tests {
         }
         let err = Store::open(&other).err().expect("must refuse");
         assert!(err.to_string().contains("no schema version"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_vanished_is_not_made_again_and_a_replaced_one_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        let store = Store::open(&path).unwrap();
+        store.check_on_disk().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = store.check_on_disk().unwrap_err();
+        assert!(err.to_string().contains("deleted or replaced"), "{err}");
+        drop(store);
+        let err = Store::open(&path).err().expect("opened a fresh database");
+        assert!(matches!(err, StoreError::Gone { .. }), "{err}");
+        assert!(err.to_string().contains("restore"), "{err}");
+        assert!(!path.exists());
+        std::fs::remove_file(marker_path(&path)).unwrap();
+        Store::open(&path).expect("starting over on purpose");
     }
 }
