@@ -92,3 +92,21 @@ async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated
     assert!(run.text().contains("restore"), "{}", run.text());
     assert!(!db.exists(), "an empty database was made");
 }
+
+#[tokio::test]
+async fn apply_refuses_to_race_a_running_serve() {
+    let root = TestRoot::new("applyrace").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    let serve = Serve::start(&root);
+    root.wait_running("alice", "web", T).await;
+    let run = root.berth(&["apply"]).await;
+    assert_ne!(run.code, Some(0), "{}", run.text());
+    assert!(
+        run.text().contains("`berth serve` is running"),
+        "{}",
+        run.text()
+    );
+    // plan only reads: it still works beside serve.
+    root.berth(&["plan"]).await.expect_code(0);
+    drop(serve);
+}

@@ -51,6 +51,13 @@ async fn daemon(
         }))
 }
 
+/// Whether a `berth serve` answers on this config's socket.
+pub async fn daemon_runs(config: &Config) -> anyhow::Result<bool> {
+    Ok(daemon(config, Method::GET, "/healthz", None)
+        .await?
+        .is_some())
+}
+
 /// The rollouts refused on record: the running daemon's, else the last saved status's. None
 /// known (no daemon, no database) is an empty set.
 pub async fn refusals(config: &Config) -> anyhow::Result<BTreeMap<AppKey, Refusal>> {

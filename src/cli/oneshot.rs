@@ -47,6 +47,13 @@ pub(super) async fn plan(config: Config) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn apply(config: Config, allow_mass_prune: bool) -> anyhow::Result<ExitCode> {
+    // Two deciders race: both would create, replace and remove the same containers.
+    if crate::cli::admin::daemon_runs(&config).await? {
+        anyhow::bail!(
+            "`berth serve` is running for this root ({}): it applies every change itself within a second; `berth plan` shows what it will do (to apply by hand, stop serve first)",
+            config.socket_path().display()
+        );
+    }
     let report = reconciler(config)
         .await?
         .pass_once(allow_mass_prune)

@@ -254,7 +254,7 @@ impl ServeLoop {
         }
         if let Some(held) = state.newly_blocked(&p) {
             let keys: Vec<String> = held.iter().map(|k| k.to_string()).collect();
-            warn!(apps = %keys.join(", "), "prune blocked: manifests of many running apps vanished at once; nothing removed until `berth apply --allow-mass-prune`");
+            warn!(apps = %keys.join(", "), "prune blocked: manifests of many running apps vanished at once; nothing removed until an admin confirms `POST /prune/release`");
         }
         p
     }

@@ -448,7 +448,7 @@ impl fmt::Display for Plan {
             let keys: Vec<String> = self.prune_blocked.iter().map(|k| k.to_string()).collect();
             writeln!(
                 f,
-                "prune blocked: {} apps would be removed ({}); nothing is removed until `berth apply --allow-mass-prune`",
+                "prune blocked: {} apps would be removed ({}); nothing is removed until `berth apply --allow-mass-prune` (with serve stopped) or a confirmed `POST /prune/release`",
                 keys.len(),
                 keys.join(", ")
             )?;
