@@ -7,6 +7,8 @@
 //!
 //! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:1`:
 //! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
+//! `BENCH_LOG=1` also prints when each manifest was written and berth's log, to place a
+//! deploy's steps in time.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
