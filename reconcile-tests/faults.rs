@@ -110,3 +110,47 @@ async fn apply_refuses_to_race_a_running_serve() {
     root.berth(&["plan"]).await.expect_code(0);
     drop(serve);
 }
+
+/// Kills a process group on drop, so a failing test leaves no hook behind.
+struct KillGroup(i32);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        // SAFETY: a plain syscall on the group this test's hook made.
+        unsafe { libc::kill(-self.0, libc::SIGKILL) };
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[tokio::test]
+async fn a_hook_left_running_by_a_killed_serve_is_killed_at_the_next_start() {
+    let root = TestRoot::new("hookreap").await;
+    let (marker, pidfile) = (root.path().join("hook-ran"), root.path().join("hook.pid"));
+    let hook = format!(
+        "#!/bin/sh\n[ -e '{m}' ] && exit 0\ntouch '{m}'\necho $$ > '{p}'\nexec sleep 300\n",
+        m = marker.display(),
+        p = pidfile.display()
+    );
+    root.write_hook("bb-v1", "pre-create", &hook);
+    root.write_manifest("alice", "web", MINIMAL);
+    let mut serve = Serve::start(&root);
+    wait_until(T, "the hook to run", || async { pidfile.exists() }).await;
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _cleanup = KillGroup(pid);
+    serve.kill();
+    assert!(alive(pid), "a SIGKILLed berth cannot kill its hook itself");
+    let _serve = Serve::start(&root);
+    wait_until(T, "the left-over hook to be killed", || async {
+        !alive(pid)
+    })
+    .await;
+    root.wait_running("alice", "web", T).await;
+}

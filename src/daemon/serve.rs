@@ -87,6 +87,14 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     );
     tokio::spawn(rearm);
     let serve_loop = Arc::new(serve_loop(&shared, engine.clone()));
+    // Before any pass: a hook a killed berth left running must not overlap a new one.
+    let reaped = serve_loop.executor().reap_left_over_hooks();
+    if reaped > 0 {
+        warn!(
+            groups = reaped,
+            "killed hooks left running by an earlier berth"
+        );
+    }
     let api = Arc::new(api_state(&shared, &serve_loop, engine.clone()));
     let tasks = spawn(&shared, &serve_loop, api, engine, (tcp, socket), &shutdown);
     info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");

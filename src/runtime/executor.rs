@@ -16,6 +16,7 @@ use crate::reconcile::plan::{short, Action, AppChange, ContainerRef};
 use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::{Engine, EngineError};
 use crate::runtime::front::Front;
+use crate::runtime::hook_groups::HookGroups;
 use crate::runtime::hooks::{HookEnv, HookError, HookRunner};
 use crate::runtime::removals::RemovalRequests;
 
@@ -74,7 +75,9 @@ pub struct Executor {
 impl Executor {
     /// An executor for `config` on `engine`.
     pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
-        let hooks = HookRunner::new(config.hook_timeout);
+        // Beside the database: state berth keeps about itself, not about apps.
+        let groups = config.database.with_file_name("berth-hooks");
+        let hooks = HookRunner::new(config.hook_timeout).recording_in(HookGroups::new(groups));
         let front = Front::new(&config).map(Arc::new);
         Executor {
             config,
@@ -83,6 +86,11 @@ impl Executor {
             removals: Arc::default(),
             front,
         }
+    }
+
+    /// Kills the hooks a killed berth left running; call at start, before any pass.
+    pub fn reap_left_over_hooks(&self) -> usize {
+        self.hooks.reap_left_over()
     }
 
     /// The front door, when berth.toml has `[proxy]`.

@@ -17,6 +17,7 @@ use tracing::info;
 
 use crate::model::names::AppKey;
 use crate::model::template::HookKind;
+use crate::runtime::hook_groups::HookGroups;
 
 /// How many output lines a failure keeps for the app's status.
 const TAIL_LINES: usize = 20;
@@ -76,6 +77,8 @@ pub struct HookRunner {
     timeout: Duration,
     /// One lock per template id.
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Where running hooks' process groups are recorded, to be reaped after a crash.
+    groups: Option<HookGroups>,
 }
 
 impl HookRunner {
@@ -84,7 +87,19 @@ impl HookRunner {
         HookRunner {
             timeout,
             locks: Default::default(),
+            groups: None,
         }
+    }
+
+    /// Records running hooks' process groups in `groups`.
+    pub fn recording_in(mut self, groups: HookGroups) -> HookRunner {
+        self.groups = Some(groups);
+        self
+    }
+
+    /// Kills the hooks an earlier, killed berth left running (at start, before any hook).
+    pub fn reap_left_over(&self) -> usize {
+        self.groups.as_ref().map_or(0, HookGroups::reap)
     }
 
     /// Runs `path` for `kind` under the template's lock.
@@ -103,7 +118,14 @@ impl HookRunner {
             .or_default()
             .clone();
         let _one_at_a_time = lock.lock().await;
-        run_hook(kind.file_name(), path, env, self.timeout).await
+        run_hook(
+            kind.file_name(),
+            path,
+            env,
+            self.timeout,
+            self.groups.as_ref(),
+        )
+        .await
     }
 }
 
@@ -112,11 +134,13 @@ async fn run_hook(
     path: &Path,
     env: &HookEnv,
     timeout: Duration,
+    groups: Option<&HookGroups>,
 ) -> Result<(), HookError> {
     let mut child = command(path, env)
         .spawn()
         .map_err(|e| HookError::Spawn { hook, source: e })?;
     let pgid = child.id().map(|p| p as i32);
+    let _recorded = pgid.zip(groups).map(|(pgid, g)| g.record(pgid));
     let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let app = env.key.to_string();
     let readers = [

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod executor;
 pub mod front;
 pub mod health;
+pub mod hook_groups;
 pub mod hooks;
 pub mod observe;
 pub mod reader;
