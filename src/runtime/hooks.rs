@@ -136,8 +136,8 @@ async fn run_hook(
     timeout: Duration,
     groups: Option<&HookGroups>,
 ) -> Result<(), HookError> {
-    let mut child = command(path, env)
-        .spawn()
+    let mut child = spawn(path, env)
+        .await
         .map_err(|e| HookError::Spawn { hook, source: e })?;
     let pgid = child.id().map(|p| p as i32);
     let _recorded = pgid.zip(groups).map(|(pgid, g)| g.record(pgid));
@@ -185,6 +185,22 @@ async fn run_hook(
             };
             let tail = tail_text();
             Err(HookError::Failed { hook, status, tail })
+        }
+    }
+}
+
+/// Starts the hook. "Text file busy" is tried again for a moment: it means the script is
+/// still open for writing somewhere (a checkout writing it, or any process forked while it
+/// was being written and not yet exec'd), which passes within milliseconds.
+async fn spawn(path: &Path, env: &HookEnv) -> std::io::Result<tokio::process::Child> {
+    let mut tries = 0;
+    loop {
+        match command(path, env).spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => return other,
         }
     }
 }
