@@ -56,11 +56,17 @@ pub fn remove_instance_containers(instance: &str) {
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    if !nets.is_empty() {
-        let _ = Command::new("docker")
+    // Docker may still count the endpoint of a container removed a moment ago: try again.
+    for _ in 0..10 {
+        let removed = Command::new("docker")
             .args(["network", "rm"])
             .args(&nets)
-            .output();
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if nets.is_empty() || removed {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
 
