@@ -14,39 +14,21 @@ use crate::support::{free_port, http_get, wait_until, Serve, TestRoot};
 const T: Duration = Duration::from_secs(60);
 const DOMAIN: &str = "shop.example.test";
 
-/// `hello-$NAME` on 8080, checked at `/`. `MODE=exit` dies at once with code 3; `SLOW=1`
-/// listens only after 2 s.
-const ROLL_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
-command = ["sh", "-c", "if [ \"$MODE\" = exit ]; then echo 'cannot start: MODE=exit' >&2; exit 3; fi; if [ \"$SLOW\" = 1 ]; then sleep 2; fi; mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]
-workdir = "/"
-port = 8080
+/// A template answering `hello-$NAME` on 8080 with `command`, checked at `/`.
+fn rollout_template(image: &str, command: &str, memory: &str) -> String {
+    format!(
+        "image = \"{image}\"\ncommand = {command}\nworkdir = \"/\"\nport = 8080\n\n\
+         [defaults]\nmemory = \"{memory}\"\ncpus = 1.0\n\n\
+         [health]\npath = \"/\"\ntimeout = \"10s\"\ninterval = \"100ms\"\n"
+    )
+}
 
-[defaults]
-memory = "64m"
-cpus = 1.0
+/// busybox httpd; `MODE=exit` dies at once with code 3, `SLOW=1` listens only after 2 s.
+const ROLL_COMMAND: &str = r#"["sh", "-c", "if [ \"$MODE\" = exit ]; then echo 'cannot start: MODE=exit' >&2; exit 3; fi; if [ \"$SLOW\" = 1 ]; then sleep 2; fi; mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]"#;
 
-[health]
-path = "/"
-timeout = "10s"
-interval = "100ms"
-"#;
-
-/// A Node.js app answering `hello-$NAME` (a real server's accept queue: busybox httpd's holds
-/// 9 connections, which a burst of 16 overflows whatever the proxy does).
-const NODE_TEMPLATE: &str = r#"image = "berth-test-node:1"
-command = ["node", "-e", "require('http').createServer((q, s) => s.end('hello-' + process.env.NAME + '\\n')).listen(8080)"]
-workdir = "/"
-port = 8080
-
-[defaults]
-memory = "128m"
-cpus = 1.0
-
-[health]
-path = "/"
-timeout = "10s"
-interval = "100ms"
-"#;
+/// Node.js: a real server's accept queue (busybox httpd's holds 9 connections, which a burst
+/// of 16 overflows whatever the proxy does).
+const NODE_COMMAND: &str = r#"["node", "-e", "require('http').createServer((q, s) => s.end('hello-' + process.env.NAME + '\\n')).listen(8080)"]"#;
 
 /// The shop at version `n`, with `extra` manifest lines (env goes under `[env]` last).
 fn shop(n: u32, extra: &str, env: &str) -> String {
@@ -57,8 +39,10 @@ async fn rollout_root(prefix: &str, proxy_table: &str) -> TestRoot {
     let root = TestRoot::new(prefix).await;
     let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
     root.config(&[("resync", "\"1s\"")], &format!("{proxy_table}\n{policy}"));
-    root.write_template("roll-v1", ROLL_TEMPLATE);
-    root.write_template("node-roll-v1", NODE_TEMPLATE);
+    let busybox = rollout_template("berth-test-busybox:1", ROLL_COMMAND, "64m");
+    root.write_template("roll-v1", &busybox);
+    let node = rollout_template("berth-test-node:1", NODE_COMMAND, "128m");
+    root.write_template("node-roll-v1", &node);
     root
 }
 
@@ -322,6 +306,18 @@ async fn an_app_on_a_host_port_gets_its_old_container_back_when_the_new_one_fail
     wait_until(T, "v3 on the host port", || answers(3)).await;
 }
 
+/// Waits until alice's `app` has a rollout's new container running.
+async fn wait_next_running(root: &TestRoot, app: &str) {
+    let next = format!("/{}_next", root.container_name("alice", app));
+    wait_until(T, "the new container to run", || async {
+        root.instance_containers().await.iter().any(|c| {
+            c.names.as_ref().is_some_and(|n| n.contains(&next))
+                && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+        })
+    })
+    .await;
+}
+
 /// Where berth is killed during a rollout to version `n`.
 enum Step {
     /// During the pre-deploy hook: nothing new exists yet.
@@ -342,16 +338,7 @@ async fn kill_at(step: &Step, serve: &mut Serve, root: &TestRoot) {
             std::fs::remove_file(&marker).unwrap();
         }
         Step::DuringHealth => {
-            let next = format!("{}_next", root.container_name("alice", "shop"));
-            wait_until(T, "the new container to run", || async {
-                root.instance_containers().await.iter().any(|c| {
-                    c.names
-                        .as_ref()
-                        .is_some_and(|n| n.contains(&format!("/{next}")))
-                        && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
-                })
-            })
-            .await;
+            wait_next_running(root, "shop").await;
         }
         Step::AfterHealth => serve.wait_log("rollout: healthy", T),
         Step::DuringDrain => serve.wait_log("rollout: switched", T),
@@ -406,14 +393,7 @@ async fn berth_killed_during_a_stop_first_check_keeps_the_old_container_and_chec
     // v2 boots slowly and then fails its check: berth is killed while it boots.
     let failing = "[health]\npath = \"/missing\"\ntimeout = \"8s\"";
     root.write_manifest("alice", "api", &app(2, failing, "SLOW = \"1\"\n"));
-    let next = format!("/{}_next", root.container_name("alice", "api"));
-    wait_until(T, "the new container to run", || async {
-        root.instance_containers().await.iter().any(|c| {
-            c.names.as_ref().is_some_and(|n| n.contains(&next))
-                && c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
-        })
-    })
-    .await;
+    wait_next_running(&root, "api").await;
     serve.kill();
     let serve = Serve::start(&root);
     // The unchecked container is not kept: v2 is checked again, refused, and v1 serves.
