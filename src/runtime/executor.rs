@@ -178,6 +178,7 @@ impl Executor {
                 self.check_workspace(&app.key)?;
                 self.hook(&app.template, HookKind::PreCreate, &app.key, false)
                     .await?;
+                self.engine.ensure_image(&app.spec.image).await?;
                 let (name, _) = self.engine.names(&app.key);
                 self.create(app, *start, &name).await.map(drop)
             }
@@ -247,14 +248,13 @@ impl Executor {
     }
 
     /// Creates (and starts) a container of the app named `name`, on its user's network if
-    /// it has one; returns its id.
+    /// it has one; returns its id. The caller has made sure of the image (once per change).
     pub(in crate::runtime) async fn create(
         &self,
         app: &DesiredApp,
         start: bool,
         name: &str,
     ) -> Result<String, ActionError> {
-        self.engine.ensure_image(&app.spec.image).await?;
         let held = self.join_network(Some(app)).await?;
         let id = self.engine.create(app, name).await?;
         if start {
