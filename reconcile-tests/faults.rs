@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::support::api::{add_user, Api};
 use crate::support::relay::DockerRelay;
+use crate::support::tmpfs::Tmpfs;
 use crate::support::{wait_until, Serve, TestRoot, MINIMAL};
 
 const T: Duration = Duration::from_secs(30);
@@ -153,4 +154,80 @@ async fn a_hook_left_running_by_a_killed_serve_is_killed_at_the_next_start() {
     })
     .await;
     root.wait_running("alice", "web", T).await;
+}
+
+/// Posts users until one is refused; returns the refusal.
+async fn add_users_until_refused(api: &Api, admin: &str) -> crate::support::api::Resp {
+    for i in 0..200 {
+        let body = serde_json::json!({ "name": format!("u{i}") });
+        let resp = api.post("/users", admin, Some(body)).await;
+        if resp.status != 201 {
+            return resp;
+        }
+    }
+    panic!("200 users were added on a full disk");
+}
+
+#[tokio::test]
+async fn a_full_disk_under_the_database_is_answered_507_and_writes_work_once_space_returns() {
+    let root = TestRoot::new("dbfull").await;
+    let disk = Tmpfs::mount(&root.path().join("dbdisk"), "8m");
+    let db = root.path().join("dbdisk/berth.redb");
+    root.config(&[("database", &format!("\"{}\"", db.display()))], "");
+    let admin = add_user(&root, "root", true).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.get("/users", &admin).await.expect(200);
+
+    disk.fill();
+    let refused = add_users_until_refused(&api, &admin).await;
+    assert_eq!(refused.status, 507, "{}", refused.text);
+    assert_eq!(refused.code(), "insufficient_storage", "{}", refused.text);
+    let ready = api.get("/readyz", "").await;
+    assert_eq!(
+        ready.json()["checks"]["database"]["ok"],
+        false,
+        "{}",
+        ready.text
+    );
+
+    disk.free();
+    // The first write after space returns works: no restart, no latched error.
+    let added = api
+        .post("/users", &admin, Some(serde_json::json!({"name": "after"})))
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let users = api.get("/users", &admin).await.text;
+    assert!(users.contains("\"after\""), "{users}");
+    wait_until(T, "ready again", || async {
+        api.get("/readyz", "").await.json()["checks"]["database"]["ok"] == true
+    })
+    .await;
+    // The audit log goes on too: the write above is in it.
+    let audit = api.get("/audit?tail=5", &admin).await.text;
+    assert!(audit.contains("POST /users"), "{audit}");
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn a_full_disk_under_state_refuses_a_create_with_507_and_leaves_nothing() {
+    let root = TestRoot::new("statefull").await;
+    let disk = Tmpfs::mount(&root.path().join("state/apps"), "1m");
+    let admin = add_user(&root, "root", true).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    disk.fill();
+    let refused = api.create_app(&admin, "web", "bb-v1").await;
+    assert_eq!(refused.status, 507, "{}", refused.text);
+    assert_eq!(refused.code(), "insufficient_storage", "{}", refused.text);
+    let left: Vec<_> = std::fs::read_dir(root.path().join("state/apps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".fill")
+        .collect();
+    assert!(left.is_empty(), "a failed create left {left:?}");
+    disk.free();
+    api.create_app(&admin, "web", "bb-v1").await.expect(201);
+    root.wait_running("root", "web", T).await;
+    serve.assert_alive();
 }

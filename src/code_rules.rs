@@ -15,7 +15,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("model", &["model"]),
     ("reconcile", &["model", "reconcile"]),
     ("runtime", &["model", "reconcile", "runtime", "error_chain"]),
-    ("store", &["model", "reconcile", "store"]),
+    ("store", &["model", "reconcile", "store", "error_chain"]),
     (
         "state",
         &[

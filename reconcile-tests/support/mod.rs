@@ -12,6 +12,7 @@ pub mod example;
 pub mod git;
 pub mod relay;
 pub mod serve;
+pub mod tmpfs;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -73,9 +73,12 @@ pub enum ApiError {
         /// Seconds until a write is allowed again.
         retry_after: u64,
     },
-    /// Docker is unreachable (logs).
+    /// Docker is unreachable (logs), or the database is gone or being reopened.
     #[error("{0}")]
     Unavailable(String),
+    /// A disk is full: nothing was written.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A bug or an I/O failure: logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -108,6 +111,9 @@ impl ApiError {
             }
             ApiError::WriteLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -156,6 +162,9 @@ impl From<WriteError> for ApiError {
             },
             WriteError::Stale { .. } => ApiError::PreconditionFailed(message),
             WriteError::OddPath(_) => ApiError::Conflict(message),
+            WriteError::Io { ref source, .. } if crate::store::is_full(source) => {
+                ApiError::InsufficientStorage(message)
+            }
             WriteError::Io { .. } | WriteError::Scan(_) | WriteError::Task(_) => {
                 ApiError::Internal(message)
             }
@@ -171,7 +180,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::NotFound(message),
             StoreError::Limit(_) => ApiError::Quota(message),
             StoreError::Name(_) => ApiError::BadRequest(message),
-            StoreError::Gone { .. } => ApiError::Unavailable(message),
+            StoreError::Gone { .. } | StoreError::Reopening { .. } => {
+                ApiError::Unavailable(message)
+            }
+            StoreError::Full(_) => ApiError::InsufficientStorage(message),
             StoreError::Busy { .. }
             | StoreError::Schema { .. }
             | StoreError::Foreign { .. }

@@ -29,7 +29,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/prune/release", post(release_prune))
 }
 
-/// Readiness with reasons: the engine answered the last pass, the database can be read, the
+/// Readiness with reasons: the engine answered the last pass, the database can be read and
+/// written (its last write did not fail, or it was reopened since), the
 /// state clone follows its remote (git mode). 503 when any check fails.
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     let check = |ok: bool, why: &str| match ok {
@@ -40,11 +41,15 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         s.metrics.engine_is_up(),
         "the last reconcile pass could not list containers (or none has run yet)",
     );
-    let db_ok = s.db(|st| st.statuses().map(drop)).await.is_ok();
-    let mut checks = json!({
-        "engine": engine,
-        "database": check(db_ok, "the database cannot be read"),
-    });
+    let db = match s.db(|st| Ok(st.statuses().is_ok() && st.writable())).await {
+        Ok(true) => check(true, ""),
+        Ok(false) => check(
+            false,
+            "the last database write failed (a full disk?) and the file could not be reopened yet",
+        ),
+        Err(e) => check(false, &e.to_string()),
+    };
+    let mut checks = json!({"engine": engine, "database": db});
     if let Some(git) = &s.git {
         let diverged = git.status().diverged;
         let why = "the state clone and its remote have diverged";

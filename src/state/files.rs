@@ -348,21 +348,24 @@ fn write_atomic(
     appname: &str,
     text: &str,
 ) -> Result<Current, WriteError> {
-    match std::fs::symlink_metadata(dir) {
+    let made_dir = match std::fs::symlink_metadata(dir) {
         Ok(m) if !m.is_dir() => {
             return Err(WriteError::OddPath(format!(
                 "{} is not a directory; berth does not write through links",
                 dir.display()
             )))
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io(shown, e))?,
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io(shown, e))?;
+            true
+        }
         Err(e) => return Err(io(shown, e)),
-    }
+    };
     // A fresh random name, created exclusively: a planted file or symlink of that name
     // (state/ may be a git checkout anyone can push to) makes the write fail instead of
     // writing through it. The leading '.' keeps the scanner and watcher away.
@@ -383,6 +386,9 @@ fn write_atomic(
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
+        if made_dir {
+            let _ = std::fs::remove_dir(dir); // only if still empty: a full disk leaves nothing
+        }
         return Err(io(shown, e));
     }
     Ok(Current {

@@ -3,7 +3,7 @@
 //! one younger than the retention window: one user's flood cannot push everyone else's recent
 //! entries out (the API's per-user write limits bound how fast it grows meanwhile).
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use redb::ReadableTableMetadata;
@@ -39,7 +39,7 @@ impl Store {
     /// Appends one entry, then drops the oldest entries past `keep.max_entries` that are
     /// older than the window (measured from `entry.at`).
     pub fn audit(&self, entry: &AuditEntry, keep: Retention) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(AUDIT).map_err(db_err)?;
             let next = match table.last().map_err(db_err)? {
@@ -67,12 +67,12 @@ impl Store {
                 table.pop_first().map_err(db_err)?;
             }
         }
-        txn.commit().map_err(db_err)
+        self.db.commit(txn)
     }
 
     /// The newest `n` entries, oldest first, with their sequence numbers.
     pub fn audit_tail(&self, n: usize) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db.begin_read()?;
         let table = txn.open_table(AUDIT).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(db_err)?.rev().take(n) {

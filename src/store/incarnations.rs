@@ -94,9 +94,9 @@ impl Store {
     /// Ends `app`'s incarnation now (its manifest was deleted through the API): its client
     /// keys are revoked at once; returns how many.
     pub fn end_incarnation(&self, app: &AppKey) -> Result<usize, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         let n = end(self, &txn, app)?;
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         Ok(n)
     }
 
@@ -131,7 +131,7 @@ impl Store {
         if new.is_empty() && gone.is_empty() && !legacy {
             return Ok(out);
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         if legacy {
             out.keys_revoked += super::keys::settle_legacy(self, &txn, present, frozen_users)?;
         }
@@ -143,7 +143,7 @@ impl Store {
             out.keys_revoked += end(self, &txn, app)?;
             out.ended += 1;
         }
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         self.legacy_settled
             .store(true, std::sync::atomic::Ordering::Release);
         Ok(out)

@@ -138,7 +138,7 @@ impl Store {
         max: u32,
     ) -> Result<(ClientKeyInfo, String), StoreError> {
         let (id, secret) = (tokens::new_key_id(), tokens::new_secret());
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         let incarnation = super::incarnations::current_or_new(self, &txn, app)?;
         let record = KeyRecord {
             userid: app.userid.clone(),
@@ -167,7 +167,7 @@ impl Store {
                 .insert(id.as_str(), to_json(&record).as_str())
                 .map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         let key = tokens::client_key(&id, &secret);
         Ok((info(id, record), key))
     }
@@ -184,7 +184,7 @@ impl Store {
 
     /// Revokes one key of `app`. A key of another app is `NotFound`, as if it did not exist.
     pub fn revoke_client_key(&self, app: &AppKey, id: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
             let owned = match table.get(id).map_err(db_err)? {
@@ -201,7 +201,7 @@ impl Store {
             }
             table.remove(id).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         Ok(())
     }
 
@@ -239,7 +239,7 @@ impl Store {
             .is_none_or(|t| now.saturating_sub(t) >= LAST_USED_EVERY)
         {
             record.last_used_at = Some(now);
-            let txn = self.db.begin_write().map_err(db_err)?;
+            let txn = self.db.begin_write()?;
             {
                 let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
                 // Revoked meanwhile: do not bring it back.
@@ -250,7 +250,7 @@ impl Store {
                     .insert(p.name, to_json(&record).as_str())
                     .map_err(db_err)?;
             }
-            txn.commit().map_err(db_err)?;
+            self.db.commit(txn)?;
         }
         Ok(KeyCheck::Valid(info(p.name.to_string(), record)))
     }

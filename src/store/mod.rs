@@ -15,6 +15,7 @@
 //! and on `reconcile`'s status types (what it saves).
 
 mod audit;
+mod handle;
 mod incarnations;
 mod keys;
 mod revisions;
@@ -25,9 +26,7 @@ mod users;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-};
+use redb::{Database, DatabaseError, ReadableTable, TableDefinition, TableHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -111,7 +110,18 @@ pub enum StoreError {
     /// A name that breaks the rules.
     #[error(transparent)]
     Name(#[from] crate::model::names::NameError),
-    /// redb failed mid-call (I/O, a full disk, corruption).
+    /// The disk holding the database is full: nothing was written.
+    #[error("the disk holding the database is full; nothing was written (free space, then retry)")]
+    Full(#[source] std::io::Error),
+    /// The file is being reopened after a failed write; the call may be retried.
+    #[error("{}: the database is being reopened after a failed write ({why}); retry shortly", path.display())]
+    Reopening {
+        /// The database file.
+        path: PathBuf,
+        /// Why it is not open yet.
+        why: String,
+    },
+    /// redb failed mid-call (I/O, corruption).
     #[error("database")]
     Db(#[source] Box<redb::Error>),
     /// A record that does not decode.
@@ -128,7 +138,17 @@ pub enum StoreError {
 }
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Db(Box::new(e.into()))
+    match e.into() {
+        redb::Error::Io(io) if is_full(&io) => StoreError::Full(io),
+        other => StoreError::Db(Box::new(other)),
+    }
+}
+
+/// A write that failed for want of space (or of quota).
+pub fn is_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// Seconds since the Unix epoch.
@@ -171,8 +191,8 @@ fn private_file(path: &Path) -> std::io::Result<()> {
 
 /// The open database.
 pub struct Store {
-    /// redb handle.
-    db: Database,
+    /// redb handle, reopened after a failed write.
+    db: handle::Handle,
     /// The file, and which file it was when opened (device, inode): a deletion or a
     /// replacement while berth runs is noticed, not written past.
     path: PathBuf,
@@ -224,7 +244,7 @@ impl Store {
             })?;
         }
         Ok(Store {
-            db,
+            db: handle::Handle::new(path, db),
             path: path.into(),
             identity: identity(path),
             hash_key,
@@ -246,12 +266,30 @@ impl Store {
         })
     }
 
+    /// Whether writes work: true unless the last commit failed; then a small probe write
+    /// (the time, in `meta`) is tried, so readiness comes back once the disk has room again
+    /// without waiting for a user's write.
+    pub fn writable(&self) -> bool {
+        if !self.db.is_failing() {
+            return true;
+        }
+        let probe = || -> Result<(), StoreError> {
+            let txn = self.db.begin_write()?;
+            txn.open_table(META)
+                .map_err(db_err)?
+                .insert("write_probe", unix_now().to_string().as_str())
+                .map_err(db_err)?;
+            self.db.commit(txn)
+        };
+        probe().is_ok()
+    }
+
     /// Reads every row of a JSON table.
     fn read_all<T: DeserializeOwned>(
         &self,
         def: TableDefinition<&str, &str>,
     ) -> Result<Vec<(String, T)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db.begin_read()?;
         let table = txn.open_table(def).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(db_err)? {
@@ -270,7 +308,7 @@ impl Store {
         def: TableDefinition<&str, &str>,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.db.begin_read()?;
         let table = txn.open_table(def).map_err(db_err)?;
         let Some(v) = table.get(key).map_err(db_err)? else {
             return Ok(None);
@@ -351,6 +389,7 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::ReadableDatabase;
 
     #[test]
     fn reopen_keeps_the_hash_key() {

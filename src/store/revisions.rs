@@ -41,7 +41,7 @@ impl Store {
         keep: usize,
     ) -> Result<Option<u64>, StoreError> {
         let (lo, hi) = range(app);
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         let next = {
             let mut table = txn.open_table(REVISIONS).map_err(db_err)?;
             let last: Option<Revision> = match table
@@ -80,14 +80,14 @@ impl Store {
             }
             next
         };
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         Ok(Some(next))
     }
 
     /// `app`'s kept revisions, oldest first.
     pub fn revisions(&self, app: &AppKey) -> Result<Vec<Revision>, StoreError> {
         let (lo, hi) = range(app);
-        let txn = redb::ReadableDatabase::begin_read(&self.db).map_err(db_err)?;
+        let txn = self.db.begin_read()?;
         let table = txn.open_table(REVISIONS).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.range(lo.as_str()..hi.as_str()).map_err(db_err)? {

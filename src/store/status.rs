@@ -46,7 +46,7 @@ impl StoredStatus {
 impl Store {
     /// Replaces the whole table with `board` in one transaction.
     pub fn replace_statuses(&self, board: &BTreeMap<AppKey, AppStatus>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(APP_STATUS).map_err(db_err)?;
             table.retain(|_, _| false).map_err(db_err)?;
@@ -59,7 +59,7 @@ impl Store {
                     .map_err(db_err)?;
             }
         }
-        txn.commit().map_err(db_err)
+        self.db.commit(txn)
     }
 
     /// The rollouts refused on record, so a restarted daemon does not try them again.

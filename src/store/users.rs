@@ -54,7 +54,7 @@ impl Store {
                 .to_string(),
             created_at: unix_now(),
         };
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         {
             let mut users = txn.open_table(USERS).map_err(db_err)?;
             if users.get(name).map_err(db_err)?.is_some() {
@@ -64,7 +64,7 @@ impl Store {
                 .insert(name, to_json(&record).as_str())
                 .map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         Ok(tokens::admin_token(name, &secret))
     }
 
@@ -83,14 +83,14 @@ impl Store {
 
     /// Removes a user; its token stops working at once. Its apps stay.
     pub fn remove_user(&self, name: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.db.begin_write()?;
         let removed = txn
             .open_table(USERS)
             .map_err(db_err)?
             .remove(name)
             .map_err(db_err)?
             .is_some();
-        txn.commit().map_err(db_err)?;
+        self.db.commit(txn)?;
         if removed {
             Ok(())
         } else {

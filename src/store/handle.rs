@@ -1,0 +1,145 @@
+//! The redb handle, reopened after an I/O failure. redb latches a failed write (a full disk,
+//! an EIO): every later write transaction answers "previous I/O error, reopen the database",
+//! and a failed commit discards the allocator state until a reopen rebuilds it. Without a
+//! reopen one full disk broke users, keys, audit and revisions until berth restarted; with it,
+//! the first call after the disk is freed works again.
+//!
+//! **Invariant: a failed commit marks the handle broken, and the next transaction reopens the
+//! file first.** Nothing is retried behind the caller's back but a transaction that had not
+//! begun (a begin that met the latched error): a failed commit is reported, never replayed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+use super::StoreError;
+
+/// The open database file, reopened when a write failed.
+pub(super) struct Handle {
+    path: PathBuf,
+    db: RwLock<Option<Database>>,
+    /// A commit (or a reopen) failed: the next transaction reopens first.
+    broken: AtomicBool,
+    /// The last commit failed: `/readyz` says the database is not writable until one
+    /// succeeds.
+    failing: AtomicBool,
+}
+
+impl Handle {
+    /// Wraps a database opened at `path`.
+    pub(super) fn new(path: &Path, db: Database) -> Handle {
+        Handle {
+            path: path.into(),
+            db: RwLock::new(Some(db)),
+            broken: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last commit failed.
+    pub(super) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// A write transaction; reopens the file first when the last write failed, and once more
+    /// when redb reports a latched I/O error at begin (nothing of the caller's ran yet).
+    pub(super) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        self.begin(|db| db.begin_write().map_err(super::db_err))
+    }
+
+    /// A read transaction, under the same rules (redb refuses reads too once a write failed).
+    pub(super) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        self.begin(|db| db.begin_read().map_err(super::db_err))
+    }
+
+    fn begin<T>(&self, f: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        for attempt in 0..2 {
+            if self.is_broken() || self.db.read().expect("db lock").is_none() {
+                self.reopen()?;
+            }
+            match self.with(&f)? {
+                Ok(txn) => return Ok(txn),
+                Err(e) if attempt == 0 && latched(&e) => self.mark_broken(&e),
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Commits `txn`; a failure marks the handle broken so the next write reopens the file.
+    pub(super) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        match txn.commit().map_err(super::db_err) {
+            Ok(()) => {
+                self.broken.store(false, Ordering::Relaxed);
+                self.failing.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.failing.store(true, Ordering::Relaxed);
+                self.mark_broken(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn mark_broken(&self, cause: &StoreError) {
+        if !self.broken.swap(true, Ordering::Relaxed) {
+            tracing::error!(file = %self.path.display(), cause = %crate::error_chain::chain(cause), "a database write failed; the file is reopened before the next write");
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Database) -> T) -> Result<T, StoreError> {
+        let guard = self.db.read().expect("db lock");
+        match guard.as_ref() {
+            Some(db) => Ok(f(db)),
+            None => Err(self.closed("it is being reopened")),
+        }
+    }
+
+    /// Drops the open handle and opens the file again (redb repairs it on open). Fails while
+    /// another thread still holds a transaction of the old handle; the next call tries again.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().expect("db lock");
+        if slot.is_some() && !self.is_broken() {
+            return Ok(()); // another thread reopened it meanwhile
+        }
+        slot.take();
+        match Database::create(&self.path) {
+            Ok(db) => {
+                *slot = Some(db);
+                self.broken.store(false, Ordering::Relaxed);
+                tracing::info!(file = %self.path.display(), "reopened the database after a failed write");
+                Ok(())
+            }
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                Err(self.closed("a transaction from before the failure is still open"))
+            }
+            Err(e) => {
+                self.broken.store(true, Ordering::Relaxed);
+                Err(super::db_err(e))
+            }
+        }
+    }
+
+    fn closed(&self, why: &str) -> StoreError {
+        StoreError::Reopening {
+            path: self.path.clone(),
+            why: why.into(),
+        }
+    }
+}
+
+/// A begin that failed on redb's latched I/O error or discarded allocator state: the file
+/// must be reopened, and nothing of the transaction ran.
+fn latched(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(e) => matches!(**e, redb::Error::PreviousIo | redb::Error::Corrupted(_)),
+        _ => false,
+    }
+}
