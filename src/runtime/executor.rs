@@ -77,7 +77,9 @@ impl Executor {
     pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
         // Beside the database: state berth keeps about itself, not about apps.
         let groups = config.database.with_file_name("berth-hooks");
-        let hooks = HookRunner::new(config.hook_timeout).recording_in(HookGroups::new(groups));
+        let hooks = HookRunner::new(config.hook_timeout)
+            .recording_in(HookGroups::new(groups))
+            .locking_in(config.database.with_file_name("berth-hook-locks"));
         let front = Front::new(&config).map(Arc::new);
         Executor {
             config,

@@ -18,6 +18,7 @@ use tracing::info;
 use crate::model::names::AppKey;
 use crate::model::template::HookKind;
 use crate::runtime::hook_groups::HookGroups;
+use crate::runtime::hook_lock::TemplateLock;
 
 /// How many output lines a failure keeps for the app's status.
 const TAIL_LINES: usize = 20;
@@ -44,6 +45,15 @@ pub enum HookError {
         timeout: Duration,
         /// Last lines of output.
         tail: String,
+    },
+    /// The template's lock file could not be taken (so the hook did not run).
+    #[error("hook {hook} could not take its template's lock")]
+    Lock {
+        /// Hook name.
+        hook: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// Could not be started at all.
     #[error("hook {hook} could not start")]
@@ -79,6 +89,8 @@ pub struct HookRunner {
     locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Where running hooks' process groups are recorded, to be reaped after a crash.
     groups: Option<HookGroups>,
+    /// Where the per-template lock files live, so other processes keep in line too.
+    lock_dir: Option<PathBuf>,
 }
 
 impl HookRunner {
@@ -88,7 +100,14 @@ impl HookRunner {
             timeout,
             locks: Default::default(),
             groups: None,
+            lock_dir: None,
         }
+    }
+
+    /// Takes a per-template lock file in `dir` too, one that other processes see.
+    pub fn locking_in(mut self, dir: PathBuf) -> HookRunner {
+        self.lock_dir = Some(dir);
+        self
     }
 
     /// Records running hooks' process groups in `groups`.
@@ -118,6 +137,16 @@ impl HookRunner {
             .or_default()
             .clone();
         let _one_at_a_time = lock.lock().await;
+        let _across_processes =
+            match &self.lock_dir {
+                Some(dir) => Some(TemplateLock::acquire(dir, template).await.map_err(
+                    |source| HookError::Lock {
+                        hook: kind.file_name(),
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         run_hook(
             kind.file_name(),
             path,
@@ -341,6 +370,34 @@ mod tests {
         let (a, b) = tokio::join!(
             runner.run("t", HookKind::PreCreate, &p, &e),
             runner.run("t", HookKind::PreCreate, &p, &e)
+        );
+        a.unwrap();
+        b.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(log).unwrap(),
+            "start\nend\nstart\nend\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn hooks_of_one_template_never_overlap_across_runners_sharing_a_lock_dir() {
+        // Two runners stand for two processes: they share no mutex, only the lock files.
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log");
+        let p = script(
+            d.path(),
+            &format!(
+                "echo start >> {l}; sleep 0.2; echo end >> {l}",
+                l = log.display()
+            ),
+        );
+        let locks = d.path().join("locks");
+        let one = HookRunner::new(Duration::from_secs(5)).locking_in(locks.clone());
+        let two = HookRunner::new(Duration::from_secs(5)).locking_in(locks);
+        let e = env(d.path());
+        let (a, b) = tokio::join!(
+            one.run("t", HookKind::PreCreate, &p, &e),
+            two.run("t", HookKind::PreCreate, &p, &e)
         );
         a.unwrap();
         b.unwrap();

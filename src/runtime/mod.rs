@@ -15,6 +15,7 @@ pub mod executor;
 pub mod front;
 pub mod health;
 pub mod hook_groups;
+pub mod hook_lock;
 pub mod hooks;
 pub mod observe;
 pub mod reader;
