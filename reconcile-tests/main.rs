@@ -5,6 +5,7 @@
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
 //! - `guard.rs`: the mass-removal guard, instance isolation, quotas;
 //! - `faults.rs`: faults staged for one berth (an engine outage through a cuttable relay);
+//! - `slow_clients.rs`: stalled heads and bodies, the connection cap, the webhook's byte budget;
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
@@ -42,5 +43,6 @@ mod proxy;
 mod readme;
 mod rollout;
 mod serve;
+mod slow_clients;
 mod tenancy;
 mod tenancy_api;

@@ -110,6 +110,16 @@ pub const SECRET: &str = "s3cret-for-tests";
 impl GitRoot {
     /// Remote first (with `prepare` run on it), then serve with `[git] interval`.
     pub async fn start(prefix: &str, interval: &str, prepare: impl FnOnce(&Remote)) -> GitRoot {
+        GitRoot::start_with(prefix, interval, "", prepare).await
+    }
+
+    /// [`start`](Self::start) with `extra` tables (such as `[http]`) in berth.toml.
+    pub async fn start_with(
+        prefix: &str,
+        interval: &str,
+        extra: &str,
+        prepare: impl FnOnce(&Remote),
+    ) -> GitRoot {
         let root = TestRoot::new(prefix).await;
         let remote = Remote::new(root.path());
         prepare(&remote);
@@ -117,7 +127,7 @@ impl GitRoot {
         root.config(
             &[],
             &format!(
-                "[git]\nremote = \"{}\"\nbranch = \"main\"\ninterval = \"{interval}\"\nwebhook_secret = \"{SECRET}\"\n",
+                "[git]\nremote = \"{}\"\nbranch = \"main\"\ninterval = \"{interval}\"\nwebhook_secret = \"{SECRET}\"\n\n{extra}",
                 remote.bare.display()
             ),
         );

@@ -42,6 +42,11 @@ impl Serve {
         }
     }
 
+    /// The serve process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("serve runs").id()
+    }
+
     /// What serve wrote so far.
     pub fn log(&self) -> String {
         std::fs::read(&self.log)

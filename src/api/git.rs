@@ -20,6 +20,11 @@ use super::AppState;
 /// Largest webhook body accepted (GitHub's own limit is 25 MB; pushes that big are rare).
 const WEBHOOK_BODY_BYTES: usize = 10 * 1024 * 1024;
 
+/// Webhook bodies are read before they are authenticated (the signature covers them): all
+/// bodies being read at once hold at most this many bytes, whoever sends them.
+static UNAUTHENTICATED_BYTES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(3 * WEBHOOK_BODY_BYTES);
+
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         // Push payloads of big pushes are large (the signature needs the whole body): the
@@ -72,6 +77,7 @@ async fn webhook(
         s.limiter.fail(ip, Instant::now());
         return Err(unsigned());
     };
+    let _budget = body_budget(&request)?;
     let body = axum::body::to_bytes(request.into_body(), WEBHOOK_BODY_BYTES)
         .await
         .map_err(|_| {
@@ -86,6 +92,32 @@ async fn webhook(
     let _ = actor.0.set("webhook".into());
     git.wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "pull": "started" }))))
+}
+
+/// Takes the request's share of [`UNAUTHENTICATED_BYTES`]: its declared length, or the
+/// largest body when it declares none. Refused at once (503) when the budget is spent.
+fn body_budget(
+    request: &axum::extract::Request,
+) -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let need = match declared {
+        Some(n) if n > WEBHOOK_BODY_BYTES => {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "a webhook body is at most {WEBHOOK_BODY_BYTES} bytes"
+            )))
+        }
+        Some(n) => n,
+        None => WEBHOOK_BODY_BYTES,
+    };
+    let need = u32::try_from(need).expect("at most WEBHOOK_BODY_BYTES");
+    UNAUTHENTICATED_BYTES.try_acquire_many(need).map_err(|_| {
+        ApiError::Unavailable(
+            "too many webhook bodies are being received at once; retry shortly".into(),
+        )
+    })
 }
 
 fn unsigned() -> ApiError {

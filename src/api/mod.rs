@@ -17,16 +17,16 @@ mod extract;
 mod git;
 mod keys;
 pub mod limiter;
+mod listen;
 mod ops;
 mod revisions;
 mod users;
 mod write_limit;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -266,30 +266,36 @@ fn percent_decoded(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Serves the API on TCP until `shutdown`.
+/// Serves the API on TCP until `shutdown`, with at most `max_connections` connections.
 pub async fn serve_tcp(
     listener: TcpListener,
     state: Arc<AppState>,
+    max_connections: usize,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+) {
+    let guard = guard(&state.config.http, max_connections);
+    let app = router(state);
+    listen::serve(listener, app, guard, |a| Some(ConnectInfo(*a)), shutdown).await
 }
 
 /// Serves the API on the unix socket until `shutdown`; its callers are local admins.
 pub async fn serve_unix(
     listener: UnixListener,
     state: Arc<AppState>,
+    max_connections: usize,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) {
+    let guard = guard(&state.config.http, max_connections);
     let app = router(state).layer(Extension(LocalSocket));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    listen::serve(listener, app, guard, |_| None, shutdown).await
+}
+
+fn guard(http: &crate::model::http_limits::HttpLimits, max_connections: usize) -> listen::Guard {
+    listen::Guard {
+        header_timeout: http.header_timeout,
+        body_timeout: http.body_timeout,
+        max_connections,
+    }
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ struct Shared {
 /// The running tasks, stopped in order by [`stop`].
 struct Tasks {
     events: JoinHandle<()>,
-    api: Vec<(&'static str, JoinHandle<std::io::Result<()>>)>,
+    api: Vec<(&'static str, JoinHandle<()>)>,
     git: Option<JoinHandle<()>>,
     main_loop: JoinHandle<()>,
     saver: JoinHandle<()>,
@@ -96,7 +96,9 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         );
     }
     let api = Arc::new(api_state(&shared, &serve_loop, engine.clone()));
-    let tasks = spawn(&shared, &serve_loop, api, engine, (tcp, socket), &shutdown);
+    let (tcp_cap, socket_cap) = connection_caps(to, config.http.max_connections);
+    let listeners = ((tcp, tcp_cap), (socket, socket_cap));
+    let tasks = spawn(&shared, &serve_loop, api, engine, listeners, &shutdown);
     info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");
     wait_for_signal().await;
     info!("shutdown requested");
@@ -119,7 +121,7 @@ fn spawn(
     serve_loop: &Arc<ServeLoop>,
     api: Arc<AppState>,
     engine: Engine,
-    (tcp, socket): (TcpListener, UnixListener),
+    ((tcp, tcp_cap), (socket, socket_cap)): ((TcpListener, usize), (UnixListener, usize)),
     shutdown: &CancellationToken,
 ) -> Tasks {
     let (wake, stop) = (shared.wake.clone(), shutdown.clone());
@@ -129,11 +131,21 @@ fn spawn(
         api: vec![
             (
                 "API",
-                tokio::spawn(crate::api::serve_tcp(tcp, api.clone(), stop.clone())),
+                tokio::spawn(crate::api::serve_tcp(
+                    tcp,
+                    api.clone(),
+                    tcp_cap,
+                    stop.clone(),
+                )),
             ),
             (
                 "socket API",
-                tokio::spawn(crate::api::serve_unix(socket, api, stop.clone())),
+                tokio::spawn(crate::api::serve_unix(
+                    socket,
+                    api,
+                    socket_cap,
+                    stop.clone(),
+                )),
             ),
         ],
         git: git.map(|g| tokio::spawn(follow_remote(g, wake.clone(), stop.clone()))),
@@ -271,7 +283,6 @@ async fn stop(tasks: Tasks) -> anyhow::Result<()> {
     let _ = tasks.events.await;
     for (name, mut task) in tasks.api {
         match tokio::time::timeout(API_DRAIN, &mut task).await {
-            Ok(Ok(Err(e))) => warn!(cause = %e, "{name} stopped with an error"),
             Ok(_) => {}
             Err(_) => {
                 warn!("{name}: requests still open after {API_DRAIN:?}; closing them");
@@ -300,6 +311,28 @@ async fn open_store(path: &Path) -> Result<Store, crate::store::StoreError> {
             other => return other,
         }
     }
+}
+
+/// Descriptors kept back from client connections: the loop, the watcher, the database,
+/// Docker connections, hooks.
+const RESERVED_DESCRIPTORS: u64 = 256;
+/// Connections the unix socket (local admins, `berth` commands) serves at once.
+const SOCKET_CONNECTIONS: usize = 32;
+
+/// (TCP cap, socket cap): `[http] max_connections`, lowered so that both listeners together
+/// leave [`RESERVED_DESCRIPTORS`] of the open-file limit `nofile` free.
+fn connection_caps(nofile: u64, max_connections: usize) -> (usize, usize) {
+    if nofile == 0 {
+        return (max_connections, SOCKET_CONNECTIONS); // the limit could not be read
+    }
+    let room = nofile.saturating_sub(RESERVED_DESCRIPTORS + SOCKET_CONNECTIONS as u64);
+    let tcp = max_connections
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1);
+    if tcp < max_connections {
+        warn!(max_connections, serving = tcp, nofile, "the open-file limit is low: the API serves fewer connections at once than [http] max_connections");
+    }
+    (tcp, SOCKET_CONNECTIONS)
 }
 
 /// Raises the soft open-file limit to the hard one: every client connection is a

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::model::http_limits::HttpLimits;
 use crate::model::names::validate_instance;
 use crate::model::policy::{Policy, PolicyFile};
 use crate::model::proxy::ProxyConfig;
@@ -46,6 +47,7 @@ struct ConfigFile {
     templates: BTreeMap<String, TemplateOverride>,
     policy: PolicyFile,
     proxy: Option<ProxyConfig>,
+    http: HttpLimits,
     audit_keep_days: u32,
     audit_max_entries: u64,
 }
@@ -76,6 +78,7 @@ impl Default for ConfigFile {
             templates: BTreeMap::new(),
             policy: PolicyFile::default(),
             proxy: None,
+            http: HttpLimits::default(),
             audit_keep_days: 14,
             audit_max_entries: 100_000,
         }
@@ -204,6 +207,8 @@ pub struct Config {
     pub policy: Policy,
     /// `[proxy]`: Caddy routes domain apps (SPEC §9); none without the table.
     pub proxy: Option<ProxyConfig>,
+    /// `[http]`: timeouts and the connection cap of the API's server.
+    pub http: HttpLimits,
     /// Audit entries younger than this many days are never dropped to make room.
     pub audit_keep_days: u32,
     /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
@@ -259,9 +264,11 @@ impl Config {
         if let Some(p) = &f.proxy {
             p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
         }
+        f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
         Ok(Config {
             policy,
             proxy: f.proxy,
+            http: f.http,
             audit_keep_days: f.audit_keep_days,
             audit_max_entries: f.audit_max_entries,
             state_dir: absolute(&root, &f.state_dir),
@@ -424,6 +431,8 @@ mod tests {
             ("[defaults]\nmemory = \"lots\"\n", "berth.toml:2:10"),
             ("[templates.x]\nimage = 3\n", "berth.toml:2:9"),
             ("listen = \"nowhere\"\n", "berth.toml:1:10"),
+            ("[http]\nheader_timeout = \"never\"\n", "berth.toml:2:18"),
+            ("[http]\nidle = \"1s\"\n", "berth.toml:2:1"),
         ];
         for (text, at) in cases {
             let e = load_text(text).unwrap_err().to_string();
@@ -433,8 +442,11 @@ mod tests {
             "instance = \"Main\"\n",
             "instance = \"a-b\"\n",
             "max_parallel = 0\n",
+            "[http]\nmax_connections = 0\n",
+            "[http]\nbody_timeout = \"1ms\"\n",
         ] {
-            assert!(load_text(text).is_err(), "{text:?}");
+            let e = load_text(text).expect_err(text).to_string();
+            assert!(!text.starts_with("[http]") || e.contains("[http]"), "{e}");
         }
     }
 

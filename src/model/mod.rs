@@ -11,6 +11,7 @@ pub mod claims;
 pub mod config;
 pub mod desired;
 pub mod health;
+pub mod http_limits;
 pub mod labels;
 pub mod manifest;
 pub mod names;
