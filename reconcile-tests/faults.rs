@@ -95,20 +95,63 @@ async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated
 }
 
 #[tokio::test]
-async fn apply_refuses_to_race_a_running_serve() {
+async fn apply_and_plan_during_serve_go_through_the_daemon() {
     let root = TestRoot::new("applyrace").await;
-    root.write_manifest("alice", "web", MINIMAL);
-    let serve = Serve::start(&root);
-    root.wait_running("alice", "web", T).await;
-    let run = root.berth(&["apply"]).await;
-    assert_ne!(run.code, Some(0), "{}", run.text());
-    assert!(
-        run.text().contains("`berth serve` is running"),
-        "{}",
-        run.text()
+    root.config(&[("max_apps_per_user", "20"), ("max_total_apps", "40")], "");
+    root.write_template(
+        "bb-missing",
+        &crate::support::BB_TEMPLATE.replace("berth-test-busybox:1", "berth-test-missing:nope"),
     );
-    // plan only reads: it still works beside serve.
-    root.berth(&["plan"]).await.expect_code(0);
+    root.write_manifest("alice", "web", MINIMAL);
+    let admin = add_user(&root, "root", true).await;
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    // Admins only, and no stray parameters.
+    assert_eq!(api.get("/plan", &alice).await.status, 403);
+    assert_eq!(api.post("/apply", &alice, None).await.status, 403);
+    assert_eq!(api.post("/apply?force=1", &admin, None).await.status, 400);
+    assert_eq!(api.get("/plan", &admin).await.json()["changes"], 0);
+    // A burst of new manifests, applied at once while the daemon reacts to the same files:
+    // one decider, so no change fails on the other's containers.
+    for i in 0..12 {
+        root.write_manifest("bob", &format!("app{i}"), MINIMAL);
+    }
+    root.write_manifest("bob", "broken", "template = \"bb-missing\"\n");
+    let run = root.berth(&["apply"]).await;
+    let text = run.text();
+    assert_eq!(run.code, Some(1), "the broken app fails the apply: {text}");
+    assert!(text.contains("failed: bob/broken"), "{text}");
+    assert!(text.contains(", 1 failed,"), "{text}");
+    assert_eq!(
+        text.matches("failed:").count(),
+        1,
+        "only the broken app failed: {text}"
+    );
+    // apply answered once the daemon had carried everything out.
+    for i in 0..12 {
+        assert!(
+            root.running("bob", &format!("app{i}")).await,
+            "bob/app{i}: {text}"
+        );
+    }
+    let log = serve.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("action failed"))
+        .collect();
+    assert!(
+        failures.iter().all(|l| l.contains("bob/broken")),
+        "{failures:#?}"
+    );
+    root.remove_manifest("bob", "broken");
+    let run = root.berth(&["apply"]).await;
+    run.expect_code(0);
+    // plan asks the daemon too: nothing left to do.
+    let plan = root.berth(&["plan"]).await;
+    plan.expect_code(0);
+    assert!(!plan.text().contains("create"), "{}", plan.text());
     drop(serve);
 }
 

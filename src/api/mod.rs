@@ -12,6 +12,7 @@ mod apps;
 mod auth;
 mod bridge;
 pub mod confirm;
+pub mod converge;
 mod error;
 mod extract;
 mod git;
@@ -44,6 +45,7 @@ use crate::metrics::Metrics;
 use crate::model::config::Config;
 use crate::model::names::AppKey;
 use crate::reconcile::loop_state::PruneRelease;
+use crate::reconcile::progress::ProgressCell;
 use crate::reconcile::status::StatusBoard;
 use crate::reconcile::trigger::Wake;
 use crate::runtime::reader::ContainerReader;
@@ -89,6 +91,10 @@ pub struct AppState {
     pub history: Arc<History>,
     /// Git mode: sync status and the webhook's wake-up.
     pub git: Option<Arc<GitSync>>,
+    /// The loop's planner (`GET /plan`, `POST /apply`).
+    pub planner: Option<Arc<dyn converge::Planner>>,
+    /// The loop's progress, which `POST /apply` waits on.
+    pub progress: ProgressCell,
 }
 
 impl AppState {
@@ -147,6 +153,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(ops::router())
         .merge(revisions::router())
         .merge(git::router())
+        .merge(converge::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -34,7 +34,7 @@ fn failed(msg: String) -> Outcome {
 }
 
 /// Asks the daemon; `None` when none runs.
-async fn daemon(
+pub async fn daemon(
     config: &Config,
     method: Method,
     path: &str,
@@ -49,13 +49,6 @@ async fn daemon(
                 Err(error_message(status, &v))
             }
         }))
-}
-
-/// Whether a `berth serve` answers on this config's socket.
-pub async fn daemon_runs(config: &Config) -> anyhow::Result<bool> {
-    Ok(daemon(config, Method::GET, "/healthz", None)
-        .await?
-        .is_some())
 }
 
 /// The rollouts refused on record: the running daemon's, else the last saved status's. None

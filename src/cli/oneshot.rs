@@ -1,11 +1,14 @@
 //! The one-shot commands: `plan` (print, change nothing), `apply` (one pass) and `validate`
-//! (check manifests without an engine).
+//! (check manifests without an engine). With `berth serve` running, `plan` and `apply` ask it
+//! over its socket (`GET /plan`, `POST /apply`): one process decides what runs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use hyper::Method;
 
+use crate::cli::admin::daemon;
 use crate::daemon::pass::Reconciler;
 use crate::error_chain::chain;
 use crate::model::config::Config;
@@ -35,24 +38,39 @@ fn print_problems(problems: &[String]) {
 }
 
 pub(super) async fn plan(config: Config) -> anyhow::Result<ExitCode> {
+    // One process decides: with a daemon running, its plan is the one that will happen.
+    if let Some(answer) = daemon(&config, Method::GET, "/plan", None).await? {
+        let v = answer.map_err(|e| anyhow::anyhow!("the daemon could not plan: {e}"))?;
+        print!("{}", v["plan"].as_str().unwrap_or_default());
+        return Ok(problems_exit(&strings(&v["problems"])));
+    }
     let (desired, plan) = reconciler(config).await?.plan_once(false).await?;
     print!("{plan}");
-    let problems = desired.problems();
-    print_problems(&problems);
-    Ok(if problems.is_empty() {
+    Ok(problems_exit(&desired.problems()))
+}
+
+fn problems_exit(problems: &[String]) -> ExitCode {
+    print_problems(problems);
+    if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    let items = v.as_array().into_iter().flatten();
+    items
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect()
 }
 
 pub(super) async fn apply(config: Config, allow_mass_prune: bool) -> anyhow::Result<ExitCode> {
-    // Two deciders race: both would create, replace and remove the same containers.
-    if crate::cli::admin::daemon_runs(&config).await? {
-        anyhow::bail!(
-            "`berth serve` is running for this root ({}): it applies every change itself within a second; `berth plan` shows what it will do (to apply by hand, stop serve first)",
-            config.socket_path().display()
-        );
+    // Two deciders would race for the same containers: with a daemon running, it applies.
+    let path = format!("/apply?allow_mass_prune={allow_mass_prune}");
+    if let Some(answer) = daemon(&config, Method::POST, &path, None).await? {
+        let v = answer.map_err(|e| anyhow::anyhow!("the daemon could not apply: {e}"))?;
+        return Ok(print_daemon_apply(&v));
     }
     let report = reconciler(config)
         .await?
@@ -62,23 +80,53 @@ pub(super) async fn apply(config: Config, allow_mass_prune: bool) -> anyhow::Res
     for (key, err) in &report.failures {
         println!("failed: {key}: {}", chain(err));
     }
-    print_problems(&report.desired.problems());
-    let failed = report.failures.len();
-    println!(
-        "apply: {} changed, {failed} failed, {} frozen or ignored{}",
-        report.plan.changes.len() - failed,
-        report.desired.problems().len(),
-        if report.plan.prune_blocked.is_empty() {
-            ""
-        } else {
-            ", prune blocked"
-        }
+    let problems = report.desired.problems();
+    print_problems(&problems);
+    let changed = report.plan.changes.len() - report.failures.len();
+    let blocked = !report.plan.prune_blocked.is_empty();
+    print_summary(changed, report.failures.len(), problems.len(), blocked);
+    Ok(exit(report.converged()))
+}
+
+/// Prints what the daemon's apply answered, as a local apply prints it.
+fn print_daemon_apply(v: &serde_json::Value) -> ExitCode {
+    print!("{}", v["plan"].as_str().unwrap_or_default());
+    let failed = v["failed"].as_array().cloned().unwrap_or_default();
+    for f in &failed {
+        let (app, error) = (f["app"].as_str(), f["error"].as_str());
+        println!(
+            "failed: {}: {}",
+            app.unwrap_or("?"),
+            error.unwrap_or("failed")
+        );
+    }
+    let problems = strings(&v["problems"]);
+    print_problems(&problems);
+    let changes = v["changes"].as_u64().unwrap_or(0) as usize;
+    let blocked = v["prune_blocked"].as_array().is_some_and(|b| !b.is_empty());
+    print_summary(
+        changes - failed.len().min(changes),
+        failed.len(),
+        problems.len(),
+        blocked,
     );
-    Ok(if report.converged() {
+    if v["settled"] != true {
+        println!("apply: the daemon is still converging; `berth status` shows where it is");
+    }
+    exit(v["converged"] == true)
+}
+
+fn print_summary(changed: usize, failed: usize, problems: usize, blocked: bool) {
+    let blocked = if blocked { ", prune blocked" } else { "" };
+    println!("apply: {changed} changed, {failed} failed, {problems} frozen or ignored{blocked}");
+}
+
+fn exit(converged: bool) -> ExitCode {
+    if converged {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 pub(super) fn validate(config: &Config, paths: &[PathBuf]) -> ExitCode {

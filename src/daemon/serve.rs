@@ -250,7 +250,7 @@ fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
 }
 
 /// The API's view: read-only containers, purge requests, the manifest writer.
-fn api_state(shared: &Shared, serve_loop: &ServeLoop, engine: Engine) -> AppState {
+fn api_state(shared: &Shared, serve_loop: &Arc<ServeLoop>, engine: Engine) -> AppState {
     let config = shared.config.clone();
     let writer = ManifestWriter::new(
         ManifestFiles::new(config.clone()),
@@ -274,6 +274,8 @@ fn api_state(shared: &Shared, serve_loop: &ServeLoop, engine: Engine) -> AppStat
         prune_release: serve_loop.prune_release.clone(),
         history: shared.history.clone(),
         git: shared.git.clone(),
+        planner: Some(serve_loop.clone()),
+        progress: serve_loop.progress.clone(),
     }
 }
 

@@ -9,6 +9,8 @@
 //! shutdown it waits for the changes in flight before returning.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::api::converge::{Planned, Planner};
 use crate::daemon::pass::{valid_app, PassError, Reconciler};
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
@@ -24,6 +27,7 @@ use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::reconcile::loop_state::{Failure, LoopState, Outcome, PruneRelease, PurgeStep, Release};
 use crate::reconcile::plan::{plan, Action, AppChange, Plan, PlanOptions, Refusal};
+use crate::reconcile::progress::{Progress, ProgressCell};
 use crate::reconcile::status::{AppStatus, Phase, StatusBoard};
 use crate::reconcile::trigger::{Trigger, Triggers, Wake};
 use crate::runtime::executor::{ActionError, Executor};
@@ -55,6 +59,8 @@ pub struct ServeLoop {
     /// Refused rollouts on record from the last run (its saved status), so a restart does
     /// not try them again.
     pub refused_at_start: BTreeMap<AppKey, Refusal>,
+    /// Published after every pass: what `berth apply` through the daemon waits for.
+    pub progress: ProgressCell,
 }
 
 /// A finished change, reported back to the loop.
@@ -89,7 +95,31 @@ impl ServeLoop {
             prune_release: Arc::default(),
             on_pass: None,
             refused_at_start: BTreeMap::new(),
+            progress: Arc::new(tokio::sync::watch::Sender::new(Progress::default())),
         }
+    }
+
+    /// What a pass would do now, executing nothing: the loop's own plan, with the rollouts
+    /// it refused and the removals the API asked for (what `berth plan` shows).
+    pub async fn plan_now(&self) -> Result<(DesiredState, Plan), PassError> {
+        let (desired, observed) = self.pass.observe().await?;
+        let refused: BTreeMap<AppKey, Refusal> = self
+            .status
+            .snapshot()
+            .into_iter()
+            .filter_map(|(key, s)| {
+                let shown = s.last_error.as_deref().unwrap_or_default();
+                Some((key, Refusal::from_shown(s.refused_hash.as_deref()?, shown)))
+            })
+            .collect();
+        let asked = self.pass.exec.removals().asked();
+        let options = PlanOptions {
+            refused: Some(&refused),
+            asked: Some(&asked),
+            ..self.pass.options(false)
+        };
+        let p = plan(&desired, &observed, options);
+        Ok((desired, p))
     }
 
     /// The executor, shared with the API as a purge-request handle.
@@ -112,7 +142,11 @@ impl ServeLoop {
             // Reasons recorded by now are served by this pass's scan, which starts later.
             why.merge(wake.take());
             passes += 1;
+            self.progress.send_modify(|p| p.begun = passes);
             let next = self.pass(&mut state, &mut inflight, why, passes).await;
+            let (idle, failed) = (inflight.is_empty(), next.why == Trigger::Retry);
+            self.progress
+                .send_modify(|p| (p.finished, p.idle, p.failed) = (passes, idle, failed));
             match self
                 .wait(&mut state, &mut inflight, &wake, &shutdown, next)
                 .await
@@ -213,7 +247,9 @@ impl ServeLoop {
         }
         // Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
         // edit); other passes write only when the render changed.
-        let verify = why.contains(Trigger::Resync) || why.contains(Trigger::Start);
+        let verify = [Trigger::Resync, Trigger::Start, Trigger::Apply]
+            .into_iter()
+            .any(|t| why.contains(t));
         self.sync_proxy(Arc::new(desired), Arc::new(observed), started, verify)
             .await;
         next
@@ -347,6 +383,20 @@ impl ServeLoop {
             }
             (Outcome::RetryIn(_), Ok(())) => {}
         }
+    }
+}
+
+impl Planner for ServeLoop {
+    fn plan(&self) -> Pin<Box<dyn Future<Output = Result<Planned, String>> + Send + '_>> {
+        Box::pin(async move {
+            let (desired, p) = self.plan_now().await.map_err(|e| chain(&e))?;
+            Ok(Planned {
+                text: p.to_string(),
+                changed: p.changes.iter().map(|c| c.key.clone()).collect(),
+                problems: desired.problems(),
+                prune_blocked: p.prune_blocked.clone(),
+            })
+        })
     }
 }
 

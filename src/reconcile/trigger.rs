@@ -37,12 +37,15 @@ pub enum Trigger {
     Resync,
     /// The previous pass could not run (engine or state directory unreachable).
     Retry,
+    /// `berth apply` asked the running daemon to converge now.
+    Apply,
 }
 
 impl Trigger {
     /// Every trigger, in the order a set names them.
-    pub const ALL: [Trigger; 9] = [
+    pub const ALL: [Trigger; 10] = [
         Trigger::Start,
+        Trigger::Apply,
         Trigger::ApiWrite,
         Trigger::Git,
         Trigger::File,
@@ -65,6 +68,7 @@ impl Trigger {
             Trigger::Backoff => "backoff",
             Trigger::Resync => "resync",
             Trigger::Retry => "retry",
+            Trigger::Apply => "apply",
         }
     }
 
