@@ -274,3 +274,34 @@ async fn a_full_disk_under_state_refuses_a_create_with_507_and_leaves_nothing() 
     root.wait_running("root", "web", T).await;
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_every_user() {
+    let root = TestRoot::new("backup").await;
+    let admin = add_user(&root, "root", true).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    let carol = serde_json::json!({"name": "carol"});
+    api.post("/users", &admin, Some(carol)).await.expect(201);
+    // Over TCP even an admin may not make the daemon write files.
+    let path = root.path().join("copy.redb");
+    let body = serde_json::json!({ "path": path });
+    assert_eq!(api.post("/backup", &admin, Some(body)).await.status, 403);
+    let run = root.berth(&["backup", path.to_str().unwrap()]).await;
+    run.expect_code(0).expect_contains("copy.redb");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    root.berth(&["backup", path.to_str().unwrap()])
+        .await
+        .expect_code(1)
+        .expect_contains("exists");
+    // Restore: the copy in place of the database, berth stopped.
+    serve.stop(Duration::from_secs(10));
+    std::fs::rename(&path, root.path().join("berth.redb")).unwrap();
+    let users = root.berth(&["users", "list"]).await;
+    users
+        .expect_code(0)
+        .expect_contains("carol")
+        .expect_contains("root");
+}

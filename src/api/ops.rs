@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::ApiQuery;
+use super::extract::{ApiJson, ApiQuery};
 use super::AppState;
 use crate::reconcile::trigger::Trigger;
 
@@ -27,6 +27,34 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/metrics", get(metrics))
         .route("/audit", get(audit))
         .route("/prune/release", post(release_prune))
+        .route("/backup", post(backup))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    path: std::path::PathBuf,
+}
+
+/// `berth backup FILE` through the daemon: a consistent copy of the database, written by the
+/// daemon to a path on this machine; so only over the unix socket (whoever can open it owns
+/// the machine's berth already).
+async fn backup(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<BackupBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !matches!(caller, Caller::Local) {
+        return Err(ApiError::Forbidden(
+            "backups are written only when asked over the unix socket (`berth backup FILE`)".into(),
+        ));
+    }
+    if !body.path.is_absolute() {
+        return Err(ApiError::BadRequest("path must be absolute".into()));
+    }
+    let path = body.path.clone();
+    let copied = s.db(move |st| st.backup_to(&path)).await?;
+    Ok(Json(json!({ "path": body.path, "rows": copied.rows })))
 }
 
 /// Readiness with reasons: the engine answered the last pass, the database can be read and

@@ -76,6 +76,31 @@ fn open(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.database).context("opening the database")
 }
 
+/// `berth backup FILE`: by the daemon when one runs (it holds the database), else here.
+pub async fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<Outcome> {
+    let file = std::path::absolute(file).context("resolving the backup path")?;
+    let rows = match daemon(
+        config,
+        Method::POST,
+        "/backup",
+        Some(json!({ "path": file })),
+    )
+    .await?
+    {
+        Some(Ok(v)) => v["rows"].as_u64().unwrap_or(0),
+        Some(Err(e)) => return Ok(failed(e)),
+        None => match open(config)?.backup_to(&file) {
+            Ok(c) => c.rows,
+            Err(e) => return Ok(failed(crate::error_chain::chain(&e))),
+        },
+    };
+    Ok(ok(vec![format!(
+        "wrote {} ({rows} records); restore by putting it in place of {} while berth is stopped",
+        file.display(),
+        config.database.display()
+    )]))
+}
+
 /// `berth users add <name> [--admin]`: the token alone on the last line.
 pub async fn users_add(config: &Config, name: &str, admin: bool) -> anyhow::Result<Outcome> {
     let token = match daemon(

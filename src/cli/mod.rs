@@ -53,6 +53,11 @@ pub enum Command {
     },
     /// Every app with its phase, container and last error.
     Status,
+    /// Write a consistent copy of the database to FILE (while `serve` runs, too).
+    Backup {
+        /// Where the copy goes; must not exist.
+        file: PathBuf,
+    },
     /// Manage API users and their tokens.
     Users {
         #[command(subcommand)]
@@ -91,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { allow_mass_prune } => oneshot::apply(config, allow_mass_prune).await,
         Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
         Command::Status => print_outcome(admin::status(&config).await?),
+        Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Users { command } => print_outcome(match command {
             UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,
             UsersCommand::List => admin::users_list(&config).await?,

@@ -15,6 +15,7 @@
 //! and on `reconcile`'s status types (what it saves).
 
 mod audit;
+mod backup;
 mod handle;
 mod incarnations;
 mod keys;
@@ -31,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use audit::{AuditEntry, Retention};
+pub use backup::Copied;
 pub use incarnations::Synced;
 pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
 pub use revisions::Revision;
