@@ -5,6 +5,8 @@
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
 //! - `guard.rs`: the mass-removal guard, instance isolation, quotas;
 //! - `faults.rs`: faults staged for one berth (an engine outage through a cuttable relay);
+//! - `fault_suite.rs`: seeded SIGKILLs of `serve` (while API writes race) and of `apply`, each
+//!   ending with the same check (converged, no duplicate, no orphan, no 2xx write lost);
 //! - `slow_clients.rs`: stalled heads and bodies, the connection cap, the webhook's byte budget;
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
@@ -31,6 +33,7 @@ mod api_hostile;
 mod apply;
 mod examples;
 mod failures;
+mod fault_suite;
 mod faults;
 mod git;
 mod guard;

@@ -214,6 +214,11 @@ impl TestRoot {
         std::fs::remove_file(self.manifest_path(user, app)).unwrap();
     }
 
+    /// Deletes a manifest if there is one.
+    pub fn remove_manifest_if_present(&self, user: &str, app: &str) {
+        let _ = std::fs::remove_file(self.manifest_path(user, app));
+    }
+
     /// `apps/<user>/<app>`: the app's workspace (berth does not create it).
     pub fn app_dir(&self, user: &str, app: &str) -> PathBuf {
         self.path().join("apps").join(user).join(app)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, MountType,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
@@ -25,6 +25,8 @@ use crate::model::labels;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::model::spec::ContainerSpec;
+
+mod networks;
 
 /// A Docker call that failed, naming what berth was doing.
 #[derive(Debug, thiserror::Error)]
@@ -241,69 +243,35 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            // A removal asked by a berth killed since is still running in dockerd: it ends
+            // where this one would, so wait for it instead of failing the change.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => self.wait_gone(id).await,
             r => r.map_err(fail(format!("remove {id}"))),
         }
     }
 
-    /// Makes `name` (a user's network) exist, labelled as berth's; one that already exists
-    /// is fine. The caller holds the network's lock ([`locked`](Self::locked)).
-    pub(in crate::runtime) async fn ensure_network(
-        &self,
-        name: &str,
-        userid: &str,
-    ) -> Result<(), EngineError> {
-        if let Ok(existing) = self.docker.inspect_network(name, None).await {
-            // A network of that name that berth did not make is not joined: it could be
-            // anyone's (another user's service, the host's).
-            let labels = existing.labels.unwrap_or_default();
-            let ours = labels.get(labels::INSTANCE) == Some(&self.instance)
-                && labels.get(labels::USERID).map(String::as_str) == Some(userid);
-            if ours {
-                return Ok(());
+    /// Waits (up to 30 s) until container `id` no longer exists.
+    async fn wait_gone(&self, id: &str) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.docker.inspect_container(id, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(()),
+                Err(e) => return Err(fail(format!("remove {id}"))(e)),
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(fail(format!("remove {id}"))(
+                        bollard::errors::Error::DockerResponseServerError {
+                            status_code: 409,
+                            message: "an earlier removal is still in progress after 30 s".into(),
+                        },
+                    ))
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
-            return Err(EngineError {
-                op: format!("join network {name}"),
-                source: bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409,
-                    message:
-                        "a network of that name exists and is not berth's; remove or rename it"
-                            .into(),
-                },
-            });
-        }
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            labels: Some(labels::for_network(&self.instance, userid)),
-            ..Default::default()
-        };
-        match self.docker.create_network(request).await {
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            r => r
-                .map(|_| ())
-                .map_err(fail(format!("create network {name}"))),
-        }
-    }
-
-    /// Removes a user's network when no container uses it any more; one still in use or
-    /// already gone is left as it is.
-    pub(in crate::runtime) async fn remove_network_if_unused(
-        &self,
-        name: &str,
-    ) -> Result<(), EngineError> {
-        match self.docker.remove_network(name).await {
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 403 | 404 | 409,
-                ..
-            }) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-                if message.contains("active endpoints") =>
-            {
-                Ok(())
-            }
-            r => r.map_err(fail(format!("remove network {name}"))),
         }
     }
 
