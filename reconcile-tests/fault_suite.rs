@@ -94,7 +94,7 @@ async fn one_write(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if mark % 3 == 0 {
+    if mark.is_multiple_of(3) {
         let r = http
             .delete(&url)
             .header("authorization", &auth)
