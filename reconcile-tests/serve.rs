@@ -249,17 +249,28 @@ async fn the_watcher_follows_a_state_directory_that_was_replaced() {
     let root = TestRoot::new("stateswap").await;
     root.config(&[("resync", "\"10m\"")], "");
     root.write_manifest("alice", "web", MINIMAL);
-    let serve = Serve::start(&root);
+    let mut serve = Serve::start(&root);
+    let api = crate::support::Api::new(serve.api_base());
     root.wait_running("alice", "web", Duration::from_secs(30))
         .await;
-    // A restore: the whole state directory is swapped for another one.
+    let watcher_ok =
+        || async { api.get("/readyz", "").await.json()["checks"]["watcher"]["ok"] == true };
+    assert!(watcher_ok().await);
+    // A restore: the whole state directory is swapped for another one. While none is
+    // there, readiness says the watcher is blind.
     let state = root.path().join("state");
     let restored = root.path().join("state.restored");
     std::fs::create_dir_all(restored.join("apps/alice")).unwrap();
     std::fs::write(restored.join("apps/alice/web.toml"), MINIMAL).unwrap();
     std::fs::rename(&state, root.path().join("state.old")).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "readyz to report the watcher",
+        || async { !watcher_ok().await },
+    )
+    .await;
     std::fs::rename(&restored, &state).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until(Duration::from_secs(10), "the watcher re-armed", watcher_ok).await;
     // An edit in the new directory converges without waiting for the (10 min) resync.
     root.write_manifest("alice", "api", MINIMAL);
     let what = "alice/api from an edit in the swapped-in state directory";

@@ -84,6 +84,8 @@ pub struct Metrics {
     engine_up: Gauge,
     /// berth_reconcile_failures_total: passes that could not run (engine or state unreadable).
     pass_failures: Counter,
+    /// berth_watcher_armed: 1 while the file watcher watches the directories the config names.
+    watcher_armed: Gauge,
     /// berth_rollouts_total{strategy,result}.
     rollouts: Family<RolloutLabels, Counter>,
     /// berth_rollout_duration_seconds{strategy}: hook to settled (or rolled back).
@@ -143,6 +145,12 @@ impl Default for Metrics {
             ),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
+            watcher_armed: reg(
+                &mut r,
+                "watcher_armed",
+                "1 while the file watcher watches the state and templates directories berth.toml names",
+                Gauge::default(),
+            ),
             pass_failures: reg(
                 &mut r,
                 "reconcile_failures",
@@ -208,6 +216,16 @@ impl Metrics {
         if let Some(up) = engine_answered {
             self.engine_up.set(i64::from(up));
         }
+    }
+
+    /// Whether the watcher follows the directories the config names (set by the watcher).
+    pub fn watcher(&self, armed: bool) {
+        self.watcher_armed.set(i64::from(armed));
+    }
+
+    /// See [`watcher`](Self::watcher).
+    pub fn watcher_is_armed(&self) -> bool {
+        self.watcher_armed.get() == 1
     }
 
     /// Whether the last pass that asked the engine got an answer.

@@ -58,7 +58,8 @@ async fn backup(
 }
 
 /// Readiness with reasons: the engine answered the last pass, the database can be read and
-/// written (its last write did not fail, or it was reopened since), the
+/// written (its last write did not fail, or it was reopened since), the file watcher follows
+/// the configured directories, the
 /// state clone follows its remote (git mode). 503 when any check fails.
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     let check = |ok: bool, why: &str| match ok {
@@ -77,7 +78,11 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         ),
         Err(e) => check(false, &e.to_string()),
     };
-    let mut checks = json!({"engine": engine, "database": db});
+    let watcher = check(
+        s.metrics.watcher_is_armed(),
+        "the state or templates directory is gone and cannot be watched",
+    );
+    let mut checks = json!({"engine": engine, "database": db, "watcher": watcher});
     if let Some(git) = &s.git {
         let diverged = git.status().diverged;
         let why = "the state clone and its remote have diverged";

@@ -79,10 +79,12 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
         .context("watching the state and templates directories")?;
+    let metrics = shared.metrics.clone();
     let rearm = crate::daemon::watch::keep_armed(
         watcher,
         config.clone(),
         shared.wake.clone(),
+        move |armed| metrics.watcher(armed),
         shutdown.clone(),
     );
     tokio::spawn(rearm);

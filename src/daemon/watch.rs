@@ -50,15 +50,19 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
 /// Keeps `watcher` pointed at the directories the config names: every `CHECK`, when one of
 /// them has been replaced, watches it anew and wakes a pass (the swap may have changed any
 /// manifest). Runs until `shutdown`.
+/// `armed` says, for `/readyz` and `berth_watcher_armed`, whether the watch follows the
+/// directories the config names.
 pub async fn keep_armed(
     mut watcher: RecommendedWatcher,
     config: Arc<Config>,
     wake: Wake,
+    armed: impl Fn(bool) + Send,
     shutdown: CancellationToken,
 ) {
     const CHECK: Duration = Duration::from_millis(500);
     let dirs = [config.apps_state_dir(), config.templates_dir.clone()];
     let mut seen: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
+    armed(seen.iter().all(Option::is_some));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -66,6 +70,7 @@ pub async fn keep_armed(
         }
         let now: Vec<_> = dirs.iter().map(|d| identity(d)).collect();
         if now == seen {
+            armed(now.iter().all(Option::is_some));
             continue;
         }
         match watch(&config, wake.clone()) {
@@ -74,10 +79,14 @@ pub async fn keep_armed(
                 // The old watch follows a directory that is no longer the config's.
                 drop(std::mem::replace(&mut watcher, fresh));
                 seen = now;
+                armed(true);
                 wake.wake(Trigger::File);
             }
             // Gone for the moment (mid-swap): tried again next check.
-            Err(e) => debug!(cause = %e, "cannot watch the replaced directories yet"),
+            Err(e) => {
+                armed(false);
+                debug!(cause = %e, "cannot watch the replaced directories yet")
+            }
         }
     }
 }
