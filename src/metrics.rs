@@ -125,6 +125,8 @@ const ENGINE_UP_HELP: &str =
     "1 when the last reconcile pass could list containers, 0 when the Docker engine failed it";
 const FAILURES_HELP: &str =
     "Reconcile passes that could not run (the engine or the state directory could not be read)";
+const WATCHER_HELP: &str =
+    "1 while the file watcher watches the state and templates directories berth.toml names";
 const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
 
 impl Default for Metrics {
@@ -145,12 +147,7 @@ impl Default for Metrics {
             ),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
-            watcher_armed: reg(
-                &mut r,
-                "watcher_armed",
-                "1 while the file watcher watches the state and templates directories berth.toml names",
-                Gauge::default(),
-            ),
+            watcher_armed: reg(&mut r, "watcher_armed", WATCHER_HELP, Gauge::default()),
             pass_failures: reg(
                 &mut r,
                 "reconcile_failures",
