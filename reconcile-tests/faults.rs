@@ -305,3 +305,45 @@ async fn a_backup_taken_while_serving_restores_every_user() {
         .expect_contains("carol")
         .expect_contains("root");
 }
+
+#[tokio::test]
+async fn a_write_git_mode_cannot_commit_for_want_of_space_is_undone_and_answered_507() {
+    use crate::support::git::{git, Remote};
+    let root = TestRoot::new("gitfull").await;
+    let remote = Remote::new(root.path());
+    remote.write("alice", "web", MINIMAL);
+    remote.push("web");
+    std::fs::remove_dir_all(root.path().join("state")).unwrap();
+    let disk = Tmpfs::mount(&root.path().join("state"), "4m");
+    let git_config = format!(
+        "[git]\nremote = \"{}\"\nbranch = \"main\"\ninterval = \"1h\"\n",
+        remote.bare.display()
+    );
+    root.config(&[], &git_config);
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    let etag = api.get("/apps/alice/web", &alice).await.etag();
+    let edited = format!("{MINIMAL}[env]\nMODE = \"edited\"\n");
+    // Room for the manifest's one page, none for git's objects and index.
+    disk.fill_but(4096);
+    let refused = api
+        .put_manifest("/apps/alice/web/manifest", &alice, &etag, &edited)
+        .await;
+    assert_eq!(refused.status, 507, "{}", refused.text);
+    let manifest = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+    assert_eq!(manifest, MINIMAL, "the write was not undone");
+    disk.free();
+    let dirty = git(
+        &root.path().join("state"),
+        &["status", "--porcelain", "--", "apps"],
+    );
+    assert!(dirty.trim().is_empty(), "uncommitted: {dirty}");
+    api.put_manifest("/apps/alice/web/manifest", &alice, &etag, &edited)
+        .await
+        .expect(200);
+    let log = git(&root.path().join("state"), &["log", "-1", "--format=%s"]);
+    assert!(log.contains("alice/web"), "{log}");
+    serve.assert_alive();
+}

@@ -43,6 +43,14 @@ impl Tmpfs {
         while f.write_all(&[0u8; 512]).is_ok() {}
     }
 
+    /// Fills the file system but for `bytes` (whole pages).
+    pub fn fill_but(&self, bytes: usize) {
+        let reserve = self.dir.join(".reserve");
+        std::fs::write(&reserve, vec![0u8; bytes]).unwrap();
+        self.fill();
+        std::fs::remove_file(reserve).unwrap();
+    }
+
     /// Frees what [`fill`](Self::fill) took.
     pub fn free(&self) {
         std::fs::remove_file(self.dir.join(".fill")).unwrap();

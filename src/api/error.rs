@@ -165,9 +165,11 @@ impl From<WriteError> for ApiError {
             WriteError::Io { ref source, .. } if crate::store::is_full(source) => {
                 ApiError::InsufficientStorage(message)
             }
-            WriteError::Io { .. } | WriteError::Scan(_) | WriteError::Task(_) => {
-                ApiError::Internal(message)
-            }
+            WriteError::Commit(ref e) if e.is_full() => ApiError::InsufficientStorage(message),
+            WriteError::Io { .. }
+            | WriteError::Commit(_)
+            | WriteError::Scan(_)
+            | WriteError::Task(_) => ApiError::Internal(message),
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum WriteError {
     /// The quota count could not scan `state/apps`.
     #[error(transparent)]
     Scan(#[from] crate::state::scan::ScanError),
+    /// Git mode could not commit the change, which was undone.
+    #[error("cannot commit the change to the state repository, so it was undone")]
+    Commit(#[source] crate::state::git::GitError),
     /// The task carrying the write ended before it did (a panic or shutdown).
     #[error("the write task ended early")]
     Task(#[source] tokio::task::JoinError),

@@ -127,7 +127,9 @@ impl ManifestWriter {
             if let Some(git) = &me.git {
                 let file = format!("apps/{}/{}.toml", key.userid, key.appname);
                 let message = format!("berth api: {action} {key} (by {who})");
-                git.commit_held(&file, &who, &message).await;
+                git.commit_held(&file, &who, &message)
+                    .await
+                    .map_err(|e| E::from(WriteError::Commit(e)))?;
             }
             Ok(answer)
         })

@@ -21,6 +21,20 @@ pub struct GitError {
     pub source: Option<std::io::Error>,
 }
 
+impl GitError {
+    /// Whether git failed for want of disk space.
+    pub fn is_full(&self) -> bool {
+        [
+            "No space left on device",
+            "Out of diskspace",
+            "Disk quota exceeded",
+        ]
+        .iter()
+        .any(|m| self.message.contains(m))
+            || self.source.as_ref().is_some_and(crate::store::is_full)
+    }
+}
+
 /// Runs git. `network` commands are killed when their future is dropped (shutdown); local
 /// ones are left to finish so they never leave a lock file behind.
 pub(super) async fn run(

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
@@ -303,15 +303,45 @@ impl GitSync {
     /// holds the state write lock (it wrote the file under it); the push happens in the sync
     /// task, which this wakes. Failures are reported in the status, not returned: the
     /// manifest is already written and in effect.
-    pub(in crate::state) async fn commit_held(&self, file: &str, who: &str, message: &str) {
+    /// A commit that fails (a full disk, a broken repository) puts `file` back as HEAD has
+    /// it, so the write it carried is undone rather than left uncommitted under a 2xx.
+    pub(in crate::state) async fn commit_held(
+        &self,
+        file: &str,
+        who: &str,
+        message: &str,
+    ) -> Result<(), GitError> {
         match self.commit_local(file, who, message).await {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
             Err(e) => {
-                warn!(cause = %chain(&e), file, "cannot commit an API change");
+                warn!(cause = %chain(&e), file, "cannot commit an API change; undoing it");
+                self.restore_head_version(file).await;
                 let diverged = self.status().diverged;
                 self.finish("error", Some(chain(&e)), diverged);
+                return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Puts `file` back as HEAD has it (removed when HEAD has none). Written by berth, not by
+    /// `git checkout`, which rewrites the index and so needs more room than a full disk has.
+    async fn restore_head_version(&self, file: &str) {
+        let spec = format!("HEAD:{file}");
+        let path = self.dir.join(file);
+        let restored = match self.git(&["cat-file", "-e", &spec]).await {
+            Ok(_) => match self.git_bytes(&spec).await {
+                Ok(bytes) => replace_file(&path, &bytes),
+                Err(e) => Err(e),
+            },
+            Err(_) => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(file, e)),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = restored {
+            error!(cause = %chain(&e), file, "cannot undo an uncommitted API change; the next sync reports it");
         }
     }
 
@@ -360,5 +390,28 @@ impl GitSync {
         ])
         .await?;
         Ok(true)
+    }
+}
+
+/// Replaces `path` with `bytes`: a temp file beside it, renamed over it; on a disk too full
+/// for the temp file, in place (truncating first frees the room the new text needs).
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), GitError> {
+    let shown = path.display().to_string();
+    let tmp = path.with_extension("toml.restore.tmp");
+    let mut written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = &written {
+        let _ = std::fs::remove_file(&tmp);
+        if crate::store::is_full(e) {
+            written = std::fs::write(path, bytes);
+        }
+    }
+    written.map_err(|e| io_error(&shown, e))
+}
+
+fn io_error(what: &str, e: std::io::Error) -> GitError {
+    GitError {
+        args: format!("restore {what}"),
+        message: e.to_string(),
+        source: Some(e),
     }
 }
