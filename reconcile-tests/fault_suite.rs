@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::api::add_user;
+use crate::support::verdict::{assert_converged, assert_no_berth_left};
 use crate::support::{wait_until, Serve, TestRoot, BERTH, MINIMAL};
 
 const T: Duration = Duration::from_secs(60);
@@ -156,57 +157,6 @@ fn check_files(root: &TestRoot, ledger: &Ledger, seed: u64) {
     }
 }
 
-/// One container per manifest, each running, none for an absent manifest, no rollout
-/// leftover; nothing under state/ but manifests.
-async fn check_converged(root: &TestRoot, seed: u64) {
-    let mut wanted = BTreeSet::new();
-    for user in std::fs::read_dir(root.path().join("state/apps"))
-        .unwrap()
-        .flatten()
-    {
-        for f in std::fs::read_dir(user.path()).unwrap().flatten() {
-            let name = f.file_name().into_string().unwrap();
-            assert!(
-                name.ends_with(".toml") && !name.starts_with('.'),
-                "seed {seed}: leftover {name}"
-            );
-            let user = user.file_name().into_string().unwrap();
-            wanted.insert(format!(
-                "/{}",
-                root.container_name(&user, name.trim_end_matches(".toml"))
-            ));
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for c in root.instance_containers().await {
-        let name = c.names.unwrap_or_default().join(",");
-        assert!(seen.insert(name.clone()), "seed {seed}: duplicate {name}");
-        assert!(
-            wanted.contains(&name),
-            "seed {seed}: orphan or leftover container {name}"
-        );
-        assert_eq!(
-            c.state.map(|s| s.to_string()).as_deref(),
-            Some("running"),
-            "seed {seed}: {name}"
-        );
-    }
-    assert_eq!(seen, wanted, "seed {seed}: containers vs manifests");
-}
-
-/// No berth process of this root is left.
-fn no_berth_left(root: &TestRoot, seed: u64) {
-    let needle = root.path().to_string_lossy().into_owned();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        assert!(
-            !(cmd.contains(BERTH) && cmd.contains(&needle)),
-            "seed {seed}: left running: {cmd}"
-        );
-    }
-}
-
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -243,9 +193,9 @@ async fn serve_sigkilled_at_random_points_while_api_writes_race_loses_nothing() 
         ledger.answered
     );
     check_files(&root, &ledger, seed);
-    check_converged(&root, seed).await;
+    assert_converged(&root, &format!("seed {seed}")).await;
     serve.stop(Duration::from_secs(10));
-    no_berth_left(&root, seed);
+    assert_no_berth_left(&root, &format!("seed {seed}"));
     eprintln!(
         "seed {seed}: {ROUNDS} rounds, {ROUNDS} serve kills, {} writes answered 2xx, {} cut by a kill; converged {converged_in:?} after the last start",
         ledger.answered,
@@ -288,8 +238,8 @@ async fn apply_sigkilled_at_random_points_converges_without_duplicates() {
         root.berth(&["plan"]).await.code == Some(0)
     })
     .await;
-    check_converged(&root, seed).await;
-    no_berth_left(&root, seed);
+    assert_converged(&root, &format!("seed {seed}")).await;
+    assert_no_berth_left(&root, &format!("seed {seed}"));
     eprintln!(
         "seed {seed}: {ROUNDS} rounds, {kills} apply runs killed mid-pass; converged in {:?} by the next apply",
         started.elapsed()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::support::api::{add_user, Api};
 use crate::support::relay::DockerRelay;
 use crate::support::tmpfs::Tmpfs;
+use crate::support::verdict::{assert_converged, assert_no_berth_left};
 use crate::support::{wait_until, Serve, TestRoot, MINIMAL};
 
 const T: Duration = Duration::from_secs(30);
@@ -62,6 +63,10 @@ async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
     .await;
     assert!(root.running("alice", "web").await);
     serve.assert_alive();
+    root.berth(&["apply"]).await.expect_code(0);
+    assert_converged(&root, "after the engine outage").await;
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "after the engine outage");
 }
 
 #[tokio::test]
@@ -152,7 +157,9 @@ async fn apply_and_plan_during_serve_go_through_the_daemon() {
     let plan = root.berth(&["plan"]).await;
     plan.expect_code(0);
     assert!(!plan.text().contains("create"), "{}", plan.text());
-    drop(serve);
+    assert_converged(&root, "apply during serve").await;
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "apply during serve");
 }
 
 /// Kills a process group on drop, so a failing test leaves no hook behind.
@@ -271,8 +278,10 @@ async fn a_full_disk_under_state_refuses_a_create_with_507_and_leaves_nothing() 
     assert!(left.is_empty(), "a failed create left {left:?}");
     disk.free();
     api.create_app(&admin, "web", "bb-v1").await.expect(201);
-    root.wait_running("root", "web", T).await;
-    serve.assert_alive();
+    root.berth(&["apply"]).await.expect_code(0);
+    assert_converged(&root, "after the full state disk").await;
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "after the full state disk");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::support::api::add_user;
 use crate::support::git::{GitRoot, Remote};
+use crate::support::verdict::{assert_converged, assert_no_berth_left};
 use crate::support::{wait_until, Api, Serve, TestRoot, MINIMAL};
 
 const T: Duration = Duration::from_secs(30);
@@ -98,7 +99,10 @@ async fn stalled_heads_and_bodies_are_cut_and_the_loop_keeps_converging() {
     let users = api.get("/users", &admin).await.text;
     assert!(!users.contains("\"name\":\"\""), "{users}");
     eprintln!("48 stalled connections cut within {cut_after:?}");
-    serve.assert_alive();
+    root.berth(&["apply"]).await.expect_code(0);
+    assert_converged(&root, "after stalled clients").await;
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "after stalled clients");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ pub mod git;
 pub mod relay;
 pub mod serve;
 pub mod tmpfs;
+pub mod verdict;
 
 use std::ffi::OsString;
 use std::fmt;
