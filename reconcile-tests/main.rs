@@ -7,6 +7,8 @@
 //! - `faults.rs`: faults staged for one berth (an engine outage through a cuttable relay);
 //! - `fault_suite.rs`: seeded SIGKILLs of `serve` (while API writes race) and of `apply`, each
 //!   ending with the same check (converged, no duplicate, no orphan, no 2xx write lost);
+//! - `secrets.rs`: `[secrets]` reach only the container's environment; re-encryption, new
+//!   values, garbage, key file permissions and a missing key;
 //! - `slow_clients.rs`: stalled heads and bodies, the connection cap, the webhook's byte budget;
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
@@ -45,6 +47,7 @@ mod protect;
 mod proxy;
 mod readme;
 mod rollout;
+mod secrets;
 mod serve;
 mod slow_clients;
 mod tenancy;

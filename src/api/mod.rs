@@ -21,6 +21,7 @@ pub mod limiter;
 mod listen;
 mod ops;
 mod revisions;
+mod secrets;
 mod users;
 mod write_limit;
 
@@ -154,6 +155,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(revisions::router())
         .merge(git::router())
         .merge(converge::router())
+        .merge(secrets::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

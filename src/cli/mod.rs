@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod client;
 mod oneshot;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,26 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The server's secrets key: its public key, and encrypting values for `[secrets]`.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Print the server's public key (age1...), making the key on a fresh root.
+    Recipient,
+    /// Read a value on stdin and print the `[secrets]` line `NAME = "age:..."`.
+    Encrypt {
+        /// The variable's name.
+        name: String,
+        /// Encrypt to this public key (`berth secrets recipient` on the server) instead of
+        /// reading the key file, so no private key is needed.
+        #[arg(long, value_name = "AGE1...")]
+        recipient: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +118,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
         Command::Status => print_outcome(admin::status(&config).await?),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
+        Command::Secrets { command } => match command {
+            SecretsCommand::Recipient => secrets::recipient(&config),
+            SecretsCommand::Encrypt { name, recipient } => {
+                secrets::encrypt(&config, &name, recipient.as_deref())
+            }
+        },
         Command::Users { command } => print_outcome(match command {
             UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,
             UsersCommand::List => admin::users_list(&config).await?,

@@ -195,6 +195,7 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
             "removed what cut writes left under state/apps"
         );
     }
+    secrets_key(&config)?;
     let tightened = crate::state::modes::tighten(&config.apps_state_dir());
     if tightened != Default::default() {
         info!(
@@ -315,6 +316,27 @@ async fn open_store(path: &Path) -> Result<Store, crate::store::StoreError> {
             other => return other,
         }
     }
+}
+
+/// Makes the secrets key on a first start; refuses to start on a key others can read.
+fn secrets_key(config: &Config) -> anyhow::Result<()> {
+    use crate::state::secrets_key::{ensure, Ensured};
+    let found = crate::state::scan::scan(&config.apps_state_dir(), &config.root)?;
+    let holds = found
+        .manifests
+        .values()
+        .any(crate::state::scan::holds_secrets);
+    let path = config.secrets_key.display();
+    match ensure(&config.secrets_key, holds).map_err(anyhow::Error::msg)? {
+        Ensured::Present => {}
+        Ensured::Made => {
+            info!(key = %path, "made the secrets key (0600); back it up with the database")
+        }
+        Ensured::MissingWithSecrets => {
+            warn!(key = %path, "the secrets key is missing and manifests hold secrets: their apps stay frozen, nothing is removed; restore the key")
+        }
+    }
+    Ok(())
 }
 
 /// Descriptors kept back from client connections: the loop, the watcher, the database,

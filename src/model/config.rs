@@ -26,6 +26,7 @@ struct ConfigFile {
     shared_dir: PathBuf,
     apps_dir: PathBuf,
     database: PathBuf,
+    secrets_key: Option<PathBuf>,
     listen: SocketAddr,
     instance: String,
     #[serde(with = "humantime_serde")]
@@ -61,6 +62,7 @@ impl Default for ConfigFile {
             shared_dir: "shared".into(),
             apps_dir: "apps".into(),
             database: "berth.redb".into(),
+            secrets_key: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             instance: "main".into(),
             resync: Duration::from_secs(30),
@@ -170,6 +172,8 @@ pub struct Config {
     pub apps_dir: PathBuf,
     /// The redb file: users, client keys, app status, audit log.
     pub database: PathBuf,
+    /// The server's secrets key (`secrets_key`; default `berth.key` beside the database).
+    pub secrets_key: PathBuf,
     /// HTTP API address.
     pub listen: SocketAddr,
     /// Label `paas.instance`: berth sees and touches only containers carrying its own value.
@@ -275,6 +279,10 @@ impl Config {
             templates_dir: absolute(&root, &f.templates_dir),
             shared_dir: absolute(&root, &f.shared_dir),
             apps_dir: absolute(&root, &f.apps_dir),
+            secrets_key: match &f.secrets_key {
+                Some(p) => absolute(&root, p),
+                None => absolute(&root, &f.database).with_file_name("berth.key"),
+            },
             database: absolute(&root, &f.database),
             root,
             listen: f.listen,

@@ -10,6 +10,7 @@ use crate::model::manifest::Manifest;
 use crate::model::manifest::RunState;
 use crate::model::names::AppKey;
 use crate::model::policy::{check_app, Violation};
+use crate::model::secrets::{open_all, Keyring, Opened, SecretValue};
 use crate::model::source_error::SourceError;
 use crate::model::spec::ContainerSpec;
 use crate::model::template::Template;
@@ -45,6 +46,8 @@ pub struct DesiredApp {
     /// The manifest text this pass read, for the revision history: `hash` was derived from
     /// exactly this text.
     pub text: String,
+    /// `[secrets]`, decrypted: added to the container's environment and nowhere else.
+    pub secret_env: BTreeMap<String, SecretValue>,
 }
 
 /// One valid manifest as a pass read it: its text and the spec hash derived from that text.
@@ -76,9 +79,10 @@ impl DesiredApp {
         m: &Manifest,
         template: Template,
         config: &Config,
-        text: String,
+        (text, secrets): (String, Opened),
     ) -> DesiredApp {
-        let spec = ContainerSpec::derive(key, m, &template, config);
+        let mut spec = ContainerSpec::derive(key, m, &template, config);
+        spec.secrets = secrets.fingerprints;
         let hash = spec.hash();
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         DesiredApp {
@@ -89,6 +93,7 @@ impl DesiredApp {
             health,
             template,
             text,
+            secret_env: secrets.values,
         }
     }
 }
@@ -120,9 +125,11 @@ pub struct DesiredState {
 impl DesiredState {
     /// The desired state from what a scan `found`: `template` resolves a template id
     /// (`state::scan::load_desired` reads them from disk).
+    /// `keys` is the server's secrets key, or why there is none.
     pub fn build(
         found: Scan,
         config: &Config,
+        keys: &Result<Keyring, String>,
         template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
     ) -> DesiredState {
         let mut out = DesiredState {
@@ -138,7 +145,7 @@ impl DesiredState {
         for (key, parsed) in found.manifests {
             let entry = match counts.admit(&key, config) {
                 Err(why) => Entry::OverQuota(why),
-                Ok(()) => entry_for(&key, parsed, config, template),
+                Ok(()) => entry_for(&key, parsed, config, keys, template),
             };
             out.apps.insert(key, entry);
         }
@@ -234,6 +241,7 @@ fn entry_for(
     key: &AppKey,
     parsed: Result<(Manifest, String), SourceError>,
     config: &Config,
+    keys: &Result<Keyring, String>,
     template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
 ) -> Entry {
     let (m, text) = match parsed {
@@ -244,7 +252,12 @@ fn entry_for(
         Err(e) => return Entry::Frozen(format!("template {}: {e}", m.template)),
         Ok(t) => t,
     };
-    let app = DesiredApp::new(key, &m, t, config, text);
+    let file = format!("state/apps/{}/{}.toml", key.userid, key.appname);
+    let secrets = match open_all(&file, &m.secrets, &m.env.0, keys) {
+        Err(e) => return Entry::Frozen(e),
+        Ok(opened) => opened,
+    };
+    let app = DesiredApp::new(key, &m, t, config, (text, secrets));
     let rules = config.policy.rules(&key.userid);
     match check_app(key, &app.spec, rules, config.listen.port()) {
         Err(v) => Entry::Refused(v),
@@ -258,6 +271,10 @@ mod tests {
     use crate::model::fixtures::template;
     use crate::model::manifest::Manifest;
     use std::path::Path;
+
+    fn no_key() -> Result<Keyring, String> {
+        Err("no key in this test".into())
+    }
 
     fn scan_of(items: &[(&str, &str, &str)]) -> Scan {
         let mut s = Scan::default();
@@ -300,7 +317,7 @@ mod tests {
             ("alice", "b", good),
             ("carol", "a", good),
         ]);
-        let d = DesiredState::build(s, &config(2, 3), &mut |_| Ok(template()));
+        let d = DesiredState::build(s, &config(2, 3), &no_key(), &mut |_| Ok(template()));
         assert_eq!(
             kinds(&d),
             [
@@ -329,7 +346,7 @@ mod tests {
             ("alice", "a", "template = \"nope\""),
             ("alice", "b", "template = \"web-v1\""),
         ]);
-        let d = DesiredState::build(s, &config(5, 20), &mut |id| {
+        let d = DesiredState::build(s, &config(5, 20), &no_key(), &mut |id| {
             if id == "web-v1" {
                 Ok(template())
             } else {
@@ -354,7 +371,7 @@ mod tests {
             "eve".into(),
             SourceError::whole_file(Path::new("state/apps/eve"), "cannot list"),
         );
-        let d = DesiredState::build(s, &config(5, 20), &mut |_| Ok(template()));
+        let d = DesiredState::build(s, &config(5, 20), &no_key(), &mut |_| Ok(template()));
         assert!(d.is_held(&AppKey::new("eve", "anything").unwrap()));
         assert!(!d.is_held(&AppKey::new("bob", "anything").unwrap()));
     }

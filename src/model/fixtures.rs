@@ -34,7 +34,13 @@ pub(crate) fn template() -> Template {
 pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
     let config = Config::load(None, Some(Path::new("/r"))).unwrap();
     let m = Manifest::parse(Path::new("m.toml"), manifest).unwrap();
-    let app = DesiredApp::new(&key(k), &m, template(), &config, manifest.to_string());
+    let app = DesiredApp::new(
+        &key(k),
+        &m,
+        template(),
+        &config,
+        (manifest.to_string(), Default::default()),
+    );
     (key(k), Entry::Valid(Box::new(app)))
 }
 

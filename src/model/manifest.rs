@@ -39,6 +39,9 @@ pub struct Manifest {
     /// Plain environment variables.
     #[serde(default)]
     pub env: EnvVars,
+    /// `[secrets]`: environment variables kept encrypted to the server's key (SPEC §10).
+    #[serde(default)]
+    pub secrets: crate::model::secrets::SealedSecrets,
     /// Memory and CPU limits; unset ones come from berth.toml, then the template.
     #[serde(default)]
     pub resources: ResourceOverrides,
@@ -199,6 +202,17 @@ const MAX_ENV_VARS: usize = 256;
 const MAX_ENV_VALUE: usize = 32 * 1024;
 
 fn check_env(name: &str, value: &str) -> Result<(), String> {
+    check_env_name(name)?;
+    if value.contains('\0') || value.len() > MAX_ENV_VALUE {
+        return Err(format!(
+            "env {name}: value must be at most 32 KiB with no NUL character"
+        ));
+    }
+    Ok(())
+}
+
+/// A name a shell accepts for a variable, and not one berth sets itself (env and secrets).
+pub fn check_env_name(name: &str) -> Result<(), String> {
     let b = name.as_bytes();
     let name_ok = !b.is_empty()
         && b.len() <= 128
@@ -212,11 +226,6 @@ fn check_env(name: &str, value: &str) -> Result<(), String> {
     if RESERVED_ENV.contains(&name) {
         return Err(format!(
             "env {name} is set by berth from `port`; set `port` instead"
-        ));
-    }
-    if value.contains('\0') || value.len() > MAX_ENV_VALUE {
-        return Err(format!(
-            "env {name}: value must be at most 32 KiB with no NUL character"
         ));
     }
     Ok(())

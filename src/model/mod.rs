@@ -19,6 +19,7 @@ pub mod observed;
 pub mod policy;
 pub mod proxy;
 pub mod resources;
+pub mod secrets;
 pub mod source_error;
 pub mod spec;
 pub mod template;

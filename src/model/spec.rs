@@ -78,6 +78,10 @@ pub struct ContainerSpec {
     /// Left out of the canonical JSON when none, so bridge-mode hashes are what they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// `[secrets]` by name, as keyed fingerprints of their values (never the values: those
+    /// reach only the container's environment). Left out when empty, like `network`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 impl ContainerSpec {
@@ -139,6 +143,7 @@ impl ContainerSpec {
                 NetworkMode::PerUser => Some(user_network(&config.instance, &key.userid)),
                 NetworkMode::Bridge => None,
             },
+            secrets: BTreeMap::new(),
         }
     }
 
@@ -182,6 +187,24 @@ pub fn env_digest(name: &str, value: &str) -> String {
     format!("b3:{}", &h.finalize().to_hex()[..16])
 }
 
+/// `<what> NAME added / changed / removed` between two maps, naming keys only.
+fn named_changes(
+    what: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|k| match (old.get(k), new.get(k)) {
+            (None, Some(_)) => Some(format!("{what} {k} added")),
+            (Some(_), None) => Some(format!("{what} {k} removed")),
+            (Some(a), Some(b)) if a != b => Some(format!("{what} {k} changed")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Names what differs between the running spec and the wanted one, for `plan`'s "why".
 /// Env values are never shown (they may be secrets); other fields show old -> new.
 pub fn changed_fields(old: &ContainerSpec, new: &ContainerSpec) -> Vec<String> {
@@ -214,6 +237,8 @@ pub fn changed_fields(old: &ContainerSpec, new: &ContainerSpec) -> Vec<String> {
                     .filter(|k| !new.env.contains_key(*k))
                     .map(|k| format!("env.{k} removed")),
             );
+        } else if field == "secrets" {
+            out.extend(named_changes("secret", &old.secrets, &new.secrets));
         } else if field == "template_files" {
             let names = old.template_files.keys().chain(new.template_files.keys());
             let changed: std::collections::BTreeSet<&String> = names

@@ -147,7 +147,14 @@ impl Engine {
             ..Default::default()
         };
         let labels = labels::for_app(app, &self.instance);
-        let body = create_body(&app.spec, &app.key.appname, labels);
+        let mut body = create_body(&app.spec, &app.key.appname, labels);
+        // Secrets reach the environment here and nowhere else (not the spec, not the labels).
+        let env = body.env.get_or_insert_with(Vec::new);
+        env.extend(
+            app.secret_env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.expose())),
+        );
         let created = self
             .docker
             .create_container(Some(opts), body)

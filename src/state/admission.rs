@@ -8,16 +8,12 @@
 //! - a write that raises the memory the user's apps want to run with past
 //!   `max_memory_per_user` is refused; one that does not raise it always passes.
 
-use std::collections::BTreeMap;
-
 use crate::model::config::Config;
 use crate::model::desired::{DesiredState, Entry, Scan};
 use crate::model::manifest::{Manifest, RunState};
 use crate::model::names::AppKey;
 use crate::model::policy::Violation;
 use crate::model::resources::Memory;
-use crate::model::source_error::SourceError;
-use crate::model::template::Template;
 use crate::state::scan::{scan, ScanError};
 
 /// Why a write is not admitted.
@@ -70,13 +66,7 @@ pub fn admit(config: &Config, key: &AppKey, manifest: Manifest, text: &str) -> R
 }
 
 fn build(found: Scan, config: &Config) -> DesiredState {
-    let mut templates: BTreeMap<String, Result<Template, SourceError>> = BTreeMap::new();
-    DesiredState::build(found, config, &mut |id| {
-        templates
-            .entry(id.to_string())
-            .or_insert_with(|| Template::load(config, id))
-            .clone()
-    })
+    crate::state::scan::build_desired(found, config)
 }
 
 /// The memory `user`'s valid apps that should run ask for, together.

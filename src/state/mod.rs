@@ -15,4 +15,5 @@ pub mod history;
 pub mod leftovers;
 pub mod modes;
 pub mod scan;
+pub mod secrets_key;
 pub mod writer;

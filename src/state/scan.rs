@@ -31,13 +31,28 @@ pub struct ScanError {
 /// desired state of one pass.
 pub fn load_desired(config: &Config) -> Result<DesiredState, ScanError> {
     let found = scan(&config.apps_state_dir(), &config.root)?;
+    Ok(build_desired(found, config))
+}
+
+/// The desired state of what a scan `found`: its templates loaded (each once) and its
+/// secrets decrypted with the server's key (read now, so a restored or rotated key counts).
+pub fn build_desired(found: Scan, config: &Config) -> DesiredState {
+    let keys = match found.manifests.values().any(holds_secrets) {
+        true => crate::state::secrets_key::load(&config.secrets_key),
+        false => Err("no manifest holds secrets".into()),
+    };
     let mut templates: BTreeMap<String, Result<Template, SourceError>> = BTreeMap::new();
-    Ok(DesiredState::build(found, config, &mut |id| {
+    DesiredState::build(found, config, &keys, &mut |id| {
         templates
             .entry(id.to_string())
             .or_insert_with(|| Template::load(config, id))
             .clone()
-    }))
+    })
+}
+
+/// Whether a scanned manifest has `[secrets]`.
+pub fn holds_secrets(parsed: &Result<(Manifest, String), SourceError>) -> bool {
+    parsed.as_ref().is_ok_and(|(m, _)| !m.secrets.0.is_empty())
 }
 
 /// True for names an editor or git leaves behind: hidden files and non-`.toml` files.

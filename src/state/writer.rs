@@ -168,11 +168,21 @@ impl ManifestWriter {
         field: &'static str,
         value: String,
     ) -> Result<Current, WriteError> {
+        let doc = move |doc: &mut toml_edit::DocumentMut| doc[field] = toml_edit::value(value);
+        self.edit(key, who, action, doc).await
+    }
+
+    /// Changes `key`'s manifest through `change` on its TOML document, keeping the rest of
+    /// the file (comments, order) as its author wrote it.
+    pub async fn edit(
+        self: &Arc<Self>,
+        key: &AppKey,
+        who: &str,
+        action: &str,
+        change: impl FnOnce(&mut toml_edit::DocumentMut) + Send + 'static,
+    ) -> Result<Current, WriteError> {
         let k = key.clone();
-        let edit = move |held: Held| async move {
-            let doc = |doc: &mut toml_edit::DocumentMut| doc[field] = toml_edit::value(value);
-            held.writer.files.edit(&k, doc).await
-        };
+        let edit = move |held: Held| async move { held.writer.files.edit(&k, change).await };
         self.write_file(key, who, action, edit).await
     }
 }

@@ -1,0 +1,240 @@
+//! Secrets (issue 13, SPEC §10) against the real engine: a value set through the API and one
+//! encrypted by hand with only the public key reach the container's environment, and are
+//! searched for on every other surface (docker inspect outside the environment, berth's log at
+//! trace, every API answer, the audit log, the database file, the state directory, `plan`).
+//! Re-encrypting keeps the container, a new value recreates it, garbage freezes the app and
+//! keeps its container; a key readable by others stops serve; a missing key freezes and is
+//! not silently replaced.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::api::add_user;
+use crate::support::{wait_until, Api, Serve, TestRoot, BERTH, MINIMAL};
+
+const T: Duration = Duration::from_secs(30);
+const PLAIN: &str = "s3cr3t-Plain-Value-42";
+const PLAIN2: &str = "hand-Encrypted-Token-77";
+
+/// `berth secrets encrypt NAME [--recipient R]` with `value` on stdin; the TOML line.
+fn encrypt(root: &TestRoot, name: &str, value: &str, recipient: Option<&str>) -> String {
+    let mut cmd = Command::new(BERTH);
+    cmd.arg("--root")
+        .arg(root.path())
+        .args(["secrets", "encrypt", name]);
+    if let Some(r) = recipient {
+        cmd.args(["--recipient", r]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{value}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Every file under `dir`, as bytes, with its path.
+fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p.display().to_string(), bytes));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The container's environment, and everything else `docker inspect` shows of it.
+async fn env_and_rest(root: &TestRoot, app: &str) -> (Vec<String>, String) {
+    let c = root.container("alice", app).await.expect("container");
+    let env = c
+        .config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    let mut rest = serde_json::to_value(&c).unwrap();
+    rest["Config"]["Env"] = json!(null);
+    (env, rest.to_string())
+}
+
+#[tokio::test]
+async fn a_secret_reaches_only_the_containers_environment() {
+    let root = TestRoot::new("secrets").await;
+    let admin = add_user(&root, "root", true).await;
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start_env(&root, &[("RUST_LOG", "trace")]);
+    let api = Api::new(serve.api_base());
+    api.create_app(&alice, "web", "bb-v1").await.expect(201);
+    let set = json!({ "value": PLAIN });
+    api.call(
+        reqwest::Method::PUT,
+        "/apps/alice/web/secrets/DB_PASSWORD",
+        &alice,
+        Some(set),
+    )
+    .await
+    .expect(200);
+    // By hand, with only the public key.
+    let recipient = root
+        .berth(&["secrets", "recipient"])
+        .await
+        .stdout
+        .trim()
+        .to_string();
+    assert!(recipient.starts_with("age1"), "{recipient}");
+    let line = encrypt(&root, "API_TOKEN", PLAIN2, Some(&recipient));
+    root.write_manifest("alice", "api", &format!("{MINIMAL}[secrets]\n{line}\n"));
+    root.wait_running("alice", "web", T).await;
+    root.wait_running("alice", "api", T).await;
+
+    let (env, rest) = env_and_rest(&root, "web").await;
+    assert!(env.contains(&format!("DB_PASSWORD={PLAIN}")), "{env:?}");
+    assert!(
+        !rest.contains(PLAIN),
+        "docker inspect shows it outside the environment"
+    );
+    let (env, rest) = env_and_rest(&root, "api").await;
+    assert!(env.contains(&format!("API_TOKEN={PLAIN2}")), "{env:?}");
+    assert!(!rest.contains(PLAIN2));
+
+    let listed = api.get("/apps/alice/web/secrets", &alice).await.json();
+    assert_eq!(listed["secrets"][0]["name"], "DB_PASSWORD", "{listed}");
+    assert!(listed["secrets"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("k3:"));
+    for path in [
+        "/apps",
+        "/apps/alice/web",
+        "/apps/alice/web/revisions",
+        "/audit?tail=100",
+    ] {
+        api.get(path, &admin).await.expect(200);
+    }
+    let plan = root.berth(&["plan"]).await.text();
+    let answers = api.seen.lock().unwrap().join("\n");
+    let log = serve.log();
+    serve.stop(Duration::from_secs(10));
+    for secret in [PLAIN, PLAIN2] {
+        assert!(!answers.contains(secret), "an API answer carries it");
+        assert!(!log.contains(secret), "berth's trace log carries it");
+        assert!(!plan.contains(secret), "plan shows it");
+        for (file, bytes) in files_under(&root.path().join("state")) {
+            assert!(!contains(&bytes, secret), "{file} holds it");
+        }
+        let db = std::fs::read(root.path().join("berth.redb")).unwrap();
+        assert!(!contains(&db, secret), "the database holds it");
+    }
+}
+
+#[tokio::test]
+async fn re_encrypting_keeps_the_container_a_new_value_recreates_garbage_freezes() {
+    let root = TestRoot::new("secretroll").await;
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.create_app(&alice, "web", "bb-v1").await.expect(201);
+    let put = |value: &str| {
+        let body = json!({ "value": value });
+        api.call(
+            reqwest::Method::PUT,
+            "/apps/alice/web/secrets/TOKEN",
+            &alice,
+            Some(body),
+        )
+    };
+    put("one").await.expect(200);
+    root.berth(&["apply"]).await.expect_code(0);
+    let first = root.id("alice", "web").await;
+    let before = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+    put("one").await.expect(200);
+    let after = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+    assert_ne!(before, after, "a new encryption of the same value");
+    root.berth(&["apply"]).await.expect_code(0);
+    assert_eq!(
+        root.id("alice", "web").await,
+        first,
+        "re-encrypting recreated the container"
+    );
+
+    put("two").await.expect(200);
+    root.berth(&["apply"]).await.expect_code(0);
+    let second = root.id("alice", "web").await;
+    assert_ne!(second, first, "a new value must recreate");
+    let (env, _) = env_and_rest(&root, "web").await;
+    assert!(env.contains(&"TOKEN=two".to_string()), "{env:?}");
+
+    // Garbage: frozen with the file and the secret named; the container stays.
+    let garbage = format!("{MINIMAL}[secrets]\nTOKEN = \"age:AAAA\"\n");
+    root.write_manifest("alice", "web", &garbage);
+    wait_until(T, "the app to freeze", || async {
+        let v = api.get("/apps/alice/web", &alice).await.json();
+        v["phase"] == "frozen"
+    })
+    .await;
+    let v = api.get("/apps/alice/web", &alice).await.json();
+    let error = v["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("state/apps/alice/web.toml") && error.contains("TOKEN"),
+        "{error}"
+    );
+    assert_eq!(root.id("alice", "web").await, second);
+    assert!(root.running("alice", "web").await);
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn a_key_readable_by_others_stops_serve_and_a_missing_one_freezes_without_a_new_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TestRoot::new("secretkey").await;
+    let recipient = root
+        .berth(&["secrets", "recipient"])
+        .await
+        .stdout
+        .trim()
+        .to_string();
+    let key = root.path().join("berth.key");
+    let line = encrypt(&root, "TOKEN", "v", Some(&recipient));
+    root.write_manifest("alice", "web", &format!("{MINIMAL}[secrets]\n{line}\n"));
+    root.berth(&["apply"]).await.expect_code(0);
+    let id = root.id("alice", "web").await;
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut serve = Serve::start(&root);
+    assert_ne!(serve.wait_exit(T), Some(0));
+    assert!(serve.log().contains("chmod 600"), "{}", serve.log());
+
+    std::fs::remove_file(&key).unwrap();
+    let run = root.berth(&["apply"]).await;
+    assert_ne!(run.code, Some(0));
+    assert!(
+        run.text().contains("berth.key is missing"),
+        "{}",
+        run.text()
+    );
+    let mut serve = Serve::start(&root);
+    serve.api_base();
+    assert!(!key.exists(), "a new key was made over encrypted manifests");
+    assert_eq!(root.id("alice", "web").await, id, "nothing is removed");
+    assert!(root.running("alice", "web").await);
+    serve.assert_alive();
+}

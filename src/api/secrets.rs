@@ -1,0 +1,137 @@
+//! `/apps/{userid}/{appname}/secrets` (SPEC §10): set, list and delete `[secrets]` entries.
+//! A value is encrypted to the server's key in memory and only the ciphertext is written,
+//! through the same write path (roles, etag, audit, git commit) as every manifest change.
+//! Answers name secrets and show fingerprints; no answer carries a value.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, AppPath};
+use super::AppState;
+use crate::model::manifest::Manifest;
+use crate::model::names::AppKey;
+use crate::model::secrets::{check_secret_name, check_secret_value, seal, SecretValue};
+use crate::state::secrets_key;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/apps/{userid}/{appname}/secrets", get(list))
+        .route(
+            "/apps/{userid}/{appname}/secrets/{name}",
+            put(set).delete(remove),
+        )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSecret {
+    value: String,
+}
+
+fn secret_name(name: &str) -> Result<(), ApiError> {
+    check_secret_name(name).map_err(ApiError::BadRequest)
+}
+
+fn keyring(s: &AppState) -> Result<crate::model::secrets::Keyring, ApiError> {
+    secrets_key::load(&s.config.secrets_key).map_err(ApiError::Unavailable)
+}
+
+/// The app's manifest, parsed (404 when there is none).
+fn manifest(s: &AppState, key: &AppKey) -> Result<Manifest, ApiError> {
+    let Some(c) = s.files().read(key)? else {
+        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    };
+    let shown = format!("state/apps/{}/{}.toml", key.userid, key.appname);
+    Manifest::parse(std::path::Path::new(&shown), &c.text)
+        .map_err(|e| ApiError::Conflict(e.to_string()))
+}
+
+async fn set(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+    ApiPath((_, _, name)): ApiPath<(String, String, String)>,
+    ApiJson(body): ApiJson<SetSecret>,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_app(&key)?;
+    secret_name(&name)?;
+    let value = SecretValue::new(body.value);
+    check_secret_value(&value).map_err(ApiError::BadRequest)?;
+    if manifest(&s, &key)?.env.0.contains_key(&name) {
+        return Err(ApiError::Conflict(format!(
+            "{name} is set in [env]; remove it there first (a name is in one or the other)"
+        )));
+    }
+    let sealed = seal(&keyring(&s)?.recipient(), &value);
+    let n = name.clone();
+    let change = move |doc: &mut toml_edit::DocumentMut| {
+        let table = doc
+            .entry("secrets")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+        table[&n] = toml_edit::value(sealed);
+    };
+    let action = format!("set secret {name}");
+    let c = s.writer.edit(&key, caller.name(), &action, change).await?;
+    Ok(Json(json!({ "secret": name, "set": true, "etag": c.etag })))
+}
+
+async fn list(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_app(&key)?;
+    let m = manifest(&s, &key)?;
+    let keys = keyring(&s);
+    let secrets: Vec<Value> = m
+        .secrets
+        .0
+        .iter()
+        .map(|(name, sealed)| {
+            let opened = keys.as_ref().map_err(ToString::to_string).and_then(|k| {
+                k.open(sealed)
+                    .map(|v| k.fingerprint(name, &v))
+                    .map_err(|e| e.to_string())
+            });
+            match opened {
+                Ok(fp) => json!({ "name": name, "fingerprint": fp }),
+                Err(why) => json!({ "name": name, "error": why }),
+            }
+        })
+        .collect();
+    Ok(Json(json!({ "secrets": secrets })))
+}
+
+async fn remove(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    AppPath(key): AppPath,
+    ApiPath((_, _, name)): ApiPath<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.check_app(&key)?;
+    secret_name(&name)?;
+    if !manifest(&s, &key)?.secrets.0.contains_key(&name) {
+        return Err(ApiError::NotFound(format!("{key} has no secret {name}")));
+    }
+    let n = name.clone();
+    let change = move |doc: &mut toml_edit::DocumentMut| {
+        if let Some(t) = doc.get_mut("secrets").and_then(|t| t.as_table_like_mut()) {
+            t.remove(&n);
+            if t.is_empty() {
+                doc.remove("secrets");
+            }
+        }
+    };
+    let action = format!("delete secret {name}");
+    let c = s.writer.edit(&key, caller.name(), &action, change).await?;
+    Ok(Json(
+        json!({ "secret": name, "deleted": true, "etag": c.etag }),
+    ))
+}

@@ -1,0 +1,295 @@
+//! Secrets (SPEC §10): `[secrets]` values in a manifest are age ciphertexts
+//! (`age:<base64>`) encrypted to the server's X25519 identity, the [`Keyring`]. This module is
+//! the format and the crypto, with no I/O: the key file is read by `state::secrets_key`.
+//!
+//! **Invariant: a plaintext value exists only inside a [`SecretValue`]**, whose `Debug` and
+//! `Display` print `<redacted>`, so no log line, error or `plan` can carry one. What the spec
+//! (and so the `paas.spec` label and the spec hash) carries is a keyed [`Keyring::fingerprint`]:
+//! it changes with the value, not with its encryption, and cannot be brute-forced without
+//! the server's key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::model::manifest::check_env_name;
+
+/// The prefix of a sealed value in a manifest.
+pub const PREFIX: &str = "age:";
+/// Most secrets one manifest may hold.
+const MAX_SECRETS: usize = 64;
+/// Largest sealed value (an age header is ~200 bytes; values are at most 32 KiB).
+const MAX_SEALED: usize = 48 * 1024;
+
+/// A decrypted value. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a plaintext value (from the API or stdin).
+    pub fn new(value: String) -> SecretValue {
+        SecretValue(value)
+    }
+
+    /// The plaintext, for the container's environment only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `[secrets]` as written: name -> `age:<base64>`, checked for shape (not decrypted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealedSecrets(pub BTreeMap<String, String>);
+
+/// Checks a secret's name: a variable name, not one berth sets.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    check_env_name(name).map_err(|e| e.replacen("env", "secret", 1))
+}
+
+/// Checks a plaintext value: what Docker's environment can carry.
+pub fn check_secret_value(value: &SecretValue) -> Result<(), String> {
+    if value.0.contains('\0') || value.0.len() > 32 * 1024 {
+        return Err("a secret is at most 32 KiB with no NUL character".into());
+    }
+    Ok(())
+}
+
+/// Checks one `[secrets]` entry's name and shape.
+pub fn check_sealed(name: &str, sealed: &str) -> Result<(), String> {
+    check_secret_name(name)?;
+    let Some(body) = sealed.strip_prefix(PREFIX) else {
+        return Err(format!(
+            "secret {name}: a value must be `age:<base64>` as `berth secrets encrypt` or the API writes it; plain values belong in [env]"
+        ));
+    };
+    if sealed.len() > MAX_SEALED
+        || base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .is_err()
+    {
+        return Err(format!(
+            "secret {name}: not valid base64 after `age:`, or too long"
+        ));
+    }
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for SealedSecrets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, String>::deserialize(d)?;
+        if map.len() > MAX_SECRETS {
+            let msg = format!("at most {MAX_SECRETS} secrets");
+            return Err(serde::de::Error::custom(msg));
+        }
+        for (k, v) in &map {
+            check_sealed(k, v).map_err(serde::de::Error::custom)?;
+        }
+        Ok(SealedSecrets(map))
+    }
+}
+
+/// The server's identity: decrypts `[secrets]`, and keys their fingerprints.
+pub struct Keyring {
+    identity: age::x25519::Identity,
+    fingerprint_key: [u8; 32],
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Keyring({})", self.recipient())
+    }
+}
+
+impl Keyring {
+    /// A new random identity.
+    pub fn generate() -> Keyring {
+        Keyring::from_identity(age::x25519::Identity::generate())
+    }
+
+    fn from_identity(identity: age::x25519::Identity) -> Keyring {
+        let secret = identity.to_string();
+        let fingerprint_key = blake3::derive_key(
+            "berth 2026 secret fingerprint",
+            secret.expose_secret().as_bytes(),
+        );
+        Keyring {
+            identity,
+            fingerprint_key,
+        }
+    }
+
+    /// Reads a key file's text: `AGE-SECRET-KEY-1...` on a line, `#` comments allowed.
+    pub fn parse(text: &str) -> Result<Keyring, String> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .ok_or("no AGE-SECRET-KEY-1... line")?;
+        let identity = age::x25519::Identity::from_str(line)
+            .map_err(|_| "not an age X25519 identity (AGE-SECRET-KEY-1...)".to_string())?;
+        Ok(Keyring::from_identity(identity))
+    }
+
+    /// The key file's text: a comment with the public key, then the identity.
+    pub fn to_file_text(&self) -> String {
+        let secret = self.identity.to_string();
+        format!(
+            "# berth secrets key: keep it private (0600) and backed up\n# public key: {}\n{}\n",
+            self.recipient(),
+            secret.expose_secret()
+        )
+    }
+
+    /// The public key (`age1...`), which encrypts to this identity.
+    pub fn recipient(&self) -> age::x25519::Recipient {
+        self.identity.to_public()
+    }
+
+    /// Decrypts `sealed` (`age:<base64>`); the error says why, never with the value.
+    pub fn open(&self, sealed: &str) -> Result<SecretValue, String> {
+        let body = sealed.strip_prefix(PREFIX).ok_or("not `age:<base64>`")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| "not valid base64")?;
+        let plain = age::decrypt(&self.identity, &bytes).map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => {
+                "encrypted to another key, not this server's".to_string()
+            }
+            _ => "damaged or truncated ciphertext".to_string(),
+        })?;
+        String::from_utf8(plain)
+            .map(SecretValue)
+            .map_err(|_| "the value is not UTF-8".into())
+    }
+
+    /// What the spec carries for secret `name` holding `value`: `k3:` and 16 hex digits of
+    /// a blake3 hash keyed by this server's key.
+    pub fn fingerprint(&self, name: &str, value: &SecretValue) -> String {
+        let mut h = blake3::Hasher::new_keyed(&self.fingerprint_key);
+        h.update(name.as_bytes())
+            .update(&[0])
+            .update(value.0.as_bytes());
+        format!("k3:{}", &h.finalize().to_hex()[..16])
+    }
+}
+
+/// A manifest's secrets, decrypted, with the fingerprints its spec carries.
+#[derive(Debug, Clone, Default)]
+pub struct Opened {
+    /// Name -> plaintext, for the container's environment.
+    pub values: BTreeMap<String, SecretValue>,
+    /// Name -> [`Keyring::fingerprint`], for the spec.
+    pub fingerprints: BTreeMap<String, String>,
+}
+
+/// Decrypts every `[secrets]` entry of the manifest `file` with `keys` (the key, or why there
+/// is none). An error names the file and the secret, never a value.
+pub fn open_all(
+    file: &str,
+    sealed: &SealedSecrets,
+    env: &BTreeMap<String, String>,
+    keys: &Result<Keyring, String>,
+) -> Result<Opened, String> {
+    let mut out = Opened::default();
+    for (name, text) in &sealed.0 {
+        if env.contains_key(name) {
+            return Err(format!(
+                "{file}: {name} is set in both [env] and [secrets]; keep one"
+            ));
+        }
+        let keyring = keys
+            .as_ref()
+            .map_err(|why| format!("{file}: [secrets] {name} cannot be decrypted: {why}"))?;
+        let value = keyring
+            .open(text)
+            .map_err(|why| format!("{file}: [secrets] {name} does not decrypt: {why}"))?;
+        out.fingerprints
+            .insert(name.clone(), keyring.fingerprint(name, &value));
+        out.values.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+/// Encrypts `value` to `recipient` as a manifest value (`age:<base64>`).
+pub fn seal(recipient: &age::x25519::Recipient, value: &SecretValue) -> String {
+    let bytes = age::encrypt(recipient, value.0.as_bytes()).expect("x25519 encryption cannot fail");
+    format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// Parses a public key (`age1...`).
+pub fn parse_recipient(text: &str) -> Result<age::x25519::Recipient, String> {
+    age::x25519::Recipient::from_str(text.trim())
+        .map_err(|e| format!("not an age X25519 public key (age1...): {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_round_trips_and_its_fingerprint_ignores_the_encryption() {
+        let k = Keyring::generate();
+        let v = SecretValue::new("hunter2".into());
+        let (a, b) = (seal(&k.recipient(), &v), seal(&k.recipient(), &v));
+        assert_ne!(a, b, "age encryption is randomized");
+        assert_eq!(k.open(&a).unwrap(), v);
+        assert_eq!(
+            k.fingerprint("P", &k.open(&a).unwrap()),
+            k.fingerprint("P", &k.open(&b).unwrap())
+        );
+        let other = SecretValue::new("hunter3".into());
+        assert_ne!(k.fingerprint("P", &v), k.fingerprint("P", &other));
+        assert_ne!(
+            k.fingerprint("P", &v),
+            Keyring::generate().fingerprint("P", &v)
+        );
+    }
+
+    #[test]
+    fn wrong_key_garbage_and_truncation_are_refused_without_the_value() {
+        let k = Keyring::generate();
+        let sealed = seal(&k.recipient(), &SecretValue::new("hunter2".into()));
+        let other = Keyring::generate();
+        assert!(other.open(&sealed).unwrap_err().contains("another key"));
+        assert!(k.open("age:!!!").unwrap_err().contains("base64"));
+        let cut = &sealed[..sealed.len() - 12];
+        let e = k.open(cut).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert_eq!(format!("{:?}", k.open(&sealed).unwrap()), "<redacted>");
+    }
+
+    #[test]
+    fn the_key_file_text_parses_back_to_the_same_identity() {
+        let k = Keyring::generate();
+        let back = Keyring::parse(&k.to_file_text()).unwrap();
+        assert_eq!(back.recipient().to_string(), k.recipient().to_string());
+        assert!(Keyring::parse("# nothing\n").is_err());
+        assert!(Keyring::parse("AGE-SECRET-KEY-1NOPE\n").is_err());
+    }
+
+    #[test]
+    fn sealed_values_are_checked_for_shape() {
+        assert!(check_sealed("DB_PASSWORD", "age:YWJj").is_ok());
+        assert!(check_sealed("DB_PASSWORD", "hunter2")
+            .unwrap_err()
+            .contains("[env]"));
+        assert!(check_sealed("1X", "age:YWJj")
+            .unwrap_err()
+            .contains("secret"));
+        assert!(check_sealed("PORT", "age:YWJj").is_err());
+        assert!(check_sealed("X", "age:***").is_err());
+    }
+}

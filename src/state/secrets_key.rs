@@ -1,0 +1,89 @@
+//! The server's secrets key on disk (`secrets_key`, default `berth.key` beside the database):
+//! an age X25519 identity, 0600. Made at the first start of `serve`, but never while
+//! manifests hold secrets (they were encrypted to a key that is gone, and a new one would
+//! only hide that); a key readable by others is refused.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use crate::model::secrets::Keyring;
+
+/// Reads the key at `path`; the error says what is wrong and what to do.
+pub fn load(path: &Path) -> Result<Keyring, String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("the secrets key {shown} is missing; restore it from a backup (berth does not make a new one while manifests hold secrets)"))
+        }
+        Err(e) => return Err(format!("cannot read the secrets key {shown}: {e}")),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the secrets key {shown} is readable by others (mode {mode:o}); chmod 600 it"
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the secrets key {shown}: {e}"))?;
+    Keyring::parse(&text).map_err(|e| format!("the secrets key {shown}: {e}"))
+}
+
+/// What [`ensure`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ensured {
+    /// The key was there and is private.
+    Present,
+    /// A new key was made.
+    Made,
+    /// None is there, and manifests hold secrets: none was made (their apps stay frozen).
+    MissingWithSecrets,
+}
+
+/// At `serve`'s start: makes the key when there is none and no manifest holds secrets;
+/// refuses (the error) a key that others can read or that does not parse.
+pub fn ensure(path: &Path, manifests_hold_secrets: bool) -> Result<Ensured, String> {
+    if !path.exists() {
+        if manifests_hold_secrets {
+            return Ok(Ensured::MissingWithSecrets);
+        }
+        make(path).map_err(|e| format!("cannot make the secrets key {}: {e}", path.display()))?;
+        return Ok(Ensured::Made);
+    }
+    load(path).map(|_| Ensured::Present)
+}
+
+fn make(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(Keyring::generate().to_file_text().as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_private_refused_when_readable_and_never_made_over_secrets() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("berth.key");
+        assert_eq!(ensure(&key, true).unwrap(), Ensured::MissingWithSecrets);
+        assert!(!key.exists());
+        assert!(load(&key).unwrap_err().contains("missing"));
+        assert_eq!(ensure(&key, false).unwrap(), Ensured::Made);
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(ensure(&key, true).unwrap(), Ensured::Present);
+        load(&key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(ensure(&key, false).unwrap_err().contains("chmod 600"));
+    }
+}
