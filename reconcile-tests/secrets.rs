@@ -238,3 +238,90 @@ async fn a_key_readable_by_others_stops_serve_and_a_missing_one_freezes_without_
     assert!(root.running("alice", "web").await);
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn rotation_keeps_every_app_unchanged_and_old_ciphertexts_need_the_old_key() {
+    let root = TestRoot::new("secretrot").await;
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    for app in ["web", "api"] {
+        api.create_app(&alice, app, "bb-v1").await.expect(201);
+        let body = json!({ "value": format!("{app}-{PLAIN}") });
+        let path = format!("/apps/alice/{app}/secrets/TOKEN");
+        api.call(reqwest::Method::PUT, &path, &alice, Some(body))
+            .await
+            .expect(200);
+    }
+    root.berth(&["apply"]).await.expect_code(0);
+    let ids = (root.id("alice", "web").await, root.id("alice", "api").await);
+    let old_key = std::fs::read_to_string(root.path().join("berth.key")).unwrap();
+    let old_text = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+
+    let run = root.berth(&["secrets", "rotate"]).await;
+    run.expect_code(0).expect_contains("2 manifests, 2 values");
+    root.berth(&["apply"]).await.expect_code(0);
+    assert_eq!(
+        (root.id("alice", "web").await, root.id("alice", "api").await),
+        ids,
+        "rotation recreated a container"
+    );
+    let (env, _) = env_and_rest(&root, "web").await;
+    assert!(env.contains(&format!("TOKEN=web-{PLAIN}")), "{env:?}");
+    assert_ne!(
+        std::fs::read_to_string(root.path().join("berth.key")).unwrap(),
+        old_key
+    );
+    assert!(!root.path().join("berth.key.next").exists());
+    assert_ne!(
+        std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap(),
+        old_text
+    );
+    // A value sealed to the old key no longer opens.
+    root.write_manifest("alice", "old", &old_text);
+    wait_until(T, "the old ciphertext to freeze its app", || async {
+        let v = api.get("/apps/alice/old", &alice).await.json();
+        v["phase"] == "frozen"
+            && v["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("another key")
+    })
+    .await;
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn git_mode_history_holds_only_ciphertexts_and_a_rotation_is_one_commit() {
+    use crate::support::git::{git, GitRoot};
+    let g = GitRoot::start("secretgit", "1h", |r| {
+        r.write("alice", "web", MINIMAL);
+        r.push("web");
+    })
+    .await;
+    g.root.wait_running("alice", "web", T).await;
+    let body = json!({ "value": PLAIN });
+    let path = "/apps/alice/web/secrets/DB_PASSWORD";
+    g.api
+        .call(reqwest::Method::PUT, path, &g.alice, Some(body))
+        .await
+        .expect(200);
+    let state = g.root.path().join("state");
+    let before = git(&state, &["rev-list", "--count", "HEAD"]);
+    let run = g.root.berth(&["secrets", "rotate"]).await;
+    run.expect_code(0).expect_contains("1 manifests");
+    let after = git(&state, &["rev-list", "--count", "HEAD"]);
+    assert_eq!(
+        after.trim().parse::<u32>().unwrap(),
+        before.trim().parse::<u32>().unwrap() + 1
+    );
+    let subject = git(&state, &["log", "-1", "--format=%s"]);
+    assert!(subject.contains("rotate the secrets key"), "{subject}");
+    let history = git(&state, &["log", "-p", "--all"]);
+    assert!(
+        history.contains("age:"),
+        "the secret is in the history, encrypted"
+    );
+    assert!(!history.contains(PLAIN), "git history holds the plaintext");
+    g.root.wait_running("alice", "web", T).await;
+}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,6 +27,18 @@ pub fn router() -> Router<Arc<AppState>> {
             "/apps/{userid}/{appname}/secrets/{name}",
             put(set).delete(remove),
         )
+        .route("/secrets/rotate", post(rotate))
+}
+
+/// `berth secrets rotate` (admins): every manifest re-encrypted to a new server key.
+async fn rotate(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.check_admin()?;
+    let rotated = s
+        .writer
+        .rotate_secrets(caller.name(), s.config.clone())
+        .await
+        .map_err(ApiError::Unavailable)?;
+    Ok(Json(json!(rotated)))
 }
 
 #[derive(Deserialize)]

@@ -84,6 +84,9 @@ pub enum SecretsCommand {
         #[arg(long, value_name = "AGE1...")]
         recipient: Option<String>,
     },
+    /// Re-encrypt every manifest's secrets to a new key (through the daemon when it runs;
+    /// one commit in git mode); no container is recreated.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -123,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             SecretsCommand::Encrypt { name, recipient } => {
                 secrets::encrypt(&config, &name, recipient.as_deref())
             }
+            SecretsCommand::Rotate => secrets::rotate(config).await,
         },
         Command::Users { command } => print_outcome(match command {
             UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,

@@ -52,3 +52,38 @@ pub fn encrypt(config: &Config, name: &str, to: Option<&str>) -> anyhow::Result<
     println!("{name} = \"{sealed}\"");
     Ok(ExitCode::SUCCESS)
 }
+
+/// `berth secrets rotate`: by the daemon when one runs (it holds the state lock and commits),
+/// else here.
+pub async fn rotate(config: Config) -> anyhow::Result<ExitCode> {
+    let answer =
+        crate::cli::admin::daemon(&config, hyper::Method::POST, "/secrets/rotate", None).await?;
+    let v = match answer {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => anyhow::bail!("the daemon could not rotate: {e}"),
+        None => {
+            let rotated = crate::state::rotate::rotate_here(&std::sync::Arc::new(config))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            serde_json::to_value(rotated)?
+        }
+    };
+    println!(
+        "rotated: {} manifests, {} values re-encrypted to the new key",
+        v["manifests"], v["values"]
+    );
+    let left: Vec<&str> = v["left"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.as_str())
+        .collect();
+    for l in &left {
+        println!("not re-encrypted (decrypts with neither key): {l}");
+    }
+    Ok(if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -98,9 +98,13 @@ impl<'de> Deserialize<'de> for SealedSecrets {
     }
 }
 
-/// The server's identity: decrypts `[secrets]`, and keys their fingerprints.
+/// The server's identity: decrypts `[secrets]`, and keys their fingerprints. During a
+/// rotation it holds the new identity (which seals) and the old one (which still opens what
+/// is not re-encrypted yet); the fingerprint key is carried across rotations, so rotating
+/// changes no spec hash.
 pub struct Keyring {
-    identity: age::x25519::Identity,
+    current: age::x25519::Identity,
+    previous: Vec<age::x25519::Identity>,
     fingerprint_key: [u8; 32],
 }
 
@@ -110,49 +114,86 @@ impl fmt::Debug for Keyring {
     }
 }
 
-impl Keyring {
-    /// A new random identity.
-    pub fn generate() -> Keyring {
-        Keyring::from_identity(age::x25519::Identity::generate())
-    }
+/// The key file's line that carries the fingerprint key.
+const FINGERPRINT_LINE: &str = "BERTH-FINGERPRINT-KEY-";
 
-    fn from_identity(identity: age::x25519::Identity) -> Keyring {
-        let secret = identity.to_string();
-        let fingerprint_key = blake3::derive_key(
-            "berth 2026 secret fingerprint",
-            secret.expose_secret().as_bytes(),
-        );
+impl Keyring {
+    /// A new random identity and fingerprint key.
+    pub fn generate() -> Keyring {
+        let mut fingerprint_key = [0u8; 32];
+        getrandom::fill(&mut fingerprint_key).expect("the OS random source");
         Keyring {
-            identity,
+            current: age::x25519::Identity::generate(),
+            previous: Vec::new(),
             fingerprint_key,
         }
     }
 
-    /// Reads a key file's text: `AGE-SECRET-KEY-1...` on a line, `#` comments allowed.
-    pub fn parse(text: &str) -> Result<Keyring, String> {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or("no AGE-SECRET-KEY-1... line")?;
-        let identity = age::x25519::Identity::from_str(line)
-            .map_err(|_| "not an age X25519 identity (AGE-SECRET-KEY-1...)".to_string())?;
-        Ok(Keyring::from_identity(identity))
+    /// A new identity that keeps this one's fingerprint key (a rotation's next key).
+    pub fn successor(&self) -> Keyring {
+        Keyring {
+            current: age::x25519::Identity::generate(),
+            previous: Vec::new(),
+            fingerprint_key: self.fingerprint_key,
+        }
     }
 
-    /// The key file's text: a comment with the public key, then the identity.
+    /// This keyring sealing with `next`'s identity and still opening with its own.
+    pub fn rotating_to(self, next: Keyring) -> Result<Keyring, String> {
+        if next.fingerprint_key != self.fingerprint_key {
+            return Err("the next key's fingerprint key differs from the current one's".into());
+        }
+        let mut previous = vec![self.current];
+        previous.extend(self.previous);
+        Ok(Keyring {
+            current: next.current,
+            previous,
+            fingerprint_key: self.fingerprint_key,
+        })
+    }
+
+    /// Reads a key file's text: an `AGE-SECRET-KEY-1...` line, a `BERTH-FINGERPRINT-KEY-`
+    /// line, `#` comments.
+    pub fn parse(text: &str) -> Result<Keyring, String> {
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        let identity = lines
+            .iter()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .ok_or("no AGE-SECRET-KEY-1... line")?;
+        let current = age::x25519::Identity::from_str(identity)
+            .map_err(|_| "not an age X25519 identity (AGE-SECRET-KEY-1...)".to_string())?;
+        let hex = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(FINGERPRINT_LINE))
+            .ok_or("no BERTH-FINGERPRINT-KEY- line")?;
+        let fingerprint_key = *blake3::Hash::from_hex(hex)
+            .map_err(|_| "the fingerprint key is not 64 hex digits")?
+            .as_bytes();
+        Ok(Keyring {
+            current,
+            previous: Vec::new(),
+            fingerprint_key,
+        })
+    }
+
+    /// The key file's text: comments, the identity, the fingerprint key.
     pub fn to_file_text(&self) -> String {
-        let secret = self.identity.to_string();
+        let secret = self.current.to_string();
         format!(
-            "# berth secrets key: keep it private (0600) and backed up\n# public key: {}\n{}\n",
+            "# berth secrets key: keep it private (0600) and backed up\n# public key: {}\n{}\n{FINGERPRINT_LINE}{}\n",
             self.recipient(),
-            secret.expose_secret()
+            secret.expose_secret(),
+            blake3::Hash::from_bytes(self.fingerprint_key).to_hex()
         )
     }
 
-    /// The public key (`age1...`), which encrypts to this identity.
+    /// The public key (`age1...`) new values are sealed to.
     pub fn recipient(&self) -> age::x25519::Recipient {
-        self.identity.to_public()
+        self.current.to_public()
     }
 
     /// Decrypts `sealed` (`age:<base64>`); the error says why, never with the value.
@@ -161,19 +202,27 @@ impl Keyring {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(body)
             .map_err(|_| "not valid base64")?;
-        let plain = age::decrypt(&self.identity, &bytes).map_err(|e| match e {
+        let identities = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(|i| i as &dyn age::Identity);
+        let decryptor = age::Decryptor::new_buffered(&bytes[..])
+            .map_err(|_| "damaged or truncated ciphertext".to_string())?;
+        let mut reader = decryptor.decrypt(identities).map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => {
                 "encrypted to another key, not this server's".to_string()
             }
             _ => "damaged or truncated ciphertext".to_string(),
         })?;
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut plain)
+            .map_err(|_| "damaged or truncated ciphertext".to_string())?;
         String::from_utf8(plain)
             .map(SecretValue)
             .map_err(|_| "the value is not UTF-8".into())
     }
 
     /// What the spec carries for secret `name` holding `value`: `k3:` and 16 hex digits of
-    /// a blake3 hash keyed by this server's key.
+    /// a blake3 hash keyed by this server's fingerprint key.
     pub fn fingerprint(&self, name: &str, value: &SecretValue) -> String {
         let mut h = blake3::Hasher::new_keyed(&self.fingerprint_key);
         h.update(name.as_bytes())
@@ -278,6 +327,35 @@ mod tests {
         assert_eq!(back.recipient().to_string(), k.recipient().to_string());
         assert!(Keyring::parse("# nothing\n").is_err());
         assert!(Keyring::parse("AGE-SECRET-KEY-1NOPE\n").is_err());
+        let no_fingerprint_key = k.to_file_text().replace(FINGERPRINT_LINE, "# ");
+        assert!(Keyring::parse(&no_fingerprint_key).is_err());
+    }
+
+    #[test]
+    fn a_rotation_opens_old_values_seals_to_the_new_key_and_keeps_fingerprints() {
+        let old = Keyring::generate();
+        let v = SecretValue::new("hunter2".into());
+        let sealed_old = seal(&old.recipient(), &v);
+        let fp = old.fingerprint("P", &v);
+        let next = old.successor();
+        let next_alone = Keyring::parse(&next.to_file_text()).unwrap();
+        let both = Keyring::parse(&old.to_file_text())
+            .unwrap()
+            .rotating_to(next)
+            .unwrap();
+        assert_eq!(both.open(&sealed_old).unwrap(), v);
+        assert_eq!(
+            both.recipient().to_string(),
+            next_alone.recipient().to_string()
+        );
+        let sealed_new = seal(&both.recipient(), &v);
+        assert_eq!(next_alone.open(&sealed_new).unwrap(), v);
+        assert!(
+            next_alone.open(&sealed_old).is_err(),
+            "the new key alone opens an old value"
+        );
+        assert_eq!(next_alone.fingerprint("P", &v), fp);
+        assert!(old.rotating_to(Keyring::generate()).is_err());
     }
 
     #[test]

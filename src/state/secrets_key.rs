@@ -9,8 +9,50 @@ use std::path::Path;
 
 use crate::model::secrets::Keyring;
 
-/// Reads the key at `path`; the error says what is wrong and what to do.
+/// Where a rotation keeps the new key until every manifest is re-encrypted.
+pub fn next_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+/// Reads the key at `path`, with a rotation's next key when one is under way (sealing to the
+/// next, opening with both); the error says what is wrong and what to do.
 pub fn load(path: &Path) -> Result<Keyring, String> {
+    let current = load_one(path)?;
+    let next = next_path(path);
+    if !next.exists() {
+        return Ok(current);
+    }
+    current.rotating_to(load_one(&next)?)
+}
+
+/// Starts a rotation (idempotent): writes the next key, which keeps the fingerprint key.
+pub fn begin_rotation(path: &Path) -> Result<(), String> {
+    let next = next_path(path);
+    if next.exists() {
+        return load_one(&next).map(drop); // a rotation cut short: resume with its key
+    }
+    let successor = load_one(path)?.successor();
+    write_new(&next, &successor).map_err(|e| format!("cannot write {}: {e}", next.display()))
+}
+
+/// Ends a rotation: the next key replaces the old one, which is gone.
+pub fn finish_rotation(path: &Path) -> Result<(), String> {
+    let next = next_path(path);
+    std::fs::rename(&next, path)
+        .and_then(|()| sync_dir(path))
+        .map_err(|e| format!("cannot put {} in place: {e}", next.display()))
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+fn load_one(path: &Path) -> Result<Keyring, String> {
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -58,13 +100,18 @@ fn make(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    write_new(path, &Keyring::generate())
+}
+
+fn write_new(path: &Path, keyring: &Keyring) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(Keyring::generate().to_file_text().as_bytes())?;
-    f.sync_all()
+    f.write_all(keyring.to_file_text().as_bytes())?;
+    f.sync_all()?;
+    sync_dir(path)
 }
 
 #[cfg(test)]

@@ -185,4 +185,31 @@ impl ManifestWriter {
         let edit = move |held: Held| async move { held.writer.files.edit(&k, change).await };
         self.write_file(key, who, action, edit).await
     }
+
+    /// `berth secrets rotate` through the daemon: under the state lock, every manifest's
+    /// secrets re-encrypted to a new key, one commit in git mode, then the new key put in
+    /// place. Cut short anywhere (a failed commit, a kill), both keys stay and both open, and
+    /// the next rotation resumes with the same new key.
+    pub async fn rotate_secrets(
+        self: &Arc<Self>,
+        who: &str,
+        config: Arc<crate::model::config::Config>,
+    ) -> Result<crate::state::rotate::Rotated, String> {
+        let (me, who) = (self.clone(), who.to_string());
+        tokio::spawn(async move {
+            let _lock = me.lock().await;
+            let rotated = crate::state::rotate::reencrypt_all(&me.files, &config).await?;
+            me.wake.wake(Trigger::ApiWrite);
+            if let Some(git) = &me.git {
+                let message = format!("berth: rotate the secrets key (by {who})");
+                git.commit_held("apps", &who, &message)
+                    .await
+                    .map_err(|e| crate::error_chain::chain(&e))?;
+            }
+            crate::state::secrets_key::finish_rotation(&config.secrets_key)?;
+            Ok(rotated)
+        })
+        .await
+        .map_err(|e| format!("the rotation task ended early: {e}"))?
+    }
 }
