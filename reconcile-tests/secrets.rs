@@ -182,6 +182,11 @@ async fn re_encrypting_keeps_the_container_a_new_value_recreates_garbage_freezes
     assert_ne!(second, first, "a new value must recreate");
     let (env, _) = env_and_rest(&root, "web").await;
     assert!(env.contains(&"TOKEN=two".to_string()), "{env:?}");
+    wait_until(T, "the revision that set it", || async {
+        let v = api.get("/apps/alice/web/secrets", &alice).await.json();
+        v["secrets"][0]["set_at"].is_u64()
+    })
+    .await;
 
     // Garbage: frozen with the file and the secret named; the container stays.
     let garbage = format!("{MINIMAL}[secrets]\nTOKEN = \"age:AAAA\"\n");
@@ -324,4 +329,74 @@ async fn git_mode_history_holds_only_ciphertexts_and_a_rotation_is_one_commit() 
     );
     assert!(!history.contains(PLAIN), "git history holds the plaintext");
     g.root.wait_running("alice", "web", T).await;
+}
+
+#[tokio::test]
+async fn hostile_secret_calls_are_refused_and_change_nothing() {
+    let root = TestRoot::new("secrethostile").await;
+    let alice = add_user(&root, "alice", false).await;
+    let bob = add_user(&root, "bob", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.create_app(&alice, "web", "bb-v1").await.expect(201);
+    root.write_manifest(
+        "alice",
+        "env",
+        &format!("{MINIMAL}[env]\nTOKEN = \"plain\"\n"),
+    );
+    let ok = json!({ "value": "v" });
+    let cases = [
+        ("/apps/alice/web/secrets/1BAD", &alice, ok.clone(), 400),
+        ("/apps/alice/web/secrets/PORT", &alice, ok.clone(), 400),
+        (
+            "/apps/alice/web/secrets/X",
+            &alice,
+            json!({"value": "v", "extra": 1}),
+            422,
+        ),
+        (
+            "/apps/alice/web/secrets/X",
+            &alice,
+            json!({"value": "a\u{0}b"}),
+            400,
+        ),
+        (
+            "/apps/alice/web/secrets/X",
+            &alice,
+            json!({"value": "x".repeat(40_000)}),
+            400,
+        ),
+        ("/apps/alice/web/secrets/X", &bob, ok.clone(), 403),
+        ("/apps/alice/none/secrets/X", &alice, ok.clone(), 404),
+        ("/apps/alice/env/secrets/TOKEN", &alice, ok.clone(), 409),
+    ];
+    let before = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+    for (path, token, body, status) in cases {
+        let r = api
+            .call(reqwest::Method::PUT, path, token, Some(body))
+            .await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+    }
+    assert_eq!(
+        api.delete("/apps/alice/web/secrets/NOPE", &alice)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(api.get("/apps/alice/web/secrets", &bob).await.status, 403);
+    let after = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+    assert_eq!(before, after, "a refused call wrote the manifest");
+    // A hand-written plain value under [secrets] is refused with its location.
+    root.write_manifest(
+        "alice",
+        "web",
+        &format!("{MINIMAL}[secrets]\nTOKEN = \"plain\"\n"),
+    );
+    let run = root.berth(&["validate"]).await;
+    assert!(
+        run.text().contains("state/apps/alice/web.toml:") && run.text().contains("[env]"),
+        "{}",
+        run.text()
+    );
+    serve.assert_alive();
 }

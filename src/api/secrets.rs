@@ -1,7 +1,8 @@
 //! `/apps/{userid}/{appname}/secrets` (SPEC §10): set, list and delete `[secrets]` entries.
 //! A value is encrypted to the server's key in memory and only the ciphertext is written,
 //! through the same write path (roles, etag, audit, git commit) as every manifest change.
-//! Answers name secrets and show fingerprints; no answer carries a value.
+//! Answers name secrets and show fingerprints and when each was set (from the revision
+//! history: null until a pass has recorded it); no answer carries a value.
 
 use std::sync::Arc;
 
@@ -102,6 +103,13 @@ async fn list(
     caller.check_app(&key)?;
     let m = manifest(&s, &key)?;
     let keys = keyring(&s);
+    let k = key.clone();
+    let revisions = s.db(move |st| st.revisions(&k)).await?;
+    // Ciphertexts are random: the first revision holding this exact one is when it was set.
+    let set_at = |sealed: &str| {
+        let first = revisions.iter().find(|r| r.content.contains(sealed));
+        first.map(|r| r.at)
+    };
     let secrets: Vec<Value> = m
         .secrets
         .0
@@ -112,9 +120,10 @@ async fn list(
                     .map(|v| k.fingerprint(name, &v))
                     .map_err(|e| e.to_string())
             });
+            let at = set_at(sealed);
             match opened {
-                Ok(fp) => json!({ "name": name, "fingerprint": fp }),
-                Err(why) => json!({ "name": name, "error": why }),
+                Ok(fp) => json!({ "name": name, "fingerprint": fp, "set_at": at }),
+                Err(why) => json!({ "name": name, "error": why, "set_at": at }),
             }
         })
         .collect();
