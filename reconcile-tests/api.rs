@@ -310,3 +310,48 @@ async fn quotas_answer_409_naming_the_limit() {
     again.expect(409);
     assert_eq!(again.code(), "conflict");
 }
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_openmetrics_is_served_to_who_asks() {
+    let t = ApiRoot::start("promtool", &[]).await;
+    t.api.create_app(&t.alice, "web", "bb-v1").await.expect(201);
+    t.root.wait_running("alice", "web", T).await;
+    let text = t.api.get("/metrics", "").await.text;
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package, installed by scripts/ensure-tools.sh)");
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+    assert!(
+        text.contains("# TYPE berth_reconcile_passes_total counter"),
+        "{text}"
+    );
+    let om = t
+        .api
+        .send(
+            reqwest::Method::GET,
+            "/metrics",
+            &[("accept", "application/openmetrics-text")],
+            None,
+        )
+        .await;
+    assert!(om.text.trim_end().ends_with("# EOF"), "{}", om.text);
+    let ct = om
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+}

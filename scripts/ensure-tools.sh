@@ -3,7 +3,8 @@
 # b3sum (node-lite-v1 hashes its lockfile), npm (node-lite-v1 runs `npm ci` on the host), curl,
 # git (git mode keeps state/ as a clone), openssl (signing the example's webhook), faketime
 # (libfaketime: a test steps berth's wall clock back mid-run), caddy (the proxy tests run a
-# real Caddy per test; Debian's package starts no service here).
+# real Caddy per test; Debian's package starts no service here), promtool (from Debian's
+# prometheus package: a test checks /metrics with it).
 set -euo pipefail
 need=()
 command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
@@ -12,6 +13,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${need[*]}" >&2

@@ -98,11 +98,22 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     (status, Json(json!({"ready": ready, "checks": checks})))
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        s.metrics.render(&s.board.snapshot()),
-    )
+/// OpenMetrics to a scraper that asks for it, else Prometheus text 0.0.4.
+async fn metrics(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    use crate::metrics::exposition::{to_prometheus_text, OPENMETRICS, PROMETHEUS_TEXT};
+    let openmetrics = s.metrics.render(&s.board.snapshot());
+    let accept = headers.get(axum::http::header::ACCEPT);
+    let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or("");
+    match accept.contains("application/openmetrics-text") {
+        true => ([(CONTENT_TYPE, OPENMETRICS)], openmetrics),
+        false => (
+            [(CONTENT_TYPE, PROMETHEUS_TEXT)],
+            to_prometheus_text(&openmetrics),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,8 @@
 //! syncs. Counters are bumped where things happen; the phase gauge is filled from the status
 //! board at scrape time. Every layer may count here; it knows only model and reconcile types.
 
+pub mod exposition;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
