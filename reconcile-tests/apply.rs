@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bollard::models::RestartPolicyNameEnum;
 
 use crate::support::docker::{action_times, describe, docker_cli};
-use crate::support::{free_port, EventLog, TestRoot};
+use crate::support::{free_port, EventLog, TestRoot, MINIMAL};
 
 fn web_manifest(host_port: u16, greeting: &str) -> String {
     format!(
@@ -324,4 +324,48 @@ async fn deleted_manifest_removes_its_container_only() {
     assert_eq!(root.id("bob", "api").await, api);
     let left = root.instance_containers().await;
     assert_eq!(left.len(), 1, "only bob/api is left: {left:?}");
+}
+
+#[tokio::test]
+async fn plan_exit_code_says_whether_anything_would_change() {
+    let root = TestRoot::new("planexit").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    root.berth(&["plan", "--exit-code"]).await.expect_code(2);
+    root.berth(&["plan"]).await.expect_code(0);
+    root.berth(&["apply"]).await.expect_code(0);
+    root.berth(&["plan", "--exit-code"]).await.expect_code(0);
+    root.write_manifest("alice", "broken", "template = 3\n");
+    root.berth(&["plan", "--exit-code"]).await.expect_code(1);
+}
+
+#[tokio::test]
+async fn completions_are_valid_shell_and_name_every_command() {
+    let script = std::env::temp_dir().join(format!("berth-completion-{}.bash", std::process::id()));
+    let run = crate::support::run_berth(vec!["completions".into(), "bash".into()]).await;
+    run.expect_code(0);
+    for cmd in [
+        "serve",
+        "plan",
+        "apply",
+        "backup",
+        "secrets",
+        "rotate",
+        "--exit-code",
+    ] {
+        assert!(run.stdout.contains(cmd), "{cmd} missing");
+    }
+    std::fs::write(&script, &run.stdout).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&script);
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let bad = crate::support::run_berth(vec!["completions".into(), "tcsh".into()]).await;
+    assert_ne!(bad.code, Some(0));
 }

@@ -40,7 +40,12 @@ pub enum Command {
     /// Watch the manifests and keep the engine converged until SIGINT/SIGTERM.
     Serve,
     /// Print what a pass would change; change nothing.
-    Plan,
+    Plan {
+        /// Exit 0 when nothing would change, 2 when something would, 1 on invalid manifests
+        /// (like `terraform plan -detailed-exitcode`).
+        #[arg(long)]
+        exit_code: bool,
+    },
     /// Run one reconcile pass, then exit.
     Apply {
         /// Lift the mass-removal guard for this pass.
@@ -63,6 +68,11 @@ pub enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// The server's secrets key: its public key, and encrypting values for `[secrets]`.
     Secrets {
@@ -110,16 +120,23 @@ pub enum UsersCommand {
 
 /// Runs one command; the exit code says how it went (0, 1) and an error means 2.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no config: it is run while installing, before any root exists.
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "berth", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
     let config =
         Config::load(cli.config.as_deref(), cli.root.as_deref()).context("loading config")?;
     match cli.command {
         Command::Serve => crate::daemon::serve::serve(config)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Plan => oneshot::plan(config).await,
+        Command::Plan { exit_code } => oneshot::plan(config, exit_code).await,
         Command::Apply { allow_mass_prune } => oneshot::apply(config, allow_mass_prune).await,
         Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
         Command::Status => print_outcome(admin::status(&config).await?),
+        Command::Completions { .. } => unreachable!("answered before the config is read"),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),

@@ -37,24 +37,29 @@ fn print_problems(problems: &[String]) {
     }
 }
 
-pub(super) async fn plan(config: Config) -> anyhow::Result<ExitCode> {
+pub(super) async fn plan(config: Config, exit_code: bool) -> anyhow::Result<ExitCode> {
     // One process decides: with a daemon running, its plan is the one that will happen.
     if let Some(answer) = daemon(&config, Method::GET, "/plan", None).await? {
         let v = answer.map_err(|e| anyhow::anyhow!("the daemon could not plan: {e}"))?;
         print!("{}", v["plan"].as_str().unwrap_or_default());
-        return Ok(problems_exit(&strings(&v["problems"])));
+        let changes = v["changes"].as_u64().unwrap_or(0) > 0;
+        return Ok(plan_exit(&strings(&v["problems"]), exit_code && changes));
     }
     let (desired, plan) = reconciler(config).await?.plan_once(false).await?;
     print!("{plan}");
-    Ok(problems_exit(&desired.problems()))
+    Ok(plan_exit(
+        &desired.problems(),
+        exit_code && !plan.changes.is_empty(),
+    ))
 }
 
-fn problems_exit(problems: &[String]) -> ExitCode {
+/// 1 when manifests have problems, else 2 when `changes` (asked for with `--exit-code`), else 0.
+fn plan_exit(problems: &[String], changes: bool) -> ExitCode {
     print_problems(problems);
-    if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    match (problems.is_empty(), changes) {
+        (false, _) => ExitCode::from(1),
+        (true, true) => ExitCode::from(2),
+        (true, false) => ExitCode::SUCCESS,
     }
 }
 
