@@ -369,3 +369,25 @@ async fn completions_are_valid_shell_and_name_every_command() {
     let bad = crate::support::run_berth(vec!["completions".into(), "tcsh".into()]).await;
     assert_ne!(bad.code, Some(0));
 }
+
+#[tokio::test]
+async fn status_without_a_daemon_is_read_live_from_the_files_and_the_engine() {
+    let root = TestRoot::new("livestatus").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    root.berth(&["apply"]).await.expect_code(0);
+    root.write_manifest("alice", "next", MINIMAL);
+    root.write_manifest("alice", "broken", "template = 3\n");
+    let st = root.berth(&["status"]).await;
+    st.expect_code(0)
+        .expect_contains("read from the files and the engine now");
+    let phase = |app: &str| {
+        st.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("alice/{app} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    };
+    assert_eq!(phase("web").as_deref(), Some("running"), "{st}");
+    assert_eq!(phase("next").as_deref(), Some("pending"), "{st}");
+    assert_eq!(phase("broken").as_deref(), Some("frozen"), "{st}");
+}

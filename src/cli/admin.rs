@@ -194,13 +194,31 @@ pub async fn status(config: &Config) -> anyhow::Result<Outcome> {
             }
         }
         Some(Err(e)) => return Ok(failed(e)),
-        None => {
-            for (key, s) in open(config)?.statuses()? {
-                out.push(row(&key, &s.phase, &s.container, s.last_error.as_deref()));
+        None => match crate::cli::oneshot::live_status(config).await {
+            Ok(live) => {
+                for (key, s) in live {
+                    let phase = s.phase.to_string();
+                    out.push(row(
+                        &key.to_string(),
+                        &phase,
+                        &s.container,
+                        s.last_error.as_deref(),
+                    ));
+                }
+                out.push(
+                    "(berth serve is not running: read from the files and the engine now)".into(),
+                );
+                return Ok(ok(out));
             }
-            out.push("(berth serve is not running: this is the last saved status)".into());
-            return Ok(ok(out));
-        }
+            Err(e) => {
+                for (key, s) in open(config)?.statuses()? {
+                    out.push(row(&key, &s.phase, &s.container, s.last_error.as_deref()));
+                }
+                let why = crate::error_chain::chain(e.as_ref());
+                out.push(format!("(berth serve is not running and the engine cannot be asked ({why}): this is the last saved status)"));
+                return Ok(ok(out));
+            }
+        },
     }
     if let Some(Ok(g)) = daemon(config, Method::GET, "/git", None).await? {
         out.push(format!(

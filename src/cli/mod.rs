@@ -7,7 +7,7 @@
 
 pub mod admin;
 pub mod client;
-mod oneshot;
+pub mod oneshot;
 mod secrets;
 
 use std::path::PathBuf;

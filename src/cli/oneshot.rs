@@ -12,6 +12,8 @@ use crate::cli::admin::daemon;
 use crate::daemon::pass::Reconciler;
 use crate::error_chain::chain;
 use crate::model::config::Config;
+use crate::model::names::AppKey;
+use crate::reconcile::status::{compute_status, AppStatus, Memory};
 use crate::runtime::engine::Engine;
 use crate::runtime::executor::Executor;
 
@@ -132,6 +134,28 @@ fn exit(converged: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Every app's status now, without a daemon: the files and one container list, planned and
+/// judged as a pass would (no retry memory: a failed change shows as pending).
+pub async fn live_status(
+    config: &Config,
+) -> anyhow::Result<std::collections::BTreeMap<AppKey, AppStatus>> {
+    let refused = crate::cli::admin::refusals(config)
+        .await
+        .unwrap_or_default();
+    let pass = reconciler(config.clone()).await?;
+    let (desired, observed) = pass.observe().await?;
+    let plan = crate::reconcile::plan::plan(&desired, &observed, pass.options(false));
+    let memory = Memory {
+        busy: &Default::default(),
+        backoffs: &Default::default(),
+        refused: &refused,
+    };
+    let now = (std::time::Instant::now(), std::time::SystemTime::now());
+    Ok(compute_status(
+        &desired, &observed, &plan, &memory, now.0, now.1,
+    ))
 }
 
 pub(super) fn validate(config: &Config, paths: &[PathBuf]) -> ExitCode {
