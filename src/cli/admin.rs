@@ -194,31 +194,10 @@ pub async fn status(config: &Config) -> anyhow::Result<Outcome> {
             }
         }
         Some(Err(e)) => return Ok(failed(e)),
-        None => match crate::cli::oneshot::live_status(config).await {
-            Ok(live) => {
-                for (key, s) in live {
-                    let phase = s.phase.to_string();
-                    out.push(row(
-                        &key.to_string(),
-                        &phase,
-                        &s.container,
-                        s.last_error.as_deref(),
-                    ));
-                }
-                out.push(
-                    "(berth serve is not running: read from the files and the engine now)".into(),
-                );
-                return Ok(ok(out));
-            }
-            Err(e) => {
-                for (key, s) in open(config)?.statuses()? {
-                    out.push(row(&key, &s.phase, &s.container, s.last_error.as_deref()));
-                }
-                let why = crate::error_chain::chain(e.as_ref());
-                out.push(format!("(berth serve is not running and the engine cannot be asked ({why}): this is the last saved status)"));
-                return Ok(ok(out));
-            }
-        },
+        None => {
+            out.extend(status_without_daemon(config).await?);
+            return Ok(ok(out));
+        }
     }
     if let Some(Ok(g)) = daemon(config, Method::GET, "/git", None).await? {
         out.push(format!(
@@ -233,6 +212,29 @@ pub async fn status(config: &Config) -> anyhow::Result<Outcome> {
         ));
     }
     Ok(ok(out))
+}
+
+/// Status rows read live (the files and the engine), or the last saved status when the
+/// engine cannot be asked; the last line says which.
+async fn status_without_daemon(config: &Config) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    match crate::cli::oneshot::live_status(config).await {
+        Ok(live) => {
+            for (key, s) in live {
+                let (app, phase) = (key.to_string(), s.phase.to_string());
+                out.push(row(&app, &phase, &s.container, s.last_error.as_deref()));
+            }
+            out.push("(berth serve is not running: read from the files and the engine now)".into());
+        }
+        Err(e) => {
+            for (key, s) in open(config)?.statuses()? {
+                out.push(row(&key, &s.phase, &s.container, s.last_error.as_deref()));
+            }
+            let why = crate::error_chain::chain(e.as_ref());
+            out.push(format!("(berth serve is not running and the engine cannot be asked ({why}): this is the last saved status)"));
+        }
+    }
+    Ok(out)
 }
 
 fn row(app: &str, phase: &str, container: &str, error: Option<&str>) -> String {
