@@ -19,6 +19,7 @@
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
+//! - `packaging.rs`: the .deb built from the binary under test: contents, lintian, the unit;
 //! - `proxy.rs`: domain apps through a real Caddy per test (HTTPS with Caddy's local CA);
 //! - `rollout.rs`: deploys under load through Caddy, rollback of unhealthy versions, SIGKILL at
 //!   each rollout step;
@@ -43,6 +44,7 @@ mod history;
 mod hooks;
 mod hostile;
 mod node_lite;
+mod packaging;
 mod protect;
 mod proxy;
 mod readme;

@@ -4,7 +4,8 @@
 # git (git mode keeps state/ as a clone), openssl (signing the example's webhook), faketime
 # (libfaketime: a test steps berth's wall clock back mid-run), caddy (the proxy tests run a
 # real Caddy per test; Debian's package starts no service here), promtool (from Debian's
-# prometheus package: a test checks /metrics with it).
+# prometheus package: a test checks /metrics with it), lintian and systemd-analyze (the .deb
+# and its unit are checked).
 set -euo pipefail
 need=()
 command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
@@ -14,6 +15,8 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v caddy >/dev/null 2>&1 || need+=(caddy)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ensure-tools: installing ${need[*]}" >&2
