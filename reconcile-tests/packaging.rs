@@ -24,8 +24,12 @@ fn the_deb_installs_a_hardened_unit_a_default_config_and_passes_lintian() {
     let built = run(Command::new(repo.join("scripts/build-deb.sh"))
         .arg(&out)
         .env("BERTH_BIN", BERTH));
-    let deb = built.lines().rfind(|l| l.ends_with(".deb") && l.starts_with('/'));
-    let deb = deb.unwrap_or_else(|| panic!("no .deb path in {built}")).to_string();
+    let deb = built
+        .lines()
+        .rfind(|l| l.ends_with(".deb") && l.starts_with('/'));
+    let deb = deb
+        .unwrap_or_else(|| panic!("no .deb path in {built}"))
+        .to_string();
     assert!(deb.ends_with(".deb") && Path::new(&deb).exists(), "{built}");
 
     let contents = run(Command::new("dpkg-deb").args(["--contents", &deb]));
