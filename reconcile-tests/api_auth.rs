@@ -30,6 +30,12 @@ async fn tokens_roles_and_scopes() {
     let forged = r.alice.replacen("alice", "bob", 1);
     api.get("/apps", &forged).await.expect(401);
 
+    // GET /apps lists what the last pass saw: hand-written files appear after it.
+    wait_until(T, "the pass that sees both files", || async {
+        let all = api.get("/apps", &r.admin).await.json();
+        all["apps"].as_array().map_or(0, Vec::len) == 2
+    })
+    .await;
     let mine = api.get("/apps", &r.alice).await.json();
     let names: Vec<&str> = mine["apps"]
         .as_array()

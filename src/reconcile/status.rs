@@ -118,6 +118,19 @@ impl StatusBoard {
         changed
     }
 
+    /// Shows an app created through the API as pending until the next pass replaces the
+    /// board, so a client lists what it just created (`GET /apps` reads only the board).
+    pub fn note_created(&self, key: &AppKey, at: SystemTime) {
+        let mut apps = self.apps.lock().expect("status board");
+        apps.entry(key.clone()).or_insert_with(|| AppStatus {
+            phase: Phase::Pending,
+            container: "none".into(),
+            last_error: None,
+            refused_hash: None,
+            updated: at,
+        });
+    }
+
     /// True once a pass has filled the board.
     pub fn is_filled(&self) -> bool {
         self.filled.load(std::sync::atomic::Ordering::Acquire)
