@@ -224,16 +224,22 @@ async fn users_reach_their_own_apps_by_name_and_never_another_users() {
     let networks = bob_web.network_settings.unwrap().networks.unwrap();
     let bob_net = format!("berth-{}-bob", root.instance);
     let bob_ip = networks[&bob_net].ip_address.clone().unwrap();
-    let mut own = None;
-    for _ in 0..50 {
-        own = fetch_from(&root, ("alice", "probe"), "web");
-        if own.is_some() {
-            break;
+    // Each server needs a moment after its container starts: ask until it answers.
+    let answer = |from: (&'static str, &'static str), to: String| {
+        let root = &root;
+        async move {
+            for _ in 0..50 {
+                if let Some(a) = fetch_from(root, from, &to) {
+                    return Some(a);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            None
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    };
+    let own = answer(("alice", "probe"), "web".into()).await;
     assert_eq!(own.as_deref(), Some("hello-alice"), "alice's app by name");
-    let bob_web = fetch_from(&root, ("bob", "probe"), &bob_ip);
+    let bob_web = answer(("bob", "probe"), bob_ip.clone()).await;
     assert_eq!(
         bob_web.as_deref(),
         Some("hello-bob"),

@@ -33,9 +33,8 @@ async fn info(
     let parsed = Manifest::parse(std::path::Path::new(""), &c.text).ok();
     let phase = s
         .board
-        .snapshot()
-        .get(&key)
-        .map_or_else(|| "pending".to_string(), |st| st.phase.to_string());
+        .phase(&key)
+        .map_or_else(|| "pending".to_string(), |p| p.to_string());
     Ok(Json(json!({
         "userid": key.userid,
         "appname": key.appname,

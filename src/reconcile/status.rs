@@ -136,6 +136,15 @@ impl StatusBoard {
         self.filled.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// One app's phase, without copying the board.
+    pub fn phase(&self, key: &AppKey) -> Option<Phase> {
+        self.apps
+            .lock()
+            .expect("status board")
+            .get(key)
+            .map(|s| s.phase)
+    }
+
     /// A copy of the board.
     pub fn snapshot(&self) -> BTreeMap<AppKey, AppStatus> {
         self.apps.lock().expect("status board").clone()

@@ -25,6 +25,9 @@ pub(super) struct Handle {
     /// The last commit failed: `/readyz` says the database is not writable until one
     /// succeeds.
     failing: AtomicBool,
+    /// Commits made through this handle: what was read at one generation is still true while
+    /// it is the same (the key cache relies on it; one process holds the file).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Handle {
@@ -35,7 +38,13 @@ impl Handle {
             db: RwLock::new(Some(db)),
             broken: AtomicBool::new(false),
             failing: AtomicBool::new(false),
+            generation: Default::default(),
         }
+    }
+
+    /// See the field `generation`.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn is_broken(&self) -> bool {
@@ -74,7 +83,10 @@ impl Handle {
 
     /// Commits `txn`; a failure marks the handle broken so the next write reopens the file.
     pub(super) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
-        match txn.commit().map_err(super::db_err) {
+        let committed = txn.commit().map_err(super::db_err);
+        // Bumped whatever the outcome: a failed commit may have changed what a reader sees.
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match committed {
             Ok(()) => {
                 self.broken.store(false, Ordering::Relaxed);
                 self.failing.store(false, Ordering::Relaxed);

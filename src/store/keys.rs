@@ -113,7 +113,7 @@ pub enum KeyCheck {
     Valid(ClientKeyInfo),
 }
 
-fn record_name(id: &str) -> String {
+pub(super) fn record_name(id: &str) -> String {
     format!("client:{id}")
 }
 
@@ -208,6 +208,8 @@ impl Store {
     /// Checks a presented key at time `now`, and records the use when the stored
     /// `last_used_at` is older than [`LAST_USED_EVERY`].
     pub fn check_client_key(&self, presented: &str, now: u64) -> Result<KeyCheck, StoreError> {
+        // Read before the database is: a commit after this makes what is remembered stale.
+        let generation = self.db.generation();
         let Some(p) = tokens::parse_client_key(presented) else {
             return Ok(KeyCheck::Invalid);
         };
@@ -251,8 +253,11 @@ impl Store {
                     .map_err(db_err)?;
             }
             self.db.commit(txn)?;
+            return Ok(KeyCheck::Valid(info(p.name.to_string(), record)));
         }
-        Ok(KeyCheck::Valid(info(p.name.to_string(), record)))
+        let shown = info(p.name.to_string(), record);
+        self.remember_key(generation, stored, &shown);
+        Ok(KeyCheck::Valid(shown))
     }
 }
 

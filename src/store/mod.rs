@@ -18,6 +18,7 @@ mod audit;
 mod backup;
 mod handle;
 mod incarnations;
+mod key_cache;
 mod keys;
 mod revisions;
 mod status;
@@ -204,6 +205,8 @@ pub struct Store {
     /// When this process made each incarnation it made (monotonic), so a pass that scanned
     /// before an app's first key was issued cannot end the incarnation that key is bound to.
     born: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Client keys that checked out, for the bridge's hot path.
+    key_cache: key_cache::KeyCache,
     /// Set once this process has bound or removed the keys from before incarnations.
     legacy_settled: std::sync::atomic::AtomicBool,
 }
@@ -251,6 +254,7 @@ impl Store {
             identity: identity(path),
             hash_key,
             born: Default::default(),
+            key_cache: Default::default(),
             legacy_settled: Default::default(),
         })
     }
