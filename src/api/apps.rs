@@ -18,10 +18,11 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, AppPath, TextBody};
+use super::list_cache::Made;
 use super::AppState;
 use crate::model::manifest::check_template_id;
 use crate::model::names::AppKey;
-use crate::model::observed::describe;
+use crate::model::observed::describe_own;
 use crate::state::files::{Current, WriteError};
 
 /// Most log lines one call returns.
@@ -40,15 +41,24 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// An app's status as the API shows it: phase from the reconcile loop, container state from
 /// the (cached) engine list.
-async fn status_view(s: &AppState, keys: &[AppKey]) -> Vec<Value> {
+/// `containers` is none while the engine cannot be asked.
+async fn status_view(
+    s: &AppState,
+    keys: &[AppKey],
+    containers: Option<Arc<Vec<crate::model::observed::Observed>>>,
+) -> Vec<Value> {
     let board = s.board.snapshot();
-    let containers = s.containers.list().await.ok();
+    // Each app's containers picked out once: one walk over the list, not one per app.
+    let mut own: std::collections::HashMap<&AppKey, Vec<_>> = Default::default();
+    for o in containers.iter().flat_map(|l| l.iter()) {
+        own.entry(&o.key).or_default().push(o);
+    }
     keys.iter()
         .map(|key| {
             let st = board.get(key);
             // While the engine cannot be asked, nobody knows: not the last pass's word.
             let container = match &containers {
-                Some(list) => describe(list, key).0,
+                Some(_) => describe_own(own.get(key).map_or(&[][..], Vec::as_slice)).0,
                 None => "unknown".to_string(),
             };
             json!({
@@ -66,14 +76,30 @@ async fn status_view(s: &AppState, keys: &[AppKey]) -> Vec<Value> {
 
 /// The apps the last pass saw (and those created through the API since), from the status
 /// board: no file is read, so a list costs the same at 2 apps or 200.
-async fn list(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// An answer is kept while the board and the container list it was made from stand.
+async fn list(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+    let scope = (!caller.is_admin()).then(|| caller.userid().unwrap_or_default().to_string());
+    let board = s.board.generation();
+    let containers = s.containers.list().await.ok();
+    let made = containers.as_ref().map(|c| Made {
+        board,
+        containers: Arc::as_ptr(c) as usize,
+    });
+    if let Some(body) = made.and_then(|m| s.list_cache.get(&scope, m)) {
+        return Ok(([(CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let keys: Vec<AppKey> = s
         .board
         .snapshot()
         .into_keys()
         .filter(|k| caller.check_app(k).is_ok())
         .collect();
-    Ok(Json(json!({ "apps": status_view(&s, &keys).await })))
+    let apps = status_view(&s, &keys, containers.clone()).await;
+    let body = axum::body::Bytes::from(json!({ "apps": apps }).to_string());
+    if let (Some(m), Some(list)) = (made, containers) {
+        s.list_cache.put(scope, m, list, body.clone());
+    }
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -144,7 +170,10 @@ async fn show(
     let Some(c) = s.files().read(&key)? else {
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     };
-    let mut view = status_view(&s, std::slice::from_ref(&key)).await.remove(0);
+    let containers = s.containers.list().await.ok();
+    let mut view = status_view(&s, std::slice::from_ref(&key), containers)
+        .await
+        .remove(0);
     view["manifest"] = json!(c.text);
     view["etag"] = json!(c.etag);
     // The newest recorded revision: the version the loop last took up (it may trail a write

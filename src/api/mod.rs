@@ -18,6 +18,7 @@ mod extract;
 mod git;
 mod keys;
 pub mod limiter;
+mod list_cache;
 mod listen;
 mod ops;
 mod revisions;
@@ -96,6 +97,8 @@ pub struct AppState {
     pub planner: Option<Arc<dyn converge::Planner>>,
     /// The loop's progress, which `POST /apply` waits on.
     pub progress: ProgressCell,
+    /// `GET /apps` answers, kept while the board and the container list stand.
+    pub list_cache: list_cache::ListCache,
 }
 
 impl AppState {

@@ -279,6 +279,7 @@ fn api_state(shared: &Shared, serve_loop: &Arc<ServeLoop>, engine: Engine) -> Ap
         git: shared.git.clone(),
         planner: Some(serve_loop.clone()),
         progress: serve_loop.progress.clone(),
+        list_cache: Default::default(),
     }
 }
 

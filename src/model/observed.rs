@@ -70,6 +70,11 @@ pub fn rank<'a>(mut mine: Vec<&'a Observed>, hash: Option<&str>) -> Vec<&'a Obse
 /// the exit code when there is one. A running duplicate wins over a stopped one.
 pub fn describe(observed: &[Observed], key: &AppKey) -> (String, Option<i64>) {
     let mine: Vec<&Observed> = observed.iter().filter(|o| &o.key == key).collect();
+    describe_own(&mine)
+}
+
+/// [`describe`] for one app's containers, already picked out (listing many apps at once).
+pub fn describe_own(mine: &[&Observed]) -> (String, Option<i64>) {
     match mine.iter().find(|o| o.is_running()).or(mine.first()) {
         None => ("none".into(), None),
         Some(o) => match &o.state {

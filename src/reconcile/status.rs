@@ -94,6 +94,8 @@ pub struct StatusBoard {
     /// Set by the first replace: until a pass has succeeded the board knows nothing, and
     /// saving it would wipe the status saved by the last run.
     filled: std::sync::atomic::AtomicBool,
+    /// Moves with every change of the board, so readers can keep what they made from it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl StatusBoard {
@@ -110,6 +112,8 @@ impl StatusBoard {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         *apps = next;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.filled
             .store(true, std::sync::atomic::Ordering::Release);
         if !changed.is_empty() {
@@ -129,6 +133,13 @@ impl StatusBoard {
             refused_hash: None,
             updated: at,
         });
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The board's generation: equal readings mean an unchanged board.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// True once a pass has filled the board.

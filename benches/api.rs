@@ -1,0 +1,196 @@
+//! The API's hot paths at the HTTP floor, measured with wrk (64 connections, 2 threads) on one
+//! `berth serve` with 200 running apps, in one run: `GET /healthz` (the floor: no auth, no
+//! state), `GET /apps` as an admin (all 200 apps) and the bridge `GET /bridge/apps/...` with a
+//! client key. Prints each one's req/s and p99, and the ratios to `/healthz` (issue 16's goals:
+//! the bridge >= 0.8x the floor's req/s with p99 <= 1.5x; `GET /apps` >= 0.1x).
+//!
+//! Run: `cargo bench --bench api` (needs the engine, `berth-test-busybox:1` and wrk, as the
+//! tests do: `scripts/ensure-docker.sh && scripts/build-test-image.sh && apt install wrk`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const APPS: usize = 200;
+const IMAGE: &str = "berth-test-busybox:1";
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// req/s and p99 (ms) of `wrk` against `url` with `header`.
+fn wrk(url: &str, header: &str) -> (f64, f64) {
+    let out = Command::new("wrk")
+        .args(["-t2", "-c64", "-d5s", "--latency", "-H", header, url])
+        .output()
+        .expect("wrk (Debian's wrk package)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| latency_ms(v.trim()))
+        .unwrap_or_else(|| panic!("no 99% in wrk's output:\n{text}"));
+    assert!(!text.contains("Non-2xx"), "errors under load:\n{text}");
+    (rps, p99)
+}
+
+/// wrk's `1.23ms` / `456.00us` / `1.20s` in milliseconds.
+fn latency_ms(v: &str) -> f64 {
+    let (num, scale) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().unwrap() * scale
+}
+
+/// The daemon, killed however the bench ends (a panic must not leave it holding the pipe).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let instance = format!("benchapi{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    write(&root.join("berth.toml"), &format!(
+        "instance = \"{instance}\"\nlisten = \"127.0.0.1:{port}\"\nstop_timeout = \"1s\"\nresync = \"1h\"\nmax_apps_per_user = 20\nmax_total_apps = {APPS}\nmax_parallel = 8\n\n[policy]\napi_writes_per_minute = 100000\n"));
+    write(&root.join("templates/bb-v1/template.toml"), &format!(
+        "image = \"{IMAGE}\"\ncommand = [\"sleep\", \"3600\"]\nport = 8080\n[defaults]\nmemory = \"8m\"\ncpus = 0.05\n"));
+    for i in 0..APPS {
+        let path = format!("state/apps/user{}/app{}.toml", i / 20, i % 20);
+        write(&root.join(path), "template = \"bb-v1\"\n");
+    }
+    let bin = env!("CARGO_BIN_EXE_berth");
+    let berth = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string()
+    };
+    let token = berth(&["users", "add", "bench", "--admin"]);
+    let serve = Command::new(bin)
+        .args(["--root", root.to_str().unwrap(), "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = KillOnDrop(serve);
+    let base = format!("http://127.0.0.1:{port}");
+    // apply goes through the daemon only once its socket answers; wait for the API.
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    berth(&["apply"]); // through the daemon: returns once all 200 run
+    println!(
+        "{APPS} apps converged under serve in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let key = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
+        .arg(format!("{base}/apps/user0/app0/client-keys"))
+        .output()
+        .unwrap();
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).unwrap();
+    let key = key["key"].as_str().expect("a client key").to_string();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let floor = wrk(&format!("{base}/healthz"), "X-None: 1");
+    let apps = wrk(
+        &format!("{base}/apps"),
+        &format!("Authorization: Bearer {token}"),
+    );
+    let bridge = wrk(
+        &format!("{base}/bridge/apps/user0/app0"),
+        &format!("X-App-Key: {key}"),
+    );
+    let show = |label: &str, (rps, p99): (f64, f64)| {
+        println!(
+            "{label}: {rps:.0} req/s ({:.2}x /healthz), p99 {p99:.2} ms ({:.2}x /healthz)",
+            rps / floor.0,
+            p99 / floor.1
+        );
+    };
+    show("GET /healthz (the floor)", floor);
+    show(&format!("GET /apps ({APPS} apps, admin)"), apps);
+    show("GET /bridge/apps/user0/app0 (client key)", bridge);
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", serve.0.id())).unwrap_or_default();
+    if let Some(line) = rss.lines().find(|l| l.starts_with("VmRSS")) {
+        println!(
+            "serve resident memory with {APPS} apps after the load: {}",
+            line[6..].trim()
+        );
+    }
+    drop(serve);
+    let ids = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=paas.instance={instance}"),
+        ])
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&ids.stdout).to_string();
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f"])
+            .args(&ids)
+            .output();
+    }
+    let nets = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=paas.instance={instance}"),
+        ])
+        .output()
+        .unwrap();
+    for net in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
+        let _ = Command::new("docker").args(["network", "rm", net]).output();
+    }
+}
