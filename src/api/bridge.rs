@@ -1,5 +1,6 @@
 //! The bridge API: what an app's own clients (holding a client key) may ask. App info
-//! without secrets or env values, and `activate` (set the app running).
+//! without secrets or env values (as the last reconcile pass saw it), and `activate` (set the
+//! app running).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::error::ApiError;
 use super::extract::AppPath;
 use super::AppState;
 use crate::model::manifest::Manifest;
+use crate::model::names::AppKey;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -26,22 +28,33 @@ async fn info(
     AppPath(key): AppPath,
 ) -> Result<Json<Value>, ApiError> {
     client.check_app(&key)?;
-    let Some(c) = s.files().read(&key)? else {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    let phase = s.board.phase(&key);
+    // The hot path: what the last pass read. An app it did not see valid is read from disk.
+    let (state, domain) = match (phase, s.board.wanted(&key)) {
+        (Some(_), Some(w)) => (Some(w.state.to_string()), w.domain),
+        _ => from_disk(&s, &key)?,
     };
-    // A broken manifest still has a phase (frozen), but no trustworthy state or domain.
-    let parsed = Manifest::parse(std::path::Path::new(""), &c.text).ok();
-    let phase = s
-        .board
-        .phase(&key)
-        .map_or_else(|| "pending".to_string(), |p| p.to_string());
+    let phase = phase.map_or_else(|| "pending".to_string(), |p| p.to_string());
     Ok(Json(json!({
         "userid": key.userid,
         "appname": key.appname,
-        "state": parsed.as_ref().map(|m| m.state.to_string()),
-        "domain": parsed.as_ref().and_then(|m| m.domain.as_ref().map(|d| d.0.clone())),
+        "state": state,
+        "domain": domain,
         "phase": phase,
     })))
+}
+
+/// State and domain from the manifest itself; none for a broken one (it still has a phase,
+/// frozen, but no trustworthy state or domain).
+fn from_disk(s: &AppState, key: &AppKey) -> Result<(Option<String>, Option<String>), ApiError> {
+    let Some(c) = s.files().read(key)? else {
+        return Err(ApiError::NotFound(format!("app {key} does not exist")));
+    };
+    let parsed = Manifest::parse(std::path::Path::new(""), &c.text).ok();
+    Ok((
+        parsed.as_ref().map(|m| m.state.to_string()),
+        parsed.and_then(|m| m.domain.map(|d| d.0)),
+    ))
 }
 
 async fn activate(

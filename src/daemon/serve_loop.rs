@@ -28,7 +28,7 @@ use crate::model::observed::Observed;
 use crate::reconcile::loop_state::{Failure, LoopState, Outcome, PruneRelease, PurgeStep, Release};
 use crate::reconcile::plan::{plan, Action, AppChange, Plan, PlanOptions, Refusal};
 use crate::reconcile::progress::{Progress, ProgressCell};
-use crate::reconcile::status::{AppStatus, Phase, StatusBoard};
+use crate::reconcile::status::{AppStatus, Phase, StatusBoard, Wanted};
 use crate::reconcile::trigger::{Trigger, Triggers, Wake};
 use crate::runtime::executor::{ActionError, Executor};
 
@@ -245,6 +245,7 @@ impl ServeLoop {
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
+        self.status.set_wanted(wanted_of(&desired));
         // Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
         // edit); other passes write only when the render changed.
         let verify = [Trigger::Resync, Trigger::Start, Trigger::Apply]
@@ -398,6 +399,26 @@ impl Planner for ServeLoop {
             })
         })
     }
+}
+
+/// What each valid manifest asks for, for the bridge.
+fn wanted_of(desired: &DesiredState) -> std::collections::HashMap<AppKey, Wanted> {
+    let valid = desired.apps.iter().filter_map(|(k, e)| match e {
+        crate::model::desired::Entry::Valid(app) => Some((k, app)),
+        _ => None,
+    });
+    valid
+        .map(|(k, app)| {
+            let domain = app.spec.domain.clone();
+            (
+                k.clone(),
+                Wanted {
+                    state: app.run,
+                    domain,
+                },
+            )
+        })
+        .collect()
 }
 
 /// `succeeded`, `rolled_back` (unhealthy, the old one kept) or `failed`.

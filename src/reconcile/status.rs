@@ -96,6 +96,18 @@ pub struct StatusBoard {
     filled: std::sync::atomic::AtomicBool,
     /// Moves with every change of the board, so readers can keep what they made from it.
     generation: std::sync::atomic::AtomicU64,
+    /// What each valid manifest asks for, as the last pass read it (the bridge answers from
+    /// it without reading files).
+    wanted: Mutex<std::collections::HashMap<AppKey, Wanted>>,
+}
+
+/// What a valid manifest asks for that an app's own clients may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// `running` or `stopped`.
+    pub state: crate::model::manifest::RunState,
+    /// Its domain, if any.
+    pub domain: Option<String>,
 }
 
 impl StatusBoard {
@@ -145,6 +157,16 @@ impl StatusBoard {
     /// True once a pass has filled the board.
     pub fn is_filled(&self) -> bool {
         self.filled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets what the valid manifests of the last pass ask for.
+    pub fn set_wanted(&self, wanted: std::collections::HashMap<AppKey, Wanted>) {
+        *self.wanted.lock().expect("wanted") = wanted;
+    }
+
+    /// What `key`'s manifest asked for at the last pass (none when it was not valid then).
+    pub fn wanted(&self, key: &AppKey) -> Option<Wanted> {
+        self.wanted.lock().expect("wanted").get(key).cloned()
     }
 
     /// One app's phase, without copying the board.
