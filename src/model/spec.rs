@@ -333,6 +333,29 @@ mod tests {
     }
 
     #[test]
+    fn changed_secrets_are_named_by_their_fingerprints_only() {
+        let with = |fps: &[(&str, &str)]| {
+            let mut s = spec_of("template = \"web-v1\"\n");
+            s.secrets = fps
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            s
+        };
+        let old = with(&[("DB", "k3:aaaa"), ("GONE", "k3:bbbb")]);
+        let new = with(&[("DB", "k3:cccc"), ("NEW", "k3:dddd")]);
+        let changes = changed_fields(&old, &new).join("; ");
+        assert_eq!(
+            changes,
+            "secret DB changed; secret GONE removed; secret NEW added"
+        );
+        assert!(changed_fields(&old, &old).is_empty());
+        // No secret: the canonical JSON (and so every existing hash) is what it was.
+        assert!(!with(&[]).canonical_json().contains("secrets"));
+        assert_ne!(old.hash(), new.hash());
+    }
+
+    #[test]
     fn changed_fields_name_fields_but_hide_env_values() {
         let old = spec_of("template = \"web-v1\"\n[env]\nSECRET = \"hunter2\"\nGONE = \"x\"");
         let new =
