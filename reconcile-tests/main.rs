@@ -20,6 +20,8 @@
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
 //! - `packaging.rs`: the .deb built from the binary under test: contents, lintian, the unit;
+//! - `portal.rs`, `portal_hostile.rs`: the web UI in a real headless Chromium (WebDriver), and
+//!   forged posts, CSRF, escaping and path tricks over plain HTTP;
 //! - `proxy.rs`: domain apps through a real Caddy per test (HTTPS with Caddy's local CA);
 //! - `rollout.rs`: deploys under load through Caddy, rollback of unhealthy versions, SIGKILL at
 //!   each rollout step;
@@ -45,6 +47,7 @@ mod hooks;
 mod hostile;
 mod node_lite;
 mod packaging;
+mod portal;
 mod protect;
 mod proxy;
 mod readme;

@@ -3,7 +3,7 @@
 //!
 //! The layer map: every `crate::<module>` path in a layer's files must name a module
 //! that layer may depend on. Dependencies run one way (model <- reconcile <- runtime, state,
-//! store <- api <- daemon <- cli), and the API reaches the runtime only through its read-only
+//! store <- api <- portal <- daemon <- cli), and the API reaches the runtime only through its read-only
 //! container reader and the purge-request handle, never the engine or the executor. (The
 //! engine's writes are also `pub(in crate::runtime)`, so calling one from outside is a
 //! compile error; this test keeps the imports honest too.)
@@ -44,8 +44,20 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "portal",
+        &[
+            "model",
+            "store",
+            "portal",
+            "api::AppState",
+            "api::router",
+            "api::source_ip",
+        ],
+    ),
+    (
         "daemon",
         &[
+            "portal",
             "model",
             "reconcile",
             "runtime",

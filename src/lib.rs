@@ -2,7 +2,7 @@
 //! a level-triggered reconcile loop makes the Docker engine match them. See ARCHITECTURE.md.
 //!
 //! One folder per layer; dependencies run one way, checked by `code_rules`:
-//! `model` <- `reconcile` <- `runtime`, `state`, `store` <- `api` <- `daemon` <- `cli`.
+//! `model` <- `reconcile` <- `runtime`, `state`, `store` <- `api` <- `portal` <- `daemon` <- `cli`.
 
 pub mod api;
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod error_chain;
 pub mod metrics;
 pub mod model;
+pub mod portal;
 pub mod reconcile;
 pub mod runtime;
 pub mod state;

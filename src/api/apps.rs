@@ -66,6 +66,7 @@ async fn status_view(
                 "appname": key.appname,
                 "phase": st.map_or_else(|| "pending".to_string(), |st| st.phase.to_string()),
                 "container": container,
+                "domain": s.board.wanted(key).and_then(|w| w.domain),
                 "last_error": st.and_then(|st| st.last_error.clone()),
                 "refused_hash": st.and_then(|st| st.refused_hash.clone()),
                 "updated_at": st.map(|st| humantime::format_rfc3339_seconds(st.updated).to_string()),

@@ -84,7 +84,7 @@ impl Caller {
 /// The client's address: the peer, or, when the peer is a trusted proxy, the last address in
 /// `X-Forwarded-For` (the one that proxy saw). Other peers' `X-Forwarded-For` is ignored, so a
 /// client cannot pick its own address.
-fn source_ip(parts: &Parts, state: &AppState) -> IpAddr {
+pub fn source_ip(parts: &Parts, state: &AppState) -> IpAddr {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

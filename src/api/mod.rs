@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-pub use auth::LocalSocket;
+pub use auth::{source_ip, LocalSocket};
 pub use error::ApiError;
 
 use crate::error_chain::chain;
@@ -278,15 +278,17 @@ fn percent_decoded(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Serves the API on TCP until `shutdown`, with at most `max_connections` connections.
+/// Serves the API, and `beside` it (the portal), on TCP until `shutdown`, with at most
+/// `max_connections` connections.
 pub async fn serve_tcp(
     listener: TcpListener,
     state: Arc<AppState>,
+    beside: Router,
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
     let guard = guard(&state.config.http, max_connections);
-    let app = router(state);
+    let app = router(state).merge(beside);
     listen::serve(listener, app, guard, |a| Some(ConnectInfo(*a)), shutdown).await
 }
 

@@ -136,6 +136,7 @@ fn spawn(
                 tokio::spawn(crate::api::serve_tcp(
                     tcp,
                     api.clone(),
+                    crate::portal::router(api.clone()),
                     tcp_cap,
                     stop.clone(),
                 )),

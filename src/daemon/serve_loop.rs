@@ -242,10 +242,12 @@ impl ServeLoop {
             Instant::now(),
             SystemTime::now(),
         );
+        // What the manifests ask for first: a reader keeps what it made from the board while
+        // its generation stands, and the replace below moves it.
+        self.status.set_wanted(wanted_of(&desired));
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
-        self.status.set_wanted(wanted_of(&desired));
         // Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
         // edit); other passes write only when the render changed.
         let verify = [Trigger::Resync, Trigger::Start, Trigger::Apply]

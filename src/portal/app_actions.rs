@@ -1,0 +1,227 @@
+//! The app page's buttons: start, stop, deploy, save the manifest (with the etag the editor
+//! was opened with: a stale one shows the conflict and keeps the unsaved text), and delete,
+//! where a purge first shows the API's warning and asks for the app's name to be typed.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use maud::html;
+use serde::Deserialize;
+
+use super::app_page::{api_path, render, render_with, ui_path, AppRef, Draft};
+use super::client::Call;
+use super::layout::{form_post, page, respond, Notice};
+use super::signin::{signed_out_by, NoFields, Posted};
+use super::Portal;
+
+pub fn router() -> Router<Arc<Portal>> {
+    Router::new()
+        .route("/ui/apps/{userid}/{appname}/start", post(start))
+        .route("/ui/apps/{userid}/{appname}/stop", post(stop))
+        .route("/ui/apps/{userid}/{appname}/deploy", post(deploy))
+        .route("/ui/apps/{userid}/{appname}/manifest", post(save_manifest))
+        .route("/ui/apps/{userid}/{appname}/delete", post(delete))
+}
+
+/// POSTs `/apps/:u/:a/<what>` and shows the app page with the outcome.
+async fn act(
+    p: &Portal,
+    who: super::signin::SignedIn,
+    key: crate::model::names::AppKey,
+    what: &str,
+    done: &str,
+) -> Response {
+    let uri = format!("{}/{what}", api_path(&key));
+    let reply = Call::new(Method::POST, uri, &who.session.token)
+        .send(&p.api)
+        .await;
+    if let Some(out) = signed_out_by(p, &who, &reply) {
+        return out;
+    }
+    match reply.ok() {
+        true => {
+            render(
+                p,
+                &who,
+                &key,
+                Some(Notice::Done(done.into())),
+                StatusCode::OK,
+            )
+            .await
+        }
+        false => {
+            render(
+                p,
+                &who,
+                &key,
+                Some(Notice::Failed(reply.message())),
+                reply.status,
+            )
+            .await
+        }
+    }
+}
+
+async fn start(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, NoFields {}): Posted<NoFields>,
+) -> Response {
+    act(
+        &p,
+        who,
+        key,
+        "start",
+        "asked to start: the manifest says running",
+    )
+    .await
+}
+
+async fn stop(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, NoFields {}): Posted<NoFields>,
+) -> Response {
+    act(
+        &p,
+        who,
+        key,
+        "stop",
+        "asked to stop: the manifest says stopped",
+    )
+    .await
+}
+
+async fn deploy(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, NoFields {}): Posted<NoFields>,
+) -> Response {
+    act(
+        &p,
+        who,
+        key,
+        "deploy",
+        "deploy asked: the container is replaced on the next pass",
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct ManifestForm {
+    etag: String,
+    manifest: String,
+}
+
+async fn save_manifest(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, f): Posted<ManifestForm>,
+) -> Response {
+    // Browsers send CRLF from a textarea; the file keeps the line ends people write by hand.
+    let text = f.manifest.replace("\r\n", "\n");
+    let reply = Call::new(
+        Method::PUT,
+        format!("{}/manifest", api_path(&key)),
+        &who.session.token,
+    )
+    .bytes(text.clone(), "application/toml")
+    .if_match(&f.etag)
+    .send(&p.api)
+    .await;
+    if let Some(out) = signed_out_by(&p, &who, &reply) {
+        return out;
+    }
+    if reply.ok() {
+        let done = Notice::Done("manifest saved; the next pass applies it".into());
+        return render(&p, &who, &key, Some(done), StatusCode::OK).await;
+    }
+    let why = match reply.status {
+        StatusCode::PRECONDITION_FAILED => "the manifest was changed by someone else since you opened it. The editor now holds the current manifest; your text is kept beside it.".to_string(),
+        _ => reply.message(),
+    };
+    let notice = Notice::Failed(format!("not saved: {why}"));
+    let draft = Draft { text, why };
+    render_with(&p, &who, &key, Some(notice), reply.status, Some(draft)).await
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    #[serde(default)]
+    purge: Option<String>,
+    /// The API's confirm token, on the second step of a purge.
+    #[serde(default)]
+    confirm: Option<String>,
+    /// The app's name as typed, on the second step of a purge.
+    #[serde(default)]
+    typed: Option<String>,
+}
+
+async fn delete(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, f): Posted<DeleteForm>,
+) -> Response {
+    let purge = f.purge.as_deref() == Some("true");
+    if purge && f.confirm.is_some() && f.typed.as_deref().map(str::trim) != Some(&key.to_string()) {
+        let why = Notice::Failed(format!(
+            "nothing was deleted: type {key} exactly to confirm the purge"
+        ));
+        return render(&p, &who, &key, Some(why), StatusCode::BAD_REQUEST).await;
+    }
+    let mut uri = api_path(&key);
+    if purge {
+        uri.push_str("?purge=true");
+        if let Some(token) = &f.confirm {
+            uri.push_str(&format!("&confirm={}", super::client::segment(token)));
+        }
+    }
+    let reply = Call::new(Method::DELETE, uri, &who.session.token)
+        .send(&p.api)
+        .await;
+    if let Some(out) = signed_out_by(&p, &who, &reply) {
+        return out;
+    }
+    match reply.status {
+        StatusCode::ACCEPTED => confirm_page(&who.session, &key, &reply.json()),
+        s if s.is_success() => {
+            super::apps_page::render(
+                &p,
+                &who,
+                Some(Notice::Done(format!("deleted {key}"))),
+                StatusCode::OK,
+            )
+            .await
+        }
+        s => render(&p, &who, &key, Some(Notice::Failed(reply.message())), s).await,
+    }
+}
+
+/// The purge's second step: the API's warning, and a form that sends its token back once the
+/// app's name is typed.
+fn confirm_page(
+    s: &super::session::Session,
+    key: &crate::model::names::AppKey,
+    asked: &serde_json::Value,
+) -> Response {
+    let fields = html! {
+        input type="hidden" name="purge" value="true";
+        input type="hidden" name="confirm" value=(asked["confirm"].as_str().unwrap_or(""));
+        label for="typed" { "Type " code { (key) } " to confirm" }
+        input id="typed" name="typed" required autocomplete="off";
+    };
+    let body = html! {
+        h1 { "Purge " (key) "?" }
+        p.notice.failed role="alert" { (asked["warning"].as_str().unwrap_or("")) }
+        (form_post(&format!("{}/delete", ui_path(key)), s, fields, "Purge for good"))
+        p { a href=(ui_path(key)) { "Cancel" } }
+    };
+    respond(
+        StatusCode::ACCEPTED,
+        page("Confirm purge", Some(s), None, body),
+    )
+}

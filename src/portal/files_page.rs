@@ -1,0 +1,174 @@
+//! An app's files (`GET /apps/:u/:a/files`) and an editor for one text file
+//! (`GET|PUT /apps/:u/:a/files/*path`): the editor sends the etag it was opened with, so a
+//! file changed meanwhile shows a conflict and keeps the unsaved text. The path goes to the
+//! API encoded part by part; the API confines it to the workspace.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::app_page::{api_path, tabs, ui_path, AppRef, Draft};
+use super::client::{path_segments, Call};
+use super::layout::{form_post, page, respond, Notice};
+use super::signin::{signed_out_by, Posted, SignedIn};
+use super::Portal;
+use crate::model::names::AppKey;
+
+pub fn router() -> Router<Arc<Portal>> {
+    Router::new()
+        .route("/ui/apps/{userid}/{appname}/files", get(list))
+        .route(
+            "/ui/apps/{userid}/{appname}/files/{*path}",
+            get(open).post(save),
+        )
+}
+
+async fn list(State(p): State<Arc<Portal>>, who: SignedIn, AppRef(key): AppRef) -> Response {
+    let reply = Call::get(format!("{}/files", api_path(&key)), &who.session.token)
+        .send(&p.api)
+        .await;
+    if let Some(out) = signed_out_by(&p, &who, &reply) {
+        return out;
+    }
+    let files = reply.json()["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let notice = (!reply.ok()).then(|| Notice::Failed(reply.message()));
+    let base = ui_path(&key);
+    let body = html! {
+        (tabs(&key, "/files"))
+        table id="files" {
+            caption { "The app's workspace (node_modules and links left out)" }
+            thead { tr { th scope="col" { "File" } th scope="col" { "Bytes" } } }
+            tbody { @for f in &files {
+                @let path = f["path"].as_str().unwrap_or("");
+                tr {
+                    td { a href={ (base) "/files/" (path_segments(path)) } { (path) } }
+                    td { (f["size"].as_u64().unwrap_or(0)) }
+                }
+            } }
+        }
+    };
+    let status = if reply.ok() {
+        StatusCode::OK
+    } else {
+        reply.status
+    };
+    respond(
+        status,
+        page(&format!("{key} files"), Some(&who.session), notice, body),
+    )
+}
+
+/// The `{userid}`, `{appname}` and `{*path}` of a file route.
+type FilePath = Path<(String, String, String)>;
+
+async fn open(
+    State(p): State<Arc<Portal>>,
+    who: SignedIn,
+    AppRef(key): AppRef,
+    Path((_, _, path)): FilePath,
+) -> Response {
+    editor(&p, &who, &key, &path, None, StatusCode::OK, None).await
+}
+
+async fn editor(
+    p: &Portal,
+    who: &SignedIn,
+    key: &AppKey,
+    path: &str,
+    notice: Option<Notice>,
+    status: StatusCode,
+    draft: Option<Draft>,
+) -> Response {
+    let uri = format!("{}/files/{}", api_path(key), path_segments(path));
+    let reply = Call::get(uri, &who.session.token).send(&p.api).await;
+    if let Some(out) = signed_out_by(p, who, &reply) {
+        return out;
+    }
+    if !reply.ok() {
+        let notice = Some(Notice::Failed(reply.message()));
+        let body = html! { (tabs(key, "/files")) };
+        return respond(reply.status, page(path, Some(&who.session), notice, body));
+    }
+    let etag = reply.etag().unwrap_or_default();
+    let body = html! {
+        (tabs(key, "/files"))
+        h2 { code { (path) } }
+        @match std::str::from_utf8(&reply.body) {
+            Ok(text) => (file_form(who, key, path, &etag, text, draft.as_ref())),
+            Err(_) => p { "This file is not UTF-8 text; it cannot be edited here." },
+        }
+    };
+    respond(status, page(path, Some(&who.session), notice, body))
+}
+
+fn file_form(
+    who: &SignedIn,
+    key: &AppKey,
+    path: &str,
+    etag: &str,
+    text: &str,
+    draft: Option<&Draft>,
+) -> Markup {
+    let fields = html! {
+        input type="hidden" name="etag" value=(etag);
+        label for="content" { "Contents" }
+        textarea id="content" name="content" rows="24" spellcheck="false" { (text) }
+    };
+    let action = format!("{}/files/{}", ui_path(key), path_segments(path));
+    html! {
+        @if let Some(d) = draft {
+            div.conflict role="alert" {
+                p { strong { "Not saved: " } (d.why) }
+                label for="draft" { "Your text (not saved)" }
+                textarea id="draft" rows="24" readonly spellcheck="false" { (d.text) }
+            }
+        }
+        (form_post(&action, &who.session, fields, "Save file"))
+        p.hint { "Saved files are live in the workspace; press Deploy on the app's page to restart it with them." }
+    }
+}
+
+#[derive(Deserialize)]
+struct FileForm {
+    etag: String,
+    content: String,
+}
+
+async fn save(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Path((_, _, path)): FilePath,
+    Posted(who, f): Posted<FileForm>,
+) -> Response {
+    // A textarea sends CRLF; source files keep LF.
+    let text = f.content.replace("\r\n", "\n");
+    let uri = format!("{}/files/{}", api_path(&key), path_segments(&path));
+    let reply = Call::new(Method::PUT, uri, &who.session.token)
+        .bytes(text.clone(), "application/octet-stream")
+        .if_match(&f.etag)
+        .send(&p.api)
+        .await;
+    if let Some(out) = signed_out_by(&p, &who, &reply) {
+        return out;
+    }
+    if reply.ok() {
+        let done = Some(Notice::Done(format!("{path} saved")));
+        return editor(&p, &who, &key, &path, done, StatusCode::OK, None).await;
+    }
+    let why = match reply.status {
+        StatusCode::PRECONDITION_FAILED => "the file was changed since you opened it. The editor now holds the current file; your text is kept beside it.".to_string(),
+        _ => reply.message(),
+    };
+    let notice = Some(Notice::Failed(format!("not saved: {why}")));
+    let draft = Some(Draft { text, why });
+    editor(&p, &who, &key, &path, notice, reply.status, draft).await
+}
