@@ -48,6 +48,7 @@ mod hostile;
 mod node_lite;
 mod packaging;
 mod portal;
+mod portal_hostile;
 mod protect;
 mod proxy;
 mod readme;

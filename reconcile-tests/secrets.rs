@@ -7,6 +7,7 @@
 //! not silently replaced.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -245,12 +246,12 @@ async fn a_key_readable_by_others_stops_serve_and_a_missing_one_freezes_without_
 }
 
 #[tokio::test]
-async fn rotation_keeps_every_app_unchanged_and_old_ciphertexts_need_the_old_key() {
+async fn rotation_keeps_every_app_unchanged_and_retires_the_old_key_without_losing_a_value() {
     let root = TestRoot::new("secretrot").await;
     let alice = add_user(&root, "alice", false).await;
     let mut serve = Serve::start(&root);
     let api = Api::new(serve.api_base());
-    for app in ["web", "api"] {
+    for app in ["web", "api", "typo"] {
         api.create_app(&alice, app, "bb-v1").await.expect(201);
         let body = json!({ "value": format!("{app}-{PLAIN}") });
         let path = format!("/apps/alice/{app}/secrets/TOKEN");
@@ -258,14 +259,19 @@ async fn rotation_keeps_every_app_unchanged_and_old_ciphertexts_need_the_old_key
             .await
             .expect(200);
     }
-    root.berth(&["apply"]).await.expect_code(0);
+    // One manifest holding a secret does not read when the rotation runs.
+    let typo_text = std::fs::read_to_string(root.manifest_path("alice", "typo")).unwrap();
+    root.write_manifest("alice", "typo", &format!("memroy = \"64m\"\n{typo_text}"));
+    root.berth(&["apply"]).await;
     let ids = (root.id("alice", "web").await, root.id("alice", "api").await);
     let old_key = std::fs::read_to_string(root.path().join("berth.key")).unwrap();
     let old_text = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
 
     let run = root.berth(&["secrets", "rotate"]).await;
-    run.expect_code(0).expect_contains("2 manifests, 2 values");
-    root.berth(&["apply"]).await.expect_code(0);
+    // Exit 1: one manifest needs attention.
+    run.expect_code(1).expect_contains("2 manifests, 2 values");
+    run.expect_contains("not re-encrypted: alice/typo: the manifest does not read");
+    root.berth(&["apply"]).await;
     assert_eq!(
         (root.id("alice", "web").await, root.id("alice", "api").await),
         ids,
@@ -273,19 +279,29 @@ async fn rotation_keeps_every_app_unchanged_and_old_ciphertexts_need_the_old_key
     );
     let (env, _) = env_and_rest(&root, "web").await;
     assert!(env.contains(&format!("TOKEN=web-{PLAIN}")), "{env:?}");
-    assert_ne!(
-        std::fs::read_to_string(root.path().join("berth.key")).unwrap(),
-        old_key
-    );
+    let new_key = std::fs::read_to_string(root.path().join("berth.key")).unwrap();
+    assert_ne!(new_key, old_key);
     assert!(!root.path().join("berth.key.next").exists());
     assert_ne!(
         std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap(),
         old_text
     );
-    // A value sealed to the old key no longer opens.
+    // The old key is retired, not gone: the manifest fixed after the rotation still opens,
+    // and so does an old ciphertext (a rollback, a commit not pulled yet).
+    let retired = root.path().join("berth.key.old");
+    let mode = std::fs::metadata(&retired).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    root.write_manifest("alice", "typo", &typo_text);
     root.write_manifest("alice", "old", &old_text);
+    root.wait_running("alice", "typo", T).await;
+    root.wait_running("alice", "old", T).await;
+    let (env, _) = env_and_rest(&root, "typo").await;
+    assert!(env.contains(&format!("TOKEN=typo-{PLAIN}")), "{env:?}");
+    // Once the operator deletes the retired keys, an old ciphertext no longer opens.
+    std::fs::remove_file(&retired).unwrap();
+    root.write_manifest("alice", "old2", &old_text);
     wait_until(T, "the old ciphertext to freeze its app", || async {
-        let v = api.get("/apps/alice/old", &alice).await.json();
+        let v = api.get("/apps/alice/old2", &alice).await.json();
         v["phase"] == "frozen"
             && v["last_error"]
                 .as_str()

@@ -79,7 +79,7 @@ pub async fn rotate(config: Config) -> anyhow::Result<ExitCode> {
         .filter_map(|l| l.as_str())
         .collect();
     for l in &left {
-        println!("not re-encrypted (decrypts with neither key): {l}");
+        println!("not re-encrypted: {l}");
     }
     Ok(if left.is_empty() {
         ExitCode::SUCCESS

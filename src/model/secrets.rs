@@ -138,6 +138,23 @@ impl Keyring {
         }
     }
 
+    /// This keyring also opening (never sealing to) every `AGE-SECRET-KEY-` line of `text`:
+    /// the keys earlier rotations retired, for values a rotation could not reach.
+    pub fn also_opening(mut self, text: &str) -> Result<Keyring, String> {
+        let lines = text.lines().map(str::trim);
+        for line in lines.filter(|l| l.starts_with("AGE-SECRET-KEY-")) {
+            let identity = age::x25519::Identity::from_str(line)
+                .map_err(|_| "a line is not an age X25519 identity (AGE-SECRET-KEY-1...)")?;
+            self.previous.push(identity);
+        }
+        Ok(self)
+    }
+
+    /// The current identity's `AGE-SECRET-KEY-1...` line, for the retired keys' file.
+    pub fn identity_line(&self) -> String {
+        self.current.to_string().expose_secret().to_string()
+    }
+
     /// This keyring sealing with `next`'s identity and still opening with its own.
     pub fn rotating_to(self, next: Keyring) -> Result<Keyring, String> {
         if next.fingerprint_key != self.fingerprint_key {

@@ -2,7 +2,9 @@
 //! new key is written beside the old one first (`berth.key.next`), every manifest is
 //! rewritten sealing to it while both keys open, and only then does it replace the old key. A
 //! rotation cut short leaves both keys, so every manifest still decrypts, and the next rotate
-//! resumes with the same new key. Fingerprints are keyed by a key the rotation carries over, so
+//! resumes with the same new key. A finished rotation keeps the old key in `berth.key.old`
+//! (opening only), so what it could not reach (a manifest that does not read, an older
+//! revision, a commit not yet pulled) still opens. Fingerprints are keyed by a key the rotation carries over, so
 //! no container is recreated.
 
 use crate::model::config::Config;
@@ -31,7 +33,8 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
     let found = scan(&config.apps_state_dir(), &config.root).map_err(|e| e.to_string())?;
     let mut out = Rotated::default();
     for (key, parsed) in &found.manifests {
-        if !holds_secrets(parsed) {
+        // A manifest that does not read may still hold secrets: it is tried too.
+        if parsed.is_ok() && !holds_secrets(parsed) {
             continue;
         }
         let mut values = 0;
@@ -39,10 +42,19 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
         let change = |doc: &mut toml_edit::DocumentMut| {
             (values, left) = reseal(doc, &keyring);
         };
-        files
-            .edit(key, change)
-            .await
-            .map_err(|e| format!("{key}: {}", crate::error_chain::chain(&e)))?;
+        match files.edit(key, change).await {
+            Ok(_) => {}
+            Err(e) if parsed.is_err() => {
+                let retired = secrets_key::retired_path(&config.secrets_key);
+                out.left.push(format!(
+                    "{key}: the manifest does not read ({}); its values still open with the old key, kept in {}",
+                    crate::error_chain::chain(&e),
+                    retired.display()
+                ));
+                continue;
+            }
+            Err(e) => return Err(format!("{key}: {}", crate::error_chain::chain(&e))),
+        }
         out.manifests += 1;
         out.values += values;
         out.left

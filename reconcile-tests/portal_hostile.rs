@@ -1,0 +1,337 @@
+//! The portal under attack, over plain HTTP (a forger does not use our forms) and in a real
+//! browser (a stored script must not run): forged cross-site posts, missing, wrong and other
+//! sessions' CSRF tokens, the sign-in failure limiter, the security headers on every page,
+//! HTML and script in env values, log lines and file contents shown escaped, and path tricks
+//! through the portal's file routes.
+
+use std::time::Duration;
+
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+use crate::support::api::ApiRoot;
+use crate::support::browser::Browser;
+use crate::support::wait_until;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A signed-in portal session driven with raw form posts.
+struct Session {
+    base: String,
+    cookie: String,
+    csrf: String,
+    http: reqwest::Client,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of the first `name="csrf"` field in `html`.
+fn csrf_in(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a csrf field");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+impl Session {
+    async fn sign_in(base: &str, token: &str) -> Session {
+        let http = client();
+        let resp = http
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "signed in");
+        let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+        let cookie = set.split(';').next().unwrap().to_string();
+        let mut s = Session {
+            base: base.into(),
+            cookie,
+            csrf: String::new(),
+            http,
+        };
+        let (_, page) = s.get("/ui/apps").await;
+        s.csrf = csrf_in(&page);
+        s
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie);
+        let resp = r.send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+
+    /// POSTs `body` (urlencoded, as given) with extra `headers`.
+    async fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = r.send().await.unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    }
+}
+
+fn manifest(r: &ApiRoot, user: &str, app: &str) -> String {
+    std::fs::read_to_string(r.root.manifest_path(user, app)).unwrap()
+}
+
+#[tokio::test]
+async fn forged_and_tokenless_posts_change_nothing() {
+    let mut r = ApiRoot::start("phost1", &[]).await;
+    let base = r.serve.api_base();
+    r.api.create_app(&r.alice, "web", "bb-v1").await.expect(201);
+    let before = manifest(&r, "alice", "web");
+    let alice = Session::sign_in(&base, &r.alice).await;
+    let bob = Session::sign_in(&base, &r.bob).await;
+    let stop = "/ui/apps/alice/web/stop";
+    let good = format!("csrf={}", alice.csrf);
+
+    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+        (
+            "another site's form",
+            good.clone(),
+            vec![("origin", "https://evil.example")],
+        ),
+        ("a null origin", good.clone(), vec![("origin", "null")]),
+        (
+            "sec-fetch-site cross-site",
+            good.clone(),
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        ("no csrf field", String::new(), vec![]),
+        ("an empty csrf", "csrf=".into(), vec![]),
+        ("a wrong csrf", format!("csrf={}", "0".repeat(64)), vec![]),
+        ("bob's csrf", format!("csrf={}", bob.csrf), vec![]),
+        (
+            "a truncated csrf",
+            format!("csrf={}", &alice.csrf[..63]),
+            vec![],
+        ),
+    ];
+    for (what, body, headers) in &cases {
+        let (status, page) = alice.post(stop, body, headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{what}: {page}");
+        assert!(page.contains("nothing was done"), "{what}: {page}");
+    }
+    assert_eq!(
+        manifest(&r, "alice", "web"),
+        before,
+        "no forged post landed"
+    );
+    // No session at all: sent to sign in, nothing done.
+    let anon = client()
+        .post(format!("{base}{stop}"))
+        .body(good.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::SEE_OTHER);
+    // Bob's own valid session cannot stop alice's app: the API refuses it.
+    let (status, page) = bob.post(stop, &format!("csrf={}", bob.csrf), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert_eq!(manifest(&r, "alice", "web"), before);
+    // The real thing works, from the same origin.
+    let origin = base.clone();
+    let (status, page) = alice.post(stop, &good, &[("origin", &origin)]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(manifest(&r, "alice", "web").contains("state = \"stopped\""));
+}
+
+#[tokio::test]
+async fn every_page_sends_the_security_headers_and_the_cookie_is_locked_down() {
+    let mut r = ApiRoot::start("phost2", &[]).await;
+    let base = r.serve.api_base();
+    r.api.create_app(&r.alice, "web", "bb-v1").await.expect(201);
+    let s = Session::sign_in(&base, &r.alice).await;
+    for page in [
+        "/ui/login",
+        "/ui/apps",
+        "/ui/apps/alice/web",
+        "/ui/apps/alice/web/keys",
+        "/ui/apps/alice/web/revisions",
+        "/ui/apps/nobody/x",
+        "/ui/static/portal.js",
+    ] {
+        let resp = s
+            .http
+            .get(format!("{base}{page}"))
+            .header("cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
+        let csp = resp
+            .headers()
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_string());
+        let csp = csp.unwrap_or_else(|| panic!("{page}: no CSP"));
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{page}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{page}"
+        );
+        let html = resp.text().await.unwrap();
+        assert!(!html.contains("<script>"), "{page}: no inline script");
+    }
+    let login = client()
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", r.alice))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(cookie.contains(flag), "{cookie}");
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_counted_by_the_api_limiter() {
+    let mut r = ApiRoot::start("phost3", &[]).await;
+    let base = r.serve.api_base();
+    let http = client();
+    let mut statuses = vec![];
+    for i in 0..40 {
+        let resp = http
+            .post(format!("{base}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token=berth.alice.wrong{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        *statuses.last().unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{statuses:?}"
+    );
+    // The same address is locked out of the API too, even with a good token: one limiter.
+    let api = r.api.get("/apps", &r.alice).await;
+    assert_eq!(api.status, 429, "{}", api.text);
+    // And a right token on the sign-in form is refused while locked out.
+    let resp = http
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", r.alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A busybox template whose container logs markup and keeps running.
+const LOUD_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "echo '<script>alert(\"log\")</script><img src=x onerror=alert(2)>'; exec sleep 3600"]
+workdir = "/"
+port = 8080
+"#;
+
+#[tokio::test]
+async fn markup_in_env_values_logs_and_files_is_shown_as_text() {
+    let mut r = ApiRoot::start("phost4", &[]).await;
+    let base = r.serve.api_base();
+    r.root.write_template("loud-v1", LOUD_TEMPLATE);
+    let text = "template = \"loud-v1\"\n[env]\nGREETING = \"<script>alert('env')</script>\"\n";
+    r.root.write_manifest("alice", "web", text);
+    r.root.wait_running("alice", "web", T).await;
+    let dir = r.root.app_dir("alice", "web");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("evil.html"), "<script>alert('file')</script>").unwrap();
+
+    let s = Session::sign_in(&base, &r.alice).await;
+    let (_, page) = s.get("/ui/apps/alice/web").await;
+    assert!(
+        page.contains("&lt;script&gt;alert('env')&lt;/script&gt;"),
+        "{page}"
+    );
+    wait_until(T, "the log page to show the app's output", || async {
+        s.get("/ui/apps/alice/web/logs").await.1.contains("onerror")
+    })
+    .await;
+    for path in [
+        "/ui/apps/alice/web",
+        "/ui/apps/alice/web/logs",
+        "/ui/apps/alice/web/files/evil.html",
+    ] {
+        let (_, page) = s.get(path).await;
+        assert!(
+            !page.contains("<script>alert") && !page.contains("<img src=x"),
+            "{path}: {page}"
+        );
+    }
+    // In a real browser, nothing runs: no dialog opens on any of these pages.
+    let b = Browser::start().await;
+    crate::portal::sign_in(&b, &base, &r.alice).await;
+    for path in [
+        "/ui/apps/alice/web",
+        "/ui/apps/alice/web/logs",
+        "/ui/apps/alice/web/files/evil.html",
+    ] {
+        b.goto(&format!("{base}{path}")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!b.alert_open().await, "{path}: a script ran");
+    }
+    b.goto(&format!("{base}/ui/apps/alice/web/logs")).await;
+    assert!(
+        b.text("#log")
+            .await
+            .contains("<img src=x onerror=alert(2)>"),
+        "logs shown as text"
+    );
+}
+
+#[tokio::test]
+async fn path_tricks_through_the_portal_files_routes_reach_nothing() {
+    let mut r = ApiRoot::start("phost5", &[]).await;
+    let base = r.serve.api_base();
+    r.api.create_app(&r.alice, "web", "bb-v1").await.expect(201);
+    let dir = r.root.app_dir("alice", "web");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink("/etc", dir.join("etc")).unwrap();
+    let s = Session::sign_in(&base, &r.alice).await;
+    for path in [
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "etc/passwd",
+        "%2Fetc%2Fpasswd",
+        "a%00b",
+    ] {
+        let (status, page) = s.get(&format!("/ui/apps/alice/web/files/{path}")).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+        assert!(!page.contains("root:x:0:0"), "{path}: /etc/passwd leaked");
+        let body = format!("csrf={}&etag=x&content=pwned", s.csrf);
+        let (status, _) = s
+            .post(&format!("/ui/apps/alice/web/files/{path}"), &body, &[])
+            .await;
+        assert!(status.is_client_error(), "{path}: write {status}");
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(!passwd.contains("pwned"));
+}
