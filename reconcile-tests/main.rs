@@ -15,6 +15,9 @@
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
 //! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
 //! - `api.rs`, `api_auth.rs`, `api_hostile.rs`: the HTTP API over real HTTP against `serve`;
+//! - `files_api.rs`: the files API: etags and If-Match, sizes, path tricks sent raw, symlinks
+//!   planted in workspaces (to /etc, to another user's app), scope, and a node app edited
+//!   through it then deployed;
 //! - `protect.rs`: confirm tokens for purge and prune release; purge drops one workspace;
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
@@ -40,6 +43,7 @@ mod examples;
 mod failures;
 mod fault_suite;
 mod faults;
+mod files_api;
 mod git;
 mod guard;
 mod history;

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use crate::support::{free_port, http_get, wait_until, TestRoot};
 
-const NODE_IMAGE: &str = "berth-test-node:1";
-const TEMPLATE: &str = "node-lite-v1";
+pub(crate) const NODE_IMAGE: &str = "berth-test-node:1";
+pub(crate) const TEMPLATE: &str = "node-lite-v1";
 const INSTALL_LINE: &str = "installing shared node_modules";
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn ensure_node_image() {
+pub(crate) fn ensure_node_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let script = repo().join("scripts/build-node-image.sh");
@@ -28,7 +28,7 @@ fn ensure_node_image() {
     });
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -56,11 +56,11 @@ async fn node_root(prefix: &str) -> TestRoot {
     root
 }
 
-fn manifest(port: u16, greeting: &str, restart: &str) -> String {
+pub(crate) fn manifest(port: u16, greeting: &str, restart: &str) -> String {
     format!("template = \"{TEMPLATE}\"\nhost_port = {port}\nrestart = \"{restart}\"\n[env]\nGREETING = \"{greeting}\"\n")
 }
 
-async fn wait_for_body(port: u16, want: &str) {
+pub(crate) async fn wait_for_body(port: u16, want: &str) {
     wait_until(
         Duration::from_secs(20),
         &format!("port {port} answers {want:?}"),

@@ -79,6 +79,17 @@ pub enum ApiError {
     /// A disk is full: nothing was written.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// A request refused by a named rule with its own status (the files API's
+    /// `invalid_path`, `symlink_refused`, `not_a_file`, `no_workspace`, `file_too_large`).
+    #[error("{message}")]
+    Refused {
+        /// The status it answers.
+        status: StatusCode,
+        /// The rule's code.
+        code: &'static str,
+        /// What is wrong, naming the path and the rule.
+        message: String,
+    },
     /// A bug or an I/O failure: logged, not shown.
     #[error("{0}")]
     Internal(String),
@@ -119,6 +130,7 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }
+            ApiError::Refused { status, code, .. } => (*status, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

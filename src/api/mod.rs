@@ -15,6 +15,7 @@ pub mod confirm;
 pub mod converge;
 mod error;
 mod extract;
+mod files;
 mod git;
 mod keys;
 pub mod limiter;
@@ -55,10 +56,12 @@ use crate::runtime::removals::RemovalRequests;
 use crate::state::files::ManifestFiles;
 use crate::state::git::GitSync;
 use crate::state::history::History;
+use crate::state::workspace_files::WorkspaceFiles;
 use crate::state::writer::{Held, ManifestWriter};
 use crate::store::{unix_now, AuditEntry, Retention, Store};
 
-/// Largest request body accepted; a manifest is far smaller.
+/// Largest request body accepted; a manifest is far smaller. (The files API's `PUT` has its
+/// own limit, `workspace_files::MAX_FILE_BYTES`.)
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Everything a handler can reach. Note what is absent: the executor and the engine. The API
@@ -99,6 +102,8 @@ pub struct AppState {
     pub progress: ProgressCell,
     /// `GET /apps` answers, kept while the board and the container list stand.
     pub list_cache: list_cache::ListCache,
+    /// Apps' workspace files (the files API): read and written without following a link.
+    pub workspaces: Arc<WorkspaceFiles>,
 }
 
 impl AppState {
@@ -159,6 +164,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(git::router())
         .merge(converge::router())
         .merge(secrets::router())
+        .merge(files::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

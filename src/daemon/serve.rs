@@ -30,6 +30,7 @@ use crate::runtime::reader::ContainerReader;
 use crate::state::files::ManifestFiles;
 use crate::state::git::GitSync;
 use crate::state::history::History;
+use crate::state::workspace_files::WorkspaceFiles;
 use crate::state::writer::ManifestWriter;
 use crate::store::Store;
 
@@ -281,6 +282,7 @@ fn api_state(shared: &Shared, serve_loop: &Arc<ServeLoop>, engine: Engine) -> Ap
         planner: Some(serve_loop.clone()),
         progress: serve_loop.progress.clone(),
         list_cache: Default::default(),
+        workspaces: Arc::new(WorkspaceFiles::new(config.apps_dir.clone())),
     }
 }
 

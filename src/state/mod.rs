@@ -1,7 +1,7 @@
 //! The files under `state/`, berth's only source of truth: reading them (the scan that feeds
 //! every pass), writing them (the one write path every writer goes through: validated, atomic,
 //! etag-checked, noted in the history, committed in git mode, the loop woken), the revision
-//! history, and git mode.
+//! history, git mode, and the files of apps' workspaces (`workspace_files`, for the files API).
 //!
 //! **Owns** the state write lock and every byte berth writes under `state/`.
 //! **Must not know about** Docker, HTTP or the serve loop's scheduling; it wakes the loop only
@@ -17,4 +17,5 @@ pub mod modes;
 pub mod rotate;
 pub mod scan;
 pub mod secrets_key;
+pub mod workspace_files;
 pub mod writer;
