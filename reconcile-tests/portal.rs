@@ -17,11 +17,7 @@ pub async fn sign_in(b: &Browser, base: &str, token: &str) {
     b.goto(&format!("{base}/ui/login")).await;
     b.fill("#token", token).await;
     b.click("form[action='/ui/login'] button").await;
-    assert!(
-        b.url().await.ends_with("/ui/apps"),
-        "signed in: {}",
-        b.url().await
-    );
+    b.wait_for_url("/ui/apps").await;
 }
 
 /// Waits until the page at `url`, reloaded, contains `needle`.
@@ -44,11 +40,7 @@ async fn a_user_signs_in_and_runs_an_app_from_the_browser() {
     // Create from the form.
     b.fill("#appname", "web").await;
     b.click("form[action='/ui/apps'] button").await;
-    assert!(
-        b.source().await.contains("created web"),
-        "{}",
-        b.source().await
-    );
+    b.wait_for("created web").await;
     r.root.wait_running("alice", "web", T).await;
     wait_page(&b, &format!("{base}/ui/apps"), "<td>running</td>").await;
     assert!(b.text("#apps").await.contains("alice/web"));
@@ -58,7 +50,7 @@ async fn a_user_signs_in_and_runs_an_app_from_the_browser() {
     b.click("a[href='/ui/apps/alice/web']").await;
     b.click("form[action='/ui/apps/alice/web/stop'] button")
         .await;
-    assert!(b.source().await.contains("asked to stop"));
+    b.wait_for("asked to stop").await;
     wait_until(T, "the container to stop", || async {
         !r.root.running("alice", "web").await
     })
@@ -123,8 +115,7 @@ async fn a_stale_manifest_edit_shows_the_conflict_and_loses_nothing() {
     b.fill("#manifest", &mine).await;
     b.click("form[action='/ui/apps/alice/web/manifest'] button")
         .await;
-    let page = b.source().await;
-    assert!(page.contains("changed by someone else"), "{page}");
+    b.wait_for("changed by someone else").await;
     assert_eq!(
         b.value("#draft").await.replace("\r\n", "\n"),
         mine,
@@ -143,7 +134,7 @@ async fn a_stale_manifest_edit_shows_the_conflict_and_loses_nothing() {
     b.fill("#manifest", &merged).await;
     b.click("form[action='/ui/apps/alice/web/manifest'] button")
         .await;
-    assert!(b.source().await.contains("manifest saved"));
+    b.wait_for("manifest saved").await;
     let on_disk = std::fs::read_to_string(r.root.manifest_path("alice", "web")).unwrap();
     assert!(on_disk.ends_with("# merged\n"), "{on_disk}");
 }
@@ -175,7 +166,7 @@ async fn a_client_key_is_shown_once_and_works_on_the_bridge() {
 
     // Revoke from the page: the key stops working at once.
     b.click("#keys form button").await;
-    assert!(b.source().await.contains("revoked"));
+    b.wait_for("revoked").await;
     let after = r
         .api
         .bridge(reqwest::Method::GET, "/bridge/apps/alice/web", Some(&key))
@@ -206,7 +197,7 @@ async fn another_users_app_is_out_of_reach_by_url() {
     }
     // Admin pages refuse a user too.
     b.goto(&format!("{base}/ui/admin/users")).await;
-    assert!(b.source().await.contains("admin role required"));
+    b.wait_for("admin role required").await;
 }
 
 #[tokio::test]
@@ -236,7 +227,7 @@ async fn sign_out_ends_the_session_on_the_server() {
         "the cookie works"
     );
     b.click("form[action='/ui/logout'] button").await;
-    assert!(b.url().await.ends_with("/ui/login"));
+    b.wait_for_url("/ui/login").await;
     let old = with_cookie().await.unwrap();
     assert_eq!(old.status(), 303, "the old cookie gets nothing");
     assert_eq!(old.headers()["location"], "/ui/login");
@@ -252,4 +243,68 @@ async fn sign_out_ends_the_session_on_the_server() {
     me.expect(200);
     b.goto(&format!("{base}/ui/admin/audit")).await;
     assert!(b.text("#audit").await.contains("POST /users"));
+}
+
+#[tokio::test]
+async fn server_js_edited_in_the_files_view_then_deployed_serves_the_new_code() {
+    use crate::node_lite;
+    node_lite::ensure_node_image();
+    let image = format!(
+        "[templates.{}]\nimage = \"{}\"\n",
+        node_lite::TEMPLATE,
+        node_lite::NODE_IMAGE
+    );
+    let config = [("hook_timeout", "\"120s\""), ("stop_timeout", "\"3s\"")];
+    let mut r = ApiRoot::start_with("portal6", &config, &image).await;
+    let base = r.serve.api_base();
+    let template = r.root.template_dir(node_lite::TEMPLATE);
+    node_lite::copy_dir(
+        &node_lite::repo()
+            .join("templates")
+            .join(node_lite::TEMPLATE),
+        &template,
+    );
+    let created = r.api.create_app(&r.alice, "web", node_lite::TEMPLATE).await;
+    created.expect(201);
+    let port = crate::support::free_port();
+    let manifest = node_lite::manifest(port, "hello", "1");
+    r.api
+        .put_manifest(
+            "/apps/alice/web/manifest",
+            &r.alice,
+            &created.etag(),
+            &manifest,
+        )
+        .await
+        .expect(200);
+    node_lite::wait_for_body(port, "hello from node-lite-v1").await;
+
+    let b = Browser::start().await;
+    sign_in(&b, &base, &r.alice).await;
+    b.goto(&format!("{base}/ui/apps/alice/web/files")).await;
+    b.click("a[href='/ui/apps/alice/web/files/server.js']")
+        .await;
+    let current = b.value("#content").await;
+    let edited = current.replace("from node-lite-v1", "from the portal");
+    assert_ne!(edited, current, "server.js says where it is from");
+    b.fill("#content", &edited).await;
+    b.screenshot("file").await;
+    b.click("form[action='/ui/apps/alice/web/files/server.js'] button")
+        .await;
+    b.wait_for("server.js saved").await;
+    let on_disk = std::fs::read_to_string(r.root.app_dir("alice", "web").join("server.js"));
+    assert_eq!(on_disk.unwrap(), edited);
+
+    b.goto(&format!("{base}/ui/apps/alice/web")).await;
+    b.click("form[action='/ui/apps/alice/web/deploy'] button")
+        .await;
+    wait_until(
+        Duration::from_secs(60),
+        "the deploy to serve the edited code",
+        || async {
+            crate::support::http_get(port)
+                .is_some_and(|body| body.contains("hello from the portal"))
+        },
+    )
+    .await;
 }

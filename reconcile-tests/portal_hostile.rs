@@ -88,6 +88,9 @@ impl Session {
     }
 }
 
+/// What a forged post is, its body, and its extra headers.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+
 fn manifest(r: &ApiRoot, user: &str, app: &str) -> String {
     std::fs::read_to_string(r.root.manifest_path(user, app)).unwrap()
 }
@@ -103,7 +106,7 @@ async fn forged_and_tokenless_posts_change_nothing() {
     let stop = "/ui/apps/alice/web/stop";
     let good = format!("csrf={}", alice.csrf);
 
-    let cases: Vec<(&str, String, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "another site's form",
             good.clone(),

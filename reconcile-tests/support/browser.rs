@@ -130,6 +130,24 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits until the page holds `needle` (a click's navigation may still be under way).
+    pub async fn wait_for(&self, needle: &str) {
+        let what = format!("the page to show {needle:?}");
+        super::wait_until(Duration::from_secs(20), &what, || async {
+            self.source().await.contains(needle)
+        })
+        .await;
+    }
+
+    /// Waits until the browser is at a URL ending with `suffix`.
+    pub async fn wait_for_url(&self, suffix: &str) {
+        let what = format!("the browser to reach {suffix}");
+        super::wait_until(Duration::from_secs(20), &what, || async {
+            self.url().await.ends_with(suffix)
+        })
+        .await;
+    }
+
     /// The first element matching `css`, if any.
     pub async fn try_find(&self, css: &str) -> Option<String> {
         let body = json!({"using": "css selector", "value": css});
@@ -139,14 +157,18 @@ impl Browser {
 
     /// The first element matching `css` (panics when there is none).
     pub async fn find(&self, css: &str) -> String {
-        match self.try_find(css).await {
-            Some(e) => e,
-            None => panic!(
-                "no element {css} on {}:\n{}",
-                self.url().await,
-                self.source().await
-            ),
+        // A click's navigation may still be under way: look again for up to 10 s.
+        for _ in 0..100 {
+            if let Some(e) = self.try_find(css).await {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!(
+            "no element {css} on {}:\n{}",
+            self.url().await,
+            self.source().await
+        )
     }
 
     /// Clicks the first element matching `css`.
