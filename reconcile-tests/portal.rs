@@ -67,7 +67,7 @@ async fn a_user_signs_in_and_runs_an_app_from_the_browser() {
         r.root.running("alice", "web").await && r.root.id("alice", "web").await != before
     })
     .await;
-    b.goto(&format!("{base}/ui/apps/alice/web")).await;
+    wait_page(&b, &format!("{base}/ui/apps/alice/web"), "phase running").await;
     b.screenshot("app").await;
 
     // Every action went through the API's write path: audited under alice's name.
