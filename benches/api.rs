@@ -64,6 +64,76 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `curl`'s time (ms) and size (bytes) of one GET of `url` with `cookie`.
+fn curl_get(url: &str, cookie: &str) -> (f64, usize) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{time_total} %{size_download}",
+        ])
+        .args(["-H", &format!("Cookie: {cookie}"), url])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (t, n) = text.split_once(' ').expect("curl's -w output");
+    (t.parse::<f64>().unwrap() * 1000.0, n.parse().unwrap())
+}
+
+/// The portal with every app on one page: its weight, its time per request one at a time
+/// (median and worst of 50: the render, as the server adds little else on loopback), and its
+/// throughput under wrk against the floor.
+fn portal(base: &str, token: &str, floor: (f64, f64)) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-d",
+            &format!("token={token}"),
+        ])
+        .arg(format!("{base}/ui/login"))
+        .output()
+        .expect("curl");
+    let headers = String::from_utf8_lossy(&out.stdout).to_string();
+    let cookie = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    for (label, path) in [
+        ("apps page", "/ui/apps"),
+        ("app page", "/ui/apps/user0/app0"),
+        ("revisions page", "/ui/apps/user0/app0/revisions"),
+    ] {
+        let mut times: Vec<f64> = Vec::new();
+        let mut size = 0;
+        for _ in 0..50 {
+            let (ms, n) = curl_get(&format!("{base}{path}"), &cookie);
+            times.push(ms);
+            size = n;
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "portal {label} ({APPS} apps, admin): {size} bytes, {:.2} ms median, {:.2} ms worst of 50",
+            times[25], times[49]
+        );
+    }
+    let css = curl_get(&format!("{base}/ui/static/portal.css"), &cookie).1;
+    let js = curl_get(&format!("{base}/ui/static/portal.js"), &cookie).1;
+    println!("portal assets: portal.css {css} bytes, portal.js {js} bytes");
+    let (rps, p99) = wrk(&format!("{base}/ui/apps"), &format!("Cookie: {cookie}"));
+    println!(
+        "GET /ui/apps ({APPS} apps): {rps:.0} req/s ({:.2}x /healthz), p99 {p99:.2} ms",
+        rps / floor.0
+    );
+}
+
 fn main() {
     let instance = format!("benchapi{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
@@ -155,6 +225,7 @@ fn main() {
     show("GET /healthz (the floor)", floor);
     show(&format!("GET /apps ({APPS} apps, admin)"), apps);
     show("GET /bridge/apps/user0/app0 (client key)", bridge);
+    portal(&base, &token, floor);
     let rss = std::fs::read_to_string(format!("/proc/{}/status", serve.0.id())).unwrap_or_default();
     if let Some(line) = rss.lines().find(|l| l.starts_with("VmRSS")) {
         println!(

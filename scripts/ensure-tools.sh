@@ -6,7 +6,7 @@
 # real Caddy per test; Debian's package starts no service here), promtool (from Debian's
 # prometheus package: a test checks /metrics with it), lintian and systemd-analyze (the .deb
 # and its unit are checked), chromium and chromedriver (the portal's browser tests drive
-# real headless Chromium over WebDriver).
+# real headless Chromium over WebDriver), wrk (the benchmarks' load generator).
 set -euo pipefail
 need=()
 command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
@@ -19,6 +19,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
