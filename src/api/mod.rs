@@ -24,6 +24,7 @@ mod listen;
 mod ops;
 mod revisions;
 mod secrets;
+mod templates;
 mod users;
 mod write_limit;
 
@@ -164,6 +165,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(git::router())
         .merge(converge::router())
         .merge(secrets::router())
+        .merge(templates::router())
         .merge(files::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -315,6 +315,11 @@ impl Config {
         name.push(".sock");
         PathBuf::from(name)
     }
+
+    /// `key`'s workspace: `apps_dir/<userid>/<appname>`.
+    pub fn app_dir(&self, key: &crate::model::names::AppKey) -> PathBuf {
+        self.apps_dir.join(&key.userid).join(&key.appname)
+    }
 }
 
 /// Refuses values no berth can run with.

@@ -14,6 +14,7 @@ use crate::model::secrets::{open_all, Keyring, Opened, SecretValue};
 use crate::model::source_error::SourceError;
 use crate::model::spec::ContainerSpec;
 use crate::model::template::Template;
+use crate::model::values::{resolve, Resolved};
 
 /// Everything one scan of `state/apps` found.
 #[derive(Debug, Clone, Default)]
@@ -74,18 +75,24 @@ pub struct PassSeen {
 
 impl DesiredApp {
     /// The app `m` (read as `text`) describes on template `t`: its spec and that spec's hash.
+    /// Fails when the template's `{values.*}` cannot be filled (the error names them).
     pub fn new(
         key: &AppKey,
         m: &Manifest,
         template: Template,
         config: &Config,
         (text, secrets): (String, Opened),
-    ) -> DesiredApp {
+        (values, keys): (&Resolved, &Result<Keyring, String>),
+    ) -> Result<DesiredApp, String> {
         let mut spec = ContainerSpec::derive(key, m, &template, config);
         spec.secrets = secrets.fingerprints;
+        let mut secret_env = secrets.values;
+        secret_env.extend(crate::model::values::apply(
+            &mut spec, &template, values, keys,
+        )?);
         let hash = spec.hash();
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
-        DesiredApp {
+        Ok(DesiredApp {
             key: key.clone(),
             spec,
             hash,
@@ -93,8 +100,8 @@ impl DesiredApp {
             health,
             template,
             text,
-            secret_env: secrets.values,
-        }
+            secret_env,
+        })
     }
 }
 
@@ -257,7 +264,14 @@ fn entry_for(
         Err(e) => return Entry::Frozen(e),
         Ok(opened) => opened,
     };
-    let app = DesiredApp::new(key, &m, t, config, (text, secrets));
+    let values = match resolve((&file, &t.id), &t.values, &m.values, keys) {
+        Err(e) => return Entry::Frozen(e),
+        Ok(v) => v,
+    };
+    let app = match DesiredApp::new(key, &m, t, config, (text, secrets), (&values, keys)) {
+        Err(e) => return Entry::Frozen(format!("{file}: {e}")),
+        Ok(app) => app,
+    };
     let rules = config.policy.rules(&key.userid);
     match check_app(key, &app.spec, rules, config.listen.port()) {
         Err(v) => Entry::Refused(v),

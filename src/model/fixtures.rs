@@ -28,6 +28,10 @@ pub(crate) fn template() -> Template {
         hooks: Default::default(),
         spec_files: Default::default(),
         health: None,
+        env: Default::default(),
+        values: Default::default(),
+        volumes: vec![],
+        install: None,
     }
 }
 
@@ -40,7 +44,9 @@ pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
         template(),
         &config,
         (manifest.to_string(), Default::default()),
-    );
+        (&Default::default(), &Err("no key".into())),
+    )
+    .unwrap();
     (key(k), Entry::Valid(Box::new(app)))
 }
 

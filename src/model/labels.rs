@@ -27,6 +27,8 @@ pub const SPEC: &str = "paas.spec";
 
 /// The value of [`TYPE`] on a user's network.
 pub const TYPE_USER_NETWORK: &str = "user-network";
+/// `paas.type` of an app's named volume.
+pub const TYPE_APP_VOLUME: &str = "app-volume";
 
 /// The labels of `userid`'s network under `instance`.
 pub fn for_network(instance: &str, userid: &str) -> HashMap<String, String> {
@@ -34,6 +36,16 @@ pub fn for_network(instance: &str, userid: &str) -> HashMap<String, String> {
         (TYPE.to_string(), TYPE_USER_NETWORK.to_string()),
         (INSTANCE.to_string(), instance.to_string()),
         (USERID.to_string(), userid.to_string()),
+    ])
+}
+
+/// Labels of an app's named volume: whose it is, so only a purge of that app removes it.
+pub fn for_volume(instance: &str, key: &crate::model::names::AppKey) -> HashMap<String, String> {
+    HashMap::from([
+        (TYPE.to_string(), TYPE_APP_VOLUME.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+        (USERID.to_string(), key.userid.clone()),
+        (APPNAME.to_string(), key.appname.clone()),
     ])
 }
 

@@ -47,6 +47,10 @@ pub struct Manifest {
     pub resources: ResourceOverrides,
     /// `[health]`: overrides the template's health check field by field.
     pub health: Option<HealthSettings>,
+    /// `[values]`: the template's values this app sets (SPEC §13), checked against the
+    /// template's declarations when the desired state is built.
+    #[serde(default)]
+    pub values: BTreeMap<String, toml::Value>,
 }
 
 impl Manifest {

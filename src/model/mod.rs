@@ -12,6 +12,7 @@ pub mod config;
 pub mod desired;
 pub mod health;
 pub mod http_limits;
+pub mod install;
 pub mod labels;
 pub mod manifest;
 pub mod names;
@@ -23,6 +24,8 @@ pub mod secrets;
 pub mod source_error;
 pub mod spec;
 pub mod template;
+pub mod values;
+pub mod volumes;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

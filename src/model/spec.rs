@@ -82,13 +82,15 @@ pub struct ContainerSpec {
     /// reach only the container's environment). Left out when empty, like `network`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
+    /// The template's named volumes for this app. Left out when none, like `network`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::model::volumes::VolumeSpec>,
 }
 
 impl ContainerSpec {
     /// Derives the spec for `key` from its manifest, template and the config.
     pub fn derive(key: &AppKey, m: &Manifest, t: &Template, config: &Config) -> ContainerSpec {
-        let app_dir = config.apps_dir.join(&key.userid).join(&key.appname);
-        let shared_dir = config.shared_dir.join(&t.id);
+        let (app_dir, shared_dir) = (config.app_dir(key), config.shared_dir.join(&t.id));
         let dirs = MountDirs {
             app_dir: &app_dir,
             shared_dir: &shared_dir,
@@ -144,6 +146,7 @@ impl ContainerSpec {
                 NetworkMode::Bridge => None,
             },
             secrets: BTreeMap::new(),
+            volumes: crate::model::volumes::specs(&config.instance, key, &t.volumes),
         }
     }
 

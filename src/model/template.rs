@@ -9,9 +9,12 @@ use serde::Deserialize;
 
 use crate::model::config::Config;
 use crate::model::health::HealthSettings;
+use crate::model::install::InstallDecl;
 use crate::model::manifest::{check_template_id, Port};
 use crate::model::resources::ResourceOverrides;
 use crate::model::source_error::SourceError;
+use crate::model::values::{ValueDecl, ValueKind};
+use crate::model::volumes::VolumeDecl;
 
 /// template.toml as written.
 #[derive(Debug, Deserialize)]
@@ -29,6 +32,13 @@ struct TemplateFile {
     #[serde(default)]
     spec_files: Vec<String>,
     health: Option<HealthSettings>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    values: BTreeMap<String, ValueDecl>,
+    #[serde(default)]
+    volumes: Vec<VolumeDecl>,
+    install: Option<InstallDecl>,
 }
 
 /// A mount before its placeholders are filled in for one app.
@@ -93,6 +103,14 @@ pub struct Template {
     pub spec_files: BTreeMap<String, String>,
     /// `[health]`: the check new containers of its apps must pass (a manifest may override it).
     pub health: Option<HealthSettings>,
+    /// `[env]`: environment every app gets (a manifest's own `[env]` wins); may use values.
+    pub env: BTreeMap<String, String>,
+    /// `[values.*]`: what an app may or must set (SPEC §13).
+    pub values: BTreeMap<String, ValueDecl>,
+    /// `[[volumes]]`: named volumes every app gets.
+    pub volumes: Vec<VolumeDecl>,
+    /// `[install]`: the shared dependency install, run in a container.
+    pub install: Option<InstallDecl>,
 }
 
 /// Where one app's placeholders point.
@@ -124,6 +142,7 @@ impl Template {
             return Err(bad("image must not be empty".into()));
         }
         check_mounts(&file.mounts).map_err(bad)?;
+        check_parts(&file).map_err(bad)?;
         let hooks = find_hooks(&dir)?;
         let spec_files = hash_spec_files(&dir, &file.spec_files).map_err(bad)?;
         let image = config
@@ -143,6 +162,10 @@ impl Template {
             hooks,
             spec_files,
             health: file.health,
+            env: file.env,
+            values: file.values,
+            volumes: file.volumes,
+            install: file.install,
         })
     }
 
@@ -185,6 +208,51 @@ fn check_mount(m: &MountTemplate) -> Result<(), String> {
             "mount source {:?} must start with '/' or a placeholder and contain no ':' or '..'",
             m.source
         ));
+    }
+    Ok(())
+}
+
+/// Values, volumes and the install, each valid, and every `{values.*}` placeholder in the
+/// image, command and env declared.
+fn check_parts(file: &TemplateFile) -> Result<(), String> {
+    crate::model::values::check_decls(&file.values)?;
+    crate::model::volumes::check_decls(&file.volumes)?;
+    if let Some(i) = &file.install {
+        i.check()?;
+    }
+    for (name, v) in &file.env {
+        crate::model::manifest::check_env_name(name).map_err(|e| format!("[env] {e}"))?;
+        check_placeholders(v, &file.values)?;
+    }
+    for text in std::iter::once(&file.image).chain(&file.command) {
+        check_placeholders(text, &file.values)?;
+    }
+    let secret_in_command = file.command.iter().chain([&file.image]).any(|c| {
+        file.values
+            .iter()
+            .any(|(n, d)| d.kind == ValueKind::Secret && c.contains(&format!("{{values.{n}}}")))
+    });
+    match secret_in_command {
+        true => Err("a secret value may be used only in [env]: a command or image is visible to anyone who can inspect the container".into()),
+        false => Ok(()),
+    }
+}
+
+/// Every `{values.<name>}` in `text` names a declared value.
+fn check_placeholders(text: &str, decls: &BTreeMap<String, ValueDecl>) -> Result<(), String> {
+    let mut rest = text;
+    while let Some(at) = rest.find("{values.") {
+        let after = &rest[at + "{values.".len()..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{text:?}: an unclosed {{values."))?;
+        if !decls.contains_key(&after[..end]) {
+            return Err(format!(
+                "{text:?}: {{values.{}}} is not declared under [values]",
+                &after[..end]
+            ));
+        }
+        rest = &after[end + 1..];
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ use crate::model::observed::Observed;
 use crate::model::spec::ContainerSpec;
 
 mod networks;
+mod volumes;
 
 /// A Docker call that failed, naming what berth was doing.
 #[derive(Debug, thiserror::Error)]
@@ -404,6 +405,12 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
             read_only: Some(m.read_only),
             ..Default::default()
         })
+        .chain(spec.volumes.iter().map(|v| bollard::models::Mount {
+            target: Some(v.target.clone()),
+            source: Some(v.volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        }))
         .collect();
     HostConfig {
         memory: Some(spec.memory as i64),

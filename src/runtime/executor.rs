@@ -244,6 +244,9 @@ impl Executor {
         }
         self.drop_user_network(&key.userid).await?;
         if purge {
+            for v in self.engine.remove_volumes(key).await? {
+                info!(app = %key, volume = %v, "purged volume");
+            }
             self.finish_purge(key);
         }
         Ok(())
@@ -258,6 +261,7 @@ impl Executor {
         name: &str,
     ) -> Result<String, ActionError> {
         let held = self.join_network(Some(app)).await?;
+        self.engine.ensure_volumes(app).await?;
         let id = self.engine.create(app, name).await?;
         if start {
             if let Err(e) = self.engine.start(&id).await {

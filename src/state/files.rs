@@ -165,14 +165,32 @@ impl ManifestFiles {
             )));
         }
         let m = Manifest::parse(&shown, text).map_err(|e| WriteError::Invalid(e.to_string()))?;
+        let t = self.template_of(&shown, &m)?;
+        crate::state::values_fill::check(&self.config, &shown, &t, &m)
+            .map_err(WriteError::Invalid)?;
+        Ok(m)
+    }
+
+    fn template_of(&self, shown: &Path, m: &Manifest) -> Result<Template, WriteError> {
         Template::load(&self.config, &m.template.0).map_err(|e| {
             WriteError::UnknownTemplate(format!(
                 "{}: template {}: {e}",
                 shown.display(),
                 m.template
             ))
-        })?;
-        Ok(m)
+        })
+    }
+
+    /// `text` with the template's generated secrets it lacks filled in (SPEC §13); a text
+    /// that does not parse is returned as it is, for `validate` to refuse.
+    fn with_generated(&self, key: &AppKey, text: &str) -> Result<String, WriteError> {
+        let shown = self.shown(key);
+        let Ok(m) = Manifest::parse(&shown, text) else {
+            return Ok(text.to_string());
+        };
+        let t = self.template_of(&shown, &m)?;
+        crate::state::values_fill::fill_generated(&self.config, &t, text)
+            .map_err(|e| WriteError::Invalid(format!("{}: {e}", shown.display())))
     }
 
     /// [`validate`](Self::validate), then the policy as the loop would apply it
@@ -216,6 +234,7 @@ impl ManifestFiles {
         if self.read(key)?.is_some() {
             return Err(WriteError::Exists(key.clone()));
         }
+        let text = self.with_generated(key, &text)?;
         self.admitted(key, &text, false).await?;
         self.check_quota(key)?;
         self.write(key, &text).await
@@ -261,8 +280,9 @@ impl ManifestFiles {
                 current: current.etag,
             });
         }
-        self.admitted(key, text, false).await?;
-        self.write(key, text).await
+        let text = self.with_generated(key, text)?;
+        self.admitted(key, &text, false).await?;
+        self.write(key, &text).await
     }
 
     /// Writes `text` (an earlier revision) over the current manifest, whatever its etag.
@@ -301,6 +321,7 @@ impl ManifestFiles {
             return Ok(current);
         }
         let stopping = doc.get("state").and_then(|v| v.as_str()) == Some("stopped");
+        let text = self.with_generated(key, &text)?;
         self.admitted(key, &text, stopping).await?;
         self.write(key, &text).await
     }

@@ -17,5 +17,6 @@ pub mod modes;
 pub mod rotate;
 pub mod scan;
 pub mod secrets_key;
+pub mod values_fill;
 pub mod workspace_files;
 pub mod writer;

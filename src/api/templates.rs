@@ -1,0 +1,54 @@
+//! `GET /templates`: the catalogue (SPEC §13): every template with its image, port, volumes
+//! and the values an app may or must set (type, default, required, choices, bounds, pattern),
+//! for the portal's create form and for editors. A template that does not load is listed with
+//! its error, so a broken one is visible rather than missing.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::AppState;
+use crate::model::template::Template;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/templates", get(list))
+}
+
+async fn list(State(s): State<Arc<AppState>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    let config = s.config.clone();
+    let templates = tokio::task::spawn_blocking(move || catalogue(&config))
+        .await
+        .map_err(|e| ApiError::Internal(format!("template listing failed: {e}")))?;
+    Ok(Json(json!({ "templates": templates })))
+}
+
+/// Every directory under `templates_dir` with a `template.toml`, by name.
+fn catalogue(config: &crate::model::config::Config) -> Vec<Value> {
+    let mut ids: Vec<String> = std::fs::read_dir(&config.templates_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("template.toml").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids.iter()
+        .map(|id| match Template::load(config, id) {
+            Ok(t) => json!({
+                "id": t.id,
+                "image": t.image,
+                "port": t.port,
+                "values": t.values,
+                "volumes": t.volumes,
+                "health": t.health.is_some(),
+                "install": t.install.as_ref().map(|i| json!({"inputs": i.inputs, "output": i.output})),
+            }),
+            Err(e) => json!({ "id": id, "error": e.to_string() }),
+        })
+        .collect()
+}

@@ -1,0 +1,82 @@
+//! Apps' named volumes (SPEC §13): made, labelled as the app's, before a container that mounts
+//! them is created; never removed by a deploy, a stop or a delete; removed only when a
+//! confirmed purge removes the app. A volume of that name berth did not make is not used.
+
+use bollard::models::VolumeCreateRequest;
+use bollard::query_parameters::ListVolumesOptionsBuilder;
+
+use super::{fail, Engine, EngineError};
+use crate::model::desired::DesiredApp;
+use crate::model::labels;
+use crate::model::names::AppKey;
+
+impl Engine {
+    /// Makes every volume of `app` exist (an existing one of berth's for this app is kept
+    /// as it is, data and all).
+    pub(in crate::runtime) async fn ensure_volumes(
+        &self,
+        app: &DesiredApp,
+    ) -> Result<(), EngineError> {
+        let want = labels::for_volume(&self.instance, &app.key);
+        for v in &app.spec.volumes {
+            match self.docker.inspect_volume(&v.volume).await {
+                Ok(found) if want.iter().all(|(k, val)| found.labels.get(k) == Some(val)) => {}
+                Ok(_) => {
+                    return Err(EngineError {
+                        op: format!("use volume {}", v.volume),
+                        source: bollard::errors::Error::DockerResponseServerError {
+                            status_code: 409,
+                            message: "a volume of that name exists and is not this app's; remove or rename it".into(),
+                        },
+                    })
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    let request = VolumeCreateRequest {
+                        name: Some(v.volume.clone()),
+                        labels: Some(want.clone()),
+                        ..Default::default()
+                    };
+                    self.docker
+                        .create_volume(request)
+                        .await
+                        .map_err(fail(format!("create volume {}", v.volume)))?;
+                }
+                Err(e) => return Err(fail(format!("inspect volume {}", v.volume))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every volume berth made for `key` (a confirmed purge); returns their names.
+    pub(in crate::runtime) async fn remove_volumes(
+        &self,
+        key: &AppKey,
+    ) -> Result<Vec<String>, EngineError> {
+        let filters: Vec<String> = labels::for_volume(&self.instance, key)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let opts = ListVolumesOptionsBuilder::new()
+            .filters(&std::collections::HashMap::from([("label", filters)]))
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(fail("list volumes"))?;
+        let mut removed = Vec::new();
+        for v in listed.volumes.unwrap_or_default() {
+            self.docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+                .map_err(fail(format!("remove volume {}", v.name)))?;
+            removed.push(v.name);
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,75 @@
+//! The write path's part of template values (SPEC §13): a `generate = true` secret the
+//! manifest does not set yet is generated once, sealed to the server's key and written into
+//! its `[values]`, so it is stable from then on; and every value is checked against the
+//! template before anything is written (422 naming the file, the value and the rule).
+
+use std::path::Path;
+
+use crate::model::config::Config;
+use crate::model::manifest::Manifest;
+use crate::model::secrets::seal;
+use crate::model::template::Template;
+use crate::model::values::{generate_secret, resolve, ValueKind};
+use crate::state::secrets_key;
+
+/// `text` with the generated secrets `template` declares and it lacks added (unchanged when
+/// none are missing). Fails when one is needed and the server has no secrets key.
+pub fn fill_generated(config: &Config, template: &Template, text: &str) -> Result<String, String> {
+    let missing: Vec<&String> = template
+        .values
+        .iter()
+        .filter(|(_, d)| d.generate && d.kind == ValueKind::Secret)
+        .map(|(n, _)| n)
+        .collect();
+    if missing.is_empty() {
+        return Ok(text.to_string());
+    }
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    let values = doc
+        .entry("values")
+        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()))
+        .as_table_like_mut()
+        .ok_or("[values] must be a table")?;
+    let missing: Vec<&String> = missing
+        .into_iter()
+        .filter(|n| !values.contains_key(n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(text.to_string());
+    }
+    let keyring = secrets_key::load(&config.secrets_key).map_err(|e| {
+        format!(
+            "template {} generates the secret value {}, which needs the server's secrets key: {e}",
+            template.id, missing[0]
+        )
+    })?;
+    for name in missing {
+        values.insert(
+            name,
+            toml_edit::value(seal(&keyring.recipient(), &generate_secret())),
+        );
+    }
+    Ok(doc.to_string())
+}
+
+/// `m`'s `[values]` against `template`'s declarations (the loop's own check, run before a
+/// write); the error names the file (`shown`), the value and the rule.
+pub fn check(
+    config: &Config,
+    shown: &Path,
+    template: &Template,
+    m: &Manifest,
+) -> Result<(), String> {
+    let secret_set = m.values.keys().any(|n| {
+        template
+            .values
+            .get(n)
+            .is_some_and(|d| d.kind == ValueKind::Secret)
+    });
+    let keys = match secret_set {
+        true => secrets_key::load(&config.secrets_key),
+        false => Err("no secret value is set".into()),
+    };
+    let file = shown.display().to_string();
+    resolve((&file, &template.id), &template.values, &m.values, &keys).map(drop)
+}
