@@ -17,6 +17,9 @@ use crate::model::source_error::SourceError;
 
 /// berth.toml as written. Defaults are filled by `Default` so a missing file and an empty file
 /// mean the same thing.
+/// The host's CA bundle on Debian.
+const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ConfigFile {
@@ -27,6 +30,7 @@ struct ConfigFile {
     apps_dir: PathBuf,
     database: PathBuf,
     secrets_key: Option<PathBuf>,
+    install_ca_bundle: PathBuf,
     listen: SocketAddr,
     instance: String,
     #[serde(with = "humantime_serde")]
@@ -63,6 +67,7 @@ impl Default for ConfigFile {
             apps_dir: "apps".into(),
             database: "berth.redb".into(),
             secrets_key: None,
+            install_ca_bundle: DEFAULT_CA_BUNDLE.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             instance: "main".into(),
             resync: Duration::from_secs(30),
@@ -174,6 +179,11 @@ pub struct Config {
     pub database: PathBuf,
     /// The server's secrets key (`secrets_key`; default `berth.key` beside the database).
     pub secrets_key: PathBuf,
+    /// The host's CA bundle, mounted read-only into install containers (with
+    /// `NODE_EXTRA_CA_CERTS`, `SSL_CERT_FILE`, `PIP_CERT` pointing at it), so a template's
+    /// install trusts what the host trusts (a corporate proxy's CA). `install_ca_bundle = ""`
+    /// turns it off.
+    pub install_ca_bundle: Option<PathBuf>,
     /// HTTP API address.
     pub listen: SocketAddr,
     /// Label `paas.instance`: berth sees and touches only containers carrying its own value.
@@ -284,6 +294,8 @@ impl Config {
                 None => absolute(&root, &f.database).with_file_name("berth.key"),
             },
             database: absolute(&root, &f.database),
+            install_ca_bundle: (!f.install_ca_bundle.as_os_str().is_empty())
+                .then(|| absolute(&root, &f.install_ca_bundle)),
             root,
             listen: f.listen,
             instance: f.instance,

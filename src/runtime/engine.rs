@@ -27,7 +27,10 @@ use crate::model::observed::Observed;
 use crate::model::spec::ContainerSpec;
 
 mod networks;
+mod oneoff;
 mod volumes;
+
+pub(in crate::runtime) use oneoff::Job;
 
 /// A Docker call that failed, naming what berth was doing.
 #[derive(Debug, thiserror::Error)]

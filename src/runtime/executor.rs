@@ -52,6 +52,9 @@ pub enum ActionError {
     /// The proxy could not switch to the new container; it was removed and is tried again.
     #[error("switching the route: {0}")]
     Proxy(#[from] ProxyError),
+    /// The template's shared install failed; the old container, if any, is untouched.
+    #[error(transparent)]
+    Install(#[from] crate::runtime::install::InstallError),
     /// The plan and the desired state disagree (a bug, reported rather than panicking).
     #[error("internal: {0}")]
     Internal(String),
@@ -178,6 +181,7 @@ impl Executor {
             Action::Create { start } => {
                 let app = need_app()?;
                 self.check_workspace(&app.key)?;
+                self.install(&app.template).await?;
                 self.hook(&app.template, HookKind::PreCreate, &app.key, false)
                     .await?;
                 self.engine.ensure_image(&app.spec.image).await?;
@@ -187,6 +191,7 @@ impl Executor {
             Action::Recreate { old, strategy, .. } => {
                 let app = need_app()?;
                 self.check_workspace(&app.key)?;
+                self.install(&app.template).await?;
                 self.hook(&app.template, HookKind::PreDeploy, &app.key, false)
                     .await?;
                 // Have the new image before touching the old container.
@@ -332,6 +337,15 @@ impl Executor {
             self.engine.stop(&c.id, self.config.stop_timeout).await?;
         }
         Ok(self.engine.remove(&c.id).await?)
+    }
+
+    /// The template's shared install, under its lock (nothing when it has none).
+    async fn install(&self, t: &Template) -> Result<(), ActionError> {
+        if t.install.is_none() {
+            return Ok(());
+        }
+        let _held = self.hooks.hold(&t.id, "install").await?;
+        Ok(crate::runtime::install::ensure(&self.engine, &self.config, t).await?)
     }
 
     async fn hook(

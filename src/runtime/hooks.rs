@@ -129,24 +129,7 @@ impl HookRunner {
         path: &Path,
         env: &HookEnv,
     ) -> Result<(), HookError> {
-        let lock = self
-            .locks
-            .lock()
-            .expect("hook lock map")
-            .entry(template.to_string())
-            .or_default()
-            .clone();
-        let _one_at_a_time = lock.lock().await;
-        let _across_processes =
-            match &self.lock_dir {
-                Some(dir) => Some(TemplateLock::acquire(dir, template).await.map_err(
-                    |source| HookError::Lock {
-                        hook: kind.file_name(),
-                        source,
-                    },
-                )?),
-                None => None,
-            };
+        let _held = self.hold(template, kind.file_name()).await?;
         run_hook(
             kind.file_name(),
             path,
@@ -155,6 +138,39 @@ impl HookRunner {
             self.groups.as_ref(),
         )
         .await
+    }
+}
+
+/// A template's lock, held: in this process and, with a lock directory, across processes.
+pub struct Held {
+    _one_at_a_time: tokio::sync::OwnedMutexGuard<()>,
+    _across_processes: Option<TemplateLock>,
+}
+
+impl HookRunner {
+    /// Takes `template`'s lock, as a hook run does; `what` names the holder in errors. The
+    /// shared install (`runtime::install`) holds it too: it writes the same `shared/` tree.
+    pub async fn hold(&self, template: &str, what: &'static str) -> Result<Held, HookError> {
+        let lock = self
+            .locks
+            .lock()
+            .expect("hook lock map")
+            .entry(template.to_string())
+            .or_default()
+            .clone();
+        let one = lock.lock_owned().await;
+        let across = match &self.lock_dir {
+            Some(dir) => Some(
+                TemplateLock::acquire(dir, template)
+                    .await
+                    .map_err(|source| HookError::Lock { hook: what, source })?,
+            ),
+            None => None,
+        };
+        Ok(Held {
+            _one_at_a_time: one,
+            _across_processes: across,
+        })
     }
 }
 
