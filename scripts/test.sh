@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): makes a Docker engine present, builds the local test
-# image, then builds berth and runs every test — unit tests and the reconcile tests against
-# the real engine.
+# images (busybox, node, python, redis), then builds berth and runs every test — unit tests
+# and the reconcile tests against the real engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,5 +10,7 @@ scripts/ensure-docker.sh
 scripts/ensure-tools.sh
 scripts/build-test-image.sh
 scripts/build-node-image.sh
+scripts/build-python-image.sh
+scripts/build-redis-image.sh
 # Docker-bound tests wait on the engine, not the CPU: more threads than cores keeps 2 cores busy.
 cargo test --locked -- --test-threads="${BERTH_TEST_THREADS:-4}"
