@@ -5,7 +5,7 @@
 //! - request latency through Caddy (16 connections) while deploys run, against steady state:
 //!   the p99 ratio.
 //!
-//! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:1`:
+//! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:2`:
 //! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
 //! `BENCH_LOG=1` also prints when each manifest was written and berth's log, to place a
 //! deploy's steps in time.
@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use bollard::models::{ContainerCreateBody, EndpointSettings, NetworkingConfig};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 
-const IMAGE: &str = "berth-test-node:1";
+const IMAGE: &str = "berth-test-node:2";
 const SERVER: &str =
     "require('http').createServer((q, s) => s.end('hello-' + process.env.NAME + '\\n')).listen(8080)";
 const DEPLOYS: u32 = 7;

@@ -1,6 +1,7 @@
 //! node-lite-v1 end to end: the shipped template (copied into each test root), a node image
-//! built locally from the host's `node` binary (`scripts/build-node-image.sh`), real `npm ci`
-//! from the npm registry, and real HTTP to the apps' published ports.
+//! built locally from the host's `node` and `npm` (`scripts/build-node-image.sh`), real `npm ci`
+//! from the npm registry inside a container (berth runs with node, npm and b3sum off its PATH),
+//! and real HTTP to the apps' published ports.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -8,9 +9,9 @@ use std::time::Duration;
 
 use crate::support::{free_port, http_get, wait_until, TestRoot};
 
-pub(crate) const NODE_IMAGE: &str = "berth-test-node:1";
+pub(crate) const NODE_IMAGE: &str = "berth-test-node:2";
 pub(crate) const TEMPLATE: &str = "node-lite-v1";
-const INSTALL_LINE: &str = "installing shared node_modules";
+const INSTALL_LINE: &str = "shared install in place";
 
 pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,6 +40,40 @@ pub(crate) fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap(); // keeps the hooks' exec bits
         }
     }
+}
+
+/// `berth ARGS` with [`path_without_node`] as its PATH: the host's node, npm and b3sum are
+/// out of berth's reach, so every install must happen in a container.
+async fn berth(root: &TestRoot, args: &[&str]) -> crate::support::Run {
+    root.berth_env(args, &[("PATH", &path_without_node())])
+        .await
+}
+
+/// A directory holding only the tools node-lite-v1's hooks use (links to the host's), for
+/// PATH: no node, no npm, no b3sum.
+pub(crate) fn path_without_node() -> String {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("berth-path-no-node-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for tool in ["sh", "mkdir", "cp", "mv", "rm", "dirname", "cat", "ls"] {
+            let host = Path::new("/usr/bin").join(tool);
+            let host = if host.exists() {
+                host
+            } else {
+                Path::new("/bin").join(tool)
+            };
+            let _ = std::os::unix::fs::symlink(host, dir.join(tool));
+        }
+        dir
+    });
+    for hidden in ["node", "npm", "b3sum"] {
+        assert!(
+            !dir.join(hidden).exists(),
+            "{hidden} must not be on berth's PATH"
+        );
+    }
+    dir.display().to_string()
 }
 
 /// A test root with the shipped node-lite-v1 template and the local node image override.
@@ -110,7 +145,7 @@ async fn three_apps_share_one_read_only_node_modules_and_answer_http() {
             &manifest(*port, &format!("hi{i}"), "1"),
         );
     }
-    let run = root.berth(&["apply"]).await;
+    let run = berth(&root, &["apply"]).await;
     run.expect_code(0);
     assert_eq!(
         run.text().matches(INSTALL_LINE).count(),
@@ -130,7 +165,7 @@ async fn three_apps_share_one_read_only_node_modules_and_answer_http() {
         "exactly one node_modules with content: {found:?}"
     );
     assert!(
-        found[0].starts_with(shared(&root).join(".modules")),
+        found[0].starts_with(shared(&root).join(".installs")),
         "{found:?}"
     );
     assert!(shared(&root).join("node_modules/ms/package.json").is_file());
@@ -177,7 +212,7 @@ async fn editing_server_js_and_bumping_restart_serves_the_new_code() {
     let root = node_root("nodeedit").await;
     let port = free_port();
     root.write_manifest("alice", "web", &manifest(port, "hello", "1"));
-    root.berth(&["apply"]).await.expect_code(0);
+    berth(&root, &["apply"]).await.expect_code(0);
     wait_for_body(port, "hello from node-lite-v1").await;
     let before = root.id("alice", "web").await;
 
@@ -186,7 +221,7 @@ async fn editing_server_js_and_bumping_restart_serves_the_new_code() {
         .unwrap()
         .replace("from node-lite-v1", "from edited code");
     std::fs::write(&server, code).unwrap();
-    root.berth(&["apply"])
+    berth(&root, &["apply"])
         .await
         .expect_code(0)
         .expect_contains("no changes");
@@ -197,11 +232,11 @@ async fn editing_server_js_and_bumping_restart_serves_the_new_code() {
     );
 
     root.write_manifest("alice", "web", &manifest(port, "hello", "2"));
-    root.berth(&["plan"])
+    berth(&root, &["plan"])
         .await
         .expect_code(0)
         .expect_contains("restart");
-    root.berth(&["apply"]).await.expect_code(0);
+    berth(&root, &["apply"]).await.expect_code(0);
     wait_for_body(port, "hello from edited code").await;
     assert_ne!(
         root.id("alice", "web").await,
@@ -222,15 +257,15 @@ async fn lockfile_change_reinstalls_once_and_rolls_every_app() {
     for (i, port) in ports.iter().enumerate() {
         root.write_manifest("bob", &format!("app{i}"), &manifest(*port, "v1", "1"));
     }
-    root.berth(&["apply"]).await.expect_code(0);
+    berth(&root, &["apply"]).await.expect_code(0);
     let before = [root.id("bob", "app0").await, root.id("bob", "app1").await];
     let old_target = std::fs::read_link(shared(&root).join("node_modules")).unwrap();
 
     use_fixture_lockfile(&root, "ms-2.1.2");
-    root.berth(&["plan"])
+    berth(&root, &["plan"])
         .await
         .expect_contains("template file files/package-lock.json changed");
-    let run = root.berth(&["apply"]).await;
+    let run = berth(&root, &["apply"]).await;
     run.expect_code(0);
     assert_eq!(
         run.text().matches(INSTALL_LINE).count(),
@@ -250,7 +285,7 @@ async fn lockfile_change_reinstalls_once_and_rolls_every_app() {
         );
         wait_for_body(*port, "v1 from node-lite-v1").await;
     }
-    root.berth(&["apply"])
+    berth(&root, &["apply"])
         .await
         .expect_code(0)
         .expect_contains("no changes");
@@ -263,16 +298,15 @@ async fn failing_npm_ci_fails_the_deploy_and_leaves_modules_and_apps_untouched()
     for (i, port) in ports.iter().enumerate() {
         root.write_manifest("carol", &format!("app{i}"), &manifest(*port, "steady", "1"));
     }
-    root.berth(&["apply"]).await.expect_code(0);
+    berth(&root, &["apply"]).await.expect_code(0);
     let before = [
         root.id("carol", "app0").await,
         root.id("carol", "app1").await,
     ];
     let target = std::fs::read_link(shared(&root).join("node_modules")).unwrap();
-    let hash = std::fs::read_to_string(shared(&root).join("lockfile.blake3")).unwrap();
 
     use_fixture_lockfile(&root, "missing-package");
-    let run = root.berth(&["apply"]).await;
+    let run = berth(&root, &["apply"]).await;
     run.expect_code(1);
     let text = run.text();
     assert!(
@@ -281,9 +315,8 @@ async fn failing_npm_ci_fails_the_deploy_and_leaves_modules_and_apps_untouched()
     );
     for app in ["carol/app0", "carol/app1"] {
         assert!(
-            text.contains(&format!(
-                "failed: {app}: hook pre-deploy exited with code 1"
-            )),
+            text.contains(&format!("failed: {app}: install for template node-lite-v1"))
+                && text.contains("exited with"),
             "{app}\n{text}"
         );
     }
@@ -292,12 +325,8 @@ async fn failing_npm_ci_fails_the_deploy_and_leaves_modules_and_apps_untouched()
         target,
         "modules untouched"
     );
-    assert_eq!(
-        std::fs::read_to_string(shared(&root).join("lockfile.blake3")).unwrap(),
-        hash
-    );
     assert!(shared(&root).join("node_modules/ms/package.json").is_file());
-    let staging: Vec<_> = std::fs::read_dir(shared(&root).join(".modules"))
+    let staging: Vec<_> = std::fs::read_dir(shared(&root).join(".installs"))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("staging."))
@@ -321,12 +350,12 @@ async fn failing_npm_ci_fails_the_deploy_and_leaves_modules_and_apps_untouched()
 async fn delete_keeps_the_workspace_and_purge_removes_it() {
     let root = node_root("nodedel").await;
     root.write_manifest("dave", "web", &manifest(free_port(), "bye", "1"));
-    root.berth(&["apply"]).await.expect_code(0);
+    berth(&root, &["apply"]).await.expect_code(0);
     let workspace = root.app_dir("dave", "web");
     assert!(workspace.join("server.js").is_file());
 
     root.remove_manifest("dave", "web");
-    root.berth(&["apply"])
+    berth(&root, &["apply"])
         .await
         .expect_code(0)
         .expect_contains("kept (no purge asked)");

@@ -41,7 +41,7 @@ async fn rollout_root(prefix: &str, proxy_table: &str) -> TestRoot {
     root.config(&[("resync", "\"1s\"")], &format!("{proxy_table}\n{policy}"));
     let busybox = rollout_template("berth-test-busybox:1", ROLL_COMMAND, "64m");
     root.write_template("roll-v1", &busybox);
-    let node = rollout_template("berth-test-node:1", NODE_COMMAND, "128m");
+    let node = rollout_template("berth-test-node:2", NODE_COMMAND, "128m");
     root.write_template("node-roll-v1", &node);
     root
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the host tools berth's tests, example and shipped templates use, when missing:
-# b3sum (node-lite-v1 hashes its lockfile), npm (node-lite-v1 runs `npm ci` on the host), curl,
+# (Nothing here is for berth itself: it needs Docker, and git for git mode. The test images'
+# builders install what they copy into images.) curl,
 # git (git mode keeps state/ as a clone), openssl (signing the example's webhook), faketime
 # (libfaketime: a test steps berth's wall clock back mid-run), caddy (the proxy tests run a
 # real Caddy per test; Debian's package starts no service here), promtool (from Debian's
@@ -9,8 +10,6 @@
 # real headless Chromium over WebDriver), wrk (the benchmarks' load generator).
 set -euo pipefail
 need=()
-command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
-command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

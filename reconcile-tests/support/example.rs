@@ -126,7 +126,7 @@ pub fn ensure_node_image() {
     DONE.get_or_init(|| {
         ensure_example_image(
             "scripts/build-node-image.sh",
-            "berth-test-node:1",
+            "berth-test-node:2",
             "berth-local/node:22",
         )
     });
