@@ -180,22 +180,13 @@ impl Executor {
         match action {
             Action::Create { start } => {
                 let app = need_app()?;
-                self.check_workspace(&app.key)?;
-                self.install(&app.template).await?;
-                self.hook(&app.template, HookKind::PreCreate, &app.key, false)
-                    .await?;
-                self.engine.ensure_image(&app.spec.image).await?;
+                self.prepare(app, HookKind::PreCreate).await?;
                 let (name, _) = self.engine.names(&app.key);
                 self.create(app, *start, &name).await.map(drop)
             }
             Action::Recreate { old, strategy, .. } => {
                 let app = need_app()?;
-                self.check_workspace(&app.key)?;
-                self.install(&app.template).await?;
-                self.hook(&app.template, HookKind::PreDeploy, &app.key, false)
-                    .await?;
-                // Have the new image before touching the old container.
-                self.engine.ensure_image(&app.spec.image).await?;
+                self.prepare(app, HookKind::PreDeploy).await?;
                 self.replace(app, old, *strategy).await
             }
             Action::Settle { container } => {
@@ -337,6 +328,15 @@ impl Executor {
             self.engine.stop(&c.id, self.config.stop_timeout).await?;
         }
         Ok(self.engine.remove(&c.id).await?)
+    }
+
+    /// What comes before a container of `app` is made: its workspace checked, the template's
+    /// install, the `kind` hook, the image (before the old container is touched).
+    async fn prepare(&self, app: &DesiredApp, kind: HookKind) -> Result<(), ActionError> {
+        self.check_workspace(&app.key)?;
+        self.install(&app.template).await?;
+        self.hook(&app.template, kind, &app.key, false).await?;
+        Ok(self.engine.ensure_image(&app.spec.image).await?)
     }
 
     /// The template's shared install, under its lock (nothing when it has none).
