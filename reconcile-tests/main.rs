@@ -3,6 +3,7 @@
 //! only their own containers. Layout:
 //! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
+//! - `catalogue.rs`: template values, redis-v1 with its volume and generated password, purge;
 //! - `guard.rs`: the mass-removal guard, instance isolation, quotas;
 //! - `faults.rs`: faults staged for one berth (an engine outage through a cuttable relay);
 //! - `fault_suite.rs`: seeded SIGKILLs of `serve` (while API writes race) and of `apply`, each
@@ -39,6 +40,7 @@ mod api;
 mod api_auth;
 mod api_hostile;
 mod apply;
+mod catalogue;
 mod examples;
 mod failures;
 mod fault_suite;

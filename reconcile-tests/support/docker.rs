@@ -45,6 +45,22 @@ pub fn remove_instance_containers(instance: &str) {
             .args(&ids)
             .output();
     }
+    // So do the apps' named volumes (a plain delete keeps them; the test is over).
+    if let Ok(out) = Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", &filter])
+        .output()
+    {
+        let vols: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !vols.is_empty() {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .args(&vols)
+                .output();
+        }
+    }
     // The per-user networks berth made for this instance go with its containers.
     let Ok(out) = Command::new("docker")
         .args(["network", "ls", "-q", "--filter", &filter])

@@ -63,23 +63,26 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
     Ok(out)
 }
 
-/// Re-seals every `[secrets]` value of `doc` that `keyring` opens; returns how many, and the
-/// names (with why) of those it cannot open.
+/// Re-seals every `[secrets]` value and every sealed `[values]` entry (a template's secret
+/// value) of `doc` that `keyring` opens; returns how many, and the names (with why) of those
+/// it cannot open.
 fn reseal(doc: &mut toml_edit::DocumentMut, keyring: &Keyring) -> (usize, Vec<String>) {
-    let Some(table) = doc.get_mut("secrets").and_then(|t| t.as_table_like_mut()) else {
-        return (0, Vec::new());
-    };
     let (mut done, mut left) = (0, Vec::new());
-    for (name, item) in table.iter_mut() {
-        let Some(sealed) = item.as_str() else {
+    for table_name in ["secrets", "values"] {
+        let Some(table) = doc.get_mut(table_name).and_then(|t| t.as_table_like_mut()) else {
             continue;
         };
-        match keyring.open(sealed) {
-            Ok(value) => {
-                *item = toml_edit::value(seal(&keyring.recipient(), &value));
-                done += 1;
+        for (name, item) in table.iter_mut() {
+            let Some(sealed) = item.as_str().filter(|s| s.starts_with("age:")) else {
+                continue;
+            };
+            match keyring.open(sealed) {
+                Ok(value) => {
+                    *item = toml_edit::value(seal(&keyring.recipient(), &value));
+                    done += 1;
+                }
+                Err(why) => left.push(format!("[{table_name}] {name}: {why}")),
             }
-            Err(why) => left.push(format!("{name}: {why}")),
         }
     }
     (done, left)

@@ -52,7 +52,13 @@ pub fn build_desired(found: Scan, config: &Config) -> DesiredState {
 
 /// Whether a scanned manifest has `[secrets]`.
 pub fn holds_secrets(parsed: &Result<(Manifest, String), SourceError>) -> bool {
-    parsed.as_ref().is_ok_and(|(m, _)| !m.secrets.0.is_empty())
+    parsed.as_ref().is_ok_and(|(m, _)| {
+        let sealed_value = m
+            .values
+            .values()
+            .any(|v| v.as_str().is_some_and(|s| s.starts_with("age:")));
+        !m.secrets.0.is_empty() || sealed_value
+    })
 }
 
 /// True for names an editor or git leaves behind: hidden files and non-`.toml` files.
