@@ -36,9 +36,12 @@ async fn redis_root(prefix: &str) -> ApiRoot {
 fn redis(r: &ApiRoot, command: &str) -> String {
     let name = r.root.container_name("alice", "db");
     let script = format!("redis-cli -a \"$REDIS_PASSWORD\" --no-auth-warning {command}");
-    docker_cli(&["exec", &name, "sh", "-c", &script])
-        .trim()
-        .to_string()
+    // Not docker_cli: while redis starts, a refused connection is an answer, not a failure.
+    let out = std::process::Command::new("docker")
+        .args(["exec", &name, "sh", "-c", &script])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn volume_exists(r: &ApiRoot) -> bool {
@@ -229,4 +232,75 @@ async fn every_value_rule_is_refused_with_the_file_the_value_and_the_rule() {
     );
     assert_eq!(redis_v1["values"]["password"]["generate"], true);
     assert_eq!(redis_v1["volumes"][0]["target"], "/data");
+}
+
+#[tokio::test]
+async fn values_set_at_creation_are_checked_and_a_secret_is_sealed_before_it_is_written() {
+    let r = redis_root("catcreate").await;
+    for (values, want) in [
+        (
+            serde_json::json!({"version": "9"}),
+            "version: \"9\" is not one of",
+        ),
+        (
+            serde_json::json!({"colour": "red"}),
+            "colour: template redis-v1 has no such value",
+        ),
+        (
+            serde_json::json!({"maxmemory_mb": [1]}),
+            "maxmemory_mb: give a string",
+        ),
+        (
+            serde_json::json!({"maxmemory_mb": 5000}),
+            "maxmemory_mb: 5000 is outside",
+        ),
+    ] {
+        let body = serde_json::json!({"appname": "db", "templateId": "redis-v1", "values": values});
+        let resp = r
+            .api
+            .call(Method::POST, "/apps", &r.alice, Some(body))
+            .await;
+        assert_eq!(resp.status, 422, "{values}: {}", resp.text);
+        let message = resp.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(message.contains(want), "{values}: {message}");
+        assert!(
+            !r.root.manifest_path("alice", "db").exists(),
+            "{values}: nothing written"
+        );
+    }
+    let values = serde_json::json!({"maxmemory_mb": 32, "password": "chosen-by-alice"});
+    let body = serde_json::json!({"appname": "db", "templateId": "redis-v1", "values": values});
+    r.api
+        .call(Method::POST, "/apps", &r.alice, Some(body))
+        .await
+        .expect(201);
+    let manifest = std::fs::read_to_string(r.root.manifest_path("alice", "db")).unwrap();
+    assert!(
+        !manifest.contains("chosen-by-alice"),
+        "never written in plain text: {manifest}"
+    );
+    assert!(
+        manifest.contains("maxmemory_mb = 32") && manifest.contains("password = \"age:"),
+        "{manifest}"
+    );
+    r.root.wait_running("alice", "db", T).await;
+    wait_until(T, "redis to answer", || async {
+        redis(&r, "ping") == "PONG"
+    })
+    .await;
+    assert_eq!(redis(&r, "config get maxmemory"), "maxmemory\n33554432");
+    let name = r.root.container_name("alice", "db");
+    let auth = docker_cli(&[
+        "exec",
+        &name,
+        "redis-cli",
+        "-a",
+        "chosen-by-alice",
+        "--no-auth-warning",
+        "ping",
+    ]);
+    assert_eq!(auth.trim(), "PONG", "the chosen password works");
 }

@@ -111,6 +111,9 @@ struct NewApp {
     template_id: String,
     /// Admins (and the unix socket) may create apps for another user.
     userid: Option<String>,
+    /// The template's values to set (SPEC §13); a secret one is sealed before it is written.
+    #[serde(default)]
+    values: std::collections::BTreeMap<String, Value>,
 }
 
 fn with_etag(status: StatusCode, c: &Current, body: Value) -> Response {
@@ -138,12 +141,12 @@ async fn create(
         code: "unknown_template",
         message,
     })?;
-    let (k, template) = (key.clone(), body.template_id.clone());
+    let (k, template, values) = (key.clone(), body.template_id.clone(), body.values);
     let store = s.store.clone();
     let c = s
         .writer
         .write_file(&key, caller.name(), "create", move |held| async move {
-            let created = held.create(&k, &template).await?;
+            let created = held.create_with_values(&k, &template, &values).await?;
             // A new app is a new incarnation: nothing of an earlier app of that name (whose
             // removal no pass has seen yet) carries over.
             let (store, k2) = (store.clone(), k.clone());

@@ -88,7 +88,7 @@ pub struct Current {
 /// Reads and writes `state/apps/<userid>/<appname>.toml` for the API.
 pub struct ManifestFiles {
     /// Paths, templates and quotas.
-    config: Arc<Config>,
+    pub(in crate::state) config: Arc<Config>,
     /// Serializes every write: reads-then-writes (etag checks, quota counts) must not
     /// interleave. Writes are rare; one lock keeps the reasoning simple.
     lock: Mutex<()>,
@@ -230,11 +230,20 @@ impl ManifestFiles {
         template: &str,
     ) -> Result<Current, WriteError> {
         let text = format!("# created through the berth API\ntemplate = \"{template}\"\n");
+        self.create_text(key, &text).await
+    }
+
+    /// Creates a new app's manifest from `text` (a new app's first version), within the quotas.
+    pub(in crate::state) async fn create_text(
+        &self,
+        key: &AppKey,
+        text: &str,
+    ) -> Result<Current, WriteError> {
         let _guard = self.lock.lock().await;
         if self.read(key)?.is_some() {
             return Err(WriteError::Exists(key.clone()));
         }
-        let text = self.with_generated(key, &text)?;
+        let text = self.with_generated(key, text)?;
         self.admitted(key, &text, false).await?;
         self.check_quota(key)?;
         self.write(key, &text).await

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::model::config::Config;
 use crate::model::manifest::Manifest;
-use crate::model::secrets::seal;
+use crate::model::secrets::{seal, SecretValue};
 use crate::model::template::Template;
 use crate::model::values::{generate_secret, resolve, ValueKind};
 use crate::state::secrets_key;
@@ -72,4 +72,52 @@ pub fn check(
     };
     let file = shown.display().to_string();
     resolve((&file, &template.id), &template.values, &m.values, &keys).map(drop)
+}
+
+/// A new app's manifest: `template`, and `values` as given to `POST /apps` (JSON strings,
+/// integers and booleans; a secret value sealed to the server's key before it is written).
+pub fn initial_text(
+    config: &Config,
+    template: &str,
+    values: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<String, String> {
+    let text = format!("# created through the berth API\ntemplate = \"{template}\"\n");
+    if values.is_empty() {
+        return Ok(text);
+    }
+    let t = Template::load(config, template).map_err(|e| e.to_string())?;
+    let mut table = toml_edit::Table::new();
+    let mut keyring = None;
+    for (name, v) in values {
+        let decl = t
+            .values
+            .get(name)
+            .ok_or_else(|| format!("[values] {name}: template {} has no such value", t.id))?;
+        let item = match (decl.kind, v) {
+            (ValueKind::Secret, serde_json::Value::String(plain)) => {
+                if keyring.is_none() {
+                    keyring = Some(secrets_key::load(&config.secrets_key)?);
+                }
+                let recipient = keyring
+                    .as_ref()
+                    .map(|k| k.recipient())
+                    .expect("just loaded");
+                toml_edit::value(seal(&recipient, &SecretValue::new(plain.clone())))
+            }
+            (_, serde_json::Value::String(s)) => toml_edit::value(s.clone()),
+            (_, serde_json::Value::Bool(b)) => toml_edit::value(*b),
+            (_, serde_json::Value::Number(n)) if n.is_i64() => {
+                toml_edit::value(n.as_i64().unwrap_or(0))
+            }
+            _ => {
+                return Err(format!(
+                    "[values] {name}: give a string, an integer or true/false"
+                ))
+            }
+        };
+        table.insert(name, item);
+    }
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    doc.insert("values", toml_edit::Item::Table(table));
+    Ok(doc.to_string())
 }

@@ -32,6 +32,24 @@ impl Held {
         self.writer.files.create(key, template).await
     }
 
+    /// Creates a new app's manifest naming `template` with `values` set (`POST /apps`).
+    pub async fn create_with_values(
+        &self,
+        key: &AppKey,
+        template: &str,
+        values: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Current, WriteError> {
+        let config = &self.writer.files.config;
+        let text =
+            crate::state::values_fill::initial_text(config, template, values).map_err(|e| {
+                WriteError::Invalid(format!(
+                    "state/apps/{}/{}.toml: {e}",
+                    key.userid, key.appname
+                ))
+            })?;
+        self.writer.files.create_text(key, &text).await
+    }
+
     /// Replaces the manifest with `text` if its etag is still `if_match`.
     pub async fn replace(
         &self,
