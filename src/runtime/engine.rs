@@ -135,11 +135,13 @@ impl Engine {
         )
     }
 
-    /// Creates a container of the app named `name` (not started) and returns its id.
+    /// Creates a container of the app named `name` (not started) and returns its id;
+    /// `network` is the id of the user's network it joins ([`Engine::ensure_network`]).
     pub(in crate::runtime) async fn create(
         &self,
         app: &DesiredApp,
         name: &str,
+        network: Option<&str>,
     ) -> Result<String, EngineError> {
         let name = name.to_string();
         let opts = CreateContainerOptions {
@@ -147,7 +149,7 @@ impl Engine {
             ..Default::default()
         };
         let labels = labels::for_app(app, &self.instance);
-        let mut body = create_body(&app.spec, &app.key.appname, labels);
+        let mut body = create_body(&app.spec, &app.key.appname, labels, network);
         // Secrets reach the environment here and nowhere else (not the spec, not the labels).
         let env = body.env.get_or_insert_with(Vec::new);
         env.extend(
@@ -356,11 +358,19 @@ fn split_image(image: &str) -> (String, String) {
 }
 
 /// Translates a canonical spec into Docker's create body. Pure, so it is unit-tested.
+/// `network_id` is the id of the network the spec names: given, the container names its
+/// network by id (mode and endpoint), so a second network of that name cannot make its
+/// start ambiguous.
 pub fn create_body(
     spec: &ContainerSpec,
     appname: &str,
     labels: HashMap<String, String>,
+    network_id: Option<&str>,
 ) -> ContainerCreateBody {
+    let network = spec
+        .network
+        .as_ref()
+        .map(|name| network_id.unwrap_or(name).to_string());
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
@@ -368,13 +378,17 @@ pub fn create_body(
         env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         labels: Some(labels),
         exposed_ports: Some(vec![format!("{}/tcp", spec.port)]),
-        host_config: Some(host_config(spec)),
+        host_config: Some(HostConfig {
+            network_mode: network.clone(),
+            ..host_config(spec)
+        }),
         // On the user's network the app answers to its app name.
-        networking_config: spec.network.as_ref().map(|net| NetworkingConfig {
+        networking_config: network.map(|net| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
-                net.clone(),
+                net,
                 EndpointSettings {
                     aliases: Some(vec![appname.to_string()]),
+                    network_id: network_id.map(str::to_string),
                     ..Default::default()
                 },
             )])),
@@ -383,7 +397,7 @@ pub fn create_body(
     }
 }
 
-/// Limits, hardening, logging, the published port, mounts and the network.
+/// Limits, hardening, logging, the published port and mounts.
 fn host_config(spec: &ContainerSpec) -> HostConfig {
     let port_bindings = spec.host_port.map(|hp| {
         HashMap::from([(
@@ -426,7 +440,6 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
         }),
         port_bindings,
         mounts: Some(mounts),
-        network_mode: spec.network.clone(),
         ..Default::default()
     }
 }
@@ -434,6 +447,38 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec_on(network: Option<&str>) -> ContainerSpec {
+        serde_json::from_value(serde_json::json!({
+            "template": "t", "image": "i", "command": [], "workdir": null, "env": {},
+            "mounts": [], "memory": 1, "nano_cpus": 1, "pids_limit": 1, "port": 3000,
+            "host_port": null, "host_ip": "127.0.0.1", "domain": null, "restart": null,
+            "template_files": {}, "init": true, "security_opt": [], "cap_drop": [],
+            "log_max_size": "10m", "log_max_file": 3, "network": network
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_users_network_is_named_by_id_when_known() {
+        let body = create_body(&spec_on(Some("net")), "web", HashMap::new(), Some("abc"));
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("abc")
+        );
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        let e = &endpoints["abc"];
+        assert_eq!(e.network_id.as_deref(), Some("abc"));
+        assert_eq!(e.aliases, Some(vec!["web".to_string()]));
+        let body = create_body(&spec_on(Some("net")), "web", HashMap::new(), None);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("net")
+        );
+        let bridge = create_body(&spec_on(None), "web", HashMap::new(), Some("abc"));
+        assert_eq!(bridge.host_config.unwrap().network_mode, None);
+        assert!(bridge.networking_config.is_none());
+    }
 
     #[test]
     fn splits_image_references() {
