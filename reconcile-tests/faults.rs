@@ -285,28 +285,58 @@ async fn a_full_disk_under_state_refuses_a_create_with_507_and_leaves_nothing() 
 }
 
 #[tokio::test]
-async fn a_backup_taken_while_serving_restores_every_user() {
+async fn a_backup_taken_while_serving_lands_where_the_cli_sees_it_and_restores_every_user() {
+    use std::os::unix::fs::PermissionsExt;
     let root = TestRoot::new("backup").await;
     let admin = add_user(&root, "root", true).await;
-    let mut serve = Serve::start(&root);
+    // serve has its own `tmp` (as the packaged unit has its own /tmp): the backup must still
+    // land in the `tmp` the person who asked for it sees.
+    let tmp = root.path().join("tmp");
+    let mut serve = Serve::start_with_private_dir(&root, &tmp);
     let api = Api::new(serve.api_base());
     let carol = serde_json::json!({"name": "carol"});
     api.post("/users", &admin, Some(carol)).await.expect(201);
-    // Over TCP even an admin may not make the daemon write files.
-    let path = root.path().join("copy.redb");
-    let body = serde_json::json!({ "path": path });
-    assert_eq!(api.post("/backup", &admin, Some(body)).await.status, 403);
+    // Over TCP even an admin may not take the database away.
+    assert_eq!(api.post("/backup", &admin, None).await.status, 403);
+    let path = tmp.join("copy.redb");
     let run = root.berth(&["backup", path.to_str().unwrap()]).await;
     run.expect_code(0).expect_contains("copy.redb");
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600);
+    let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}\n{}", run.text()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     root.berth(&["backup", path.to_str().unwrap()])
         .await
         .expect_code(1)
         .expect_contains("exists");
-    // Restore: the copy in place of the database, berth stopped.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec!["copy.redb"], "temp files left beside the backup");
+    // An earlier CLI's request (serve to write a path) is refused, not answered as done.
+    let sock = root.path().join("berth.redb.sock");
+    let old_body = format!("{{\"path\":\"{}\"}}", tmp.join("old.redb").display());
+    let old = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(&sock)
+        .args(["-X", "POST", "-d", &old_body, "http://localhost/backup"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&old.stdout), "400");
+    // Without serve the CLI copies the database itself.
     serve.stop(Duration::from_secs(10));
+    let direct = tmp.join("direct.redb");
+    root.berth(&["backup", direct.to_str().unwrap()])
+        .await
+        .expect_code(0)
+        .expect_contains("direct.redb");
+    // Restore: the copy in place of the database, berth stopped.
     std::fs::rename(&path, root.path().join("berth.redb")).unwrap();
     let users = root.berth(&["users", "list"]).await;
     users

@@ -29,6 +29,8 @@
 //! - `proxy.rs`: domain apps through a real Caddy per test (HTTPS with Caddy's local CA);
 //! - `rollout.rs`: deploys under load through Caddy, rollback of unhealthy versions, SIGKILL at
 //!   each rollout step;
+//! - `networks.rs`: users' networks when Docker holds two of one name (a killed berth's late
+//!   create): one is kept, the apps on the others move onto it;
 //! - `tenancy.rs`, `tenancy_api.rs`: the `[policy]` rules through files and the API, port and
 //!   domain holders, networks, file modes, labels; keys, write limits, the audit log;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
@@ -51,6 +53,7 @@ mod guard;
 mod history;
 mod hooks;
 mod hostile;
+mod networks;
 mod node_lite;
 mod packaging;
 mod portal;

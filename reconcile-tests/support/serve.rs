@@ -23,12 +23,31 @@ impl Serve {
 
     /// [`start`](Self::start) with extra environment variables.
     pub fn start_env(root: &TestRoot, env: &[(&str, &str)]) -> Serve {
+        let mut command = Command::new(BERTH);
+        command.arg("--root").arg(root.path()).arg("serve");
+        Serve::spawn(root, command, env)
+    }
+
+    /// [`start`](Self::start) in a mount namespace of its own where `dir` is an empty tmpfs,
+    /// as systemd's `PrivateTmp=yes` gives the packaged unit its own /tmp: a file serve
+    /// writes there is not where the caller looks (the tests run as root).
+    pub fn start_with_private_dir(root: &TestRoot, dir: &std::path::Path) -> Serve {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount -t tmpfs -o mode=1777 tmpfs "$1" && exec "$2" --root "$3" serve"#)
+            .arg("sh")
+            .arg(dir)
+            .arg(BERTH)
+            .arg(root.path());
+        Serve::spawn(root, command, &[])
+    }
+
+    fn spawn(root: &TestRoot, mut command: Command, env: &[(&str, &str)]) -> Serve {
         let log = root.path().join("serve.log");
         let file = File::create(&log).expect("create serve.log");
-        let child = Command::new(BERTH)
-            .arg("--root")
-            .arg(root.path())
-            .arg("serve")
+        let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -42,6 +42,7 @@ use tracing::error;
 
 pub use auth::{source_ip, LocalSocket};
 pub use error::ApiError;
+pub use ops::BACKUP_ROWS;
 
 use crate::error_chain::chain;
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::ApiQuery;
 use super::AppState;
 use crate::reconcile::trigger::Trigger;
 
@@ -30,32 +30,41 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/backup", post(backup))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupBody {
-    path: std::path::PathBuf,
-}
-
-/// `berth backup FILE` through the daemon: a consistent copy of the database, written by the
-/// daemon to a path on this machine; so only over the unix socket (whoever can open it owns
-/// the machine's berth already).
+/// `berth backup FILE` through the daemon: a consistent copy of the database, answered as
+/// its bytes; the CLI writes the file, with its own user's view of the file system (the
+/// packaged unit has its own /tmp and may write only its state directory). Only over the unix
+/// socket: whoever can open it owns the machine's berth already. A body (the `path` an
+/// earlier CLI sent, for the daemon to write to) is refused, so no CLI reports a file written
+/// that is not.
 async fn backup(
     State(s): State<Arc<AppState>>,
     caller: Caller,
-    ApiJson(body): ApiJson<BackupBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
     if !matches!(caller, Caller::Local) {
         return Err(ApiError::Forbidden(
-            "backups are written only when asked over the unix socket (`berth backup FILE`)".into(),
+            "the database is handed out only over the unix socket (`berth backup FILE`)".into(),
         ));
     }
-    if !body.path.is_absolute() {
-        return Err(ApiError::BadRequest("path must be absolute".into()));
+    if !body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "POST /backup takes no body: it answers the copy, and the caller writes the file"
+                .into(),
+        ));
     }
-    let path = body.path.clone();
-    let copied = s.db(move |st| st.backup_to(&path)).await?;
-    Ok(Json(json!({ "path": body.path, "rows": copied.rows })))
+    let snapshot = s.db(|st| st.snapshot()).await?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(snapshot.file));
+    let headers = [
+        (CONTENT_TYPE, "application/octet-stream".to_string()),
+        (CONTENT_LENGTH, snapshot.len.to_string()),
+        (BACKUP_ROWS_NAME, snapshot.rows.to_string()),
+    ];
+    Ok((headers, axum::body::Body::from_stream(stream)).into_response())
 }
+
+/// The header `POST /backup` tells the number of records in.
+pub const BACKUP_ROWS: &str = "x-berth-backup-rows";
+const BACKUP_ROWS_NAME: axum::http::HeaderName = axum::http::HeaderName::from_static(BACKUP_ROWS);
 
 /// Readiness with reasons: the engine answered the last pass, the database can be read and
 /// written (its last write did not fail, or it was reopened since), the file watcher follows

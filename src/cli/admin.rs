@@ -8,7 +8,11 @@ use anyhow::Context;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use crate::cli::client::{error_message, request};
+use http_body_util::BodyExt;
+
+use crate::api::BACKUP_ROWS;
+use crate::cli::client::{error_message, json_of, request, send};
+use crate::cli::new_file::NewFile;
 use crate::model::config::Config;
 use crate::model::names::AppKey;
 use crate::reconcile::plan::Refusal;
@@ -76,29 +80,70 @@ fn open(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.database).context("opening the database")
 }
 
-/// `berth backup FILE`: by the daemon when one runs (it holds the database), else here.
+/// `berth backup FILE`: a consistent copy of the database, from the daemon when one runs (it
+/// holds the database and answers the copy over its socket), else made here. Either way the
+/// file is written here, so it lands where the person asking sees it (the daemon may have a
+/// /tmp of its own), whole or not at all, 0600, never over an existing file.
 pub async fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<Outcome> {
+    use std::io::ErrorKind::AlreadyExists;
     let file = std::path::absolute(file).context("resolving the backup path")?;
-    let rows = match daemon(
-        config,
-        Method::POST,
-        "/backup",
-        Some(json!({ "path": file })),
-    )
-    .await?
-    {
-        Some(Ok(v)) => v["rows"].as_u64().unwrap_or(0),
-        Some(Err(e)) => return Ok(failed(e)),
-        None => match open(config)?.backup_to(&file) {
-            Ok(c) => c.rows,
-            Err(e) => return Ok(failed(crate::error_chain::chain(&e))),
-        },
+    let shown = file.display();
+    let exists = || failed(format!("{shown} exists; berth does not write over a file"));
+    let mut out = match NewFile::create(&file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == AlreadyExists => return Ok(exists()),
+        Err(e) => return Ok(failed(format!("cannot write {shown}: {e}"))),
     };
+    let rows = match copy_into(config, &mut out).await {
+        Ok(rows) => rows,
+        Err(e) => return Ok(failed(format!("{e:#}"))),
+    };
+    match out.finish() {
+        Ok(()) => {}
+        Err(e) if e.kind() == AlreadyExists => return Ok(exists()),
+        Err(e) => return Ok(failed(format!("cannot write {shown}: {e}"))),
+    }
     Ok(ok(vec![format!(
-        "wrote {} ({rows} records); restore by putting it in place of {} while berth is stopped",
-        file.display(),
+        "wrote {shown} ({rows} records); restore by putting it in place of {} while berth is stopped",
         config.database.display()
     )]))
+}
+
+/// Writes a copy of the database into `out`: the daemon's, as it streams in, or one made here
+/// when no daemon runs. Answers how many records it holds.
+async fn copy_into(config: &Config, out: &mut NewFile) -> anyhow::Result<u64> {
+    use std::io::Write;
+    let Some(resp) = send(&config.socket_path(), Method::POST, "/backup", None).await? else {
+        let mut snapshot = open(config)?.snapshot()?;
+        let copied = std::io::copy(&mut snapshot.file, out).context("writing the backup")?;
+        anyhow::ensure!(copied == snapshot.len, "the copy changed while it was read");
+        return Ok(snapshot.rows);
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        let body = json_of(resp).await?;
+        anyhow::bail!("{}", error_message(status, &body));
+    }
+    let header = |name: &str| {
+        let value = resp.headers().get(name)?.to_str().ok()?;
+        value.parse::<u64>().ok()
+    };
+    let (rows, len) = (header(BACKUP_ROWS).unwrap_or(0), header("content-length"));
+    let mut body = resp.into_body();
+    let mut got = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.context("reading the copy from the daemon")?;
+        if let Ok(data) = frame.into_data() {
+            out.write_all(&data).context("writing the backup")?;
+            got += data.len() as u64;
+        }
+    }
+    anyhow::ensure!(
+        len.is_none_or(|len| len == got),
+        "the daemon's copy ended after {got} of {} bytes",
+        len.unwrap_or(0)
+    );
+    Ok(rows)
 }
 
 /// `berth users add <name> [--admin]`: the token alone on the last line.

@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HOST};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::UnixStream;
@@ -19,6 +20,21 @@ pub async fn request(
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<Option<(StatusCode, Value)>> {
+    let Some(resp) = send(socket, method, path, body).await? else {
+        return Ok(None);
+    };
+    let status = resp.status();
+    Ok(Some((status, json_of(resp).await?)))
+}
+
+/// Sends `method path` with an optional JSON body; returns the answer with its body unread
+/// (for one too big to hold, like a backup).
+pub async fn send(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Option<Response<Incoming>>> {
     let stream = match UnixStream::connect(socket).await {
         Ok(s) => s,
         Err(e)
@@ -47,15 +63,18 @@ pub async fn request(
         .send_request(req)
         .await
         .context("talking to the daemon")?;
-    let status = resp.status();
+    Ok(Some(resp))
+}
+
+/// The JSON of an answer (`null` when it is not JSON).
+pub async fn json_of(resp: Response<Incoming>) -> anyhow::Result<Value> {
     let body = resp
         .into_body()
         .collect()
         .await
         .context("reading the daemon's answer")?
         .to_bytes();
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Some((status, value)))
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 /// The message of an API error body, or the status when there is none.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod client;
+mod new_file;
 pub mod oneshot;
 mod secrets;
 
@@ -59,7 +60,8 @@ pub enum Command {
     },
     /// Every app with its phase, container and last error.
     Status,
-    /// Write a consistent copy of the database to FILE (while `serve` runs, too).
+    /// Write a consistent copy of the database to FILE (while `serve` runs, too: it hands
+    /// the copy over its socket, and the file is written here).
     Backup {
         /// Where the copy goes; must not exist.
         file: PathBuf,

@@ -8,10 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, MountType,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, RenameContainerOptions, StopContainerOptions, WaitContainerOptions,
@@ -24,12 +20,13 @@ use crate::model::desired::DesiredApp;
 use crate::model::labels;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::model::spec::ContainerSpec;
 
+mod body;
 mod networks;
 mod oneoff;
 mod volumes;
 
+pub use body::create_body;
 pub(in crate::runtime) use oneoff::Job;
 
 /// A Docker call that failed, naming what berth was doing.
@@ -139,11 +136,13 @@ impl Engine {
         )
     }
 
-    /// Creates a container of the app named `name` (not started) and returns its id.
+    /// Creates a container of the app named `name` (not started) and returns its id;
+    /// `network` is the id of the user's network it joins ([`Engine::ensure_network`]).
     pub(in crate::runtime) async fn create(
         &self,
         app: &DesiredApp,
         name: &str,
+        network: Option<&str>,
     ) -> Result<String, EngineError> {
         let name = name.to_string();
         let opts = CreateContainerOptions {
@@ -151,7 +150,7 @@ impl Engine {
             ..Default::default()
         };
         let labels = labels::for_app(app, &self.instance);
-        let mut body = create_body(&app.spec, &app.key.appname, labels);
+        let mut body = create_body(&app.spec, &app.key.appname, labels, network);
         // Secrets reach the environment here and nowhere else (not the spec, not the labels).
         let env = body.env.get_or_insert_with(Vec::new);
         env.extend(
@@ -356,88 +355,6 @@ fn split_image(image: &str) -> (String, String) {
     match image.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
         _ => (image.to_string(), "latest".to_string()),
-    }
-}
-
-/// Translates a canonical spec into Docker's create body. Pure, so it is unit-tested.
-pub fn create_body(
-    spec: &ContainerSpec,
-    appname: &str,
-    labels: HashMap<String, String>,
-) -> ContainerCreateBody {
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
-        working_dir: spec.workdir.clone(),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels),
-        exposed_ports: Some(vec![format!("{}/tcp", spec.port)]),
-        host_config: Some(host_config(spec)),
-        // On the user's network the app answers to its app name.
-        networking_config: spec.network.as_ref().map(|net| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                net.clone(),
-                EndpointSettings {
-                    aliases: Some(vec![appname.to_string()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    }
-}
-
-/// Limits, hardening, logging, the published port, mounts and the network.
-fn host_config(spec: &ContainerSpec) -> HostConfig {
-    let port_bindings = spec.host_port.map(|hp| {
-        HashMap::from([(
-            format!("{}/tcp", spec.port),
-            Some(vec![PortBinding {
-                host_ip: Some(spec.host_ip.clone()),
-                host_port: Some(hp.to_string()),
-            }]),
-        )])
-    });
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|m| bollard::models::Mount {
-            target: Some(m.target.clone()),
-            source: Some(m.source.clone()),
-            typ: Some(MountType::BIND),
-            read_only: Some(m.read_only),
-            ..Default::default()
-        })
-        .chain(spec.volumes.iter().map(|v| bollard::models::Mount {
-            target: Some(v.target.clone()),
-            source: Some(v.volume.clone()),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        }))
-        .collect();
-    HostConfig {
-        memory: Some(spec.memory as i64),
-        memory_swap: Some(spec.memory as i64),
-        nano_cpus: Some(spec.nano_cpus),
-        pids_limit: Some(spec.pids_limit),
-        init: Some(spec.init),
-        security_opt: Some(spec.security_opt.clone()),
-        cap_drop: Some(spec.cap_drop.clone()),
-        restart_policy: Some(RestartPolicy {
-            name: Some(RestartPolicyNameEnum::NO),
-            maximum_retry_count: None,
-        }),
-        log_config: Some(HostConfigLogConfig {
-            typ: Some("json-file".into()),
-            config: Some(HashMap::from([
-                ("max-size".to_string(), spec.log_max_size.clone()),
-                ("max-file".to_string(), spec.log_max_file.to_string()),
-            ])),
-        }),
-        port_bindings,
-        mounts: Some(mounts),
-        network_mode: spec.network.clone(),
-        ..Default::default()
     }
 }
 

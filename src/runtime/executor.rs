@@ -256,9 +256,9 @@ impl Executor {
         start: bool,
         name: &str,
     ) -> Result<String, ActionError> {
-        let held = self.join_network(Some(app)).await?;
+        let (held, network) = self.join_network(Some(app)).await?;
         self.engine.ensure_volumes(app).await?;
-        let id = self.engine.create(app, name).await?;
+        let id = self.engine.create(app, name, network.as_deref()).await?;
         if start {
             if let Err(e) = self.engine.start(&id).await {
                 // A container that cannot start is not left for the next pass to trip on.
@@ -281,24 +281,25 @@ impl Executor {
         id: &str,
     ) -> Result<(), ActionError> {
         self.check_workspace(key)?;
-        let _held = self.join_network(app).await?;
+        let (_held, _) = self.join_network(app).await?;
         Ok(self.engine.start(id).await?)
     }
 
-    /// For an app on its user's network: takes the network's lock and makes sure the network
-    /// exists. Hold the guard until the container is started (attached), so the removal of
-    /// the user's last other app cannot take the network away in between.
+    /// For an app on its user's network: takes the network's lock, makes sure the network
+    /// exists (one copy of it) and answers its id. Hold the guard until the container is
+    /// started (attached), so the removal of the user's last other app cannot take the
+    /// network away in between.
     async fn join_network(
         &self,
         app: Option<&DesiredApp>,
-    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, ActionError> {
+    ) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Option<String>), ActionError> {
         let Some((net, userid)) = app.and_then(|a| Some((a.spec.network.as_ref()?, &a.key.userid)))
         else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let guard = self.engine.locked(net).await.lock_owned().await;
-        self.engine.ensure_network(net, userid).await?;
-        Ok(Some(guard))
+        let id = self.engine.ensure_network(net, userid).await?;
+        Ok((Some(guard), Some(id)))
     }
 
     /// After one of `userid`'s apps was removed: removes the user's network when no container

@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use audit::{AuditEntry, Retention};
-pub use backup::Copied;
+pub use backup::Snapshot;
 pub use incarnations::Synced;
 pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
 pub use revisions::Revision;
