@@ -23,6 +23,8 @@
 //! - `git.rs`: git mode against a local bare repository;
 //! - `history.rs`: revision history and rollback;
 //! - `node_lite.rs`: the shipped node-lite-v1 template with real node and real `npm ci`;
+//! - `python_lite.rs`: the shipped python-lite-v1 template with real python3 and real `pip install`
+//!   (one shared read-only install, a requirements change, a failing install);
 //! - `packaging.rs`: the .deb built from the binary under test: contents, lintian, the unit;
 //! - `portal.rs`, `portal_hostile.rs`: the web UI in a real headless Chromium (WebDriver), and
 //!   forged posts, CSRF, escaping and path tricks over plain HTTP;
@@ -60,6 +62,7 @@ mod portal;
 mod portal_hostile;
 mod protect;
 mod proxy;
+mod python_lite;
 mod readme;
 mod rollout;
 mod secrets;
