@@ -22,17 +22,16 @@ async fn serve_reacts_to_a_manifest_write_without_waiting_for_resync() {
 
     let t = Instant::now();
     root.write_manifest("bob", "second", MINIMAL);
+    // Resync is an hour: a container within 30 s can only come from the watcher's wake-up.
     wait_until(
-        Duration::from_secs(3),
+        Duration::from_secs(30),
         "bob/second to run after its manifest was written",
         || root.running("bob", "second"),
     )
     .await;
-    let latency = t.elapsed();
-    println!("serve: manifest write -> container running in {latency:?}");
-    assert!(
-        latency < Duration::from_secs(2),
-        "the watcher must react well within the 1h resync: took {latency:?}"
+    println!(
+        "serve: manifest write -> container running in {:?}",
+        t.elapsed()
     );
     serve.assert_alive();
 }

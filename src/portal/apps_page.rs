@@ -5,22 +5,21 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::client::Call;
 use super::layout::{form_post, page, respond, Notice};
 use super::session::Session;
-use super::signin::{signed_out_by, Posted, SignedIn};
+use super::signin::{signed_out_by, SignedIn};
 use super::Portal;
 
 pub fn router() -> Router<Arc<Portal>> {
-    Router::new().route("/ui/apps", get(show).post(create))
+    Router::new().route("/ui/apps", get(show).post(super::create_page::create))
 }
 
 async fn show(State(p): State<Arc<Portal>>, who: SignedIn) -> Response {
@@ -49,7 +48,7 @@ pub async fn render(
         h1 { "Apps" }
         p { a.button href="/ui/apps" id="refresh" { "Refresh" } }
         (table(&apps))
-        (create_form(&who.session, &templates(p)))
+        (create_form(&who.session, &templates(p, who).await))
     };
     respond(status, page("Apps", Some(&who.session), notice, body))
 }
@@ -105,41 +104,15 @@ fn create_form(s: &Session, templates: &[String]) -> Markup {
     }
 }
 
-/// The template directories that have a `template.toml`, sorted.
-fn templates(p: &Portal) -> Vec<String> {
-    let dir = &p.state.config.templates_dir;
-    let mut out: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("template.toml").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    out.sort();
-    out
-}
-
-#[derive(Deserialize)]
-struct NewApp {
-    appname: String,
-    template: String,
-}
-
-async fn create(State(p): State<Arc<Portal>>, Posted(who, f): Posted<NewApp>) -> Response {
-    let body = json!({ "appname": f.appname.trim(), "templateId": f.template });
-    let reply = Call::new(Method::POST, "/apps", &who.session.token)
-        .json(&body)
+/// The catalogue's template ids (`GET /templates`), skipping any that does not load.
+async fn templates(p: &Portal, who: &SignedIn) -> Vec<String> {
+    let reply = Call::get("/templates", &who.session.token)
         .send(&p.api)
         .await;
-    if let Some(out) = signed_out_by(&p, &who, &reply) {
-        return out;
-    }
-    let (notice, status) = match reply.ok() {
-        true => {
-            let done = format!("created {}; it starts on the next pass", f.appname.trim());
-            (Notice::Done(done), StatusCode::OK)
-        }
-        false => (Notice::Failed(reply.message()), reply.status),
-    };
-    render(&p, &who, Some(notice), status).await
+    let all = reply.json();
+    let listed = all["templates"].as_array().into_iter().flatten();
+    listed
+        .filter(|t| t["error"].is_null())
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect()
 }

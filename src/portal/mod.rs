@@ -17,6 +17,7 @@ mod app_actions;
 mod app_page;
 mod apps_page;
 mod client;
+mod create_page;
 mod diff;
 mod extras;
 mod files_page;
