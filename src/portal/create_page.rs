@@ -31,7 +31,7 @@ pub async fn create(
     };
     let (appname, template) = (field("appname"), field("template"));
     let decls = declared_values(&p, &who, &template).await;
-    if form.get("values_done").is_none() && !decls.is_empty() {
+    if !form.contains_key("values_done") && !decls.is_empty() {
         let body = values_form(&who.session, &appname, &template, &decls);
         return respond(
             StatusCode::OK,
