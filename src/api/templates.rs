@@ -52,3 +52,21 @@ fn catalogue(config: &crate::model::config::Config) -> Vec<Value> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_catalogue_lists_template_directories_not_the_schema_files_beside_them() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert!(root.join("templates/manifest.schema.json").is_file());
+        let config = crate::model::config::Config::load(None, Some(root)).unwrap();
+        let listed = super::catalogue(&config);
+        let ids: Vec<&str> = listed.iter().filter_map(|t| t["id"].as_str()).collect();
+        assert!(ids.contains(&"node-lite-v1"), "{listed:?}");
+        assert!(ids.iter().all(|id| !id.ends_with(".json")), "{ids:?}");
+        assert!(
+            listed.iter().all(|t| t.get("error").is_none()),
+            "{listed:?}"
+        );
+    }
+}

@@ -81,6 +81,21 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Print the JSON Schema of a manifest or of template.toml, for editors (the committed
+    /// copies are templates/manifest.schema.json and templates/template.schema.json).
+    Schema {
+        /// Which file's schema.
+        which: SchemaKind,
+    },
+}
+
+/// The files `berth schema` describes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// An app manifest, state/apps/<userid>/<appname>.toml.
+    Manifest,
+    /// A template's templates/<id>/template.toml.
+    Template,
 }
 
 #[derive(Subcommand)]
@@ -128,6 +143,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(shell, &mut command, "berth", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Schema { which } = cli.command {
+        // Needs no config either: it describes files, not a server.
+        let schema = match which {
+            SchemaKind::Manifest => crate::model::schema::manifest(),
+            SchemaKind::Template => crate::model::schema::template(),
+        };
+        print!("{}", crate::model::schema::to_text(&schema));
+        return Ok(ExitCode::SUCCESS);
+    }
     let config =
         Config::load(cli.config.as_deref(), cli.root.as_deref()).context("loading config")?;
     match cli.command {
@@ -138,7 +162,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { allow_mass_prune } => oneshot::apply(config, allow_mass_prune).await,
         Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
         Command::Status => print_outcome(admin::status(&config).await?),
-        Command::Completions { .. } => unreachable!("answered before the config is read"),
+        Command::Completions { .. } | Command::Schema { .. } => {
+            unreachable!("answered before the config is read")
+        }
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),

@@ -15,7 +15,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_PATH: usize = 256;
 
 /// `[health]` as written: every field optional, so a manifest can change one of them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, try_from = "RawHealth")]
 pub struct HealthSettings {
     /// Request path.
@@ -26,13 +26,21 @@ pub struct HealthSettings {
     pub interval: Option<Duration>,
 }
 
-#[derive(Deserialize)]
+/// The fields as written (their docs are the schema's descriptions).
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawHealth {
+    /// Path to GET; a 2xx or 3xx answer is healthy. Default "/". Printable ASCII without
+    /// spaces, starting with '/', at most 256 characters.
+    #[schemars(regex(pattern = "^/[!-~]*$"), length(max = 256))]
     path: Option<String>,
+    /// How long a new container has to become healthy: 1s to 600s (default "30s").
     #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::model::schema::duration")]
     timeout: Option<Duration>,
+    /// Time between two probes: 100ms to 60s (default "500ms", at most the timeout).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(schema_with = "crate::model::schema::duration")]
     interval: Option<Duration>,
 }
 

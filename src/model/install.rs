@@ -10,16 +10,19 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// `[install]` as a template declares it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallDecl {
     /// Run in the install directory (`/install`), with the inputs copied into it.
+    #[schemars(length(min = 1))]
     pub command: Vec<String>,
     /// Template files the install reads (copied to `/install` by file name); their contents
     /// name the install's version.
+    #[schemars(length(min = 1), schema_with = "crate::model::schema::template_paths")]
     pub inputs: Vec<String>,
     /// What the command leaves in `/install` (`node_modules`): `shared/<id>/<output>` points at
-    /// the current version's.
+    /// the current version's. A plain name.
+    #[schemars(regex(pattern = "^[^./][^/]*$"))]
     pub output: String,
     /// The image to run it in; default: the template's (after berth.toml's override).
     #[serde(default)]

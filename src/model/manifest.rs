@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
 use crate::model::health::HealthSettings;
@@ -18,7 +19,7 @@ use crate::model::source_error::SourceError;
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
 /// One app's desired state as the user wrote it. userid and appname come from the path.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Which directory under `templates/` builds this app.
@@ -33,6 +34,8 @@ pub struct Manifest {
     /// Host port to publish the container port on; nothing is published without it.
     pub host_port: Option<Port>,
     /// Address to publish on; 127.0.0.1 unless set, so nothing is public by accident.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::ip")]
     pub host_ip: Option<IpAddr>,
     /// A nonce: changing it changes the spec hash and so recreates the container (deploy).
     pub restart: Option<RestartNonce>,
@@ -50,6 +53,7 @@ pub struct Manifest {
     /// `[values]`: the template's values this app sets (SPEC §13), checked against the
     /// template's declarations when the desired state is built.
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::manifest_values")]
     pub values: BTreeMap<String, toml::Value>,
 }
 
@@ -61,7 +65,7 @@ impl Manifest {
 }
 
 /// `running` (default) or `stopped`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     /// The container should exist and run.

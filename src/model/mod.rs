@@ -20,6 +20,7 @@ pub mod observed;
 pub mod policy;
 pub mod proxy;
 pub mod resources;
+pub mod schema;
 pub mod secrets;
 pub mod source_error;
 pub mod spec;

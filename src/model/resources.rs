@@ -119,7 +119,7 @@ impl<'de> Deserialize<'de> for Cpus {
 }
 
 /// Limits as they appear in a manifest, berth.toml or template.toml: each may be left out.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceOverrides {
     /// Memory limit; the first of manifest, berth.toml, template, built-in that sets it wins.

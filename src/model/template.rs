@@ -16,38 +16,64 @@ use crate::model::source_error::SourceError;
 use crate::model::values::{ValueDecl, ValueKind};
 use crate::model::volumes::VolumeDecl;
 
-/// template.toml as written.
-#[derive(Debug, Deserialize)]
+/// A template's `template.toml` (SPEC §2): the image, command, port, mounts, health check,
+/// values, volumes and install of every app made from `templates/<id>/`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "berth template.toml")]
 struct TemplateFile {
+    /// Image to run; berth.toml's `[templates.<id>] image` overrides it. May use `{values.*}`.
+    #[schemars(regex(pattern = "\\S"))]
     image: String,
+    /// Container command; empty means the image's own. May use non-secret `{values.*}`.
     #[serde(default)]
     command: Vec<String>,
+    /// Working directory inside the container.
     workdir: Option<String>,
+    /// Default container port (a manifest's `port` wins).
     port: Port,
+    /// Limits used when neither the manifest nor berth.toml set them.
     #[serde(default)]
     defaults: ResourceOverrides,
+    /// Bind mounts; each target once.
     #[serde(default)]
     mounts: Vec<MountTemplate>,
+    /// Template files that are part of every app's spec: editing one recreates every app.
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::template_paths")]
     spec_files: Vec<String>,
+    /// The check new containers must pass (a manifest's `[health]` overrides it field by field).
     health: Option<HealthSettings>,
+    /// Environment every app gets (a manifest's `[env]` wins); may use `{values.*}`.
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::env_map")]
     env: BTreeMap<String, String>,
+    /// What an app may or must set under `[values]` (SPEC §13), by name.
     #[serde(default)]
+    #[schemars(schema_with = "crate::model::schema::value_decls")]
     values: BTreeMap<String, ValueDecl>,
+    /// Named Docker volumes every app gets, kept across deploys and deletes; names and targets
+    /// unique.
     #[serde(default)]
     volumes: Vec<VolumeDecl>,
+    /// The shared dependency install, run in a one-off container.
     install: Option<InstallDecl>,
 }
 
+/// template.toml's schema, from `generator`'s settings.
+pub fn file_schema(generator: schemars::SchemaGenerator) -> schemars::Schema {
+    generator.into_root_schema_for::<TemplateFile>()
+}
+
 /// A mount before its placeholders are filled in for one app.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountTemplate {
-    /// Host path; may start with `{app_dir}`, `{shared_dir}` or `{template_dir}`.
+    /// Host path; absolute, or starting with `{app_dir}`, `{shared_dir}` or `{template_dir}`.
+    #[schemars(schema_with = "crate::model::schema::mount_source")]
     pub source: String,
     /// Absolute path inside the container.
+    #[schemars(schema_with = "crate::model::schema::container_path")]
     pub target: String,
     /// Mounted read-only when true (shared `node_modules`).
     #[serde(default)]

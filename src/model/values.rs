@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::secrets::{Keyring, SecretValue};
 
 /// A value's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ValueKind {
     /// Any text (with `pattern`, one that matches it).
@@ -28,8 +28,9 @@ pub enum ValueKind {
 }
 
 /// `[values.<name>]` as a template declares it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("allOf" = crate::model::schema::value_kind_rules()))]
 pub struct ValueDecl {
     /// Its type.
     #[serde(rename = "type")]
@@ -39,6 +40,7 @@ pub struct ValueDecl {
     pub description: Option<String>,
     /// Used when the manifest does not set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
     pub default: Option<toml::Value>,
     /// The manifest must set it (a default or `generate` would make that moot).
     #[serde(default)]

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 use crate::model::names::AppKey;
 
 /// `[[volumes]]` as a template declares it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeDecl {
-    /// Short name, unique in the template (`data`).
+    /// Short name, unique in the template (`data`): a-z, 0-9 and '-', starting with a letter.
+    #[schemars(regex(pattern = "^[a-z][a-z0-9-]{0,31}$"))]
     pub name: String,
-    /// Absolute path inside the container.
+    /// Absolute path inside the container, unique in the template.
+    #[schemars(schema_with = "crate::model::schema::container_path")]
     pub target: String,
 }
 
