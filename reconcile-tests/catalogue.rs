@@ -45,7 +45,7 @@ fn redis(r: &ApiRoot, command: &str) -> String {
 }
 
 fn volume_exists(r: &ApiRoot) -> bool {
-    let name = format!("berth-{}-alice-db-data", r.root.instance);
+    let name = format!("berth-{}-alice-db.data", r.root.instance);
     let out = std::process::Command::new("docker")
         .args(["volume", "inspect", &name])
         .output()
@@ -303,4 +303,43 @@ async fn values_set_at_creation_are_checked_and_a_secret_is_sealed_before_it_is_
         "ping",
     ]);
     assert_eq!(auth.trim(), "PONG", "the chosen password works");
+}
+
+/// A template whose install plants a link to the host's `/` instead of making its output.
+const LINKING_INSTALL: &str = r#"image = "berth-test-busybox:1"
+command = ["sleep", "3600"]
+port = 8080
+[[mounts]]
+source = "{shared_dir}/out"
+target = "/deps"
+read_only = true
+[install]
+command = ["sh", "-c", "ln -s / /install/out"]
+inputs = ["template.toml"]
+output = "out"
+"#;
+
+#[tokio::test]
+async fn an_install_that_leaves_a_link_is_refused_and_nothing_mounts_the_host() {
+    let r = ApiRoot::start("catlink", &[]).await;
+    r.root.write_template("link-v1", LINKING_INSTALL);
+    r.root
+        .write_manifest("alice", "web", "template = \"link-v1\"\n");
+    wait_until(T, "the install to be refused", || async {
+        let v = r.api.get("/apps/alice/web", &r.alice).await.json();
+        v["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("left no out directory (a link is refused)")
+    })
+    .await;
+    assert!(
+        r.root.container("alice", "web").await.is_none(),
+        "no container mounts it"
+    );
+    let shared = r.root.path().join("shared/link-v1");
+    assert!(
+        std::fs::symlink_metadata(shared.join("out")).is_err(),
+        "no link swapped in"
+    );
 }

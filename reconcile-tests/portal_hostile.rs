@@ -330,10 +330,15 @@ async fn path_tricks_through_the_portal_files_routes_reach_nothing() {
         assert!(status.is_client_error(), "{path}: {status}");
         assert!(!page.contains("root:x:0:0"), "{path}: /etc/passwd leaked");
         let body = format!("csrf={}&etag=x&content=pwned", s.csrf);
-        let (status, _) = s
+        let (status, page) = s
             .post(&format!("/ui/apps/alice/web/files/{path}"), &body, &[])
             .await;
-        assert!(status.is_client_error(), "{path}: write {status}");
+        // Refused for its path (400 invalid_path, 409 symlink_refused, 404), never merely
+        // for the made-up etag (412), which would hide a path check that let it through.
+        assert!(
+            status.is_client_error() && status != StatusCode::PRECONDITION_FAILED,
+            "{path}: write {status}: {page}"
+        );
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     assert!(!passwd.contains("pwned"));

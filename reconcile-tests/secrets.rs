@@ -104,8 +104,17 @@ async fn a_secret_reaches_only_the_containers_environment() {
     assert!(recipient.starts_with("age1"), "{recipient}");
     let line = encrypt(&root, "API_TOKEN", PLAIN2, Some(&recipient));
     root.write_manifest("alice", "api", &format!("{MINIMAL}[secrets]\n{line}\n"));
-    root.wait_running("alice", "web", T).await;
     root.wait_running("alice", "api", T).await;
+    // web's first container may predate its secret: wait for the one made with it.
+    wait_until(T, "web to run with its secret", || async {
+        let running = root.running("alice", "web").await;
+        running
+            && env_and_rest(&root, "web")
+                .await
+                .0
+                .contains(&format!("DB_PASSWORD={PLAIN}"))
+    })
+    .await;
 
     let (env, rest) = env_and_rest(&root, "web").await;
     assert!(env.contains(&format!("DB_PASSWORD={PLAIN}")), "{env:?}");

@@ -19,16 +19,17 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/templates", get(list))
 }
 
-async fn list(State(s): State<Arc<AppState>>, _caller: Caller) -> Result<Json<Value>, ApiError> {
-    let config = s.config.clone();
-    let templates = tokio::task::spawn_blocking(move || catalogue(&config))
+async fn list(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let (config, admin) = (s.config.clone(), caller.is_admin());
+    let templates = tokio::task::spawn_blocking(move || catalogue(&config, admin))
         .await
         .map_err(|e| ApiError::Internal(format!("template listing failed: {e}")))?;
     Ok(Json(json!({ "templates": templates })))
 }
 
-/// Every directory under `templates_dir` with a `template.toml`, by name.
-fn catalogue(config: &crate::model::config::Config) -> Vec<Value> {
+/// Every directory under `templates_dir` with a `template.toml`, by name. Why a template
+/// does not load (with server paths in it) is shown to admins only.
+fn catalogue(config: &crate::model::config::Config, admin: bool) -> Vec<Value> {
     let mut ids: Vec<String> = std::fs::read_dir(&config.templates_dir)
         .into_iter()
         .flatten()
@@ -48,7 +49,8 @@ fn catalogue(config: &crate::model::config::Config) -> Vec<Value> {
                 "health": t.health.is_some(),
                 "install": t.install.as_ref().map(|i| json!({"inputs": i.inputs, "output": i.output})),
             }),
-            Err(e) => json!({ "id": id, "error": e.to_string() }),
+            Err(e) if admin => json!({ "id": id, "error": e.to_string() }),
+            Err(_) => json!({ "id": id, "error": "this template does not load; an admin sees why" }),
         })
         .collect()
 }
@@ -60,7 +62,7 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         assert!(root.join("templates/manifest.schema.json").is_file());
         let config = crate::model::config::Config::load(None, Some(root)).unwrap();
-        let listed = super::catalogue(&config);
+        let listed = super::catalogue(&config, true);
         let ids: Vec<&str> = listed.iter().filter_map(|t| t["id"].as_str()).collect();
         assert!(ids.contains(&"node-lite-v1"), "{listed:?}");
         assert!(ids.iter().all(|id| !id.ends_with(".json")), "{ids:?}");

@@ -32,6 +32,7 @@ pub(crate) fn template() -> Template {
         values: Default::default(),
         volumes: vec![],
         install: None,
+        install_version: None,
     }
 }
 

@@ -59,11 +59,19 @@ impl InstallDecl {
         }
     }
 
-    /// The version of the inputs under `dir` (16 hex digits of a blake3 over their names and
-    /// contents), and their contents by file name.
-    pub fn version(&self, dir: &Path) -> Result<(String, BTreeMap<String, Vec<u8>>), String> {
+    /// The version of an install: 16 hex digits of a blake3 over the command, the image it
+    /// runs in (`image`, the template's after berth.toml's override, unless `[install]` names
+    /// its own: a new image means new native builds) and the inputs under `dir` by name and
+    /// content; and the inputs' contents by file name.
+    pub fn version(
+        &self,
+        dir: &Path,
+        image: &str,
+    ) -> Result<(String, BTreeMap<String, Vec<u8>>), String> {
         let mut h = blake3::Hasher::new();
         h.update(self.command.join("\0").as_bytes()).update(&[1]);
+        h.update(self.image.as_deref().unwrap_or(image).as_bytes())
+            .update(&[1]);
         let mut files = BTreeMap::new();
         for rel in &self.inputs {
             let bytes = std::fs::read(dir.join(rel))
@@ -76,6 +84,19 @@ impl InstallDecl {
             files.insert(name, bytes);
         }
         Ok((h.finalize().to_hex()[..16].to_string(), files))
+    }
+
+    /// A mount source of the shared install (`{shared_dir}/<output>...`) pinned to
+    /// `version`'s own directory, so a container mounts exactly the install its spec names
+    /// (and a new version changes the spec): other sources are returned as they are.
+    pub fn pinned_source(&self, source: &str, version: &str) -> String {
+        let shared = format!("{{shared_dir}}/{}", self.output);
+        match source.strip_prefix(&shared) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{{shared_dir}}/.installs/{version}/{}{rest}", self.output)
+            }
+            _ => source.to_string(),
+        }
     }
 }
 
@@ -101,12 +122,28 @@ mod tests {
         std::fs::create_dir_all(d.path().join("files")).unwrap();
         std::fs::write(d.path().join("files/package.json"), "{}").unwrap();
         std::fs::write(d.path().join("files/package-lock.json"), "v1").unwrap();
-        let (v1, files) = decl().version(d.path()).unwrap();
+        let (v1, files) = decl().version(d.path(), "img:1").unwrap();
         assert_eq!(v1.len(), 16);
         assert_eq!(files["package-lock.json"], b"v1");
-        assert_eq!(decl().version(d.path()).unwrap().0, v1, "stable");
+        assert_eq!(decl().version(d.path(), "img:1").unwrap().0, v1, "stable");
         std::fs::write(d.path().join("files/package-lock.json"), "v2").unwrap();
-        assert_ne!(decl().version(d.path()).unwrap().0, v1);
+        assert_ne!(decl().version(d.path(), "img:1").unwrap().0, v1);
+        let v2 = decl().version(d.path(), "img:1").unwrap().0;
+        assert_ne!(
+            decl().version(d.path(), "img:2").unwrap().0,
+            v2,
+            "the image is part of it"
+        );
+        let pinned = decl().pinned_source("{shared_dir}/node_modules", &v2);
+        assert_eq!(
+            pinned,
+            format!("{{shared_dir}}/.installs/{v2}/node_modules")
+        );
+        assert_eq!(
+            decl().pinned_source("{shared_dir}/node_modulesx", &v2),
+            "{shared_dir}/node_modulesx"
+        );
+        assert_eq!(decl().pinned_source("{app_dir}", &v2), "{app_dir}");
         decl().check().unwrap();
         let mut bad = decl();
         bad.inputs = vec!["../x".into()];

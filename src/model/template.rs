@@ -137,6 +137,8 @@ pub struct Template {
     pub volumes: Vec<VolumeDecl>,
     /// `[install]`: the shared dependency install, run in a container.
     pub install: Option<InstallDecl>,
+    /// The version the install's inputs and image name now; its mounts are pinned to it.
+    pub install_version: Option<String>,
 }
 
 /// Where one app's placeholders point.
@@ -176,6 +178,10 @@ impl Template {
             .get(id)
             .and_then(|o| o.image.clone())
             .unwrap_or(file.image);
+        let install_version = match &file.install {
+            Some(i) => Some(i.version(&dir, &image).map_err(bad)?.0),
+            None => None,
+        };
         Ok(Template {
             id: id.to_string(),
             dir,
@@ -192,12 +198,17 @@ impl Template {
             values: file.values,
             volumes: file.volumes,
             install: file.install,
+            install_version,
         })
     }
 
     /// Fills `{app_dir}`, `{shared_dir}` and `{template_dir}` for one app.
     pub fn fill_mount_source(&self, source: &str, dirs: &MountDirs<'_>) -> String {
-        source
+        let pinned = match (&self.install, &self.install_version) {
+            (Some(i), Some(v)) => i.pinned_source(source, v),
+            _ => source.to_string(),
+        };
+        pinned
             .replace("{app_dir}", &dirs.app_dir.to_string_lossy())
             .replace("{shared_dir}", &dirs.shared_dir.to_string_lossy())
             .replace("{template_dir}", &self.dir.to_string_lossy())
@@ -253,14 +264,19 @@ fn check_parts(file: &TemplateFile) -> Result<(), String> {
     for text in std::iter::once(&file.image).chain(&file.command) {
         check_placeholders(text, &file.values)?;
     }
-    let secret_in_command = file.command.iter().chain([&file.image]).any(|c| {
-        file.values
+    // Only values from a closed set may shape the command or the image: a free string in an
+    // `sh -c` is a shell injection, a free image a way around the template.
+    let open_value = file.values.iter().find(|(n, d)| {
+        let used = file
+            .command
             .iter()
-            .any(|(n, d)| d.kind == ValueKind::Secret && c.contains(&format!("{{values.{n}}}")))
+            .chain([&file.image])
+            .any(|c| c.contains(&format!("{{values.{n}}}")));
+        used && !matches!(d.kind, ValueKind::Int | ValueKind::Bool | ValueKind::Enum)
     });
-    match secret_in_command {
-        true => Err("a secret value may be used only in [env]: a command or image is visible to anyone who can inspect the container".into()),
-        false => Ok(()),
+    match open_value {
+        Some((n, _)) => Err(format!("{{values.{n}}} is used in the command or image: only int, bool and enum values may be (a string or secret belongs in [env])")),
+        None => Ok(()),
     }
 }
 
@@ -452,6 +468,7 @@ read_only = true
             (&*format!("{base}[[mounts]]\nsource = \"{{app_dir}}/../..\"\ntarget = \"/x\"\n"), "'..'"),
             (&*format!("{base}[[mounts]]\nsource = \"{{home}}\"\ntarget = \"/x\"\n"), "unknown placeholder"),
             (&*format!("{base}[[mounts]]\nsource = \"/a\"\ntarget = \"x\"\n"), "absolute path"),
+            (&*format!("{base}command = [\"sh\", \"-c\", \"echo {{values.x}}\"]\n[values.x]\ntype = \"string\"\n"), "only int, bool and enum"),
             (&*format!("{base}[[mounts]]\nsource = \"/a\"\ntarget = \"/x\"\n[[mounts]]\nsource = \"/b\"\ntarget = \"/x\"\n"), "twice"),
         ];
         for (text, want) in cases {

@@ -111,8 +111,7 @@ pub fn check_decls(decls: &BTreeMap<String, ValueDecl>) -> Result<(), String> {
             if d.kind != ValueKind::String {
                 return bad("pattern is for type = \"string\"");
             }
-            regex::Regex::new(&format!("^(?:{p})$"))
-                .map_err(|e| format!("[values.{name}] pattern: {e}"))?;
+            pattern_regex(p).map_err(|e| format!("[values.{name}] pattern: {e}"))?;
         }
         if let Some(v) = &d.default {
             check_plain(d, v).map_err(|why| format!("[values.{name}] default: {why}"))?;
@@ -121,12 +120,20 @@ pub fn check_decls(decls: &BTreeMap<String, ValueDecl>) -> Result<(), String> {
     Ok(())
 }
 
+/// A declaration's pattern, anchored, with a small compile budget (a template's pattern is
+/// compiled for every app on every pass).
+fn pattern_regex(p: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{p})$"))
+        .size_limit(1 << 18)
+        .build()
+}
+
 /// A plain (non-secret) value against its declaration; the text it renders as.
 fn check_plain(d: &ValueDecl, v: &toml::Value) -> Result<String, String> {
     match (d.kind, v) {
         (ValueKind::String, toml::Value::String(s)) => {
             let p = d.pattern.as_deref().unwrap_or(".*");
-            let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| e.to_string())?;
+            let re = pattern_regex(p).map_err(|e| e.to_string())?;
             match re.is_match(s) && !s.contains('\0') {
                 true => Ok(s.clone()),
                 false => Err(format!("{s:?} does not match the pattern {p:?}")),

@@ -27,10 +27,11 @@ pub struct VolumeSpec {
     pub target: String,
 }
 
-/// The Docker volume of `key`'s volume `name` under `instance`: `berth-<instance>-<user>-<app>-<name>`
-/// (every part is already restricted to `[a-z0-9-]`, so the name is one Docker accepts).
+/// The Docker volume of `key`'s volume `name` under `instance`:
+/// `berth-<instance>-<user>-<app>.<name>`. Instances and users have no `-` and app names no
+/// `.`, so no two apps' volumes share a name (`db-x` + `data` is not `db` + `x-data`).
 pub fn volume_name(instance: &str, key: &AppKey, name: &str) -> String {
-    format!("berth-{instance}-{}-{}-{name}", key.userid, key.appname)
+    format!("berth-{instance}-{}-{}.{name}", key.userid, key.appname)
 }
 
 /// `key`'s volumes under `instance`, in template order.
@@ -93,7 +94,12 @@ mod tests {
         let key = AppKey::new("alice", "db").unwrap();
         assert_eq!(
             volume_name("main", &key, "data"),
-            "berth-main-alice-db-data"
+            "berth-main-alice-db.data"
+        );
+        let other = AppKey::new("alice", "db-x").unwrap();
+        assert_ne!(
+            volume_name("main", &other, "data"),
+            volume_name("main", &key, "x-data")
         );
         check_decls(&[v("data", "/data"), v("logs", "/var/log/x")]).unwrap();
         for (bad, want) in [

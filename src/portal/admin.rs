@@ -57,7 +57,7 @@ async fn users_page(
     status: StatusCode,
     new_token: Option<&str>,
 ) -> Response {
-    let reply = Call::get("/users", &who.session.token).send(&p.api).await;
+    let reply = Call::get("/users", who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, who, &reply) {
         return out;
     }
@@ -104,7 +104,7 @@ struct NewUser {
 
 async fn add_user(State(p): State<Arc<Portal>>, Posted(who, f): Posted<NewUser>) -> Response {
     let body = json!({ "name": f.name.trim(), "admin": f.admin.as_deref() == Some("true") });
-    let reply = Call::new(Method::POST, "/users", &who.session.token)
+    let reply = Call::new(Method::POST, "/users", &who)
         .json(&body)
         .send(&p.api)
         .await;
@@ -137,9 +137,7 @@ struct UserName {
 
 async fn remove_user(State(p): State<Arc<Portal>>, Posted(who, f): Posted<UserName>) -> Response {
     let uri = format!("/users/{}", segment(&f.name));
-    let reply = Call::new(Method::DELETE, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::DELETE, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
@@ -154,9 +152,7 @@ async fn remove_user(State(p): State<Arc<Portal>>, Posted(who, f): Posted<UserNa
 }
 
 async fn audit(State(p): State<Arc<Portal>>, who: SignedIn) -> Response {
-    let reply = Call::get("/audit?tail=200", &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::get("/audit?tail=200", &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
@@ -187,7 +183,7 @@ async fn prune_page(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Response {
-    let reply = Call::get("/apps", &who.session.token).send(&p.api).await;
+    let reply = Call::get("/apps", who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, who, &reply) {
         return out;
     }
@@ -227,9 +223,7 @@ async fn release(State(p): State<Arc<Portal>>, Posted(who, f): Posted<Release>) 
     if let Some(t) = &f.confirm {
         uri.push_str(&format!("?confirm={}", segment(t)));
     }
-    let reply = Call::new(Method::POST, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::POST, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }

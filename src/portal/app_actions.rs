@@ -36,9 +36,7 @@ async fn act(
     done: &str,
 ) -> Response {
     let uri = format!("{}/{what}", api_path(&key));
-    let reply = Call::new(Method::POST, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::POST, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, &who, &reply) {
         return out;
     }
@@ -124,15 +122,11 @@ async fn save_manifest(
 ) -> Response {
     // Browsers send CRLF from a textarea; the file keeps the line ends people write by hand.
     let text = f.manifest.replace("\r\n", "\n");
-    let reply = Call::new(
-        Method::PUT,
-        format!("{}/manifest", api_path(&key)),
-        &who.session.token,
-    )
-    .bytes(text.clone(), "application/toml")
-    .if_match(&f.etag)
-    .send(&p.api)
-    .await;
+    let reply = Call::new(Method::PUT, format!("{}/manifest", api_path(&key)), &who)
+        .bytes(text.clone(), "application/toml")
+        .if_match(&f.etag)
+        .send(&p.api)
+        .await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
@@ -180,9 +174,7 @@ async fn delete(
             uri.push_str(&format!("&confirm={}", super::client::segment(token)));
         }
     }
-    let reply = Call::new(Method::DELETE, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::DELETE, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }

@@ -107,9 +107,7 @@ pub async fn render_with(
     status: StatusCode,
     draft: Option<Draft>,
 ) -> Response {
-    let reply = Call::get(api_path(key), &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::get(api_path(key), who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, who, &reply) {
         return out;
     }
@@ -178,7 +176,7 @@ fn editor(s: &Session, key: &AppKey, app: &Value, draft: Option<&Draft>) -> Mark
         input type="hidden" name="etag" value=(app["etag"].as_str().unwrap_or(""));
         label for="manifest" { "Manifest (TOML)" }
         textarea id="manifest" name="manifest" rows="16" spellcheck="false" {
-            (app["manifest"].as_str().unwrap_or(""))
+            "\n" (app["manifest"].as_str().unwrap_or(""))
         }
     };
     html! {
@@ -188,7 +186,7 @@ fn editor(s: &Session, key: &AppKey, app: &Value, draft: Option<&Draft>) -> Mark
                 div.conflict role="alert" {
                     p { strong { "Not saved: " } (d.why) }
                     label for="draft" { "Your text (not saved)" }
-                    textarea id="draft" rows="16" readonly spellcheck="false" { (d.text) }
+                    textarea id="draft" rows="16" readonly spellcheck="false" { "\n" (d.text) }
                 }
             }
             (form_post(&format!("{}/manifest", ui_path(key)), s, fields, "Save manifest"))

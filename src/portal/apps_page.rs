@@ -33,7 +33,7 @@ pub async fn render(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Response {
-    let reply = Call::get("/apps", &who.session.token).send(&p.api).await;
+    let reply = Call::get("/apps", who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, who, &reply) {
         return out;
     }
@@ -106,9 +106,7 @@ fn create_form(s: &Session, templates: &[String]) -> Markup {
 
 /// The catalogue's template ids (`GET /templates`), skipping any that does not load.
 async fn templates(p: &Portal, who: &SignedIn) -> Vec<String> {
-    let reply = Call::get("/templates", &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::get("/templates", who).send(&p.api).await;
     let all = reply.json();
     let listed = all["templates"].as_array().into_iter().flatten();
     listed

@@ -11,6 +11,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower_service::Service;
 
+use super::signin::SignedIn;
+
 /// Largest API answer the portal reads (logs are the big one: 10 000 lines at most).
 const MAX_REPLY: usize = 8 * 1024 * 1024;
 
@@ -58,23 +60,24 @@ impl Reply {
     }
 }
 
-/// A request to the API as one user.
+/// A request to the API as one signed-in user, from the browser's own address (so the API's
+/// failure limiter counts that browser, not the portal).
 pub struct Call<'a> {
     method: Method,
     uri: String,
-    token: &'a str,
+    who: &'a SignedIn,
     body: Body,
     content_type: Option<&'static str>,
     if_match: Option<String>,
 }
 
 impl<'a> Call<'a> {
-    /// `method uri` as the holder of `token`.
-    pub fn new(method: Method, uri: impl Into<String>, token: &'a str) -> Self {
+    /// `method uri` as `who`.
+    pub fn new(method: Method, uri: impl Into<String>, who: &'a SignedIn) -> Self {
         Call {
             method,
             uri: uri.into(),
-            token,
+            who,
             body: Body::empty(),
             content_type: None,
             if_match: None,
@@ -82,8 +85,8 @@ impl<'a> Call<'a> {
     }
 
     /// GET `uri`.
-    pub fn get(uri: impl Into<String>, token: &'a str) -> Self {
-        Call::new(Method::GET, uri, token)
+    pub fn get(uri: impl Into<String>, who: &'a SignedIn) -> Self {
+        Call::new(Method::GET, uri, who)
     }
 
     /// With a JSON body.
@@ -111,7 +114,13 @@ impl<'a> Call<'a> {
         let mut req = Request::builder()
             .method(self.method)
             .uri(&self.uri)
-            .header(AUTHORIZATION, format!("Bearer {}", self.token));
+            .header(AUTHORIZATION, format!("Bearer {}", self.who.session.token));
+        if let Some(forwarded) = &self.who.forwarded_for {
+            req = req.header("x-forwarded-for", forwarded);
+        }
+        if let Some(peer) = self.who.peer {
+            req = req.extension(axum::extract::ConnectInfo(peer));
+        }
         if let Some(ct) = self.content_type {
             req = req.header(CONTENT_TYPE, ct);
         }

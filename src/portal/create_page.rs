@@ -40,7 +40,7 @@ pub async fn create(
     }
     let values = chosen_values(&decls, &form);
     let body = json!({ "appname": appname, "templateId": template, "values": values });
-    let reply = Call::new(Method::POST, "/apps", &who.session.token)
+    let reply = Call::new(Method::POST, "/apps", &who)
         .json(&body)
         .send(&p.api)
         .await;
@@ -59,9 +59,7 @@ pub async fn create(
 
 /// The values `template` declares, by name, as `GET /templates` shows them.
 async fn declared_values(p: &Portal, who: &SignedIn, template: &str) -> BTreeMap<String, Value> {
-    let reply = Call::get("/templates", &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::get("/templates", who).send(&p.api).await;
     let all = reply.json();
     let found = all["templates"].as_array().into_iter().flatten();
     let values = found

@@ -54,7 +54,7 @@ async fn keys_page(
     status: StatusCode,
     issued: Option<&str>,
 ) -> Response {
-    let reply = Call::get(format!("{}/client-keys", api_path(key)), &who.session.token)
+    let reply = Call::get(format!("{}/client-keys", api_path(key)), who)
         .send(&p.api)
         .await;
     if let Some(out) = signed_out_by(p, who, &reply) {
@@ -110,9 +110,7 @@ async fn issue(
     Posted(who, NoFields {}): Posted<NoFields>,
 ) -> Response {
     let uri = format!("{}/client-keys", api_path(&key));
-    let reply = Call::new(Method::POST, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::POST, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
@@ -132,9 +130,7 @@ async fn revoke(
     Posted(who, f): Posted<KeyId>,
 ) -> Response {
     let uri = format!("{}/client-keys/{}", api_path(&key), segment(&f.id));
-    let reply = Call::new(Method::DELETE, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::DELETE, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
@@ -153,7 +149,7 @@ async fn secrets_page(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Response {
-    let reply = Call::get(format!("{}/secrets", api_path(key)), &who.session.token)
+    let reply = Call::get(format!("{}/secrets", api_path(key)), who)
         .send(&p.api)
         .await;
     if let Some(out) = signed_out_by(p, who, &reply) {
@@ -210,7 +206,7 @@ async fn set_secret(
     Posted(who, f): Posted<SecretForm>,
 ) -> Response {
     let uri = format!("{}/secrets/{}", api_path(&key), segment(f.name.trim()));
-    let reply = Call::new(Method::PUT, uri, &who.session.token)
+    let reply = Call::new(Method::PUT, uri, &who)
         .json(&json!({ "value": f.value }))
         .send(&p.api)
         .await;
@@ -232,9 +228,7 @@ async fn delete_secret(
     Posted(who, f): Posted<SecretName>,
 ) -> Response {
     let uri = format!("{}/secrets/{}", api_path(&key), segment(&f.name));
-    let reply = Call::new(Method::DELETE, uri, &who.session.token)
-        .send(&p.api)
-        .await;
+    let reply = Call::new(Method::DELETE, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }

@@ -30,7 +30,7 @@ pub fn router() -> Router<Arc<Portal>> {
 }
 
 async fn list(State(p): State<Arc<Portal>>, who: SignedIn, AppRef(key): AppRef) -> Response {
-    let reply = Call::get(format!("{}/files", api_path(&key)), &who.session.token)
+    let reply = Call::get(format!("{}/files", api_path(&key)), &who)
         .send(&p.api)
         .await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {
@@ -89,7 +89,7 @@ async fn editor(
     draft: Option<Draft>,
 ) -> Response {
     let uri = format!("{}/files/{}", api_path(key), path_segments(path));
-    let reply = Call::get(uri, &who.session.token).send(&p.api).await;
+    let reply = Call::get(uri, who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, who, &reply) {
         return out;
     }
@@ -121,7 +121,7 @@ fn file_form(
     let fields = html! {
         input type="hidden" name="etag" value=(etag);
         label for="content" { "Contents" }
-        textarea id="content" name="content" rows="24" spellcheck="false" { (text) }
+        textarea id="content" name="content" rows="24" spellcheck="false" { "\n" (text) }
     };
     let action = format!("{}/files/{}", ui_path(key), path_segments(path));
     html! {
@@ -129,7 +129,7 @@ fn file_form(
             div.conflict role="alert" {
                 p { strong { "Not saved: " } (d.why) }
                 label for="draft" { "Your text (not saved)" }
-                textarea id="draft" rows="24" readonly spellcheck="false" { (d.text) }
+                textarea id="draft" rows="24" readonly spellcheck="false" { "\n" (d.text) }
             }
         }
         (form_post(&action, &who.session, fields, "Save file"))
@@ -152,7 +152,7 @@ async fn save(
     // A textarea sends CRLF; source files keep LF.
     let text = f.content.replace("\r\n", "\n");
     let uri = format!("{}/files/{}", api_path(&key), path_segments(&path));
-    let reply = Call::new(Method::PUT, uri, &who.session.token)
+    let reply = Call::new(Method::PUT, uri, &who)
         .bytes(text.clone(), "application/octet-stream")
         .if_match(&f.etag)
         .send(&p.api)

@@ -36,7 +36,7 @@ struct Tail {
 
 async fn fetch(p: &Portal, who: &SignedIn, key: &AppKey, tail: u32) -> Reply {
     let uri = format!("{}/logs?tail={tail}", api_path(key));
-    Call::get(uri, &who.session.token).send(&p.api).await
+    Call::get(uri, who).send(&p.api).await
 }
 
 async fn show(

@@ -52,7 +52,7 @@ async fn render(
     status: StatusCode,
 ) -> Response {
     let uri = format!("{}/revisions", api_path(key));
-    let reply = Call::get(uri, &who.session.token).send(&p.api).await;
+    let reply = Call::get(uri, who).send(&p.api).await;
     if let Some(out) = signed_out_by(p, who, &reply) {
         return out;
     }
@@ -152,7 +152,7 @@ async fn rollback(
     Posted(who, f): Posted<RollbackForm>,
 ) -> Response {
     let uri = format!("{}/rollback", api_path(&key));
-    let reply = Call::new(Method::POST, uri, &who.session.token)
+    let reply = Call::new(Method::POST, uri, &who)
         .json(&json!({ "revision": f.revision }))
         .send(&p.api)
         .await;

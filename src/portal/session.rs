@@ -141,12 +141,12 @@ pub fn cleared_cookie() -> String {
     format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-/// The session id in a `Cookie` header, if any.
-pub fn id_from_cookies(header: &str) -> Option<&str> {
+/// Every session id in a `Cookie` header, in order.
+pub fn ids_from_cookies(header: &str) -> impl Iterator<Item = &str> {
     header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .filter(|(name, _)| *name == COOKIE)
         .map(|(_, v)| v.trim())
         .filter(|v| !v.is_empty())
 }
@@ -208,9 +208,10 @@ mod tests {
         let c = cookie(&id, true);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Secure"));
         assert!(!cookie(&id, false).contains("Secure"));
-        let header = format!("a=b; {COOKIE}={id}; c=d");
-        assert_eq!(id_from_cookies(&header), Some(id.as_str()));
-        assert_eq!(id_from_cookies("a=b"), None);
-        assert_eq!(id_from_cookies(&format!("{COOKIE}=")), None);
+        let header = format!("a=b; {COOKIE}=planted; {COOKIE}={id}; c=d");
+        let ids: Vec<&str> = ids_from_cookies(&header).collect();
+        assert_eq!(ids, ["planted", id.as_str()]);
+        assert_eq!(ids_from_cookies("a=b").count(), 0);
+        assert_eq!(ids_from_cookies(&format!("{COOKIE}=")).count(), 0);
     }
 }

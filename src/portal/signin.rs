@@ -26,14 +26,23 @@ use crate::store::Role;
 
 pub fn router() -> Router<Arc<Portal>> {
     Router::new()
-        .route("/ui/login", get(form).post(sign_in))
+        // A token is small: the sign-in form, read before anyone is known, gets 8 KiB.
+        .route(
+            "/ui/login",
+            get(form)
+                .post(sign_in)
+                .layer(axum::extract::DefaultBodyLimit::max(8 * 1024)),
+        )
         .route("/ui/logout", post(sign_out))
 }
 
-/// A signed-in browser: its session and the cookie's id.
+/// A signed-in browser: its session, the cookie's id, and where it connects from (passed on
+/// to the API with each call).
 pub struct SignedIn {
     pub session: Session,
     pub id: String,
+    pub peer: Option<SocketAddr>,
+    pub forwarded_for: Option<axum::http::HeaderValue>,
 }
 
 fn see_other(to: &str) -> Response {
@@ -44,18 +53,30 @@ impl FromRequestParts<Arc<Portal>> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, p: &Arc<Portal>) -> Result<Self, Response> {
-        let id = parts
+        // Every session cookie the browser sent is tried: one planted beside ours (by an app
+        // on a sibling domain, say) must not hide the real one.
+        let now = Instant::now();
+        let found = parts
             .headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(session::id_from_cookies)
-            .map(str::to_string);
-        let found = id.and_then(|id| p.sessions.get(&id, Instant::now()).map(|s| (s, id)));
-        match found {
-            Some((session, id)) => Ok(SignedIn { session, id }),
-            None => Err(see_other("/ui/login")),
-        }
+            .flat_map(session::ids_from_cookies)
+            .find_map(|id| p.sessions.get(id, now).map(|s| (s, id.to_string())));
+        let Some((session, id)) = found else {
+            return Err(see_other("/ui/login"));
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let forwarded_for = parts.headers.get("x-forwarded-for").cloned();
+        Ok(SignedIn {
+            session,
+            id,
+            peer,
+            forwarded_for,
+        })
     }
 }
 

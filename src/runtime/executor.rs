@@ -73,6 +73,8 @@ pub struct Executor {
     removals: Arc<RemovalRequests>,
     /// The front door (`[proxy]`): rollouts switch routes through it.
     front: Option<Arc<Front>>,
+    /// Template installs that failed moments ago, so one failure is not run once per app.
+    install_failures: crate::runtime::install::Failures,
 }
 
 impl Executor {
@@ -90,6 +92,7 @@ impl Executor {
             hooks,
             removals: Arc::default(),
             front,
+            install_failures: Default::default(),
         }
     }
 
@@ -346,7 +349,8 @@ impl Executor {
             return Ok(());
         }
         let _held = self.hooks.hold(&t.id, "install").await?;
-        Ok(crate::runtime::install::ensure(&self.engine, &self.config, t).await?)
+        let failures = &self.install_failures;
+        Ok(crate::runtime::install::ensure(&self.engine, &self.config, t, failures).await?)
     }
 
     async fn hook(

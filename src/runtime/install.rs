@@ -11,8 +11,9 @@
 //! The inputs are copied into a fresh staging directory, which is mounted at `/install`; only
 //! a run that exits 0 and leaves `<output>` is renamed into place, and only then is the link
 //! swapped, so no container ever mounts a half-made tree. A failed run leaves the previous
-//! version in place and fails the change with the job's last lines. The current and the
-//! previous version are kept (containers not rolled yet may still mount the previous one).
+//! version in place and fails the change with the job's last lines. Apps mount their
+//! version's own directory (the spec names it), so a version stays while any container mounts
+//! it; the link is for people and older containers.
 //! Runs under the template's hook lock: it writes the same tree the hooks do.
 
 use std::path::Path;
@@ -53,6 +54,19 @@ pub enum InstallError {
         #[source]
         source: crate::runtime::engine::EngineError,
     },
+    /// The same version failed moments ago: not run again yet (one failure would otherwise
+    /// repeat for every app of the template, one after another, on every pass).
+    #[error("install for template {template} (version {version}) failed {secs} s ago and is tried again after {} s: {why}", RETRY_AFTER.as_secs())]
+    Recent {
+        /// Which template.
+        template: String,
+        /// Which version of the inputs.
+        version: String,
+        /// How long ago.
+        secs: u64,
+        /// What that failure said.
+        why: String,
+    },
     /// The command failed, timed out, or left no output.
     #[error("install for template {template} (version {version}) {how}; its last lines:\n{tail}")]
     Failed {
@@ -67,9 +81,46 @@ pub enum InstallError {
     },
 }
 
+/// How long a failed version is not run again.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Recent failures by (template, version).
+#[derive(Debug, Default)]
+pub struct Failures(
+    std::sync::Mutex<std::collections::HashMap<(String, String), (std::time::Instant, String)>>,
+);
+
+impl Failures {
+    /// The failure of this version within [`RETRY_AFTER`], if any.
+    fn recent(&self, template: &str, version: &str) -> Option<InstallError> {
+        let map = self.0.lock().expect("install failures");
+        let (at, why) = map.get(&(template.to_string(), version.to_string()))?;
+        (at.elapsed() < RETRY_AFTER).then(|| InstallError::Recent {
+            template: template.into(),
+            version: version.into(),
+            secs: at.elapsed().as_secs(),
+            why: why.clone(),
+        })
+    }
+
+    fn note(&self, template: &str, version: &str, e: &InstallError) {
+        let mut map = self.0.lock().expect("install failures");
+        map.retain(|_, (at, _)| at.elapsed() < RETRY_AFTER);
+        map.insert(
+            (template.into(), version.into()),
+            (std::time::Instant::now(), e.to_string()),
+        );
+    }
+}
+
 /// Makes `shared/<id>/<output>` the install of the current inputs of `t`'s `[install]`
 /// (nothing to do when it already is). The caller holds the template's lock.
-pub async fn ensure(engine: &Engine, config: &Config, t: &Template) -> Result<(), InstallError> {
+pub async fn ensure(
+    engine: &Engine,
+    config: &Config,
+    t: &Template,
+    failures: &Failures,
+) -> Result<(), InstallError> {
     let Some(decl) = &t.install else {
         return Ok(());
     };
@@ -77,7 +128,7 @@ pub async fn ensure(engine: &Engine, config: &Config, t: &Template) -> Result<()
         template: t.id.clone(),
         why,
     };
-    let (version, files) = decl.version(&t.dir).map_err(inputs)?;
+    let (version, files) = decl.version(&t.dir, &t.image).map_err(inputs)?;
     let shared = config.shared_dir.join(&t.id);
     let installs = shared.join(".installs");
     let link = shared.join(&decl.output);
@@ -97,20 +148,31 @@ pub async fn ensure(engine: &Engine, config: &Config, t: &Template) -> Result<()
     };
     std::fs::create_dir_all(&installs).map_err(io("make .installs"))?;
     if !installs.join(&version).is_dir() {
+        if let Some(recent) = failures.recent(&t.id, &version) {
+            return Err(recent);
+        }
         remove_staging(&installs);
         let staging = installs.join(format!("staging.{}", std::process::id()));
         std::fs::create_dir_all(&staging).map_err(io("make the staging directory"))?;
         for (name, bytes) in &files {
             std::fs::write(staging.join(name), bytes).map_err(io("copy the inputs"))?;
         }
-        run(engine, config, t, decl, &staging, &version).await?;
+        if let Err(e) = run(engine, config, t, decl, &staging, &version).await {
+            failures.note(&t.id, &version, &e);
+            return Err(e);
+        }
         std::fs::rename(&staging, installs.join(&version))
             .map_err(io("move the install into place"))?;
     }
-    let previous = previous_version(&link);
     swap_link(&shared, &link, &want).map_err(io("point the link at the new install"))?;
     tracing::info!(template = %t.id, version = %version, "shared install in place");
-    prune(&installs, &version, previous);
+    // Containers mount their version's own directory: any version one still mounts stays.
+    match engine.mount_sources().await {
+        Ok(mounted) => prune(&installs, &version, &mounted),
+        Err(e) => {
+            tracing::warn!(template = %t.id, cause = %e, "old installs kept: cannot list what containers mount")
+        }
+    }
     Ok(())
 }
 
@@ -145,8 +207,10 @@ async fn run(
     };
     let ended = engine.run_once(job).await.map_err(engine_err)?;
     let how = match ended.code {
-        Some(0) if staging.join(&decl.output).exists() => return Ok(()),
-        Some(0) => format!("left no {}", decl.output),
+        // A real directory, not a link: a link planted by the install (to `/`, say) would be
+        // mounted into every app as what it points at on the host.
+        Some(0) if is_real_dir(&staging.join(&decl.output)) => return Ok(()),
+        Some(0) => format!("left no {} directory (a link is refused)", decl.output),
         Some(code) => format!("exited with {code}"),
         None => format!(
             "timed out after {}",
@@ -197,21 +261,21 @@ fn swap_link(shared: &Path, link: &Path, want: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, link)
 }
 
-/// The version `link` pointed at before (its `.installs/<version>/...`), if any.
-fn previous_version(link: &Path) -> Option<String> {
-    let target = std::fs::read_link(link).ok()?;
-    let mut parts = target.components().skip(1);
-    parts
-        .next()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+fn is_real_dir(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
 }
 
-/// Removes every version but `keep` and `previous` (and leftovers of cut installs).
-fn prune(installs: &Path, keep: &str, previous: Option<String>) {
+/// Removes every version but `keep` and those a container mounts (`mounted`: the host
+/// sources of every mount of this instance's containers), and leftovers of cut installs.
+fn prune(installs: &Path, keep: &str, mounted: &std::collections::HashSet<String>) {
     let entries = std::fs::read_dir(installs).into_iter().flatten().flatten();
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name != keep && Some(&name) != previous.as_ref() {
+        let dir = e.path().to_string_lossy().into_owned();
+        let in_use = mounted
+            .iter()
+            .any(|m| m == &dir || m.starts_with(&format!("{dir}/")));
+        if name != keep && !in_use {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

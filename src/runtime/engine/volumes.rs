@@ -49,6 +49,28 @@ impl Engine {
         Ok(())
     }
 
+    /// The host source of every mount of every container of this instance, in any state.
+    pub(in crate::runtime) async fn mount_sources(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, EngineError> {
+        let opts = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&std::collections::HashMap::from([(
+                "label",
+                vec![format!("{}={}", labels::INSTANCE, self.instance)],
+            )]))
+            .build();
+        let listed = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(fail("list containers"))?;
+        let mounts = listed
+            .into_iter()
+            .flat_map(|c| c.mounts.unwrap_or_default());
+        Ok(mounts.filter_map(|m| m.source).collect())
+    }
+
     /// Removes every volume berth made for `key` (a confirmed purge); returns their names.
     pub(in crate::runtime) async fn remove_volumes(
         &self,
