@@ -261,7 +261,14 @@ fn main() {
         ])
         .output()
         .unwrap();
+    // Docker may still count a just-removed container's endpoint: try again a few times.
     for net in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
-        let _ = Command::new("docker").args(["network", "rm", net]).output();
+        for _ in 0..10 {
+            let out = Command::new("docker").args(["network", "rm", net]).output();
+            if out.is_ok_and(|o| o.status.success()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 }
