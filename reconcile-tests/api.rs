@@ -355,3 +355,19 @@ async fn metrics_pass_promtool_and_openmetrics_is_served_to_who_asks() {
         .to_string();
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token() {
+    let r = ApiRoot::start("apiopenapi", &[]).await;
+    let resp = reqwest::get(format!("{}/openapi.json", r.api.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/apps/{userid}/{appname}/manifest"]["put"]["requestBody"].is_object());
+    assert_eq!(
+        doc["paths"]["/bridge/apps/{userid}/{appname}"]["get"]["security"][0]["appKey"],
+        serde_json::json!([])
+    );
+}

@@ -21,6 +21,7 @@ mod keys;
 pub mod limiter;
 mod list_cache;
 mod listen;
+mod openapi;
 mod ops;
 mod revisions;
 mod secrets;
@@ -167,6 +168,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(converge::router())
         .merge(secrets::router())
         .merge(templates::router())
+        .merge(openapi::router())
         .merge(files::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
