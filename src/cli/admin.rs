@@ -283,10 +283,8 @@ async fn status_without_daemon(config: &Config) -> anyhow::Result<Vec<String>> {
 }
 
 fn row(app: &str, phase: &str, container: &str, error: Option<&str>) -> String {
-    format!(
-        "{app:<40} {phase:<14} {container:<12} {}",
-        error.unwrap_or("-")
-    )
+    let shown = super::colour::phase(&format!("{phase:<14}"), phase, super::colour::enabled());
+    format!("{app:<40} {shown} {container:<12} {}", error.unwrap_or("-"))
 }
 
 /// Exit status for an outcome.

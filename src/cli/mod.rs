@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod client;
+mod colour;
 mod new_file;
 pub mod oneshot;
 mod secrets;

@@ -33,6 +33,14 @@ async fn reconciler(config: Config) -> anyhow::Result<Reconciler> {
     Ok(Reconciler::new(config.clone(), Executor::new(config, engine)).with_refusals(refused))
 }
 
+/// A plan as text, each change coloured at a terminal.
+fn print_plan(text: &str) {
+    let on = super::colour::enabled();
+    for line in text.lines() {
+        println!("{}", super::colour::plan_line(line, on));
+    }
+}
+
 fn print_problems(problems: &[String]) {
     for p in problems {
         println!("error: {p}");
@@ -43,12 +51,12 @@ pub(super) async fn plan(config: Config, exit_code: bool) -> anyhow::Result<Exit
     // One process decides: with a daemon running, its plan is the one that will happen.
     if let Some(answer) = daemon(&config, Method::GET, "/plan", None).await? {
         let v = answer.map_err(|e| anyhow::anyhow!("the daemon could not plan: {e}"))?;
-        print!("{}", v["plan"].as_str().unwrap_or_default());
+        print_plan(v["plan"].as_str().unwrap_or_default());
         let changes = v["changes"].as_u64().unwrap_or(0) > 0;
         return Ok(plan_exit(&strings(&v["problems"]), exit_code && changes));
     }
     let (desired, plan) = reconciler(config).await?.plan_once(false).await?;
-    print!("{plan}");
+    print_plan(&plan.to_string());
     Ok(plan_exit(
         &desired.problems(),
         exit_code && !plan.changes.is_empty(),
