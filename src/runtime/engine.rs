@@ -65,8 +65,11 @@ pub struct Engine {
     docker: Docker,
     /// Label value that scopes every list and event subscription.
     instance: String,
-    /// One lock per image (and per network) so apps sharing a missing one make it once.
+    /// One lock per image, so apps sharing a missing one pull it once.
     locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    /// Per user network: creators share it (read) once the network exists; making the
+    /// network and removing it take it alone (write).
+    net_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>>,
 }
 
 impl Engine {
@@ -82,6 +85,7 @@ impl Engine {
             docker,
             instance: instance.to_string(),
             locks: Default::default(),
+            net_locks: Default::default(),
         })
     }
 
@@ -293,6 +297,15 @@ impl Engine {
             .entry(name.to_string())
             .or_default()
             .clone()
+    }
+
+    /// The lock for one user network.
+    pub(in crate::runtime) async fn network_lock(
+        &self,
+        name: &str,
+    ) -> Arc<tokio::sync::RwLock<()>> {
+        let mut map = self.net_locks.lock().await;
+        map.entry(name.to_string()).or_default().clone()
     }
 
     /// The last `tail` lines a container wrote (stdout and stderr as they came), streamed.

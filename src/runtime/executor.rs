@@ -295,14 +295,22 @@ impl Executor {
     async fn join_network(
         &self,
         app: Option<&DesiredApp>,
-    ) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Option<String>), ActionError> {
+    ) -> Result<
+        (
+            Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+            Option<String>,
+        ),
+        ActionError,
+    > {
         let Some((net, userid)) = app.and_then(|a| Some((a.spec.network.as_ref()?, &a.key.userid)))
         else {
             return Ok((None, None));
         };
-        let guard = self.engine.locked(net).await.lock_owned().await;
+        // Made (or checked) alone, then shared: a user's apps are created side by side, and
+        // only the removal of the network waits for them all.
+        let alone = self.engine.network_lock(net).await.write_owned().await;
         let id = self.engine.ensure_network(net, userid).await?;
-        Ok((Some(guard), Some(id)))
+        Ok((Some(alone.downgrade()), Some(id)))
     }
 
     /// After one of `userid`'s apps was removed: removes the user's network when no container
@@ -310,8 +318,8 @@ impl Executor {
     /// containers use it, and they could not start again).
     async fn drop_user_network(&self, userid: &str) -> Result<(), ActionError> {
         let net = user_network(&self.config.instance, userid);
-        let lock = self.engine.locked(&net).await;
-        let _guard = lock.lock().await;
+        let lock = self.engine.network_lock(&net).await;
+        let _alone = lock.write().await;
         if self
             .engine
             .list()

@@ -40,7 +40,7 @@ struct Attached {
 impl Engine {
     /// Makes `name` (a user's network) exist, labelled as berth's, and answers the id of the
     /// copy a container should join; one that already exists is fine (and its duplicates are
-    /// settled). The caller holds the network's lock ([`locked`](Self::locked)).
+    /// settled). The caller holds the network's lock alone ([`network_lock`](Self::network_lock)).
     pub(in crate::runtime) async fn ensure_network(
         &self,
         name: &str,
