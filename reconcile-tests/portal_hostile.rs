@@ -343,3 +343,42 @@ async fn path_tricks_through_the_portal_files_routes_reach_nothing() {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     assert!(!passwd.contains("pwned"));
 }
+
+#[tokio::test]
+async fn a_new_file_is_created_empty_never_over_an_existing_one_and_only_inside() {
+    let mut r = ApiRoot::start("phost6", &[]).await;
+    let base = r.serve.api_base();
+    r.api.create_app(&r.alice, "web", "bb-v1").await.expect(201);
+    let dir = r.root.app_dir("alice", "web");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keep.js"), "precious").unwrap();
+    let s = Session::sign_in(&base, &r.alice).await;
+    let form = |path: &str| format!("csrf={}&path={path}", s.csrf);
+    let (status, page) = s
+        .post("/ui/apps/alice/web/files", &form("lib%2Fnew.js"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("lib/new.js created"), "{page}");
+    assert_eq!(std::fs::read_to_string(dir.join("lib/new.js")).unwrap(), "");
+    let (status, _) = s
+        .post("/ui/apps/alice/web/files", &form("keep.js"), &[])
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::PRECONDITION_FAILED,
+        "an existing file is not replaced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("keep.js")).unwrap(),
+        "precious"
+    );
+    let (status, _) = s
+        .post(
+            "/ui/apps/alice/web/files",
+            &form("..%2F..%2Fescape.js"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!r.root.path().join("apps/escape.js").exists());
+}

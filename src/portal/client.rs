@@ -69,6 +69,7 @@ pub struct Call<'a> {
     body: Body,
     content_type: Option<&'static str>,
     if_match: Option<String>,
+    create_only: bool,
 }
 
 impl<'a> Call<'a> {
@@ -81,6 +82,7 @@ impl<'a> Call<'a> {
             body: Body::empty(),
             content_type: None,
             if_match: None,
+            create_only: false,
         }
     }
 
@@ -109,6 +111,12 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// With `If-None-Match: *`: create, never replace.
+    pub fn create_only(mut self) -> Self {
+        self.create_only = true;
+        self
+    }
+
     /// Sends it through `api` and reads the answer.
     pub async fn send(self, api: &Router) -> Reply {
         let mut req = Request::builder()
@@ -126,6 +134,9 @@ impl<'a> Call<'a> {
         }
         if let Some(etag) = &self.if_match {
             req = req.header(IF_MATCH, etag);
+        }
+        if self.create_only {
+            req = req.header(axum::http::header::IF_NONE_MATCH, "*");
         }
         let req = match req.body(self.body) {
             Ok(r) => r,

@@ -22,7 +22,7 @@ use crate::model::names::AppKey;
 
 pub fn router() -> Router<Arc<Portal>> {
     Router::new()
-        .route("/ui/apps/{userid}/{appname}/files", get(list))
+        .route("/ui/apps/{userid}/{appname}/files", get(list).post(create))
         .route(
             "/ui/apps/{userid}/{appname}/files/{*path}",
             get(open).post(save),
@@ -55,6 +55,11 @@ async fn list(State(p): State<Arc<Portal>>, who: SignedIn, AppRef(key): AppRef) 
                 }
             } }
         }
+        h2 { "New file" }
+        (form_post(&format!("{base}/files"), &who.session, html! {
+            label for="new-path" { "Path in the workspace" }
+            input id="new-path" name="path" required placeholder="lib/util.js" autocomplete="off";
+        }, "Create file"))
     };
     let status = if reply.ok() {
         StatusCode::OK
@@ -171,4 +176,42 @@ async fn save(
     let notice = Some(Notice::Failed(format!("not saved: {why}")));
     let draft = Some(Draft { text, why });
     editor(&p, &who, &key, &path, notice, reply.status, draft).await
+}
+
+#[derive(Deserialize)]
+struct NewFile {
+    path: String,
+}
+
+/// Creates an empty file (`If-None-Match: *`, so an existing one is never replaced) and opens
+/// it in the editor.
+async fn create(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, f): Posted<NewFile>,
+) -> Response {
+    let path = f.path.trim().trim_start_matches('/').to_string();
+    let uri = format!("{}/files/{}", api_path(&key), path_segments(&path));
+    let reply = Call::new(Method::PUT, uri, &who)
+        .bytes(Vec::new(), "application/octet-stream")
+        .create_only()
+        .send(&p.api)
+        .await;
+    if let Some(out) = signed_out_by(&p, &who, &reply) {
+        return out;
+    }
+    match reply.ok() {
+        true => {
+            let done = Some(Notice::Done(format!("{path} created")));
+            editor(&p, &who, &key, &path, done, StatusCode::OK, None).await
+        }
+        false => {
+            let notice = Some(Notice::Failed(format!("{path}: {}", reply.message())));
+            let body = html! { (tabs(&key, "/files")) p { a href={ (ui_path(&key)) "/files" } { "Back to the files" } } };
+            respond(
+                reply.status,
+                page("New file", Some(&who.session), notice, body),
+            )
+        }
+    }
 }
