@@ -382,3 +382,96 @@ async fn a_new_file_is_created_empty_never_over_an_existing_one_and_only_inside(
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!r.root.path().join("apps/escape.js").exists());
 }
+
+/// The hidden `confirm` field of a purge's second step.
+fn confirm_in(html: &str) -> String {
+    let at = html
+        .find("name=\"confirm\" value=\"")
+        .expect("a confirm field");
+    let rest = &html[at + "name=\"confirm\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn secrets_revisions_rollback_purge_and_the_admin_pages_work_from_plain_forms() {
+    let mut r = ApiRoot::start("phost7", &[]).await;
+    let base = r.serve.api_base();
+    let created = r.api.create_app(&r.alice, "web", "bb-v1").await;
+    created.expect(201);
+    let first = manifest(&r, "alice", "web");
+    let second = format!("{first}[env]\nCOLOUR = \"blue\"\n");
+    let revisions = |n: usize| {
+        let (api, alice) = (&r.api, &r.alice);
+        async move {
+            let v = api.get("/apps/alice/web/revisions", alice).await.json();
+            v["revisions"].as_array().map_or(0, Vec::len) >= n
+        }
+    };
+    wait_until(T, "the first revision", || revisions(1)).await;
+    let path = "/apps/alice/web/manifest";
+    let etag = created.etag();
+    let put = r.api.put_manifest(path, &r.alice, &etag, &second);
+    put.await.expect(200);
+    wait_until(T, "two revisions", || revisions(2)).await;
+    let s = Session::sign_in(&base, &r.alice).await;
+
+    // Secrets: set (the value never shown), then delete.
+    let body = format!("csrf={}&name=TOKEN&value=s3cr3t-value", s.csrf);
+    let (status, page) = s.post("/ui/apps/alice/web/secrets", &body, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("secret TOKEN set") && !page.contains("s3cr3t-value"),
+        "{page}"
+    );
+    assert!(manifest(&r, "alice", "web").contains("TOKEN = \"age:"));
+    let body = format!("csrf={}&name=TOKEN", s.csrf);
+    let (_, page) = s
+        .post("/ui/apps/alice/web/secrets/delete", &body, &[])
+        .await;
+    assert!(page.contains("secret TOKEN deleted"), "{page}");
+    assert!(!manifest(&r, "alice", "web").contains("TOKEN"));
+
+    // Revisions: the diff of revision 2 shows the added line; rolling back to 1 removes it.
+    let (_, page) = s.get("/ui/apps/alice/web/revisions?diff=2").await;
+    assert!(page.contains("<ins>+ COLOUR = &quot;blue&quot;"), "{page}");
+    let body = format!("csrf={}&revision=1", s.csrf);
+    let (_, page) = s.post("/ui/apps/alice/web/revisions", &body, &[]).await;
+    assert!(page.contains("rolled back to revision 1"), "{page}");
+    assert!(!manifest(&r, "alice", "web").contains("COLOUR"));
+
+    // Purge: the API's warning first; a wrongly typed name deletes nothing; the right one does.
+    let body = format!("csrf={}&purge=true", s.csrf);
+    let (status, page) = s.post("/ui/apps/alice/web/delete", &body, &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{page}");
+    let token = confirm_in(&page);
+    let confirm = |typed: &str| format!("csrf={}&purge=true&confirm={token}&typed={typed}", s.csrf);
+    let (status, _) = s
+        .post("/ui/apps/alice/web/delete", &confirm("alice%2Fweb2"), &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.root.manifest_path("alice", "web").exists(),
+        "nothing deleted"
+    );
+    let (status, page) = s
+        .post("/ui/apps/alice/web/delete", &confirm("alice%2Fweb"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("deleted alice/web"), "{page}");
+    assert!(!r.root.manifest_path("alice", "web").exists());
+
+    // Admin pages: a user's release is refused by the API; an admin sees them.
+    let body = format!("csrf={}", s.csrf);
+    let (status, page) = s.post("/ui/admin/prune", &body, &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("admin role required"), "{page}");
+    let admin = Session::sign_in(&base, &r.admin).await;
+    let (status, page) = admin.get("/ui/admin/prune").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("Nothing is held."), "{page}");
+    let (_, page) = admin.get("/ui/admin/audit").await;
+    assert!(
+        page.contains("DELETE /apps/alice/web?purge=true&amp;confirm=&lt;redacted&gt;"),
+        "{page}"
+    );
+}
