@@ -7,6 +7,8 @@
 //! Run: `cargo bench --bench api` (needs the engine, `berth-test-busybox:1` and wrk, as the
 //! tests do: `scripts/ensure-docker.sh && scripts/build-test-image.sh && apt install wrk`).
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -234,41 +236,5 @@ fn main() {
         );
     }
     drop(serve);
-    let ids = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=paas.instance={instance}"),
-        ])
-        .output()
-        .unwrap();
-    let ids = String::from_utf8_lossy(&ids.stdout).to_string();
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f"])
-            .args(&ids)
-            .output();
-    }
-    let nets = Command::new("docker")
-        .args([
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=paas.instance={instance}"),
-        ])
-        .output()
-        .unwrap();
-    // Docker may still count a just-removed container's endpoint: try again a few times.
-    for net in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
-        for _ in 0..10 {
-            let out = Command::new("docker").args(["network", "rm", net]).output();
-            if out.is_ok_and(|o| o.status.success()) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
+    support::remove_instance(&instance);
 }

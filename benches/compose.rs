@@ -7,6 +7,8 @@
 //! `docker-compose`: `scripts/ensure-docker.sh && scripts/build-test-image.sh &&
 //! scripts/ensure-tools.sh`).
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -74,29 +76,7 @@ impl Drop for Cleanup {
             .args(["-p", &self.project, "down", "-t", "1"])
             .current_dir(&self.dir)
             .output();
-        let filter = format!("label=paas.instance={}", self.instance);
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output();
-        let ids = ids
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .output();
-        }
-        let nets = Command::new("docker")
-            .args(["network", "ls", "-q", "--filter", &filter])
-            .output();
-        let nets = nets
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default();
-        for net in nets.split_whitespace() {
-            let _ = Command::new("docker").args(["network", "rm", net]).output();
-        }
+        support::remove_instance(&self.instance);
     }
 }
 

@@ -4,7 +4,6 @@
 //! and real HTTP to the apps' published ports.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::support::{free_port, http_get, wait_until, TestRoot};
@@ -18,15 +17,22 @@ pub(crate) fn repo() -> PathBuf {
 }
 
 pub(crate) fn ensure_node_image() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let script = repo().join("scripts/build-node-image.sh");
-        let status = std::process::Command::new(script)
-            .arg(NODE_IMAGE)
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/build-node-image.sh failed");
-    });
+    ensure_image("scripts/build-node-image.sh", NODE_IMAGE);
+}
+
+/// Runs an image builder (idempotent) once per image and test process.
+pub(crate) fn ensure_image(script: &str, image: &str) {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == image) {
+        return;
+    }
+    let status = std::process::Command::new(repo().join(script))
+        .arg(image)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script} failed");
+    built.push(image.to_string());
 }
 
 pub(crate) fn copy_dir(from: &Path, to: &Path) {
@@ -79,14 +85,20 @@ pub(crate) fn path_without_node() -> String {
 /// A test root with the shipped node-lite-v1 template and the local node image override.
 async fn node_root(prefix: &str) -> TestRoot {
     ensure_node_image();
+    shipped_template_root(prefix, TEMPLATE, NODE_IMAGE).await
+}
+
+/// A test root with the shipped template `template` (copied from the repository) and `image`
+/// as its image override.
+pub(crate) async fn shipped_template_root(prefix: &str, template: &str, image: &str) -> TestRoot {
     let root = TestRoot::new(prefix).await;
     copy_dir(
-        &repo().join("templates").join(TEMPLATE),
-        &root.template_dir(TEMPLATE),
+        &repo().join("templates").join(template),
+        &root.template_dir(template),
     );
     root.config(
         &[("hook_timeout", "\"120s\""), ("stop_timeout", "\"3s\"")],
-        &format!("[templates.{TEMPLATE}]\nimage = \"{NODE_IMAGE}\"\n"),
+        &format!("[templates.{template}]\nimage = \"{image}\"\n"),
     );
     root
 }
@@ -104,20 +116,20 @@ pub(crate) async fn wait_for_body(port: u16, want: &str) {
     .await;
 }
 
-/// Every directory named node_modules under `dir` that has something in it.
-fn non_empty_node_modules(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every directory named `name` under `dir` that has something in it (links are not walked:
+/// `shared/<t>/<output>` is a link, not a directory of its own).
+pub(crate) fn non_empty_dirs_named(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let ft = entry.file_type().unwrap();
-        if !ft.is_dir() {
-            continue; // symlinks (shared/<t>/node_modules) are not directories of their own
+        if !entry.file_type().unwrap().is_dir() {
+            continue;
         }
         let path = entry.path();
-        if entry.file_name() == "node_modules" {
+        if entry.file_name() == name {
             if std::fs::read_dir(&path).unwrap().next().is_some() {
                 out.push(path);
             }
         } else {
-            non_empty_node_modules(&path, out);
+            non_empty_dirs_named(&path, name, out);
         }
     }
 }
@@ -158,7 +170,7 @@ async fn three_apps_share_one_read_only_node_modules_and_answer_http() {
     }
 
     let mut found = Vec::new();
-    non_empty_node_modules(root.path(), &mut found);
+    non_empty_dirs_named(root.path(), "node_modules", &mut found);
     assert_eq!(
         found.len(),
         1,

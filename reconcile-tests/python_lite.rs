@@ -4,10 +4,9 @@
 //! its PATH), and real HTTP to the apps' published ports.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::node_lite::{copy_dir, path_without_node, repo, wait_for_body};
+use crate::node_lite::{path_without_node, repo, wait_for_body};
 use crate::support::{free_port, TestRoot};
 
 const PYTHON_IMAGE: &str = "berth-test-python:1";
@@ -15,15 +14,7 @@ const TEMPLATE: &str = "python-lite-v1";
 const INSTALL_LINE: &str = "shared install in place";
 
 fn ensure_python_image() {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let script = repo().join("scripts/build-python-image.sh");
-        let status = std::process::Command::new(script)
-            .arg(PYTHON_IMAGE)
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/build-python-image.sh failed");
-    });
+    crate::node_lite::ensure_image("scripts/build-python-image.sh", PYTHON_IMAGE);
 }
 
 /// node-lite-v1's tool directory (sh and coreutils only), checked to hold no Python either.
@@ -48,16 +39,7 @@ async fn berth(root: &TestRoot, args: &[&str]) -> crate::support::Run {
 /// A test root with the shipped python-lite-v1 template and the local python image override.
 async fn python_root(prefix: &str) -> TestRoot {
     ensure_python_image();
-    let root = TestRoot::new(prefix).await;
-    copy_dir(
-        &repo().join("templates").join(TEMPLATE),
-        &root.template_dir(TEMPLATE),
-    );
-    root.config(
-        &[("hook_timeout", "\"120s\""), ("stop_timeout", "\"3s\"")],
-        &format!("[templates.{TEMPLATE}]\nimage = \"{PYTHON_IMAGE}\"\n"),
-    );
-    root
+    crate::node_lite::shipped_template_root(prefix, TEMPLATE, PYTHON_IMAGE).await
 }
 
 fn manifest(port: u16, greeting: &str) -> String {
@@ -78,23 +60,6 @@ fn use_fixture_requirements(root: &TestRoot, name: &str) {
         root.template_dir(TEMPLATE).join("files/requirements.txt"),
     )
     .unwrap();
-}
-
-/// Every directory named site-packages under `dir` that has something in it.
-fn non_empty_site_packages(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        if !entry.file_type().unwrap().is_dir() {
-            continue; // symlinks (shared/<t>/site-packages) are not directories of their own
-        }
-        let path = entry.path();
-        if entry.file_name() == "site-packages" {
-            if std::fs::read_dir(&path).unwrap().next().is_some() {
-                out.push(path);
-            }
-        } else {
-            non_empty_site_packages(&path, out);
-        }
-    }
 }
 
 fn installed_six(root: &TestRoot) -> String {
@@ -164,7 +129,7 @@ async fn two_python_apps_share_one_read_only_install() {
     }
 
     let mut found = Vec::new();
-    non_empty_site_packages(root.path(), &mut found);
+    crate::node_lite::non_empty_dirs_named(root.path(), "site-packages", &mut found);
     assert_eq!(
         found.len(),
         1,

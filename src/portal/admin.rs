@@ -141,14 +141,8 @@ async fn remove_user(State(p): State<Arc<Portal>>, Posted(who, f): Posted<UserNa
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
-    let (notice, status) = match reply.ok() {
-        true => (
-            Notice::Done(format!("user {} removed", f.name)),
-            StatusCode::OK,
-        ),
-        false => (Notice::Failed(reply.message()), reply.status),
-    };
-    users_page(&p, &who, Some(notice), status, None).await
+    let (notice, status) = reply.outcome(format!("user {} removed", f.name));
+    users_page(&p, &who, notice, status, None).await
 }
 
 async fn audit(State(p): State<Arc<Portal>>, who: SignedIn) -> Response {
@@ -242,12 +236,6 @@ async fn release(State(p): State<Arc<Portal>>, Posted(who, f): Posted<Release>) 
             page("Confirm release", Some(&who.session), None, body),
         );
     }
-    let (notice, status) = match reply.ok() {
-        true => (
-            Notice::Done("released: the next pass removes them".into()),
-            StatusCode::OK,
-        ),
-        false => (Notice::Failed(reply.message()), reply.status),
-    };
-    prune_page(&p, &who, Some(notice), status).await
+    let (notice, status) = reply.outcome("released: the next pass removes them");
+    prune_page(&p, &who, notice, status).await
 }

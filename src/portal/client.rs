@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower_service::Service;
 
+use super::layout::Notice;
 use super::signin::SignedIn;
 
 /// Largest API answer the portal reads (logs are the big one: 10 000 lines at most).
@@ -57,6 +58,28 @@ impl Reply {
     /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A change's outcome as a page shows it: `done` on success, else the API's message with
+    /// the API's status.
+    pub fn outcome(&self, done: impl Into<String>) -> (Option<Notice>, StatusCode) {
+        match self.ok() {
+            true => (Some(Notice::Done(done.into())), StatusCode::OK),
+            false => (Some(Notice::Failed(self.message())), self.status),
+        }
+    }
+
+    /// A read's outcome: `notice` and `status` as they were on success, else the API's message
+    /// with the API's status.
+    pub fn shown(
+        &self,
+        notice: Option<Notice>,
+        status: StatusCode,
+    ) -> (Option<Notice>, StatusCode) {
+        match self.ok() {
+            true => (notice, status),
+            false => (Some(Notice::Failed(self.message())), self.status),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use maud::{html, Markup};
 use serde_json::{json, Value};
 
 use super::client::Call;
-use super::layout::{form_post, page, respond, Notice};
+use super::layout::{form_post, page, respond};
 use super::session::Session;
 use super::signin::{signed_out_by, Posted, SignedIn};
 use super::Portal;
@@ -47,14 +47,8 @@ pub async fn create(
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
-    let (notice, status) = match reply.ok() {
-        true => {
-            let done = format!("created {appname}; it starts on the next pass");
-            (Notice::Done(done), StatusCode::OK)
-        }
-        false => (Notice::Failed(reply.message()), reply.status),
-    };
-    super::apps_page::render(&p, &who, Some(notice), status).await
+    let (notice, status) = reply.outcome(format!("created {appname}; it starts on the next pass"));
+    super::apps_page::render(&p, &who, notice, status).await
 }
 
 /// The values `template` declares, by name, as `GET /templates` shows them.

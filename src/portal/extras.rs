@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::app_page::{api_path, tabs, ui_path, AppRef};
-use super::client::{segment, Call, Reply};
+use super::client::{segment, Call};
 use super::layout::{form_post, page, respond, when, Notice};
 use super::signin::{signed_out_by, NoFields, Posted, SignedIn};
 use super::Portal;
@@ -32,14 +32,6 @@ pub fn router() -> Router<Arc<Portal>> {
             "/ui/apps/{userid}/{appname}/secrets/delete",
             post(delete_secret),
         )
-}
-
-/// The outcome of a write as a notice and a status.
-fn outcome(reply: &Reply, done: String) -> (Option<Notice>, StatusCode) {
-    match reply.ok() {
-        true => (Some(Notice::Done(done)), StatusCode::OK),
-        false => (Some(Notice::Failed(reply.message())), reply.status),
-    }
 }
 
 async fn keys(State(p): State<Arc<Portal>>, who: SignedIn, AppRef(key): AppRef) -> Response {
@@ -61,10 +53,7 @@ async fn keys_page(
         return out;
     }
     let list = reply.json()["keys"].as_array().cloned().unwrap_or_default();
-    let (notice, status) = match reply.ok() {
-        true => (notice, status),
-        false => (Some(Notice::Failed(reply.message())), reply.status),
-    };
+    let (notice, status) = reply.shown(notice, status);
     let s = &who.session;
     let base = ui_path(key);
     let body = html! {
@@ -115,7 +104,7 @@ async fn issue(
         return out;
     }
     let issued = reply.json()["key"].as_str().map(str::to_string);
-    let (notice, status) = outcome(&reply, "client key issued".into());
+    let (notice, status) = reply.outcome("client key issued");
     keys_page(&p, &who, &key, notice, status, issued.as_deref()).await
 }
 
@@ -134,7 +123,7 @@ async fn revoke(
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
-    let (notice, status) = outcome(&reply, format!("client key {} revoked", f.id));
+    let (notice, status) = reply.outcome(format!("client key {} revoked", f.id));
     keys_page(&p, &who, &key, notice, status, None).await
 }
 
@@ -159,10 +148,7 @@ async fn secrets_page(
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let (notice, status) = match reply.ok() {
-        true => (notice, status),
-        false => (Some(Notice::Failed(reply.message())), reply.status),
-    };
+    let (notice, status) = reply.shown(notice, status);
     let (s, base) = (&who.session, ui_path(key));
     let set_fields = html! {
         label for="secret-name" { "Name" }
@@ -213,7 +199,7 @@ async fn set_secret(
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
-    let (notice, status) = outcome(&reply, format!("secret {} set", f.name.trim()));
+    let (notice, status) = reply.outcome(format!("secret {} set", f.name.trim()));
     secrets_page(&p, &who, &key, notice, status).await
 }
 
@@ -232,6 +218,6 @@ async fn delete_secret(
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
-    let (notice, status) = outcome(&reply, format!("secret {} deleted", f.name));
+    let (notice, status) = reply.outcome(format!("secret {} deleted", f.name));
     secrets_page(&p, &who, &key, notice, status).await
 }

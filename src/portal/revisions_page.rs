@@ -159,12 +159,6 @@ async fn rollback(
     if let Some(out) = signed_out_by(&p, &who, &reply) {
         return out;
     }
-    let (notice, status) = match reply.ok() {
-        true => (
-            Notice::Done(format!("rolled back to revision {}", f.revision)),
-            StatusCode::OK,
-        ),
-        false => (Notice::Failed(reply.message()), reply.status),
-    };
-    render(&p, &who, &key, None, Some(notice), status).await
+    let (notice, status) = reply.outcome(format!("rolled back to revision {}", f.revision));
+    render(&p, &who, &key, None, notice, status).await
 }
