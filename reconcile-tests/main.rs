@@ -37,6 +37,8 @@
 //!   domain holders, networks, file modes, labels; keys, write limits, the audit log;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
 //! - `readme.rs`: the README's curl session, run as written.
+//! - `rename.rs`: renames through the API and `berth mv`: workspace, volume data, keys,
+//!   revisions and domain kept; serve SIGKILLed at each step of the takeover.
 
 mod support;
 
@@ -64,6 +66,7 @@ mod protect;
 mod proxy;
 mod python_lite;
 mod readme;
+mod rename;
 mod rollout;
 mod secrets;
 mod serve;

@@ -163,7 +163,7 @@ impl From<WriteError> for ApiError {
         let message = crate::error_chain::chain(&e);
         match e {
             WriteError::NotFound(_) => ApiError::NotFound(message),
-            WriteError::Exists(_) => ApiError::Conflict(message),
+            WriteError::Exists(_) | WriteError::Busy(_) => ApiError::Conflict(message),
             WriteError::Quota(_) => ApiError::Quota(message),
             WriteError::Invalid(_) => ApiError::Unprocessable {
                 code: "invalid_manifest",

@@ -23,6 +23,7 @@ mod list_cache;
 mod listen;
 mod openapi;
 mod ops;
+mod rename;
 mod revisions;
 mod secrets;
 mod templates;
@@ -170,6 +171,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(templates::router())
         .merge(openapi::router())
         .merge(files::router())
+        .merge(rename::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

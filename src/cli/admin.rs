@@ -26,15 +26,27 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
+impl Outcome {
+    /// Printed lines, exit 0.
+    pub fn ok(out: Vec<String>) -> Outcome {
+        Outcome { out, error: None }
+    }
+
+    /// A problem, exit 1.
+    pub fn failed(msg: String) -> Outcome {
+        Outcome {
+            out: vec![],
+            error: Some(msg),
+        }
+    }
+}
+
 fn ok(out: Vec<String>) -> Outcome {
-    Outcome { out, error: None }
+    Outcome::ok(out)
 }
 
 fn failed(msg: String) -> Outcome {
-    Outcome {
-        out: vec![],
-        error: Some(msg),
-    }
+    Outcome::failed(msg)
 }
 
 /// Asks the daemon; `None` when none runs.

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod client;
 mod colour;
+mod mv;
 mod new_file;
 pub mod oneshot;
 mod secrets;
@@ -66,6 +67,14 @@ pub enum Command {
     Backup {
         /// Where the copy goes; must not exist.
         file: PathBuf,
+    },
+    /// Rename an app, keeping its workspace, volumes, secrets, client keys, revisions and
+    /// domain (through the daemon when it runs).
+    Mv {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// Its new name (same user).
+        new_name: String,
     },
     /// Manage API users and their tokens.
     Users {
@@ -166,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions { .. } | Command::Schema { .. } => {
             unreachable!("answered before the config is read")
         }
+        Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),

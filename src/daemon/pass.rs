@@ -12,7 +12,7 @@ use crate::model::config::Config;
 use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::reconcile::plan::{plan, Plan, PlanOptions, Refusal};
+use crate::reconcile::plan::{plan, Action, AppChange, Plan, PlanOptions, Refusal};
 use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::EngineError;
 use crate::runtime::executor::{ActionError, Executor};
@@ -48,6 +48,29 @@ impl PassReport {
     }
 }
 
+/// Drops `renamed_from` once a rename's takeover is done, so the app gets its container:
+/// `serve` writes through the manifest writer (one commit in git mode), `berth apply` edits
+/// the file.
+pub type RenameFinisher = Arc<
+    dyn Fn(AppKey) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
+>;
+
+/// Runs one change; a rename's takeover is finished by `finish` before it counts as done.
+pub(crate) async fn execute_change(
+    exec: &Executor,
+    finish: &RenameFinisher,
+    change: &AppChange,
+    app: Option<&DesiredApp>,
+) -> Result<(), ActionError> {
+    exec.execute(change, app).await?;
+    if let Some(Action::Rename { .. }) = &change.action {
+        finish(change.key.clone())
+            .await
+            .map_err(|e| ActionError::Rename(format!("the takeover is done, but {e}")))?;
+    }
+    Ok(())
+}
+
 /// Reads, plans and executes passes.
 pub struct Reconciler {
     /// Configuration.
@@ -61,17 +84,20 @@ pub struct Reconciler {
     owners: std::sync::Mutex<Owners>,
     /// See [`with_refusals`](Self::with_refusals); the serve loop keeps its own.
     refused: BTreeMap<AppKey, Refusal>,
+    /// See [`RenameFinisher`]; `berth apply`'s unless `serve` sets its own.
+    pub(crate) finish_rename: RenameFinisher,
 }
 
 impl Reconciler {
     /// A reconciler over `exec`.
     pub fn new(config: Arc<Config>, exec: Executor) -> Reconciler {
         Reconciler {
-            config,
+            config: config.clone(),
             exec: Arc::new(exec),
             state_lock: None,
             owners: Default::default(),
             refused: BTreeMap::new(),
+            finish_rename: offline_finisher(config.clone()),
         }
     }
 
@@ -131,8 +157,11 @@ impl Reconciler {
         self.sync_quietly(desired.clone(), observed, listed).await;
         let results = futures_util::stream::iter(plan.changes.iter().map(|change| {
             let app = valid_app(&desired, &change.key).cloned();
-            let exec = self.exec.clone();
-            async move { (change.key.clone(), exec.execute(change, app.as_ref()).await) }
+            let (exec, finish) = (self.exec.clone(), self.finish_rename.clone());
+            async move {
+                let done = execute_change(&exec, &finish, change, app.as_ref()).await;
+                (change.key.clone(), done)
+            }
         }))
         .buffer_unordered(self.config.max_parallel)
         .collect::<Vec<_>>()
@@ -181,6 +210,17 @@ impl Reconciler {
             tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot bring Caddy in line");
         }
     }
+}
+
+fn offline_finisher(config: Arc<Config>) -> RenameFinisher {
+    Arc::new(move |key| {
+        let config = config.clone();
+        Box::pin(async move {
+            crate::state::rename::finish_offline(config, &key)
+                .await
+                .map_err(|e| crate::error_chain::chain(&e))
+        })
+    })
 }
 
 /// The valid desired app for `key`, if it has one.

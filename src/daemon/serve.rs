@@ -89,7 +89,8 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     tokio::spawn(rearm);
-    let serve_loop = Arc::new(serve_loop(&shared, engine.clone()));
+    let writer = Arc::new(manifest_writer(&shared));
+    let serve_loop = Arc::new(serve_loop(&shared, engine.clone(), &writer));
     // Before any pass: a hook a killed berth left running must not overlap a new one.
     let reaped = serve_loop.executor().reap_left_over_hooks();
     if reaped > 0 {
@@ -98,7 +99,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             "killed hooks left running by an earlier berth"
         );
     }
-    let api = Arc::new(api_state(&shared, &serve_loop, engine.clone()));
+    let api = Arc::new(api_state(&shared, &serve_loop, engine.clone(), writer));
     let (tcp_cap, socket_cap) = connection_caps(to, config.http.max_connections);
     let listeners = ((tcp, tcp_cap), (socket, socket_cap));
     let tasks = spawn(&shared, &serve_loop, api, engine, listeners, &shutdown);
@@ -194,6 +195,7 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
         info!(
             temp_files = cleaned.temp_files,
             empty_dirs = cleaned.empty_dirs,
+            cut_renames = cleaned.cut_renames,
             "removed what cut writes left under state/apps"
         );
     }
@@ -220,9 +222,20 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
 
 /// The reconcile loop, recording after each pass the revisions it took up and which apps
 /// exist (a gone app's client keys stop working).
-fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
+fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> ServeLoop {
     let config = shared.config.clone();
-    let pass = Reconciler::new(config.clone(), Executor::new(config, engine));
+    let mut pass = Reconciler::new(config.clone(), Executor::new(config, engine));
+    let writer = writer.clone();
+    pass.finish_rename = Arc::new(move |key| {
+        let writer = writer.clone();
+        Box::pin(async move {
+            writer
+                .finish_rename(&key)
+                .await
+                .map(drop)
+                .map_err(|e| chain(&e))
+        })
+    });
     let mut serve_loop = ServeLoop::new(pass, shared.state_lock.clone());
     serve_loop.metrics = shared.metrics.clone();
     serve_loop.refused_at_start = shared.store.refusals().unwrap_or_else(|e| {
@@ -232,6 +245,7 @@ fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
     let newest = std::sync::Mutex::new(0u64);
     serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
+        adopt_renamed(&store, &seen.renames);
         recorder.record(pass, &seen.taken);
         // Runs go one at a time, and a late run for an older pass changes nothing.
         let mut newest = newest.lock().unwrap_or_else(|e| e.into_inner());
@@ -255,19 +269,48 @@ fn serve_loop(shared: &Shared, engine: Engine) -> ServeLoop {
 }
 
 /// The API's view: read-only containers, purge requests, the manifest writer.
-fn api_state(shared: &Shared, serve_loop: &Arc<ServeLoop>, engine: Engine) -> AppState {
-    let config = shared.config.clone();
-    let writer = ManifestWriter::new(
-        ManifestFiles::new(config.clone()),
+/// Moves the records of each renamed app's old name to its new one (the API did, unless it
+/// was cut short or the file was renamed by hand): before the pass's incarnations are synced,
+/// so the old name's keys are moved, not ended.
+fn adopt_renamed(
+    store: &Store,
+    renames: &[(crate::model::names::AppKey, crate::model::names::AppKey)],
+) {
+    for (old, new) in renames {
+        match store.adopt(old, new) {
+            Ok(moved) if moved != Default::default() => {
+                info!(app = %new, from = %old, keys = moved.keys, revisions = moved.revisions, "renamed app's records moved")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(app = %new, from = %old, cause = %chain(&e), "cannot move a renamed app's records")
+            }
+        }
+    }
+}
+
+/// The one manifest writer: the API's, and the loop's for finishing renames.
+fn manifest_writer(shared: &Shared) -> ManifestWriter {
+    ManifestWriter::new(
+        ManifestFiles::new(shared.config.clone()),
         shared.history.clone(),
         shared.git.clone(),
         shared.state_lock.clone(),
         shared.wake.clone(),
-    );
+    )
+}
+
+fn api_state(
+    shared: &Shared,
+    serve_loop: &Arc<ServeLoop>,
+    engine: Engine,
+    writer: Arc<ManifestWriter>,
+) -> AppState {
+    let config = shared.config.clone();
     AppState {
         config: config.clone(),
         store: shared.store.clone(),
-        writer: Arc::new(writer),
+        writer,
         board: serve_loop.status.clone(),
         containers: ContainerReader::new(engine),
         removals: serve_loop.executor().removals().clone(),

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::api::converge::{Planned, Planner};
-use crate::daemon::pass::{valid_app, PassError, Reconciler};
+use crate::daemon::pass::{execute_change, valid_app, PassError, Reconciler, RenameFinisher};
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
 use crate::model::desired::{DesiredApp, DesiredState, PassSeen};
@@ -228,10 +228,7 @@ impl ServeLoop {
         if let Some(at) = schedule.wake_at {
             next.sooner(at, Trigger::Backoff);
         }
-        for change in schedule.start {
-            let app = valid_app(&desired, &change.key).cloned();
-            inflight.spawn(run_change(self.pass.exec.clone(), change, app));
-        }
+        self.spawn_changes(inflight, schedule.start, &desired);
         self.settle_removals(state, started, &desired, &observed, &plan);
         self.record_revisions(number, started, &desired);
         state.forget_gone(&desired, &observed);
@@ -256,6 +253,20 @@ impl ServeLoop {
         self.sync_proxy(Arc::new(desired), Arc::new(observed), started, verify)
             .await;
         next
+    }
+
+    /// Starts each change in its own task; it reports back through `inflight`.
+    fn spawn_changes(
+        &self,
+        inflight: &mut JoinSet<Finished>,
+        start: Vec<AppChange>,
+        desired: &DesiredState,
+    ) {
+        for change in start {
+            let app = valid_app(desired, &change.key).cloned();
+            let (exec, finish) = (self.pass.exec.clone(), self.pass.finish_rename.clone());
+            inflight.spawn(run_change(exec, finish, change, app));
+        }
     }
 
     /// Reads desired and observed state, counting a pass that could not (and whether the
@@ -432,11 +443,17 @@ fn rollout_result(result: &Result<(), ActionError>) -> &'static str {
     }
 }
 
-async fn run_change(exec: Arc<Executor>, change: AppChange, app: Option<DesiredApp>) -> Finished {
+async fn run_change(
+    exec: Arc<Executor>,
+    finish: RenameFinisher,
+    change: AppChange,
+    app: Option<DesiredApp>,
+) -> Finished {
     let began = Instant::now();
     // A panic must come back as a failure: the app would otherwise stay busy, holding one of
     // the `max_parallel` slots for good.
-    let run = std::panic::AssertUnwindSafe(exec.execute(&change, app.as_ref()));
+    let run = execute_change(&exec, &finish, &change, app.as_ref());
+    let run = std::panic::AssertUnwindSafe(run);
     let result = match futures_util::FutureExt::catch_unwind(run).await {
         Ok(result) => result,
         Err(_) => Err(ActionError::Internal(format!(

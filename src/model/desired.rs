@@ -49,6 +49,9 @@ pub struct DesiredApp {
     pub text: String,
     /// `[secrets]`, decrypted: added to the container's environment and nowhere else.
     pub secret_env: BTreeMap<String, SecretValue>,
+    /// `renamed_from`: the app this one takes over (its container, volumes, workspace and
+    /// records) before it gets a container of its own.
+    pub renamed_from: Option<AppKey>,
 }
 
 /// One valid manifest as a pass read it: its text and the spec hash derived from that text.
@@ -71,6 +74,8 @@ pub struct PassSeen {
     pub present: std::collections::BTreeSet<AppKey>,
     /// Users whose directory could not be read (their apps are neither present nor gone).
     pub frozen_users: std::collections::BTreeSet<String>,
+    /// Renames under way, `(from, to)`: the records of `from` belong to `to`.
+    pub renames: Vec<(AppKey, AppKey)>,
 }
 
 impl DesiredApp {
@@ -92,6 +97,7 @@ impl DesiredApp {
         )?);
         let hash = spec.hash();
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
+        let renamed_from = crate::model::rename::source(key, m)?;
         Ok(DesiredApp {
             key: key.clone(),
             spec,
@@ -101,6 +107,7 @@ impl DesiredApp {
             template,
             text,
             secret_env,
+            renamed_from,
         })
     }
 }
@@ -156,6 +163,7 @@ impl DesiredState {
             };
             out.apps.insert(key, entry);
         }
+        crate::model::rename::hold_conflicts(&mut out.apps);
         out
     }
 
@@ -174,6 +182,7 @@ impl DesiredState {
             taken: self.taken_up(),
             present: self.apps.keys().cloned().collect(),
             frozen_users: self.frozen_users.keys().cloned().collect(),
+            renames: crate::model::rename::under_way(self),
         }
     }
 

@@ -27,6 +27,9 @@ pub const SPEC: &str = "paas.spec";
 
 /// The value of [`TYPE`] on a user's network.
 pub const TYPE_USER_NETWORK: &str = "user-network";
+/// On a volume a rename made for the new name: the old app whose volume it copies, so a
+/// rename cut short knows the half-filled volume is its own to fill again.
+pub const RENAMED_FROM: &str = "paas.renamed-from";
 /// `paas.type` of an app's named volume.
 pub const TYPE_APP_VOLUME: &str = "app-volume";
 

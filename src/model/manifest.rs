@@ -55,6 +55,21 @@ pub struct Manifest {
     #[serde(default)]
     #[schemars(schema_with = "crate::model::schema::manifest_values")]
     pub values: BTreeMap<String, toml::Value>,
+    /// Set by a rename (`POST /apps/:u/:a/rename`, `berth mv`, or by hand with the file
+    /// moved): the app's earlier name, whose container, volumes, workspace and records this
+    /// app takes over. berth removes the line once the move is done.
+    pub renamed_from: Option<AppName>,
+}
+
+/// An app name inside a manifest (`renamed_from`), checked like the file stem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppName(pub String);
+
+impl<'de> Deserialize<'de> for AppName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let check = |s: &str| crate::model::names::validate_appname(s).map_err(|e| e.to_string());
+        checked_string(d, check).map(AppName)
+    }
 }
 
 impl Manifest {

@@ -19,6 +19,7 @@ pub mod names;
 pub mod observed;
 pub mod policy;
 pub mod proxy;
+pub mod rename;
 pub mod resources;
 pub mod schema;
 pub mod secrets;

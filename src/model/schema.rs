@@ -16,7 +16,7 @@ use schemars::transform::RecursiveTransform;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
-use crate::model::manifest::{Domain, EnvVars, Manifest, Port, RestartNonce, TemplateId};
+use crate::model::manifest::{AppName, Domain, EnvVars, Manifest, Port, RestartNonce, TemplateId};
 use crate::model::resources::{Cpus, Memory};
 use crate::model::secrets::SealedSecrets;
 
@@ -87,6 +87,11 @@ by_hand! {
         "description": "A directory under templates/: 1-64 characters of a-z, 0-9 and '-', starting with a letter.",
         "type": "string",
         "pattern": "^[a-z][a-z0-9-]{0,63}$",
+    });
+    AppName => json!({
+        "description": "An app name: 1-30 characters of a-z, 0-9 and '-', starting with a letter.",
+        "type": "string",
+        "pattern": "^[a-z][a-z0-9-]{0,29}$",
     });
     Domain => json!({
         "description": "A lower-case host name: labels of a-z, 0-9 and '-' (not first or last, at most 63 each), at most 253 characters.",

@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod loop_state;
 pub mod plan;
+mod plan_print;
 pub mod progress;
 pub mod routes;
 pub mod status;

@@ -7,7 +7,6 @@
 //! guard are all withheld, never partly done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use crate::model::desired::{DesiredApp, DesiredState, Entry};
 use crate::model::health::HealthCheck;
@@ -62,6 +61,13 @@ pub enum Action {
     },
     /// Same spec, running, should not.
     Stop { container: ContainerRef },
+    /// The manifest says `renamed_from`: take the old app over (stop its `containers`, move
+    /// its workspace, copy its volumes, remove what is left of it); the app gets its own
+    /// container once berth has dropped the `renamed_from` line.
+    Rename {
+        from: AppKey,
+        containers: Vec<ContainerRef>,
+    },
     /// No manifest: pre-delete hook, stop, remove.
     Remove {
         containers: Vec<ContainerRef>,
@@ -79,6 +85,7 @@ impl Action {
             Action::Stop { .. } => "stop",
             Action::Remove { .. } => "remove",
             Action::Settle { .. } => "settle",
+            Action::Rename { .. } => "rename",
         }
     }
 
@@ -245,6 +252,10 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
     for o in observed {
         by_key.entry(&o.key).or_default().push(o);
     }
+    let taken_over: BTreeSet<AppKey> = crate::model::rename::under_way(desired)
+        .into_iter()
+        .map(|(from, _)| from)
+        .collect();
     let keys: BTreeSet<&AppKey> = desired.apps.keys().chain(by_key.keys().copied()).collect();
     let running_apps = by_key
         .values()
@@ -254,6 +265,9 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
     let mut removals = Vec::new();
     for key in keys {
         let containers = by_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        if taken_over.contains(key) {
+            continue; // the renamed app's change takes these containers over
+        }
         if desired.is_held(key) {
             if !containers.is_empty() {
                 out.held.push(key.clone());
@@ -261,6 +275,9 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
             continue;
         }
         match desired.apps.get(key) {
+            Some(Entry::Valid(app)) if app.renamed_from.is_some() => {
+                out.changes.push(plan_rename(app, &by_key));
+            }
             Some(Entry::Valid(app)) => {
                 let mut change = plan_app(key, &app.hash, app.run, &app.spec, containers);
                 let refusal = opts.refused.and_then(|r| r.get(key));
@@ -285,6 +302,18 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
             }),
         }
     }
+    guard_removals(&mut out, removals, running_apps, opts);
+    out.changes.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+/// Removals asked for go ahead; the others all go, or none do when past the guard.
+fn guard_removals(
+    out: &mut Plan,
+    removals: Vec<AppChange>,
+    running_apps: usize,
+    opts: PlanOptions<'_>,
+) {
     let (asked, guarded): (Vec<AppChange>, Vec<AppChange>) = removals
         .into_iter()
         .partition(|c| opts.asked.is_some_and(|a| a.contains(&c.key)));
@@ -294,8 +323,6 @@ pub fn plan(desired: &DesiredState, observed: &[Observed], opts: PlanOptions<'_>
     } else {
         out.changes.extend(guarded);
     }
-    out.changes.sort_by(|a, b| a.key.cmp(&b.key));
-    out
 }
 
 /// A change that would roll a refused spec again rolls nothing: the old container stays,
@@ -314,6 +341,22 @@ fn honour_refusal(
         exited: Some(None),
     });
     Some(r.clone())
+}
+
+/// A renamed app: first its old name's containers (whatever they run) are taken over; its
+/// own, if it has any, are left as they are until the rename is done.
+fn plan_rename(app: &DesiredApp, by_key: &BTreeMap<&AppKey, Vec<&Observed>>) -> AppChange {
+    let from = app.renamed_from.clone().expect("a renamed app");
+    let old = by_key.get(&from).map(Vec::as_slice).unwrap_or(&[]);
+    AppChange {
+        key: app.key.clone(),
+        duplicates: vec![],
+        action: Some(Action::Rename {
+            containers: old.iter().map(|c| ContainerRef::of(c)).collect(),
+            from,
+        }),
+        desired_hash: Some(app.hash.clone()),
+    }
 }
 
 /// One valid app against its containers.
@@ -377,99 +420,6 @@ fn run_action(keep: &Observed, run: RunState) -> Option<Action> {
             exited: Some(*code),
         }),
         (_, RunState::Stopped) => None,
-    }
-}
-
-impl fmt::Display for AppChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for d in &self.duplicates {
-            writeln!(
-                f,
-                "  {:<24} remove duplicate {}",
-                self.key.to_string(),
-                d.name
-            )?;
-        }
-        let Some(action) = &self.action else {
-            return Ok(());
-        };
-        let and_start = |s: bool| if s { " and start" } else { " (stays stopped)" };
-        let (what, why) = match action {
-            Action::Create { start } => (
-                format!("create{}", and_start(*start)),
-                "no container yet".to_string(),
-            ),
-            Action::Recreate {
-                start,
-                changed,
-                strategy,
-                ..
-            } => (
-                format!("recreate{} ({})", and_start(*start), strategy.as_str()),
-                format!("changed: {}", changed.join("; ")),
-            ),
-            Action::Settle { container } => (
-                "settle".into(),
-                format!("rename {} after an interrupted rollout", container.name),
-            ),
-            Action::Start {
-                exited: Some(Some(code)),
-                ..
-            } => ("start".into(), format!("container exited with code {code}")),
-            Action::Start {
-                exited: Some(None), ..
-            } => ("start".into(), "container is stopped".into()),
-            Action::Start { exited: None, .. } => (
-                "start".into(),
-                "container was created but not started".into(),
-            ),
-            Action::Stop { .. } => ("stop".into(), "manifest says state = \"stopped\"".into()),
-            Action::Remove { containers, .. } => {
-                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-                (
-                    "remove".into(),
-                    format!("no manifest; removes {}", names.join(", ")),
-                )
-            }
-        };
-        writeln!(f, "  {:<24} {:<26} {}", self.key.to_string(), what, why)
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_noop() && self.prune_blocked.is_empty() && self.refused.is_empty() {
-            writeln!(f, "no changes: the engine matches the manifests")?;
-        }
-        for c in &self.changes {
-            write!(f, "{c}")?;
-        }
-        if !self.prune_blocked.is_empty() {
-            let keys: Vec<String> = self.prune_blocked.iter().map(|k| k.to_string()).collect();
-            writeln!(
-                f,
-                "prune blocked: {} apps would be removed ({}); nothing is removed until `berth apply --allow-mass-prune` (with serve stopped) or a confirmed `POST /prune/release`",
-                keys.len(),
-                keys.join(", ")
-            )?;
-        }
-        for (k, r) in &self.refused {
-            writeln!(
-                f,
-                "  {:<24} rollout-failed             {}\n  {:<24} (edit the manifest or deploy to try again)",
-                k.to_string(),
-                r.shown(),
-                ""
-            )?;
-        }
-        for k in &self.held {
-            writeln!(
-                f,
-                "  {:<24} held (frozen or over quota): its container is left as it is",
-                k.to_string()
-            )?;
-        }
-        Ok(())
     }
 }
 

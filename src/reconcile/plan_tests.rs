@@ -434,3 +434,34 @@ fn removals_asked_through_the_api_are_neither_held_nor_counted_by_the_guard() {
         "the six vanished without asking are held"
     );
 }
+
+#[test]
+fn a_renamed_app_takes_the_old_names_containers_over_before_it_gets_its_own() {
+    let renamed = "renamed_from = \"old\"\ntemplate = \"web-v1\"";
+    let d = desired(vec![app("alice/new", renamed), app("alice/other", RUN)]);
+    let obs = [
+        container("alice/old", "1", "whatever", ContainerState::Running),
+        container(
+            "alice/other",
+            "2",
+            &hash_of(&d, "alice/other"),
+            ContainerState::Running,
+        ),
+    ];
+    let p = plan(&d, &obs, PlanOptions::default());
+    match only_action(&p) {
+        Action::Rename { from, containers } => {
+            assert_eq!(from.to_string(), "alice/old");
+            assert_eq!(
+                containers.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+                ["1"]
+            );
+        }
+        other => panic!("the old container must be taken over, not removed: {other:?}"),
+    }
+    assert!(p.prune_blocked.is_empty());
+    // Nothing of the old name left: the takeover is still planned (its workspace and
+    // volumes are not in view), and it is never a create.
+    let p = plan(&d, &obs[1..], PlanOptions::default());
+    assert!(matches!(only_action(&p), Action::Rename { containers, .. } if containers.is_empty()));
+}

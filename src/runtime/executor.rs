@@ -55,6 +55,9 @@ pub enum ActionError {
     /// The template's shared install failed; the old container, if any, is untouched.
     #[error(transparent)]
     Install(#[from] crate::runtime::install::InstallError),
+    /// A rename could not take the old app over; nothing of it was lost.
+    #[error("rename: {0}")]
+    Rename(String),
     /// The plan and the desired state disagree (a bug, reported rather than panicking).
     #[error("internal: {0}")]
     Internal(String),
@@ -134,7 +137,7 @@ impl Executor {
 
     /// Refuses a user directory or workspace under `apps/` that is a symlink or not a
     /// directory: a hook would write through it and Docker would mount its target.
-    fn check_workspace(&self, key: &AppKey) -> Result<(), ActionError> {
+    pub(in crate::runtime) fn check_workspace(&self, key: &AppKey) -> Result<(), ActionError> {
         let user = self.config.apps_dir.join(&key.userid);
         for path in [user.clone(), user.join(&key.appname)] {
             let what = match std::fs::symlink_metadata(&path) {
@@ -147,7 +150,7 @@ impl Executor {
         Ok(())
     }
 
-    fn workspace(&self, key: &AppKey) -> std::path::PathBuf {
+    pub(in crate::runtime) fn workspace(&self, key: &AppKey) -> std::path::PathBuf {
         self.config.apps_dir.join(&key.userid).join(&key.appname)
     }
 
@@ -202,6 +205,9 @@ impl Executor {
                 .engine
                 .stop(&container.id, self.config.stop_timeout)
                 .await?),
+            Action::Rename { from, containers } => {
+                self.take_over(need_app()?, from, containers).await
+            }
             Action::Remove {
                 containers,
                 template,

@@ -204,6 +204,7 @@ async fn run(
         binds,
         env,
         timeout: config.hook_timeout,
+        cap_add: vec![],
     };
     let ended = engine.run_once(job).await.map_err(engine_err)?;
     let how = match ended.code {

@@ -21,4 +21,5 @@ pub mod install;
 pub mod observe;
 pub mod reader;
 pub mod removals;
+mod rename;
 pub mod rollout;

@@ -29,6 +29,9 @@ pub enum WriteError {
     /// A manifest already exists.
     #[error("app {0} already exists")]
     Exists(AppKey),
+    /// Another change to this app must finish first (a rename under way).
+    #[error("{0}")]
+    Busy(String),
     /// A quota from berth.toml would be exceeded.
     #[error("{0}")]
     Quota(String),
@@ -333,6 +336,31 @@ impl ManifestFiles {
         let text = self.with_generated(key, &text)?;
         self.admitted(key, &text, stopping).await?;
         self.write(key, &text).await
+    }
+
+    /// Moves `old`'s manifest to `new`, with `renamed_from` added (a rename): the new file is
+    /// whole on disk before the old one goes. The text was admitted as `old`'s and a rename
+    /// changes no rule's answer, so neither the policy nor the quotas are asked again.
+    pub(in crate::state) async fn rename(
+        &self,
+        old: &AppKey,
+        new: &AppKey,
+    ) -> Result<Current, WriteError> {
+        let written = {
+            let _guard = self.lock.lock().await;
+            let current = self
+                .read(old)?
+                .ok_or_else(|| WriteError::NotFound(old.clone()))?;
+            if self.read(new)?.is_some() {
+                return Err(WriteError::Exists(new.clone()));
+            }
+            let text =
+                crate::state::rename::with_renamed_from(&self.shown(old), &current.text, old)?;
+            self.validate(new, &text)?;
+            self.write(new, &text).await?
+        };
+        self.delete(old).await?;
+        Ok(written)
     }
 
     /// Removes the manifest, even one berth will not read (too large, hard-linked): its

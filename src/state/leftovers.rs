@@ -1,7 +1,8 @@
 //! What a cut write leaves under `state/apps`, cleaned at start (before anything writes): the
 //! temp file of a manifest write killed between its create and its rename
 //! (`.<appname>.toml.<id>.tmp`), and a user directory left empty (made for a create that then
-//! failed). Nothing else is touched: a file that is not exactly berth's temp name stays, and
+//! failed), and the old manifest of a rename cut before it was removed (`state::rename`).
+//! Nothing else is touched: a file that is not exactly berth's temp name stays, and
 //! links are never followed.
 
 use std::path::Path;
@@ -13,6 +14,8 @@ pub struct Cleaned {
     pub temp_files: usize,
     /// Empty user directories.
     pub empty_dirs: usize,
+    /// Old manifests of renames cut between the new file and the old one's removal.
+    pub cut_renames: usize,
 }
 
 /// Whether `name` is the temp file of a manifest write (`state::files`).
@@ -42,6 +45,9 @@ pub fn clean(apps_state_dir: &Path) -> Cleaned {
             if temp && file && std::fs::remove_file(entry.path()).is_ok() {
                 done.temp_files += 1;
             }
+        }
+        if let Some(userid) = user.file_name().to_str() {
+            done.cut_renames += crate::state::rename::finish_cut(&dir, userid);
         }
         // Fails (and keeps it) unless it is empty.
         if std::fs::remove_dir(&dir).is_ok() {
@@ -79,7 +85,8 @@ mod tests {
             done,
             Cleaned {
                 temp_files: 2,
-                empty_dirs: 2
+                empty_dirs: 2,
+                cut_renames: 0,
             }
         );
         let mut left: Vec<String> = std::fs::read_dir(&alice)

@@ -14,6 +14,7 @@ pub mod git;
 pub mod history;
 pub mod leftovers;
 pub mod modes;
+pub mod rename;
 pub mod rotate;
 pub mod scan;
 pub mod secrets_key;

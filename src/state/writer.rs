@@ -145,7 +145,7 @@ impl ManifestWriter {
             if let Some(git) = &me.git {
                 let file = format!("apps/{}/{}.toml", key.userid, key.appname);
                 let message = format!("berth api: {action} {key} (by {who})");
-                git.commit_held(&file, &who, &message)
+                git.commit_held(&[&file], &who, &message)
                     .await
                     .map_err(|e| E::from(WriteError::Commit(e)))?;
             }
@@ -204,6 +204,50 @@ impl ManifestWriter {
         self.write_file(key, who, action, edit).await
     }
 
+    /// Renames `old` to `new` by `who` (`state::rename`): the new manifest written with
+    /// `renamed_from`, the old one removed, one commit in git mode; then `adopt` moves the
+    /// app's records (a failure there is only logged: the loop adopts them on its next pass).
+    pub async fn rename(
+        self: &Arc<Self>,
+        old: &AppKey,
+        new: &AppKey,
+        who: &str,
+        adopt: impl FnOnce() -> Result<(), String> + Send + 'static,
+    ) -> Result<Current, WriteError> {
+        let (me, who) = (self.clone(), who.to_string());
+        let (old, new) = (old.clone(), new.clone());
+        tokio::spawn(async move {
+            let _lock = me.lock().await;
+            let current = me.files.rename(&old, &new).await?;
+            me.history.note_source(&new, &current.etag, format!("api:{who}"));
+            me.wake.wake(Trigger::ApiWrite);
+            if let Some(git) = &me.git {
+                let files = [&old, &new].map(|k| format!("apps/{}/{}.toml", k.userid, k.appname));
+                let message = format!("berth api: rename {old} to {} (by {who})", new.appname);
+                git.commit_held(&[&files[0], &files[1]], &who, &message)
+                    .await
+                    .map_err(WriteError::Commit)?;
+            }
+            let adopted = tokio::task::spawn_blocking(adopt).await;
+            if let Some(e) = adopted.map_or_else(|e| Some(e.to_string()), Result::err) {
+                tracing::warn!(app = %new, cause = %e, "cannot move the app's records yet; the loop will");
+            }
+            Ok(current)
+        })
+        .await
+        .map_err(WriteError::Task)?
+    }
+
+    /// Drops `renamed_from` from `key`'s manifest once the loop has taken the old app over,
+    /// as berth (one commit in git mode); the app then gets its container.
+    pub async fn finish_rename(self: &Arc<Self>, key: &AppKey) -> Result<Current, WriteError> {
+        let drop_line = |doc: &mut toml_edit::DocumentMut| {
+            doc.remove("renamed_from");
+        };
+        self.edit(key, "berth", "finish the rename of", drop_line)
+            .await
+    }
+
     /// `berth secrets rotate` through the daemon: under the state lock, every manifest's
     /// secrets re-encrypted to a new key, one commit in git mode, then the new key put in
     /// place. Cut short anywhere (a failed commit, a kill), both keys stay and both open, and
@@ -220,7 +264,7 @@ impl ManifestWriter {
             me.wake.wake(Trigger::ApiWrite);
             if let Some(git) = &me.git {
                 let message = format!("berth: rotate the secrets key (by {who})");
-                git.commit_held("apps", &who, &message)
+                git.commit_held(&["apps"], &who, &message)
                     .await
                     .map_err(|e| crate::error_chain::chain(&e))?;
             }

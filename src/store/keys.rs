@@ -89,6 +89,33 @@ pub(super) fn remove_keys_of(txn: &WriteTransaction, app: &AppKey) -> Result<usi
     Ok(ids.len())
 }
 
+/// Moves every key of `old` to `new` (bound to `incarnation`) inside `txn`: a rename keeps
+/// its app's keys. Returns how many.
+pub(super) fn move_keys(
+    txn: &WriteTransaction,
+    old: &AppKey,
+    new: &AppKey,
+    incarnation: &str,
+) -> Result<usize, StoreError> {
+    let mut table = txn.open_table(CLIENT_KEYS).map_err(db_err)?;
+    let mut moved = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        let record: KeyRecord = from_json("client_keys", k.value(), v.value())?;
+        if record.of(old) {
+            moved.push((k.value().to_string(), record));
+        }
+    }
+    for (id, mut record) in moved.iter().cloned() {
+        record.appname = new.appname.clone();
+        record.incarnation = Some(incarnation.to_string());
+        table
+            .insert(id.as_str(), to_json(&record).as_str())
+            .map_err(db_err)?;
+    }
+    Ok(moved.len())
+}
+
 /// A key as shown: never the secret or its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClientKeyInfo {

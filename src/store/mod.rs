@@ -20,6 +20,7 @@ mod handle;
 mod incarnations;
 mod key_cache;
 mod keys;
+mod renames;
 mod revisions;
 mod status;
 pub mod tokens;

@@ -30,6 +30,9 @@ pub struct Job<'a> {
     pub env: Vec<String>,
     /// How long it may run.
     pub timeout: Duration,
+    /// Capabilities it keeps (every other one is dropped): a copy that must read and keep
+    /// every owner's files needs `CHOWN`, `DAC_OVERRIDE`, `FOWNER` and `FSETID`.
+    pub cap_add: Vec<String>,
 }
 
 /// How a job ended.
@@ -116,6 +119,7 @@ fn job_body(job: &Job<'_>, instance: &str) -> ContainerCreateBody {
             pids_limit: Some(1024),
             security_opt: Some(vec!["no-new-privileges".into()]),
             cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(job.cap_add.clone()),
             init: Some(true),
             ..Default::default()
         }),

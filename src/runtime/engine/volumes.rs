@@ -76,6 +76,18 @@ impl Engine {
         &self,
         key: &AppKey,
     ) -> Result<Vec<String>, EngineError> {
+        let names = self.volumes_of(key).await?;
+        for name in &names {
+            self.remove_volume(name).await?;
+        }
+        Ok(names)
+    }
+
+    /// The names of the volumes berth made for `key`.
+    pub(in crate::runtime) async fn volumes_of(
+        &self,
+        key: &AppKey,
+    ) -> Result<Vec<String>, EngineError> {
         let filters: Vec<String> = labels::for_volume(&self.instance, key)
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
@@ -88,17 +100,52 @@ impl Engine {
             .list_volumes(Some(opts))
             .await
             .map_err(fail("list volumes"))?;
-        let mut removed = Vec::new();
-        for v in listed.volumes.unwrap_or_default() {
-            self.docker
-                .remove_volume(
-                    &v.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
-                .await
-                .map_err(fail(format!("remove volume {}", v.name)))?;
-            removed.push(v.name);
+        let mut names: Vec<String> = listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub(in crate::runtime) async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(fail(format!("remove volume {name}")))
+    }
+
+    /// The labels of volume `name`, `None` when there is no such volume.
+    pub(in crate::runtime) async fn volume_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, EngineError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(found) => Ok(Some(found.labels)),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(fail(format!("inspect volume {name}"))(e)),
         }
-        Ok(removed)
+    }
+
+    /// Makes volume `name` with `labels`.
+    pub(in crate::runtime) async fn create_volume(
+        &self,
+        name: &str,
+        labels: std::collections::HashMap<String, String>,
+    ) -> Result<(), EngineError> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(fail(format!("create volume {name}")))
     }
 }

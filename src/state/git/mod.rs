@@ -299,24 +299,25 @@ impl GitSync {
         }
     }
 
-    /// Commits `file` (relative to `state/`, added, changed or deleted) as `who`. The caller
-    /// holds the state write lock (it wrote the file under it); the push happens in the sync
-    /// task, which this wakes. Failures are reported in the status, not returned: the
-    /// manifest is already written and in effect.
-    /// A commit that fails (a full disk, a broken repository) puts `file` back as HEAD has
-    /// it, so the write it carried is undone rather than left uncommitted under a 2xx.
+    /// Commits `files` (relative to `state/`, added, changed or deleted) as `who`, in one
+    /// commit. The caller holds the state write lock (it wrote them under it); the push
+    /// happens in the sync task, which this wakes. A commit that fails (a full disk, a broken
+    /// repository) puts each manifest back as HEAD has it, so the write it carried is undone
+    /// rather than left uncommitted under a 2xx.
     pub(in crate::state) async fn commit_held(
         &self,
-        file: &str,
+        files: &[&str],
         who: &str,
         message: &str,
     ) -> Result<(), GitError> {
-        match self.commit_local(file, who, message).await {
+        match self.commit_local(files, who, message).await {
             Ok(true) => self.wake.notify_one(),
             Ok(false) => {}
             Err(e) => {
-                warn!(cause = %chain(&e), file, "cannot commit an API change; undoing it");
-                self.restore_head_version(file).await;
+                warn!(cause = %chain(&e), ?files, "cannot commit an API change; undoing it");
+                for file in files.iter().filter(|f| f.ends_with(".toml")) {
+                    self.restore_head_version(file).await;
+                }
                 let diverged = self.status().diverged;
                 self.finish("error", Some(chain(&e)), diverged);
                 return Err(e);
@@ -345,12 +346,18 @@ impl GitSync {
         }
     }
 
-    async fn commit_local(&self, file: &str, who: &str, message: &str) -> Result<bool, GitError> {
+    async fn commit_local(
+        &self,
+        files: &[&str],
+        who: &str,
+        message: &str,
+    ) -> Result<bool, GitError> {
         let before = self.git(&["rev-parse", "HEAD"]).await?;
-        let result = self.commit_file(file, who, message).await;
+        let result = self.commit_files(files, who, message).await;
         if result.is_err() {
             // Nothing of this change may ride along with the next commit of another app.
-            let _ = self.git(&["reset", "--quiet", "--", file]).await;
+            let reset = [&["reset", "--quiet", "--"][..], files].concat();
+            let _ = self.git(&reset).await;
         }
         if !result? {
             return Ok(false);
@@ -365,8 +372,14 @@ impl GitSync {
         Ok(true)
     }
 
-    async fn commit_file(&self, file: &str, who: &str, message: &str) -> Result<bool, GitError> {
-        self.git(&["add", "--all", "--", file]).await?;
+    async fn commit_files(
+        &self,
+        files: &[&str],
+        who: &str,
+        message: &str,
+    ) -> Result<bool, GitError> {
+        self.git(&[&["add", "--all", "--"][..], files].concat())
+            .await?;
         let (clean, _) = run(Some(&self.dir), &["diff", "--cached", "--quiet"], false).await?;
         if clean {
             return Ok(false);

@@ -1,0 +1,148 @@
+//! A rename's takeover (SPEC §13, `renamed_from`): the old name's containers stop, its
+//! workspace directory moves (one `rename(2)`), each of its volumes is copied into the new
+//! name's volume by a one-off container of the app's own image, and then the old containers
+//! and volumes go. Every step can run again: a cut-short copy is redone from an emptied
+//! target (the target carries `paas.renamed-from`, so only a volume this rename made is ever
+//! emptied), and the old volume is removed last, so "old volume gone" means "copied".
+
+use std::collections::HashMap;
+
+use tracing::info;
+
+use crate::model::desired::DesiredApp;
+use crate::model::labels;
+use crate::model::names::AppKey;
+use crate::model::volumes::volume_name;
+use crate::reconcile::plan::ContainerRef;
+use crate::runtime::engine::Job;
+use crate::runtime::executor::{ActionError, Executor};
+
+/// Empties the target, then copies everything, owners and modes kept.
+const COPY: &str = "set -e; rm -rf /to/..?* /to/.[!.]* /to/*; cp -a /from/. /to/";
+
+impl Executor {
+    /// Takes `from`'s containers, workspace and volumes over for `app`.
+    pub(in crate::runtime) async fn take_over(
+        &self,
+        app: &DesiredApp,
+        from: &AppKey,
+        containers: &[ContainerRef],
+    ) -> Result<(), ActionError> {
+        for c in containers.iter().filter(|c| c.running) {
+            info!(app = %app.key, container = %c.name, "stopping the old name's container");
+            self.engine()
+                .stop(&c.id, self.config().stop_timeout)
+                .await?;
+        }
+        self.move_workspace(from, &app.key)?;
+        let old_volumes = self.engine().volumes_of(from).await?;
+        if !old_volumes.is_empty() {
+            self.engine().ensure_image(&app.spec.image).await?;
+        }
+        for old in &old_volumes {
+            self.copy_volume(app, from, old).await?;
+        }
+        for c in containers {
+            let stopped = ContainerRef {
+                running: false,
+                ..c.clone()
+            };
+            self.stop_and_remove(&stopped).await?;
+        }
+        for old in &old_volumes {
+            self.engine().remove_volume(old).await?;
+        }
+        info!(app = %app.key, from = %from, volumes = old_volumes.len(), "rename taken over");
+        Ok(())
+    }
+
+    /// `apps/<user>/<old>` becomes `apps/<user>/<new>`; nothing to do when it moved already.
+    /// Two workspaces are never merged: that is a person's call.
+    fn move_workspace(&self, from: &AppKey, to: &AppKey) -> Result<(), ActionError> {
+        self.check_workspace(from)?;
+        self.check_workspace(to)?;
+        let (old, new) = (self.workspace(from), self.workspace(to));
+        if std::fs::symlink_metadata(&old).is_err() {
+            return Ok(());
+        }
+        if std::fs::remove_dir(&new).is_ok() {
+            info!(app = %to, "an empty workspace made meanwhile gave way to the old one");
+        }
+        if new.exists() {
+            return Err(ActionError::Rename(format!(
+                "both {} and {} exist; berth does not merge workspaces: move one of them away",
+                old.display(),
+                new.display()
+            )));
+        }
+        std::fs::rename(&old, &new).map_err(|e| {
+            ActionError::Rename(format!(
+                "cannot move {} to {}: {e}",
+                old.display(),
+                new.display()
+            ))
+        })
+    }
+
+    /// Copies volume `old` of `from` into the same volume of `app`.
+    async fn copy_volume(
+        &self,
+        app: &DesiredApp,
+        from: &AppKey,
+        old: &str,
+    ) -> Result<(), ActionError> {
+        let instance = &self.config().instance;
+        let prefix = volume_name(instance, from, "");
+        let name = old.strip_prefix(&prefix).unwrap_or(old);
+        let target = volume_name(instance, &app.key, name);
+        self.ensure_copy_target(app, from, &target).await?;
+        let command = ["sh".to_string(), "-c".into(), COPY.into()];
+        let job = Job {
+            name: format!(
+                "berth-{instance}-rename-{}-{}-{name}",
+                app.key.userid, app.key.appname
+            ),
+            image: &app.spec.image,
+            command: &command,
+            workdir: "/",
+            binds: vec![format!("{old}:/from:ro"), format!("{target}:/to")],
+            env: vec![],
+            timeout: self.config().hook_timeout,
+            cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
+                .map(String::from)
+                .to_vec(),
+        };
+        let ended = self.engine().run_once(job).await?;
+        match ended.code {
+            Some(0) => {
+                info!(app = %app.key, from = %old, to = %target, "volume copied");
+                Ok(())
+            }
+            code => Err(ActionError::Rename(format!(
+                "copying volume {old} into {target} {}: {}",
+                code.map_or("timed out".to_string(), |c| format!("exited with {c}")),
+                ended.tail
+            ))),
+        }
+    }
+
+    /// Makes the copy's target, labelled as `app`'s and as this rename's; an existing volume
+    /// of that name is used only when this rename made it.
+    async fn ensure_copy_target(
+        &self,
+        app: &DesiredApp,
+        from: &AppKey,
+        target: &str,
+    ) -> Result<(), ActionError> {
+        let mut want: HashMap<String, String> =
+            labels::for_volume(&self.config().instance, &app.key);
+        want.insert(labels::RENAMED_FROM.to_string(), from.appname.clone());
+        match self.engine().volume_labels(target).await? {
+            None => Ok(self.engine().create_volume(target, want).await?),
+            Some(found) if want.iter().all(|(k, v)| found.get(k) == Some(v)) => Ok(()),
+            Some(_) => Err(ActionError::Rename(format!(
+                "volume {target} exists and was not made by this rename; berth will not copy over it (remove it, or rename to another name)"
+            ))),
+        }
+    }
+}
