@@ -19,7 +19,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let want = labels::for_volume(&self.instance, &app.key);
         for v in &app.spec.volumes {
-            match self.docker.inspect_volume(&v.volume).await {
+            match self.docker.call("volume_inspect").inspect_volume(&v.volume).await {
                 Ok(found) if want.iter().all(|(k, val)| found.labels.get(k) == Some(val)) => {}
                 Ok(_) => {
                     return Err(EngineError {
@@ -39,6 +39,7 @@ impl Engine {
                         ..Default::default()
                     };
                     self.docker
+                        .call("volume_create")
                         .create_volume(request)
                         .await
                         .map_err(fail(format!("create volume {}", v.volume)))?;
@@ -62,6 +63,7 @@ impl Engine {
             .build();
         let listed = self
             .docker
+            .call("list")
             .list_containers(Some(opts))
             .await
             .map_err(fail("list containers"))?;
@@ -85,12 +87,14 @@ impl Engine {
             .build();
         let listed = self
             .docker
+            .call("volume_list")
             .list_volumes(Some(opts))
             .await
             .map_err(fail("list volumes"))?;
         let mut removed = Vec::new();
         for v in listed.volumes.unwrap_or_default() {
             self.docker
+                .call("volume_remove")
                 .remove_volume(
                     &v.name,
                     None::<bollard::query_parameters::RemoveVolumeOptions>,
