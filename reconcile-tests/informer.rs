@@ -3,12 +3,16 @@
 //! nothing, and so does `GET /apps`: `berth_engine_calls_total` stays flat over several resync
 //! periods (`resync` 1 s, `relist` 1 h). A container removed by hand is still healed, and
 //! only the event path can do that here: the kept list would say it still runs for an hour.
+//! And a container removed while berth's event stream is cut (and longer ago than the replay
+//! a new subscription asks for) is healed once the engine answers again: a lost stream means
+//! a relist.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::api::{add_user, Api};
 use crate::support::docker::docker_cli;
+use crate::support::relay::DockerRelay;
 use crate::support::{wait_until, Serve, TestRoot, MINIMAL};
 
 const T: Duration = Duration::from_secs(30);
@@ -103,17 +107,12 @@ async fn idle_passes_ask_the_engine_nothing_and_a_hand_removal_is_healed_by_even
 
     let old = root.id("alice", "web").await;
     docker_cli(&["rm", "-f", &root.container_name("alice", "web")]);
-    let took = wait_until(
-        T,
+    let took = replaced(
+        &root,
+        "alice",
+        "web",
+        &old,
         "alice/web to come back (only Docker's events can tell: relist is an hour)",
-        || async {
-            match root.container("alice", "web").await {
-                Some(c) => {
-                    c.id.as_deref() != Some(old.as_str()) && c.state.unwrap().running == Some(true)
-                }
-                None => false,
-            }
-        },
     )
     .await;
     println!("informer: hand-removed container back in {took:?}");
@@ -123,5 +122,41 @@ async fn idle_passes_ask_the_engine_nothing_and_a_hand_removal_is_healed_by_even
         healed.get("list") > before.get("list") && healed.get("create") > before.get("create"),
         "the heal listed and created: before {before:?}, after {healed:?}"
     );
+    serve.assert_alive();
+}
+
+/// Waits until `user/app` runs in a container other than `old`; how long that took.
+async fn replaced(root: &TestRoot, user: &str, app: &str, old: &str, what: &str) -> Duration {
+    wait_until(T, what, || async {
+        match root.container(user, app).await {
+            Some(c) => c.id.as_deref() != Some(old) && c.state.unwrap().running == Some(true),
+            None => false,
+        }
+    })
+    .await
+}
+
+// Multi-threaded: the relay's tasks run while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_removed_while_the_event_stream_was_cut_is_healed_by_a_relist() {
+    let mut relay = DockerRelay::start();
+    let root = TestRoot::new("relist").await;
+    root.config(&[("resync", "\"1s\""), ("relist", "\"1h\"")], "");
+    root.write_manifest("alice", "web", MINIMAL);
+    let host = relay.docker_host();
+    let mut serve = Serve::start_env(&root, &[("DOCKER_HOST", host.as_str())]);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    quiet(&api).await;
+
+    relay.cut();
+    let old = root.id("alice", "web").await;
+    docker_cli(&["rm", "-f", &root.container_name("alice", "web")]);
+    // Past the few seconds a new subscription asks Docker to replay: no event of the removal
+    // will ever reach berth.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    relay.restore();
+    let took = replaced(&root, "alice", "web", &old, "alice/web back after the cut").await;
+    println!("informer: removed during a cut, back {took:?} after the engine answered again");
     serve.assert_alive();
 }
