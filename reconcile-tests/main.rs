@@ -14,6 +14,9 @@
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
+//! - `informer.rs`: zero engine calls while idle (the container list kept from Docker's
+//!   events), a hand-removed container healed through the event path alone, and one removed
+//!   while the event stream was cut healed by the relist a lost stream means;
 //! - `serve.rs`: the long-running loop: watcher latency, crash restarts, healing, SIGTERM;
 //! - `api.rs`, `api_auth.rs`, `api_hostile.rs`: the HTTP API over real HTTP against `serve`;
 //! - `files_api.rs`: the files API: etags and If-Match, sizes, path tricks sent raw, symlinks
@@ -57,6 +60,7 @@ mod guard;
 mod history;
 mod hooks;
 mod hostile;
+mod informer;
 mod networks;
 mod node_lite;
 mod packaging;

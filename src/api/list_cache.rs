@@ -1,6 +1,6 @@
 //! `GET /apps` answers, kept while nothing they were made from has changed: the status
 //! board (its generation moves with every pass and every API create) and the container list
-//! (the reader's copy, refreshed at most every few seconds). A portal polling every open tab
+//! (the informer's copy, the same while Docker's events say nothing changed). A portal polling every open tab
 //! then costs a lookup, not 200 apps rendered again.
 
 use std::collections::HashMap;

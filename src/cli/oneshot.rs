@@ -154,6 +154,7 @@ pub async fn live_status(
         .unwrap_or_default();
     let pass = reconciler(config.clone()).await?;
     let (desired, observed) = pass.observe().await?;
+    let observed = observed.containers;
     let plan = crate::reconcile::plan::plan(&desired, &observed, pass.options(false));
     let memory = Memory {
         busy: &Default::default(),

@@ -16,6 +16,7 @@ use crate::reconcile::plan::{plan, Action, AppChange, Plan, PlanOptions, Refusal
 use crate::runtime::caddy::ProxyError;
 use crate::runtime::engine::EngineError;
 use crate::runtime::executor::{ActionError, Executor};
+use crate::runtime::informer::Listed;
 use crate::state::scan::{load_desired, ScanError};
 
 /// Why a pass could not run at all.
@@ -101,8 +102,9 @@ impl Reconciler {
         }
     }
 
-    /// Reads desired and observed state, and settles who holds each host port and domain.
-    pub async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
+    /// Reads desired and observed state (the informer's list: kept while Docker's events say
+    /// nothing changed), and settles who holds each host port and domain.
+    pub async fn observe(&self) -> Result<(DesiredState, Listed), PassError> {
         let config = self.config.clone();
         let held = match &self.state_lock {
             Some(lock) => Some(lock.lock().await),
@@ -112,10 +114,15 @@ impl Reconciler {
             .await
             .expect("scan task panicked")?;
         drop(held);
-        let observed = self.exec.engine().list().await?;
+        let observed = self.exec.informer().list().await?;
         let mut desired = desired;
         let mut owners = self.owners.lock().expect("claim owners");
-        *owners = resolve(&mut desired, &observed, &owners, &self.config.policy);
+        *owners = resolve(
+            &mut desired,
+            &observed.containers,
+            &owners,
+            &self.config.policy,
+        );
         drop(owners);
         Ok((desired, observed))
     }
@@ -126,7 +133,11 @@ impl Reconciler {
         allow_mass_prune: bool,
     ) -> Result<(DesiredState, Plan), PassError> {
         let (desired, observed) = self.observe().await?;
-        let p = plan(&desired, &observed, self.options(allow_mass_prune));
+        let p = plan(
+            &desired,
+            &observed.containers,
+            self.options(allow_mass_prune),
+        );
         Ok((desired, p))
     }
 
@@ -150,11 +161,14 @@ impl Reconciler {
     /// Caddy is brought in line before (a rollout switches from the routes it finds) and
     /// after (the new containers' routes).
     pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
-        let listed = std::time::Instant::now();
         let (desired, observed) = self.observe().await?;
-        let plan = plan(&desired, &observed, self.options(allow_mass_prune));
+        let plan = plan(
+            &desired,
+            &observed.containers,
+            self.options(allow_mass_prune),
+        );
         let desired = Arc::new(desired);
-        self.sync_quietly(desired.clone(), observed, listed).await;
+        self.sync_quietly(desired.clone(), observed).await;
         let results = futures_util::stream::iter(plan.changes.iter().map(|change| {
             let app = valid_app(&desired, &change.key).cloned();
             let (exec, finish) = (self.exec.clone(), self.finish_rename.clone());
@@ -172,9 +186,8 @@ impl Reconciler {
             .collect();
         failures.sort_by(|a, b| a.0.cmp(&b.0));
         if self.exec.front().is_some() && !plan.is_noop() {
-            let listed = std::time::Instant::now();
-            let observed = self.exec.engine().list().await?;
-            self.sync_quietly(desired.clone(), observed, listed).await;
+            let observed = self.exec.informer().list().await?;
+            self.sync_quietly(desired.clone(), observed).await;
         }
         Ok(PassReport {
             desired,
@@ -199,13 +212,8 @@ impl Reconciler {
     }
 
     /// [`sync_proxy`](Self::sync_proxy) for `apply`: a failure is logged; apps still converge.
-    async fn sync_quietly(
-        &self,
-        desired: Arc<DesiredState>,
-        observed: Vec<Observed>,
-        listed: std::time::Instant,
-    ) {
-        let synced = self.sync_proxy(desired, Arc::new(observed), listed, true);
+    async fn sync_quietly(&self, desired: Arc<DesiredState>, observed: Listed) {
+        let synced = self.sync_proxy(desired, observed.containers, observed.at, true);
         if let Some(Err(e)) = synced.await {
             tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot bring Caddy in line");
         }

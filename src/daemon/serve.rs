@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::model::config::Config;
 use crate::reconcile::status::StatusBoard;
 use crate::reconcile::trigger::Wake;
-use crate::runtime::engine::Engine;
+use crate::runtime::engine::{CallCounter, Engine};
 use crate::runtime::executor::Executor;
 use crate::runtime::reader::ContainerReader;
 use crate::state::files::ManifestFiles;
@@ -73,9 +73,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     config.listen = api_addr;
     let shared = prepare(Arc::new(config), store).await?;
     let config = shared.config.clone();
-    let engine = Engine::connect(&config.instance)
-        .await
-        .context("connecting to the Docker engine")?;
+    let engine = connect(&config.instance, &shared.metrics).await?;
     let socket = bind_socket(&config.socket_path())?;
     let shutdown = CancellationToken::new();
     let watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
@@ -99,10 +97,10 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             "killed hooks left running by an earlier berth"
         );
     }
-    let api = Arc::new(api_state(&shared, &serve_loop, engine.clone(), writer));
+    let api = Arc::new(api_state(&shared, &serve_loop, engine, writer));
     let (tcp_cap, socket_cap) = connection_caps(to, config.http.max_connections);
     let listeners = ((tcp, tcp_cap), (socket, socket_cap));
-    let tasks = spawn(&shared, &serve_loop, api, engine, listeners, &shutdown);
+    let tasks = spawn(&shared, &serve_loop, api, listeners, &shutdown);
     info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");
     wait_for_signal().await;
     info!("shutdown requested");
@@ -119,19 +117,28 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine, every call to it counted in `metrics` (`berth_engine_calls_total{op}`).
+async fn connect(instance: &str, metrics: &Arc<Metrics>) -> anyhow::Result<Engine> {
+    let calls = metrics.clone();
+    let counter: CallCounter = Arc::new(move |op| calls.engine_call(op));
+    Engine::connect_counted(instance, counter)
+        .await
+        .context("connecting to the Docker engine")
+}
+
 /// Starts every long-running task.
 fn spawn(
     shared: &Shared,
     serve_loop: &Arc<ServeLoop>,
     api: Arc<AppState>,
-    engine: Engine,
     ((tcp, tcp_cap), (socket, socket_cap)): ((TcpListener, usize), (UnixListener, usize)),
     shutdown: &CancellationToken,
 ) -> Tasks {
     let (wake, stop) = (shared.wake.clone(), shutdown.clone());
     let git = shared.git.clone();
+    let informer = serve_loop.executor().informer().clone();
     Tasks {
-        events: tokio::spawn(forward_docker_events(engine, wake.clone(), stop.clone())),
+        events: tokio::spawn(forward_docker_events(informer, wake.clone(), stop.clone())),
         api: vec![
             (
                 "API",
@@ -312,7 +319,7 @@ fn api_state(
         store: shared.store.clone(),
         writer,
         board: serve_loop.status.clone(),
-        containers: ContainerReader::new(engine),
+        containers: ContainerReader::new(engine, serve_loop.executor().informer().clone()),
         removals: serve_loop.executor().removals().clone(),
         wake: shared.wake.clone(),
         metrics: shared.metrics.clone(),

@@ -31,6 +31,7 @@ use crate::reconcile::progress::{Progress, ProgressCell};
 use crate::reconcile::status::{AppStatus, Phase, StatusBoard, Wanted};
 use crate::reconcile::trigger::{Trigger, Triggers, Wake};
 use crate::runtime::executor::{ActionError, Executor};
+use crate::runtime::informer::Listed;
 
 /// How long a burst of triggers is gathered into one pass: long enough for an editor's
 /// write-and-rename or a checkout's burst of files, short against a deploy (a pass that comes
@@ -103,6 +104,7 @@ impl ServeLoop {
     /// it refused and the removals the API asked for (what `berth plan` shows).
     pub async fn plan_now(&self) -> Result<(DesiredState, Plan), PassError> {
         let (desired, observed) = self.pass.observe().await?;
+        let observed = observed.containers;
         let refused: BTreeMap<AppKey, Refusal> = self
             .status
             .snapshot()
@@ -212,7 +214,7 @@ impl ServeLoop {
         if let Some(released) = self.prune_release.lock().expect("prune release").take() {
             state.confirm_release(released);
         }
-        let (desired, observed) = match self.observe().await {
+        let (desired, listed) = match self.observe().await {
             Ok(found) => found,
             Err(e) => {
                 error!(cause = %chain(&e), "reconcile pass failed; retrying");
@@ -220,6 +222,7 @@ impl ServeLoop {
                 return next;
             }
         };
+        let (observed, listed) = (listed.containers, listed.at);
         state.settle_refusals(&desired);
         let plan = self.plan(state, &desired, &observed);
         self.metrics.pass(why, started.elapsed());
@@ -245,12 +248,7 @@ impl ServeLoop {
         for (key, s) in self.status.replace(board) {
             log_status(&key, &s);
         }
-        // Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
-        // edit); other passes write only when the render changed.
-        let verify = [Trigger::Resync, Trigger::Start, Trigger::Apply]
-            .into_iter()
-            .any(|t| why.contains(t));
-        self.sync_proxy(Arc::new(desired), Arc::new(observed), started, verify)
+        self.sync_proxy(Arc::new(desired), observed, listed, why)
             .await;
         next
     }
@@ -271,7 +269,7 @@ impl ServeLoop {
 
     /// Reads desired and observed state, counting a pass that could not (and whether the
     /// engine answered) for `/metrics` and `/readyz`.
-    async fn observe(&self) -> Result<(DesiredState, Vec<Observed>), PassError> {
+    async fn observe(&self) -> Result<(DesiredState, Listed), PassError> {
         let observed = self.pass.observe().await;
         self.metrics.pass_outcome(match &observed {
             Ok(_) => Some(true),
@@ -327,15 +325,20 @@ impl ServeLoop {
         }
     }
 
-    /// Routes in Caddy follow every pass; a failure is logged and counted, and changes
-    /// nothing else (apps still converge; the next pass tries again).
+    /// Routes in Caddy follow every pass (whose list began at `listed`); a failure is logged
+    /// and counted, and changes nothing else (apps still converge; the next pass tries again).
+    /// Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
+    /// edit); other passes write only when the render changed.
     async fn sync_proxy(
         &self,
         desired: Arc<DesiredState>,
         observed: Arc<Vec<Observed>>,
         listed: Instant,
-        verify: bool,
+        why: Triggers,
     ) {
+        let verify = [Trigger::Resync, Trigger::Start, Trigger::Apply]
+            .into_iter()
+            .any(|t| why.contains(t));
         match self
             .pass
             .sync_proxy(desired, observed, listed, verify)

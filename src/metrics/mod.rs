@@ -1,7 +1,7 @@
 //! Prometheus metrics (`GET /metrics`): apps by phase, reconcile passes (and what caused them)
 //! with their duration, actions by kind and result, API requests by route and status, git
-//! syncs. Counters are bumped where things happen; the phase gauge is filled from the status
-//! board at scrape time. Every layer may count here; it knows only model and reconcile types.
+//! syncs, requests to the Docker engine by operation. Counters are bumped where things happen;
+//! the phase gauge is filled from the status board at scrape time. Every layer may count here; it knows only model and reconcile types.
 
 pub mod exposition;
 
@@ -52,6 +52,11 @@ struct TriggerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
     route: String,
@@ -84,6 +89,8 @@ pub struct Metrics {
     git_diverged: Gauge,
     /// berth_engine_up: 1 when the last pass could list containers, 0 when Docker failed it.
     engine_up: Gauge,
+    /// berth_engine_calls_total{op}: every request made to the Docker engine.
+    engine_calls: Family<OpLabels, Counter>,
     /// berth_reconcile_failures_total: passes that could not run (engine or state unreadable).
     pass_failures: Counter,
     /// berth_watcher_armed: 1 while the file watcher watches the directories the config names.
@@ -129,6 +136,9 @@ const FAILURES_HELP: &str =
     "Reconcile passes that could not run (the engine or the state directory could not be read)";
 const WATCHER_HELP: &str =
     "1 while the file watcher watches the state and templates directories berth.toml names";
+const GIT_SYNCS_HELP: &str = "Git syncs, by result";
+const ENGINE_CALLS_HELP: &str =
+    "Requests berth made to the Docker engine, by operation (list, inspect, create, events, ...)";
 const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
 
 impl Default for Metrics {
@@ -141,14 +151,10 @@ impl Default for Metrics {
         Metrics {
             rollouts,
             rollout_seconds,
-            git_syncs: reg(
-                &mut r,
-                "git_syncs",
-                "Git syncs, by result",
-                Family::default(),
-            ),
+            git_syncs: reg(&mut r, "git_syncs", GIT_SYNCS_HELP, Family::default()),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
+            engine_calls: reg(&mut r, "engine_calls", ENGINE_CALLS_HELP, Family::default()),
             watcher_armed: reg(&mut r, "watcher_armed", WATCHER_HELP, Gauge::default()),
             pass_failures: reg(
                 &mut r,
@@ -215,6 +221,12 @@ impl Metrics {
         if let Some(up) = engine_answered {
             self.engine_up.set(i64::from(up));
         }
+    }
+
+    /// One request to the Docker engine, of operation `op`.
+    pub fn engine_call(&self, op: &str) {
+        let labels = OpLabels { op: op.into() };
+        self.engine_calls.get_or_create(&labels).inc();
     }
 
     /// Whether the watcher follows the directories the config names (set by the watcher).
@@ -322,6 +334,7 @@ mod tests {
         m.action("create", true);
         m.action("create", false);
         m.request("GET", "/apps", 200);
+        m.engine_call("list");
         let st = |phase| AppStatus {
             phase,
             refused_hash: None,
@@ -346,6 +359,7 @@ mod tests {
             "berth_actions_total{kind=\"create\",result=\"ok\"} 1",
             "berth_actions_total{kind=\"create\",result=\"error\"} 1",
             "berth_api_requests_total{method=\"GET\",route=\"/apps\",status=\"200\"} 1",
+            "berth_engine_calls_total{op=\"list\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

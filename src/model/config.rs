@@ -36,6 +36,8 @@ struct ConfigFile {
     #[serde(with = "humantime_serde")]
     resync: Duration,
     #[serde(with = "humantime_serde")]
+    relist: Duration,
+    #[serde(with = "humantime_serde")]
     hook_timeout: Duration,
     #[serde(with = "humantime_serde")]
     stop_timeout: Duration,
@@ -71,6 +73,7 @@ impl Default for ConfigFile {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             instance: "main".into(),
             resync: Duration::from_secs(30),
+            relist: Duration::from_secs(300),
             hook_timeout: Duration::from_secs(300),
             stop_timeout: Duration::from_secs(10),
             confirm_ttl: Duration::from_secs(600),
@@ -190,6 +193,8 @@ pub struct Config {
     pub instance: String,
     /// How often a pass runs when nothing triggers one.
     pub resync: Duration,
+    /// How old the container list kept from Docker's events may get before a pass lists again.
+    pub relist: Duration,
     /// How long a hook may run before its whole process group is killed.
     pub hook_timeout: Duration,
     /// Grace period between SIGTERM and SIGKILL when stopping a container.
@@ -300,6 +305,7 @@ impl Config {
             listen: f.listen,
             instance: f.instance,
             resync: f.resync,
+            relist: f.relist,
             hook_timeout: f.hook_timeout,
             stop_timeout: f.stop_timeout,
             confirm_ttl: f.confirm_ttl,
@@ -340,8 +346,10 @@ fn check_values(f: &ConfigFile) -> Result<(), String> {
     if f.max_parallel == 0 {
         return Err("max_parallel must be at least 1".into());
     }
-    if f.resync.is_zero() {
-        return Err("resync must be longer than 0s".into());
+    for (key, d) in [("resync", f.resync), ("relist", f.relist)] {
+        if d.is_zero() {
+            return Err(format!("{key} must be longer than 0s"));
+        }
     }
     if f.hook_timeout.is_zero() {
         return Err("hook_timeout must be longer than 0s".into());
@@ -423,6 +431,7 @@ mod tests {
         let c = load_text("").unwrap();
         assert_eq!(c.instance, "main");
         assert_eq!(c.resync, Duration::from_secs(30));
+        assert_eq!(c.relist, Duration::from_secs(300));
         assert_eq!(c.hook_timeout, Duration::from_secs(300));
         assert_eq!(c.stop_timeout, Duration::from_secs(10));
         assert_eq!(
@@ -435,11 +444,12 @@ mod tests {
     #[test]
     fn reads_humantime_and_overrides() {
         let c = load_text(
-            "resync = \"1m 30s\"\ninstance = \"t1\"\n[defaults]\nmemory = \"128m\"\n\
+            "resync = \"1m 30s\"\nrelist = \"2h\"\ninstance = \"t1\"\n[defaults]\nmemory = \"128m\"\n\
              [templates.node-lite-v1]\nimage = \"local/node:1\"\n",
         )
         .unwrap();
         assert_eq!(c.resync, Duration::from_secs(90));
+        assert_eq!(c.relist, Duration::from_secs(7200));
         assert_eq!(c.defaults.memory.unwrap().0, 128 << 20);
         assert_eq!(
             c.templates["node-lite-v1"].image.as_deref(),
@@ -467,6 +477,7 @@ mod tests {
             "instance = \"Main\"\n",
             "instance = \"a-b\"\n",
             "max_parallel = 0\n",
+            "relist = \"0s\"\n",
             "[http]\nmax_connections = 0\n",
             "[http]\nbody_timeout = \"1ms\"\n",
         ] {

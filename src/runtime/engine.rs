@@ -3,10 +3,11 @@
 //! containers, follows their events, reads logs, and does the writes berth needs (pull,
 //! create, start, stop, remove). **The writes are `pub(in crate::runtime)`:** only the
 //! executor calls them, so no surface can change a container except by writing a manifest.
+//! Every call goes through `client`, which counts it by operation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
@@ -22,11 +23,13 @@ use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 
 mod body;
+mod client;
 mod networks;
 mod oneoff;
 mod volumes;
 
 pub use body::create_body;
+pub use client::{uncounted, CallCounter};
 pub(in crate::runtime) use oneoff::Job;
 
 /// A Docker call that failed, naming what berth was doing.
@@ -61,8 +64,8 @@ fn fail(op: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineE
 /// A connection to the engine, scoped to one berth instance.
 #[derive(Clone)]
 pub struct Engine {
-    /// The negotiated client.
-    docker: Docker,
+    /// The negotiated client; every call through it is counted.
+    docker: client::Client,
     /// Label value that scopes every list and event subscription.
     instance: String,
     /// One lock per image, so apps sharing a missing one pull it once.
@@ -75,12 +78,23 @@ pub struct Engine {
 impl Engine {
     /// Connects (honouring `DOCKER_HOST`) and negotiates the API version with the engine.
     pub async fn connect(instance: &str) -> Result<Engine, EngineError> {
+        Engine::connect_counted(instance, uncounted()).await
+    }
+
+    /// [`connect`](Self::connect), telling `counter` of every call made to the engine from
+    /// the first one on.
+    pub async fn connect_counted(
+        instance: &str,
+        counter: CallCounter,
+    ) -> Result<Engine, EngineError> {
         let docker = Docker::connect_with_defaults().map_err(fail("connect"))?;
+        counter("version");
         let docker = docker
             .negotiate_version()
             .await
             .map_err(fail("negotiate API version"))?;
-        docker.ping().await.map_err(fail("ping"))?;
+        let docker = client::Client::new(docker, counter);
+        docker.call("ping").ping().await.map_err(fail("ping"))?;
         Ok(Engine {
             docker,
             instance: instance.to_string(),
@@ -102,6 +116,7 @@ impl Engine {
         };
         let list = self
             .docker
+            .call("list")
             .list_containers(Some(opts))
             .await
             .map_err(fail("list containers"))?;
@@ -116,7 +131,13 @@ impl Engine {
     pub(in crate::runtime) async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
         let lock = self.locked(image).await;
         let _guard = lock.lock().await;
-        if self.docker.inspect_image(image).await.is_ok() {
+        if self
+            .docker
+            .call("inspect_image")
+            .inspect_image(image)
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         let (repo, tag) = split_image(image);
@@ -125,7 +146,10 @@ impl Engine {
             tag: Some(tag),
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let mut stream = self
+            .docker
+            .call("pull")
+            .create_image(Some(opts), None, None);
         while let Some(step) = stream.next().await {
             step.map_err(fail(format!("pull {image}")))?;
         }
@@ -164,6 +188,7 @@ impl Engine {
         );
         let created = self
             .docker
+            .call("create")
             .create_container(Some(opts), body)
             .await
             .map_err(fail(format!("create {name}")))?;
@@ -175,6 +200,7 @@ impl Engine {
     pub(in crate::runtime) async fn inspect(&self, id: &str) -> Result<Inspected, EngineError> {
         let c = self
             .docker
+            .call("inspect")
             .inspect_container(id, None)
             .await
             .map_err(fail(format!("inspect {id}")))?;
@@ -195,7 +221,7 @@ impl Engine {
         let opts = WaitContainerOptions {
             condition: "not-running".into(),
         };
-        let mut stream = self.docker.wait_container(id, Some(opts));
+        let mut stream = self.docker.call("wait").wait_container(id, Some(opts));
         match stream.next().await {
             Some(Ok(r)) => Ok(Some(r.status_code)),
             // bollard reports a non-zero exit as an error carrying the code.
@@ -213,6 +239,7 @@ impl Engine {
             name: name.to_string(),
         };
         self.docker
+            .call("rename")
             .rename_container(id, opts)
             .await
             .map_err(fail(format!("rename {id} to {name}")))
@@ -220,7 +247,7 @@ impl Engine {
 
     /// Starts a container; starting a running one is not an error.
     pub(in crate::runtime) async fn start(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.start_container(id, None).await {
+        match self.docker.call("start").start_container(id, None).await {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
@@ -238,7 +265,12 @@ impl Engine {
             t: Some(timeout.as_secs().min(i32::MAX as u64) as i32),
             signal: None,
         };
-        match self.docker.stop_container(id, Some(opts)).await {
+        match self
+            .docker
+            .call("stop")
+            .stop_container(id, Some(opts))
+            .await
+        {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304 | 404,
                 ..
@@ -253,7 +285,12 @@ impl Engine {
             force: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(opts)).await {
+        match self
+            .docker
+            .call("remove")
+            .remove_container(id, Some(opts))
+            .await
+        {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
@@ -271,7 +308,12 @@ impl Engine {
     async fn wait_gone(&self, id: &str) -> Result<(), EngineError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            match self.docker.inspect_container(id, None).await {
+            match self
+                .docker
+                .call("inspect")
+                .inspect_container(id, None)
+                .await
+            {
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
                 }) => return Ok(()),
@@ -322,26 +364,48 @@ impl Engine {
         };
         let op = format!("logs {id}");
         self.docker
+            .call("logs")
             .logs(id, Some(opts))
             .map(move |r| r.map(|o| o.into_bytes()).map_err(fail(op.clone())))
     }
 
-    /// Container events for this instance's containers; ends on a connection error.
+    /// Container events for this instance's containers from `since` on (the engine replays
+    /// the ones it still holds from before the subscription); ends on a connection error.
     pub fn events(
         &self,
-    ) -> impl Stream<Item = Result<Option<AppKey>, EngineError>> + Send + 'static {
+        since: SystemTime,
+    ) -> impl Stream<Item = Result<ContainerEvent, EngineError>> + Send + 'static {
         let mut filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
         filters.insert(
             "label".to_string(),
             labels::instance_filters(&self.instance),
         );
+        let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
         let opts = EventsOptions {
             filters: Some(filters),
+            since: Some(format!("{}.{:09}", since.as_secs(), since.subsec_nanos())),
             ..Default::default()
         };
         self.docker
+            .call("events")
             .events(Some(opts))
-            .map(|e| e.map(|m| event_app(&m)).map_err(fail("events")))
+            .map(|e| e.map(|m| event_of(&m)).map_err(fail("events")))
+    }
+}
+
+/// One event on one of this instance's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The app it is about, from the container's labels (`None`: not one berth can name).
+    pub app: Option<AppKey>,
+    /// Docker's action: `create`, `die`, `destroy`, `exec_start: sh`, ...
+    pub action: String,
+}
+
+fn event_of(m: &bollard::models::EventMessage) -> ContainerEvent {
+    ContainerEvent {
+        app: event_app(m),
+        action: m.action.clone().unwrap_or_default(),
     }
 }
 

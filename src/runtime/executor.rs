@@ -18,6 +18,7 @@ use crate::runtime::engine::{Engine, EngineError};
 use crate::runtime::front::Front;
 use crate::runtime::hook_groups::HookGroups;
 use crate::runtime::hooks::{HookEnv, HookError, HookRunner};
+use crate::runtime::informer::Informer;
 use crate::runtime::removals::RemovalRequests;
 
 /// Why an app's change failed.
@@ -69,6 +70,8 @@ pub struct Executor {
     config: Arc<Config>,
     /// Docker.
     engine: Engine,
+    /// The container list kept between passes; every change ends it.
+    informer: Arc<Informer>,
     /// Serializes hooks per template.
     hooks: HookRunner,
     /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
@@ -89,9 +92,11 @@ impl Executor {
             .recording_in(HookGroups::new(groups))
             .locking_in(config.database.with_file_name("berth-hook-locks"));
         let front = Front::new(&config).map(Arc::new);
+        let informer = Arc::new(Informer::new(engine.clone(), config.relist));
         Executor {
             config,
             engine,
+            informer,
             hooks,
             removals: Arc::default(),
             front,
@@ -160,12 +165,24 @@ impl Executor {
         &self.engine
     }
 
+    /// The container list passes read (and the API's reader shares).
+    pub fn informer(&self) -> &Arc<Informer> {
+        &self.informer
+    }
+
     /// Runs one app's change to completion. `app` is the desired app (absent for removals).
+    /// However it ends, the informer's kept list ends with it: a list that began before the
+    /// change's last write must not stand for the state after it.
     pub async fn execute(
         &self,
         change: &AppChange,
         app: Option<&DesiredApp>,
     ) -> Result<(), ActionError> {
+        let _invalidate = Invalidate(&self.informer);
+        self.run(change, app).await
+    }
+
+    async fn run(&self, change: &AppChange, app: Option<&DesiredApp>) -> Result<(), ActionError> {
         for dup in &change.duplicates {
             info!(app = %change.key, container = %dup.name, "removing duplicate container");
             self.stop_and_remove(dup).await?;
@@ -385,5 +402,14 @@ impl Executor {
             purge,
         };
         Ok(self.hooks.run(&t.id, kind, path, &env).await?)
+    }
+}
+
+/// Ends the informer's kept list when dropped (a change returning, failing or panicking).
+struct Invalidate<'a>(&'a Informer);
+
+impl Drop for Invalidate<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
     }
 }

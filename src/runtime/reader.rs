@@ -1,48 +1,37 @@
-//! Read-only access to the engine for surfaces (the API, later the portal): the container
-//! list, reused for [`CONTAINER_CACHE_TTL`] so polling clients don't hammer Docker, and a
-//! container's logs. It holds the [`Engine`] privately and exposes no write, so a holder of
-//! a `ContainerReader` cannot change a container.
+//! Read-only access to the engine for surfaces (the API, the portal through it): the container
+//! list, taken from the loop's [`Informer`] (so a surface polled while nothing changes asks
+//! Docker nothing, and while containers change lists at most every
+//! [`CONTAINER_CACHE_TTL`]), and a container's logs. It holds the [`Engine`] privately and
+//! exposes no write, so a holder of a `ContainerReader` cannot change a container.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::Stream;
-use tokio::sync::Mutex;
 
 use crate::model::observed::Observed;
 use crate::runtime::engine::{Engine, EngineError};
+use crate::runtime::informer::Informer;
 
-/// How long the engine's container list is reused.
+/// How old a list events made stale may be and still answer a surface.
 pub const CONTAINER_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// The engine's reads, with a time-bounded copy of the container list.
+/// The engine's reads, the container list through the informer.
 pub struct ContainerReader {
     engine: Engine,
-    /// When the list was fetched, and what. Callers arriving while a refresh runs wait for
-    /// it rather than starting their own.
-    cached: Mutex<Option<(Instant, Arc<Vec<Observed>>)>>,
+    informer: Arc<Informer>,
 }
 
 impl ContainerReader {
-    /// A reader over `engine`.
-    pub fn new(engine: Engine) -> ContainerReader {
-        ContainerReader {
-            engine,
-            cached: Mutex::new(None),
-        }
+    /// A reader over `engine`, listing through `informer`.
+    pub fn new(engine: Engine, informer: Arc<Informer>) -> ContainerReader {
+        ContainerReader { engine, informer }
     }
 
-    /// This instance's containers, fetched when the copy is older than the TTL.
+    /// This instance's containers.
     pub async fn list(&self) -> Result<Arc<Vec<Observed>>, EngineError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((at, list)) = cached.as_ref() {
-            if at.elapsed() < CONTAINER_CACHE_TTL {
-                return Ok(list.clone());
-            }
-        }
-        let list = Arc::new(self.engine.list().await?);
-        *cached = Some((Instant::now(), list.clone()));
-        Ok(list)
+        let listed = self.informer.list_within(CONTAINER_CACHE_TTL).await?;
+        Ok(listed.containers)
     }
 
     /// The last `tail` lines container `name` wrote, streamed.

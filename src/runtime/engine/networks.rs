@@ -55,7 +55,12 @@ impl Engine {
                 labels: Some(labels::for_network(&self.instance, userid)),
                 ..Default::default()
             };
-            match self.docker.create_network(request).await {
+            match self
+                .docker
+                .call("network_create")
+                .create_network(request)
+                .await
+            {
                 Ok(made) => return Ok(made.id),
                 // Made meanwhile, by an engine that refuses a second copy of a name.
                 Err(bollard::errors::Error::DockerResponseServerError {
@@ -100,6 +105,7 @@ impl Engine {
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
         let all = self
             .docker
+            .call("network_list")
             .list_networks(Some(options))
             .await
             .map_err(fail(format!("list networks named {name}")))?;
@@ -155,6 +161,7 @@ impl Engine {
         };
         let list = self
             .docker
+            .call("list")
             .list_containers(Some(options))
             .await
             .map_err(fail(format!("list containers on network {id}")))?;
@@ -194,6 +201,7 @@ impl Engine {
             force: Some(true),
         };
         self.docker
+            .call("network_disconnect")
             .disconnect_network(from, disconnect)
             .await
             .map_err(fail(format!("disconnect {id} from network {from}")))?;
@@ -218,6 +226,7 @@ impl Engine {
             }),
         };
         self.docker
+            .call("network_connect")
             .connect_network(net, request)
             .await
             .map_err(fail(format!("connect {id} to network {net}")))
@@ -225,7 +234,7 @@ impl Engine {
 
     /// Removes a duplicate copy; one that something else still uses stays.
     async fn remove_copy(&self, name: &str, id: &str) {
-        match self.docker.remove_network(id).await {
+        match self.docker.call("network_remove").remove_network(id).await {
             Ok(()) => {
                 tracing::warn!(network = name, id = %id, "removed a duplicate of a user's network (left by a killed berth)")
             }
@@ -241,7 +250,12 @@ impl Engine {
         &self,
         name: &str,
     ) -> Result<(), EngineError> {
-        match self.docker.remove_network(name).await {
+        match self
+            .docker
+            .call("network_remove")
+            .remove_network(name)
+            .await
+        {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 403 | 404 | 409,
                 ..

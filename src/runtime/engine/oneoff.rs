@@ -52,6 +52,7 @@ impl Engine {
         };
         let _ = self
             .docker
+            .call("remove")
             .remove_container(&job.name, Some(force.clone()))
             .await;
         let opts = CreateContainerOptions {
@@ -59,17 +60,23 @@ impl Engine {
             ..Default::default()
         };
         self.docker
+            .call("create")
             .create_container(Some(opts), job_body(&job, &self.instance))
             .await
             .map_err(fail(format!("create {}", job.name)))?;
         let ended = self.started_and_waited(&job).await;
         let tail = self.tail_of(&job.name).await;
-        let _ = self.docker.remove_container(&job.name, Some(force)).await;
+        let _ = self
+            .docker
+            .call("remove")
+            .remove_container(&job.name, Some(force))
+            .await;
         Ok(Ended { code: ended?, tail })
     }
 
     async fn started_and_waited(&self, job: &Job<'_>) -> Result<Option<i64>, EngineError> {
         self.docker
+            .call("start")
             .start_container(
                 &job.name,
                 None::<bollard::query_parameters::StartContainerOptions>,
@@ -78,6 +85,7 @@ impl Engine {
             .map_err(fail(format!("start {}", job.name)))?;
         let mut wait = self
             .docker
+            .call("wait")
             .wait_container(&job.name, None::<WaitContainerOptions>);
         match tokio::time::timeout(job.timeout, wait.next()).await {
             Err(_) => Ok(None),

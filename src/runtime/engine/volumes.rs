@@ -19,7 +19,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let want = labels::for_volume(&self.instance, &app.key);
         for v in &app.spec.volumes {
-            match self.docker.inspect_volume(&v.volume).await {
+            match self.docker.call("volume_inspect").inspect_volume(&v.volume).await {
                 Ok(found) if want.iter().all(|(k, val)| found.labels.get(k) == Some(val)) => {}
                 Ok(_) => {
                     return Err(EngineError {
@@ -39,6 +39,7 @@ impl Engine {
                         ..Default::default()
                     };
                     self.docker
+                        .call("volume_create")
                         .create_volume(request)
                         .await
                         .map_err(fail(format!("create volume {}", v.volume)))?;
@@ -62,6 +63,7 @@ impl Engine {
             .build();
         let listed = self
             .docker
+            .call("list")
             .list_containers(Some(opts))
             .await
             .map_err(fail("list containers"))?;
@@ -97,6 +99,7 @@ impl Engine {
             .build();
         let listed = self
             .docker
+            .call("volume_list")
             .list_volumes(Some(opts))
             .await
             .map_err(fail("list volumes"))?;
@@ -112,6 +115,7 @@ impl Engine {
 
     pub(in crate::runtime) async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         self.docker
+            .call("volume_remove")
             .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
             .await
             .map_err(fail(format!("remove volume {name}")))
@@ -122,7 +126,12 @@ impl Engine {
         &self,
         name: &str,
     ) -> Result<Option<std::collections::HashMap<String, String>>, EngineError> {
-        match self.docker.inspect_volume(name).await {
+        match self
+            .docker
+            .call("volume_inspect")
+            .inspect_volume(name)
+            .await
+        {
             Ok(found) => Ok(Some(found.labels)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -143,6 +152,7 @@ impl Engine {
             ..Default::default()
         };
         self.docker
+            .call("volume_create")
             .create_volume(request)
             .await
             .map(drop)

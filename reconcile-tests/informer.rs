@@ -1,0 +1,162 @@
+//! Zero engine calls while idle (issue 16, the informer): with Docker's event stream
+//! followed, a pass over unchanged containers, the resync tick included, asks the engine
+//! nothing, and so does `GET /apps`: `berth_engine_calls_total` stays flat over several resync
+//! periods (`resync` 1 s, `relist` 1 h). A container removed by hand is still healed, and
+//! only the event path can do that here: the kept list would say it still runs for an hour.
+//! And a container removed while berth's event stream is cut (and longer ago than the replay
+//! a new subscription asks for) is healed once the engine answers again: a lost stream means
+//! a relist.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::support::api::{add_user, Api};
+use crate::support::docker::docker_cli;
+use crate::support::relay::DockerRelay;
+use crate::support::{wait_until, Serve, TestRoot, MINIMAL};
+
+const T: Duration = Duration::from_secs(30);
+
+/// One metric line's value (0 when absent).
+fn value(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// `berth_engine_calls_total` by operation.
+fn engine_calls(metrics: &str) -> BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("berth_engine_calls_total{op=\""))
+        .filter_map(|rest| {
+            let (op, n) = rest.split_once("\"} ")?;
+            Some((op.to_string(), n.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// The engine calls so far and the resync passes run so far.
+async fn read(api: &Api) -> (BTreeMap<String, u64>, u64) {
+    let text = api.get("/metrics", "").await.text;
+    let resyncs = value(
+        &text,
+        "berth_reconcile_pass_triggers_total{trigger=\"resync\"}",
+    );
+    (engine_calls(&text), resyncs)
+}
+
+/// Waits until `n` more resync passes have run; the engine calls then.
+async fn after_resyncs(api: &Api, n: u64) -> BTreeMap<String, u64> {
+    let start = std::time::Instant::now();
+    let (_, from) = read(api).await;
+    loop {
+        let (calls, resyncs) = read(api).await;
+        if resyncs >= from + n {
+            return calls;
+        }
+        assert!(start.elapsed() < T, "{n} resync passes did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to `T`) for two resync passes in a row without an engine call: the passes that
+/// follow the last burst of events (the settle pass a second after it) are over.
+async fn quiet(api: &Api) -> BTreeMap<String, u64> {
+    let start = std::time::Instant::now();
+    let mut last = after_resyncs(api, 1).await;
+    loop {
+        let now = after_resyncs(api, 2).await;
+        if now == last {
+            return now;
+        }
+        assert!(
+            start.elapsed() < T,
+            "the engine is still asked while nothing changes:\nbefore {last:?}\nafter  {now:?}"
+        );
+        last = now;
+    }
+}
+
+#[tokio::test]
+async fn idle_passes_ask_the_engine_nothing_and_a_hand_removal_is_healed_by_events() {
+    let root = TestRoot::new("idle").await;
+    root.config(&[("resync", "\"1s\""), ("relist", "\"1h\"")], "");
+    let admin = add_user(&root, "root", true).await;
+    root.write_manifest("alice", "web", MINIMAL);
+    root.write_manifest("bob", "api", MINIMAL);
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    root.wait_running("bob", "api", T).await;
+
+    let before = quiet(&api).await;
+    assert!(before.get("list").copied().unwrap_or(0) >= 1, "{before:?}");
+    for _ in 0..3 {
+        let apps = api.get("/apps", &admin).await.json();
+        assert_eq!(apps["apps"].as_array().map(Vec::len), Some(2), "{apps}");
+    }
+    let after = after_resyncs(&api, 4).await;
+    println!("informer: engine calls before 4 idle resync passes {before:?}, after {after:?}");
+    assert_eq!(
+        before, after,
+        "idle resync passes (and GET /apps) called the engine"
+    );
+
+    let old = root.id("alice", "web").await;
+    docker_cli(&["rm", "-f", &root.container_name("alice", "web")]);
+    let took = replaced(
+        &root,
+        "alice",
+        "web",
+        &old,
+        "alice/web to come back (only Docker's events can tell: relist is an hour)",
+    )
+    .await;
+    println!("informer: hand-removed container back in {took:?}");
+    let healed = quiet(&api).await;
+    println!("informer: engine calls once idle again {healed:?}");
+    assert!(
+        healed.get("list") > before.get("list") && healed.get("create") > before.get("create"),
+        "the heal listed and created: before {before:?}, after {healed:?}"
+    );
+    serve.assert_alive();
+}
+
+/// Waits until `user/app` runs in a container other than `old`; how long that took.
+async fn replaced(root: &TestRoot, user: &str, app: &str, old: &str, what: &str) -> Duration {
+    wait_until(T, what, || async {
+        match root.container(user, app).await {
+            Some(c) => c.id.as_deref() != Some(old) && c.state.unwrap().running == Some(true),
+            None => false,
+        }
+    })
+    .await
+}
+
+// Multi-threaded: the relay's tasks run while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_removed_while_the_event_stream_was_cut_is_healed_by_a_relist() {
+    let mut relay = DockerRelay::start();
+    let root = TestRoot::new("relist").await;
+    root.config(&[("resync", "\"1s\""), ("relist", "\"1h\"")], "");
+    root.write_manifest("alice", "web", MINIMAL);
+    let host = relay.docker_host();
+    let mut serve = Serve::start_env(&root, &[("DOCKER_HOST", host.as_str())]);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    quiet(&api).await;
+
+    relay.cut();
+    let old = root.id("alice", "web").await;
+    docker_cli(&["rm", "-f", &root.container_name("alice", "web")]);
+    // Past the few seconds a new subscription asks Docker to replay: no event of the removal
+    // will ever reach berth.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    relay.restore();
+    let took = replaced(&root, "alice", "web", &old, "alice/web back after the cut").await;
+    println!("informer: removed during a cut, back {took:?} after the engine answered again");
+    serve.assert_alive();
+}
