@@ -219,16 +219,17 @@ impl Template {
 /// known placeholder, so a template can never bind a path relative to wherever berth runs.
 fn check_mount(m: &MountTemplate) -> Result<(), String> {
     const PLACEHOLDERS: [&str; 3] = ["{app_dir}", "{shared_dir}", "{template_dir}"];
-    if !m.target.starts_with('/')
-        || m.target.contains(':')
-        || m.target.split('/').any(|c| c == "..")
+    let target = without_values(&m.target);
+    if !target.starts_with('/')
+        || target.contains(['{', '}', ':'])
+        || target.split('/').any(|c| c == "..")
     {
         return Err(format!(
             "mount target {:?} must be an absolute path without ':' or '..'",
             m.target
         ));
     }
-    let mut rest = m.source.clone();
+    let mut rest = without_values(&m.source);
     for p in PLACEHOLDERS {
         rest = rest.replace(p, "");
     }
@@ -249,6 +250,20 @@ fn check_mount(m: &MountTemplate) -> Result<(), String> {
     Ok(())
 }
 
+/// `text` with every `{values.*}` placeholder taken out (what is left must be a valid path).
+fn without_values(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{values.") {
+        out.push_str(&rest[..at]);
+        match rest[at..].find('}') {
+            Some(end) => rest = &rest[at + end + 1..],
+            None => return format!("{out}{{"),
+        }
+    }
+    out + rest
+}
+
 /// Values, volumes and the install, each valid, and every `{values.*}` placeholder in the
 /// image, command and env declared.
 fn check_parts(file: &TemplateFile) -> Result<(), String> {
@@ -263,6 +278,12 @@ fn check_parts(file: &TemplateFile) -> Result<(), String> {
     }
     for text in std::iter::once(&file.image).chain(&file.command) {
         check_placeholders(text, &file.values)?;
+    }
+    for m in &file.mounts {
+        check_placeholders(&m.source, &file.values)?;
+        check_placeholders(&m.target, &file.values)?;
+        crate::model::values::check_path_values(&file.values, &[&m.source, &m.target])
+            .map_err(|e| format!("mount {:?}: {e}", m.target))?;
     }
     // Only values from a closed set may shape the command or the image: a free string in an
     // `sh -c` is a shell injection, a free image a way around the template.
@@ -357,128 +378,5 @@ fn hash_spec_files(dir: &Path, files: &[String]) -> Result<BTreeMap<String, Stri
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn setup(text: &str) -> (tempfile::TempDir, Config) {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("templates/web-v1");
-        std::fs::create_dir_all(dir.join("hooks")).unwrap();
-        std::fs::write(dir.join("template.toml"), text).unwrap();
-        let config = Config::load(None, Some(root.path())).unwrap();
-        (root, config)
-    }
-
-    const GOOD: &str = r#"
-image = "node:22-alpine"
-command = ["node", "server.js"]
-workdir = "/app"
-port = 3000
-[defaults]
-memory = "128m"
-[[mounts]]
-source = "{app_dir}"
-target = "/app"
-[[mounts]]
-source = "{shared_dir}/node_modules"
-target = "/app/node_modules"
-read_only = true
-"#;
-
-    #[test]
-    fn loads_template_and_finds_executable_hooks() {
-        let (root, config) = setup(GOOD);
-        let hook = root.path().join("templates/web-v1/hooks/pre-create");
-        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let t = Template::load(&config, "web-v1").unwrap();
-        assert_eq!(t.port, 3000);
-        assert_eq!(t.command, ["node", "server.js"]);
-        assert_eq!(
-            t.hooks.keys().copied().collect::<Vec<_>>(),
-            [HookKind::PreCreate]
-        );
-        let dirs = MountDirs {
-            app_dir: Path::new("/r/apps/a/b"),
-            shared_dir: Path::new("/r/shared/web-v1"),
-        };
-        assert_eq!(
-            t.fill_mount_source(&t.mounts[1].source, &dirs),
-            "/r/shared/web-v1/node_modules"
-        );
-    }
-
-    #[test]
-    fn image_override_from_config_wins() {
-        let (root, _) = setup(GOOD);
-        std::fs::write(
-            root.path().join("berth.toml"),
-            "[templates.web-v1]\nimage = \"local/n:1\"\n",
-        )
-        .unwrap();
-        let config = Config::load(None, Some(root.path())).unwrap();
-        assert_eq!(
-            Template::load(&config, "web-v1").unwrap().image,
-            "local/n:1"
-        );
-    }
-
-    #[test]
-    fn spec_files_are_hashed_and_checked() {
-        let (root, _) = setup(&format!("spec_files = [\"files/lock.json\"]\n{GOOD}"));
-        let config = Config::load(None, Some(root.path())).unwrap();
-        let e = Template::load(&config, "web-v1").unwrap_err().to_string();
-        assert!(
-            e.contains("files/lock.json") && e.contains("cannot read"),
-            "{e}"
-        );
-        let files = root.path().join("templates/web-v1/files");
-        std::fs::create_dir_all(&files).unwrap();
-        std::fs::write(files.join("lock.json"), "v1").unwrap();
-        let h1 = Template::load(&config, "web-v1").unwrap().spec_files["files/lock.json"].clone();
-        std::fs::write(files.join("lock.json"), "v2").unwrap();
-        let h2 = Template::load(&config, "web-v1").unwrap().spec_files["files/lock.json"].clone();
-        assert_ne!(h1, h2);
-        assert_eq!(h2, blake3::hash(b"v2").to_hex().to_string());
-        for bad in ["../x", "/etc/passwd", "a//b", ""] {
-            let (root, _) = setup(&format!("spec_files = [{bad:?}]\n{GOOD}"));
-            let config = Config::load(None, Some(root.path())).unwrap();
-            assert!(Template::load(&config, "web-v1").is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn non_executable_hook_is_an_error() {
-        let (root, config) = setup(GOOD);
-        std::fs::write(root.path().join("templates/web-v1/hooks/pre-delete"), "x").unwrap();
-        let e = Template::load(&config, "web-v1").unwrap_err().to_string();
-        assert!(
-            e.contains("pre-delete") && e.contains("not an executable"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn hostile_templates_are_rejected() {
-        let base = "image = \"i\"\nport = 80\n";
-        let cases = [
-            ("port = 80\n", "missing field `image`"),
-            ("image = \"i\"\nport = 80\nprivileged = true\n", "unknown field `privileged`"),
-            (&*format!("{base}[[mounts]]\nsource = \"relative\"\ntarget = \"/x\"\n"), "must start with '/'"),
-            (&*format!("{base}[[mounts]]\nsource = \"{{app_dir}}/../..\"\ntarget = \"/x\"\n"), "'..'"),
-            (&*format!("{base}[[mounts]]\nsource = \"{{home}}\"\ntarget = \"/x\"\n"), "unknown placeholder"),
-            (&*format!("{base}[[mounts]]\nsource = \"/a\"\ntarget = \"x\"\n"), "absolute path"),
-            (&*format!("{base}command = [\"sh\", \"-c\", \"echo {{values.x}}\"]\n[values.x]\ntype = \"string\"\n"), "only int, bool and enum"),
-            (&*format!("{base}[[mounts]]\nsource = \"/a\"\ntarget = \"/x\"\n[[mounts]]\nsource = \"/b\"\ntarget = \"/x\"\n"), "twice"),
-        ];
-        for (text, want) in cases {
-            let (_root, config) = setup(text);
-            let e = Template::load(&config, "web-v1").unwrap_err().to_string();
-            assert!(e.contains(want), "{text:?} -> {e}");
-        }
-        let (_root, config) = setup(GOOD);
-        let e = Template::load(&config, "nope").unwrap_err().to_string();
-        assert!(e.contains("not found"), "{e}");
-        assert!(Template::load(&config, "../etc").is_err());
-    }
-}
+#[path = "template_tests.rs"]
+mod tests;

@@ -266,6 +266,10 @@ pub fn apply(
         .map(|c| render(c, values).map(|r| r.0))
         .collect::<Result<_, _>>()
         .map_err(at)?;
+    for m in &mut spec.mounts {
+        m.source = render(&m.source, values).map_err(at)?.0;
+        m.target = render(&m.target, values).map_err(at)?.0;
+    }
     let mut secret_env = BTreeMap::new();
     for (name, text) in &t.env {
         if spec.env.contains_key(name) || spec.secrets.contains_key(name) {
@@ -285,6 +289,42 @@ pub fn apply(
         }
     }
     Ok(secret_env)
+}
+
+/// Values used in a mount's source or target (`texts`) must come from a closed set of
+/// path-safe words: an int, a bool, or an enum whose every choice is a plain name (letters,
+/// digits, `.`, `_`, `-`, and not `.` or `..`). A free string could climb out of the app's
+/// directory or name another mount's path.
+pub fn check_path_values(
+    decls: &BTreeMap<String, ValueDecl>,
+    texts: &[&str],
+) -> Result<(), String> {
+    let plain = |c: &str| {
+        !c.is_empty()
+            && c != "."
+            && c != ".."
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    for (name, d) in decls {
+        if !texts
+            .iter()
+            .any(|t| t.contains(&format!("{{values.{name}}}")))
+        {
+            continue;
+        }
+        match d.kind {
+            ValueKind::Int | ValueKind::Bool => {}
+            ValueKind::Enum if d.choices.iter().all(|c| plain(c)) => {}
+            ValueKind::Enum => {
+                return Err(format!("{{values.{name}}}: every choice must be a plain name (a-z, 0-9, '.', '_', '-') to be used in a path"))
+            }
+            _ => {
+                return Err(format!("{{values.{name}}}: only int, bool and enum values may be used in a mount"))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A new random secret: 32 bytes, URL-safe base64 without padding (43 characters).
