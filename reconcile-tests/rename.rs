@@ -347,3 +347,32 @@ async fn serve_killed_at_each_step_of_a_rename_converges_to_one_name_with_the_da
     killed_at(&mut r, "b", "c", "at-once").await;
     killed_at(&mut r, "c", "d", "old-gone").await;
 }
+
+#[tokio::test]
+async fn in_git_mode_a_rename_is_one_commit_and_its_finish_another() {
+    let g = crate::support::git::GitRoot::start("renamegit", "1h", |_| {}).await;
+    g.api.create_app(&g.alice, "web", "bb-v1").await.expect(201);
+    g.root.wait_running("alice", "web", T).await;
+    let body = serde_json::json!({"appname": "site"});
+    g.api
+        .post("/apps/alice/web/rename", &g.alice, Some(body))
+        .await
+        .expect(202);
+    g.root.wait_running("alice", "site", T).await;
+    g.root.wait_gone("alice", "web", T).await;
+    wait_until(T, "both commits on the remote", || async {
+        g.remote.log().starts_with(
+            "berth|berth: finish the rename of alice/web to site\nalice|berth api: rename alice/web to site (by alice)",
+        )
+    })
+    .await;
+    let clone = g.root.path().join("state");
+    let git = |args: &[&str]| crate::support::git::git(&clone, args);
+    assert_eq!(git(&["status", "--porcelain"]), "", "the clone is clean");
+    let tree = git(&["ls-tree", "-r", "--name-only", "HEAD", "apps/alice"]);
+    assert_eq!(tree.trim(), "apps/alice/site.toml", "{tree}");
+    let text = git(&["show", "HEAD:apps/alice/site.toml"]);
+    assert!(!text.contains("renamed_from"), "{text}");
+    let renamed = git(&["show", "HEAD~1:apps/alice/site.toml"]);
+    assert!(renamed.starts_with("renamed_from = \"web\"\n"), "{renamed}");
+}

@@ -49,11 +49,14 @@ impl PassReport {
     }
 }
 
-/// Drops `renamed_from` once a rename's takeover is done, so the app gets its container:
+/// Finishes a rename `(old, new)` once its takeover is done: the records are adopted (again,
+/// whoever did it first), then `renamed_from` is dropped so the app gets its container.
 /// `serve` writes through the manifest writer (one commit in git mode), `berth apply` edits
 /// the file.
 pub type RenameFinisher = Arc<
-    dyn Fn(AppKey) -> futures_util::future::BoxFuture<'static, Result<(), String>> + Send + Sync,
+    dyn Fn(AppKey, AppKey) -> futures_util::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
 >;
 
 /// Runs one change; a rename's takeover is finished by `finish` before it counts as done.
@@ -64,8 +67,8 @@ pub(crate) async fn execute_change(
     app: Option<&DesiredApp>,
 ) -> Result<(), ActionError> {
     exec.execute(change, app).await?;
-    if let Some(Action::Rename { .. }) = &change.action {
-        finish(change.key.clone())
+    if let Some(Action::Rename { from, .. }) = &change.action {
+        finish(from.clone(), change.key.clone())
             .await
             .map_err(|e| ActionError::Rename(format!("the takeover is done, but {e}")))?;
     }
@@ -221,10 +224,10 @@ impl Reconciler {
 }
 
 fn offline_finisher(config: Arc<Config>) -> RenameFinisher {
-    Arc::new(move |key| {
+    Arc::new(move |old, new| {
         let config = config.clone();
         Box::pin(async move {
-            crate::state::rename::finish_offline(config, &key)
+            crate::state::rename::finish_offline(config, &old, &new)
                 .await
                 .map_err(|e| crate::error_chain::chain(&e))
         })

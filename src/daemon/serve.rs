@@ -232,12 +232,15 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
 fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> ServeLoop {
     let config = shared.config.clone();
     let mut pass = Reconciler::new(config.clone(), Executor::new(config, engine));
-    let writer = writer.clone();
-    pass.finish_rename = Arc::new(move |key| {
-        let writer = writer.clone();
+    let (writer, store) = (writer.clone(), shared.store.clone());
+    pass.finish_rename = Arc::new(move |old, new| {
+        let (writer, store) = (writer.clone(), store.clone());
         Box::pin(async move {
+            let (from, to) = (old.clone(), new.clone());
+            let adopted = tokio::task::spawn_blocking(move || store.adopt(&from, &to)).await;
+            adopted.map_err(|e| e.to_string())?.map_err(|e| chain(&e))?;
             writer
-                .finish_rename(&key)
+                .finish_rename(&old, &new)
                 .await
                 .map(drop)
                 .map_err(|e| chain(&e))
@@ -252,11 +255,14 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
     let newest = std::sync::Mutex::new(0u64);
     serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
-        adopt_renamed(&store, &seen.renames);
-        recorder.record(pass, &seen.taken);
         // Runs go one at a time, and a late run for an older pass changes nothing.
         let mut newest = newest.lock().unwrap_or_else(|e| e.into_inner());
-        if pass < *newest {
+        let late = pass < *newest;
+        if !late {
+            adopt_renamed(&store, &seen.renames);
+        }
+        recorder.record(pass, &seen.taken);
+        if late {
             return;
         }
         *newest = pass;

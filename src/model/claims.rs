@@ -108,6 +108,10 @@ pub fn resolve(
     previous: &Owners,
     policy: &Policy,
 ) -> Owners {
+    // A renamed app has what its old name's containers have, as if they were its own.
+    let (taken_over, previous) = as_renamed(desired, observed, previous);
+    let observed = taken_over.as_deref().unwrap_or(observed);
+    let previous = &previous;
     let mut owner = held(desired, observed, previous);
     for (key, entry) in desired.apps.iter_mut() {
         let Some(claims) = wanted(entry) else {
@@ -132,6 +136,31 @@ pub fn resolve(
         matches!(desired.apps.get(key), Some(Entry::Valid(_))) || has(observed, key, claim)
     });
     owner
+}
+
+/// `observed` and `previous` with each renamed app's old name read as its new one (no copy
+/// of the containers when nothing is being renamed).
+fn as_renamed(
+    desired: &DesiredState,
+    observed: &[Observed],
+    previous: &Owners,
+) -> (Option<Vec<Observed>>, Owners) {
+    let new_name = |k: &AppKey| desired.renames.get(k).unwrap_or(k).clone();
+    let previous = previous
+        .iter()
+        .map(|(c, k)| (c.clone(), new_name(k)))
+        .collect();
+    if desired.renames.is_empty() {
+        return (None, previous);
+    }
+    let renamed = observed
+        .iter()
+        .map(|o| Observed {
+            key: new_name(&o.key),
+            ..o.clone()
+        })
+        .collect();
+    (Some(renamed), previous)
 }
 
 /// Whether a container of `key` has `claim`.
@@ -227,6 +256,28 @@ mod tests {
             assert_eq!(refused(&d, "aaa/thief"), Some("port_taken"));
             assert_eq!(refused(&d, "zed/owner"), None);
         }
+    }
+
+    #[test]
+    fn a_renamed_app_keeps_what_its_old_name_holds_and_its_memory_counts_once() {
+        let renamed = "template = \"web-v1\"\nrenamed_from = \"old\"\nhost_port = 8080\n";
+        let mut d = desired(vec![
+            with_port("alice/aaa", 8080),
+            app("alice/new", renamed),
+        ]);
+        let old = holding("alice/old", 8080, ContainerState::Running);
+        let previous = Owners::from([(Claim::Port(8080), key("alice/old"))]);
+        let file: crate::model::policy::PolicyFile =
+            toml::from_str("max_memory_per_user = \"300m\"").unwrap();
+        let policy = Policy::resolve(&file).unwrap();
+        let owners = resolve(&mut d, &[old], &previous, &policy);
+        assert_eq!(
+            refused(&d, "alice/new"),
+            None,
+            "not refused for port or memory"
+        );
+        assert_eq!(refused(&d, "alice/aaa"), Some("port_taken"));
+        assert_eq!(owners[&Claim::Port(8080)], key("alice/new"));
     }
 
     #[test]

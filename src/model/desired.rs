@@ -134,6 +134,9 @@ pub struct DesiredState {
     pub frozen_users: BTreeMap<String, String>,
     /// Files berth cannot use at all (bad names); reported only.
     pub stray: Vec<String>,
+    /// Renames under way, old name → new (`model::rename`): the old name's containers are the
+    /// new app's to take over, never an orphan's to remove.
+    pub renames: BTreeMap<AppKey, AppKey>,
 }
 
 impl DesiredState {
@@ -155,6 +158,8 @@ impl DesiredState {
             stray: found.stray.iter().map(|e| e.to_string()).collect(),
             ..DesiredState::default()
         };
+        let (renames, conflicts) = crate::model::rename::find(&found.manifests);
+        out.renames = renames;
         let mut counts = Counts::default();
         for (key, parsed) in found.manifests {
             let entry = match counts.admit(&key, config) {
@@ -163,7 +168,9 @@ impl DesiredState {
             };
             out.apps.insert(key, entry);
         }
-        crate::model::rename::hold_conflicts(&mut out.apps);
+        for (key, why) in conflicts {
+            out.apps.insert(key, Entry::Frozen(why));
+        }
         out
     }
 

@@ -52,8 +52,16 @@ pub(crate) fn app(k: &str, manifest: &str) -> (AppKey, Entry) {
 }
 
 pub(crate) fn desired(entries: Vec<(AppKey, Entry)>) -> DesiredState {
+    let renames = entries
+        .iter()
+        .filter_map(|(k, e)| match e {
+            Entry::Valid(app) => Some((app.renamed_from.clone()?, k.clone())),
+            _ => None,
+        })
+        .collect();
     DesiredState {
         apps: entries.into_iter().collect(),
+        renames,
         ..Default::default()
     }
 }

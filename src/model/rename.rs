@@ -6,9 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::desired::{DesiredState, Entry};
+use crate::model::desired::DesiredState;
+#[cfg(test)]
+use crate::model::desired::Entry;
 use crate::model::manifest::Manifest;
 use crate::model::names::AppKey;
+use crate::model::source_error::SourceError;
 
 /// The app `m` (the manifest of `key`) takes over, checked to be another app of the same user.
 pub fn source(key: &AppKey, m: &Manifest) -> Result<Option<AppKey>, String> {
@@ -27,22 +30,25 @@ fn file(key: &AppKey) -> String {
     format!("state/apps/{}/{}.toml", key.userid, key.appname)
 }
 
-/// Freezes renamed apps whose old name still has a manifest, and every taker of an old name
-/// but the first in path order: the old app is never taken over twice, nor while it exists.
-pub fn hold_conflicts(apps: &mut BTreeMap<AppKey, Entry>) {
-    let mut taken: BTreeMap<AppKey, AppKey> = BTreeMap::new();
-    let mut frozen = Vec::new();
-    for (key, entry) in apps.iter() {
-        let Entry::Valid(app) = entry else { continue };
-        let Some(old) = &app.renamed_from else {
+/// The renames the manifests ask for, `old → new`, from every manifest that parses (a renamed
+/// app held for another reason still holds on to its old name: its containers are not
+/// removed), and the renamed apps to freeze: one whose old manifest still exists, and every
+/// taker of an old name but the first in path order.
+pub fn find(
+    manifests: &BTreeMap<AppKey, Result<(Manifest, String), SourceError>>,
+) -> (BTreeMap<AppKey, AppKey>, Vec<(AppKey, String)>) {
+    let (mut taken, mut frozen) = (BTreeMap::<AppKey, AppKey>::new(), Vec::new());
+    for (key, parsed) in manifests {
+        let Ok((m, _)) = parsed else { continue };
+        let Ok(Some(old)) = source(key, m) else {
             continue;
         };
-        if apps.contains_key(old) {
+        if manifests.contains_key(&old) {
             frozen.push((key.clone(), format!(
                 "{}: renamed_from = {:?}, but {} exists too: the rename cannot go on until one of them is removed (or the renamed_from line)",
-                file(key), old.appname, file(old)
+                file(key), old.appname, file(&old)
             )));
-        } else if let Some(first) = taken.get(old) {
+        } else if let Some(first) = taken.get(&old) {
             frozen.push((
                 key.clone(),
                 format!(
@@ -53,23 +59,18 @@ pub fn hold_conflicts(apps: &mut BTreeMap<AppKey, Entry>) {
                 ),
             ));
         } else {
-            taken.insert(old.clone(), key.clone());
+            taken.insert(old, key.clone());
         }
     }
-    for (key, why) in frozen {
-        apps.insert(key, Entry::Frozen(why));
-    }
+    (taken, frozen)
 }
 
 /// The renames under way in `desired`, `(from, to)`.
 pub fn under_way(desired: &DesiredState) -> Vec<(AppKey, AppKey)> {
     desired
-        .apps
-        .values()
-        .filter_map(|e| match e {
-            Entry::Valid(app) => app.renamed_from.clone().map(|old| (old, app.key.clone())),
-            _ => None,
-        })
+        .renames
+        .iter()
+        .map(|(old, new)| (old.clone(), new.clone()))
         .collect()
 }
 

@@ -179,7 +179,7 @@ impl LoopState {
     pub fn schedule(&mut self, plan: &Plan, now: Instant) -> Schedule {
         let mut out = Schedule::default();
         let mut ready = Vec::new();
-        for change in plan.changes.iter().filter(|c| !self.busy.contains(&c.key)) {
+        for change in plan.changes.iter().filter(|c| !self.is_blocked(c)) {
             let hash = change.desired_hash.as_deref();
             match self
                 .backoffs
@@ -202,6 +202,16 @@ impl LoopState {
             }
         }
         out
+    }
+
+    /// A change waits while its app is busy, and a rename also while the app it takes over
+    /// is (a rollout of the old name must end before its container and volumes move).
+    fn is_blocked(&self, change: &AppChange) -> bool {
+        let from = match &change.action {
+            Some(crate::reconcile::plan::Action::Rename { from, .. }) => Some(from),
+            _ => None,
+        };
+        self.busy.contains(&change.key) || from.is_some_and(|f| self.busy.contains(f))
     }
 
     /// Records that `change` finished with `result`: the app is free again, a failure starts

@@ -62,6 +62,24 @@ fn a_busy_app_is_skipped_until_its_change_finishes() {
 }
 
 #[test]
+fn a_rename_waits_while_the_app_it_takes_over_has_a_change_in_flight() {
+    let (t0, mut st) = (Instant::now(), LoopState::new(4));
+    let old = plan_of(vec![create("alice/hi")]);
+    assert_eq!(keys(&st.schedule(&old, t0)), ["alice/hi"]);
+    let rename = AppChange {
+        action: Some(Action::Rename {
+            from: key("alice/hi"),
+            containers: vec![],
+        }),
+        ..create("alice/hello")
+    };
+    let p = plan_of(vec![rename]);
+    assert!(st.schedule(&p, t0).start.is_empty(), "the old name is busy");
+    st.finished(&old.changes[0], Ok(()), t0);
+    assert_eq!(keys(&st.schedule(&p, t0)), ["alice/hello"]);
+}
+
+#[test]
 fn at_most_max_parallel_changes_run_and_the_rest_wait_for_a_later_pass() {
     let (t0, mut st) = (Instant::now(), LoopState::new(2));
     let p = plan_of(["a/a", "a/b", "a/c", "a/d"].map(create).to_vec());

@@ -222,9 +222,7 @@ impl Executor {
                 .engine
                 .stop(&container.id, self.config.stop_timeout)
                 .await?),
-            Action::Rename { from, containers } => {
-                self.take_over(need_app()?, from, containers).await
-            }
+            Action::Rename { from, .. } => self.take_over(need_app()?, from).await,
             Action::Remove {
                 containers,
                 template,

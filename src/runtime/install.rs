@@ -205,6 +205,7 @@ async fn run(
         env,
         timeout: config.hook_timeout,
         cap_add: vec![],
+        as_root: false,
     };
     let ended = engine.run_once(job).await.map_err(engine_err)?;
     let how = match ended.code {

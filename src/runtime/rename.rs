@@ -17,6 +17,9 @@ use crate::reconcile::plan::ContainerRef;
 use crate::runtime::engine::Job;
 use crate::runtime::executor::{ActionError, Executor};
 
+/// How long one volume's copy may run (a day: it is bounded by the data, not by a guess).
+const COPY_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Empties the target, then copies everything, owners and modes kept.
 const COPY: &str = "set -e; rm -rf /to/..?* /to/.[!.]* /to/*; cp -a /from/. /to/";
 
@@ -26,8 +29,9 @@ impl Executor {
         &self,
         app: &DesiredApp,
         from: &AppKey,
-        containers: &[ContainerRef],
     ) -> Result<(), ActionError> {
+        // Listed now, not taken from the plan: whatever the old name runs at this moment stops.
+        let containers = self.containers_of(from).await?;
         for c in containers.iter().filter(|c| c.running) {
             info!(app = %app.key, container = %c.name, "stopping the old name's container");
             self.engine()
@@ -42,18 +46,27 @@ impl Executor {
         for old in &old_volumes {
             self.copy_volume(app, from, old).await?;
         }
-        for c in containers {
-            let stopped = ContainerRef {
-                running: false,
-                ..c.clone()
-            };
-            self.stop_and_remove(&stopped).await?;
+        for c in &containers {
+            self.stop_and_remove(c).await?;
         }
         for old in &old_volumes {
             self.engine().remove_volume(old).await?;
         }
         info!(app = %app.key, from = %from, volumes = old_volumes.len(), "rename taken over");
         Ok(())
+    }
+
+    /// `key`'s containers in any state, as the engine lists them now.
+    async fn containers_of(&self, key: &AppKey) -> Result<Vec<ContainerRef>, ActionError> {
+        let listed = self.engine().list().await?;
+        let mine = listed.iter().filter(|o| &o.key == key);
+        Ok(mine
+            .map(|o| ContainerRef {
+                id: o.id.clone(),
+                name: o.name.clone(),
+                running: o.is_running(),
+            })
+            .collect())
     }
 
     /// `apps/<user>/<old>` becomes `apps/<user>/<new>`; nothing to do when it moved already.
@@ -95,7 +108,8 @@ impl Executor {
         let prefix = volume_name(instance, from, "");
         let name = old.strip_prefix(&prefix).unwrap_or(old);
         let target = volume_name(instance, &app.key, name);
-        self.ensure_copy_target(app, from, &target).await?;
+        let from_volume = format!("{}@{}", from.appname, self.created_at(old).await?);
+        self.ensure_copy_target(app, &from_volume, &target).await?;
         let command = ["sh".to_string(), "-c".into(), COPY.into()];
         let job = Job {
             name: format!(
@@ -107,7 +121,9 @@ impl Executor {
             workdir: "/",
             binds: vec![format!("{old}:/from:ro"), format!("{target}:/to")],
             env: vec![],
-            timeout: self.config().hook_timeout,
+            // A copy takes as long as the data needs; a limit would only make it start over.
+            timeout: COPY_LIMIT,
+            as_root: true,
             cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
                 .map(String::from)
                 .to_vec(),
@@ -126,23 +142,32 @@ impl Executor {
         }
     }
 
-    /// Makes the copy's target, labelled as `app`'s and as this rename's; an existing volume
-    /// of that name is used only when this rename made it.
+    /// Makes the copy's target, labelled as `app`'s and as this rename's (`<old>@<when the old
+    /// volume was made>`); an existing volume of that name is used only when this rename made it.
     async fn ensure_copy_target(
         &self,
         app: &DesiredApp,
-        from: &AppKey,
+        from_volume: &str,
         target: &str,
     ) -> Result<(), ActionError> {
         let mut want: HashMap<String, String> =
             labels::for_volume(&self.config().instance, &app.key);
-        want.insert(labels::RENAMED_FROM.to_string(), from.appname.clone());
+        want.insert(labels::RENAMED_FROM.to_string(), from_volume.to_string());
         match self.engine().volume_labels(target).await? {
             None => Ok(self.engine().create_volume(target, want).await?),
-            Some(found) if want.iter().all(|(k, v)| found.get(k) == Some(v)) => Ok(()),
+            Some((found, _)) if want.iter().all(|(k, v)| found.get(k) == Some(v)) => Ok(()),
             Some(_) => Err(ActionError::Rename(format!(
                 "volume {target} exists and was not made by this rename; berth will not copy over it (remove it, or rename to another name)"
             ))),
+        }
+    }
+
+    /// When volume `name` was made: with the old app's name, it tells this rename's copy
+    /// target from one an earlier rename of that name left.
+    async fn created_at(&self, name: &str) -> Result<String, ActionError> {
+        match self.engine().volume_labels(name).await? {
+            Some((_, created)) => Ok(created),
+            None => Err(ActionError::Rename(format!("volume {name} vanished"))),
         }
     }
 }

@@ -252,9 +252,11 @@ impl ManifestFiles {
         self.write(key, &text).await
     }
 
-    /// Counts manifests on disk the way the reconciler does (path order, same files).
+    /// Counts manifests on disk the way the reconciler does (path order, same files); a name
+    /// that a rename under way is taking over is not free either.
     fn check_quota(&self, key: &AppKey) -> Result<(), WriteError> {
         let found = crate::state::scan::scan(&self.config.apps_state_dir(), &self.config.root)?;
+        crate::state::rename::check_not_taken_over(&found, key)?;
         let total = found.manifests.len();
         let mine = found
             .manifests

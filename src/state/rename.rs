@@ -29,6 +29,22 @@ pub fn with_renamed_from(file: &Path, text: &str, old: &AppKey) -> Result<String
     Ok(format!("{}{text}", line(old)))
 }
 
+/// Refuses to make `key` anew while a rename is taking the app of that name over: the new app
+/// would inherit its container, workspace and volumes.
+pub fn check_not_taken_over(
+    found: &crate::model::desired::Scan,
+    key: &AppKey,
+) -> Result<(), WriteError> {
+    let (renames, _) = crate::model::rename::find(&found.manifests);
+    match renames.get(key) {
+        Some(new) => Err(WriteError::Busy(format!(
+            "{key} is being renamed to {}; wait until the rename is done (berth status shows it)",
+            new.appname
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Whether `new_text` is exactly what a rename of `old` (whose text is `old_text`) writes.
 pub fn is_rename_of(new_text: &str, old: &AppKey, old_text: &str) -> bool {
     new_text
@@ -66,17 +82,27 @@ pub fn finish_cut(dir: &Path, userid: &str) -> usize {
     done
 }
 
-/// Drops `renamed_from` from `key`'s manifest without the daemon (`berth apply`): the file
-/// is edited in place, keeping the rest as written. In git mode a commit is the daemon's to
-/// make, so this leaves the line for `serve`, which finishes the rename.
+/// Finishes the rename of `old` to `key` without the daemon (`berth apply`): the records
+/// adopted in the database, then `renamed_from` dropped from the file in place, keeping the
+/// rest as written. In git mode a commit is the daemon's to make, so this leaves both for
+/// `serve`, which finishes the rename.
 pub async fn finish_offline(
     config: std::sync::Arc<crate::model::config::Config>,
+    old: &AppKey,
     key: &AppKey,
 ) -> Result<(), WriteError> {
     if config.git.is_some() {
         tracing::info!(app = %key, "the rename's takeover is done; `berth serve` drops renamed_from (git mode)");
         return Ok(());
     }
+    crate::store::Store::open(&config.database)
+        .and_then(|s| s.adopt(old, key))
+        .map_err(|e| {
+            WriteError::Busy(format!(
+                "cannot move the app's records: {}",
+                crate::error_chain::chain(&e)
+            ))
+        })?;
     let files = crate::state::files::ManifestFiles::new(config);
     let drop_line = |doc: &mut toml_edit::DocumentMut| {
         doc.remove("renamed_from");
@@ -142,5 +168,21 @@ mod tests {
                 .contains("state/apps/alice/b.toml: this app's own rename is not finished"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_name_being_taken_over_is_not_free_for_a_new_app() {
+        let mut found = crate::model::desired::Scan::default();
+        let text = "renamed_from = \"hi\"\ntemplate = \"t\"\n";
+        let m = crate::model::manifest::Manifest::parse(Path::new("m"), text).unwrap();
+        let hello = AppKey::new("alice", "hello").unwrap();
+        found.manifests.insert(hello, Ok((m, text.to_string())));
+        let err = check_not_taken_over(&found, &AppKey::new("alice", "hi").unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("alice/hi is being renamed to hello"),
+            "{err}"
+        );
+        assert!(check_not_taken_over(&found, &AppKey::new("bob", "hi").unwrap()).is_ok());
     }
 }

@@ -143,7 +143,7 @@ impl ManifestWriter {
             }
             me.wake.wake(Trigger::ApiWrite);
             if let Some(git) = &me.git {
-                let file = format!("apps/{}/{}.toml", key.userid, key.appname);
+                let file = manifest_file(&key);
                 let message = format!("berth api: {action} {key} (by {who})");
                 git.commit_held(&[&file], &who, &message)
                     .await
@@ -222,7 +222,7 @@ impl ManifestWriter {
             me.history.note_source(&new, &current.etag, format!("api:{who}"));
             me.wake.wake(Trigger::ApiWrite);
             if let Some(git) = &me.git {
-                let files = [&old, &new].map(|k| format!("apps/{}/{}.toml", k.userid, k.appname));
+                let files = [&old, &new].map(manifest_file);
                 let message = format!("berth api: rename {old} to {} (by {who})", new.appname);
                 git.commit_held(&[&files[0], &files[1]], &who, &message)
                     .await
@@ -238,14 +238,39 @@ impl ManifestWriter {
         .map_err(WriteError::Task)?
     }
 
-    /// Drops `renamed_from` from `key`'s manifest once the loop has taken the old app over,
-    /// as berth (one commit in git mode); the app then gets its container.
-    pub async fn finish_rename(self: &Arc<Self>, key: &AppKey) -> Result<Current, WriteError> {
-        let drop_line = |doc: &mut toml_edit::DocumentMut| {
-            doc.remove("renamed_from");
-        };
-        self.edit(key, "berth", "finish the rename of", drop_line)
-            .await
+    /// Drops `renamed_from` from `key`'s manifest once the loop has taken `old` over, as
+    /// berth; the app then gets its container. In git mode one commit, which also records
+    /// the old manifest's removal if a rename cut short left it uncommitted.
+    pub async fn finish_rename(
+        self: &Arc<Self>,
+        old: &AppKey,
+        key: &AppKey,
+    ) -> Result<Current, WriteError> {
+        let (me, old, key) = (self.clone(), old.clone(), key.clone());
+        tokio::spawn(async move {
+            let _lock = me.lock().await;
+            let drop_line = |doc: &mut toml_edit::DocumentMut| {
+                doc.remove("renamed_from");
+            };
+            let current = me.files.edit(&key, drop_line).await?;
+            me.history
+                .note_source(&key, &current.etag, "api:berth".into());
+            me.wake.wake(Trigger::ApiWrite);
+            if let Some(git) = &me.git {
+                let [new_file, old_file] = [&key, &old].map(manifest_file);
+                let mut files = vec![new_file.as_str()];
+                if git.tracks(&old_file).await {
+                    files.push(&old_file);
+                }
+                let message = format!("berth: finish the rename of {old} to {}", key.appname);
+                git.commit_held(&files, "berth", &message)
+                    .await
+                    .map_err(WriteError::Commit)?;
+            }
+            Ok(current)
+        })
+        .await
+        .map_err(WriteError::Task)?
     }
 
     /// `berth secrets rotate` through the daemon: under the state lock, every manifest's
@@ -274,4 +299,9 @@ impl ManifestWriter {
         .await
         .map_err(|e| format!("the rotation task ended early: {e}"))?
     }
+}
+
+/// `key`'s manifest, relative to `state/`.
+fn manifest_file(key: &AppKey) -> String {
+    format!("apps/{}/{}.toml", key.userid, key.appname)
 }

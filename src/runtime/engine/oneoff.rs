@@ -33,6 +33,9 @@ pub struct Job<'a> {
     /// Capabilities it keeps (every other one is dropped): a copy that must read and keep
     /// every owner's files needs `CHOWN`, `DAC_OVERRIDE`, `FOWNER` and `FSETID`.
     pub cap_add: Vec<String>,
+    /// Run as root with the image's entrypoint cleared (a copy must not depend on how the
+    /// image starts its app, nor run as its app's user).
+    pub as_root: bool,
 }
 
 /// How a job ended.
@@ -116,6 +119,8 @@ fn job_body(job: &Job<'_>, instance: &str) -> ContainerCreateBody {
         (labels::INSTANCE.to_string(), instance.to_string()),
     ]);
     ContainerCreateBody {
+        user: job.as_root.then(|| "0:0".to_string()),
+        entrypoint: job.as_root.then(|| vec![String::new()]),
         image: Some(job.image.to_string()),
         cmd: Some(job.command.to_vec()),
         working_dir: Some(job.workdir.to_string()),

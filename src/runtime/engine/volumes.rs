@@ -121,18 +121,18 @@ impl Engine {
             .map_err(fail(format!("remove volume {name}")))
     }
 
-    /// The labels of volume `name`, `None` when there is no such volume.
+    /// The labels and creation time of volume `name`, `None` when there is no such volume.
     pub(in crate::runtime) async fn volume_labels(
         &self,
         name: &str,
-    ) -> Result<Option<std::collections::HashMap<String, String>>, EngineError> {
+    ) -> Result<Option<(std::collections::HashMap<String, String>, String)>, EngineError> {
         match self
             .docker
             .call("volume_inspect")
             .inspect_volume(name)
             .await
         {
-            Ok(found) => Ok(Some(found.labels)),
+            Ok(found) => Ok(Some((found.labels, found.created_at.unwrap_or_default()))),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),

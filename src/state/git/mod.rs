@@ -326,6 +326,13 @@ impl GitSync {
         Ok(())
     }
 
+    /// Whether git tracks `file` (relative to `state/`) in the index.
+    pub(in crate::state) async fn tracks(&self, file: &str) -> bool {
+        self.git(&["ls-files", "--error-unmatch", "--", file])
+            .await
+            .is_ok()
+    }
+
     /// Puts `file` back as HEAD has it (removed when HEAD has none). Written by berth, not by
     /// `git checkout`, which rewrites the index and so needs more room than a full disk has.
     async fn restore_head_version(&self, file: &str) {
