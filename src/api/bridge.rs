@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::auth::ClientKey;
@@ -22,37 +23,50 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/bridge/apps/{userid}/{appname}/activate", post(activate))
 }
 
+/// What the bridge tells an app's clients.
+#[derive(Serialize)]
+struct Info {
+    userid: String,
+    appname: String,
+    state: Option<&'static str>,
+    domain: Option<String>,
+    phase: &'static str,
+}
+
 async fn info(
     State(s): State<Arc<AppState>>,
     client: ClientKey,
     AppPath(key): AppPath,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Info>, ApiError> {
     client.check_app(&key)?;
     let phase = s.board.phase(&key);
     // The hot path: what the last pass read. An app it did not see valid is read from disk.
     let (state, domain) = match (phase, s.board.wanted(&key)) {
-        (Some(_), Some(w)) => (Some(w.state.to_string()), w.domain),
+        (Some(_), Some(w)) => (Some(w.state.as_str()), w.domain),
         _ => from_disk(&s, &key)?,
     };
-    let phase = phase.map_or_else(|| "pending".to_string(), |p| p.to_string());
-    Ok(Json(json!({
-        "userid": key.userid,
-        "appname": key.appname,
-        "state": state,
-        "domain": domain,
-        "phase": phase,
-    })))
+    let phase = phase.map_or("pending", |p| p.as_str());
+    Ok(Json(Info {
+        userid: key.userid,
+        appname: key.appname,
+        state,
+        domain,
+        phase,
+    }))
 }
 
 /// State and domain from the manifest itself; none for a broken one (it still has a phase,
 /// frozen, but no trustworthy state or domain).
-fn from_disk(s: &AppState, key: &AppKey) -> Result<(Option<String>, Option<String>), ApiError> {
+fn from_disk(
+    s: &AppState,
+    key: &AppKey,
+) -> Result<(Option<&'static str>, Option<String>), ApiError> {
     let Some(c) = s.files().read(key)? else {
         return Err(ApiError::NotFound(format!("app {key} does not exist")));
     };
     let parsed = Manifest::parse(std::path::Path::new(""), &c.text).ok();
     Ok((
-        parsed.as_ref().map(|m| m.state.to_string()),
+        parsed.as_ref().map(|m| m.state.as_str()),
         parsed.and_then(|m| m.domain.map(|d| d.0)),
     ))
 }

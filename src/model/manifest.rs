@@ -92,10 +92,17 @@ pub enum RunState {
 
 impl fmt::Display for RunState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RunState {
+    /// `running` or `stopped`, as the manifest says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             RunState::Running => "running",
             RunState::Stopped => "stopped",
-        })
+        }
     }
 }
 

@@ -55,7 +55,14 @@ impl Phase {
 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Phase {
+    /// As shown everywhere: `running`, `crash-loop`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
             Phase::Pending => "pending",
             Phase::Running => "running",
             Phase::Stopped => "stopped",
@@ -65,7 +72,7 @@ impl fmt::Display for Phase {
             Phase::Frozen => "frozen",
             Phase::OverQuota => "over-quota",
             Phase::PruneBlocked => "prune-blocked",
-        })
+        }
     }
 }
 

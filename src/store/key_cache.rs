@@ -14,7 +14,7 @@ use super::{tokens, Store};
 struct Cached {
     generation: u64,
     secret_hash: blake3::Hash,
-    info: ClientKeyInfo,
+    info: std::sync::Arc<ClientKeyInfo>,
 }
 
 /// Remembered keys, by id.
@@ -56,7 +56,7 @@ impl Store {
         &self,
         generation: u64,
         secret_hash: blake3::Hash,
-        info: &ClientKeyInfo,
+        info: &std::sync::Arc<ClientKeyInfo>,
     ) {
         let mut entries = self.key_cache.entries.lock().expect("key cache");
         if entries.len() >= MAX_ENTRIES {

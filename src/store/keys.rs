@@ -136,8 +136,9 @@ pub struct ClientKeyInfo {
 pub enum KeyCheck {
     /// Not a key, unknown, revoked or wrong secret: all look the same to the caller.
     Invalid,
-    /// A genuine key, with its scope.
-    Valid(ClientKeyInfo),
+    /// A genuine key, with its scope (shared with the key cache: the hot path copies no
+    /// strings).
+    Valid(std::sync::Arc<ClientKeyInfo>),
 }
 
 pub(super) fn record_name(id: &str) -> String {
@@ -280,9 +281,9 @@ impl Store {
                     .map_err(db_err)?;
             }
             self.db.commit(txn)?;
-            return Ok(KeyCheck::Valid(info(p.name.to_string(), record)));
+            return Ok(KeyCheck::Valid(info(p.name.to_string(), record).into()));
         }
-        let shown = info(p.name.to_string(), record);
+        let shown = std::sync::Arc::new(info(p.name.to_string(), record));
         self.remember_key(generation, stored, &shown);
         Ok(KeyCheck::Valid(shown))
     }
