@@ -3,11 +3,6 @@
 
 use std::process::ExitCode;
 
-// The API's hot paths (the bridge, `/healthz`) allocate a little per request on every
-// worker; glibc's allocator spends a tenth of such a request on its arena locks.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use berth::cli::{run, Cli};
 use clap::Parser;
 
