@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::model::git_config::GitConfig;
 use crate::model::http_limits::HttpLimits;
 use crate::model::names::validate_instance;
 use crate::model::policy::{Policy, PolicyFile};
 use crate::model::proxy::ProxyConfig;
 use crate::model::resources::ResourceOverrides;
+use crate::model::runtime_mode::{Runtime, RuntimeKind};
 use crate::model::source_error::SourceError;
 
 /// berth.toml as written. Defaults are filled by `Default` so a missing file and an empty file
@@ -57,6 +59,8 @@ struct ConfigFile {
     http: HttpLimits,
     audit_keep_days: u32,
     audit_max_entries: u64,
+    runtime: RuntimeKind,
+    registry: Option<String>,
 }
 
 impl Default for ConfigFile {
@@ -91,6 +95,8 @@ impl Default for ConfigFile {
             http: HttpLimits::default(),
             audit_keep_days: 14,
             audit_max_entries: 100_000,
+            runtime: RuntimeKind::Docker,
+            registry: None,
         }
     }
 }
@@ -103,67 +109,6 @@ pub struct TemplateOverride {
     pub image: Option<String>,
 }
 
-/// `[git]`: keep `state/` as a clone of `remote` and pull `branch` every `interval` (and on
-/// a signed webhook); API writes become commits that are pushed back.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GitConfig {
-    /// What `git clone` accepts: a path or URL.
-    pub remote: String,
-    /// The branch to follow.
-    #[serde(default = "default_branch")]
-    pub branch: String,
-    /// How often to pull.
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    /// Secret for `X-Hub-Signature-256` on `POST /hooks/git`; without it the webhook is off.
-    pub webhook_secret: Option<String>,
-}
-
-fn default_branch() -> String {
-    "main".into()
-}
-
-fn default_interval() -> Duration {
-    Duration::from_secs(60)
-}
-
-impl GitConfig {
-    /// True for a path on this machine (not `scheme://...` or scp-like `host:path`).
-    fn is_local_path(&self) -> bool {
-        let r = &self.remote;
-        !r.contains("://") && r.find(':').is_none_or(|i| r[..i].contains('/'))
-    }
-
-    /// Refuses values that could be read as git options or are plainly wrong.
-    fn check(&self) -> Result<(), String> {
-        if self.remote.is_empty() || self.remote.starts_with('-') {
-            return Err(format!("remote {:?} is not a path or URL", self.remote));
-        }
-        let branch_ok = !self.branch.is_empty()
-            && !self.branch.starts_with('-')
-            && !self.branch.contains("..")
-            && self
-                .branch
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
-        if !branch_ok {
-            return Err(format!(
-                "branch {:?} is not a plain branch name",
-                self.branch
-            ));
-        }
-        if self.interval.is_zero() {
-            return Err("interval must be longer than 0s".into());
-        }
-        if self.webhook_secret.as_deref() == Some("") {
-            return Err(
-                "webhook_secret must not be empty (leave it out to turn the webhook off)".into(),
-            );
-        }
-        Ok(())
-    }
-}
 
 /// The resolved configuration every other module reads.
 #[derive(Debug, Clone)]
@@ -232,6 +177,8 @@ pub struct Config {
     pub audit_keep_days: u32,
     /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
     pub audit_max_entries: u64,
+    /// `runtime` (SPEC §12): containers on this engine, or services on its swarm.
+    pub runtime: Runtime,
 }
 
 /// Config file name looked for under the root when `--config` is not given.
@@ -284,7 +231,9 @@ impl Config {
             p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
         }
         f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
+        let runtime = Runtime::resolve(f.runtime, f.registry.as_deref()).map_err(bad)?;
         Ok(Config {
+            runtime,
             policy,
             proxy: f.proxy,
             http: f.http,

@@ -98,6 +98,7 @@ impl DesiredApp {
         let hash = spec.hash();
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         let renamed_from = crate::model::rename::source(key, m)?;
+        check_replicas(m.replicas, config)?;
         Ok(DesiredApp {
             key: key.clone(),
             spec,
@@ -109,6 +110,17 @@ impl DesiredApp {
             secret_env,
             renamed_from,
         })
+    }
+}
+
+/// `replicas` is 1 to 64, and more than one needs Swarm.
+fn check_replicas(replicas: Option<u16>, config: &Config) -> Result<(), String> {
+    match replicas {
+        Some(n) if !(1..=64).contains(&n) => Err(format!("replicas = {n}: must be 1 to 64")),
+        Some(n) if n > 1 && !config.runtime.is_swarm() => Err(format!(
+            "replicas = {n} needs runtime = \"swarm\" in berth.toml (one engine runs one container per app)"
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Manifest {
     /// moved): the app's earlier name, whose container, volumes, workspace and records this
     /// app takes over. berth removes the line once the move is done.
     pub renamed_from: Option<AppName>,
+    /// How many tasks of the app run (`runtime = "swarm"`; 1 to 64). A single engine runs one.
+    #[schemars(range(min = 1, max = 64))]
+    pub replicas: Option<u16>,
 }
 
 /// An app name inside a manifest (`renamed_from`), checked like the file stem.

@@ -10,6 +10,7 @@
 pub mod claims;
 pub mod config;
 pub mod desired;
+pub mod git_config;
 pub mod health;
 pub mod http_limits;
 pub mod install;
@@ -20,6 +21,7 @@ pub mod observed;
 pub mod policy;
 pub mod proxy;
 pub mod rename;
+pub mod runtime_mode;
 pub mod resources;
 pub mod schema;
 pub mod secrets;

@@ -85,6 +85,9 @@ pub struct ContainerSpec {
     /// The template's named volumes for this app. Left out when none, like `network`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<crate::model::volumes::VolumeSpec>,
+    /// Tasks of a Swarm service (`replicas`); left out when the manifest sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u16>,
 }
 
 impl ContainerSpec {
@@ -147,6 +150,7 @@ impl ContainerSpec {
             },
             secrets: BTreeMap::new(),
             volumes: crate::model::volumes::specs(&config.instance, key, &t.volumes),
+            replicas: m.replicas,
         }
     }
 
