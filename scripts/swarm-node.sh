@@ -220,9 +220,13 @@ cmd_down() {
   if ip netns list | awk '{print $1}' | grep -qx "$NS"; then
     ip netns delete "$NS"
   fi
-  if ip link show "$VETH_HOST" >/dev/null 2>&1; then
-    ip link delete "$VETH_HOST"
-  fi
+  # Deleting the namespace takes the pair with it, a moment later: gone by now or soon.
+  ip link delete "$VETH_HOST" 2>/dev/null || true
+  for _ in $(seq 1 20); do
+    ip link show "$VETH_HOST" >/dev/null 2>&1 || break
+    sleep 0.25
+  done
+  ! ip link show "$VETH_HOST" >/dev/null 2>&1 || log "link $VETH_HOST remains"
   # Leaf cgroups first (cgroup v1: one tree per controller; v2: one tree).
   find /sys/fs/cgroup -mindepth 1 -maxdepth 2 -type d -name "$CGROUP" 2>/dev/null |
     while read -r dir; do find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
