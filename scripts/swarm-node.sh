@@ -78,7 +78,7 @@ node_pid() {
   [ -f "$PIDFILE" ] || return 1
   pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "dockerd .*unix://$SOCK" || return 1
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "dockerd .*unix://$SOCK" || return 1
   echo "$pid"
 }
 
@@ -174,7 +174,7 @@ our_pids() {
     cat /sys/fs/cgroup/*/"$CGROUP"/tasks /sys/fs/cgroup/*/"$CGROUP"/*/tasks \
       /sys/fs/cgroup/*/"$CGROUP"/*/*/tasks 2>/dev/null || true
     for pid in /proc/[0-9]*; do
-      cmd=$(tr '\0' ' ' <"$pid/cmdline" 2>/dev/null) || continue
+      cmd=$({ tr '\0' ' ' <"$pid/cmdline"; } 2>/dev/null) || continue
       case "$cmd" in
         *"$RUN/"* | *"$DATA/"* | *"$DATA "*) echo "${pid#/proc/}" ;;
       esac
@@ -341,7 +341,7 @@ cmd_registry_down() {
   local port=$1 pid d
   registry_paths "$port"
   if [ -f "$REG_RUN/pid" ] && pid=$(cat "$REG_RUN/pid") &&
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q '^/usr/bin/docker-registry serve'; then
+    { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q '^/usr/bin/docker-registry serve'; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do
       kill -0 "$pid" 2>/dev/null || break
