@@ -75,5 +75,6 @@ mod rollout;
 mod secrets;
 mod serve;
 mod slow_clients;
+mod swarm;
 mod tenancy;
 mod tenancy_api;

@@ -7,7 +7,8 @@
 # real Caddy per test; Debian's package starts no service here), promtool (from Debian's
 # prometheus package: a test checks /metrics with it), lintian and systemd-analyze (the .deb
 # and its unit are checked), chromium and chromedriver (the portal's browser tests drive
-# real headless Chromium over WebDriver), wrk (the benchmarks' load generator), docker-compose (benches/compose.rs times it beside berth).
+# real headless Chromium over WebDriver), wrk (the benchmarks' load generator), docker-compose (benches/compose.rs times it beside berth),
+# docker-registry (the swarm tests push app images to one of their own).
 set -euo pipefail
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -20,6 +21,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then

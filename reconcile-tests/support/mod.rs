@@ -13,6 +13,7 @@ pub mod example;
 pub mod git;
 pub mod relay;
 pub mod serve;
+pub mod swarm;
 pub mod tmpfs;
 pub mod verdict;
 

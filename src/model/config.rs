@@ -109,7 +109,6 @@ pub struct TemplateOverride {
     pub image: Option<String>,
 }
 
-
 /// The resolved configuration every other module reads.
 #[derive(Debug, Clone)]
 pub struct Config {

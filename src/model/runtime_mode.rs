@@ -54,8 +54,7 @@ impl Runtime {
 fn check_registry(r: &str) -> Result<(), String> {
     let ok = !r.is_empty()
         && r.len() <= 253
-        && r
-            .bytes()
+        && r.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
     if ok {
         Ok(())
@@ -72,7 +71,10 @@ mod tests {
 
     #[test]
     fn swarm_needs_a_registry_and_docker_takes_none() {
-        assert_eq!(Runtime::resolve(RuntimeKind::Docker, None), Ok(Runtime::Docker));
+        assert_eq!(
+            Runtime::resolve(RuntimeKind::Docker, None),
+            Ok(Runtime::Docker)
+        );
         let swarm = Runtime::resolve(RuntimeKind::Swarm, Some("10.0.0.1:5000")).unwrap();
         assert!(swarm.is_swarm());
         for (kind, registry, want) in [

@@ -90,6 +90,30 @@ pub struct ContainerSpec {
     pub replicas: Option<u16>,
 }
 
+/// Memory and CPUs: the manifest's, else berth.toml's defaults, else the template's.
+fn limits(
+    m: &Manifest,
+    t: &Template,
+    config: &Config,
+) -> (
+    crate::model::resources::Memory,
+    crate::model::resources::Cpus,
+) {
+    let memory = m
+        .resources
+        .memory
+        .or(config.defaults.memory)
+        .or(t.defaults.memory)
+        .unwrap_or(DEFAULT_MEMORY);
+    let cpus = m
+        .resources
+        .cpus
+        .or(config.defaults.cpus)
+        .or(t.defaults.cpus)
+        .unwrap_or(DEFAULT_CPUS);
+    (memory, cpus)
+}
+
 impl ContainerSpec {
     /// Derives the spec for `key` from its manifest, template and the config.
     pub fn derive(key: &AppKey, m: &Manifest, t: &Template, config: &Config) -> ContainerSpec {
@@ -101,18 +125,7 @@ impl ContainerSpec {
         let port = m.port.map_or(t.port, |p| p.0);
         let mut env = m.env.0.clone();
         env.insert("PORT".into(), port.to_string());
-        let memory = m
-            .resources
-            .memory
-            .or(config.defaults.memory)
-            .or(t.defaults.memory)
-            .unwrap_or(DEFAULT_MEMORY);
-        let cpus = m
-            .resources
-            .cpus
-            .or(config.defaults.cpus)
-            .or(t.defaults.cpus)
-            .unwrap_or(DEFAULT_CPUS);
+        let (memory, cpus) = limits(m, t, config);
         ContainerSpec {
             template: t.id.clone(),
             image: t.image.clone(),

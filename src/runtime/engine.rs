@@ -22,10 +22,13 @@ use crate::model::labels;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 
+mod app_image;
 mod body;
 mod client;
 mod networks;
 mod oneoff;
+mod service_spec;
+mod services;
 mod volumes;
 
 pub use body::create_body;

@@ -92,7 +92,8 @@ impl Executor {
             .recording_in(HookGroups::new(groups))
             .locking_in(config.database.with_file_name("berth-hook-locks"));
         let front = Front::new(&config).map(Arc::new);
-        let informer = Arc::new(Informer::new(engine.clone(), config.relist));
+        let services = config.runtime.is_swarm();
+        let informer = Arc::new(Informer::new(engine.clone(), config.relist, services));
         Executor {
             config,
             engine,
@@ -183,6 +184,9 @@ impl Executor {
     }
 
     async fn run(&self, change: &AppChange, app: Option<&DesiredApp>) -> Result<(), ActionError> {
+        if let crate::model::runtime_mode::Runtime::Swarm { registry } = &self.config.runtime {
+            return self.execute_swarm(change, app, registry).await;
+        }
         for dup in &change.duplicates {
             info!(app = %change.key, container = %dup.name, "removing duplicate container");
             self.stop_and_remove(dup).await?;
@@ -366,10 +370,30 @@ impl Executor {
     /// What comes before a container of `app` is made: its workspace checked, the template's
     /// install, the `kind` hook, the image (before the old container is touched).
     async fn prepare(&self, app: &DesiredApp, kind: HookKind) -> Result<(), ActionError> {
+        self.prepare_files(app, kind).await?;
+        Ok(self.engine.ensure_image(&app.spec.image).await?)
+    }
+
+    /// The files a container of `app` is made from: its workspace checked, the template's
+    /// install, the `kind` hook.
+    pub(in crate::runtime) async fn prepare_files(
+        &self,
+        app: &DesiredApp,
+        kind: HookKind,
+    ) -> Result<(), ActionError> {
         self.check_workspace(&app.key)?;
         self.install(&app.template).await?;
-        self.hook(&app.template, kind, &app.key, false).await?;
-        Ok(self.engine.ensure_image(&app.spec.image).await?)
+        self.hook(&app.template, kind, &app.key, false).await
+    }
+
+    /// The template's `kind` hook for `key` (no purge).
+    pub(in crate::runtime) async fn run_hook(
+        &self,
+        t: &Template,
+        kind: HookKind,
+        key: &AppKey,
+    ) -> Result<(), ActionError> {
+        self.hook(t, kind, key, false).await
     }
 
     /// The template's shared install, under its lock (nothing when it has none).

@@ -38,6 +38,9 @@ pub struct Listed {
 /// The engine's container list, kept while the event stream says it holds.
 pub struct Informer {
     engine: Engine,
+    /// `runtime = "swarm"`: apps are services, listed anew each time (task events from other
+    /// nodes never reach this engine, so no list could be kept on events).
+    services: bool,
     /// How old a kept list may get, events or not.
     relist: Duration,
     watch: Mutex<Watch>,
@@ -47,9 +50,10 @@ pub struct Informer {
 
 impl Informer {
     /// An informer over `engine` that lists again at least every `relist`.
-    pub fn new(engine: Engine, relist: Duration) -> Informer {
+    pub fn new(engine: Engine, relist: Duration, services: bool) -> Informer {
         Informer {
             engine,
+            services,
             relist,
             watch: Mutex::default(),
             refresh: tokio::sync::Mutex::new(()),
@@ -66,6 +70,11 @@ impl Informer {
     /// `stale_ok` and the stream is followed: surfaces polled by many clients list at most
     /// that often while containers change.
     pub async fn list_within(&self, stale_ok: Duration) -> Result<Listed, EngineError> {
+        if self.services {
+            let at = Instant::now();
+            let containers = Arc::new(self.engine.list_services().await?);
+            return Ok(Listed { containers, at });
+        }
         if let Some(kept) = self.kept(stale_ok) {
             return Ok(kept);
         }

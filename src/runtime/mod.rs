@@ -24,3 +24,4 @@ pub mod reader;
 pub mod removals;
 mod rename;
 pub mod rollout;
+mod swarm;

@@ -1,0 +1,197 @@
+//! `runtime = "swarm"` (SPEC §12) on a single-node swarm of the test engine, with a registry of
+//! the test's own: an app becomes a service running an image of its template plus its
+//! workspace (not a bind mount); a no-op pass writes nothing; an edit and a deploy roll the
+//! service to a new image; a hand-removed service comes back; stopped means no task; a
+//! rollback to an earlier manifest reuses the image built for it; a delete removes the
+//! service. The swarm is left as it was found.
+
+use std::time::Duration;
+
+use crate::support::docker::docker_cli;
+use crate::support::swarm::{Registry, SwarmLease};
+use crate::support::{wait_until, TestRoot};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Prints its workspace's `msg` and stays up.
+const SHOW: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "cat /work/msg; exec sleep 3600"]
+workdir = "/"
+port = 8080
+
+[[mounts]]
+source = "{app_dir}"
+target = "/work"
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
+/// Removes the test's services and the images it built, before the swarm is left.
+struct Cleanup {
+    instance: String,
+    registry: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label=paas.instance={}", self.instance);
+        let ids = docker_cli(&["service", "ls", "-q", "--filter", &filter]);
+        for id in ids.split_whitespace() {
+            let _ = std::process::Command::new("docker")
+                .args(["service", "rm", id])
+                .output();
+        }
+        let ours = format!("{}/berth-{}/", self.registry, self.instance);
+        let images = docker_cli(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+        for image in images.lines().filter(|i| i.starts_with(&ours)) {
+            let _ = std::process::Command::new("docker")
+                .args(["image", "rm", "-f", image])
+                .output();
+        }
+    }
+}
+
+fn service(root: &TestRoot) -> String {
+    format!("paas-app-{}-alice-web", root.instance)
+}
+
+/// `docker service inspect` of the app's service, one Go template field.
+fn inspect(root: &TestRoot, field: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(["service", "inspect", "--format", field, &service(root)])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// What the service's running task printed (its workspace's `msg`, from the image).
+fn task_says(root: &TestRoot) -> String {
+    let filter = format!("label=com.docker.swarm.service.name={}", service(root));
+    let ids = docker_cli(&["ps", "-q", "--filter", &filter]);
+    let Some(id) = ids.split_whitespace().next() else {
+        return String::new();
+    };
+    let out = std::process::Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn apply(root: &TestRoot) {
+    let run = root.berth(&["apply"]).await;
+    assert_eq!(run.code, Some(0), "apply: {}", run.text());
+}
+
+#[tokio::test]
+async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its_manifest() {
+    let root = TestRoot::new("swarm").await;
+    let _lease = SwarmLease::take();
+    let registry = Registry::start();
+    let _cleanup = Cleanup {
+        instance: root.instance.clone(),
+        registry: registry.address.clone(),
+    };
+    let config = [
+        ("runtime", "\"swarm\""),
+        ("registry", &*format!("{:?}", registry.address)),
+    ];
+    root.config(&config, "");
+    root.write_template("show-v1", SHOW);
+    let dir = root.app_dir("alice", "web");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A whole line: Docker logs a line only once it ends.
+    std::fs::write(dir.join("msg"), "v1\n").unwrap();
+    let v1 = "template = \"show-v1\"\nrestart = \"1\"\n";
+    root.write_manifest("alice", "web", v1);
+    apply(&root).await;
+    let image1 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").expect("a service");
+    assert!(
+        image1.starts_with(&format!(
+            "{}/berth-{}/alice-web:",
+            registry.address, root.instance
+        )),
+        "{image1}"
+    );
+    let mounts = inspect(&root, "{{json .Spec.TaskTemplate.ContainerSpec.Mounts}}").unwrap();
+    assert!(
+        !mounts.contains("bind"),
+        "the workspace is in the image, not mounted: {mounts}"
+    );
+    wait_until(T, "the task to print v1", || async {
+        task_says(&root) == "v1"
+    })
+    .await;
+    let built1 = docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image1]);
+
+    let plan = root.berth(&["plan", "--exit-code"]).await;
+    assert_eq!(plan.code, Some(0), "a no-op: {}", plan.text());
+    let version = inspect(&root, "{{.Version.Index}}").unwrap();
+    apply(&root).await;
+    assert_eq!(
+        inspect(&root, "{{.Version.Index}}").unwrap(),
+        version,
+        "no write on a no-op"
+    );
+
+    // A new file and a deploy: a new image, rolled out by Swarm.
+    std::fs::write(dir.join("msg"), "v2\n").unwrap();
+    root.write_manifest("alice", "web", "template = \"show-v1\"\nrestart = \"2\"\n");
+    apply(&root).await;
+    let image2 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
+    assert_ne!(image2, image1);
+    wait_until(T, "the task to print v2", || async {
+        task_says(&root) == "v2"
+    })
+    .await;
+
+    // Back to the first manifest: the image built for it runs again, not a rebuild of today's files.
+    root.write_manifest("alice", "web", v1);
+    apply(&root).await;
+    let back = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
+    assert_eq!(back, image1);
+    assert_eq!(
+        docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image1]),
+        built1
+    );
+    wait_until(T, "the task to print v1 again", || async {
+        task_says(&root) == "v1"
+    })
+    .await;
+
+    // Removed by hand: back on the next pass. Stopped: no task.
+    docker_cli(&["service", "rm", &service(&root)]);
+    apply(&root).await;
+    assert!(inspect(&root, "{{.ID}}").is_some(), "the service is back");
+    root.write_manifest("alice", "web", &format!("{v1}state = \"stopped\"\n"));
+    apply(&root).await;
+    let replicas = inspect(&root, "{{.Spec.Mode.Replicated.Replicas}}").unwrap();
+    assert_eq!(replicas, "0");
+
+    root.remove_manifest("alice", "web");
+    apply(&root).await;
+    assert!(inspect(&root, "{{.ID}}").is_none(), "the service is gone");
+}
+
+#[tokio::test]
+async fn swarm_settings_are_checked_and_replicas_need_swarm() {
+    let root = TestRoot::new("swarmcfg").await;
+    root.config(&[("runtime", "\"swarm\"")], "");
+    let run = root.berth(&["plan"]).await;
+    assert_eq!(run.code, Some(2), "{}", run.text());
+    assert!(run.text().contains("needs registry"), "{}", run.text());
+    root.config(&[], "");
+    root.write_manifest("alice", "web", "template = \"bb-v1\"\nreplicas = 3\n");
+    let run = root.berth(&["plan"]).await;
+    assert!(
+        run.text()
+            .contains("replicas = 3 needs runtime = \"swarm\""),
+        "{}",
+        run.text()
+    );
+    assert!(root.container("alice", "web").await.is_none());
+}

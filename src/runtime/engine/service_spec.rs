@@ -1,0 +1,237 @@
+//! An app as a Swarm service (SPEC §12): the canonical spec translated into a `ServiceSpec`,
+//! the counterpart of `body::create_body`. Pure, so it is unit-tested without a swarm.
+//!
+//! What Swarm on API 1.41 cannot express is left out, not faked: `no-new-privileges` (the
+//! engine drops it), `memory_swap` (no field) and a host port's address (a host-mode port
+//! listens on every address of its node). No routing mesh: `dnsrr` and host-mode ports, so
+//! nothing depends on IPVS and no app joins the shared ingress network.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
+    Limit, Mount, MountType, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+};
+
+use crate::model::labels;
+use crate::model::spec::ContainerSpec;
+
+/// `paas.type` of a task container: never `user-app`, so a single-engine berth on the same
+/// engine never takes a task for one of its containers.
+pub const TYPE_SWARM_TASK: &str = "swarm-task";
+
+/// What a service of one app is made from.
+pub struct ServiceInput<'a> {
+    /// The service's name (the app's container name).
+    pub name: &'a str,
+    /// The app's canonical spec.
+    pub spec: &'a ContainerSpec,
+    /// The app's labels (on the service).
+    pub labels: HashMap<String, String>,
+    /// The image built for this spec (`<registry>/...:<hash>`).
+    pub image: &'a str,
+    /// `NAME=value` environment, secrets included.
+    pub env: Vec<String>,
+    /// Whether it should run: `replicas` tasks, or none.
+    pub run: bool,
+    /// Grace between SIGTERM and SIGKILL, nanoseconds.
+    pub stop_grace_ns: i64,
+}
+
+/// The service spec of one app.
+pub fn service_spec(input: ServiceInput<'_>) -> ServiceSpec {
+    let spec = input.spec;
+    let replicas = if input.run {
+        i64::from(spec.replicas.unwrap_or(1))
+    } else {
+        0
+    };
+    let task_labels = task_labels(&input.labels);
+    let container_spec = container(&input, task_labels);
+    ServiceSpec {
+        name: Some(input.name.to_string()),
+        labels: Some(input.labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container_spec),
+            resources: Some(TaskSpecResources {
+                limits: Some(Limit {
+                    nano_cpus: Some(spec.nano_cpus),
+                    memory_bytes: Some(spec.memory as i64),
+                    pids: Some(spec.pids_limit),
+                }),
+                ..Default::default()
+            }),
+            restart_policy: Some(TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                delay: Some(1_000_000_000),
+                ..Default::default()
+            }),
+            log_driver: Some(TaskSpecLogDriver {
+                name: Some("json-file".into()),
+                options: Some(HashMap::from([
+                    ("max-size".to_string(), spec.log_max_size.clone()),
+                    ("max-file".to_string(), spec.log_max_file.to_string()),
+                ])),
+            }),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(replicas),
+            }),
+            ..Default::default()
+        }),
+        update_config: Some(update_config(spec)),
+        endpoint_spec: Some(endpoint(spec)),
+        ..Default::default()
+    }
+}
+
+/// The task containers carry who they belong to, under their own type.
+fn task_labels(service: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = [labels::INSTANCE, labels::USERID, labels::APPNAME]
+        .into_iter()
+        .filter_map(|k| Some((k.to_string(), service.get(k)?.clone())))
+        .collect();
+    out.insert(labels::TYPE.to_string(), TYPE_SWARM_TASK.to_string());
+    out
+}
+
+fn container(input: &ServiceInput<'_>, labels: HashMap<String, String>) -> TaskSpecContainerSpec {
+    let spec = input.spec;
+    let volumes = spec.volumes.iter().map(|v| Mount {
+        target: Some(v.target.clone()),
+        source: Some(v.volume.clone()),
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    });
+    TaskSpecContainerSpec {
+        image: Some(input.image.to_string()),
+        labels: Some(labels),
+        // Args, not Command: the image's entrypoint stays, as `Cmd` leaves it for a container.
+        args: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(input.env.clone()),
+        dir: spec.workdir.clone(),
+        // The workspace and shared installs are in the image; only named volumes mount.
+        mounts: Some(volumes.collect()),
+        init: Some(spec.init),
+        capability_drop: Some(spec.cap_drop.clone()),
+        stop_grace_period: Some(input.stop_grace_ns),
+        ..Default::default()
+    }
+}
+
+/// Start-first for an app without a host port (the old task serves until the new one runs),
+/// stop-first for one with (one task per node holds the port); a failed update rolls back.
+fn update_config(spec: &ContainerSpec) -> ServiceSpecUpdateConfig {
+    let order = match spec.host_port {
+        Some(_) => ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+        None => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+    };
+    ServiceSpecUpdateConfig {
+        parallelism: Some(1),
+        order: Some(order),
+        failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+        monitor: Some(5_000_000_000),
+        max_failure_ratio: Some(0.0),
+        ..Default::default()
+    }
+}
+
+/// DNS round robin (no virtual IP, so no IPVS); a host port is published on each task's node.
+fn endpoint(spec: &ContainerSpec) -> EndpointSpec {
+    let ports = spec.host_port.map(|hp| {
+        vec![EndpointPortConfig {
+            target_port: Some(i64::from(spec.port)),
+            published_port: Some(i64::from(hp)),
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        }]
+    });
+    EndpointSpec {
+        mode: Some(EndpointSpecModeEnum::DNSRR),
+        ports,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(host_port: Option<u16>, replicas: Option<u16>) -> ContainerSpec {
+        serde_json::from_value(serde_json::json!({
+            "template": "t", "image": "base", "command": ["sh", "-c", "x"], "workdir": "/app",
+            "env": {}, "mounts": [{"source": "/w", "target": "/app", "read_only": false}],
+            "memory": 1048576, "nano_cpus": 500000000, "pids_limit": 256, "port": 3000,
+            "host_port": host_port, "host_ip": "127.0.0.1", "domain": null, "restart": null,
+            "template_files": {}, "init": true, "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"], "log_max_size": "10m", "log_max_file": 3,
+            "replicas": replicas
+        }))
+        .unwrap()
+    }
+
+    fn made(spec: &ContainerSpec, run: bool) -> ServiceSpec {
+        let labels = HashMap::from([
+            (labels::TYPE.to_string(), labels::TYPE_USER_APP.to_string()),
+            (labels::USERID.to_string(), "alice".to_string()),
+            (labels::SPEC_HASH.to_string(), "h".to_string()),
+        ]);
+        service_spec(ServiceInput {
+            name: "paas-app-alice-web",
+            spec,
+            labels,
+            image: "r:5000/x:h",
+            env: vec!["PORT=3000".into()],
+            run,
+            stop_grace_ns: 2,
+        })
+    }
+
+    #[test]
+    fn an_app_becomes_a_service_with_its_image_limits_and_replicas_and_no_bind_mount() {
+        let s = made(&spec(None, Some(3)), true);
+        assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(3));
+        let task = s.task_template.unwrap();
+        let c = task.container_spec.unwrap();
+        assert_eq!(c.image.as_deref(), Some("r:5000/x:h"));
+        assert_eq!(c.args, Some(vec!["sh".into(), "-c".into(), "x".into()]));
+        assert_eq!(c.command, None, "the image's entrypoint stays");
+        assert_eq!(c.mounts, Some(vec![]), "the workspace is in the image");
+        let tl = c.labels.unwrap();
+        assert_eq!(tl[labels::TYPE], TYPE_SWARM_TASK);
+        assert!(!tl.contains_key(labels::SPEC_HASH));
+        let limits = task.resources.unwrap().limits.unwrap();
+        assert_eq!(
+            (limits.memory_bytes, limits.pids),
+            (Some(1048576), Some(256))
+        );
+        assert_eq!(s.labels.unwrap()[labels::SPEC_HASH], "h");
+        let order = s.update_config.unwrap().order;
+        assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+        let e = s.endpoint_spec.unwrap();
+        assert_eq!((e.mode, e.ports), (Some(EndpointSpecModeEnum::DNSRR), None));
+    }
+
+    #[test]
+    fn a_stopped_app_has_no_task_and_a_host_port_is_published_per_node_stop_first() {
+        let s = made(&spec(Some(8101), None), false);
+        assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(0));
+        let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
+        assert_eq!(
+            port.publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::HOST)
+        );
+        assert_eq!(
+            (port.published_port, port.target_port),
+            (Some(8101), Some(3000))
+        );
+        let order = s.update_config.unwrap().order;
+        assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST));
+        let running = made(&spec(None, None), true);
+        assert_eq!(running.mode.unwrap().replicated.unwrap().replicas, Some(1));
+    }
+}

@@ -1,0 +1,184 @@
+//! Swarm services (`runtime = "swarm"`, SPEC §12): berth's apps listed as [`Observed`] from
+//! the services carrying its labels, and made, updated, scaled and removed. The app's image is
+//! built and pushed first (`app_image`); every node pulls it from the registry.
+
+use std::collections::HashMap;
+
+use bollard::models::{Service, ServiceSpec};
+use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
+
+use super::service_spec::{service_spec, ServiceInput};
+use super::{fail, Engine, EngineError};
+use crate::model::desired::DesiredApp;
+use crate::model::labels;
+use crate::model::names::AppKey;
+use crate::model::observed::{ContainerState, Observed};
+
+impl Engine {
+    /// This instance's apps as services, in the shape the planner reads.
+    pub async fn list_services(&self) -> Result<Vec<Observed>, EngineError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            labels::instance_filters(&self.instance),
+        )]);
+        let opts = ListServicesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let listed = self
+            .docker
+            .call("service_list")
+            .list_services(Some(opts))
+            .await
+            .map_err(fail("list services"))?;
+        Ok(listed.iter().filter_map(from_service).collect())
+    }
+
+    /// Makes `app`'s service running `image`, with its tasks when `run`.
+    pub(in crate::runtime) async fn create_service(
+        &self,
+        app: &DesiredApp,
+        image: &str,
+        run: bool,
+        stop_grace: std::time::Duration,
+    ) -> Result<(), EngineError> {
+        let spec = self.service_of(app, image, run, stop_grace);
+        let name = spec.name.clone().unwrap_or_default();
+        self.docker
+            .call("service_create")
+            .create_service(spec, None)
+            .await
+            .map(drop)
+            .map_err(fail(format!("create service {name}")))
+    }
+
+    /// Replaces service `id`'s spec with `app`'s (a rolling update, as its update config says).
+    pub(in crate::runtime) async fn update_service(
+        &self,
+        id: &str,
+        app: &DesiredApp,
+        image: &str,
+        run: bool,
+        stop_grace: std::time::Duration,
+    ) -> Result<(), EngineError> {
+        let spec = self.service_of(app, image, run, stop_grace);
+        self.put_service(id, spec).await
+    }
+
+    /// Sets service `id`'s task count: its `replicas` when `run`, else none.
+    pub(in crate::runtime) async fn scale_service(
+        &self,
+        id: &str,
+        replicas: u16,
+        run: bool,
+    ) -> Result<(), EngineError> {
+        let mut spec = self.inspect_spec(id).await?;
+        if let Some(r) = spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
+            r.replicas = Some(if run { i64::from(replicas) } else { 0 });
+        }
+        self.put_service(id, spec).await
+    }
+
+    /// Removes service `id`; one already gone is not an error.
+    pub(in crate::runtime) async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.call("service_rm").delete_service(id).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            other => other.map_err(fail(format!("remove service {id}"))),
+        }
+    }
+
+    fn service_of(
+        &self,
+        app: &DesiredApp,
+        image: &str,
+        run: bool,
+        stop_grace: std::time::Duration,
+    ) -> ServiceSpec {
+        let name = app.key.container_name(&self.instance);
+        let mut env: Vec<String> = app
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        // Secrets reach the task's environment here and nowhere else, as for a container.
+        env.extend(
+            app.secret_env
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.expose())),
+        );
+        service_spec(ServiceInput {
+            name: &name,
+            spec: &app.spec,
+            labels: labels::for_app(app, &self.instance),
+            image,
+            env,
+            run,
+            stop_grace_ns: i64::try_from(stop_grace.as_nanos()).unwrap_or(i64::MAX),
+        })
+    }
+
+    async fn inspect_spec(&self, id: &str) -> Result<ServiceSpec, EngineError> {
+        let found = self
+            .docker
+            .call("service_inspect")
+            .inspect_service(id, None)
+            .await
+            .map_err(fail(format!("inspect service {id}")))?;
+        Ok(found.spec.unwrap_or_default())
+    }
+
+    /// Writes `spec` over service `id` at its current version.
+    async fn put_service(&self, id: &str, spec: ServiceSpec) -> Result<(), EngineError> {
+        let found = self
+            .docker
+            .call("service_inspect")
+            .inspect_service(id, None)
+            .await
+            .map_err(fail(format!("inspect service {id}")))?;
+        let version = found.version.and_then(|v| v.index).unwrap_or(0);
+        let opts = UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        self.docker
+            .call("service_update")
+            .update_service(id, spec, opts, None)
+            .await
+            .map(drop)
+            .map_err(fail(format!("update service {id}")))
+    }
+}
+
+/// A service of berth's as the planner sees it: running while it asks for tasks.
+fn from_service(s: &Service) -> Option<Observed> {
+    let spec = s.spec.as_ref()?;
+    let l = spec.labels.as_ref()?;
+    let key = AppKey::new(l.get(labels::USERID)?, l.get(labels::APPNAME)?).ok()?;
+    let replicas = spec
+        .mode
+        .as_ref()
+        .and_then(|m| m.replicated.as_ref())
+        .and_then(|r| r.replicas)
+        .unwrap_or(0);
+    Some(Observed {
+        id: s.id.clone()?,
+        name: spec.name.clone().unwrap_or_default(),
+        key,
+        hash: l.get(labels::SPEC_HASH).cloned(),
+        spec: l
+            .get(labels::SPEC)
+            .and_then(|j| serde_json::from_str(j).ok()),
+        template: l.get(labels::TEMPLATE).cloned(),
+        state: if replicas > 0 {
+            ContainerState::Running
+        } else {
+            ContainerState::Exited(None)
+        },
+        created: 0,
+        address: None,
+        next: false,
+    })
+}

@@ -1,0 +1,98 @@
+//! The executor's Swarm arm (`runtime = "swarm"`, SPEC §12): the same planned changes, carried
+//! out on services. A create or a recreate builds (or reuses) the app's image and pushes it
+//! first; a recreate is Swarm's own rolling update (start-first unless a host port is held,
+//! rolled back by Swarm when the new task fails); start and stop scale the service; a removal
+//! runs the pre-delete hook and removes the service. Hooks and installs run here, on the
+//! manager, as with one engine: they make what goes into the image.
+
+use tracing::info;
+
+use crate::model::desired::DesiredApp;
+use crate::model::template::{HookKind, Template};
+use crate::reconcile::plan::{Action, AppChange, ContainerRef};
+use crate::runtime::executor::{ActionError, Executor};
+
+impl Executor {
+    /// Runs one app's change against the swarm.
+    pub(in crate::runtime) async fn execute_swarm(
+        &self,
+        change: &AppChange,
+        app: Option<&DesiredApp>,
+        registry: &str,
+    ) -> Result<(), ActionError> {
+        for dup in &change.duplicates {
+            info!(app = %change.key, service = %dup.name, "removing duplicate service");
+            self.engine().remove_service(&dup.id).await?;
+        }
+        let Some(action) = &change.action else {
+            return Ok(());
+        };
+        info!(app = %change.key, action = action.kind(), "executing on the swarm");
+        let need_app =
+            || app.ok_or_else(|| ActionError::Internal(format!("{}: no desired app", change.key)));
+        let grace = self.config().stop_timeout;
+        match action {
+            Action::Create { start } => {
+                let app = need_app()?;
+                let image = self.image_for(app, HookKind::PreCreate, registry).await?;
+                Ok(self.engine().create_service(app, &image, *start, grace).await?)
+            }
+            Action::Recreate { old, start, .. } => {
+                let app = need_app()?;
+                let image = self.image_for(app, HookKind::PreDeploy, registry).await?;
+                let engine = self.engine();
+                Ok(engine.update_service(&old.id, app, &image, *start, grace).await?)
+            }
+            Action::Start { container, .. } => self.scale(app, container, true).await,
+            Action::Stop { container } => self.scale(app, container, false).await,
+            // Services have no `_next` names: nothing to settle.
+            Action::Settle { .. } => Ok(()),
+            Action::Rename { .. } => Err(ActionError::Rename(
+                "renaming is not supported with runtime = \"swarm\" yet: its volumes live on one node".into(),
+            )),
+            Action::Remove { containers, template } => {
+                self.remove_services(&change.key, containers, template.as_deref()).await
+            }
+        }
+    }
+
+    /// The workspace checked, the template's install and `kind` hook run, then the app's
+    /// image built (or found) and pushed.
+    async fn image_for(
+        &self,
+        app: &DesiredApp,
+        kind: HookKind,
+        registry: &str,
+    ) -> Result<String, ActionError> {
+        self.prepare_files(app, kind).await?;
+        Ok(self.engine().ensure_app_image(app, registry).await?)
+    }
+
+    async fn scale(
+        &self,
+        app: Option<&DesiredApp>,
+        service: &ContainerRef,
+        run: bool,
+    ) -> Result<(), ActionError> {
+        let replicas = app.and_then(|a| a.spec.replicas).unwrap_or(1);
+        Ok(self
+            .engine()
+            .scale_service(&service.id, replicas, run)
+            .await?)
+    }
+
+    async fn remove_services(
+        &self,
+        key: &crate::model::names::AppKey,
+        services: &[ContainerRef],
+        template: Option<&str>,
+    ) -> Result<(), ActionError> {
+        if let Some(Ok(t)) = template.map(|id| Template::load(self.config(), id)) {
+            self.run_hook(&t, HookKind::PreDelete, key).await?;
+        }
+        for s in services {
+            self.engine().remove_service(&s.id).await?;
+        }
+        Ok(())
+    }
+}
