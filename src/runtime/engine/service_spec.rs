@@ -13,7 +13,8 @@ use bollard::models::{
     Limit, Mount, MountType, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
     ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use crate::model::labels;
@@ -76,6 +77,7 @@ pub fn service_spec(input: ServiceInput<'_>) -> ServiceSpec {
                     ("max-file".to_string(), spec.log_max_file.to_string()),
                 ])),
             }),
+            placement: Some(spread_over_nodes()),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -120,6 +122,19 @@ fn container(input: &ServiceInput<'_>, labels: HashMap<String, String>) -> TaskS
         init: Some(spec.init),
         capability_drop: Some(spec.cap_drop.clone()),
         stop_grace_period: Some(input.stop_grace_ns),
+        ..Default::default()
+    }
+}
+
+/// Tasks spread evenly over the nodes, so `replicas = 2` on two nodes is one task on each and
+/// a node lost takes only its share of an app's tasks with it.
+fn spread_over_nodes() -> TaskSpecPlacement {
+    TaskSpecPlacement {
+        preferences: Some(vec![TaskSpecPlacementPreferences {
+            spread: Some(TaskSpecPlacementSpread {
+                spread_descriptor: Some("node.id".into()),
+            }),
+        }]),
         ..Default::default()
     }
 }
@@ -204,6 +219,17 @@ mod tests {
         let tl = c.labels.unwrap();
         assert_eq!(tl[labels::TYPE], TYPE_SWARM_TASK);
         assert!(!tl.contains_key(labels::SPEC_HASH));
+        let spread = task.placement.unwrap().preferences.unwrap();
+        assert_eq!(
+            spread[0]
+                .spread
+                .as_ref()
+                .unwrap()
+                .spread_descriptor
+                .as_deref(),
+            Some("node.id"),
+            "tasks spread over the nodes"
+        );
         let limits = task.resources.unwrap().limits.unwrap();
         assert_eq!(
             (limits.memory_bytes, limits.pids),
