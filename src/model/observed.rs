@@ -39,6 +39,17 @@ pub struct Observed {
     pub address: Option<String>,
     /// Named `<name>_next`: made by a rollout that has not settled (see [`rank`]).
     pub next: bool,
+    /// A Swarm service's tasks (`runtime = "swarm"`); none for a container.
+    pub tasks: Option<Tasks>,
+}
+
+/// How many tasks a service asks for and how many run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tasks {
+    /// Tasks the service asks for (its replicas).
+    pub wanted: u64,
+    /// Tasks running now.
+    pub running: u64,
 }
 
 impl Observed {
@@ -77,6 +88,9 @@ pub fn describe(observed: &[Observed], key: &AppKey) -> (String, Option<i64>) {
 pub fn describe_own(mine: &[&Observed]) -> (String, Option<i64>) {
     match mine.iter().find(|o| o.is_running()).or(mine.first()) {
         None => ("none".into(), None),
+        Some(Observed { tasks: Some(t), .. }) => {
+            (format!("{}/{} tasks running", t.running, t.wanted), None)
+        }
         Some(o) => match &o.state {
             ContainerState::Running => ("running".into(), None),
             ContainerState::Created => ("created".into(), None),

@@ -31,6 +31,7 @@ pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
     Some(Observed {
         id: s.id.clone()?,
         next: name.ends_with(NEXT_SUFFIX),
+        tasks: None,
         name,
         key,
         hash: l.get(labels::SPEC_HASH).cloned(),

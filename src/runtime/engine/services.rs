@@ -12,7 +12,7 @@ use super::{fail, Engine, EngineError};
 use crate::model::desired::DesiredApp;
 use crate::model::labels;
 use crate::model::names::AppKey;
-use crate::model::observed::{ContainerState, Observed};
+use crate::model::observed::{ContainerState, Observed, Tasks};
 
 impl Engine {
     /// This instance's apps as services, in the shape the planner reads.
@@ -23,7 +23,7 @@ impl Engine {
         )]);
         let opts = ListServicesOptions {
             filters: Some(filters),
-            ..Default::default()
+            status: Some(true),
         };
         let listed = self
             .docker
@@ -180,5 +180,9 @@ fn from_service(s: &Service) -> Option<Observed> {
         created: 0,
         address: None,
         next: false,
+        tasks: s.service_status.as_ref().map(|st| Tasks {
+            wanted: st.desired_tasks.unwrap_or(0),
+            running: st.running_tasks.unwrap_or(0),
+        }),
     })
 }
