@@ -475,3 +475,42 @@ async fn secrets_revisions_rollback_purge_and_the_admin_pages_work_from_plain_fo
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn a_rename_from_the_portal_goes_through_the_api_and_its_refusals_are_shown() {
+    let mut r = ApiRoot::start("phost8", &[]).await;
+    let base = r.serve.api_base();
+    r.api.create_app(&r.alice, "web", "bb-v1").await.expect(201);
+    r.api
+        .create_app(&r.alice, "taken", "bb-v1")
+        .await
+        .expect(201);
+    let s = Session::sign_in(&base, &r.alice).await;
+    let (_, page) = s.get("/ui/apps/alice/web").await;
+    assert!(page.contains("/ui/apps/alice/web/rename"), "a rename form");
+    let form = |name: &str| format!("csrf={}&appname={name}", s.csrf);
+    let (status, page) = s
+        .post("/ui/apps/alice/web/rename", &form("taken"), &[])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{page}");
+    assert!(page.contains("already exists"), "{page}");
+    let (status, _) = s
+        .post("/ui/apps/alice/web/rename", &form("Bad%2Fname"), &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let forged = "csrf=nope&appname=site";
+    let (status, _) = s.post("/ui/apps/alice/web/rename", forged, &[]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "no rename without the form's token"
+    );
+    assert!(r.root.manifest_path("alice", "web").exists());
+    let (status, page) = s
+        .post("/ui/apps/alice/web/rename", &form("site"), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("renamed from web"), "{page}");
+    assert!(manifest(&r, "alice", "site").starts_with("renamed_from = \"web\"\n"));
+    assert!(!r.root.manifest_path("alice", "web").exists());
+}

@@ -1,4 +1,4 @@
-//! The app page's buttons: start, stop, deploy, save the manifest (with the etag the editor
+//! The app page's buttons: start, stop, deploy, rename, save the manifest (with the etag the editor
 //! was opened with: a stale one shows the conflict and keeps the unsaved text), and delete,
 //! where a purge first shows the API's warning and asks for the app's name to be typed.
 
@@ -24,6 +24,7 @@ pub fn router() -> Router<Arc<Portal>> {
         .route("/ui/apps/{userid}/{appname}/stop", post(stop))
         .route("/ui/apps/{userid}/{appname}/deploy", post(deploy))
         .route("/ui/apps/{userid}/{appname}/manifest", post(save_manifest))
+        .route("/ui/apps/{userid}/{appname}/rename", post(rename))
         .route("/ui/apps/{userid}/{appname}/delete", post(delete))
 }
 
@@ -141,6 +142,48 @@ async fn save_manifest(
     let notice = Notice::Failed(format!("not saved: {why}"));
     let draft = Draft { text, why };
     render_with(&p, &who, &key, Some(notice), reply.status, Some(draft)).await
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    appname: String,
+}
+
+/// `POST /apps/:u/:a/rename`; done, the renamed app's page.
+async fn rename(
+    State(p): State<Arc<Portal>>,
+    AppRef(key): AppRef,
+    Posted(who, f): Posted<RenameForm>,
+) -> Response {
+    let body = serde_json::json!({ "appname": f.appname.trim() });
+    let uri = format!("{}/rename", api_path(&key));
+    let reply = Call::new(Method::POST, uri, &who)
+        .json(&body)
+        .send(&p.api)
+        .await;
+    if let Some(out) = signed_out_by(&p, &who, &reply) {
+        return out;
+    }
+    let renamed = crate::model::names::AppKey::new(&key.userid, f.appname.trim());
+    match (reply.ok(), renamed) {
+        (true, Ok(new)) => {
+            let done = format!(
+                "renamed from {}: the next pass moves its container, workspace and volumes",
+                key.appname
+            );
+            render(&p, &who, &new, Some(Notice::Done(done)), StatusCode::OK).await
+        }
+        _ => {
+            render(
+                &p,
+                &who,
+                &key,
+                Some(Notice::Failed(reply.message())),
+                reply.status,
+            )
+            .await
+        }
+    }
 }
 
 #[derive(Deserialize)]

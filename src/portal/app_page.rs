@@ -1,4 +1,4 @@
-//! One app's page: its status (`GET /apps/:u/:a`), the start / stop / deploy / delete
+//! One app's page: its status (`GET /apps/:u/:a`), the start / stop / deploy / rename / delete
 //! buttons, and the manifest editor, which sends the etag it was opened with, so a manifest
 //! changed meanwhile shows a conflict beside the text that was not saved instead of
 //! overwriting anything. Also the [`AppRef`] extractor and the tabs the app's pages share.
@@ -122,6 +122,7 @@ pub async fn render_with(
         (status_list(&app))
         (actions(&who.session, key))
         (editor(&who.session, key, &app, draft.as_ref()))
+        (rename_form(&who.session, key))
         (delete_form(&who.session, key))
     };
     respond(
@@ -190,6 +191,21 @@ fn editor(s: &Session, key: &AppKey, app: &Value, draft: Option<&Draft>) -> Mark
                 }
             }
             (form_post(&format!("{}/manifest", ui_path(key)), s, fields, "Save manifest"))
+        }
+    }
+}
+
+fn rename_form(s: &Session, key: &AppKey) -> Markup {
+    let fields = html! {
+        label for="appname" { "New name" }
+        input id="appname" name="appname" required autocomplete="off"
+            pattern="[a-z][a-z0-9-]{0,29}" value=(key.appname);
+    };
+    html! {
+        section aria-labelledby="rename-h" {
+            h2 id="rename-h" { "Rename" }
+            p { "Keeps the workspace, volumes, secrets, client keys, revisions and domain." }
+            (form_post(&format!("{}/rename", ui_path(key)), s, fields, "Rename app"))
         }
     }
 }
