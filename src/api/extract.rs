@@ -1,8 +1,6 @@
 //! Request extractors whose rejections are `ApiError`s, so bad JSON, oversized bodies, bad
 //! names in URLs and bad query strings all answer with the API's JSON error shape.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -16,19 +14,23 @@ use crate::model::names::AppKey;
 /// `{userid}/{appname}` from the URL, checked with the manifest name rules.
 pub struct AppPath(pub AppKey);
 
+/// The two path parameters every app route has.
+#[derive(serde::Deserialize)]
+struct AppParams {
+    userid: String,
+    appname: String,
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for AppPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        // By name, so routes with more parameters (`{id}`, `{*path}`) share it; the names
+        // are checked in place, without a map of every parameter.
+        let Path(p) = Path::<AppParams>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-        let get = |k: &str| {
-            params
-                .get(k)
-                .ok_or_else(|| ApiError::Internal(format!("route has no {{{k}}}")))
-        };
-        let key = AppKey::new(get("userid")?, get("appname")?)
+        let key = AppKey::from_owned(p.userid, p.appname)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         Ok(AppPath(key))
     }

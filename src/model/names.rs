@@ -93,6 +93,13 @@ impl AppKey {
         })
     }
 
+    /// [`new`](Self::new) for names already owned (the API's path parameters): no copy.
+    pub fn from_owned(userid: String, appname: String) -> Result<AppKey, NameError> {
+        validate_userid(&userid)?;
+        validate_appname(&appname)?;
+        Ok(AppKey { userid, appname })
+    }
+
     /// The name of a container that replaces the app's current one during a rollout (and
     /// keeps it until settled). `_` cannot occur in an app name, so it never collides with
     /// another app's container.

@@ -38,9 +38,9 @@ impl Store {
         if c.generation != self.db.generation() {
             return None;
         }
-        let name = super::keys::record_name(p.name);
-        // blake3::Hash equality is constant-time.
-        if tokens::keyed_hash(&self.hash_key, &name, p.secret) != c.secret_hash {
+        // blake3::Hash equality is constant-time. The record's name is `client:<id>`.
+        let hash = tokens::keyed_hash_of(&self.hash_key, &["client:", p.name], p.secret);
+        if hash != c.secret_hash {
             return Some(KeyCheck::Invalid);
         }
         let last = c.info.last_used_at;
