@@ -203,20 +203,22 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let path: String = redacted(req.uri().path_and_query().map_or("", |p| p.as_str()))
-        .chars()
-        .take(512)
-        .collect();
+    // Only a write is audited: a read's path is not copied.
+    let audited = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let path: String = match audited {
+        true => redacted(req.uri().path_and_query().map_or("", |p| p.as_str()))
+            .chars()
+            .take(512)
+            .collect(),
+        false => String::new(),
+    };
     let actor = auth::AuditActor::default();
     req.extensions_mut().insert(actor.clone());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     state.metrics.request(method_label(&method), &route, status);
     let who = actor.0.get().cloned();
-    if let (false, Some(actor)) = (
-        matches!(method, Method::GET | Method::HEAD | Method::OPTIONS),
-        who,
-    ) {
+    if let (true, Some(actor)) = (audited, who) {
         let entry = AuditEntry {
             at: unix_now(),
             actor,
