@@ -44,12 +44,25 @@ pub struct Observed {
 }
 
 /// How many tasks a service asks for and how many run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tasks {
     /// Tasks the service asks for (its replicas).
     pub wanted: u64,
     /// Tasks running now.
     pub running: u64,
+    /// The nodes (host names) the running tasks are on, one entry per task, sorted.
+    pub nodes: Vec<String>,
+}
+
+impl Tasks {
+    /// `2/2 tasks running on n1, n2`, as `berth status` and `GET /apps` show a service.
+    pub fn shown(&self) -> String {
+        let on = match self.nodes.is_empty() {
+            true => String::new(),
+            false => format!(" on {}", self.nodes.join(", ")),
+        };
+        format!("{}/{} tasks running{on}", self.running, self.wanted)
+    }
 }
 
 impl Observed {
@@ -88,14 +101,33 @@ pub fn describe(observed: &[Observed], key: &AppKey) -> (String, Option<i64>) {
 pub fn describe_own(mine: &[&Observed]) -> (String, Option<i64>) {
     match mine.iter().find(|o| o.is_running()).or(mine.first()) {
         None => ("none".into(), None),
-        Some(Observed { tasks: Some(t), .. }) => {
-            (format!("{}/{} tasks running", t.running, t.wanted), None)
-        }
+        Some(Observed { tasks: Some(t), .. }) => (t.shown(), None),
         Some(o) => match &o.state {
             ContainerState::Running => ("running".into(), None),
             ContainerState::Created => ("created".into(), None),
             ContainerState::Exited(Some(c)) => (format!("exited ({c})"), Some(*c)),
             ContainerState::Exited(None) => ("exited".into(), None),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_shows_its_tasks_and_their_nodes() {
+        let t = Tasks {
+            wanted: 2,
+            running: 2,
+            nodes: vec!["n1".into(), "n2".into()],
+        };
+        assert_eq!(t.shown(), "2/2 tasks running on n1, n2");
+        let none = Tasks {
+            wanted: 1,
+            running: 0,
+            nodes: vec![],
+        };
+        assert_eq!(none.shown(), "0/1 tasks running");
     }
 }

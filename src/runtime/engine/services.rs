@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{Service, ServiceSpec};
-use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
+use bollard::models::{Service, ServiceSpec, TaskState};
+use bollard::query_parameters::{
+    ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+};
 
 use super::service_spec::{service_spec, ServiceInput};
 use super::{fail, Engine, EngineError};
@@ -31,7 +33,49 @@ impl Engine {
             .list_services(Some(opts))
             .await
             .map_err(fail("list services"))?;
-        Ok(listed.iter().filter_map(from_service).collect())
+        let nodes = self.task_nodes(&listed).await?;
+        let seen = listed.iter().filter_map(|s| from_service(s, &nodes));
+        Ok(seen.collect())
+    }
+
+    /// For each of `services`, the host names of the nodes its running tasks are on: one task
+    /// list and one node list (nothing asked when there is no service).
+    async fn task_nodes(
+        &self,
+        services: &[Service],
+    ) -> Result<HashMap<String, Vec<String>>, EngineError> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        if services.is_empty() {
+            return Ok(out);
+        }
+        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        let opts = ListTasksOptions {
+            filters: Some(filters),
+        };
+        let tasks = self.docker.call("task_list").list_tasks(Some(opts)).await;
+        let tasks = tasks.map_err(fail("list tasks"))?;
+        let nodes = self
+            .docker
+            .call("node_list")
+            .list_nodes(None::<ListNodesOptions>)
+            .await;
+        let names: HashMap<String, String> = nodes
+            .map_err(fail("list nodes"))?
+            .into_iter()
+            .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+            .collect();
+        let running = tasks
+            .into_iter()
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING));
+        for t in running {
+            let (Some(service), Some(node)) = (t.service_id, t.node_id) else {
+                continue;
+            };
+            let name = names.get(&node).cloned().unwrap_or(node);
+            out.entry(service).or_default().push(name);
+        }
+        out.values_mut().for_each(|v| v.sort());
+        Ok(out)
     }
 
     /// Makes `app`'s service running `image`, with its tasks when `run`.
@@ -153,7 +197,7 @@ impl Engine {
 }
 
 /// A service of berth's as the planner sees it: running while it asks for tasks.
-fn from_service(s: &Service) -> Option<Observed> {
+fn from_service(s: &Service, nodes: &HashMap<String, Vec<String>>) -> Option<Observed> {
     let spec = s.spec.as_ref()?;
     let l = spec.labels.as_ref()?;
     let key = AppKey::new(l.get(labels::USERID)?, l.get(labels::APPNAME)?).ok()?;
@@ -183,6 +227,12 @@ fn from_service(s: &Service) -> Option<Observed> {
         tasks: s.service_status.as_ref().map(|st| Tasks {
             wanted: st.desired_tasks.unwrap_or(0),
             running: st.running_tasks.unwrap_or(0),
+            nodes: s
+                .id
+                .as_ref()
+                .and_then(|id| nodes.get(id))
+                .cloned()
+                .unwrap_or_default(),
         }),
     })
 }
