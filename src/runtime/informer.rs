@@ -38,9 +38,12 @@ pub struct Listed {
 /// The engine's container list, kept while the event stream says it holds.
 pub struct Informer {
     engine: Engine,
-    /// `runtime = "swarm"`: apps are services, listed anew each time (task events from other
-    /// nodes never reach this engine, so no list could be kept on events).
+    /// `runtime = "swarm"`: apps are services, listed anew for every pass (task events from
+    /// other nodes never reach this engine, so no list could be kept on events); surfaces
+    /// take the last list while it is younger than they allow.
     services: bool,
+    /// The last service list (swarm mode).
+    last_services: Mutex<Option<Listed>>,
     /// How old a kept list may get, events or not.
     relist: Duration,
     watch: Mutex<Watch>,
@@ -54,6 +57,7 @@ impl Informer {
         Informer {
             engine,
             services,
+            last_services: Mutex::default(),
             relist,
             watch: Mutex::default(),
             refresh: tokio::sync::Mutex::new(()),
@@ -71,9 +75,7 @@ impl Informer {
     /// that often while containers change.
     pub async fn list_within(&self, stale_ok: Duration) -> Result<Listed, EngineError> {
         if self.services {
-            let at = Instant::now();
-            let containers = Arc::new(self.engine.list_services().await?);
-            return Ok(Listed { containers, at });
+            return self.list_services(stale_ok).await;
         }
         if let Some(kept) = self.kept(stale_ok) {
             return Ok(kept);
@@ -86,6 +88,22 @@ impl Informer {
         let containers = Arc::new(self.engine.list().await?);
         let listed = Listed { containers, at };
         self.watch().listed(generation, listed.clone());
+        Ok(listed)
+    }
+
+    async fn list_services(&self, stale_ok: Duration) -> Result<Listed, EngineError> {
+        let last = self
+            .last_services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(kept) = last.filter(|l| !stale_ok.is_zero() && l.at.elapsed() < stale_ok) {
+            return Ok(kept);
+        }
+        let at = Instant::now();
+        let containers = Arc::new(self.engine.list_services().await?);
+        let listed = Listed { containers, at };
+        *self.last_services.lock().unwrap_or_else(|e| e.into_inner()) = Some(listed.clone());
         Ok(listed)
     }
 
