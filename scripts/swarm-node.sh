@@ -10,7 +10,8 @@
 # `up` makes netns berth-NAME, a veth pair (host side bth-NAME = 10.213.X.1/30, namespace side
 # eth0 = 10.213.X.2/30; X from INDEX, or from a hash of NAME), and runs dockerd in it with its
 # own data root (/var/lib/berth-NAME), exec root, pidfile and socket (/run/berth-NAME/), no
-# default bridge, its own containerd namespaces, cgroup parent /berth-NAME and hostname
+# default bridge (BERTH_NODE_BRIDGE=1: one on 10.214.X.1/24, which a host-mode port of a task
+# on no network needs), its own containerd namespaces, cgroup parent /berth-NAME and hostname
 # berth-NAME. dockerd is started with `nsenter --net` only: `ip netns exec` would give it a
 # fresh mount namespace that hides the cgroup mounts, and it would stop. It prints
 #   DOCKER_HOST=unix:///run/berth-NAME/docker.sock
@@ -129,13 +130,19 @@ cmd_up() {
   ip -n "$NS" addr add "$node_addr/30" dev eth0
   ip -n "$NS" link set eth0 up
 
+  # No default bridge unless asked: a task on no network (berth's services) needs one for a
+  # host-mode port; its address is the node's own, 10.214.X.1/24.
+  local bridge=(--bridge=none)
+  if [ "${BERTH_NODE_BRIDGE:-0}" = 1 ]; then
+    bridge=(--bip "10.214.$index.1/24")
+  fi
   local args=(
     --data-root "$DATA"
     --exec-root "$EXEC"
     --pidfile "$PIDFILE"
     -H "unix://$SOCK"
     --config-file "$RUN/daemon.json"
-    --bridge=none
+    "${bridge[@]}"
     --containerd-namespace "berth-$name"
     --containerd-plugins-namespace "berth-$name-plugins"
     --cgroup-parent "/$CGROUP"
