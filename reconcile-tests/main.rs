@@ -42,6 +42,11 @@
 //! - `readme.rs`: the README's curl session, run as written.
 //! - `rename.rs`: renames through the API and `berth mv`: workspace, volume data, keys,
 //!   revisions and domain kept; serve SIGKILLed at each step of the takeover.
+//! - `swarm.rs`: `runtime = "swarm"` on a single-node swarm of the test engine: an app as a
+//!   service running an image of its workspace, no-op, update, rollback, heal, stop, delete;
+//! - `swarm_nodes.rs`: a two-node swarm (a second dockerd in a network namespace, a TLS
+//!   registry both pull from): `replicas = 2` one task per node, answering from both; the
+//!   worker's engine killed, its tasks moved to the manager. Swarm tests run one at a time.
 
 mod support;
 
@@ -76,5 +81,6 @@ mod secrets;
 mod serve;
 mod slow_clients;
 mod swarm;
+mod swarm_nodes;
 mod tenancy;
 mod tenancy_api;

@@ -90,7 +90,7 @@ async fn apply(root: &TestRoot) {
 #[tokio::test]
 async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its_manifest() {
     let root = TestRoot::new("swarm").await;
-    let _lease = SwarmLease::take();
+    let _lease = SwarmLease::init_on("127.0.0.1");
     let registry = Registry::start();
     let _cleanup = Cleanup {
         instance: root.instance.clone(),

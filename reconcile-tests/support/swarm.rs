@@ -1,14 +1,15 @@
-//! A single-node swarm on the test engine, shared by the tests that need one and left as it
-//! was found: the first lease makes the engine a swarm manager (when it is not one already),
-//! the last one to go makes it leave again (only when a lease made it join). And a registry of
-//! the test's own (Debian's `docker-registry`, plain HTTP on a loopback port, which Docker
-//! trusts without configuration), stopped and its storage removed on drop.
+//! Swarms on the test engine, one test at a time, each left as it was found. A
+//! [`SwarmLease`] holds a process-wide lock for its whole test (swarm tests run one after
+//! another, whatever else runs beside them), refuses an engine that is already in a swarm it
+//! did not make, and makes the engine leave the swarm it initialised when dropped. And a
+//! registry of the test's own (Debian's `docker-registry`, plain HTTP on a loopback port, which
+//! Docker trusts without configuration), stopped and its storage removed on drop.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-/// (leases held, whether a lease initialised the swarm).
-static LEASES: Mutex<(usize, bool)> = Mutex::new((0, false));
+/// Held by the [`SwarmLease`] of the swarm test that runs.
+static SWARM_TESTS: Mutex<()> = Mutex::new(());
 
 fn swarm_state() -> String {
     let out = Command::new("docker")
@@ -18,38 +19,73 @@ fn swarm_state() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The engine is a swarm manager while this lives.
-pub struct SwarmLease;
+fn has_gwbridge() -> bool {
+    Command::new("docker")
+        .args(["network", "inspect", "docker_gwbridge"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The test engine's swarm, this test's alone while this lives.
+pub struct SwarmLease {
+    initialised: bool,
+    had_gwbridge: bool,
+    _turn: MutexGuard<'static, ()>,
+}
 
 impl SwarmLease {
+    /// Waits for the swarm tests before this one to finish (blocking: each test has its own
+    /// runtime thread), then checks that the engine is in no swarm.
     pub fn take() -> SwarmLease {
-        let mut leases = LEASES.lock().unwrap_or_else(|e| e.into_inner());
-        if leases.0 == 0 && swarm_state() != "active" {
-            let out = Command::new("docker")
-                .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
-                .output()
-                .expect("docker swarm init");
-            assert!(
-                out.status.success(),
-                "swarm init: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            leases.1 = true;
+        let turn = SWARM_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let state = swarm_state();
+        assert_eq!(
+            state, "inactive",
+            "the test engine is already in a swarm (LocalNodeState {state:?}) that no test \
+             made: not touching it; `docker swarm leave --force` if it is a leftover"
+        );
+        SwarmLease {
+            initialised: false,
+            had_gwbridge: has_gwbridge(),
+            _turn: turn,
         }
-        leases.0 += 1;
-        SwarmLease
+    }
+
+    /// Makes the engine the manager of a new swarm advertised on `addr` (and listening there).
+    pub fn init(&mut self, addr: &str) {
+        let out = Command::new("docker")
+            .args(["swarm", "init", "--advertise-addr", addr])
+            .args(["--listen-addr", &format!("{addr}:2377")])
+            .output()
+            .expect("docker swarm init");
+        assert!(
+            out.status.success(),
+            "swarm init on {addr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.initialised = true;
+    }
+
+    /// [`take`](Self::take) and [`init`](Self::init) on `addr`.
+    pub fn init_on(addr: &str) -> SwarmLease {
+        let mut lease = SwarmLease::take();
+        lease.init(addr);
+        lease
     }
 }
 
 impl Drop for SwarmLease {
     fn drop(&mut self) {
-        let mut leases = LEASES.lock().unwrap_or_else(|e| e.into_inner());
-        leases.0 -= 1;
-        if leases.0 == 0 && leases.1 {
+        if !self.initialised {
+            return;
+        }
+        let _ = Command::new("docker")
+            .args(["swarm", "leave", "--force"])
+            .output();
+        if !self.had_gwbridge && has_gwbridge() {
             let _ = Command::new("docker")
-                .args(["swarm", "leave", "--force"])
+                .args(["network", "rm", "docker_gwbridge"])
                 .output();
-            leases.1 = false;
         }
     }
 }
@@ -101,5 +137,130 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `scripts/swarm-node.sh` with `args`; its stdout, or a panic with its stderr.
+fn swarm_node(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-node.sh");
+    // A default bridge on the node: berth's tasks join no network, and a host-mode port
+    // is published through the bridge.
+    let out = Command::new(script)
+        .args(args)
+        .env("BERTH_NODE_BRIDGE", "1")
+        .output()
+        .expect(script);
+    assert!(
+        out.status.success(),
+        "swarm-node.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A second engine on this machine (`scripts/swarm-node.sh up`: its own network namespace,
+/// veth pair, data root and socket) and a TLS registry on the host side of its veth that both
+/// engines trust (`registry-up`). Dropped: the node goes down, then the registry (its
+/// certificates leave `/etc/docker/certs.d`).
+pub struct SecondNode {
+    /// `berth-<name>` is its netns and hostname.
+    pub name: String,
+    /// `unix:///run/berth-<name>/docker.sock`.
+    pub docker_host: String,
+    /// Its address, in its namespace.
+    pub node_addr: String,
+    /// The host's end of its veth pair.
+    pub host_addr: String,
+    /// `<host_addr>:<port>`, empty until the registry answers.
+    pub registry: String,
+    registry_port: Option<u16>,
+    dir: tempfile::TempDir,
+}
+
+impl SecondNode {
+    pub fn up() -> SecondNode {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("t{:06x}", (nanos ^ std::process::id()) & 0xff_ffff);
+        let out = swarm_node(&["up", &name]);
+        let field = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("no {k} in swarm-node.sh up: {out}"))
+                .to_string()
+        };
+        let mut node = SecondNode {
+            docker_host: field("DOCKER_HOST"),
+            node_addr: field("NODE_ADDR"),
+            host_addr: field("HOST_ADDR"),
+            name,
+            registry: String::new(),
+            registry_port: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let port = super::free_port();
+        node.registry_port = Some(port);
+        let dir = node.dir.path().join("registry");
+        let (p, d) = (port.to_string(), dir.to_string_lossy().into_owned());
+        swarm_node(&["registry-up", &p, &d, &node.host_addr]);
+        node.registry = format!("{}:{port}", node.host_addr);
+        node
+    }
+
+    /// Joins the swarm the host's engine manages (advertised on `host_addr`) as a worker.
+    pub fn join(&self) {
+        let token = super::docker::docker_cli(&["swarm", "join-token", "-q", "worker"]);
+        let out = Command::new("docker")
+            .args([
+                "-H",
+                &self.docker_host,
+                "swarm",
+                "join",
+                "--token",
+                token.trim(),
+            ])
+            .args(["--advertise-addr", &self.node_addr])
+            .args(["--listen-addr", &format!("{}:2377", self.node_addr)])
+            .arg(format!("{}:2377", self.host_addr))
+            .output()
+            .expect("docker swarm join");
+        assert!(
+            out.status.success(),
+            "swarm join: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The node's engine dies (SIGKILL), as on a machine lost: no leave, its containers
+    /// orphaned until `down`.
+    pub fn kill_engine(&self) {
+        let pidfile = format!("/run/berth-{}/docker.pid", self.name);
+        let pid = std::fs::read_to_string(&pidfile).expect("the node's pidfile");
+        let out = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .output()
+            .expect("kill");
+        assert!(out.status.success(), "kill the node's dockerd");
+    }
+
+    /// `docker -H <node> args...`.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let mut all = vec!["-H", &self.docker_host];
+        all.extend_from_slice(args);
+        super::docker::docker_cli(&all)
+    }
+}
+
+impl Drop for SecondNode {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-node.sh");
+        let _ = Command::new(script).args(["down", &self.name]).output();
+        if let Some(port) = self.registry_port {
+            let _ = Command::new(script)
+                .args(["registry-down", &port.to_string()])
+                .output();
+        }
     }
 }

@@ -1,0 +1,222 @@
+//! `runtime = "swarm"` (SPEC §12) on two nodes of one machine: the test engine as manager
+//! (advertised on a veth address) and a second `dockerd` in a network namespace as a worker
+//! (`scripts/swarm-node.sh`), with a TLS registry both pull from. Apps with `replicas = 2`
+//! run one task on each node (the worker pulls the app's image berth pushed) and answer from
+//! both; when the worker's engine dies, Swarm moves its tasks to the manager and berth leaves
+//! that alone. Everything is undone on any exit: services, images, the node, the registry,
+//! the swarm.
+
+use std::time::Duration;
+
+use crate::support::docker::docker_cli;
+use crate::support::swarm::{SecondNode, SwarmLease};
+use crate::support::{free_port, wait_until, TestRoot};
+
+const T: Duration = Duration::from_secs(120);
+
+/// Serves its own hostname (the task container's short ID) on 8080.
+const SERVE: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "hostname >/tmp/index.html && exec httpd -f -p 8080 -h /tmp"]
+workdir = "/"
+port = 8080
+
+[[mounts]]
+source = "{app_dir}"
+target = "/work"
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
+/// Removes the test's services (and waits for their containers on the host's engine to go)
+/// and the images it built; runs before the node, the registry and the swarm go.
+struct Cleanup {
+    instance: String,
+    registry: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("docker").args(args).output();
+            out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let label = format!("label=paas.instance={}", self.instance);
+        for id in run(&["service", "ls", "-q", "--filter", &label]).split_whitespace() {
+            run(&["service", "rm", id]);
+        }
+        for _ in 0..60 {
+            if run(&["ps", "-aq", "--filter", &label]).trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let ours = format!("{}/berth-{}/", self.registry, self.instance);
+        let images = run(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+        for image in images.lines().filter(|i| i.starts_with(&ours)) {
+            run(&["image", "rm", "-f", image]);
+        }
+    }
+}
+
+fn service(root: &TestRoot, app: &str) -> String {
+    format!("paas-app-{}-alice-{app}", root.instance)
+}
+
+/// IDs (= hostnames) of the service's running task containers on one engine.
+fn running_on(host: &str, service: &str) -> Vec<String> {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    let out = std::process::Command::new("docker")
+        .args(["-H", host, "ps", "-q", "--filter", &filter])
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&out.stdout);
+    ids.split_whitespace().map(str::to_string).collect()
+}
+
+const HOST_ENGINE: &str = "unix:///var/run/docker.sock";
+
+/// The body `addr:port` answers `GET /` with, trimmed.
+fn get(addr: &str, port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let sock: std::net::SocketAddr = format!("{addr}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (_, body) = out.split_once("\r\n\r\n")?;
+    Some(body.trim().to_string())
+}
+
+/// The nodes the service's tasks that should run are on, by hostname, sorted.
+fn task_nodes(service: &str) -> Vec<String> {
+    let ps = docker_cli(&[
+        "service",
+        "ps",
+        service,
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    ]);
+    let mut nodes: Vec<String> = ps
+        .lines()
+        .filter(|l| l.contains(" Running "))
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn host_hostname() -> String {
+    docker_cli(&["info", "--format", "{{.Name}}"])
+        .trim()
+        .to_string()
+}
+
+/// The bridge address of a container on the host's engine.
+fn bridge_ip(id: &str) -> String {
+    let f = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
+    docker_cli(&["inspect", "--format", f, id])
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
+    let root = TestRoot::new("swarm2").await;
+    let mut lease = SwarmLease::take();
+    let node = SecondNode::up();
+    lease.init(&node.host_addr);
+    node.join();
+    let _cleanup = Cleanup {
+        instance: root.instance.clone(),
+        registry: node.registry.clone(),
+    };
+    let worker = format!("berth-{}", node.name);
+    let manager = host_hostname();
+    let nodes = docker_cli(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+    assert!(nodes.contains(&format!("{worker} Ready")), "{nodes}");
+
+    let registry = format!("{:?}", node.registry);
+    root.config(&[("runtime", "\"swarm\""), ("registry", &registry)], "");
+    root.write_template("serve-v1", SERVE);
+    let port = free_port();
+    let web = format!("template = \"serve-v1\"\nreplicas = 2\nhost_port = {port}\n");
+    root.write_manifest("alice", "web", &web);
+    let spread = "template = \"serve-v1\"\nreplicas = 2\n";
+    root.write_manifest("alice", "spread", spread);
+    let run = root.berth(&["apply"]).await;
+    assert_eq!(run.code, Some(0), "apply: {}", run.text());
+
+    // One task on each node, each engine running one container of each app.
+    let both = {
+        let mut v = vec![manager.clone(), worker.clone()];
+        v.sort();
+        v
+    };
+    for app in ["web", "spread"] {
+        let svc = service(&root, app);
+        wait_until(T, &format!("{app}: one running task per node"), || async {
+            task_nodes(&svc) == both
+                && running_on(HOST_ENGINE, &svc).len() == 1
+                && running_on(&node.docker_host, &svc).len() == 1
+        })
+        .await;
+    }
+    let pulled = node.docker(&["image", "ls", "--format", "{{.Repository}}"]);
+    assert!(
+        pulled.contains(&format!(
+            "{}/berth-{}/alice-web",
+            node.registry, root.instance
+        )),
+        "the worker pulled the app's image from the registry: {pulled}"
+    );
+
+    // Each node answers on the host port with its own task.
+    let web_svc = service(&root, "web");
+    let on_host = running_on(HOST_ENGINE, &web_svc).remove(0);
+    let on_worker = running_on(&node.docker_host, &web_svc).remove(0);
+    for (addr, id) in [(&node.host_addr, &on_host), (&node.node_addr, &on_worker)] {
+        wait_until(T, &format!("{addr}:{port} to answer {id}"), || async {
+            get(addr, port).as_deref() == Some(id.as_str())
+        })
+        .await;
+    }
+
+    // The worker's engine dies: Swarm sees the node down and runs its task on the manager.
+    node.kill_engine();
+    wait_until(T, "the worker to be down", || async {
+        let nodes = docker_cli(&["node", "ls", "--format", "{{.Hostname}} {{.Status}}"]);
+        nodes.contains(&format!("{worker} Down"))
+    })
+    .await;
+    let spread_svc = service(&root, "spread");
+    wait_until(T, "both spread tasks on the manager", || async {
+        task_nodes(&spread_svc) == vec![manager.clone(), manager.clone()]
+            && running_on(HOST_ENGINE, &spread_svc).len() == 2
+    })
+    .await;
+    for id in running_on(HOST_ENGINE, &spread_svc) {
+        let ip = bridge_ip(&id);
+        wait_until(T, &format!("{ip}:8080 to answer {id}"), || async {
+            get(&ip, 8080).as_deref() == Some(id.as_str())
+        })
+        .await;
+    }
+    // A host-mode port is held once per node: web's second task has nowhere to go.
+    assert_eq!(running_on(HOST_ENGINE, &web_svc), vec![on_host.clone()]);
+    assert_eq!(
+        get(&node.host_addr, port).as_deref(),
+        Some(on_host.as_str())
+    );
+
+    // berth leaves Swarm's rescheduling alone: nothing to do.
+    let plan = root.berth(&["plan", "--exit-code"]).await;
+    assert_eq!(plan.code, Some(0), "a no-op: {}", plan.text());
+    let run = root.berth(&["apply"]).await;
+    assert_eq!(run.code, Some(0), "apply: {}", run.text());
+}
