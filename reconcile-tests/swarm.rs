@@ -106,7 +106,7 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
     std::fs::create_dir_all(&dir).unwrap();
     // A whole line: Docker logs a line only once it ends.
     std::fs::write(dir.join("msg"), "v1\n").unwrap();
-    let v1 = "template = \"show-v1\"\nrestart = \"1\"\n";
+    let v1 = "template = \"show-v1\"\nrestart = \"1\"\nconstraints = [\"node.role == manager\"]\n";
     root.write_manifest("alice", "web", v1);
     apply(&root).await;
     let image1 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").expect("a service");
@@ -122,6 +122,8 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
         !mounts.contains("bind"),
         "the workspace is in the image, not mounted: {mounts}"
     );
+    let placed = inspect(&root, "{{json .Spec.TaskTemplate.Placement.Constraints}}").unwrap();
+    assert_eq!(placed, r#"["node.role == manager"]"#);
     wait_until(T, "the task to print v1", || async {
         task_says(&root) == "v1"
     })
@@ -194,4 +196,27 @@ async fn swarm_settings_are_checked_and_replicas_need_swarm() {
         run.text()
     );
     assert!(root.container("alice", "web").await.is_none());
+    let constrained = "template = \"bb-v1\"\nconstraints = [\"node.role == manager\"]\n";
+    root.write_manifest("alice", "web", constrained);
+    let run = root.berth(&["plan"]).await;
+    assert!(
+        run.text().contains("constraints need runtime = \"swarm\""),
+        "{}",
+        run.text()
+    );
+    root.config(
+        &[("runtime", "\"swarm\""), ("registry", "\"127.0.0.1:5000\"")],
+        "",
+    );
+    // As TOML writes them: no operator, two, a control character.
+    for bad in [r#""node.role""#, r#""a == b == c""#, r#""x\u0007 == y""#] {
+        let text = format!("template = \"bb-v1\"\nconstraints = [{bad}]\n");
+        root.write_manifest("alice", "web", &text);
+        let run = root.berth(&["validate"]).await;
+        assert!(
+            run.text().contains("must be one comparison"),
+            "{bad}: {}",
+            run.text()
+        );
+    }
 }

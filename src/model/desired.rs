@@ -99,6 +99,7 @@ impl DesiredApp {
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         let renamed_from = crate::model::rename::source(key, m)?;
         check_replicas(m.replicas, config)?;
+        check_constraints(&m.constraints, config)?;
         Ok(DesiredApp {
             key: key.clone(),
             spec,
@@ -121,6 +122,28 @@ fn check_replicas(replicas: Option<u16>, config: &Config) -> Result<(), String> 
             "replicas = {n} needs runtime = \"swarm\" in berth.toml (one engine runs one container per app)"
         )),
         _ => Ok(()),
+    }
+}
+
+/// At most 16 constraints, each one comparison (`==` or `!=`) of printable text; only Swarm
+/// places tasks.
+fn check_constraints(constraints: &[String], config: &Config) -> Result<(), String> {
+    if !constraints.is_empty() && !config.runtime.is_swarm() {
+        return Err(
+            "constraints need runtime = \"swarm\" in berth.toml (one engine has no placement)"
+                .into(),
+        );
+    }
+    if constraints.len() > 16 {
+        return Err("constraints: at most 16".into());
+    }
+    let bad = constraints.iter().find(|c| {
+        let ops = c.matches("==").count() + c.matches("!=").count();
+        ops != 1 || c.len() > 256 || c.chars().any(|ch| ch.is_control())
+    });
+    match bad {
+        Some(c) => Err(format!("constraints: {c:?} must be one comparison such as \"node.labels.disk == ssd\" (== or !=)")),
+        None => Ok(()),
     }
 }
 

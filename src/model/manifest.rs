@@ -62,6 +62,11 @@ pub struct Manifest {
     /// How many tasks of the app run (`runtime = "swarm"`; 1 to 64). A single engine runs one.
     #[schemars(range(min = 1, max = 64))]
     pub replicas: Option<u16>,
+    /// Swarm placement constraints (`runtime = "swarm"`), passed through as written, e.g.
+    /// `"node.labels.disk == ssd"`: at most 16, each an `==` or `!=` comparison.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub constraints: Vec<String>,
 }
 
 /// An app name inside a manifest (`renamed_from`), checked like the file stem.

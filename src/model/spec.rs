@@ -88,6 +88,9 @@ pub struct ContainerSpec {
     /// Tasks of a Swarm service (`replicas`); left out when the manifest sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u16>,
+    /// Swarm placement constraints; left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
 }
 
 /// Memory and CPUs: the manifest's, else berth.toml's defaults, else the template's.
@@ -164,6 +167,7 @@ impl ContainerSpec {
             secrets: BTreeMap::new(),
             volumes: crate::model::volumes::specs(&config.instance, key, &t.volumes),
             replicas: m.replicas,
+            constraints: m.constraints.clone(),
         }
     }
 

@@ -77,7 +77,7 @@ pub fn service_spec(input: ServiceInput<'_>) -> ServiceSpec {
                     ("max-file".to_string(), spec.log_max_file.to_string()),
                 ])),
             }),
-            placement: Some(spread_over_nodes()),
+            placement: Some(placement(&spec.constraints)),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -126,10 +126,11 @@ fn container(input: &ServiceInput<'_>, labels: HashMap<String, String>) -> TaskS
     }
 }
 
-/// Tasks spread evenly over the nodes, so `replicas = 2` on two nodes is one task on each and
-/// a node lost takes only its share of an app's tasks with it.
-fn spread_over_nodes() -> TaskSpecPlacement {
+/// The manifest's constraints, and tasks spread evenly over the nodes, so `replicas = 2` on
+/// two nodes is one task on each and a node lost takes only its share of an app's tasks.
+fn placement(constraints: &[String]) -> TaskSpecPlacement {
     TaskSpecPlacement {
+        constraints: (!constraints.is_empty()).then(|| constraints.to_vec()),
         preferences: Some(vec![TaskSpecPlacementPreferences {
             spread: Some(TaskSpecPlacementSpread {
                 spread_descriptor: Some("node.id".into()),
@@ -219,7 +220,9 @@ mod tests {
         let tl = c.labels.unwrap();
         assert_eq!(tl[labels::TYPE], TYPE_SWARM_TASK);
         assert!(!tl.contains_key(labels::SPEC_HASH));
-        let spread = task.placement.unwrap().preferences.unwrap();
+        let placement = task.placement.unwrap();
+        assert_eq!(placement.constraints, None, "no constraint unless asked");
+        let spread = placement.preferences.unwrap();
         assert_eq!(
             spread[0]
                 .spread
@@ -259,5 +262,14 @@ mod tests {
         assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST));
         let running = made(&spec(None, None), true);
         assert_eq!(running.mode.unwrap().replicated.unwrap().replicas, Some(1));
+    }
+
+    #[test]
+    fn constraints_are_passed_through_as_written() {
+        let mut with = spec(None, None);
+        with.constraints = vec!["node.labels.disk == ssd".into()];
+        let placement = made(&with, true).task_template.unwrap().placement.unwrap();
+        let want = vec!["node.labels.disk == ssd".to_string()];
+        assert_eq!(placement.constraints, Some(want));
     }
 }
