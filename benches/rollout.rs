@@ -167,7 +167,8 @@ fn containers(instance: &str) -> Vec<String> {
 }
 
 /// One request's latency, and whether it was sent twice.
-type Sample = (Duration, bool);
+/// A request's latency, whether it was sent twice, and when it began.
+type Sample = (Duration, bool, Instant);
 
 /// 16 clients through Caddy until `stop`; every request's latency (failures panic).
 fn load(url: String, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<Sample>>> {
@@ -184,13 +185,36 @@ fn load(url: String, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<S
                         // As browsers do: once more when Caddy closed the connection.
                         get(&client, &url).await.expect("a request failed");
                     }
-                    out.push((t.elapsed(), retried));
+                    out.push((t.elapsed(), retried, t));
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 out
             })
         })
         .collect()
+}
+
+/// Where in a deploy the slow requests (over `slow`) began: counted by 100 ms from the
+/// manifest write before them, to tell which step of a rollout costs the latency.
+fn slow_by_phase(samples: &[Sample], writes: &[Instant], slow: Duration) {
+    let mut buckets = std::collections::BTreeMap::<u128, usize>::new();
+    for (took, _, at) in samples.iter().filter(|s| s.0 > slow) {
+        let _ = took;
+        if let Some(w) = writes.iter().rev().find(|w| *w <= at) {
+            *buckets
+                .entry(at.duration_since(*w).as_millis() / 100)
+                .or_default() += 1;
+        }
+    }
+    let shown: Vec<String> = buckets
+        .iter()
+        .map(|(b, n)| format!("{}-{} ms: {n}", b * 100, b * 100 + 99))
+        .collect();
+    println!(
+        "requests over {} during berth deploys, by when they began after the manifest write: {}",
+        ms(slow),
+        shown.join("; ")
+    );
 }
 
 /// Runs `work` (5 s of nothing when it is empty) under the load; its latencies and result.
@@ -272,10 +296,11 @@ async fn main() {
         raw
     })
     .await;
-    let (during, berth) = under_load(&url, async {
-        let mut berth = Vec::new();
+    let (during, (berth, writes)) = under_load(&url, async {
+        let (mut berth, mut writes) = (Vec::new(), Vec::new());
         for n in 1..=DEPLOYS {
             let t = Instant::now();
+            writes.push(t);
             if std::env::var("BENCH_LOG").is_ok() {
                 eprintln!(
                     "WRITE {}",
@@ -291,7 +316,7 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        berth
+        (berth, writes)
     })
     .await;
     let (raw, berth) = (median(raw), median(berth));
@@ -300,6 +325,7 @@ async fn main() {
         ms(berth), ms(raw), berth.as_secs_f64() / raw.as_secs_f64()
     );
     let p_steady = p99(&steady);
+    slow_by_phase(&during, &writes, p_steady * 2);
     for (what, samples) in [
         ("berth deploys", during),
         ("raw create+start of the same container", during_raw),
