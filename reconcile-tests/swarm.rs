@@ -220,3 +220,84 @@ async fn swarm_settings_are_checked_and_replicas_need_swarm() {
         );
     }
 }
+
+/// Exits at once when `FAIL` is 1, so a deploy with it fails Swarm's update monitor.
+const FLAKY: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "if [ \"$FAIL\" = 1 ]; then exit 3; fi; cat /work/msg; exec sleep 3600"]
+workdir = "/"
+port = 8080
+
+[[mounts]]
+source = "{app_dir}"
+target = "/work"
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
+#[tokio::test]
+async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
+    let root = TestRoot::new("swarmfail").await;
+    let _lease = SwarmLease::init_on("127.0.0.1");
+    let registry = Registry::start();
+    let _cleanup = Cleanup {
+        instance: root.instance.clone(),
+        registry: registry.address.clone(),
+    };
+    let registry_value = format!("{:?}", registry.address);
+    root.config(
+        &[("runtime", "\"swarm\""), ("registry", &registry_value)],
+        "",
+    );
+    root.write_template("show-v1", FLAKY);
+    let dir = root.app_dir("alice", "web");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("msg"), "v1\n").unwrap();
+    root.write_manifest("alice", "web", "template = \"show-v1\"\n");
+    let mut serve = crate::support::Serve::start(&root);
+    wait_until(T, "the task to print v1", || async {
+        task_says(&root) == "v1"
+    })
+    .await;
+    let image1 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
+
+    root.write_manifest(
+        "alice",
+        "web",
+        "template = \"show-v1\"\n[env]\nFAIL = \"1\"\n",
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "rollout-failed in berth status",
+        || async {
+            root.berth(&["status"])
+                .await
+                .text()
+                .contains("rollout-failed")
+        },
+    )
+    .await;
+    let status = root.berth(&["status"]).await.text();
+    assert!(status.contains("rolled back by Swarm"), "{status}");
+    assert_eq!(
+        inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap(),
+        image1,
+        "Swarm put the working version back"
+    );
+    assert_eq!(task_says(&root), "v1", "the old task kept serving");
+    // Not rolled again: the service's spec stays as Swarm left it over several passes.
+    let state = inspect(&root, "{{.UpdateStatus.State}}").unwrap();
+    assert_eq!(
+        state, "rollback_completed",
+        "berth waited for Swarm's rollback"
+    );
+    let version = inspect(&root, "{{.Version.Index}}").unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        inspect(&root, "{{.Version.Index}}").unwrap(),
+        version,
+        "{}",
+        serve.log()
+    );
+}

@@ -7,6 +7,10 @@
 
 use tracing::info;
 
+/// How long a rolling update may take beyond the app's health timeout before berth stops
+/// waiting (the change fails and is retried; Swarm goes on with it).
+const UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 use crate::model::desired::DesiredApp;
 use crate::model::template::{HookKind, Template};
 use crate::reconcile::plan::{Action, AppChange, ContainerRef};
@@ -40,8 +44,7 @@ impl Executor {
             Action::Recreate { old, start, .. } => {
                 let app = need_app()?;
                 let image = self.image_for(app, HookKind::PreDeploy, registry).await?;
-                let engine = self.engine();
-                Ok(engine.update_service(&old.id, app, &image, *start, grace).await?)
+                self.roll(app, &old.id, &image, *start).await
             }
             Action::Start { container, .. } => self.scale(app, container, true).await,
             Action::Stop { container } => self.scale(app, container, false).await,
@@ -53,6 +56,32 @@ impl Executor {
             Action::Remove { containers, template } => {
                 self.remove_services(&change.key, containers, template.as_deref()).await
             }
+        }
+    }
+
+    /// Swarm's rolling update of `service` to `app`, waited for: a rollback by Swarm refuses
+    /// the spec, as a failed health gate does on one engine (no retry until the manifest
+    /// changes), instead of the next pass rolling the same failure again.
+    async fn roll(
+        &self,
+        app: &DesiredApp,
+        service: &str,
+        image: &str,
+        run: bool,
+    ) -> Result<(), ActionError> {
+        let grace = self.config().stop_timeout;
+        let engine = self.engine();
+        let before = engine
+            .update_service(service, app, image, run, grace)
+            .await?;
+        let limit = UPDATE_LIMIT + app.health.as_ref().map(|h| h.timeout).unwrap_or_default();
+        match engine.wait_update(service, before, limit).await? {
+            None => Ok(()),
+            Some(why) => Err(ActionError::RolledBack {
+                hash: app.hash.clone(),
+                health: app.health.clone(),
+                reason: format!("was rolled back by Swarm: {why}"),
+            }),
         }
     }
 

@@ -104,9 +104,46 @@ impl Engine {
         image: &str,
         run: bool,
         stop_grace: std::time::Duration,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<String>, EngineError> {
         let spec = self.service_of(app, image, run, stop_grace);
-        self.put_service(id, spec).await
+        let before = self.inspect_service(id).await?;
+        let started = before.update_status.and_then(|u| u.started_at);
+        self.put_service(id, spec, before.version.and_then(|v| v.index))
+            .await?;
+        Ok(started)
+    }
+
+    /// Waits for the rolling update Swarm began after the one that began at `before` (none:
+    /// no earlier update) to end, up to `limit`. `Ok(None)`: done (or no rolling update was
+    /// needed: the spec changed nothing of the tasks); `Ok(Some(why))`: Swarm rolled it back.
+    pub(in crate::runtime) async fn wait_update(
+        &self,
+        id: &str,
+        before: Option<String>,
+        limit: std::time::Duration,
+    ) -> Result<Option<String>, EngineError> {
+        use bollard::models::ServiceUpdateStatusStateEnum as S;
+        let began = std::time::Instant::now();
+        loop {
+            let status = self.inspect_service(id).await?.update_status;
+            let ours = status.as_ref().filter(|u| u.started_at != before);
+            match ours.and_then(|u| u.state.map(|s| (s, u.message.clone()))) {
+                Some((S::COMPLETED, _)) => return Ok(None),
+                // Rolled back for good; a rollback under way is waited for (it puts the old
+                // spec back, and the refusal must not come before it).
+                Some((S::ROLLBACK_COMPLETED | S::ROLLBACK_PAUSED | S::PAUSED, why)) => {
+                    return Ok(Some(why.unwrap_or_else(|| "the new tasks failed".into())))
+                }
+                None if began.elapsed() > std::time::Duration::from_secs(3) => return Ok(None),
+                _ if began.elapsed() > limit => {
+                    return Err(super::EngineError {
+                        op: format!("wait for the update of service {id}"),
+                        source: bollard::errors::Error::RequestTimeoutError,
+                    })
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// Sets service `id`'s task count: its `replicas` when `run`, else none.
@@ -116,11 +153,14 @@ impl Engine {
         replicas: u16,
         run: bool,
     ) -> Result<(), EngineError> {
-        let mut spec = self.inspect_spec(id).await?;
+        // One read for the spec and its version: a change in between is refused by Swarm.
+        let found = self.inspect_service(id).await?;
+        let mut spec = found.spec.unwrap_or_default();
         if let Some(r) = spec.mode.as_mut().and_then(|m| m.replicated.as_mut()) {
             r.replicas = Some(if run { i64::from(replicas) } else { 0 });
         }
-        self.put_service(id, spec).await
+        self.put_service(id, spec, found.version.and_then(|v| v.index))
+            .await
     }
 
     /// Removes service `id`; one already gone is not an error.
@@ -164,27 +204,23 @@ impl Engine {
         })
     }
 
-    async fn inspect_spec(&self, id: &str) -> Result<ServiceSpec, EngineError> {
-        let found = self
-            .docker
+    async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
+        self.docker
             .call("service_inspect")
             .inspect_service(id, None)
             .await
-            .map_err(fail(format!("inspect service {id}")))?;
-        Ok(found.spec.unwrap_or_default())
+            .map_err(fail(format!("inspect service {id}")))
     }
 
-    /// Writes `spec` over service `id` at its current version.
-    async fn put_service(&self, id: &str, spec: ServiceSpec) -> Result<(), EngineError> {
-        let found = self
-            .docker
-            .call("service_inspect")
-            .inspect_service(id, None)
-            .await
-            .map_err(fail(format!("inspect service {id}")))?;
-        let version = found.version.and_then(|v| v.index).unwrap_or(0);
+    /// Writes `spec` over service `id` at `version` (the one it was read at).
+    async fn put_service(
+        &self,
+        id: &str,
+        spec: ServiceSpec,
+        version: Option<u64>,
+    ) -> Result<(), EngineError> {
         let opts = UpdateServiceOptions {
-            version: i32::try_from(version).unwrap_or(i32::MAX),
+            version: i32::try_from(version.unwrap_or(0)).unwrap_or(i32::MAX),
             ..Default::default()
         };
         self.docker
