@@ -255,7 +255,7 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("msg"), "v1\n").unwrap();
     root.write_manifest("alice", "web", "template = \"show-v1\"\n");
-    let mut serve = crate::support::Serve::start(&root);
+    let serve = crate::support::Serve::start(&root);
     wait_until(T, "the task to print v1", || async {
         task_says(&root) == "v1"
     })
