@@ -208,6 +208,19 @@ async fn swarm_settings_are_checked_and_replicas_need_swarm() {
         &[("runtime", "\"swarm\""), ("registry", "\"127.0.0.1:5000\"")],
         "",
     );
+    root.write_template(
+        "vol-v1",
+        "image = \"berth-test-busybox:1\"\nport = 80\n[[volumes]]\nname = \"data\"\ntarget = \"/data\"\n",
+    );
+    root.write_manifest("alice", "db", "template = \"vol-v1\"\n");
+    let run = root.berth(&["validate"]).await;
+    assert!(
+        run.text()
+            .contains("has [[volumes]], which runtime = \"swarm\" does not run yet"),
+        "{}",
+        run.text()
+    );
+    root.remove_manifest("alice", "db");
     // As TOML writes them: no operator, two, a control character.
     for bad in [r#""node.role""#, r#""a == b == c""#, r#""x\u0007 == y""#] {
         let text = format!("template = \"bb-v1\"\nconstraints = [{bad}]\n");
@@ -250,6 +263,28 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
         &[("runtime", "\"swarm\""), ("registry", &registry_value)],
         "",
     );
+    // A container left from runtime = "docker" holds the switch back until it is gone.
+    let leftover = format!("berth-leftover-{}", root.instance);
+    let labels = [
+        "paas.type=user-app".to_string(),
+        format!("paas.instance={}", root.instance),
+        "paas.userid=alice".into(),
+        "paas.appname=old".into(),
+    ];
+    let mut run = vec!["create", "--name", &leftover];
+    for l in &labels {
+        run.extend(["--label", l.as_str()]);
+    }
+    run.extend(["berth-test-busybox:1", "sleep", "1"]);
+    docker_cli(&run);
+    let refused = root.berth(&["apply"]).await;
+    assert_ne!(refused.code, Some(0));
+    assert!(
+        refused.text().contains("still has 1 container"),
+        "{}",
+        refused.text()
+    );
+    docker_cli(&["rm", "-f", &leftover]);
     root.write_template("show-v1", FLAKY);
     let dir = root.app_dir("alice", "web");
     std::fs::create_dir_all(&dir).unwrap();

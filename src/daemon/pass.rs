@@ -28,6 +28,10 @@ pub enum PassError {
     /// Docker could not be listed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// `runtime = "swarm"` while this instance still has containers on the engine: they would
+    /// run beside the services, unmanaged, holding ports and workspaces.
+    #[error("runtime = \"swarm\", but this instance still has {0} container(s) on this engine from runtime = \"docker\"; switch back, delete the apps (or remove the containers), then switch")]
+    Switch(usize),
 }
 
 /// What one `apply` pass did.
@@ -90,6 +94,8 @@ pub struct Reconciler {
     refused: BTreeMap<AppKey, Refusal>,
     /// See [`RenameFinisher`]; `berth apply`'s unless `serve` sets its own.
     pub(crate) finish_rename: RenameFinisher,
+    /// Swarm mode: this instance was seen to have no container left (checked once).
+    no_containers: std::sync::atomic::AtomicBool,
 }
 
 impl Reconciler {
@@ -102,6 +108,7 @@ impl Reconciler {
             owners: Default::default(),
             refused: BTreeMap::new(),
             finish_rename: offline_finisher(config.clone()),
+            no_containers: Default::default(),
         }
     }
 
@@ -117,6 +124,7 @@ impl Reconciler {
             .await
             .expect("scan task panicked")?;
         drop(held);
+        self.check_no_containers().await?;
         let observed = self.exec.informer().list().await?;
         let mut desired = desired;
         let mut owners = self.owners.lock().expect("claim owners");
@@ -128,6 +136,20 @@ impl Reconciler {
         );
         drop(owners);
         Ok((desired, observed))
+    }
+
+    /// In swarm mode, until this instance's containers are seen gone: none may be left.
+    async fn check_no_containers(&self) -> Result<(), PassError> {
+        use std::sync::atomic::Ordering;
+        if !self.config.runtime.is_swarm() || self.no_containers.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let left = self.exec.engine().list().await?.len();
+        if left > 0 {
+            return Err(PassError::Switch(left));
+        }
+        self.no_containers.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Plans against the live engine, executing nothing.

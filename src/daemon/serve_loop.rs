@@ -274,7 +274,7 @@ impl ServeLoop {
         self.metrics.pass_outcome(match &observed {
             Ok(_) => Some(true),
             Err(PassError::Engine(_)) => Some(false),
-            Err(PassError::Scan(_)) => None,
+            Err(PassError::Scan(_) | PassError::Switch(_)) => None,
         });
         observed
     }

@@ -100,6 +100,12 @@ impl DesiredApp {
         let renamed_from = crate::model::rename::source(key, m)?;
         check_replicas(m.replicas, config)?;
         check_constraints(&m.constraints, config)?;
+        if config.runtime.is_swarm() && !template.volumes.is_empty() {
+            return Err(format!(
+                "template {} has [[volumes]], which runtime = \"swarm\" does not run yet (a volume lives on one node, and a purge could not reach it)",
+                template.id
+            ));
+        }
         Ok(DesiredApp {
             key: key.clone(),
             spec,

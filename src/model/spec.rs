@@ -166,7 +166,8 @@ impl ContainerSpec {
             },
             secrets: BTreeMap::new(),
             volumes: crate::model::volumes::specs(&config.instance, key, &t.volumes),
-            replicas: m.replicas,
+            // One is what a container is: left out, so `replicas = 1` recreates nothing.
+            replicas: m.replicas.filter(|n| *n != 1),
             constraints: m.constraints.clone(),
         }
     }
