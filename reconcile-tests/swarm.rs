@@ -128,7 +128,9 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
         task_says(&root) == "v1"
     })
     .await;
-    let built1 = docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image1]);
+    let (tag1, digest1) = image1.split_once('@').expect("pinned by digest");
+    assert!(digest1.starts_with("sha256:"), "{image1}");
+    let built1 = docker_cli(&["image", "inspect", "--format", "{{.Id}}", tag1]);
 
     let plan = root.berth(&["plan", "--exit-code"]).await;
     assert_eq!(plan.code, Some(0), "a no-op: {}", plan.text());
@@ -157,7 +159,7 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
     let back = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
     assert_eq!(back, image1);
     assert_eq!(
-        docker_cli(&["image", "inspect", "--format", "{{.Id}}", &image1]),
+        docker_cli(&["image", "inspect", "--format", "{{.Id}}", tag1]),
         built1
     );
     wait_until(T, "the task to print v1 again", || async {

@@ -12,20 +12,42 @@ use super::{fail, Engine, EngineError};
 use crate::model::desired::DesiredApp;
 
 impl Engine {
-    /// The image `app` runs in swarm mode, built and pushed to `registry` unless it is there.
+    /// The image `app` runs in swarm mode, pinned by digest (`<tag>@sha256:...`), so every
+    /// node runs the same bytes. A tag the registry has is used as it is: never rebuilt, never
+    /// pushed over (a rollback runs what ran before). Otherwise it is built (unless this
+    /// engine has it) and pushed.
     pub(in crate::runtime) async fn ensure_app_image(
         &self,
         app: &DesiredApp,
         registry: &str,
     ) -> Result<String, EngineError> {
         let tag = app_image_tag(registry, &self.instance, app);
+        if let Some(digest) = self.registry_digest(&tag).await {
+            return Ok(format!("{tag}@{digest}"));
+        }
         let have = self.docker.call("inspect_image").inspect_image(&tag).await;
         if have.is_err() {
             self.ensure_image(&app.spec.image).await?;
             self.build(app, &tag).await?;
         }
         self.push(&tag).await?;
-        Ok(tag)
+        match self.registry_digest(&tag).await {
+            Some(digest) => Ok(format!("{tag}@{digest}")),
+            None => Err(failed(
+                format!("push {tag}"),
+                "the registry does not show the pushed image".into(),
+            )),
+        }
+    }
+
+    /// The digest `registry` holds under `tag`, as this engine reads it there.
+    async fn registry_digest(&self, tag: &str) -> Option<String> {
+        let found = self
+            .docker
+            .call("distribution_inspect")
+            .inspect_registry_image(tag, None)
+            .await;
+        found.ok().and_then(|d| d.descriptor.digest)
     }
 
     async fn build(&self, app: &DesiredApp, tag: &str) -> Result<(), EngineError> {
