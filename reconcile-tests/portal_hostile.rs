@@ -506,11 +506,13 @@ async fn a_rename_from_the_portal_goes_through_the_api_and_its_refusals_are_show
         "no rename without the form's token"
     );
     assert!(r.root.manifest_path("alice", "web").exists());
-    let (status, page) = s
+    let (status, _) = s
         .post("/ui/apps/alice/web/rename", &form("site"), &[])
         .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(page.contains("renamed from web"), "{page}");
+    assert_eq!(status, StatusCode::SEE_OTHER, "to the renamed app's page");
+    let (status, page) = s.get("/ui/apps/alice/site").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("alice/site"), "{page}");
     assert!(manifest(&r, "alice", "site").starts_with("renamed_from = \"web\"\n"));
     assert!(!r.root.manifest_path("alice", "web").exists());
 }

@@ -223,8 +223,14 @@ async fn swarm_settings_are_checked_and_replicas_need_swarm() {
         run.text()
     );
     root.remove_manifest("alice", "db");
-    // As TOML writes them: no operator, two, a control character.
-    for bad in [r#""node.role""#, r#""a == b == c""#, r#""x\u0007 == y""#] {
+    // As TOML writes them: no operator, two, a control character, a third `=`, a bidi override.
+    for bad in [
+        r#""node.role""#,
+        r#""a == b == c""#,
+        r#""x\u0007 == y""#,
+        r#""a === b""#,
+        r#""disk == s\u202esd""#,
+    ] {
         let text = format!("template = \"bb-v1\"\nconstraints = [{bad}]\n");
         root.write_manifest("alice", "web", &text);
         let run = root.berth(&["validate"]).await;

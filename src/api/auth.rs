@@ -247,8 +247,14 @@ fn within_write_limit(
 /// A request that changes nothing: neither limited as a write nor audited (so the bridge's
 /// hot path names no actor).
 fn is_read(parts: &Parts) -> bool {
+    is_read_method(&parts.method)
+}
+
+/// GET, HEAD and OPTIONS: the methods that change nothing, so are never audited or limited
+/// as writes (the one list, for the extractors and the audit middleware).
+pub(super) fn is_read_method(method: &axum::http::Method) -> bool {
     use axum::http::Method;
-    matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// The client's address as the failure limiter counts it (see `source_ip`).

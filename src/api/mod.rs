@@ -204,7 +204,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     // Only a write is audited: a read's path is not copied.
-    let audited = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let audited = !auth::is_read_method(&method);
     let path: String = match audited {
         true => redacted(req.uri().path_and_query().map_or("", |p| p.as_str()))
             .chars()

@@ -143,14 +143,25 @@ fn check_constraints(constraints: &[String], config: &Config) -> Result<(), Stri
     if constraints.len() > 16 {
         return Err("constraints: at most 16".into());
     }
-    let bad = constraints.iter().find(|c| {
-        let ops = c.matches("==").count() + c.matches("!=").count();
-        ops != 1 || c.len() > 256 || c.chars().any(|ch| ch.is_control())
-    });
+    let bad = constraints.iter().find(|c| !is_one_comparison(c));
     match bad {
         Some(c) => Err(format!("constraints: {c:?} must be one comparison such as \"node.labels.disk == ssd\" (== or !=)")),
         None => Ok(()),
     }
+}
+
+/// `<field> == <value>` or `!=`: both sides plain (no `=`, `!`, control or format
+/// characters such as bidi overrides), at most 256 bytes in all.
+fn is_one_comparison(c: &str) -> bool {
+    let plain = |side: &str| {
+        let side = side.trim();
+        !side.is_empty()
+            && side
+                .chars()
+                .all(|ch| ch == ' ' || (ch.is_ascii_graphic() && ch != '=' && ch != '!'))
+    };
+    let split = c.split_once("==").or_else(|| c.split_once("!="));
+    c.len() <= 256 && split.is_some_and(|(l, r)| plain(l) && plain(r))
 }
 
 /// What berth wants for one key.

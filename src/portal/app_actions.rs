@@ -149,7 +149,7 @@ struct RenameForm {
     appname: String,
 }
 
-/// `POST /apps/:u/:a/rename`; done, the renamed app's page.
+/// `POST /apps/:u/:a/rename`; done, a redirect to the renamed app's page.
 async fn rename(
     State(p): State<Arc<Portal>>,
     AppRef(key): AppRef,
@@ -166,22 +166,11 @@ async fn rename(
     }
     let renamed = crate::model::names::AppKey::new(&key.userid, f.appname.trim());
     match (reply.ok(), renamed) {
-        (true, Ok(new)) => {
-            let done = format!(
-                "renamed from {}: the next pass moves its container, workspace and volumes",
-                key.appname
-            );
-            render(&p, &who, &new, Some(Notice::Done(done)), StatusCode::OK).await
-        }
+        // To the renamed app's page: a reload there shows it, and posts nothing again.
+        (true, Ok(new)) => super::signin::see_other(&ui_path(&new)),
         _ => {
-            render(
-                &p,
-                &who,
-                &key,
-                Some(Notice::Failed(reply.message())),
-                reply.status,
-            )
-            .await
+            let failed = Some(Notice::Failed(reply.message()));
+            render(&p, &who, &key, failed, reply.status).await
         }
     }
 }

@@ -45,7 +45,7 @@ pub struct SignedIn {
     pub forwarded_for: Option<axum::http::HeaderValue>,
 }
 
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
 }
 

@@ -92,12 +92,13 @@ impl Informer {
     }
 
     async fn list_services(&self, stale_ok: Duration) -> Result<Listed, EngineError> {
-        let last = self
-            .last_services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(kept) = last.filter(|l| !stale_ok.is_zero() && l.at.elapsed() < stale_ok) {
+        let recent = |l: &Listed| !stale_ok.is_zero() && l.at.elapsed() < stale_ok;
+        if let Some(kept) = self.last_services().filter(recent) {
+            return Ok(kept);
+        }
+        // One list at a time: callers that waited take the list just made.
+        let _one = self.refresh.lock().await;
+        if let Some(kept) = self.last_services().filter(recent) {
             return Ok(kept);
         }
         let at = Instant::now();
@@ -105,6 +106,11 @@ impl Informer {
         let listed = Listed { containers, at };
         *self.last_services.lock().unwrap_or_else(|e| e.into_inner()) = Some(listed.clone());
         Ok(listed)
+    }
+
+    fn last_services(&self) -> Option<Listed> {
+        let last = self.last_services.lock();
+        last.unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn kept(&self, stale_ok: Duration) -> Option<Listed> {
