@@ -344,3 +344,56 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
         serve.log()
     );
 }
+
+#[tokio::test]
+async fn on_a_swarm_a_broken_manifest_freezes_its_service_and_a_mass_removal_is_held() {
+    let root = TestRoot::new("swarmguard").await;
+    let _lease = SwarmLease::init_on("127.0.0.1");
+    let registry = Registry::start();
+    let _cleanup = Cleanup {
+        instance: root.instance.clone(),
+        registry: registry.address.clone(),
+    };
+    let registry_value = format!("{:?}", registry.address);
+    root.config(
+        &[("runtime", "\"swarm\""), ("registry", &registry_value)],
+        "",
+    );
+    root.write_template("show-v1", SHOW);
+    let apps = ["a1", "a2", "a3", "a4", "a5"];
+    for app in apps {
+        std::fs::create_dir_all(root.app_dir("alice", app)).unwrap();
+        std::fs::write(root.app_dir("alice", app).join("msg"), "hi\n").unwrap();
+        root.write_manifest("alice", app, "template = \"show-v1\"\n");
+    }
+    apply(&root).await;
+    let services = || {
+        let filter = format!("label=paas.instance={}", root.instance);
+        let ids = docker_cli(&["service", "ls", "-q", "--filter", &filter]);
+        ids.split_whitespace().count()
+    };
+    assert_eq!(services(), 5);
+
+    // A manifest that does not parse: its service is left exactly as it is.
+    let a1 = format!("paas-app-{}-alice-a1", root.instance);
+    let version = docker_cli(&["service", "inspect", "--format", "{{.Version.Index}}", &a1]);
+    root.write_manifest("alice", "a1", "template = \"show-v1\"\nstate = \n");
+    let run = root.berth(&["apply"]).await;
+    assert!(run.text().contains("alice/a1: frozen"), "{}", run.text());
+    let after = docker_cli(&["service", "inspect", "--format", "{{.Version.Index}}", &a1]);
+    assert_eq!(after, version, "a frozen app's service is not touched");
+
+    // Every manifest gone at once: the guard holds the removals until they are allowed.
+    std::fs::rename(
+        root.path().join("state/apps/alice"),
+        root.path().join("away"),
+    )
+    .unwrap();
+    let run = root.berth(&["apply"]).await;
+    assert!(run.text().contains("prune blocked"), "{}", run.text());
+    assert_eq!(services(), 5, "nothing removed past the guard");
+    root.berth(&["apply", "--allow-mass-prune"])
+        .await
+        .expect_code(0);
+    assert_eq!(services(), 0);
+}
