@@ -88,6 +88,7 @@ async fn apply(root: &TestRoot) {
 }
 
 #[tokio::test]
+#[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its_manifest() {
     let root = TestRoot::new("swarm").await;
     let _lease = SwarmLease::init_on("127.0.0.1");
@@ -258,6 +259,7 @@ cpus = 0.25
 "#;
 
 #[tokio::test]
+#[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
     let root = TestRoot::new("swarmfail").await;
     let _lease = SwarmLease::init_on("127.0.0.1");
@@ -346,6 +348,7 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
 }
 
 #[tokio::test]
+#[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn on_a_swarm_a_broken_manifest_freezes_its_service_and_a_mass_removal_is_held() {
     let root = TestRoot::new("swarmguard").await;
     let _lease = SwarmLease::init_on("127.0.0.1");

@@ -126,6 +126,7 @@ fn bridge_ip(id: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
     let root = TestRoot::new("swarm2").await;
     let mut lease = SwarmLease::take();
