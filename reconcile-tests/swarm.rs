@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::support::docker::docker_cli;
-use crate::support::swarm::{Registry, SwarmLease};
+use crate::support::swarm::{Registry, ServiceCleanup, SwarmLease};
 use crate::support::{wait_until, TestRoot};
 
 const T: Duration = Duration::from_secs(60);
@@ -28,27 +28,33 @@ memory = "32m"
 cpus = 0.25
 "#;
 
-/// Removes the test's services and the images it built, before the swarm is left.
-struct Cleanup {
-    instance: String,
+/// A root with `runtime = "swarm"` on a single-node swarm of this engine and a registry of
+/// its own. Fields drop in order: the services and images, the registry, the swarm, the root.
+struct SwarmRoot {
+    _cleanup: ServiceCleanup,
+    _registry: Registry,
+    _lease: SwarmLease,
+    root: TestRoot,
     registry: String,
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label=paas.instance={}", self.instance);
-        let ids = docker_cli(&["service", "ls", "-q", "--filter", &filter]);
-        for id in ids.split_whitespace() {
-            let _ = std::process::Command::new("docker")
-                .args(["service", "rm", id])
-                .output();
-        }
-        let ours = format!("{}/berth-{}/", self.registry, self.instance);
-        let images = docker_cli(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
-        for image in images.lines().filter(|i| i.starts_with(&ours)) {
-            let _ = std::process::Command::new("docker")
-                .args(["image", "rm", "-f", image])
-                .output();
+impl SwarmRoot {
+    async fn new(prefix: &str) -> SwarmRoot {
+        let root = TestRoot::new(prefix).await;
+        let lease = SwarmLease::init_on("127.0.0.1");
+        let registry = Registry::start();
+        let address = registry.address.clone();
+        let quoted = format!("{address:?}");
+        root.config(&[("runtime", "\"swarm\""), ("registry", &quoted)], "");
+        SwarmRoot {
+            _cleanup: ServiceCleanup {
+                instance: root.instance.clone(),
+                registry: address.clone(),
+            },
+            _registry: registry,
+            _lease: lease,
+            root,
+            registry: address,
         }
     }
 }
@@ -90,18 +96,8 @@ async fn apply(root: &TestRoot) {
 #[tokio::test]
 #[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its_manifest() {
-    let root = TestRoot::new("swarm").await;
-    let _lease = SwarmLease::init_on("127.0.0.1");
-    let registry = Registry::start();
-    let _cleanup = Cleanup {
-        instance: root.instance.clone(),
-        registry: registry.address.clone(),
-    };
-    let config = [
-        ("runtime", "\"swarm\""),
-        ("registry", &*format!("{:?}", registry.address)),
-    ];
-    root.config(&config, "");
+    let swarm = SwarmRoot::new("swarm").await;
+    let root = &swarm.root;
     root.write_template("show-v1", SHOW);
     let dir = root.app_dir("alice", "web");
     std::fs::create_dir_all(&dir).unwrap();
@@ -109,24 +105,24 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
     std::fs::write(dir.join("msg"), "v1\n").unwrap();
     let v1 = "template = \"show-v1\"\nrestart = \"1\"\nconstraints = [\"node.role == manager\"]\n";
     root.write_manifest("alice", "web", v1);
-    apply(&root).await;
-    let image1 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").expect("a service");
+    apply(root).await;
+    let image1 = inspect(root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").expect("a service");
     assert!(
         image1.starts_with(&format!(
             "{}/berth-{}/alice-web:",
-            registry.address, root.instance
+            swarm.registry, root.instance
         )),
         "{image1}"
     );
-    let mounts = inspect(&root, "{{json .Spec.TaskTemplate.ContainerSpec.Mounts}}").unwrap();
+    let mounts = inspect(root, "{{json .Spec.TaskTemplate.ContainerSpec.Mounts}}").unwrap();
     assert!(
         !mounts.contains("bind"),
         "the workspace is in the image, not mounted: {mounts}"
     );
-    let placed = inspect(&root, "{{json .Spec.TaskTemplate.Placement.Constraints}}").unwrap();
+    let placed = inspect(root, "{{json .Spec.TaskTemplate.Placement.Constraints}}").unwrap();
     assert_eq!(placed, r#"["node.role == manager"]"#);
     wait_until(T, "the task to print v1", || async {
-        task_says(&root) == "v1"
+        task_says(root) == "v1"
     })
     .await;
     let (tag1, digest1) = image1.split_once('@').expect("pinned by digest");
@@ -135,10 +131,10 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
 
     let plan = root.berth(&["plan", "--exit-code"]).await;
     assert_eq!(plan.code, Some(0), "a no-op: {}", plan.text());
-    let version = inspect(&root, "{{.Version.Index}}").unwrap();
-    apply(&root).await;
+    let version = inspect(root, "{{.Version.Index}}").unwrap();
+    apply(root).await;
     assert_eq!(
-        inspect(&root, "{{.Version.Index}}").unwrap(),
+        inspect(root, "{{.Version.Index}}").unwrap(),
         version,
         "no write on a no-op"
     );
@@ -146,40 +142,40 @@ async fn an_app_runs_as_a_service_from_an_image_of_its_workspace_and_follows_its
     // A new file and a deploy: a new image, rolled out by Swarm.
     std::fs::write(dir.join("msg"), "v2\n").unwrap();
     root.write_manifest("alice", "web", "template = \"show-v1\"\nrestart = \"2\"\n");
-    apply(&root).await;
-    let image2 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
+    apply(root).await;
+    let image2 = inspect(root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
     assert_ne!(image2, image1);
     wait_until(T, "the task to print v2", || async {
-        task_says(&root) == "v2"
+        task_says(root) == "v2"
     })
     .await;
 
     // Back to the first manifest: the image built for it runs again, not a rebuild of today's files.
     root.write_manifest("alice", "web", v1);
-    apply(&root).await;
-    let back = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
+    apply(root).await;
+    let back = inspect(root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
     assert_eq!(back, image1);
     assert_eq!(
         docker_cli(&["image", "inspect", "--format", "{{.Id}}", tag1]),
         built1
     );
     wait_until(T, "the task to print v1 again", || async {
-        task_says(&root) == "v1"
+        task_says(root) == "v1"
     })
     .await;
 
     // Removed by hand: back on the next pass. Stopped: no task.
-    docker_cli(&["service", "rm", &service(&root)]);
-    apply(&root).await;
-    assert!(inspect(&root, "{{.ID}}").is_some(), "the service is back");
+    docker_cli(&["service", "rm", &service(root)]);
+    apply(root).await;
+    assert!(inspect(root, "{{.ID}}").is_some(), "the service is back");
     root.write_manifest("alice", "web", &format!("{v1}state = \"stopped\"\n"));
-    apply(&root).await;
-    let replicas = inspect(&root, "{{.Spec.Mode.Replicated.Replicas}}").unwrap();
+    apply(root).await;
+    let replicas = inspect(root, "{{.Spec.Mode.Replicated.Replicas}}").unwrap();
     assert_eq!(replicas, "0");
 
     root.remove_manifest("alice", "web");
-    apply(&root).await;
-    assert!(inspect(&root, "{{.ID}}").is_none(), "the service is gone");
+    apply(root).await;
+    assert!(inspect(root, "{{.ID}}").is_none(), "the service is gone");
 }
 
 #[tokio::test]
@@ -261,18 +257,8 @@ cpus = 0.25
 #[tokio::test]
 #[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
-    let root = TestRoot::new("swarmfail").await;
-    let _lease = SwarmLease::init_on("127.0.0.1");
-    let registry = Registry::start();
-    let _cleanup = Cleanup {
-        instance: root.instance.clone(),
-        registry: registry.address.clone(),
-    };
-    let registry_value = format!("{:?}", registry.address);
-    root.config(
-        &[("runtime", "\"swarm\""), ("registry", &registry_value)],
-        "",
-    );
+    let swarm = SwarmRoot::new("swarmfail").await;
+    let root = &swarm.root;
     // A container left from runtime = "docker" holds the switch back until it is gone.
     let leftover = format!("berth-leftover-{}", root.instance);
     let labels = [
@@ -300,12 +286,12 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("msg"), "v1\n").unwrap();
     root.write_manifest("alice", "web", "template = \"show-v1\"\n");
-    let serve = crate::support::Serve::start(&root);
+    let serve = crate::support::Serve::start(root);
     wait_until(T, "the task to print v1", || async {
-        task_says(&root) == "v1"
+        task_says(root) == "v1"
     })
     .await;
-    let image1 = inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
+    let image1 = inspect(root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap();
 
     root.write_manifest(
         "alice",
@@ -326,21 +312,21 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
     let status = root.berth(&["status"]).await.text();
     assert!(status.contains("rolled back by Swarm"), "{status}");
     assert_eq!(
-        inspect(&root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap(),
+        inspect(root, "{{.Spec.TaskTemplate.ContainerSpec.Image}}").unwrap(),
         image1,
         "Swarm put the working version back"
     );
-    assert_eq!(task_says(&root), "v1", "the old task kept serving");
+    assert_eq!(task_says(root), "v1", "the old task kept serving");
     // Not rolled again: the service's spec stays as Swarm left it over several passes.
-    let state = inspect(&root, "{{.UpdateStatus.State}}").unwrap();
+    let state = inspect(root, "{{.UpdateStatus.State}}").unwrap();
     assert_eq!(
         state, "rollback_completed",
         "berth waited for Swarm's rollback"
     );
-    let version = inspect(&root, "{{.Version.Index}}").unwrap();
+    let version = inspect(root, "{{.Version.Index}}").unwrap();
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(
-        inspect(&root, "{{.Version.Index}}").unwrap(),
+        inspect(root, "{{.Version.Index}}").unwrap(),
         version,
         "{}",
         serve.log()
@@ -350,18 +336,8 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
 #[tokio::test]
 #[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn on_a_swarm_a_broken_manifest_freezes_its_service_and_a_mass_removal_is_held() {
-    let root = TestRoot::new("swarmguard").await;
-    let _lease = SwarmLease::init_on("127.0.0.1");
-    let registry = Registry::start();
-    let _cleanup = Cleanup {
-        instance: root.instance.clone(),
-        registry: registry.address.clone(),
-    };
-    let registry_value = format!("{:?}", registry.address);
-    root.config(
-        &[("runtime", "\"swarm\""), ("registry", &registry_value)],
-        "",
-    );
+    let swarm = SwarmRoot::new("swarmguard").await;
+    let root = &swarm.root;
     root.write_template("show-v1", SHOW);
     let apps = ["a1", "a2", "a3", "a4", "a5"];
     for app in apps {
@@ -369,7 +345,7 @@ async fn on_a_swarm_a_broken_manifest_freezes_its_service_and_a_mass_removal_is_
         std::fs::write(root.app_dir("alice", app).join("msg"), "hi\n").unwrap();
         root.write_manifest("alice", app, "template = \"show-v1\"\n");
     }
-    apply(&root).await;
+    apply(root).await;
     let services = || {
         let filter = format!("label=paas.instance={}", root.instance);
         let ids = docker_cli(&["service", "ls", "-q", "--filter", &filter]);

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use crate::support::docker::docker_cli;
-use crate::support::swarm::{SecondNode, SwarmLease};
+use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease};
 use crate::support::{free_port, wait_until, TestRoot};
 
 const T: Duration = Duration::from_secs(120);
@@ -28,38 +28,6 @@ target = "/work"
 memory = "32m"
 cpus = 0.25
 "#;
-
-/// Removes the test's services (and waits for their containers on the host's engine to go)
-/// and the images it built; runs before the node, the registry and the swarm go.
-struct Cleanup {
-    instance: String,
-    registry: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("docker").args(args).output();
-            out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        let label = format!("label=paas.instance={}", self.instance);
-        for id in run(&["service", "ls", "-q", "--filter", &label]).split_whitespace() {
-            run(&["service", "rm", id]);
-        }
-        for _ in 0..60 {
-            if run(&["ps", "-aq", "--filter", &label]).trim().is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let ours = format!("{}/berth-{}/", self.registry, self.instance);
-        let images = run(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
-        for image in images.lines().filter(|i| i.starts_with(&ours)) {
-            run(&["image", "rm", "-f", image]);
-        }
-    }
-}
 
 fn service(root: &TestRoot, app: &str) -> String {
     format!("paas-app-{}-alice-{app}", root.instance)
@@ -133,7 +101,7 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
     let node = SecondNode::up();
     lease.init(&node.host_addr);
     node.join();
-    let _cleanup = Cleanup {
+    let _cleanup = ServiceCleanup {
         instance: root.instance.clone(),
         registry: node.registry.clone(),
     };

@@ -264,3 +264,35 @@ impl Drop for SecondNode {
         }
     }
 }
+
+/// Removes a test's services (and waits for their containers on this engine to go) and the
+/// images it built under its registry; drop it before the node, the registry and the swarm.
+pub struct ServiceCleanup {
+    pub instance: String,
+    pub registry: String,
+}
+
+impl Drop for ServiceCleanup {
+    fn drop(&mut self) {
+        let run = |args: &[&str]| {
+            let out = Command::new("docker").args(args).output();
+            out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let label = format!("label=paas.instance={}", self.instance);
+        for id in run(&["service", "ls", "-q", "--filter", &label]).split_whitespace() {
+            run(&["service", "rm", id]);
+        }
+        for _ in 0..60 {
+            if run(&["ps", "-aq", "--filter", &label]).trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let ours = format!("{}/berth-{}/", self.registry, self.instance);
+        let images = run(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+        for image in images.lines().filter(|i| i.starts_with(&ours)) {
+            run(&["image", "rm", "-f", image]);
+        }
+    }
+}

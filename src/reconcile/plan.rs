@@ -28,7 +28,8 @@ pub struct ContainerRef {
 }
 
 impl ContainerRef {
-    fn of(o: &Observed) -> ContainerRef {
+    /// The reference to an observed container.
+    pub fn of(o: &Observed) -> ContainerRef {
         ContainerRef {
             id: o.id.clone(),
             name: o.name.clone(),

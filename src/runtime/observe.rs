@@ -13,8 +13,7 @@ use crate::model::observed::{ContainerState, Observed};
 /// did not make it that way, so it will not act on it).
 pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
     let empty = HashMap::new();
-    let l = s.labels.as_ref().unwrap_or(&empty);
-    let key = AppKey::new(l.get(labels::USERID)?, l.get(labels::APPNAME)?).ok()?;
+    let app = AppLabels::read(s.labels.as_ref().unwrap_or(&empty))?;
     let state = match s.state {
         Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
         Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::DEAD) => {
@@ -33,16 +32,40 @@ pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
         next: name.ends_with(NEXT_SUFFIX),
         tasks: None,
         name,
-        key,
-        hash: l.get(labels::SPEC_HASH).cloned(),
-        spec: l
-            .get(labels::SPEC)
-            .and_then(|j| serde_json::from_str(j).ok()),
-        template: l.get(labels::TEMPLATE).cloned(),
+        key: app.key,
+        hash: app.hash,
+        spec: app.spec,
+        template: app.template,
         state,
         created: s.created.unwrap_or(0),
         address: address(s),
     })
+}
+
+/// What berth's labels say of a container or a service: whose it is and what it was made as.
+pub struct AppLabels {
+    /// `paas.userid` / `paas.appname`.
+    pub key: AppKey,
+    /// `paas.spec-hash`.
+    pub hash: Option<String>,
+    /// `paas.spec`, parsed.
+    pub spec: Option<crate::model::spec::ContainerSpec>,
+    /// `paas.template`.
+    pub template: Option<String>,
+}
+
+impl AppLabels {
+    /// `None` when the user/app labels are missing or invalid.
+    pub fn read(l: &HashMap<String, String>) -> Option<AppLabels> {
+        Some(AppLabels {
+            key: AppKey::new(l.get(labels::USERID)?, l.get(labels::APPNAME)?).ok()?,
+            hash: l.get(labels::SPEC_HASH).cloned(),
+            spec: l
+                .get(labels::SPEC)
+                .and_then(|j| serde_json::from_str(j).ok()),
+            template: l.get(labels::TEMPLATE).cloned(),
+        })
+    }
 }
 
 fn address(s: &ContainerSummary) -> Option<String> {

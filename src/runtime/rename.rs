@@ -60,13 +60,7 @@ impl Executor {
     async fn containers_of(&self, key: &AppKey) -> Result<Vec<ContainerRef>, ActionError> {
         let listed = self.engine().list().await?;
         let mine = listed.iter().filter(|o| &o.key == key);
-        Ok(mine
-            .map(|o| ContainerRef {
-                id: o.id.clone(),
-                name: o.name.clone(),
-                running: o.is_running(),
-            })
-            .collect())
+        Ok(mine.map(ContainerRef::of).collect())
     }
 
     /// `apps/<user>/<old>` becomes `apps/<user>/<new>`; nothing to do when it moved already.

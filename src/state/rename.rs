@@ -104,10 +104,7 @@ pub async fn finish_offline(
             ))
         })?;
     let files = crate::state::files::ManifestFiles::new(config);
-    let drop_line = |doc: &mut toml_edit::DocumentMut| {
-        doc.remove("renamed_from");
-    };
-    files.edit(key, drop_line).await.map(drop)
+    files.edit(key, drop_renamed_from).await.map(drop)
 }
 
 /// A rename without the daemon (`berth mv` while `serve` is not running, not in git mode).
@@ -119,6 +116,11 @@ pub async fn rename_offline(
     crate::state::files::ManifestFiles::new(config)
         .rename(old, new)
         .await
+}
+
+/// A finished rename's manifest: the `renamed_from` line dropped, the rest as written.
+pub fn drop_renamed_from(doc: &mut toml_edit::DocumentMut) {
+    doc.remove("renamed_from");
 }
 
 /// The old name in a first line `renamed_from = "<old>"`.

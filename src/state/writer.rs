@@ -141,14 +141,8 @@ impl ManifestWriter {
             if let Some(etag) = etag {
                 me.history.note_source(&key, &etag, format!("api:{who}"));
             }
-            me.wake.wake(Trigger::ApiWrite);
-            if let Some(git) = &me.git {
-                let file = manifest_file(&key);
-                let message = format!("berth api: {action} {key} (by {who})");
-                git.commit_held(&[&file], &who, &message)
-                    .await
-                    .map_err(|e| E::from(WriteError::Commit(e)))?;
-            }
+            let message = format!("berth api: {action} {key} (by {who})");
+            me.announce(&[&manifest_file(&key)], &who, &message).await?;
             Ok(answer)
         })
         .await
@@ -220,14 +214,9 @@ impl ManifestWriter {
             let _lock = me.lock().await;
             let current = me.files.rename(&old, &new).await?;
             me.history.note_source(&new, &current.etag, format!("api:{who}"));
-            me.wake.wake(Trigger::ApiWrite);
-            if let Some(git) = &me.git {
-                let files = [&old, &new].map(manifest_file);
-                let message = format!("berth api: rename {old} to {} (by {who})", new.appname);
-                git.commit_held(&[&files[0], &files[1]], &who, &message)
-                    .await
-                    .map_err(WriteError::Commit)?;
-            }
+            let files = [&old, &new].map(manifest_file);
+            let message = format!("berth api: rename {old} to {} (by {who})", new.appname);
+            me.announce(&[&files[0], &files[1]], &who, &message).await?;
             let adopted = tokio::task::spawn_blocking(adopt).await;
             if let Some(e) = adopted.map_or_else(|e| Some(e.to_string()), Result::err) {
                 tracing::warn!(app = %new, cause = %e, "cannot move the app's records yet; the loop will");
@@ -249,24 +238,20 @@ impl ManifestWriter {
         let (me, old, key) = (self.clone(), old.clone(), key.clone());
         tokio::spawn(async move {
             let _lock = me.lock().await;
-            let drop_line = |doc: &mut toml_edit::DocumentMut| {
-                doc.remove("renamed_from");
-            };
+            let drop_line = crate::state::rename::drop_renamed_from;
             let current = me.files.edit(&key, drop_line).await?;
             me.history
                 .note_source(&key, &current.etag, "api:berth".into());
-            me.wake.wake(Trigger::ApiWrite);
+            let [new_file, old_file] = [&key, &old].map(manifest_file);
+            let mut files = vec![new_file.as_str()];
+            // A rename cut short may have left the old file's removal uncommitted.
             if let Some(git) = &me.git {
-                let [new_file, old_file] = [&key, &old].map(manifest_file);
-                let mut files = vec![new_file.as_str()];
                 if git.tracks(&old_file).await {
                     files.push(&old_file);
                 }
-                let message = format!("berth: finish the rename of {old} to {}", key.appname);
-                git.commit_held(&files, "berth", &message)
-                    .await
-                    .map_err(WriteError::Commit)?;
             }
+            let message = format!("berth: finish the rename of {old} to {}", key.appname);
+            me.announce(&files, "berth", &message).await?;
             Ok(current)
         })
         .await
@@ -286,18 +271,30 @@ impl ManifestWriter {
         tokio::spawn(async move {
             let _lock = me.lock().await;
             let rotated = crate::state::rotate::reencrypt_all(&me.files, &config).await?;
-            me.wake.wake(Trigger::ApiWrite);
-            if let Some(git) = &me.git {
-                let message = format!("berth: rotate the secrets key (by {who})");
-                git.commit_held(&["apps"], &who, &message)
-                    .await
-                    .map_err(|e| crate::error_chain::chain(&e))?;
-            }
+            let message = format!("berth: rotate the secrets key (by {who})");
+            me.announce(&["apps"], &who, &message)
+                .await
+                .map_err(|e| crate::error_chain::chain(&e))?;
             crate::state::secrets_key::finish_rotation(&config.secrets_key)?;
             Ok(rotated)
         })
         .await
         .map_err(|e| format!("the rotation task ended early: {e}"))?
+    }
+}
+
+impl ManifestWriter {
+    /// After a change made under the state lock: wakes the loop and, in git mode, commits
+    /// `files` as `who` (a commit that fails undoes the change: `GitSync::commit_held`).
+    async fn announce(&self, files: &[&str], who: &str, message: &str) -> Result<(), WriteError> {
+        self.wake.wake(Trigger::ApiWrite);
+        match &self.git {
+            Some(git) => git
+                .commit_held(files, who, message)
+                .await
+                .map_err(WriteError::Commit),
+            None => Ok(()),
+        }
     }
 }
 

@@ -73,7 +73,7 @@ fn move_incarnation(
 fn move_revisions(txn: &WriteTransaction, old: &AppKey, new: &AppKey) -> Result<usize, StoreError> {
     let mut table = txn.open_table(REVISIONS).map_err(db_err)?;
     let rows = |app: &AppKey| -> Result<Vec<(String, Revision)>, StoreError> {
-        let (lo, hi) = (format!("{app}/"), format!("{app}0"));
+        let (lo, hi) = super::revisions::range(app);
         let mut out = Vec::new();
         for row in table.range(lo.as_str()..hi.as_str()).map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;

@@ -24,7 +24,7 @@ pub struct Revision {
 }
 
 /// The range of `app`'s keys: `u/a/` up to (not including) `u/a0` (`'0'` follows `'/'`).
-fn range(app: &AppKey) -> (String, String) {
+pub(super) fn range(app: &AppKey) -> (String, String) {
     (format!("{app}/"), format!("{app}0"))
 }
 

@@ -13,7 +13,6 @@ use super::service_spec::{service_spec, ServiceInput};
 use super::{fail, Engine, EngineError};
 use crate::model::desired::DesiredApp;
 use crate::model::labels;
-use crate::model::names::AppKey;
 use crate::model::observed::{ContainerState, Observed, Tasks};
 
 impl Engine {
@@ -235,8 +234,7 @@ impl Engine {
 /// A service of berth's as the planner sees it: running while it asks for tasks.
 fn from_service(s: &Service, nodes: &HashMap<String, Vec<String>>) -> Option<Observed> {
     let spec = s.spec.as_ref()?;
-    let l = spec.labels.as_ref()?;
-    let key = AppKey::new(l.get(labels::USERID)?, l.get(labels::APPNAME)?).ok()?;
+    let app = crate::runtime::observe::AppLabels::read(spec.labels.as_ref()?)?;
     let replicas = spec
         .mode
         .as_ref()
@@ -246,12 +244,10 @@ fn from_service(s: &Service, nodes: &HashMap<String, Vec<String>>) -> Option<Obs
     Some(Observed {
         id: s.id.clone()?,
         name: spec.name.clone().unwrap_or_default(),
-        key,
-        hash: l.get(labels::SPEC_HASH).cloned(),
-        spec: l
-            .get(labels::SPEC)
-            .and_then(|j| serde_json::from_str(j).ok()),
-        template: l.get(labels::TEMPLATE).cloned(),
+        key: app.key,
+        hash: app.hash,
+        spec: app.spec,
+        template: app.template,
         state: if replicas > 0 {
             ContainerState::Running
         } else {
