@@ -115,13 +115,14 @@ async fn wait_renamed(root: &TestRoot, old: &str, app: &str) {
 }
 
 #[tokio::test]
-async fn a_rename_through_the_api_keeps_workspace_data_keys_revisions_and_domain() {
+async fn a_rename_through_the_api_keeps_workspace_data_secrets_keys_revisions_and_domain() {
     let r = ApiRoot::start("rename", &[]).await;
     start_app(&r.root, "notes").await;
     r.root.wait_running("alice", "notes", T).await;
     fill_volume(&r.root, "notes");
     let key = r.api.issue_key(&r.alice, "alice", "notes").await;
-    let edited = format!("{MANIFEST}[env]\nEDITION = \"2\"\n");
+    let sealed = crate::secrets::encrypt(&r.root, "TOKEN", "kept-across", None);
+    let edited = format!("{MANIFEST}[env]\nEDITION = \"2\"\n[secrets]\n{sealed}\n");
     r.root.write_manifest("alice", "notes", &edited);
     wait_until(T, "the edited version to run", || async {
         let c = r.root.container("alice", "notes").await;
@@ -158,6 +159,15 @@ async fn a_rename_through_the_api_keeps_workspace_data_keys_revisions_and_domain
         "the author's text stays: {text}"
     );
     let c = r.root.container("alice", "journal").await.unwrap();
+    let env = c
+        .config
+        .as_ref()
+        .and_then(|c| c.env.clone())
+        .unwrap_or_default();
+    assert!(
+        env.iter().any(|e| e == "TOKEN=kept-across"),
+        "the secret reaches the renamed app"
+    );
     let labels = c.config.unwrap().labels.unwrap();
     assert_eq!(labels["paas.domain"], "notes.example.test");
 

@@ -22,7 +22,7 @@ const PLAIN: &str = "s3cr3t-Plain-Value-42";
 const PLAIN2: &str = "hand-Encrypted-Token-77";
 
 /// `berth secrets encrypt NAME [--recipient R]` with `value` on stdin; the TOML line.
-fn encrypt(root: &TestRoot, name: &str, value: &str, recipient: Option<&str>) -> String {
+pub(crate) fn encrypt(root: &TestRoot, name: &str, value: &str, recipient: Option<&str>) -> String {
     let mut cmd = Command::new(BERTH);
     cmd.arg("--root")
         .arg(root.path())
