@@ -82,5 +82,6 @@ mod serve;
 mod slow_clients;
 mod swarm;
 mod swarm_nodes;
+mod swarm_traffic;
 mod tenancy;
 mod tenancy_api;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::support::docker::docker_cli;
-use crate::support::swarm::{Registry, ServiceCleanup, SwarmLease};
+use crate::support::swarm::SwarmRoot;
 use crate::support::{wait_until, TestRoot};
 
 const T: Duration = Duration::from_secs(60);
@@ -27,37 +27,6 @@ target = "/work"
 memory = "32m"
 cpus = 0.25
 "#;
-
-/// A root with `runtime = "swarm"` on a single-node swarm of this engine and a registry of
-/// its own. Fields drop in order: the services and images, the registry, the swarm, the root.
-struct SwarmRoot {
-    _cleanup: ServiceCleanup,
-    _registry: Registry,
-    _lease: SwarmLease,
-    root: TestRoot,
-    registry: String,
-}
-
-impl SwarmRoot {
-    async fn new(prefix: &str) -> SwarmRoot {
-        let root = TestRoot::new(prefix).await;
-        let lease = SwarmLease::init_on("127.0.0.1");
-        let registry = Registry::start();
-        let address = registry.address.clone();
-        let quoted = format!("{address:?}");
-        root.config(&[("runtime", "\"swarm\""), ("registry", &quoted)], "");
-        SwarmRoot {
-            _cleanup: ServiceCleanup {
-                instance: root.instance.clone(),
-                registry: address.clone(),
-            },
-            _registry: registry,
-            _lease: lease,
-            root,
-            registry: address,
-        }
-    }
-}
 
 fn service(root: &TestRoot) -> String {
     format!("paas-app-{}-alice-web", root.instance)

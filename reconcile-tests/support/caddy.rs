@@ -144,18 +144,15 @@ impl Caddy {
     /// `curl` of `https://<domain>:<https>/` resolved to this Caddy and trusting its local CA:
     /// the status and body, or status 0 when it cannot connect.
     pub fn get(&self, domain: &str) -> (u16, String) {
-        let root = self.dir.path().join("data/pki/authorities/local/root.crt");
-        let out = Command::new("curl")
-            .args(["-s", "-m", "5", "-w", "\n%{http_code}", "--resolve"])
-            .arg(format!("{domain}:{}:127.0.0.1", self.https))
-            .arg("--cacert")
-            .arg(&root)
-            .arg(format!("https://{domain}:{}/", self.https))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.trim().to_string())
+        self.client().get(domain)
+    }
+
+    /// What [`get`](Self::get) needs, to send requests from another thread.
+    pub fn client(&self) -> CaddyClient {
+        CaddyClient {
+            https: self.https,
+            root: self.dir.path().join("data/pki/authorities/local/root.crt"),
+        }
     }
 
     /// `[proxy]` for this Caddy with plain HTTP (`tls = "off"`) and `drain`: for tests that
@@ -183,5 +180,30 @@ impl Caddy {
 impl Drop for Caddy {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Sends HTTPS requests to one Caddy (see [`Caddy::get`]).
+#[derive(Clone)]
+pub struct CaddyClient {
+    https: u16,
+    root: std::path::PathBuf,
+}
+
+impl CaddyClient {
+    /// `curl` of `https://<domain>:<https>/` resolved to the Caddy and trusting its local CA:
+    /// the status and body, or status 0 when it cannot connect.
+    pub fn get(&self, domain: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", "-w", "\n%{http_code}", "--resolve"])
+            .arg(format!("{domain}:{}:127.0.0.1", self.https))
+            .arg("--cacert")
+            .arg(&self.root)
+            .arg(format!("https://{domain}:{}/", self.https))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.trim().to_string())
     }
 }

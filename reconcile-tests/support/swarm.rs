@@ -8,6 +8,8 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
+use super::TestRoot;
+
 /// Held by the [`SwarmLease`] of the swarm test that runs.
 static SWARM_TESTS: Mutex<()> = Mutex::new(());
 
@@ -289,10 +291,52 @@ impl Drop for ServiceCleanup {
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
+        for id in run(&["network", "ls", "-q", "--filter", &label]).split_whitespace() {
+            run(&["network", "rm", id]);
+        }
         let ours = format!("{}/berth-{}/", self.registry, self.instance);
         let images = run(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
         for image in images.lines().filter(|i| i.starts_with(&ours)) {
             run(&["image", "rm", "-f", image]);
         }
+    }
+}
+
+/// A root with `runtime = "swarm"` on a single-node swarm of this engine and a registry of
+/// its own. Fields drop in order: the services and images, the registry, the swarm, the root.
+pub struct SwarmRoot {
+    _cleanup: ServiceCleanup,
+    _registry: Registry,
+    _lease: SwarmLease,
+    pub root: TestRoot,
+    pub registry: String,
+}
+
+impl SwarmRoot {
+    pub async fn new(prefix: &str) -> SwarmRoot {
+        let root = TestRoot::new(prefix).await;
+        let lease = SwarmLease::init_on("127.0.0.1");
+        let registry = Registry::start();
+        let address = registry.address.clone();
+        let quoted = format!("{address:?}");
+        root.config(&[("runtime", "\"swarm\""), ("registry", &quoted)], "");
+        SwarmRoot {
+            _cleanup: ServiceCleanup {
+                instance: root.instance.clone(),
+                registry: address.clone(),
+            },
+            _registry: registry,
+            _lease: lease,
+            root,
+            registry: address,
+        }
+    }
+
+    /// Rewrites berth.toml: swarm mode with this registry, plus `overrides` and `extra`.
+    pub fn config(&self, overrides: &[(&str, &str)], extra: &str) {
+        let quoted = format!("{:?}", self.registry);
+        let mut all = vec![("runtime", "\"swarm\""), ("registry", quoted.as_str())];
+        all.extend_from_slice(overrides);
+        self.root.config(&all, extra);
     }
 }

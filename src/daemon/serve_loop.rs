@@ -383,7 +383,7 @@ impl ServeLoop {
             } => Failure::RolledBack(Refusal {
                 hash: hash.clone(),
                 reason: reason.clone(),
-                health: Some(health.clone()),
+                health: Some(health.as_deref().cloned()),
             }),
             other => Failure::Retry(chain(other)),
         });

@@ -24,6 +24,8 @@ pub struct HealthSettings {
     pub timeout: Option<Duration>,
     /// Time between two probes.
     pub interval: Option<Duration>,
+    /// The command a Swarm task runs to check itself (`runtime = "swarm"`).
+    pub probe: Option<Vec<String>>,
 }
 
 /// The fields as written (their docs are the schema's descriptions).
@@ -42,6 +44,12 @@ struct RawHealth {
     #[serde(default, with = "humantime_serde")]
     #[schemars(schema_with = "crate::model::schema::duration")]
     interval: Option<Duration>,
+    /// With `runtime = "swarm"`, the command each task runs inside itself to check its health
+    /// (berth cannot reach a task on another node to probe it): exit 0 is healthy. `{port}`
+    /// and `{path}` are replaced by the app's port and the health path. 1 to 16 arguments, at
+    /// most 1024 characters each. Ignored on one engine, where berth probes over HTTP.
+    #[schemars(length(min = 1, max = 16))]
+    probe: Option<Vec<String>>,
 }
 
 impl TryFrom<RawHealth> for HealthSettings {
@@ -64,10 +72,14 @@ impl TryFrom<RawHealth> for HealthSettings {
                 return Err("health interval must be between 100ms and 60s".into());
             }
         }
+        if let Some(p) = &raw.probe {
+            check_probe(p)?;
+        }
         Ok(HealthSettings {
             path: raw.path,
             timeout: raw.timeout,
             interval: raw.interval,
+            probe: raw.probe,
         })
     }
 }
@@ -83,6 +95,17 @@ fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A probe command Docker can run: 1 to 16 arguments of 1 to 1024 characters, no NUL.
+fn check_probe(probe: &[String]) -> Result<(), String> {
+    let fits = |a: &String| !a.is_empty() && a.len() <= 1024 && !a.contains('\0');
+    if probe.is_empty() || probe.len() > 16 || !probe.iter().all(fits) {
+        return Err(
+            "health probe must be 1 to 16 arguments of 1 to 1024 characters (no NUL)".into(),
+        );
+    }
+    Ok(())
+}
+
 /// The check one app's new containers must pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
@@ -92,6 +115,8 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// Time between two probes.
     pub interval: Duration,
+    /// The command a Swarm task runs to check itself, `{port}` and `{path}` still in it.
+    pub probe: Option<Vec<String>>,
 }
 
 impl HealthCheck {
@@ -114,11 +139,24 @@ impl HealthCheck {
         let interval = pick(|s| s.interval)
             .unwrap_or(Duration::from_millis(500))
             .min(timeout);
+        let probe = manifest
+            .and_then(|m| m.probe.clone())
+            .or(template.and_then(|t| t.probe.clone()));
         Some(HealthCheck {
             path,
             timeout,
             interval,
+            probe,
         })
+    }
+
+    /// The probe as a task runs it: `{port}` and `{path}` filled in.
+    pub fn probe_for(&self, port: u16) -> Option<Vec<String>> {
+        let fill = |a: &String| {
+            a.replace("{port}", &port.to_string())
+                .replace("{path}", &self.path)
+        };
+        Some(self.probe.as_ref()?.iter().map(fill).collect())
     }
 }
 
@@ -150,6 +188,22 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_is_taken_from_the_manifest_first_and_filled_with_port_and_path() {
+        let t = parse(
+            "[health]\npath = \"/up\"\nprobe = [\"check\", \"http://127.0.0.1:{port}{path}\"]",
+        )
+        .unwrap();
+        let h = HealthCheck::resolve(Some(&t), None).unwrap();
+        let want = vec!["check".to_string(), "http://127.0.0.1:3000/up".to_string()];
+        assert_eq!(h.probe_for(3000), Some(want));
+        let m = parse("[health]\nprobe = [\"true\"]").unwrap();
+        let h = HealthCheck::resolve(Some(&t), Some(&m)).unwrap();
+        assert_eq!(h.probe_for(3000), Some(vec!["true".to_string()]));
+        let none = HealthCheck::resolve(None, Some(&parse("[health]\npath = \"/\"").unwrap()));
+        assert_eq!(none.unwrap().probe_for(3000), None);
+    }
+
+    #[test]
     fn interval_never_exceeds_timeout() {
         let s = parse("[health]\ntimeout = \"1s\"\ninterval = \"5s\"").unwrap();
         let h = HealthCheck::resolve(Some(&s), None).unwrap();
@@ -167,6 +221,10 @@ mod tests {
             ("interval = \"1ms\"", "between 100ms"),
             ("timeout = \"soon\"", "invalid"),
             ("retries = 3", "unknown field"),
+            ("probe = []", "1 to 16 arguments"),
+            ("probe = [\"\"]", "1 to 16 arguments"),
+            ("probe = [\"a\\u0000\"]", "no NUL"),
+            ("probe = \"wget\"", "invalid type"),
         ] {
             let err = parse(&format!("[health]\n{text}")).unwrap_err();
             assert!(err.contains(needle), "{text}: {err}");

@@ -52,6 +52,9 @@ pub struct Tasks {
     pub running: u64,
     /// The nodes (host names) the running tasks are on, one entry per task, sorted.
     pub nodes: Vec<String>,
+    /// `node address:published port` of each task that is starting or running and publishes
+    /// a port, sorted: where the front door sends a domain app's traffic.
+    pub dials: Vec<String>,
 }
 
 impl Tasks {
@@ -121,12 +124,14 @@ mod tests {
             wanted: 2,
             running: 2,
             nodes: vec!["n1".into(), "n2".into()],
+            dials: vec![],
         };
         assert_eq!(t.shown(), "2/2 tasks running on n1, n2");
         let none = Tasks {
             wanted: 1,
             running: 0,
             nodes: vec![],
+            dials: vec![],
         };
         assert_eq!(none.shown(), "0/1 tasks running");
     }

@@ -27,8 +27,8 @@ pub struct Rendered {
 /// Where one domain goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
-    /// `address:port` of the app's running container.
-    Upstream(String),
+    /// `address:port` of the app's running container, or of each live task of its service.
+    Upstream(Vec<String>),
     /// The app is not running: a short 503 page.
     Stopped,
 }
@@ -41,8 +41,8 @@ pub fn names(instance: &str) -> (String, String, String) {
 }
 
 /// Upstreams (`address:port`) a rollout in flight has switched its app to: they win over
-/// what the observed containers say until the rollout has removed the old container.
-pub type Pins = BTreeMap<AppKey, String>;
+/// what the observed containers (or services) say until the rollout is over.
+pub type Pins = BTreeMap<AppKey, Vec<String>>;
 
 /// Renders berth's Caddy objects.
 pub fn render(
@@ -134,21 +134,32 @@ fn targets(desired: &DesiredState, observed: &[Observed], pins: &Pins) -> BTreeM
 }
 
 fn upstream(spec: &ContainerSpec, running: Option<&Observed>, run: RunState) -> Option<Target> {
-    let address = running?.address.as_ref()?;
-    (run == RunState::Running).then(|| Target::Upstream(format!("{address}:{}", spec.port)))
+    let running = running.filter(|_| run == RunState::Running)?;
+    let dials = match (&running.tasks, &running.address) {
+        (Some(tasks), _) => tasks.dials.clone(),
+        (None, Some(address)) => vec![format!("{address}:{}", spec.port)],
+        (None, None) => vec![],
+    };
+    (!dials.is_empty()).then_some(Target::Upstream(dials))
 }
 
 fn route(domain: &str, target: &Target) -> Value {
     let handle = match target {
-        Target::Upstream(dial) => {
+        Target::Upstream(dials) => {
             // A dial that fails (the app's accept queue full for a moment, a container
             // replaced under a crash-restarted berth) is tried again for a few seconds
             // rather than answered 502 at once.
-            json!({
+            let upstreams: Vec<Value> = dials.iter().map(|d| json!({"dial": d})).collect();
+            let mut proxy = json!({
                 "handler": "reverse_proxy",
-                "upstreams": [{"dial": dial}],
+                "upstreams": upstreams,
                 "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
-            })
+            });
+            if dials.len() > 1 {
+                // A task being replaced refuses for a moment: the retry goes to another.
+                proxy["health_checks"] = json!({"passive": {"fail_duration": "2s"}});
+            }
+            proxy
         }
         Target::Stopped => json!({
             "handler": "static_response",

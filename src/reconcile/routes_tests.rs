@@ -134,7 +134,7 @@ fn during_a_rollout_the_route_stays_on_the_old_container_until_it_is_pinned_to_t
         "10.0.0.3:3000",
         "the unproven new container takes no traffic"
     );
-    let pins = Pins::from([(key("alice/shop"), "10.9.9.9:3000".to_string())]);
+    let pins = Pins::from([(key("alice/shop"), vec!["10.9.9.9:3000".to_string()])]);
     let r = render("main", &proxy("off"), &d, &both, &pins);
     assert_eq!(
         dial(&r),
@@ -151,4 +151,39 @@ fn during_a_rollout_the_route_stays_on_the_old_container_until_it_is_pinned_to_t
         "10.0.0.6:3000",
         "once the old one is gone, the new one serves"
     );
+}
+
+#[test]
+fn a_service_is_proxied_to_every_live_task_and_one_with_none_answers_503() {
+    use crate::model::observed::Tasks;
+    let d = desired(vec![with_domain(
+        "alice/shop",
+        "shop.example.test",
+        "running",
+    )]);
+    let mut service = wanted_container(&d, "alice/shop", "s1", ContainerState::Running);
+    service.address = None;
+    let dials = vec!["10.0.0.1:30001".to_string(), "10.0.0.2:30002".to_string()];
+    service.tasks = Some(Tasks {
+        wanted: 2,
+        running: 2,
+        nodes: vec!["n1".into(), "n2".into()],
+        dials: dials.clone(),
+    });
+    let r = render("main", &proxy("off"), &d, &[service.clone()], &Pins::new());
+    let proxy_handler = &routes(&r)[0]["handle"][0];
+    let upstreams: Vec<&str> = proxy_handler["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["dial"].as_str().unwrap())
+        .collect();
+    assert_eq!(upstreams, dials);
+    assert_eq!(
+        proxy_handler["health_checks"]["passive"]["fail_duration"],
+        "2s"
+    );
+    service.tasks.as_mut().unwrap().dials.clear();
+    let r = render("main", &proxy("off"), &d, &[service], &Pins::new());
+    assert_eq!(routes(&r)[0]["handle"][0]["status_code"], 503);
 }

@@ -27,8 +27,10 @@ mod body;
 mod client;
 mod networks;
 mod oneoff;
+mod overlays;
 mod service_spec;
 mod services;
+mod tasks;
 mod volumes;
 
 pub use body::create_body;
@@ -353,11 +355,13 @@ impl Engine {
         map.entry(name.to_string()).or_default().clone()
     }
 
-    /// The last `tail` lines a container wrote (stdout and stderr as they came), streamed.
+    /// The last `tail` lines a container (or, with `service`, a service's tasks) wrote, stdout
+    /// and stderr as they came, streamed.
     pub fn logs(
         &self,
         id: &str,
         tail: u32,
+        service: bool,
     ) -> impl Stream<Item = Result<bytes::Bytes, EngineError>> + Send + 'static {
         let opts = LogsOptions {
             stdout: true,
@@ -366,10 +370,15 @@ impl Engine {
             ..Default::default()
         };
         let op = format!("logs {id}");
-        self.docker
-            .call("logs")
-            .logs(id, Some(opts))
-            .map(move |r| r.map(|o| o.into_bytes()).map_err(fail(op.clone())))
+        let docker = match service {
+            true => self
+                .docker
+                .call("service_logs")
+                .service_logs(id, Some(opts))
+                .left_stream(),
+            false => self.docker.call("logs").logs(id, Some(opts)).right_stream(),
+        };
+        docker.map(move |r| r.map(|o| o.into_bytes()).map_err(fail(op.clone())))
     }
 
     /// Container events for this instance's containers from `since` on (the engine replays

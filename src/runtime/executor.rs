@@ -45,8 +45,8 @@ pub enum ActionError {
     RolledBack {
         /// The spec hash that failed.
         hash: String,
-        /// The health check it failed.
-        health: Option<crate::model::health::HealthCheck>,
+        /// The health check it failed (boxed: the error stays small on the happy path).
+        health: Option<Box<crate::model::health::HealthCheck>>,
         /// Why, with its last log lines.
         reason: String,
     },
@@ -354,7 +354,8 @@ impl Executor {
         {
             return Ok(());
         }
-        Ok(self.engine.remove_network_if_unused(&net).await?)
+        self.engine.remove_network_if_unused(&net).await?;
+        Ok(())
     }
 
     pub(in crate::runtime) async fn stop_and_remove(

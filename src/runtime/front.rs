@@ -41,7 +41,7 @@ pub struct Front {
 
 #[derive(Debug, Clone)]
 struct Pin {
-    dial: String,
+    dials: Vec<String>,
     released: Option<Instant>,
 }
 
@@ -84,15 +84,15 @@ impl Front {
         self.write(last.as_ref().expect("just set"), verify).await
     }
 
-    /// Sends `key`'s traffic to `dial` (`address:port`) from now until [`release`]
+    /// Sends `key`'s traffic to `dials` (`address:port` each) from now until [`release`]
     /// (Self::release); returns once Caddy has it.
-    pub async fn switch(&self, key: &AppKey, dial: String) -> Result<u64, ProxyError> {
+    pub async fn switch(&self, key: &AppKey, dials: Vec<String>) -> Result<u64, ProxyError> {
         let last = self.last.lock().await;
         let Some(snapshot) = last.as_ref() else {
             return Err(ProxyError::NoPass);
         };
         let pin = Pin {
-            dial,
+            dials,
             released: None,
         };
         self.pins.lock().expect("pins").insert(key.clone(), pin);
@@ -132,7 +132,7 @@ impl Front {
 
     async fn write(&self, (desired, observed): &Snapshot, verify: bool) -> Result<u64, ProxyError> {
         let pins: Pins = (self.pins.lock().expect("pins").iter())
-            .map(|(k, p)| (k.clone(), p.dial.clone()))
+            .map(|(k, p)| (k.clone(), p.dials.clone()))
             .collect();
         let rendered = render(&self.instance, &self.proxy, desired, observed, &pins);
         if self.unchanged(&rendered, verify) {

@@ -59,6 +59,7 @@ impl Gate {
                 path: String::new(),
                 timeout: Duration::from_secs(30),
                 interval: Duration::from_millis(500),
+                probe: None,
             }),
             (None, false) => Gate::Running,
         }

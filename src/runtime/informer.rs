@@ -64,6 +64,11 @@ impl Informer {
         }
     }
 
+    /// Whether apps are Swarm services (`runtime = "swarm"`).
+    pub fn services(&self) -> bool {
+        self.services
+    }
+
     /// This instance's containers: the kept list while nothing can have changed since it
     /// began, else a new one.
     pub async fn list(&self) -> Result<Listed, EngineError> {

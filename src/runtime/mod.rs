@@ -25,3 +25,4 @@ pub mod removals;
 mod rename;
 pub mod rollout;
 mod swarm;
+mod swarm_front;

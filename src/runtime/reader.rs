@@ -34,12 +34,13 @@ impl ContainerReader {
         Ok(listed.containers)
     }
 
-    /// The last `tail` lines container `name` wrote, streamed.
+    /// The last `tail` lines container `name` wrote, streamed; in swarm mode, what the tasks
+    /// of service `name` wrote, on whichever node they run.
     pub fn logs(
         &self,
         name: &str,
         tail: u32,
     ) -> impl Stream<Item = Result<bytes::Bytes, EngineError>> + Send + 'static {
-        self.engine.logs(name, tail)
+        self.engine.logs(name, tail, self.informer.services())
     }
 }

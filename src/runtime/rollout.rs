@@ -74,7 +74,7 @@ impl Executor {
             self.stop_and_remove(old).await?;
             return self.settle(app, name).await;
         };
-        if let Err(e) = front.switch(key, dial).await {
+        if let Err(e) = front.switch(key, vec![dial]).await {
             // Caddy may or may not have the switch: put the old route back, drop the new one.
             if let Err(undo) = front.undo(key).await {
                 warn!(app = %key, cause = %undo, "rollout: cannot restore the old route; the next pass will");
@@ -112,7 +112,7 @@ impl Executor {
                 self.restart_old(app, was_running).await;
                 return Err(ActionError::RolledBack {
                     hash: app.hash.clone(),
-                    health: app.health.clone(),
+                    health: app.health.clone().map(Box::new),
                     reason: format!("could not start: {}", crate::error_chain::chain(&e)),
                 });
             }
@@ -154,7 +154,7 @@ impl Executor {
                 warn!(app = %app.key, spec = short(&app.hash), reason = %reason, "rollout: rolled back");
                 ActionError::RolledBack {
                     hash: app.hash.clone(),
-                    health: app.health.clone(),
+                    health: app.health.clone().map(Box::new),
                     reason,
                 }
             }
@@ -179,7 +179,7 @@ impl Executor {
 
     async fn last_lines(&self, id: &str) -> String {
         use futures_util::StreamExt;
-        let chunks: Vec<_> = self.engine().logs(id, LOG_LINES).collect().await;
+        let chunks: Vec<_> = self.engine().logs(id, LOG_LINES, false).collect().await;
         let bytes: Vec<u8> = chunks
             .into_iter()
             .filter_map(Result::ok)

@@ -11,7 +11,11 @@ use tracing::info;
 /// waiting (the change fails and is retried; Swarm goes on with it).
 const UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// How many times a user's overlay removal is tried, half a second apart.
+const OVERLAY_TRIES: u32 = 20;
+
 use crate::model::desired::DesiredApp;
+use crate::model::spec::user_network;
 use crate::model::template::{HookKind, Template};
 use crate::reconcile::plan::{Action, AppChange, ContainerRef};
 use crate::runtime::executor::{ActionError, Executor};
@@ -35,11 +39,21 @@ impl Executor {
         let need_app =
             || app.ok_or_else(|| ActionError::Internal(format!("{}: no desired app", change.key)));
         let grace = self.config().stop_timeout;
+        // A user's overlay is not removed while a service of the user is made or updated.
+        let makes = matches!(action, Action::Create { .. } | Action::Recreate { .. });
+        let _network = match app.and_then(|a| a.spec.network.as_deref()) {
+            Some(net) if makes => Some(self.engine().network_lock(net).await.read_owned().await),
+            _ => None,
+        };
         match action {
             Action::Create { start } => {
                 let app = need_app()?;
                 let image = self.image_for(app, HookKind::PreCreate, registry).await?;
-                Ok(self.engine().create_service(app, &image, *start, grace).await?)
+                let id = self.engine().create_service(app, &image, *start, grace).await?;
+                if *start {
+                    self.route_when_live(app, &id).await;
+                }
+                Ok(())
             }
             Action::Recreate { old, start, .. } => {
                 let app = need_app()?;
@@ -75,11 +89,12 @@ impl Executor {
             .update_service(service, app, image, run, grace)
             .await?;
         let limit = UPDATE_LIMIT + app.health.as_ref().map(|h| h.timeout).unwrap_or_default();
-        match engine.wait_update(service, before, limit).await? {
+        let waited = engine.wait_update(service, before, limit);
+        match self.routed(app, service, waited).await? {
             None => Ok(()),
             Some(why) => Err(ActionError::RolledBack {
                 hash: app.hash.clone(),
-                health: app.health.clone(),
+                health: app.health.clone().map(Box::new),
                 reason: format!("was rolled back by Swarm: {why}"),
             }),
         }
@@ -104,10 +119,13 @@ impl Executor {
         run: bool,
     ) -> Result<(), ActionError> {
         let replicas = app.and_then(|a| a.spec.replicas).unwrap_or(1);
-        Ok(self
-            .engine()
+        self.engine()
             .scale_service(&service.id, replicas, run)
-            .await?)
+            .await?;
+        if let (Some(app), true) = (app, run) {
+            self.route_when_live(app, &service.id).await;
+        }
+        Ok(())
     }
 
     async fn remove_services(
@@ -121,6 +139,26 @@ impl Executor {
         }
         for s in services {
             self.engine().remove_service(&s.id).await?;
+        }
+        self.drop_user_overlay(&key.userid).await
+    }
+
+    /// After one of `userid`'s services was removed: removes the user's overlay when no
+    /// service of the user is left. Swarm refuses while the removed service's tasks still
+    /// hold it, so this waits a little for them; one still held is left for the next removal.
+    async fn drop_user_overlay(&self, userid: &str) -> Result<(), ActionError> {
+        let net = user_network(&self.config().instance, userid);
+        let lock = self.engine().network_lock(&net).await;
+        let _alone = lock.write().await;
+        let services = self.engine().list_services().await?;
+        if services.iter().any(|o| o.key.userid == userid) {
+            return Ok(());
+        }
+        for _ in 0..OVERLAY_TRIES {
+            if !self.engine().remove_network_if_unused(&net).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
         Ok(())
     }

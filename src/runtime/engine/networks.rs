@@ -75,7 +75,7 @@ impl Engine {
 
     /// A network of that name that berth did not make is not joined: it could be anyone's
     /// (another user's service, the host's).
-    fn refuse_foreign(
+    pub(super) fn refuse_foreign(
         &self,
         name: &str,
         userid: &str,
@@ -100,7 +100,7 @@ impl Engine {
     }
 
     /// Networks named exactly `name` (Docker's filter matches parts of names).
-    async fn networks_named(&self, name: &str) -> Result<Vec<Network>, EngineError> {
+    pub(super) async fn networks_named(&self, name: &str) -> Result<Vec<Network>, EngineError> {
         let filters = HashMap::from([("name", vec![name])]);
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
         let all = self
@@ -245,27 +245,37 @@ impl Engine {
     }
 
     /// Removes a user's network when no container uses it any more; one still in use or
-    /// already gone is left as it is.
+    /// already gone is left as it is. Answers whether it is still there (in use).
     pub(in crate::runtime) async fn remove_network_if_unused(
         &self,
         name: &str,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         match self
             .docker
             .call("network_remove")
             .remove_network(name)
             .await
         {
+            Ok(()) => Ok(false),
             Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 403 | 404 | 409,
-                ..
-            }) => Ok(()),
+                status_code: 404, ..
+            }) => Ok(false),
+            // A swarm's overlay removed meanwhile: a manager answers 500 "not found".
             Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-                if message.contains("active endpoints") =>
+                if message.ends_with("not found") =>
             {
-                Ok(())
+                Ok(false)
             }
-            r => r.map_err(fail(format!("remove network {name}"))),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403 | 409,
+                ..
+            }) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if message.contains("active endpoints") || message.contains("in use") =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(fail(format!("remove network {name}"))(e)),
         }
     }
 }

@@ -102,7 +102,7 @@ impl Engine {
     }
 
     async fn tail_of(&self, name: &str) -> String {
-        let chunks: Vec<_> = self.logs(name, 30).collect().await;
+        let chunks: Vec<_> = self.logs(name, 30, false).collect().await;
         let bytes: Vec<u8> = chunks
             .into_iter()
             .flatten()

@@ -7,18 +7,23 @@
 //! nothing depends on IPVS and no app joins the shared ingress network.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
-    Limit, Mount, MountType, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    HealthConfig, Limit, Mount, MountType, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver,
     TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
+use crate::model::health::HealthCheck;
 use crate::model::labels;
 use crate::model::spec::ContainerSpec;
+
+/// The longest one run of a task's health probe may take.
+const PROBE_LIMIT: Duration = Duration::from_secs(5);
 
 /// `paas.type` of a task container: never `user-app`, so a single-engine berth on the same
 /// engine never takes a task for one of its containers.
@@ -40,6 +45,10 @@ pub struct ServiceInput<'a> {
     pub run: bool,
     /// Grace between SIGTERM and SIGKILL, nanoseconds.
     pub stop_grace_ns: i64,
+    /// The user's overlay network (id) and the app's name on it, when the app has one.
+    pub network: Option<(String, String)>,
+    /// The app's health check: a task with a probe is healthy only once the probe passes.
+    pub health: Option<&'a HealthCheck>,
 }
 
 /// The service spec of one app.
@@ -78,6 +87,13 @@ pub fn service_spec(input: ServiceInput<'_>) -> ServiceSpec {
                 ])),
             }),
             placement: Some(placement(&spec.constraints)),
+            networks: input.network.as_ref().map(|(id, alias)| {
+                vec![NetworkAttachmentConfig {
+                    target: Some(id.clone()),
+                    aliases: Some(vec![alias.clone()]),
+                    ..Default::default()
+                }]
+            }),
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
@@ -122,8 +138,27 @@ fn container(input: &ServiceInput<'_>, labels: HashMap<String, String>) -> TaskS
         init: Some(spec.init),
         capability_drop: Some(spec.cap_drop.clone()),
         stop_grace_period: Some(input.stop_grace_ns),
+        health_check: input.health.and_then(|h| health_config(h, spec.port)),
         ..Default::default()
     }
+}
+
+/// The probe as Docker's health check: run every `interval`, failures not counted for the
+/// first `timeout` (the time a new task has to become healthy), unhealthy after three in a
+/// row. Swarm's start-first update moves on only once the new task is healthy, and one that
+/// never is fails the update, which Swarm rolls back.
+fn health_config(h: &HealthCheck, port: u16) -> Option<HealthConfig> {
+    let test = [vec!["CMD".to_string()], h.probe_for(port)?].concat();
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    Some(HealthConfig {
+        test: Some(test),
+        interval: Some(nanos(h.interval)),
+        timeout: Some(nanos(PROBE_LIMIT.min(h.timeout))),
+        retries: Some(3),
+        start_period: Some(nanos(h.timeout)),
+        // `start_interval` is API 1.44; this engine speaks 1.41.
+        ..Default::default()
+    })
 }
 
 /// The manifest's constraints, and tasks spread evenly over the nodes, so `replicas = 2` on
@@ -158,11 +193,19 @@ fn update_config(spec: &ContainerSpec) -> ServiceSpecUpdateConfig {
 }
 
 /// DNS round robin (no virtual IP, so no IPVS); a host port is published on each task's node.
+/// A domain app without one publishes its port on a port the engine picks per task, so the
+/// front door can reach every task on any node and two tasks on one node (a start-first
+/// update) never want the same port.
 fn endpoint(spec: &ContainerSpec) -> EndpointSpec {
-    let ports = spec.host_port.map(|hp| {
+    let published = match (spec.host_port, &spec.domain) {
+        (Some(hp), _) => Some(Some(i64::from(hp))),
+        (None, Some(_)) => Some(None),
+        (None, None) => None,
+    };
+    let ports = published.map(|published_port| {
         vec![EndpointPortConfig {
             target_port: Some(i64::from(spec.port)),
-            published_port: Some(i64::from(hp)),
+            published_port,
             publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
             ..Default::default()
         }]
@@ -204,6 +247,8 @@ mod tests {
             env: vec!["PORT=3000".into()],
             run,
             stop_grace_ns: 2,
+            network: Some(("net1".into(), "web".into())),
+            health: None,
         })
     }
 
@@ -239,6 +284,13 @@ mod tests {
             (Some(1048576), Some(256))
         );
         assert_eq!(s.labels.unwrap()[labels::SPEC_HASH], "h");
+        let net = &task.networks.unwrap()[0];
+        assert_eq!(net.target.as_deref(), Some("net1"));
+        assert_eq!(
+            net.aliases,
+            Some(vec!["web".to_string()]),
+            "reached by its app name"
+        );
         let order = s.update_config.unwrap().order;
         assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
         let e = s.endpoint_spec.unwrap();
@@ -262,6 +314,51 @@ mod tests {
         assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST));
         let running = made(&spec(None, None), true);
         assert_eq!(running.mode.unwrap().replicated.unwrap().replicas, Some(1));
+    }
+
+    #[test]
+    fn a_domain_app_publishes_its_port_on_a_port_each_task_gets_and_updates_start_first() {
+        let mut with = spec(None, None);
+        with.domain = Some("shop.example.com".into());
+        let s = made(&with, true);
+        let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
+        assert_eq!((port.published_port, port.target_port), (None, Some(3000)));
+        assert_eq!(
+            port.publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::HOST)
+        );
+        let order = s.update_config.unwrap().order;
+        assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+    }
+
+    #[test]
+    fn a_probe_becomes_the_tasks_health_check_and_none_without_one() {
+        let mut h = HealthCheck {
+            path: "/up".into(),
+            timeout: Duration::from_secs(20),
+            interval: Duration::from_millis(500),
+            probe: Some(vec![
+                "wget".into(),
+                "-qO-".into(),
+                "http://127.0.0.1:{port}{path}".into(),
+            ]),
+        };
+        let c = health_config(&h, 3000).unwrap();
+        let test = c.test.unwrap();
+        assert_eq!(test, ["CMD", "wget", "-qO-", "http://127.0.0.1:3000/up"]);
+        assert_eq!(
+            c.start_period,
+            Some(20_000_000_000),
+            "the time to become healthy"
+        );
+        assert_eq!(c.interval, Some(500_000_000));
+        assert_eq!(c.timeout, Some(5_000_000_000));
+        h.probe = None;
+        assert_eq!(
+            health_config(&h, 3000),
+            None,
+            "no probe: Swarm's running is ready"
+        );
     }
 
     #[test]

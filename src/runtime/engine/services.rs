@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{Service, ServiceSpec, TaskState};
-use bollard::query_parameters::{
-    ListNodesOptions, ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
-};
+use bollard::models::{Service, ServiceSpec};
+use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
 
 use super::service_spec::{service_spec, ServiceInput};
+use super::tasks::Placed;
 use super::{fail, Engine, EngineError};
 use crate::model::desired::DesiredApp;
 use crate::model::labels;
@@ -32,67 +31,32 @@ impl Engine {
             .list_services(Some(opts))
             .await
             .map_err(fail("list services"))?;
-        let nodes = self.task_nodes(&listed).await?;
-        let seen = listed.iter().filter_map(|s| from_service(s, &nodes));
+        let placed = match listed.is_empty() {
+            true => HashMap::new(),
+            false => self.placed(None).await?,
+        };
+        let seen = listed.iter().filter_map(|s| from_service(s, &placed));
         Ok(seen.collect())
     }
 
-    /// For each of `services`, the host names of the nodes its running tasks are on: one task
-    /// list and one node list (nothing asked when there is no service).
-    async fn task_nodes(
-        &self,
-        services: &[Service],
-    ) -> Result<HashMap<String, Vec<String>>, EngineError> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        if services.is_empty() {
-            return Ok(out);
-        }
-        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
-        let opts = ListTasksOptions {
-            filters: Some(filters),
-        };
-        let tasks = self.docker.call("task_list").list_tasks(Some(opts)).await;
-        let tasks = tasks.map_err(fail("list tasks"))?;
-        let nodes = self
-            .docker
-            .call("node_list")
-            .list_nodes(None::<ListNodesOptions>)
-            .await;
-        let names: HashMap<String, String> = nodes
-            .map_err(fail("list nodes"))?
-            .into_iter()
-            .filter_map(|n| Some((n.id?, n.description?.hostname?)))
-            .collect();
-        let running = tasks
-            .into_iter()
-            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING));
-        for t in running {
-            let (Some(service), Some(node)) = (t.service_id, t.node_id) else {
-                continue;
-            };
-            let name = names.get(&node).cloned().unwrap_or(node);
-            out.entry(service).or_default().push(name);
-        }
-        out.values_mut().for_each(|v| v.sort());
-        Ok(out)
-    }
-
-    /// Makes `app`'s service running `image`, with its tasks when `run`.
+    /// Makes `app`'s service running `image`, with its tasks when `run`; answers its id.
     pub(in crate::runtime) async fn create_service(
         &self,
         app: &DesiredApp,
         image: &str,
         run: bool,
         stop_grace: std::time::Duration,
-    ) -> Result<(), EngineError> {
-        let spec = self.service_of(app, image, run, stop_grace);
+    ) -> Result<String, EngineError> {
+        let network = self.overlay_of(app).await?;
+        let spec = self.service_of(app, image, run, stop_grace, network);
         let name = spec.name.clone().unwrap_or_default();
-        self.docker
+        let made = self
+            .docker
             .call("service_create")
             .create_service(spec, None)
             .await
-            .map(drop)
-            .map_err(fail(format!("create service {name}")))
+            .map_err(fail(format!("create service {name}")))?;
+        Ok(made.id.unwrap_or(name))
     }
 
     /// Replaces service `id`'s spec with `app`'s (a rolling update, as its update config says).
@@ -104,7 +68,8 @@ impl Engine {
         run: bool,
         stop_grace: std::time::Duration,
     ) -> Result<Option<String>, EngineError> {
-        let spec = self.service_of(app, image, run, stop_grace);
+        let network = self.overlay_of(app).await?;
+        let spec = self.service_of(app, image, run, stop_grace, network);
         let before = self.inspect_service(id).await?;
         let started = before.update_status.and_then(|u| u.started_at);
         self.put_service(id, spec, before.version.and_then(|v| v.index))
@@ -178,6 +143,7 @@ impl Engine {
         image: &str,
         run: bool,
         stop_grace: std::time::Duration,
+        network: Option<(String, String)>,
     ) -> ServiceSpec {
         let name = app.key.container_name(&self.instance);
         let mut env: Vec<String> = app
@@ -200,7 +166,19 @@ impl Engine {
             env,
             run,
             stop_grace_ns: i64::try_from(stop_grace.as_nanos()).unwrap_or(i64::MAX),
+            network,
+            health: app.health.as_ref(),
         })
+    }
+
+    /// The user's overlay (made when missing) and the app's name on it, when the app has a
+    /// network of its own (`network = "per-user"` in the tenancy policy).
+    async fn overlay_of(&self, app: &DesiredApp) -> Result<Option<(String, String)>, EngineError> {
+        let Some(name) = &app.spec.network else {
+            return Ok(None);
+        };
+        let id = self.ensure_overlay(name, &app.key.userid).await?;
+        Ok(Some((id, app.key.appname.clone())))
     }
 
     async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
@@ -232,7 +210,7 @@ impl Engine {
 }
 
 /// A service of berth's as the planner sees it: running while it asks for tasks.
-fn from_service(s: &Service, nodes: &HashMap<String, Vec<String>>) -> Option<Observed> {
+fn from_service(s: &Service, placed: &HashMap<String, Placed>) -> Option<Observed> {
     let spec = s.spec.as_ref()?;
     let app = crate::runtime::observe::AppLabels::read(spec.labels.as_ref()?)?;
     let replicas = spec
@@ -256,15 +234,15 @@ fn from_service(s: &Service, nodes: &HashMap<String, Vec<String>>) -> Option<Obs
         created: 0,
         address: None,
         next: false,
-        tasks: s.service_status.as_ref().map(|st| Tasks {
-            wanted: st.desired_tasks.unwrap_or(0),
-            running: st.running_tasks.unwrap_or(0),
-            nodes: s
-                .id
-                .as_ref()
-                .and_then(|id| nodes.get(id))
-                .cloned()
-                .unwrap_or_default(),
+        tasks: s.service_status.as_ref().map(|st| {
+            let here = s.id.as_ref().and_then(|id| placed.get(id)).cloned();
+            let here = here.unwrap_or_default();
+            Tasks {
+                wanted: st.desired_tasks.unwrap_or(0),
+                running: st.running_tasks.unwrap_or(0),
+                nodes: here.nodes,
+                dials: here.dials,
+            }
         }),
     })
 }

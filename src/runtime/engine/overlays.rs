@@ -1,0 +1,74 @@
+//! Users' overlay networks in swarm mode (SPEC §12, §14): the counterpart of a user's bridge
+//! network on one engine. Every service of a user joins `berth-<instance>-<user>` under its
+//! app name, so a user's apps reach each other by name on any node and other users' apps
+//! cannot reach them. Swarm keeps overlay names unique, so no copies are settled here.
+
+use bollard::models::NetworkCreateRequest;
+
+use super::{fail, Engine, EngineError};
+use crate::model::labels;
+
+impl Engine {
+    /// Makes `name` (a user's overlay) exist and answers its id. A bridge network of berth's
+    /// by that name, left by the docker runtime, is removed first (the switch to swarm waits
+    /// until no container is left, so none is attached); a network berth did not make is
+    /// refused.
+    pub(in crate::runtime) async fn ensure_overlay(
+        &self,
+        name: &str,
+        userid: &str,
+    ) -> Result<String, EngineError> {
+        if let Some(id) = self.overlay_named(name, userid).await? {
+            return Ok(id);
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("overlay".into()),
+            labels: Some(labels::for_network(&self.instance, userid)),
+            ..Default::default()
+        };
+        match self
+            .docker
+            .call("network_create")
+            .create_network(request)
+            .await
+        {
+            Ok(made) => Ok(made.id),
+            // Made meanwhile, for another app of the user: Swarm keeps one per name.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                let found = self.overlay_named(name, userid).await?;
+                found.ok_or_else(|| held(name))
+            }
+            Err(e) => Err(fail(format!("create overlay network {name}"))(e)),
+        }
+    }
+
+    /// The id of berth's overlay `name`, if there is one; a bridge of berth's by that name is
+    /// removed on the way, one not berth's is refused.
+    async fn overlay_named(&self, name: &str, userid: &str) -> Result<Option<String>, EngineError> {
+        let found = self.networks_named(name).await?;
+        self.refuse_foreign(name, userid, &found)?;
+        for net in found {
+            let id = net.id.clone().unwrap_or_default();
+            match net.driver.as_deref() {
+                Some("overlay") => return Ok(Some(id)),
+                _ if self.remove_network_if_unused(&id).await? => return Err(held(name)),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn held(name: &str) -> EngineError {
+    EngineError {
+        op: format!("make overlay network {name}"),
+        source: bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message: "a bridge network of that name is still in use; remove what is attached to it"
+                .into(),
+        },
+    }
+}

@@ -1,0 +1,184 @@
+//! Where a Swarm service's tasks run and how to reach them: one task list and one node list
+//! give, per service, the host names of the nodes its running tasks are on (for `berth status`)
+//! and the `node address:published port` of each live task (for the front door, SPEC §12).
+
+use std::collections::HashMap;
+
+use bollard::models::{Node, Task, TaskState};
+use bollard::query_parameters::{ListNodesOptions, ListTasksOptions};
+
+use super::{fail, Engine, EngineError};
+
+/// One service's tasks as berth uses them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Placed {
+    /// Host names of the nodes its running tasks are on, one per task, sorted.
+    pub nodes: Vec<String>,
+    /// `address:port` of each starting or running task's published port, sorted.
+    pub dials: Vec<String>,
+}
+
+/// A node's name and the address its published ports are reached at.
+struct NodeAt {
+    name: String,
+    addr: Option<String>,
+}
+
+impl Engine {
+    /// Per service id, its tasks' nodes and dials; only `service`'s when given.
+    pub(super) async fn placed(
+        &self,
+        service: Option<&str>,
+    ) -> Result<HashMap<String, Placed>, EngineError> {
+        let mut filters = HashMap::from([("desired-state".to_string(), vec!["running".into()])]);
+        if let Some(id) = service {
+            filters.insert("service".to_string(), vec![id.to_string()]);
+        }
+        let opts = ListTasksOptions {
+            filters: Some(filters),
+        };
+        let tasks = self.docker.call("task_list").list_tasks(Some(opts)).await;
+        let tasks = tasks.map_err(fail("list tasks"))?;
+        let nodes = self
+            .docker
+            .call("node_list")
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(fail("list nodes"))?;
+        let nodes: HashMap<String, NodeAt> = nodes.into_iter().filter_map(node_at).collect();
+        Ok(place(tasks, &nodes))
+    }
+
+    /// Where service `id`'s live tasks are reached now.
+    pub(in crate::runtime) async fn service_dials(
+        &self,
+        id: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut placed = self.placed(Some(id)).await?;
+        Ok(placed.remove(id).unwrap_or_default().dials)
+    }
+}
+
+fn node_at(n: Node) -> Option<(String, NodeAt)> {
+    let id = n.id?;
+    let name = n.description.and_then(|d| d.hostname).unwrap_or(id.clone());
+    let status = n.status.and_then(|s| s.addr).filter(|a| a != "0.0.0.0");
+    // A manager listening on every address reports 0.0.0.0: its manager address says where.
+    let manager = n.manager_status.and_then(|m| m.addr);
+    let addr = status.or_else(|| Some(manager?.rsplit_once(':')?.0.to_string()));
+    Some((id, NodeAt { name, addr }))
+}
+
+fn place(tasks: Vec<Task>, nodes: &HashMap<String, NodeAt>) -> HashMap<String, Placed> {
+    let mut out: HashMap<String, Placed> = HashMap::new();
+    for t in tasks {
+        let status = t.status.unwrap_or_default();
+        let (Some(service), Some(node)) = (t.service_id, t.node_id) else {
+            continue;
+        };
+        let placed = out.entry(service).or_default();
+        let at = nodes.get(&node);
+        if status.state == Some(TaskState::RUNNING) {
+            let name = at.map_or(node.clone(), |n| n.name.clone());
+            placed.nodes.push(name);
+        }
+        let live = matches!(status.state, Some(TaskState::STARTING | TaskState::RUNNING));
+        let (Some(addr), true) = (at.and_then(|n| n.addr.as_deref()), live) else {
+            continue;
+        };
+        let ports = status.port_status.and_then(|p| p.ports).unwrap_or_default();
+        let published = ports.iter().filter_map(|p| p.published_port);
+        placed.dials.extend(published.map(|p| dial(addr, p)));
+    }
+    for p in out.values_mut() {
+        p.nodes.sort();
+        p.dials.sort();
+        // A port published on IPv4 and IPv6 is listed twice.
+        p.dials.dedup();
+    }
+    out
+}
+
+fn dial(addr: &str, port: i64) -> String {
+    match addr.contains(':') {
+        true => format!("[{addr}]:{port}"),
+        false => format!("{addr}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EndpointPortConfig, PortStatus, TaskStatus};
+
+    fn task(service: &str, node: &str, state: TaskState, port: Option<i64>) -> Task {
+        let ports = port.map(|p| {
+            let one = EndpointPortConfig {
+                published_port: Some(p),
+                ..Default::default()
+            };
+            vec![one.clone(), one]
+        });
+        Task {
+            service_id: Some(service.into()),
+            node_id: Some(node.into()),
+            status: Some(TaskStatus {
+                state: Some(state),
+                port_status: Some(PortStatus { ports }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn live_tasks_are_dialled_at_their_node_and_only_running_ones_count_as_placed() {
+        let nodes = HashMap::from([
+            (
+                "a".to_string(),
+                NodeAt {
+                    name: "n1".into(),
+                    addr: Some("10.0.0.1".into()),
+                },
+            ),
+            (
+                "b".to_string(),
+                NodeAt {
+                    name: "n2".into(),
+                    addr: Some("fd00::2".into()),
+                },
+            ),
+        ]);
+        let tasks = vec![
+            task("s", "b", TaskState::RUNNING, Some(30001)),
+            task("s", "a", TaskState::STARTING, Some(30002)),
+            task("s", "a", TaskState::PREPARING, Some(30003)),
+            task("t", "a", TaskState::RUNNING, None),
+        ];
+        let placed = place(tasks, &nodes);
+        assert_eq!(placed["s"].nodes, vec!["n2".to_string()]);
+        let want = vec!["10.0.0.1:30002".to_string(), "[fd00::2]:30001".to_string()];
+        assert_eq!(placed["s"].dials, want, "deduplicated, starting included");
+        assert_eq!(placed["t"].nodes, vec!["n1".to_string()]);
+        assert!(placed["t"].dials.is_empty(), "no port published");
+    }
+
+    #[test]
+    fn a_manager_on_every_address_is_reached_at_its_manager_address() {
+        let node = Node {
+            id: Some("m".into()),
+            status: Some(bollard::models::NodeStatus {
+                addr: Some("0.0.0.0".into()),
+                ..Default::default()
+            }),
+            manager_status: Some(bollard::models::ManagerStatus {
+                addr: Some("192.168.1.5:2377".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (_, at) = node_at(node).unwrap();
+        assert_eq!(at.addr.as_deref(), Some("192.168.1.5"));
+        assert_eq!(at.name, "m", "no host name: the id");
+    }
+}
