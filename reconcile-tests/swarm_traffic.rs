@@ -59,9 +59,16 @@ fn load(caddy: &Caddy, stop: Arc<AtomicBool>) -> (std::thread::JoinHandle<()>, A
     let (caddy, counted) = (caddy.client(), failed.clone());
     let worker = std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
+            let sent = std::time::SystemTime::now();
             let (status, body) = caddy.get("shop.example.test");
             if status != 200 {
-                eprintln!("failed request: {status} {body}");
+                let at = sent
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                eprintln!(
+                    "failed request sent at {:.3} (unix s): {status} {body}",
+                    at.as_secs_f64()
+                );
                 counted.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -76,10 +83,8 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
     let swarm = SwarmRoot::new("swarmweb").await;
     let root = &swarm.root;
     let policy = "[policy]\ndomains = [\"*.example.test\"]\n";
-    swarm.config(
-        &[("resync", "\"2s\"")],
-        &format!("{}\n{policy}", caddy.proxy_table()),
-    );
+    let table = format!("{}\n{policy}", caddy.proxy_table());
+    swarm.config(&[("resync", "\"2s\""), ("revisions_kept", "2")], &table);
     root.write_template("site-v1", SITE);
     let dir = root.app_dir("alice", "shop");
     std::fs::create_dir_all(&dir).unwrap();
@@ -97,6 +102,16 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
         root.write_manifest("alice", "shop", &site(version, ""));
         answers(&caddy, version).await;
     }
+    // revisions_kept = 2: of three images built, the oldest is gone from the manager.
+    let repo = format!("{}/berth-{}/alice-shop", swarm.registry, root.instance);
+    wait_until(T, "one image to be pruned", || async {
+        docker_cli(&["image", "ls", &repo, "--format", "{{.Tag}}"])
+            .lines()
+            .count()
+            == 2
+    })
+    .await;
+
     // The new version's probe fails: Swarm rolls it back, the old version answers throughout.
     root.write_manifest(
         "alice",

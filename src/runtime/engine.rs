@@ -25,6 +25,7 @@ use crate::model::observed::Observed;
 mod app_image;
 mod body;
 mod client;
+mod image_prune;
 mod networks;
 mod oneoff;
 mod overlays;

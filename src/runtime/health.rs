@@ -93,6 +93,21 @@ pub async fn wait(engine: &Engine, id: &str, port: u16, gate: &Gate) -> Result<S
     }
 }
 
+/// One probe of `dial` as `gate` says, cut off after a second: whether it passed. For a task
+/// on a swarm (`swarm_front`), which berth cannot watch exit as it does a container.
+pub async fn answers(dial: &str, gate: &Gate) -> bool {
+    let once = async {
+        match gate {
+            Gate::Http(c) => get(dial, &c.path).await,
+            Gate::Tcp(_) | Gate::Running => connect(dial).await,
+        }
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), once).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Probes `dial` until it passes or `check.timeout` is over.
 async fn probe(dial: &str, gate: &Gate, check: &HealthCheck, port: u16) -> Result<(), GateError> {
     let deadline = Instant::now() + check.timeout;

@@ -5,7 +5,7 @@
 //! runs the pre-delete hook and removes the service. Hooks and installs run here, on the
 //! manager, as with one engine: they make what goes into the image.
 
-use tracing::info;
+use tracing::{info, warn};
 
 /// How long a rolling update may take beyond the app's health timeout before berth stops
 /// waiting (the change fails and is retried; Swarm goes on with it).
@@ -15,6 +15,7 @@ const UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 const OVERLAY_TRIES: u32 = 20;
 
 use crate::model::desired::DesiredApp;
+use crate::model::names::AppKey;
 use crate::model::spec::user_network;
 use crate::model::template::{HookKind, Template};
 use crate::reconcile::plan::{Action, AppChange, ContainerRef};
@@ -53,12 +54,15 @@ impl Executor {
                 if *start {
                     self.route_when_live(app, &id).await;
                 }
+                self.prune_images(&app.key, registry, Some(&image)).await;
                 Ok(())
             }
             Action::Recreate { old, start, .. } => {
                 let app = need_app()?;
                 let image = self.image_for(app, HookKind::PreDeploy, registry).await?;
-                self.roll(app, &old.id, &image, *start).await
+                self.roll(app, &old.id, &image, *start).await?;
+                self.prune_images(&app.key, registry, Some(&image)).await;
+                Ok(())
             }
             Action::Start { container, .. } => self.scale(app, container, true).await,
             Action::Stop { container } => self.scale(app, container, false).await,
@@ -68,7 +72,10 @@ impl Executor {
                 "renaming is not supported with runtime = \"swarm\" yet: its volumes live on one node".into(),
             )),
             Action::Remove { containers, template } => {
-                self.remove_services(&change.key, containers, template.as_deref()).await
+                self.remove_services(&change.key, containers, template.as_deref())
+                    .await?;
+                self.prune_images(&change.key, registry, None).await;
+                Ok(())
             }
         }
     }
@@ -97,6 +104,22 @@ impl Executor {
                 health: app.health.clone().map(Box::new),
                 reason: format!("was rolled back by Swarm: {why}"),
             }),
+        }
+    }
+
+    /// Removes `key`'s images past `revisions_kept` on this engine, but `running` (`tag@digest`
+    /// or none); a failure is only logged: the next deploy prunes again.
+    async fn prune_images(&self, key: &AppKey, registry: &str, running: Option<&str>) {
+        let current = running.map(|i| i.split_once('@').map_or(i, |(tag, _)| tag));
+        let keep = self.config().revisions_kept;
+        match self
+            .engine()
+            .prune_app_images(key, registry, current, keep)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(app = %key, removed = n, "swarm: old images removed"),
+            Err(e) => warn!(app = %key, cause = %e, "swarm: cannot prune old images"),
         }
     }
 
@@ -130,7 +153,7 @@ impl Executor {
 
     async fn remove_services(
         &self,
-        key: &crate::model::names::AppKey,
+        key: &AppKey,
         services: &[ContainerRef],
         template: Option<&str>,
     ) -> Result<(), ActionError> {

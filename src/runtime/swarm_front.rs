@@ -1,20 +1,24 @@
 //! A domain app's route while Swarm changes its tasks (SPEC §12): passes route to the live
 //! tasks they list, but a create, a start or a rolling update runs between two passes. So
-//! while one runs, berth follows the service's tasks itself and pins the route to the live
-//! ones (a new task as soon as it is starting, an old one until Swarm shuts it down); Caddy's
+//! while one runs, berth follows the service's tasks itself and pins the route to them: a new
+//! task joins once berth's own probe of its published port passes (the app's health path, or
+//! a connection), so no request reaches a version that fails its check, and an old one stays
+//! until Swarm shuts it down. berth's probe and the task's own (`[health] probe`) check the
+//! same path, so the new task is normally in the route before Swarm stops the old one; Caddy's
 //! retries and passive checks carry a request past a task that is going away. The pin is
 //! released when the change ends, and the next pass routes as it lists.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::model::desired::DesiredApp;
 use crate::runtime::executor::Executor;
+use crate::runtime::health::{self, Gate};
 
 /// How often the tasks are listed while a change runs.
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(100);
 /// How long a create or a start waits for its tasks to be reachable, beyond the health timeout.
 const LIVE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -59,21 +63,27 @@ impl Executor {
     }
 
     /// Pins `app`'s route to `service`'s live tasks whenever they change; returns once `want`
-    /// of them are live.
+    /// of them are in it.
     async fn follow(&self, app: &DesiredApp, service: &str, want: usize) {
         let Some(front) = self.front() else { return };
+        let gate = Gate::of(app.health.as_ref(), true);
         let mut pinned: Vec<String> = Vec::new();
         loop {
             match self.engine().service_dials(service).await {
-                Ok(dials) if !dials.is_empty() && dials != pinned => {
-                    match front.switch(&app.key, dials.clone()).await {
-                        Ok(_) => pinned = dials,
-                        Err(e) => {
-                            warn!(app = %app.key, cause = %e, "swarm: cannot route to the new tasks yet")
+                Ok(live) => {
+                    let next = admitted(live, &pinned, &gate).await;
+                    if !next.is_empty() && next != pinned {
+                        match front.switch(&app.key, next.clone()).await {
+                            Ok(_) => {
+                                info!(app = %app.key, upstreams = ?next, "swarm: the route follows the tasks");
+                                pinned = next;
+                            }
+                            Err(e) => {
+                                warn!(app = %app.key, cause = %e, "swarm: cannot route to the new tasks yet")
+                            }
                         }
                     }
                 }
-                Ok(_) => {}
                 Err(e) => warn!(app = %app.key, cause = %e, "swarm: cannot list the tasks"),
             }
             if pinned.len() >= want {
@@ -82,4 +92,15 @@ impl Executor {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// Of the live tasks' dials, those in the route already and those that pass one probe now.
+async fn admitted(live: Vec<String>, pinned: &[String], gate: &Gate) -> Vec<String> {
+    let mut next = Vec::with_capacity(live.len());
+    for dial in live {
+        if pinned.contains(&dial) || health::answers(&dial, gate).await {
+            next.push(dial);
+        }
+    }
+    next
 }

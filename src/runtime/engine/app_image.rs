@@ -102,10 +102,8 @@ impl Engine {
 /// `<registry>/berth-<instance>/<userid>-<appname>:<spec hash, 32 digits>`.
 pub fn app_image_tag(registry: &str, instance: &str, app: &DesiredApp) -> String {
     let hash = &app.hash[..app.hash.len().min(32)];
-    format!(
-        "{registry}/berth-{instance}/{}-{}:{hash}",
-        app.key.userid, app.key.appname
-    )
+    let repo = super::image_prune::app_image_repo(registry, instance, &app.key);
+    format!("{repo}:{hash}")
 }
 
 fn failed(op: String, message: String) -> EngineError {
