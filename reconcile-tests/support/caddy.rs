@@ -150,6 +150,7 @@ impl Caddy {
     /// What [`get`](Self::get) needs, to send requests from another thread.
     pub fn client(&self) -> CaddyClient {
         CaddyClient {
+            http: self.http,
             https: self.https,
             root: self.dir.path().join("data/pki/authorities/local/root.crt"),
         }
@@ -186,24 +187,48 @@ impl Drop for Caddy {
 /// Sends HTTPS requests to one Caddy (see [`Caddy::get`]).
 #[derive(Clone)]
 pub struct CaddyClient {
+    http: u16,
     https: u16,
     root: std::path::PathBuf,
 }
 
 impl CaddyClient {
     /// `curl` of `https://<domain>:<https>/` resolved to the Caddy and trusting its local CA:
-    /// the status and body, or status 0 when it cannot connect.
+    /// the status and body, or status 0 and curl's error when nothing answered.
     pub fn get(&self, domain: &str) -> (u16, String) {
-        let out = Command::new("curl")
-            .args(["-s", "-m", "5", "-w", "\n%{http_code}", "--resolve"])
-            .arg(format!("{domain}:{}:127.0.0.1", self.https))
-            .arg("--cacert")
-            .arg(&self.root)
-            .arg(format!("https://{domain}:{}/", self.https))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.trim().to_string())
+        let url = format!("https://{domain}:{}/", self.https);
+        let resolve = format!("{domain}:{}:127.0.0.1", self.https);
+        curl(&[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &self.root.to_string_lossy(),
+            &url,
+        ])
+    }
+
+    /// [`get`](Self::get) over plain HTTP (`tls = "off"`), on a new connection.
+    pub fn get_plain(&self, domain: &str) -> (u16, String) {
+        let url = format!("http://{domain}:{}/", self.http);
+        curl(&[
+            "--resolve",
+            &format!("{domain}:{}:127.0.0.1", self.http),
+            &url,
+        ])
+    }
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "5", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    match code.trim().parse().unwrap_or(0) {
+        // No answer: curl's own error says why.
+        0 => (0, String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        status => (status, body.trim().to_string()),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{Node, Task, TaskState};
+use bollard::models::{EndpointPortConfig, Node, Task, TaskState};
 use bollard::query_parameters::{ListNodesOptions, ListTasksOptions};
 
 use super::{fail, Engine, EngineError};
@@ -87,16 +87,28 @@ fn place(tasks: Vec<Task>, nodes: &HashMap<String, NodeAt>) -> HashMap<String, P
             continue;
         };
         let ports = status.port_status.and_then(|p| p.ports).unwrap_or_default();
-        let published = ports.iter().filter_map(|p| p.published_port);
-        placed.dials.extend(published.map(|p| dial(addr, p)));
+        placed
+            .dials
+            .extend(first_per_target(&ports).map(|p| dial(addr, p)));
     }
     for p in out.values_mut() {
         p.nodes.sort();
         p.dials.sort();
-        // A port published on IPv4 and IPv6 is listed twice.
         p.dials.dedup();
     }
     out
+}
+
+/// The published port of each target port, the first listed: a port is published on IPv4
+/// and on IPv6, IPv4 first, and the two can differ (the engine picks each from its own free
+/// ports), while berth dials the node's IPv4 address.
+fn first_per_target(ports: &[EndpointPortConfig]) -> impl Iterator<Item = i64> + '_ {
+    let mut seen = Vec::new();
+    ports.iter().filter_map(move |p| {
+        let fresh = !seen.contains(&p.target_port);
+        seen.push(p.target_port);
+        p.published_port.filter(|_| fresh)
+    })
 }
 
 fn dial(addr: &str, port: i64) -> String {
@@ -109,15 +121,17 @@ fn dial(addr: &str, port: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{EndpointPortConfig, PortStatus, TaskStatus};
+    use bollard::models::{PortStatus, TaskStatus};
 
     fn task(service: &str, node: &str, state: TaskState, port: Option<i64>) -> Task {
+        // IPv4 first, then IPv6 on a port of its own.
         let ports = port.map(|p| {
-            let one = EndpointPortConfig {
-                published_port: Some(p),
+            let on = |published| EndpointPortConfig {
+                target_port: Some(8080),
+                published_port: Some(published),
                 ..Default::default()
             };
-            vec![one.clone(), one]
+            vec![on(p), on(p + 1000)]
         });
         Task {
             service_id: Some(service.into()),
@@ -158,7 +172,10 @@ mod tests {
         let placed = place(tasks, &nodes);
         assert_eq!(placed["s"].nodes, vec!["n2".to_string()]);
         let want = vec!["10.0.0.1:30002".to_string(), "[fd00::2]:30001".to_string()];
-        assert_eq!(placed["s"].dials, want, "deduplicated, starting included");
+        assert_eq!(
+            placed["s"].dials, want,
+            "IPv4's port only, starting included"
+        );
         assert_eq!(placed["t"].nodes, vec!["n1".to_string()]);
         assert!(placed["t"].dials.is_empty(), "no port published");
     }
