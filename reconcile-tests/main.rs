@@ -46,7 +46,12 @@
 //!   service running an image of its workspace, no-op, update, rollback, heal, stop, delete;
 //! - `swarm_nodes.rs`: a two-node swarm (a second dockerd in a network namespace, a TLS
 //!   registry both pull from): `replicas = 2` one task per node, answering from both; the
-//!   worker's engine killed, its tasks moved to the manager. Swarm tests run one at a time.
+//!   worker's engine killed, its tasks moved to the manager;
+//! - `swarm_traffic.rs`: a domain app's service through a real Caddy, three deploys under a
+//!   request loop with none failed, a deploy whose probe fails rolled back while the old one
+//!   answers, old images pruned, service logs through the API; a user's services reaching
+//!   each other by name on their overlay, another user's not, the overlay gone with the last.
+//!   Swarm tests run one at a time.
 
 mod support;
 
