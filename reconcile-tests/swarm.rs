@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use crate::support::api::{add_user, Api};
 use crate::support::docker::docker_cli;
 use crate::support::swarm::SwarmRoot;
-use crate::support::{wait_until, TestRoot};
+use crate::support::{wait_until, Serve, TestRoot};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -180,12 +181,20 @@ async fn swarm_settings_are_checked_and_replicas_need_swarm() {
         "vol-v1",
         "image = \"berth-test-busybox:1\"\nport = 80\n[[volumes]]\nname = \"data\"\ntarget = \"/data\"\n",
     );
-    root.write_manifest("alice", "db", "template = \"vol-v1\"\n");
+    root.write_manifest("alice", "db", "template = \"vol-v1\"\nreplicas = 2\n");
     let run = root.berth(&["validate"]).await;
     assert!(
         run.text()
-            .contains("has [[volumes]], which runtime = \"swarm\" does not run yet"),
+            .contains("has [[volumes]]: with runtime = \"swarm\" such an app runs one task"),
         "{}",
+        run.text()
+    );
+    root.write_manifest("alice", "db", "template = \"vol-v1\"\n");
+    let run = root.berth(&["validate"]).await;
+    assert_eq!(
+        run.code,
+        Some(0),
+        "one task with a volume is fine: {}",
         run.text()
     );
     root.remove_manifest("alice", "db");
@@ -344,4 +353,87 @@ async fn on_a_swarm_a_broken_manifest_freezes_its_service_and_a_mass_removal_is_
         .await
         .expect_code(0);
     assert_eq!(services(), 0);
+}
+
+/// Counts its boots in its volume and prints the count.
+const COUNTER: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "echo boot >> /data/boots; echo boots=$(wc -l < /data/boots); exec sleep 3600"]
+workdir = "/"
+port = 8080
+
+[[volumes]]
+name = "data"
+target = "/data"
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
+fn volumes_of(root: &TestRoot) -> String {
+    let label = format!("label=paas.instance={}", root.instance);
+    docker_cli(&["volume", "ls", "-q", "--filter", &label])
+}
+
+#[tokio::test]
+#[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
+async fn on_a_swarm_an_app_keeps_its_volume_on_its_node_across_deploys_until_a_purge() {
+    let swarm = SwarmRoot::new("swarmvol").await;
+    let root = &swarm.root;
+    root.write_template("count-v1", COUNTER);
+    root.write_manifest("alice", "db", "template = \"count-v1\"\nrestart = \"1\"\n");
+    let alice = add_user(root, "alice", false).await;
+    let mut serve = Serve::start(root);
+    let api = Api::new(serve.api_base());
+    let logs_say = |want: &'static str| {
+        let (api, alice) = (&api, &alice);
+        async move {
+            let logs = api.get("/apps/alice/db/logs?tail=10", alice).await;
+            logs.text.contains(want)
+        }
+    };
+    wait_until(T, "the first boot", || logs_say("boots=1")).await;
+    let placed = inspect_app(
+        root,
+        "db",
+        "{{json .Spec.TaskTemplate.Placement.Constraints}}",
+    );
+    assert!(
+        placed.contains("node.id == "),
+        "pinned where its volume is: {placed}"
+    );
+    assert_eq!(volumes_of(root).lines().count(), 1);
+
+    // A deploy: a new task on the same node finds the same data.
+    root.write_manifest("alice", "db", "template = \"count-v1\"\nrestart = \"2\"\n");
+    wait_until(T, "the second boot to count two", || logs_say("boots=2")).await;
+
+    // A confirmed purge removes the service, then the volume it used, then the workspace.
+    let ask = api.delete("/apps/alice/db?purge=true", &alice).await;
+    ask.expect(202);
+    let token = ask.json()["confirm"].as_str().unwrap().to_string();
+    let path = format!("/apps/alice/db?purge=true&confirm={token}");
+    api.delete(&path, &alice).await.expect(200);
+    wait_until(T, "the purge to drop the volume", || async {
+        volumes_of(root).trim().is_empty()
+    })
+    .await;
+    assert!(
+        inspect_app(root, "db", "{{.ID}}").is_empty(),
+        "the service is gone"
+    );
+    assert!(
+        !root.app_dir("alice", "db").exists(),
+        "the workspace is purged"
+    );
+}
+
+/// `docker service inspect` of `alice/<app>`'s service, one field; empty when there is none.
+fn inspect_app(root: &TestRoot, app: &str, field: &str) -> String {
+    let name = format!("paas-app-{}-alice-{app}", root.instance);
+    let out = std::process::Command::new("docker")
+        .args(["service", "inspect", "--format", field, &name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

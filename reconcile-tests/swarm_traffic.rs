@@ -53,7 +53,8 @@ async fn answers(caddy: &Caddy, want: &str) {
     .await;
 }
 
-/// Requests through Caddy one after another until stopped; counts those not answered 200.
+/// Requests through Caddy one after another until stopped; counts those not answered 200, and
+/// those the version that fails its check (`broken`) answered.
 fn load(caddy: &Caddy, stop: Arc<AtomicBool>) -> (std::thread::JoinHandle<()>, Arc<AtomicU32>) {
     let failed = Arc::new(AtomicU32::new(0));
     let (caddy, counted) = (caddy.client(), failed.clone());
@@ -61,7 +62,7 @@ fn load(caddy: &Caddy, stop: Arc<AtomicBool>) -> (std::thread::JoinHandle<()>, A
         while !stop.load(Ordering::Relaxed) {
             let sent = std::time::SystemTime::now();
             let (status, body) = caddy.get_plain("shop.example.test");
-            if status != 200 {
+            if status != 200 || body == "broken" {
                 let at = sent
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
@@ -95,7 +96,6 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
     root.write_manifest("alice", "shop", &site("1", ""));
     let alice = add_user(root, "alice", false).await;
     let mut serve = Serve::start(root);
-    let api = Api::new(serve.api_base());
     answers(&caddy, "v1").await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +115,9 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
     })
     .await;
 
-    // The new version's probe fails: Swarm rolls it back, the old version answers throughout.
+    // The new version's probe fails: Swarm rolls it back, the old version answers throughout
+    // and the broken one never does.
+    std::fs::write(dir.join("index.html"), "broken\n").unwrap();
     root.write_manifest(
         "alice",
         "shop",
@@ -136,11 +138,15 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
     );
     let plain = caddy.client().get_plain("shop.example.test");
     assert_eq!(plain, (200, "v3".to_string()));
+    api_reads_the_service(&mut serve, &alice).await;
+}
 
-    // The API reads a service's logs and shows where its tasks run.
-    let logs = api.get("/apps/alice/shop/logs?tail=20", &alice).await;
+/// The API reads a service's logs and shows where its tasks run.
+async fn api_reads_the_service(serve: &mut Serve, alice: &str) {
+    let api = Api::new(serve.api_base());
+    let logs = api.get("/apps/alice/shop/logs?tail=20", alice).await;
     assert!(logs.text.contains("booted-v3"), "{}", logs.text);
-    let shown = api.get("/apps/alice/shop", &alice).await.json().to_string();
+    let shown = api.get("/apps/alice/shop", alice).await.json().to_string();
     assert!(shown.contains("1/1 tasks running"), "{shown}");
 }
 

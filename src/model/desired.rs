@@ -100,9 +100,9 @@ impl DesiredApp {
         let renamed_from = crate::model::rename::source(key, m)?;
         check_replicas(m.replicas, config)?;
         check_constraints(&m.constraints, config)?;
-        if config.runtime.is_swarm() && !template.volumes.is_empty() {
+        if config.runtime.is_swarm() && !template.volumes.is_empty() && m.replicas > Some(1) {
             return Err(format!(
-                "template {} has [[volumes]], which runtime = \"swarm\" does not run yet (a volume lives on one node, and a purge could not reach it)",
+                "template {} has [[volumes]]: with runtime = \"swarm\" such an app runs one task, on the manager berth runs on (a volume lives on one node); remove replicas",
                 template.id
             ));
         }

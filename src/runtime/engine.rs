@@ -32,6 +32,8 @@ mod overlays;
 mod service_spec;
 mod services;
 mod tasks;
+
+pub use tasks::LiveTask;
 mod volumes;
 
 pub use body::create_body;

@@ -238,8 +238,9 @@ impl Executor {
     }
 
     /// An app without a manifest: its template's pre-delete hook (with `BERTH_PURGE=1` when a
-    /// purge was asked for), its containers, then the workspace if purging.
-    async fn remove(
+    /// purge was asked for), its containers (or services), then its volumes and workspace if
+    /// purging.
+    pub(in crate::runtime) async fn remove(
         &self,
         key: &AppKey,
         containers: &[ContainerRef],
@@ -263,10 +264,15 @@ impl Executor {
             }
             None => {}
         }
-        for c in containers {
-            self.stop_and_remove(c).await?;
+        match self.config.runtime.is_swarm() {
+            true => self.remove_services(key, containers).await?,
+            false => {
+                for c in containers {
+                    self.stop_and_remove(c).await?;
+                }
+                self.drop_user_network(&key.userid).await?;
+            }
         }
-        self.drop_user_network(&key.userid).await?;
         if purge {
             for v in self.engine.remove_volumes(key).await? {
                 info!(app = %key, volume = %v, "purged volume");
@@ -385,16 +391,6 @@ impl Executor {
         self.check_workspace(&app.key)?;
         self.install(&app.template).await?;
         self.hook(&app.template, kind, &app.key, false).await
-    }
-
-    /// The template's `kind` hook for `key` (no purge).
-    pub(in crate::runtime) async fn run_hook(
-        &self,
-        t: &Template,
-        kind: HookKind,
-        key: &AppKey,
-    ) -> Result<(), ActionError> {
-        self.hook(t, kind, key, false).await
     }
 
     /// The template's shared install, under its lock (nothing when it has none).

@@ -11,13 +11,13 @@ use tracing::{info, warn};
 /// waiting (the change fails and is retried; Swarm goes on with it).
 const UPDATE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// How many times a user's overlay removal is tried, half a second apart.
-const OVERLAY_TRIES: u32 = 20;
+/// How long a removed service's tasks may take to go beyond the stop grace.
+const TASKS_GONE_SLACK: std::time::Duration = std::time::Duration::from_secs(15);
 
 use crate::model::desired::DesiredApp;
 use crate::model::names::AppKey;
 use crate::model::spec::user_network;
-use crate::model::template::{HookKind, Template};
+use crate::model::template::HookKind;
 use crate::reconcile::plan::{Action, AppChange, ContainerRef};
 use crate::runtime::executor::{ActionError, Executor};
 
@@ -40,12 +40,6 @@ impl Executor {
         let need_app =
             || app.ok_or_else(|| ActionError::Internal(format!("{}: no desired app", change.key)));
         let grace = self.config().stop_timeout;
-        // A user's overlay is not removed while a service of the user is made or updated.
-        let makes = matches!(action, Action::Create { .. } | Action::Recreate { .. });
-        let _network = match app.and_then(|a| a.spec.network.as_deref()) {
-            Some(net) if makes => Some(self.engine().network_lock(net).await.read_owned().await),
-            _ => None,
-        };
         match action {
             Action::Create { start } => {
                 let app = need_app()?;
@@ -72,7 +66,7 @@ impl Executor {
                 "renaming is not supported with runtime = \"swarm\" yet: its volumes live on one node".into(),
             )),
             Action::Remove { containers, template } => {
-                self.remove_services(&change.key, containers, template.as_deref())
+                self.remove(&change.key, containers, template.as_deref())
                     .await?;
                 self.prune_images(&change.key, registry, None).await;
                 Ok(())
@@ -111,7 +105,8 @@ impl Executor {
     /// or none); a failure is only logged: the next deploy prunes again.
     async fn prune_images(&self, key: &AppKey, registry: &str, running: Option<&str>) {
         let current = running.map(|i| i.split_once('@').map_or(i, |(tag, _)| tag));
-        let keep = self.config().revisions_kept;
+        // A deleted app (nothing running) keeps none.
+        let keep = current.map_or(0, |_| self.config().revisions_kept);
         match self
             .engine()
             .prune_app_images(key, registry, current, keep)
@@ -151,38 +146,56 @@ impl Executor {
         Ok(())
     }
 
-    async fn remove_services(
+    /// Removes `key`'s services, waits for their tasks on this engine to go (a purge then
+    /// removes the volumes they used), and drops the user's overlay if it was the last.
+    pub(in crate::runtime) async fn remove_services(
         &self,
         key: &AppKey,
         services: &[ContainerRef],
-        template: Option<&str>,
     ) -> Result<(), ActionError> {
-        if let Some(Ok(t)) = template.map(|id| Template::load(self.config(), id)) {
-            self.run_hook(&t, HookKind::PreDelete, key).await?;
-        }
         for s in services {
             self.engine().remove_service(&s.id).await?;
         }
-        self.drop_user_overlay(&key.userid).await
+        let grace = self.config().stop_timeout + TASKS_GONE_SLACK;
+        for s in services {
+            self.engine().wait_tasks_gone(&s.id, grace).await?;
+        }
+        self.drop_user_overlay(&key.userid).await;
+        Ok(())
     }
 
     /// After one of `userid`'s services was removed: removes the user's overlay when no
-    /// service of the user is left. Swarm refuses while the removed service's tasks still
-    /// hold it, so this waits a little for them; one still held is left for the next removal.
-    async fn drop_user_overlay(&self, userid: &str) -> Result<(), ActionError> {
+    /// service of the user is left. Swarm refuses while removed tasks (on any node) still hold
+    /// it, so this tries for their stop grace and a little more, taking the network's lock
+    /// only for each try (a create of the user's next app waits for one try at most); an
+    /// overlay still held then is only logged.
+    async fn drop_user_overlay(&self, userid: &str) {
         let net = user_network(&self.config().instance, userid);
-        let lock = self.engine().network_lock(&net).await;
-        let _alone = lock.write().await;
-        let services = self.engine().list_services().await?;
-        if services.iter().any(|o| o.key.userid == userid) {
-            return Ok(());
-        }
-        for _ in 0..OVERLAY_TRIES {
-            if !self.engine().remove_network_if_unused(&net).await? {
-                return Ok(());
+        let until = std::time::Instant::now() + self.config().stop_timeout + TASKS_GONE_SLACK;
+        loop {
+            match self.try_drop_overlay(&net, userid).await {
+                Ok(false) => return,
+                Ok(true) if std::time::Instant::now() < until => {}
+                Ok(true) => {
+                    return warn!(network = %net, "swarm: the user's overlay is still in use; left in place")
+                }
+                Err(e) => {
+                    return warn!(network = %net, cause = %e, "swarm: cannot remove the user's overlay")
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-        Ok(())
+    }
+
+    /// One try: whether to try again (the overlay is still there, held by a removed task;
+    /// not when a service of the user still needs it, or it is gone).
+    async fn try_drop_overlay(&self, net: &str, userid: &str) -> Result<bool, ActionError> {
+        let lock = self.engine().network_lock(net).await;
+        let _alone = lock.write().await;
+        let services = self.engine().list_services().await?;
+        if services.iter().any(|o| o.key.userid == userid) {
+            return Ok(false);
+        }
+        Ok(self.engine().remove_network_if_unused(net).await?)
     }
 }

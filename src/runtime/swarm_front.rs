@@ -1,9 +1,9 @@
 //! A domain app's route while Swarm changes its tasks (SPEC §12): passes route to the live
 //! tasks they list, but a create, a start or a rolling update runs between two passes. So
-//! while one runs, berth follows the service's tasks itself and pins the route to them: a new
-//! task joins once berth's own probe of its published port passes (the app's health path, or
-//! a connection), so no request reaches a version that fails its check, and an old one stays
-//! until Swarm shuts it down. berth's probe and the task's own (`[health] probe`) check the
+//! while one runs, berth follows the service's tasks itself and pins the route to them: the
+//! tasks running when it begins stay until Swarm shuts them down, and a new task joins once
+//! berth's own probe of its published port passes (the app's health path, or a connection),
+//! so no request reaches a version that fails its check. berth's probe and the task's own (`[health] probe`) check the
 //! same path, so the new task is normally in the route before Swarm stops the old one; Caddy's
 //! retries and passive checks carry a request past a task that is going away. The pin is
 //! released when the change ends, and the next pass routes as it lists.
@@ -14,6 +14,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::model::desired::DesiredApp;
+use crate::runtime::engine::LiveTask;
 use crate::runtime::executor::Executor;
 use crate::runtime::health::{self, Gate};
 
@@ -63,15 +64,19 @@ impl Executor {
     }
 
     /// Pins `app`'s route to `service`'s live tasks whenever they change; returns once `want`
-    /// of them are in it.
+    /// of them are in it. The tasks running when it begins are in at once (they serve now);
+    /// a task that comes later joins once it passes berth's probe, by task id, so a port the
+    /// engine hands out again is probed again.
     async fn follow(&self, app: &DesiredApp, service: &str, want: usize) {
         let Some(front) = self.front() else { return };
         let gate = Gate::of(app.health.as_ref(), true);
+        let mut admitted: Option<Vec<String>> = None;
         let mut pinned: Vec<String> = Vec::new();
         loop {
-            match self.engine().service_dials(service).await {
+            match self.engine().live_tasks(service).await {
                 Ok(live) => {
-                    let next = admitted(live, &pinned, &gate).await;
+                    let ids = admitted.get_or_insert_with(|| serving(&live));
+                    let next = admit(&live, ids, &gate).await;
                     if !next.is_empty() && next != pinned {
                         match front.switch(&app.key, next.clone()).await {
                             Ok(_) => {
@@ -94,13 +99,26 @@ impl Executor {
     }
 }
 
-/// Of the live tasks' dials, those in the route already and those that pass one probe now.
-async fn admitted(live: Vec<String>, pinned: &[String], gate: &Gate) -> Vec<String> {
+/// The ids of the tasks running now.
+fn serving(live: &[LiveTask]) -> Vec<String> {
+    live.iter()
+        .filter(|t| t.running)
+        .map(|t| t.id.clone())
+        .collect()
+}
+
+/// The dials of the live tasks admitted before, and of those that pass one probe now (added
+/// to `admitted`).
+async fn admit(live: &[LiveTask], admitted: &mut Vec<String>, gate: &Gate) -> Vec<String> {
     let mut next = Vec::with_capacity(live.len());
-    for dial in live {
-        if pinned.contains(&dial) || health::answers(&dial, gate).await {
-            next.push(dial);
+    for task in live {
+        if !admitted.contains(&task.id) && health::answers(&task.dial, gate).await {
+            admitted.push(task.id.clone());
+        }
+        if admitted.contains(&task.id) {
+            next.push(task.dial.clone());
         }
     }
+    next.sort();
     next
 }

@@ -49,6 +49,8 @@ pub struct ServiceInput<'a> {
     pub network: Option<(String, String)>,
     /// The app's health check: a task with a probe is healthy only once the probe passes.
     pub health: Option<&'a HealthCheck>,
+    /// The node its task is pinned to (an app with named volumes: its data lives there).
+    pub node: Option<String>,
 }
 
 /// The service spec of one app.
@@ -86,7 +88,7 @@ pub fn service_spec(input: ServiceInput<'_>) -> ServiceSpec {
                     ("max-file".to_string(), spec.log_max_file.to_string()),
                 ])),
             }),
-            placement: Some(placement(&spec.constraints)),
+            placement: Some(placement(&spec.constraints, input.node.as_deref())),
             networks: input.network.as_ref().map(|(id, alias)| {
                 vec![NetworkAttachmentConfig {
                     target: Some(id.clone()),
@@ -162,10 +164,13 @@ fn health_config(h: &HealthCheck, port: u16) -> Option<HealthConfig> {
 }
 
 /// The manifest's constraints, and tasks spread evenly over the nodes, so `replicas = 2` on
-/// two nodes is one task on each and a node lost takes only its share of an app's tasks.
-fn placement(constraints: &[String]) -> TaskSpecPlacement {
+/// two nodes is one task on each and a node lost takes only its share of an app's tasks. An
+/// app with named volumes is pinned to `node`, where they are.
+fn placement(constraints: &[String], node: Option<&str>) -> TaskSpecPlacement {
+    let mut all = constraints.to_vec();
+    all.extend(node.map(|id| format!("node.id == {id}")));
     TaskSpecPlacement {
-        constraints: (!constraints.is_empty()).then(|| constraints.to_vec()),
+        constraints: (!all.is_empty()).then_some(all),
         preferences: Some(vec![TaskSpecPlacementPreferences {
             spread: Some(TaskSpecPlacementSpread {
                 spread_descriptor: Some("node.id".into()),
@@ -249,6 +254,7 @@ mod tests {
             stop_grace_ns: 2,
             network: Some(("net1".into(), "web".into())),
             health: None,
+            node: None,
         })
     }
 
@@ -368,5 +374,15 @@ mod tests {
         let placement = made(&with, true).task_template.unwrap().placement.unwrap();
         let want = vec!["node.labels.disk == ssd".to_string()];
         assert_eq!(placement.constraints, Some(want));
+        let pinned = super::placement(&with.constraints, Some("n1"));
+        let want = vec![
+            "node.labels.disk == ssd".to_string(),
+            "node.id == n1".to_string(),
+        ];
+        assert_eq!(
+            pinned.constraints,
+            Some(want),
+            "an app with volumes stays on their node"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{Service, ServiceSpec};
-use bollard::query_parameters::{ListServicesOptions, UpdateServiceOptions};
+use bollard::query_parameters::{ListContainersOptions, ListServicesOptions, UpdateServiceOptions};
 
 use super::service_spec::{service_spec, ServiceInput};
 use super::tasks::Placed;
@@ -47,8 +47,10 @@ impl Engine {
         run: bool,
         stop_grace: std::time::Duration,
     ) -> Result<String, EngineError> {
+        let _net = self.network_held(app).await;
         let network = self.overlay_of(app).await?;
-        let spec = self.service_of(app, image, run, stop_grace, network);
+        let node = self.volume_node(app).await?;
+        let spec = self.service_of(app, image, run, stop_grace, (network, node));
         let name = spec.name.clone().unwrap_or_default();
         let made = self
             .docker
@@ -68,8 +70,10 @@ impl Engine {
         run: bool,
         stop_grace: std::time::Duration,
     ) -> Result<Option<String>, EngineError> {
+        let _net = self.network_held(app).await;
         let network = self.overlay_of(app).await?;
-        let spec = self.service_of(app, image, run, stop_grace, network);
+        let node = self.volume_node(app).await?;
+        let spec = self.service_of(app, image, run, stop_grace, (network, node));
         let before = self.inspect_service(id).await?;
         let started = before.update_status.and_then(|u| u.started_at);
         self.put_service(id, spec, before.version.and_then(|v| v.index))
@@ -143,7 +147,7 @@ impl Engine {
         image: &str,
         run: bool,
         stop_grace: std::time::Duration,
-        network: Option<(String, String)>,
+        (network, node): (Option<(String, String)>, Option<String>),
     ) -> ServiceSpec {
         let name = app.key.container_name(&self.instance);
         let mut env: Vec<String> = app
@@ -168,7 +172,84 @@ impl Engine {
             stop_grace_ns: i64::try_from(stop_grace.as_nanos()).unwrap_or(i64::MAX),
             network,
             health: app.health.as_ref(),
+            node,
         })
+    }
+
+    /// For an app with named volumes: the volumes made here, labelled as the app's, and this
+    /// engine's node, where its task is pinned. A volume lives on the node that made it, so
+    /// the task must run where its data is, and a purge (run here) reaches it.
+    async fn volume_node(&self, app: &DesiredApp) -> Result<Option<String>, EngineError> {
+        if app.spec.volumes.is_empty() {
+            return Ok(None);
+        }
+        self.ensure_volumes(app).await?;
+        let info = self.docker.call("info").info().await;
+        let info = info.map_err(fail("read this engine's swarm node"))?;
+        let node = info
+            .swarm
+            .and_then(|s| s.node_id)
+            .filter(|id| !id.is_empty());
+        match node {
+            Some(id) => Ok(Some(id)),
+            None => Err(EngineError {
+                op: "pin an app with volumes to this node".into(),
+                source: bollard::errors::Error::DockerResponseServerError {
+                    status_code: 503,
+                    message: "this engine is not a swarm node".into(),
+                },
+            }),
+        }
+    }
+
+    /// Waits until no container of service `id` is left on this engine, up to `limit`; one
+    /// still there then is only logged (a purge of its volumes then fails, and says so).
+    pub(in crate::runtime) async fn wait_tasks_gone(
+        &self,
+        id: &str,
+        limit: std::time::Duration,
+    ) -> Result<(), EngineError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("com.docker.swarm.service.id={id}")],
+        )]);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let began = std::time::Instant::now();
+        loop {
+            let left = self
+                .docker
+                .call("list")
+                .list_containers(Some(opts.clone()))
+                .await;
+            if left
+                .map_err(fail(format!("list the tasks of service {id}")))?
+                .is_empty()
+            {
+                return Ok(());
+            }
+            if began.elapsed() > limit {
+                tracing::warn!(
+                    service = id,
+                    "the removed service's tasks are still on this engine"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The user's network lock, shared: its overlay is not removed while a service of the
+    /// user is made or updated to join it (only for that call, not the build or the wait).
+    async fn network_held(
+        &self,
+        app: &DesiredApp,
+    ) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+        let net = app.spec.network.as_deref()?;
+        Some(self.network_lock(net).await.read_owned().await)
     }
 
     /// The user's overlay (made when missing) and the app's name on it, when the app has a

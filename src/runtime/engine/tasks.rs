@@ -14,8 +14,22 @@ use super::{fail, Engine, EngineError};
 pub(super) struct Placed {
     /// Host names of the nodes its running tasks are on, one per task, sorted.
     pub nodes: Vec<String>,
-    /// `address:port` of each starting or running task's published port, sorted.
+    /// `address:port` of each running task's published port, sorted: where passes route (with
+    /// a probe, a task runs only once it passed it).
     pub dials: Vec<String>,
+    /// Each starting or running task that publishes a port, for a change following them.
+    pub live: Vec<LiveTask>,
+}
+
+/// A task that is starting or running, and where it is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTask {
+    /// The task's id: a port the engine hands out again is not the same task.
+    pub id: String,
+    /// `address:port`.
+    pub dial: String,
+    /// Running (past its probe, when it has one), not only starting.
+    pub running: bool,
 }
 
 /// A node's name and the address its published ports are reached at.
@@ -49,13 +63,13 @@ impl Engine {
         Ok(place(tasks, &nodes))
     }
 
-    /// Where service `id`'s live tasks are reached now.
-    pub(in crate::runtime) async fn service_dials(
+    /// Service `id`'s starting and running tasks now.
+    pub(in crate::runtime) async fn live_tasks(
         &self,
         id: &str,
-    ) -> Result<Vec<String>, EngineError> {
+    ) -> Result<Vec<LiveTask>, EngineError> {
         let mut placed = self.placed(Some(id)).await?;
-        Ok(placed.remove(id).unwrap_or_default().dials)
+        Ok(placed.remove(id).unwrap_or_default().live)
     }
 }
 
@@ -86,10 +100,16 @@ fn place(tasks: Vec<Task>, nodes: &HashMap<String, NodeAt>) -> HashMap<String, P
         let (Some(addr), true) = (at.and_then(|n| n.addr.as_deref()), live) else {
             continue;
         };
+        let running = status.state == Some(TaskState::RUNNING);
         let ports = status.port_status.and_then(|p| p.ports).unwrap_or_default();
-        placed
-            .dials
-            .extend(first_per_target(&ports).map(|p| dial(addr, p)));
+        for port in first_per_target(&ports) {
+            let id = t.id.clone().unwrap_or_default();
+            let dial = dial(addr, port);
+            if running {
+                placed.dials.push(dial.clone());
+            }
+            placed.live.push(LiveTask { id, dial, running });
+        }
     }
     for p in out.values_mut() {
         p.nodes.sort();
@@ -171,11 +191,13 @@ mod tests {
         ];
         let placed = place(tasks, &nodes);
         assert_eq!(placed["s"].nodes, vec!["n2".to_string()]);
-        let want = vec!["10.0.0.1:30002".to_string(), "[fd00::2]:30001".to_string()];
-        assert_eq!(
-            placed["s"].dials, want,
-            "IPv4's port only, starting included"
-        );
+        let running = vec!["[fd00::2]:30001".to_string()];
+        assert_eq!(placed["s"].dials, running, "running only, IPv4's port only");
+        let live: Vec<(&str, bool)> = (placed["s"].live.iter())
+            .map(|l| (l.dial.as_str(), l.running))
+            .collect();
+        let want = vec![("[fd00::2]:30001", true), ("10.0.0.1:30002", false)];
+        assert_eq!(live, want, "starting ones are followed too");
         assert_eq!(placed["t"].nodes, vec!["n1".to_string()]);
         assert!(placed["t"].dials.is_empty(), "no port published");
     }
