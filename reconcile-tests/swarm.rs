@@ -377,7 +377,7 @@ fn volumes_of(root: &TestRoot) -> String {
 
 #[tokio::test]
 #[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
-async fn on_a_swarm_an_app_keeps_its_volume_on_its_node_across_deploys_until_a_purge() {
+async fn on_a_swarm_an_app_keeps_its_volume_across_deploys_and_a_rename_until_a_purge() {
     let swarm = SwarmRoot::new("swarmvol").await;
     let root = &swarm.root;
     root.write_template("count-v1", COUNTER);
@@ -385,14 +385,14 @@ async fn on_a_swarm_an_app_keeps_its_volume_on_its_node_across_deploys_until_a_p
     let alice = add_user(root, "alice", false).await;
     let mut serve = Serve::start(root);
     let api = Api::new(serve.api_base());
-    let logs_say = |want: &'static str| {
+    let logs_say = |app: &'static str, want: &'static str| {
         let (api, alice) = (&api, &alice);
         async move {
-            let logs = api.get("/apps/alice/db/logs?tail=10", alice).await;
-            logs.text.contains(want)
+            let path = format!("/apps/alice/{app}/logs?tail=10");
+            api.get(&path, alice).await.text.contains(want)
         }
     };
-    wait_until(T, "the first boot", || logs_say("boots=1")).await;
+    wait_until(T, "the first boot", || logs_say("db", "boots=1")).await;
     let placed = inspect_app(
         root,
         "db",
@@ -406,24 +406,43 @@ async fn on_a_swarm_an_app_keeps_its_volume_on_its_node_across_deploys_until_a_p
 
     // A deploy: a new task on the same node finds the same data.
     root.write_manifest("alice", "db", "template = \"count-v1\"\nrestart = \"2\"\n");
-    wait_until(T, "the second boot to count two", || logs_say("boots=2")).await;
+    wait_until(T, "the second boot", || logs_say("db", "boots=2")).await;
+
+    // A rename: the old service goes, its volume is copied into the new name's, and the new
+    // name's service boots a third time on the same data.
+    let body = serde_json::json!({"appname": "store"});
+    let asked = api.post("/apps/alice/db/rename", &alice, Some(body)).await;
+    assert!(matches!(asked.status, 200 | 202), "{}", asked.text);
+    wait_until(T, "the renamed app's third boot", || {
+        logs_say("store", "boots=3")
+    })
+    .await;
+    assert!(
+        inspect_app(root, "db", "{{.ID}}").is_empty(),
+        "the old service is gone"
+    );
+    wait_until(T, "one volume left, the new name's", || async {
+        let left = volumes_of(root);
+        left.lines().count() == 1 && left.contains("store")
+    })
+    .await;
 
     // A confirmed purge removes the service, then the volume it used, then the workspace.
-    let ask = api.delete("/apps/alice/db?purge=true", &alice).await;
+    let ask = api.delete("/apps/alice/store?purge=true", &alice).await;
     ask.expect(202);
     let token = ask.json()["confirm"].as_str().unwrap().to_string();
-    let path = format!("/apps/alice/db?purge=true&confirm={token}");
+    let path = format!("/apps/alice/store?purge=true&confirm={token}");
     api.delete(&path, &alice).await.expect(200);
     wait_until(T, "the purge to drop the volume", || async {
         volumes_of(root).trim().is_empty()
     })
     .await;
     assert!(
-        inspect_app(root, "db", "{{.ID}}").is_empty(),
+        inspect_app(root, "store", "{{.ID}}").is_empty(),
         "the service is gone"
     );
     assert!(
-        !root.app_dir("alice", "db").exists(),
+        !root.app_dir("alice", "store").exists(),
         "the workspace is purged"
     );
 }

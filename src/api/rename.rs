@@ -39,11 +39,6 @@ async fn rename(
     ApiJson(body): ApiJson<RenameTo>,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
-    if s.config.runtime.is_swarm() {
-        return Err(ApiError::Conflict(
-            "renaming is not supported with runtime = \"swarm\" yet (an app's volumes live on one node); nothing was changed".into(),
-        ));
-    }
     let new =
         AppKey::new(&key.userid, &body.appname).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if new == key {

@@ -1,4 +1,5 @@
-//! A rename's takeover (SPEC §13, `renamed_from`): the old name's containers stop, its
+//! A rename's takeover (SPEC §13, `renamed_from`): the old name's containers stop (in swarm
+//! mode its service goes, its volumes being on this node, where its one task was pinned), its
 //! workspace directory moves (one `rename(2)`), each of its volumes is copied into the new
 //! name's volume by a one-off container of the app's own image, and then the old containers
 //! and volumes go. Every step can run again: a cut-short copy is redone from an emptied
@@ -30,14 +31,7 @@ impl Executor {
         app: &DesiredApp,
         from: &AppKey,
     ) -> Result<(), ActionError> {
-        // Listed now, not taken from the plan: whatever the old name runs at this moment stops.
-        let containers = self.containers_of(from).await?;
-        for c in containers.iter().filter(|c| c.running) {
-            info!(app = %app.key, container = %c.name, "stopping the old name's container");
-            self.engine()
-                .stop(&c.id, self.config().stop_timeout)
-                .await?;
-        }
+        let containers = self.stop_old(app, from).await?;
         self.move_workspace(from, &app.key)?;
         let old_volumes = self.engine().volumes_of(from).await?;
         if !old_volumes.is_empty() {
@@ -54,6 +48,37 @@ impl Executor {
         }
         info!(app = %app.key, from = %from, volumes = old_volumes.len(), "rename taken over");
         Ok(())
+    }
+
+    /// Stops whatever the old name runs at this moment (listed now, not taken from the plan)
+    /// and answers its containers, removed once the data is copied. A Swarm service is removed
+    /// at once, and its tasks waited for: its volumes are free to copy only then.
+    async fn stop_old(
+        &self,
+        app: &DesiredApp,
+        from: &AppKey,
+    ) -> Result<Vec<ContainerRef>, ActionError> {
+        if self.config().runtime.is_swarm() {
+            let services = self.engine().list_services().await?;
+            let old: Vec<_> = services.iter().filter(|o| &o.key == from).collect();
+            for s in &old {
+                info!(app = %app.key, service = %s.name, "removing the old name's service");
+                self.engine().remove_service(&s.id).await?;
+            }
+            let grace = self.config().stop_timeout + std::time::Duration::from_secs(15);
+            for s in &old {
+                self.engine().wait_tasks_gone(&s.id, grace).await?;
+            }
+            return Ok(vec![]);
+        }
+        let containers = self.containers_of(from).await?;
+        for c in containers.iter().filter(|c| c.running) {
+            info!(app = %app.key, container = %c.name, "stopping the old name's container");
+            self.engine()
+                .stop(&c.id, self.config().stop_timeout)
+                .await?;
+        }
+        Ok(containers)
     }
 
     /// `key`'s containers in any state, as the engine lists them now.

@@ -44,7 +44,10 @@ impl Executor {
             Action::Create { start } => {
                 let app = need_app()?;
                 let image = self.image_for(app, HookKind::PreCreate, registry).await?;
-                let id = self.engine().create_service(app, &image, *start, grace).await?;
+                let id = self
+                    .engine()
+                    .create_service(app, &image, *start, grace)
+                    .await?;
                 if *start {
                     self.route_when_live(app, &id).await;
                 }
@@ -62,10 +65,17 @@ impl Executor {
             Action::Stop { container } => self.scale(app, container, false).await,
             // Services have no `_next` names: nothing to settle.
             Action::Settle { .. } => Ok(()),
-            Action::Rename { .. } => Err(ActionError::Rename(
-                "renaming is not supported with runtime = \"swarm\" yet: its volumes live on one node".into(),
-            )),
-            Action::Remove { containers, template } => {
+            // The old name's service goes, its data moves here; the next pass makes the
+            // new name's service.
+            Action::Rename { from, .. } => {
+                self.take_over(need_app()?, from).await?;
+                self.prune_images(from, registry, None).await;
+                Ok(())
+            }
+            Action::Remove {
+                containers,
+                template,
+            } => {
                 self.remove(&change.key, containers, template.as_deref())
                     .await?;
                 self.prune_images(&change.key, registry, None).await;

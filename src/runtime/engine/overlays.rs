@@ -6,6 +6,9 @@
 use bollard::models::NetworkCreateRequest;
 
 use super::{fail, Engine, EngineError};
+
+/// How many times an overlay another create made is looked for, a quarter second apart.
+const LIST_TRIES: u32 = 12;
 use crate::model::labels;
 
 impl Engine {
@@ -34,14 +37,18 @@ impl Engine {
             .await
         {
             Ok(made) => Ok(made.id),
-            // Made meanwhile, for another app of the user: Swarm keeps one per name.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
-                let found = self.overlay_named(name, userid).await?;
-                found.ok_or_else(|| held(name))
+            // Made meanwhile, for another app of the user: Swarm keeps one per name and
+            // answers 409 or 500 ("name conflicts with an existing object"), and this engine
+            // may list it only a moment later.
+            Err(e) => {
+                for _ in 0..LIST_TRIES {
+                    if let Some(id) = self.overlay_named(name, userid).await? {
+                        return Ok(id);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(fail(format!("create overlay network {name}"))(e))
             }
-            Err(e) => Err(fail(format!("create overlay network {name}"))(e)),
         }
     }
 
