@@ -24,8 +24,9 @@ use crate::runtime::health::{self, Gate, GateError};
 /// Log lines of a failed new container kept in its rollback reason.
 const LOG_LINES: u32 = 10;
 
-/// Releases an app's route pin when dropped.
-struct Release<'a>(&'a Front, &'a AppKey);
+/// Releases an app's route pin when dropped, however the change ends (a panic, a future
+/// dropped at shutdown).
+pub(in crate::runtime) struct Release<'a>(pub &'a Front, pub &'a AppKey);
 
 impl Drop for Release<'_> {
     fn drop(&mut self) {

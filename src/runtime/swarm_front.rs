@@ -17,6 +17,7 @@ use crate::model::desired::DesiredApp;
 use crate::runtime::engine::LiveTask;
 use crate::runtime::executor::Executor;
 use crate::runtime::health::{self, Gate};
+use crate::runtime::rollout::Release;
 
 /// How often the tasks are listed while a change runs.
 const POLL: Duration = Duration::from_millis(100);
@@ -35,14 +36,13 @@ impl Executor {
         let Some(front) = self.front().filter(|_| app.spec.domain.is_some()) else {
             return work.await;
         };
+        let _release = Release(front, &app.key);
         tokio::pin!(work);
-        let out = tokio::select! {
+        tokio::select! {
             out = &mut work => out,
             // Follows until the work ends (no count of tasks is ever `usize::MAX`).
             () = self.follow(app, service, usize::MAX) => work.await,
-        };
-        front.release(&app.key);
-        out
+        }
     }
 
     /// After a create or a start of a domain app: pins its route to its tasks as they come
@@ -52,6 +52,7 @@ impl Executor {
         let Some(front) = self.front().filter(|_| app.spec.domain.is_some()) else {
             return;
         };
+        let _release = Release(front, &app.key);
         let want = usize::from(app.spec.replicas.unwrap_or(1));
         let limit = LIVE_LIMIT + app.health.as_ref().map(|h| h.timeout).unwrap_or_default();
         if tokio::time::timeout(limit, self.follow(app, service, want))
@@ -60,7 +61,6 @@ impl Executor {
         {
             warn!(app = %app.key, service, "swarm: tasks not all reachable yet; routing to those there are");
         }
-        front.release(&app.key);
     }
 
     /// Pins `app`'s route to `service`'s live tasks whenever they change; returns once `want`
