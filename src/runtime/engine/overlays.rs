@@ -3,7 +3,7 @@
 //! app name, so a user's apps reach each other by name on any node and other users' apps
 //! cannot reach them. Swarm keeps overlay names unique, so no copies are settled here.
 
-use bollard::models::NetworkCreateRequest;
+use bollard::models::{Network, NetworkCreateRequest};
 
 use super::{fail, Engine, EngineError};
 
@@ -59,14 +59,22 @@ impl Engine {
         self.refuse_foreign(name, userid, &found)?;
         for net in found {
             let id = net.id.clone().unwrap_or_default();
-            match net.driver.as_deref() {
-                Some("overlay") => return Ok(Some(id)),
-                _ if self.remove_network_if_unused(&id).await? => return Err(held(name)),
-                _ => {}
+            if is_overlay(&net) {
+                return Ok(Some(id));
+            }
+            if self.remove_network_if_unused(&id).await? {
+                return Err(held(name));
             }
         }
         Ok(None)
     }
+}
+
+/// Whether a listed network is a swarm's overlay. One just made by another create lists with
+/// no driver until Swarm has allocated it: its scope is what says so, and it is never removed
+/// as a leftover bridge.
+fn is_overlay(net: &Network) -> bool {
+    net.scope.as_deref() == Some("swarm") || net.driver.as_deref() == Some("overlay")
 }
 
 fn held(name: &str) -> EngineError {
@@ -77,5 +85,30 @@ fn held(name: &str) -> EngineError {
             message: "a bridge network of that name is still in use; remove what is attached to it"
                 .into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(scope: &str, driver: Option<&str>) -> Network {
+        Network {
+            scope: Some(scope.into()),
+            driver: driver.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_overlay_swarm_has_not_allocated_yet_is_an_overlay_not_a_leftover() {
+        assert!(is_overlay(&listed("swarm", None)));
+        assert!(is_overlay(&listed("swarm", Some(""))));
+        assert!(is_overlay(&listed("swarm", Some("overlay"))));
+    }
+
+    #[test]
+    fn a_local_bridge_is_a_leftover_to_remove() {
+        assert!(!is_overlay(&listed("local", Some("bridge"))));
     }
 }
