@@ -176,6 +176,52 @@ async fn containers(docker: &bollard::Docker, instance: &str) -> Vec<String> {
         .collect()
 }
 
+/// CPU time (clock ticks, with reaped children) of every live process, by pid: its name and
+/// ticks. Read before and after berth's deploys, it tells which process the 2 cores went to.
+fn cpu_by_pid() -> HashMap<u32, (String, u64)> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces, so split after its last `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime, stime, cutime, cstime are fields 14-17 of stat, 12-15 after the name.
+        let ticks = fields[11..15]
+            .iter()
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        out.insert(pid, (stat[open + 1..close].to_string(), ticks));
+    }
+    out
+}
+
+/// The CPU each process name used between two [`cpu_by_pid`] reads, most first (a process
+/// gone by `after` is not counted; one new since `before` counts whole).
+fn cpu_used(before: &HashMap<u32, (String, u64)>, after: &HashMap<u32, (String, u64)>) -> String {
+    let tick_ms = 1000.0 / 100.0;
+    let mut by_name = HashMap::<&str, u64>::new();
+    for (pid, (name, ticks)) in after {
+        let was = before
+            .get(pid)
+            .filter(|(n, _)| n == name)
+            .map_or(0, |b| b.1);
+        *by_name.entry(name.as_str()).or_default() += ticks.saturating_sub(was);
+    }
+    let mut shown: Vec<(&str, u64)> = by_name.into_iter().filter(|(_, t)| *t > 0).collect();
+    shown.sort_by(|a, b| b.1.cmp(&a.1));
+    let shown: Vec<String> = (shown.iter().take(8))
+        .map(|(n, t)| format!("{n} {:.0} ms", *t as f64 * tick_ms))
+        .collect();
+    shown.join(", ")
+}
+
 /// A request's latency, whether it was sent twice, and when it began.
 type Sample = (Duration, bool, Instant);
 
@@ -296,6 +342,7 @@ async fn main() {
         .unwrap();
 
     let (steady, _) = under_load(&url, async {}).await;
+    let cpu_raw = cpu_by_pid();
     let (during_raw, raw) = under_load(&url, async {
         let mut raw = Vec::new();
         for n in 1..=DEPLOYS {
@@ -305,6 +352,11 @@ async fn main() {
         raw
     })
     .await;
+    let cpu_before = cpu_by_pid();
+    println!(
+        "CPU used during raw create+start (the load's own included): {}",
+        cpu_used(&cpu_raw, &cpu_before)
+    );
     let (during, (berth, writes)) = under_load(&url, async {
         let (mut berth, mut writes) = (Vec::new(), Vec::new());
         for n in 1..=DEPLOYS {
@@ -328,6 +380,10 @@ async fn main() {
         (berth, writes)
     })
     .await;
+    println!(
+        "CPU used during berth deploys (the load's own included): {}",
+        cpu_used(&cpu_before, &cpu_by_pid())
+    );
     let (raw, berth) = (median(raw), median(berth));
     println!(
         "deploy, write -> new version answers through Caddy: {} (median of {DEPLOYS}); raw create+start+first answer: {}; ratio {:.2}x",
