@@ -176,6 +176,27 @@ async fn containers(docker: &bollard::Docker, instance: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a route switch costs Caddy's traffic by itself: berth's server is loaded again
+/// `DEPLOYS` times, as far apart as deploys, with the same routes (one harmless field
+/// toggled, or Caddy would see no change).
+async fn caddy_reloads(client: &reqwest::Client, admin: u16, instance: &str) {
+    let url = format!("http://127.0.0.1:{admin}/config/apps/http/servers/berth-{instance}");
+    let berths: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    for n in 0..=DEPLOYS {
+        let mut server = berths.clone();
+        if n < DEPLOYS {
+            server["max_header_bytes"] = serde_json::json!(1_000_000 + n);
+        }
+        let posted = client.post(&url).json(&server).send().await.unwrap();
+        assert!(
+            posted.status().is_success(),
+            "{}",
+            posted.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+}
+
 /// CPU time (clock ticks, with reaped children) of every live process, by pid: its name and
 /// ticks. Read before and after berth's deploys, it tells which process the 2 cores went to.
 fn cpu_by_pid() -> HashMap<u32, (String, u64)> {
@@ -192,8 +213,11 @@ fn cpu_by_pid() -> HashMap<u32, (String, u64)> {
             continue;
         };
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // utime, stime, cutime, cstime are fields 14-17 of stat, 12-15 after the name.
-        let ticks = fields[11..15]
+        // utime, stime, cutime, cstime are fields 14-17 of stat, 12-15 after the name. Not
+        // the reaped children of pid 1: it reaps exited container shims, whose count holds
+        // the whole life of the container they ran.
+        let upto = if pid == 1 { 13 } else { 15 };
+        let ticks = fields[11..upto]
             .iter()
             .filter_map(|f| f.parse::<u64>().ok())
             .sum();
@@ -215,7 +239,7 @@ fn cpu_used(before: &HashMap<u32, (String, u64)>, after: &HashMap<u32, (String, 
         *by_name.entry(name.as_str()).or_default() += ticks.saturating_sub(was);
     }
     let mut shown: Vec<(&str, u64)> = by_name.into_iter().filter(|(_, t)| *t > 0).collect();
-    shown.sort_by(|a, b| b.1.cmp(&a.1));
+    shown.sort_by_key(|s| std::cmp::Reverse(s.1));
     let shown: Vec<String> = (shown.iter().take(8))
         .map(|(n, t)| format!("{n} {:.0} ms", *t as f64 * tick_ms))
         .collect();
@@ -250,8 +274,8 @@ fn load(url: String, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<S
 }
 
 /// Where in a deploy the slow requests (over `slow`) began: counted by 100 ms from the
-/// manifest write before them, to tell which step of a rollout costs the latency.
-fn slow_by_phase(samples: &[Sample], writes: &[Instant], slow: Duration) {
+/// deploy's start (`from`) before them, to tell which step of a rollout costs the latency.
+fn slow_by_phase(during: &str, from: &str, samples: &[Sample], writes: &[Instant], slow: Duration) {
     let mut buckets = std::collections::BTreeMap::<u128, usize>::new();
     for (took, _, at) in samples.iter().filter(|s| s.0 > slow) {
         let _ = took;
@@ -266,7 +290,7 @@ fn slow_by_phase(samples: &[Sample], writes: &[Instant], slow: Duration) {
         .map(|(b, n)| format!("{}-{} ms: {n}", b * 100, b * 100 + 99))
         .collect();
     println!(
-        "requests over {} during berth deploys, by when they began after the manifest write: {}",
+        "requests over {} during {during}, by when they began after {from}: {}",
         ms(slow),
         shown.join("; ")
     );
@@ -343,15 +367,17 @@ async fn main() {
 
     let (steady, _) = under_load(&url, async {}).await;
     let cpu_raw = cpu_by_pid();
-    let (during_raw, raw) = under_load(&url, async {
-        let mut raw = Vec::new();
+    let (during_raw, (raw, raw_starts)) = under_load(&url, async {
+        let (mut raw, mut starts) = (Vec::new(), Vec::new());
         for n in 1..=DEPLOYS {
             let like = format!("paas-app-{instance}-bench-shop");
+            starts.push(Instant::now());
             raw.push(raw_deploy(&docker, &client, &like, n).await);
         }
-        raw
+        (raw, starts)
     })
     .await;
+    let (during_reloads, ()) = under_load(&url, caddy_reloads(&client, admin, &instance)).await;
     let cpu_before = cpu_by_pid();
     println!(
         "CPU used during raw create+start (the load's own included): {}",
@@ -390,10 +416,19 @@ async fn main() {
         ms(berth), ms(raw), berth.as_secs_f64() / raw.as_secs_f64()
     );
     let p_steady = p99(&steady);
-    slow_by_phase(&during, &writes, p_steady * 2);
+    slow_by_phase(
+        "berth deploys",
+        "the manifest write",
+        &during,
+        &writes,
+        p_steady * 2,
+    );
+    let what = "raw create+start+remove";
+    slow_by_phase(what, "the create", &during_raw, &raw_starts, p_steady * 2);
     for (what, samples) in [
         ("berth deploys", during),
         ("raw create+start of the same container", during_raw),
+        ("Caddy config loads alone (same routes)", during_reloads),
     ] {
         let p = p99(&samples);
         let first_try: Vec<Sample> = samples.iter().filter(|s| !s.1).copied().collect();

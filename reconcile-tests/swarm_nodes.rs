@@ -2,15 +2,19 @@
 //! (advertised on a veth address) and a second `dockerd` in a network namespace as a worker
 //! (`scripts/swarm-node.sh`), with a TLS registry both pull from. Apps with `replicas = 2`
 //! run one task on each node (the worker pulls the app's image berth pushed) and answer from
-//! both; when the worker's engine dies, Swarm moves its tasks to the manager and berth leaves
-//! that alone. Everything is undone on any exit: services, images, the node, the registry,
+//! both. A domain app's task that dies on the worker and comes back on a new port is routed
+//! through Caddy within seconds, though no event of the worker reaches berth and the resync
+//! is ten minutes off (berth reads the task list). When the worker's engine dies, Swarm moves
+//! its tasks to the manager and berth leaves that alone. Everything is undone on any exit: services, images, the node, the registry,
 //! the swarm.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::caddy::Caddy;
 use crate::support::docker::docker_cli;
 use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease};
-use crate::support::{free_port, wait_until, TestRoot};
+use crate::support::{free_port, wait_until, Serve, TestRoot};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -96,6 +100,49 @@ fn answer_inside(id: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The task ids (= hostnames) that answer through Caddy for `site.example.test` in `n`
+/// requests.
+fn answering(caddy: &Caddy, n: usize) -> BTreeSet<String> {
+    let client = caddy.client();
+    (0..n)
+        .map(|_| client.get_plain("site.example.test"))
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
+        .collect()
+}
+
+/// A domain app's task on the worker dies and Swarm starts another there, on a new port:
+/// the worker's engine tells this one nothing, and the resync is ten minutes off, so only
+/// berth's read of the task list can route to the new task.
+async fn worker_task_restarts_are_routed_without_a_resync(
+    root: &TestRoot,
+    node: &SecondNode,
+    caddy: &Caddy,
+) {
+    let site = service(root, "site");
+    let on_host = running_on(HOST_ENGINE, &site);
+    let on_worker = running_on(&node.docker_host, &site);
+    let serve = Serve::start(root);
+    let both: BTreeSet<String> = on_host.iter().chain(&on_worker).cloned().collect();
+    wait_until(T, "both site tasks to answer through Caddy", || async {
+        answering(caddy, 8) == both
+    })
+    .await;
+    node.docker(&["kill", &on_worker[0]]);
+    let moved = || async {
+        let now = running_on(&node.docker_host, &site);
+        let want: BTreeSet<String> = on_host.iter().chain(&now).cloned().collect();
+        now.len() == 1 && now != on_worker && answering(caddy, 8) == want
+    };
+    wait_until(
+        T,
+        "the restarted worker task to answer through Caddy",
+        moved,
+    )
+    .await;
+    drop(serve);
+}
+
 #[tokio::test]
 #[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
@@ -114,13 +161,26 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
     assert!(nodes.contains(&format!("{worker} Ready")), "{nodes}");
 
     let registry = format!("{:?}", node.registry);
-    root.config(&[("runtime", "\"swarm\""), ("registry", &registry)], "");
+    let caddy = Caddy::start();
+    // No resync in the test's time: only the task watch can see a task change on the worker.
+    let table = format!(
+        "{}\n[policy]\ndomains = [\"*.example.test\"]\n",
+        caddy.plain_proxy_table("1s")
+    );
+    let config = [
+        ("runtime", "\"swarm\""),
+        ("registry", &registry),
+        ("resync", "\"10m\""),
+    ];
+    root.config(&config, &table);
     root.write_template("serve-v1", SERVE);
     let port = free_port();
     let web = format!("template = \"serve-v1\"\nreplicas = 2\nhost_port = {port}\n");
     root.write_manifest("alice", "web", &web);
     let spread = "template = \"serve-v1\"\nreplicas = 2\n";
     root.write_manifest("alice", "spread", spread);
+    let site = "template = \"serve-v1\"\nreplicas = 2\ndomain = \"site.example.test\"\n";
+    root.write_manifest("alice", "site", site);
     let run = root.berth(&["apply"]).await;
     assert_eq!(run.code, Some(0), "apply: {}", run.text());
 
@@ -130,7 +190,7 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
         v.sort();
         v
     };
-    for app in ["web", "spread"] {
+    for app in ["web", "spread", "site"] {
         let svc = service(&root, app);
         wait_until(T, &format!("{app}: one running task per node"), || async {
             task_nodes(&svc) == both
@@ -158,6 +218,8 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
         })
         .await;
     }
+
+    worker_task_restarts_are_routed_without_a_resync(&root, &node, &caddy).await;
 
     // The worker's engine dies: Swarm sees the node down and runs its task on the manager.
     node.kill_engine();

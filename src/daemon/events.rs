@@ -1,16 +1,64 @@
 //! The loop's outside sources of work besides files: the Docker event stream of this
-//! instance's containers (which also keeps the informer's list honest), and git mode's remote.
+//! instance's containers (which also keeps the informer's list honest), in swarm mode the
+//! task list read every two seconds, and git mode's remote.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::reconcile::trigger::{Trigger, Wake};
 use crate::runtime::informer::Informer;
 use crate::state::git::GitSync;
+
+/// How often swarm mode reads the task list.
+const TASK_WATCH: Duration = Duration::from_secs(2);
+
+/// The engine's side of the loop's work: the container events, and in swarm mode the tasks.
+pub async fn watch_engine(informer: Arc<Informer>, wake: Wake, shutdown: CancellationToken) {
+    if informer.services() {
+        let (i, w, s) = (informer.clone(), wake.clone(), shutdown.clone());
+        tokio::join!(
+            forward_docker_events(i, w, s),
+            follow_swarm_tasks(informer, wake, shutdown)
+        );
+    } else {
+        forward_docker_events(informer, wake, shutdown).await;
+    }
+}
+
+/// Swarm mode: a task on another node sends this engine no event, so a task Swarm restarted
+/// or moved there would wait for the resync to be routed and shown. The task list is read
+/// every [`TASK_WATCH`] (one call); a change in which tasks run, and the first read, wake
+/// the loop.
+async fn follow_swarm_tasks(informer: Arc<Informer>, wake: Wake, shutdown: CancellationToken) {
+    let (mut last, mut failing) = (None, false);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TASK_WATCH) => {}
+        }
+        match informer.running_tasks().await {
+            // The first read, too: a task may have moved between the first pass's list and
+            // it, and no later read would differ.
+            Ok(now) => {
+                if last.as_ref() != Some(&now) {
+                    debug!(tasks = now.len(), "the swarm's tasks changed");
+                    wake.wake(Trigger::SwarmTasks);
+                }
+                (last, failing) = (Some(now), false);
+            }
+            // Said once per outage: the loop's own passes report the engine too.
+            Err(e) if !failing => {
+                warn!(cause = %e, "cannot read the swarm's tasks; trying every 2 s");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
 
 /// Follows the Docker events of this instance's containers for the informer (which keeps the
 /// container list while they say nothing changed) and the loop. An event that can change the
@@ -20,11 +68,7 @@ use crate::state::git::GitSync;
 /// still say `running` just after a `die` event, so the first pass may see stale state. The
 /// subscription is re-made after errors, with a pass each time since events may have been
 /// missed; until it is, every pass lists.
-pub async fn forward_docker_events(
-    informer: Arc<Informer>,
-    wake: Wake,
-    shutdown: CancellationToken,
-) {
+async fn forward_docker_events(informer: Arc<Informer>, wake: Wake, shutdown: CancellationToken) {
     const SETTLE: Duration = Duration::from_secs(1);
     let far = || tokio::time::Instant::now() + Duration::from_secs(86_400);
     let mut follow_up = far();

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::AppState;
-use crate::daemon::events::{follow_remote, forward_docker_events};
+use crate::daemon::events::{follow_remote, watch_engine};
 use crate::daemon::pass::Reconciler;
 use crate::daemon::serve_loop::ServeLoop;
 use crate::error_chain::chain;
@@ -138,7 +138,7 @@ fn spawn(
     let git = shared.git.clone();
     let informer = serve_loop.executor().informer().clone();
     Tasks {
-        events: tokio::spawn(forward_docker_events(informer, wake.clone(), stop.clone())),
+        events: tokio::spawn(watch_engine(informer, wake.clone(), stop.clone())),
         api: vec![
             (
                 "API",

@@ -39,17 +39,21 @@ pub enum Trigger {
     Retry,
     /// `berth apply` asked the running daemon to converge now.
     Apply,
+    /// Swarm mode: the tasks Swarm runs changed (a task restarted, moved or started, on any
+    /// node), seen by reading the task list.
+    SwarmTasks,
 }
 
 impl Trigger {
     /// Every trigger, in the order a set names them.
-    pub const ALL: [Trigger; 10] = [
+    pub const ALL: [Trigger; 11] = [
         Trigger::Start,
         Trigger::Apply,
         Trigger::ApiWrite,
         Trigger::Git,
         Trigger::File,
         Trigger::DockerEvent,
+        Trigger::SwarmTasks,
         Trigger::ActionFinished,
         Trigger::Backoff,
         Trigger::Resync,
@@ -69,6 +73,7 @@ impl Trigger {
             Trigger::Resync => "resync",
             Trigger::Retry => "retry",
             Trigger::Apply => "apply",
+            Trigger::SwarmTasks => "swarm_tasks",
         }
     }
 

@@ -69,6 +69,12 @@ impl Informer {
         self.services
     }
 
+    /// Swarm mode: every task Swarm wants running, as (service, task, running), for the
+    /// daemon to compare with its last read (task events from other nodes never reach here).
+    pub async fn running_tasks(&self) -> Result<Vec<(String, String, bool)>, EngineError> {
+        self.engine.running_tasks().await
+    }
+
     /// This instance's containers: the kept list while nothing can have changed since it
     /// began, else a new one.
     pub async fn list(&self) -> Result<Listed, EngineError> {

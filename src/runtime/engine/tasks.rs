@@ -63,6 +63,28 @@ impl Engine {
         Ok(place(tasks, &nodes))
     }
 
+    /// Every task Swarm wants running, as (service id, task id, running), sorted: two reads
+    /// differ when a task started, stopped, restarted or moved, on any node. One call.
+    pub(in crate::runtime) async fn running_tasks(
+        &self,
+    ) -> Result<Vec<(String, String, bool)>, EngineError> {
+        let filters = HashMap::from([("desired-state".to_string(), vec!["running".into()])]);
+        let opts = ListTasksOptions {
+            filters: Some(filters),
+        };
+        let tasks = self.docker.call("task_list").list_tasks(Some(opts)).await;
+        let mut out: Vec<(String, String, bool)> = (tasks.map_err(fail("list tasks"))?)
+            .into_iter()
+            .map(|t| {
+                let running = t.status.and_then(|s| s.state) == Some(TaskState::RUNNING);
+                let (service, id) = (t.service_id.unwrap_or_default(), t.id.unwrap_or_default());
+                (service, id, running)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Service `id`'s starting and running tasks now.
     pub(in crate::runtime) async fn live_tasks(
         &self,
