@@ -1,6 +1,8 @@
 //! `runtime = "swarm"` (SPEC §12) on two nodes of one machine: the test engine as manager
 //! (advertised on a veth address) and a second `dockerd` in a network namespace as a worker
-//! (`scripts/swarm-node.sh`), with a TLS registry both pull from. Apps with `replicas = 2`
+//! (`scripts/swarm-node.sh`), with a TLS registry both pull from, which asks for a login
+//! (`[registry_login]`: a wrong password is refused at the push; with the right one the
+//! worker pulls with the login berth gave the service). Apps with `replicas = 2`
 //! run one task on each node (the worker pulls the app's image berth pushed) and answer from
 //! both. A domain app's task that dies on the worker and comes back on a new port is routed
 //! through Caddy within seconds, though no event of the worker reaches berth and the resync
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use crate::support::caddy::Caddy;
 use crate::support::docker::docker_cli;
-use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease};
+use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease, REGISTRY_LOGIN};
 use crate::support::{free_port, wait_until, Serve, TestRoot};
 
 const T: Duration = Duration::from_secs(120);
@@ -172,8 +174,30 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
         ("registry", &registry),
         ("resync", "\"10m\""),
     ];
-    root.config(&config, &table);
     root.write_template("serve-v1", SERVE);
+    // The registry asks for a login: a wrong password is refused at the push, by name.
+    let wrong = node.registry_login_table(root.path(), "not-it");
+    root.config(&config, &format!("{table}{wrong}"));
+    root.write_manifest("alice", "early", "template = \"serve-v1\"\n");
+    let run = root.berth(&["apply"]).await;
+    assert_ne!(
+        run.code,
+        Some(0),
+        "apply with a wrong password: {}",
+        run.text()
+    );
+    let text = run.text();
+    assert!(
+        text.contains("alice/early") && text.contains("push") && text.contains("unauthorized"),
+        "the failure names the app, the push and the registry's answer: {text}"
+    );
+    assert!(
+        !text.contains("not-it"),
+        "the password is never shown: {text}"
+    );
+    root.remove_manifest("alice", "early");
+    let login = node.registry_login_table(root.path(), REGISTRY_LOGIN.1);
+    root.config(&config, &format!("{table}{login}"));
     let port = free_port();
     let web = format!("template = \"serve-v1\"\nreplicas = 2\nhost_port = {port}\n");
     root.write_manifest("alice", "web", &web);

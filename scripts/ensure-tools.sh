@@ -9,7 +9,8 @@
 # prometheus package: a test checks /metrics with it), lintian and systemd-analyze (the .deb
 # and its unit are checked), chromium and chromedriver (the portal's browser tests drive
 # real headless Chromium over WebDriver), wrk (the benchmarks' load generator), docker-compose (benches/compose.rs times it beside berth),
-# docker-registry (the swarm tests push app images to one of their own), iproute2 (`ip` and
+# docker-registry (the swarm tests push app images to one of their own), apache2-utils
+# (`htpasswd`: the two-node test's registry asks for a login), iproute2 (`ip` and
 # `ss`: scripts/swarm-node.sh makes the second node's network namespace and veth pair).
 set -euo pipefail
 need=()
@@ -24,6 +25,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 { command -v ip && command -v ss; } >/dev/null 2>&1 || need+=(iproute2)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)

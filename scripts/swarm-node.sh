@@ -26,7 +26,8 @@
 # Docker reads /etc/docker/certs.d/<addr>:<port>/ca.crt on every pull and push, so trusting the
 # CA there for each ADDR (default: 127.0.0.1 and the HOST_ADDR of every node that is up) needs
 # no engine restart; registry-down removes exactly those directories. Listens on
-# ${BERTH_REGISTRY_LISTEN:-0.0.0.0}:PORT.
+# ${BERTH_REGISTRY_LISTEN:-0.0.0.0}:PORT. With BERTH_REGISTRY_LOGIN=user:password it asks for
+# that login (htpasswd, bcrypt) on every request.
 set -euo pipefail
 
 NET_PREFIX=10.213
@@ -279,7 +280,7 @@ cmd_registry_up() {
   shift 2
   registry_paths "$port"
   local listen=${BERTH_REGISTRY_LISTEN:-0.0.0.0}
-  local addrs=("$@") san a pid
+  local addrs=("$@") san a pid code
   if [ ${#addrs[@]} -eq 0 ]; then
     mapfile -t addrs < <(node_host_addrs)
   fi
@@ -317,6 +318,10 @@ http:
     certificate: $dir/cert.pem
     key: $dir/key.pem
 EOF
+  if [ -n "${BERTH_REGISTRY_LOGIN:-}" ]; then
+    htpasswd -Bbn "${BERTH_REGISTRY_LOGIN%%:*}" "${BERTH_REGISTRY_LOGIN#*:}" >"$dir/htpasswd"
+    printf 'auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n' "$dir/htpasswd" >>"$dir/config.yml"
+  fi
   echo "$dir" >"$REG_RUN/dir"
   : >"$REG_RUN/certs"
   [ -d "$CERTS_D" ] || { mkdir -p "$CERTS_D" && echo "$CERTS_D" >>"$REG_RUN/certs"; }
@@ -330,7 +335,9 @@ EOF
   setsid /usr/bin/docker-registry serve "$dir/config.yml" </dev/null >"$dir/registry.log" 2>&1 &
   echo $! >"$REG_RUN/pid"
   for _ in $(seq 1 30); do
-    if curl -fsS --cacert "$dir/ca.pem" "https://127.0.0.1:$port/v2/" >/dev/null 2>&1; then
+    # 401 is an answer too: a registry that asks for a login.
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$dir/ca.pem" "https://127.0.0.1:$port/v2/" 2>/dev/null || true)
+    if [ "$code" = 200 ] || [ "$code" = 401 ]; then
       log "registry answers on $listen:$port (trusted for ${addrs[*]})"
       printf 'REGISTRY=%s:%s\n' "${addrs[1]:-127.0.0.1}" "$port"
       return 0

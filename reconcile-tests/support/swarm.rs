@@ -142,14 +142,15 @@ impl Drop for Registry {
     }
 }
 
-/// `scripts/swarm-node.sh` with `args`; its stdout, or a panic with its stderr.
-fn swarm_node(args: &[&str]) -> String {
+/// `scripts/swarm-node.sh` with `args` (and `env`); its stdout, or a panic with its stderr.
+fn swarm_node(args: &[&str], env: &[(&str, &str)]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/swarm-node.sh");
     // A default bridge on the node: berth's tasks join no network, and a host-mode port
     // is published through the bridge.
     let out = Command::new(script)
         .args(args)
         .env("BERTH_NODE_BRIDGE", "1")
+        .envs(env.iter().copied())
         .output()
         .expect(script);
     assert!(
@@ -160,9 +161,12 @@ fn swarm_node(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The login the second node's registry asks for.
+pub const REGISTRY_LOGIN: (&str, &str) = ("berth", "tw0-n0des");
+
 /// A second engine on this machine (`scripts/swarm-node.sh up`: its own network namespace,
 /// veth pair, data root and socket) and a TLS registry on the host side of its veth that both
-/// engines trust (`registry-up`). Dropped: the node goes down, then the registry (its
+/// engines trust and that asks for [`REGISTRY_LOGIN`] (`registry-up`). Dropped: the node goes down, then the registry (its
 /// certificates leave `/etc/docker/certs.d`).
 pub struct SecondNode {
     /// `berth-<name>` is its netns and hostname.
@@ -186,7 +190,7 @@ impl SecondNode {
             .unwrap()
             .subsec_nanos();
         let name = format!("t{:06x}", (nanos ^ std::process::id()) & 0xff_ffff);
-        let out = swarm_node(&["up", &name]);
+        let out = swarm_node(&["up", &name], &[]);
         let field = |k: &str| {
             out.lines()
                 .find_map(|l| l.strip_prefix(&format!("{k}=")))
@@ -206,9 +210,21 @@ impl SecondNode {
         node.registry_port = Some(port);
         let dir = node.dir.path().join("registry");
         let (p, d) = (port.to_string(), dir.to_string_lossy().into_owned());
-        swarm_node(&["registry-up", &p, &d, &node.host_addr]);
+        let login = format!("{}:{}", REGISTRY_LOGIN.0, REGISTRY_LOGIN.1);
+        let env = [("BERTH_REGISTRY_LOGIN", login.as_str())];
+        swarm_node(&["registry-up", &p, &d, &node.host_addr], &env);
         node.registry = format!("{}:{port}", node.host_addr);
         node
+    }
+
+    /// berth.toml's `[registry_login]` for the registry, with `password` in a file in
+    /// `root` (the right one is [`REGISTRY_LOGIN`]'s).
+    pub fn registry_login_table(&self, root: &std::path::Path, password: &str) -> String {
+        std::fs::write(root.join("registry-password"), format!("{password}\n")).unwrap();
+        format!(
+            "[registry_login]\nusername = {:?}\npassword_file = \"registry-password\"\n",
+            REGISTRY_LOGIN.0
+        )
     }
 
     /// Joins the swarm the host's engine manages (advertised on `host_addr`) as a worker.

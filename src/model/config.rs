@@ -13,6 +13,7 @@ use crate::model::http_limits::HttpLimits;
 use crate::model::names::validate_instance;
 use crate::model::policy::{Policy, PolicyFile};
 use crate::model::proxy::ProxyConfig;
+use crate::model::registry_login::RegistryLoginFile;
 use crate::model::resources::ResourceOverrides;
 use crate::model::runtime_mode::{Runtime, RuntimeKind};
 use crate::model::source_error::SourceError;
@@ -61,6 +62,7 @@ struct ConfigFile {
     audit_max_entries: u64,
     runtime: RuntimeKind,
     registry: Option<String>,
+    registry_login: Option<RegistryLoginFile>,
 }
 
 impl Default for ConfigFile {
@@ -97,6 +99,7 @@ impl Default for ConfigFile {
             audit_max_entries: 100_000,
             runtime: RuntimeKind::Docker,
             registry: None,
+            registry_login: None,
         }
     }
 }
@@ -230,7 +233,9 @@ impl Config {
             p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
         }
         f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
-        let runtime = Runtime::resolve(f.runtime, f.registry.as_deref()).map_err(bad)?;
+        let login = f.registry_login.as_ref().map(|l| l.read(&root));
+        let login = login.transpose().map_err(bad)?;
+        let runtime = Runtime::resolve(f.runtime, f.registry.as_deref(), login).map_err(bad)?;
         Ok(Config {
             runtime,
             policy,

@@ -20,6 +20,7 @@ pub mod names;
 pub mod observed;
 pub mod policy;
 pub mod proxy;
+pub mod registry_login;
 pub mod rename;
 pub mod resources;
 pub mod runtime_mode;

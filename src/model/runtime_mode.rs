@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::model::registry_login::RegistryLogin;
+
 /// `runtime` as written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -24,12 +26,23 @@ pub enum Runtime {
     Swarm {
         /// Where app images are pushed and every node pulls them from.
         registry: String,
+        /// `[registry_login]`, for a registry that asks for one.
+        login: Option<RegistryLogin>,
     },
 }
 
 impl Runtime {
-    /// `runtime` and `registry` as berth.toml gives them.
-    pub fn resolve(kind: RuntimeKind, registry: Option<&str>) -> Result<Runtime, String> {
+    /// `runtime`, `registry` and `[registry_login]` as berth.toml gives them.
+    pub fn resolve(
+        kind: RuntimeKind,
+        registry: Option<&str>,
+        login: Option<RegistryLogin>,
+    ) -> Result<Runtime, String> {
+        if kind == RuntimeKind::Docker && login.is_some() {
+            return Err(
+                "[registry_login] is for runtime = \"swarm\" (no registry is used here)".into(),
+            );
+        }
         match (kind, registry) {
             (RuntimeKind::Docker, None) => Ok(Runtime::Docker),
             (RuntimeKind::Docker, Some(_)) => {
@@ -40,6 +53,7 @@ impl Runtime {
             ),
             (RuntimeKind::Swarm, Some(r)) => check_registry(r).map(|()| Runtime::Swarm {
                 registry: r.to_string(),
+                login,
             }),
         }
     }
@@ -72,10 +86,10 @@ mod tests {
     #[test]
     fn swarm_needs_a_registry_and_docker_takes_none() {
         assert_eq!(
-            Runtime::resolve(RuntimeKind::Docker, None),
+            Runtime::resolve(RuntimeKind::Docker, None, None),
             Ok(Runtime::Docker)
         );
-        let swarm = Runtime::resolve(RuntimeKind::Swarm, Some("10.0.0.1:5000")).unwrap();
+        let swarm = Runtime::resolve(RuntimeKind::Swarm, Some("10.0.0.1:5000"), None).unwrap();
         assert!(swarm.is_swarm());
         for (kind, registry, want) in [
             (RuntimeKind::Swarm, None, "needs registry"),
@@ -84,8 +98,24 @@ mod tests {
             (RuntimeKind::Swarm, Some("r:5000/x"), "no scheme"),
             (RuntimeKind::Swarm, Some(""), "host:port"),
         ] {
-            let e = Runtime::resolve(kind, registry).unwrap_err();
+            let e = Runtime::resolve(kind, registry, None).unwrap_err();
             assert!(e.contains(want), "{kind:?} {registry:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_registry_login_is_for_swarm_mode() {
+        let login = RegistryLogin {
+            username: "berth".into(),
+            password: "pw".into(),
+        };
+        let e = Runtime::resolve(RuntimeKind::Docker, None, Some(login.clone())).unwrap_err();
+        assert!(e.contains("[registry_login] is for runtime"), "{e}");
+        let swarm = Runtime::resolve(RuntimeKind::Swarm, Some("r:5000"), Some(login.clone()));
+        let want = Runtime::Swarm {
+            registry: "r:5000".into(),
+            login: Some(login),
+        };
+        assert_eq!(swarm, Ok(want));
     }
 }

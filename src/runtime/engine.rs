@@ -21,6 +21,7 @@ use crate::model::desired::DesiredApp;
 use crate::model::labels;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
+use crate::model::registry_login::RegistryLogin;
 
 mod app_image;
 mod body;
@@ -81,6 +82,9 @@ pub struct Engine {
     /// Per user network: creators share it (read) once the network exists; making the
     /// network and removing it take it alone (write).
     net_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>>,
+    /// `[registry_login]` (swarm mode): given with pushes, registry reads and service
+    /// creates and updates, so every node pulls with it.
+    registry_auth: Option<bollard::auth::DockerCredentials>,
 }
 
 impl Engine {
@@ -108,7 +112,20 @@ impl Engine {
             instance: instance.to_string(),
             locks: Default::default(),
             net_locks: Default::default(),
+            registry_auth: None,
         })
+    }
+
+    /// This engine, logging in to `registry` as `login` wherever it pushes, reads the
+    /// registry or makes and updates a service.
+    pub fn with_registry_login(mut self, registry: &str, login: &RegistryLogin) -> Engine {
+        self.registry_auth = Some(bollard::auth::DockerCredentials {
+            username: Some(login.username.clone()),
+            password: Some(login.password.clone()),
+            serveraddress: Some(registry.to_string()),
+            ..Default::default()
+        });
+        self
     }
 
     /// Every container with this instance's labels (running or not).

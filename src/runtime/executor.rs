@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use crate::model::config::Config;
 use crate::model::desired::DesiredApp;
 use crate::model::names::AppKey;
+use crate::model::runtime_mode::Runtime;
 use crate::model::spec::user_network;
 use crate::model::template::{HookKind, Template};
 use crate::reconcile::plan::{short, Action, AppChange, ContainerRef};
@@ -93,6 +94,13 @@ impl Executor {
             .locking_in(config.database.with_file_name("berth-hook-locks"));
         let front = Front::new(&config).map(Arc::new);
         let services = config.runtime.is_swarm();
+        let engine = match &config.runtime {
+            Runtime::Swarm {
+                registry,
+                login: Some(login),
+            } => engine.with_registry_login(registry, login),
+            _ => engine,
+        };
         let informer = Arc::new(Informer::new(engine.clone(), config.relist, services));
         Executor {
             config,
@@ -184,7 +192,7 @@ impl Executor {
     }
 
     async fn run(&self, change: &AppChange, app: Option<&DesiredApp>) -> Result<(), ActionError> {
-        if let crate::model::runtime_mode::Runtime::Swarm { registry } = &self.config.runtime {
+        if let Runtime::Swarm { registry, .. } = &self.config.runtime {
             return self.execute_swarm(change, app, registry).await;
         }
         for dup in &change.duplicates {

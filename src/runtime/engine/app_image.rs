@@ -45,7 +45,7 @@ impl Engine {
         let found = self
             .docker
             .call("distribution_inspect")
-            .inspect_registry_image(tag, None)
+            .inspect_registry_image(tag, self.registry_auth.clone())
             .await;
         found.ok().and_then(|d| d.descriptor.digest)
     }
@@ -88,7 +88,10 @@ impl Engine {
             tag: Some(version.to_string()),
             ..Default::default()
         };
-        let mut out = self.docker.call("push").push_image(name, Some(opts), None);
+        let mut out =
+            self.docker
+                .call("push")
+                .push_image(name, Some(opts), self.registry_auth.clone());
         while let Some(step) = out.next().await {
             let step = step.map_err(fail(format!("push {tag}")))?;
             if let Some(e) = step.error_detail.and_then(|d| d.message) {

@@ -55,7 +55,7 @@ impl Engine {
         let made = self
             .docker
             .call("service_create")
-            .create_service(spec, None)
+            .create_service(spec, self.registry_auth.clone())
             .await
             .map_err(fail(format!("create service {name}")))?;
         Ok(made.id.unwrap_or(name))
@@ -283,7 +283,7 @@ impl Engine {
         };
         self.docker
             .call("service_update")
-            .update_service(id, spec, opts, None)
+            .update_service(id, spec, opts, self.registry_auth.clone())
             .await
             .map(drop)
             .map_err(fail(format!("update service {id}")))
