@@ -8,7 +8,8 @@
 //! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:2`:
 //! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
 //! `BENCH_LOG=1` also prints when each manifest was written and berth's log, to place a
-//! deploy's steps in time.
+//! deploy's steps in time; `BENCH_CPUS` and `BENCH_GAP_MS` change the app's CPU limit and
+//! put a pause between deploys (see [`env_or`]).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,6 +27,16 @@ const SERVER: &str =
     "require('http').createServer((q, s) => s.end('hello-' + process.env.NAME + '\\n')).listen(8080)";
 const DEPLOYS: u32 = 7;
 const DOMAIN: &str = "bench.example.test";
+
+/// `name` from the environment, else `default`: `BENCH_CPUS` (the app's CPU limit, 1.0) and
+/// `BENCH_GAP_MS` (a pause after each deploy settles, 0) tell how much of the latency comes
+/// from the app's own limit and warm-up.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -329,14 +340,16 @@ async fn main() {
          [policy]\ndomains = [\"*.example.test\"]\n\
          [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"200ms\"\n",
         api, free_port()));
+    let cpus: f64 = env_or("BENCH_CPUS", 1.0);
     write(
         &root.join("templates/node-v1/template.toml"),
         &format!(
             "image = \"{IMAGE}\"\ncommand = [\"node\", \"-e\", {SERVER:?}]\nport = 8080\n\
-         [defaults]\nmemory = \"128m\"\ncpus = 1.0\n[health]\npath = \"/\"\ninterval = \"100ms\"\n"
+         [defaults]\nmemory = \"128m\"\ncpus = {cpus:?}\n[health]\npath = \"/\"\ninterval = \"100ms\"\n"
         ),
     );
     let manifest = root.join("state/apps/bench/shop.toml");
+    let gap = Duration::from_millis(env_or("BENCH_GAP_MS", 0));
     let shop =
         |n: u32| format!("template = \"node-v1\"\ndomain = \"{DOMAIN}\"\n[env]\nNAME = \"v{n}\"\n");
     write(&manifest, &shop(0));
@@ -402,6 +415,7 @@ async fn main() {
             while containers(&docker, &instance).await != settled {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            tokio::time::sleep(gap).await;
         }
         (berth, writes)
     })
