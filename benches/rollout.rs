@@ -29,8 +29,10 @@ const DEPLOYS: u32 = 7;
 const DOMAIN: &str = "bench.example.test";
 
 /// `name` from the environment, else `default`: `BENCH_CPUS` (the app's CPU limit, 1.0) and
-/// `BENCH_GAP_MS` (a pause after each deploy settles, 0) tell how much of the latency comes
-/// from the app's own limit and warm-up.
+/// `BENCH_GAP_MS` (a pause after each deploy settles, 2000: a deploy begins with a warmed
+/// app, as deploys minutes apart do; 0 deploys back to back, each new container replaced
+/// within a second of taking traffic, never warmed) tell how much of the latency comes from
+/// the app's own limit and warm-up.
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -284,6 +286,12 @@ fn load(url: String, stop: Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<S
         .collect()
 }
 
+/// The samples that began inside one of `windows`.
+fn within(samples: &[Sample], windows: &[(Instant, Instant)]) -> Vec<Sample> {
+    let inside = |at: Instant| windows.iter().any(|(from, to)| (*from..=*to).contains(&at));
+    samples.iter().filter(|s| inside(s.2)).copied().collect()
+}
+
 /// Where in a deploy the slow requests (over `slow`) began: counted by 100 ms from the
 /// deploy's start (`from`) before them, to tell which step of a rollout costs the latency.
 fn slow_by_phase(during: &str, from: &str, samples: &[Sample], writes: &[Instant], slow: Duration) {
@@ -335,12 +343,12 @@ async fn main() {
     let root = dir.path();
     let (admin, http, api) = (free_port(), free_port(), free_port());
     let _caddy = start_caddy(root, admin);
+    let cpus: f64 = env_or("BENCH_CPUS", 1.0);
     write(&root.join("berth.toml"), &format!(
         "instance = \"{instance}\"\nstop_timeout = \"1s\"\nlisten = \"127.0.0.1:{}\"\n\
-         [policy]\ndomains = [\"*.example.test\"]\n\
+         [policy]\ndomains = [\"*.example.test\"]\nmax_cpus = {cpus:?}\n\
          [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"200ms\"\n",
         api, free_port()));
-    let cpus: f64 = env_or("BENCH_CPUS", 1.0);
     write(
         &root.join("templates/node-v1/template.toml"),
         &format!(
@@ -349,7 +357,7 @@ async fn main() {
         ),
     );
     let manifest = root.join("state/apps/bench/shop.toml");
-    let gap = Duration::from_millis(env_or("BENCH_GAP_MS", 0));
+    let gap = Duration::from_millis(env_or("BENCH_GAP_MS", 2000));
     let shop =
         |n: u32| format!("template = \"node-v1\"\ndomain = \"{DOMAIN}\"\n[env]\nNAME = \"v{n}\"\n");
     write(&manifest, &shop(0));
@@ -380,14 +388,17 @@ async fn main() {
 
     let (steady, _) = under_load(&url, async {}).await;
     let cpu_raw = cpu_by_pid();
-    let (during_raw, (raw, raw_starts)) = under_load(&url, async {
-        let (mut raw, mut starts) = (Vec::new(), Vec::new());
+    let (during_raw, (raw, raw_starts, raw_windows)) = under_load(&url, async {
+        let (mut raw, mut starts, mut windows) = (Vec::new(), Vec::new(), Vec::new());
         for n in 1..=DEPLOYS {
             let like = format!("paas-app-{instance}-bench-shop");
-            starts.push(Instant::now());
+            let t = Instant::now();
+            starts.push(t);
             raw.push(raw_deploy(&docker, &client, &like, n).await);
+            windows.push((t, Instant::now()));
+            tokio::time::sleep(gap).await;
         }
-        (raw, starts)
+        (raw, starts, windows)
     })
     .await;
     let (during_reloads, ()) = under_load(&url, caddy_reloads(&client, admin, &instance)).await;
@@ -396,8 +407,8 @@ async fn main() {
         "CPU used during raw create+start (the load's own included): {}",
         cpu_used(&cpu_raw, &cpu_before)
     );
-    let (during, (berth, writes)) = under_load(&url, async {
-        let (mut berth, mut writes) = (Vec::new(), Vec::new());
+    let (during, (berth, writes, windows)) = under_load(&url, async {
+        let (mut berth, mut writes, mut windows) = (Vec::new(), Vec::new(), Vec::new());
         for n in 1..=DEPLOYS {
             let t = Instant::now();
             writes.push(t);
@@ -415,9 +426,10 @@ async fn main() {
             while containers(&docker, &instance).await != settled {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            windows.push((t, Instant::now()));
             tokio::time::sleep(gap).await;
         }
-        (berth, writes)
+        (berth, writes, windows)
     })
     .await;
     println!(
@@ -439,6 +451,17 @@ async fn main() {
     );
     let what = "raw create+start+remove";
     slow_by_phase(what, "the create", &during_raw, &raw_starts, p_steady * 2);
+    for (what, samples, windows) in [
+        ("berth deploys", &during, &windows),
+        ("raw create+start+remove", &during_raw, &raw_windows),
+    ] {
+        let inside = within(samples, windows);
+        let p = p99(&inside);
+        println!(
+            "p99 through Caddy within the {what} themselves (from the write or create until the old container is gone): {} ({} requests) vs steady {}; ratio {:.2}x",
+            ms(p), inside.len(), ms(p_steady), p.as_secs_f64() / p_steady.as_secs_f64(),
+        );
+    }
     for (what, samples) in [
         ("berth deploys", during),
         ("raw create+start of the same container", during_raw),
