@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::api::Api;
 use crate::support::caddy::Caddy;
 use crate::support::docker::docker_cli;
 use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease, REGISTRY_LOGIN};
@@ -124,12 +125,19 @@ async fn worker_task_restarts_are_routed_without_a_resync(
     let site = service(root, "site");
     let on_host = running_on(HOST_ENGINE, &site);
     let on_worker = running_on(&node.docker_host, &site);
-    let serve = Serve::start(root);
+    let mut serve = Serve::start(root);
+    let api = Api::new(serve.api_base());
     let both: BTreeSet<String> = on_host.iter().chain(&on_worker).cloned().collect();
     wait_until(T, "both site tasks to answer through Caddy", || async {
         answering(caddy, 8) == both
     })
     .await;
+    // The watch's first read has run a pass: later ones are the kill's.
+    wait_until(T, "the task watch's first read", || async {
+        task_passes(&api).await >= 1
+    })
+    .await;
+    let before = task_passes(&api).await;
     node.docker(&["kill", &on_worker[0]]);
     let moved = || async {
         let now = running_on(&node.docker_host, &site);
@@ -142,7 +150,18 @@ async fn worker_task_restarts_are_routed_without_a_resync(
         moved,
     )
     .await;
+    // Routed by the watch, not by a port the engine happened to hand out again.
+    assert!(task_passes(&api).await > before, "{}", serve.log());
     drop(serve);
+}
+
+/// Passes the task watch has run (`berth_reconcile_pass_triggers_total{trigger="swarm_tasks"}`).
+async fn task_passes(api: &Api) -> u64 {
+    let metrics = api.get("/metrics", "").await.text;
+    let prefix = "berth_reconcile_pass_triggers_total{trigger=\"swarm_tasks\"} ";
+    let line = metrics.lines().find_map(|l| l.strip_prefix(prefix));
+    line.and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
 }
 
 #[tokio::test]

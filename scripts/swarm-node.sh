@@ -319,7 +319,11 @@ http:
     key: $dir/key.pem
 EOF
   if [ -n "${BERTH_REGISTRY_LOGIN:-}" ]; then
-    htpasswd -Bbn "${BERTH_REGISTRY_LOGIN%%:*}" "${BERTH_REGISTRY_LOGIN#*:}" >"$dir/htpasswd"
+    case "$BERTH_REGISTRY_LOGIN" in *:*) ;; *) die "BERTH_REGISTRY_LOGIN must be user:password" ;; esac
+    command -v htpasswd >/dev/null || die "htpasswd is missing (apache2-utils; scripts/ensure-tools.sh)"
+    # The password on stdin, not in argv where ps shows it.
+    printf '%s\n' "${BERTH_REGISTRY_LOGIN#*:}" |
+      htpasswd -iBn "${BERTH_REGISTRY_LOGIN%%:*}" >"$dir/htpasswd"
     printf 'auth:\n  htpasswd:\n    realm: berth-test\n    path: %s\n' "$dir/htpasswd" >>"$dir/config.yml"
   fi
   echo "$dir" >"$REG_RUN/dir"

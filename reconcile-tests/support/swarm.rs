@@ -162,7 +162,9 @@ fn swarm_node(args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// The login the second node's registry asks for.
-pub const REGISTRY_LOGIN: (&str, &str) = ("berth", "tw0-n0des");
+/// The password holds what must survive the file, JSON and basic auth: quotes, a backslash,
+/// `$`, `:` and a space.
+pub const REGISTRY_LOGIN: (&str, &str) = ("berth", r#"tw0 "n0des":$x\y"#);
 
 /// A second engine on this machine (`scripts/swarm-node.sh up`: its own network namespace,
 /// veth pair, data root and socket) and a TLS registry on the host side of its veth that both

@@ -20,7 +20,9 @@ use crate::runtime::executor::Executor;
 async fn reconciler(config: Config) -> anyhow::Result<Reconciler> {
     let engine = Engine::connect(&config.instance)
         .await
-        .context("connecting to the Docker engine")?;
+        .context("connecting to the Docker engine")?
+        .logged_in(&config.runtime)
+        .map_err(anyhow::Error::msg)?;
     // Without them a refused spec would be planned (and applied) again: worth a warning,
     // not worth failing a plan over.
     let refused = crate::cli::admin::refusals(&config)

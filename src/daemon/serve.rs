@@ -73,7 +73,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     config.listen = api_addr;
     let shared = prepare(Arc::new(config), store).await?;
     let config = shared.config.clone();
-    let engine = connect(&config.instance, &shared.metrics).await?;
+    let engine = connect(&config, &shared.metrics).await?;
     let socket = bind_socket(&config.socket_path())?;
     let shutdown = CancellationToken::new();
     let watcher = crate::daemon::watch::watch(&config, shared.wake.clone())
@@ -118,12 +118,13 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
 }
 
 /// The engine, every call to it counted in `metrics` (`berth_engine_calls_total{op}`).
-async fn connect(instance: &str, metrics: &Arc<Metrics>) -> anyhow::Result<Engine> {
+async fn connect(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Engine> {
     let calls = metrics.clone();
     let counter: CallCounter = Arc::new(move |op| calls.engine_call(op));
-    Engine::connect_counted(instance, counter)
-        .await
-        .context("connecting to the Docker engine")
+    let engine = Engine::connect_counted(&config.instance, counter).await;
+    let engine = engine.context("connecting to the Docker engine")?;
+    let login = engine.logged_in(&config.runtime);
+    login.map_err(anyhow::Error::msg)
 }
 
 /// Starts every long-running task.
@@ -281,7 +282,6 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
     serve_loop
 }
 
-/// The API's view: read-only containers, purge requests, the manifest writer.
 /// Moves the records of each renamed app's old name to its new one (the API did, unless it
 /// was cut short or the file was renamed by hand): before the pass's incarnations are synced,
 /// so the old name's keys are moved, not ended.
@@ -313,6 +313,7 @@ fn manifest_writer(shared: &Shared) -> ManifestWriter {
     )
 }
 
+/// The API's view: read-only containers, purge requests, the manifest writer.
 fn api_state(
     shared: &Shared,
     serve_loop: &Arc<ServeLoop>,
@@ -399,8 +400,7 @@ fn secrets_key(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Descriptors kept back from client connections: the loop, the watcher, the database,
-/// Docker connections, hooks.
+/// Descriptors kept back from clients: the loop, the watcher, the database, Docker, hooks.
 const RESERVED_DESCRIPTORS: u64 = 256;
 /// Connections the unix socket (local admins, `berth` commands) serves at once.
 const SOCKET_CONNECTIONS: usize = 32;

@@ -233,7 +233,7 @@ impl Config {
             p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
         }
         f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
-        let login = f.registry_login.as_ref().map(|l| l.read(&root));
+        let login = f.registry_login.as_ref().map(|l| l.resolve(&root));
         let login = login.transpose().map_err(bad)?;
         let runtime = Runtime::resolve(f.runtime, f.registry.as_deref(), login).map_err(bad)?;
         Ok(Config {

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::model::registry_login::RegistryLogin;
+use crate::model::registry_login::RegistryLoginSource;
 
 /// `runtime` as written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -27,7 +27,7 @@ pub enum Runtime {
         /// Where app images are pushed and every node pulls them from.
         registry: String,
         /// `[registry_login]`, for a registry that asks for one.
-        login: Option<RegistryLogin>,
+        login: Option<RegistryLoginSource>,
     },
 }
 
@@ -36,7 +36,7 @@ impl Runtime {
     pub fn resolve(
         kind: RuntimeKind,
         registry: Option<&str>,
-        login: Option<RegistryLogin>,
+        login: Option<RegistryLoginSource>,
     ) -> Result<Runtime, String> {
         if kind == RuntimeKind::Docker && login.is_some() {
             return Err(
@@ -105,9 +105,9 @@ mod tests {
 
     #[test]
     fn a_registry_login_is_for_swarm_mode() {
-        let login = RegistryLogin {
+        let login = RegistryLoginSource {
             username: "berth".into(),
-            password: "pw".into(),
+            password_file: "/etc/berth/pw".into(),
         };
         let e = Runtime::resolve(RuntimeKind::Docker, None, Some(login.clone())).unwrap_err();
         assert!(e.contains("[registry_login] is for runtime"), "{e}");

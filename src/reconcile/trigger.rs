@@ -3,7 +3,7 @@
 //! "this pass ran because of a Docker event" instead of "something happened".
 //!
 //! [`Wake`] is the handle writers hold (the API's write path, the watcher, the Docker event
-//! forwarder, git mode): it records the reason and wakes the loop. It is a plain
+//! forwarder, swarm mode's task watch, git mode): it records the reason and wakes the loop. It is a plain
 //! synchronisation primitive (an atomic set plus a `Notify`), so holding one gives no other
 //! power over the loop.
 

@@ -21,7 +21,6 @@ use crate::model::desired::DesiredApp;
 use crate::model::labels;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
-use crate::model::registry_login::RegistryLogin;
 
 mod app_image;
 mod body;
@@ -30,6 +29,7 @@ mod image_prune;
 mod networks;
 mod oneoff;
 mod overlays;
+mod registry_auth;
 mod service_spec;
 mod services;
 mod tasks;
@@ -82,8 +82,7 @@ pub struct Engine {
     /// Per user network: creators share it (read) once the network exists; making the
     /// network and removing it take it alone (write).
     net_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>>,
-    /// `[registry_login]` (swarm mode): given with pushes, registry reads and service
-    /// creates and updates, so every node pulls with it.
+    /// `[registry_login]` (swarm mode; `registry_auth`).
     registry_auth: Option<bollard::auth::DockerCredentials>,
 }
 
@@ -114,18 +113,6 @@ impl Engine {
             net_locks: Default::default(),
             registry_auth: None,
         })
-    }
-
-    /// This engine, logging in to `registry` as `login` wherever it pushes, reads the
-    /// registry or makes and updates a service.
-    pub fn with_registry_login(mut self, registry: &str, login: &RegistryLogin) -> Engine {
-        self.registry_auth = Some(bollard::auth::DockerCredentials {
-            username: Some(login.username.clone()),
-            password: Some(login.password.clone()),
-            serveraddress: Some(registry.to_string()),
-            ..Default::default()
-        });
-        self
     }
 
     /// Every container with this instance's labels (running or not).
@@ -171,10 +158,11 @@ impl Engine {
             tag: Some(tag),
             ..Default::default()
         };
+        let auth = self.registry_auth_for(image);
         let mut stream = self
             .docker
             .call("pull")
-            .create_image(Some(opts), None, None);
+            .create_image(Some(opts), None, auth);
         while let Some(step) = stream.next().await {
             step.map_err(fail(format!("pull {image}")))?;
         }

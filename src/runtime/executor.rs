@@ -94,13 +94,6 @@ impl Executor {
             .locking_in(config.database.with_file_name("berth-hook-locks"));
         let front = Front::new(&config).map(Arc::new);
         let services = config.runtime.is_swarm();
-        let engine = match &config.runtime {
-            Runtime::Swarm {
-                registry,
-                login: Some(login),
-            } => engine.with_registry_login(registry, login),
-            _ => engine,
-        };
         let informer = Arc::new(Informer::new(engine.clone(), config.relist, services));
         Executor {
             config,

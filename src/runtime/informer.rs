@@ -71,8 +71,15 @@ impl Informer {
 
     /// Swarm mode: every task Swarm wants running, as (service, task, running), for the
     /// daemon to compare with its last read (task events from other nodes never reach here).
+    /// Only this instance's services count (those of the last list, or all before one):
+    /// another stack's tasks, or another berth's, are no reason for a pass.
     pub async fn running_tasks(&self) -> Result<Vec<(String, String, bool)>, EngineError> {
-        self.engine.running_tasks().await
+        let mut tasks = self.engine.running_tasks().await?;
+        if let Some(listed) = self.last_services() {
+            let ours: Vec<&str> = listed.containers.iter().map(|s| s.id.as_str()).collect();
+            tasks.retain(|(service, _, _)| ours.contains(&service.as_str()));
+        }
+        Ok(tasks)
     }
 
     /// This instance's containers: the kept list while nothing can have changed since it
