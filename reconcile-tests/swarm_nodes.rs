@@ -103,6 +103,30 @@ fn answer_inside(id: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// With `revisions_kept = 1`, a new version of `spread` (new files, so a new image) leaves
+/// only its own tag in the registry: berth deleted the old one through the registry's API,
+/// over TLS with the login.
+async fn old_images_leave_the_registry(root: &TestRoot, node: &SecondNode) {
+    let path = format!("berth-{}/alice-spread", root.instance);
+    assert_eq!(node.registry_tags(&path).len(), 1, "one version pushed");
+    let dir = root.app_dir("alice", "spread");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("v2.txt"), "2\n").unwrap();
+    let spread = "template = \"serve-v1\"\nreplicas = 2\n[env]\nV = \"2\"\n";
+    root.write_manifest("alice", "spread", spread);
+    let run = root.berth(&["apply"]).await;
+    assert_eq!(run.code, Some(0), "apply: {}", run.text());
+    let repo = format!("{}/{path}", node.registry);
+    let local = docker_cli(&["image", "ls", &repo, "--format", "{{.Tag}}"]);
+    let local: BTreeSet<String> = local.lines().map(str::to_string).collect();
+    assert_eq!(local.len(), 1, "the manager keeps one: {local:?}");
+    assert_eq!(
+        node.registry_tags(&path),
+        local,
+        "the registry keeps the same one"
+    );
+}
+
 /// The task ids (= hostnames) that answer through Caddy for `site.example.test` in `n`
 /// requests.
 fn answering(caddy: &Caddy, n: usize) -> BTreeSet<String> {
@@ -192,6 +216,7 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
         ("runtime", "\"swarm\""),
         ("registry", &registry),
         ("resync", "\"10m\""),
+        ("revisions_kept", "1"),
     ];
     root.write_template("serve-v1", SERVE);
     // The registry asks for a login: a wrong password is refused at the push, by name.
@@ -250,6 +275,7 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
         )),
         "the worker pulled the app's image from the registry: {pulled}"
     );
+    old_images_leave_the_registry(&root, &node).await;
 
     // Each node answers on the host port with its own task.
     let web_svc = service(&root, "web");

@@ -5,6 +5,7 @@
 //! one keeps answering. A user's services reach each other by app name on the user's overlay,
 //! and another user's cannot; the overlay goes with the user's last service.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use crate::support::api::{add_user, Api};
 use crate::support::caddy::Caddy;
 use crate::support::docker::docker_cli;
-use crate::support::swarm::SwarmRoot;
+use crate::support::swarm::{registry_tags, SwarmRoot};
 use crate::support::{wait_until, Serve, TestRoot, WWW_TEMPLATE};
 
 const T: Duration = Duration::from_secs(90);
@@ -105,13 +106,24 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
         root.write_manifest("alice", "shop", &site(version, ""));
         answers(&caddy, version).await;
     }
-    // revisions_kept = 2: of three images built, the oldest is gone from the manager.
+    // revisions_kept = 2: of three images built, the oldest is gone from the manager and
+    // from the registry (its own API, plain HTTP on loopback).
     let repo = format!("{}/berth-{}/alice-shop", swarm.registry, root.instance);
     wait_until(T, "one image to be pruned", || async {
         docker_cli(&["image", "ls", &repo, "--format", "{{.Tag}}"])
             .lines()
             .count()
             == 2
+    })
+    .await;
+    let kept = docker_cli(&["image", "ls", &repo, "--format", "{{.Tag}}"]);
+    let kept: BTreeSet<String> = kept.lines().map(str::to_string).collect();
+    let listed = format!(
+        "http://{}/v2/berth-{}/alice-shop/tags/list",
+        swarm.registry, root.instance
+    );
+    wait_until(T, "the registry to hold the two kept tags only", || async {
+        registry_tags(&listed, &[]) == kept
     })
     .await;
 

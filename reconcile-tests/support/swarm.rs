@@ -161,6 +161,21 @@ fn swarm_node(args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The tags a registry's `tags/list` URL answers, through curl with `extra` arguments.
+pub fn registry_tags(url: &str, extra: &[&str]) -> std::collections::BTreeSet<String> {
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "5"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let tags = list["tags"].as_array().cloned().unwrap_or_default();
+    tags.iter()
+        .filter_map(|t| Some(t.as_str()?.to_string()))
+        .collect()
+}
+
 /// The login the second node's registry asks for.
 /// The password holds what must survive the file, JSON and basic auth: quotes, a backslash,
 /// `$`, `:` and a space.
@@ -227,6 +242,15 @@ impl SecondNode {
             "[registry_login]\nusername = {:?}\npassword_file = \"registry-password\"\n",
             REGISTRY_LOGIN.0
         )
+    }
+
+    /// The tags of `repo` (the path after the registry) in the node's registry, asked over
+    /// TLS with its CA and the login.
+    pub fn registry_tags(&self, repo: &str) -> std::collections::BTreeSet<String> {
+        let url = format!("https://{}/v2/{repo}/tags/list", self.registry);
+        let ca = self.dir.path().join("registry/ca.pem");
+        let login = format!("{}:{}", REGISTRY_LOGIN.0, REGISTRY_LOGIN.1);
+        registry_tags(&url, &["--cacert", &ca.to_string_lossy(), "-u", &login])
     }
 
     /// Joins the swarm the host's engine manages (advertised on `host_addr`) as a worker.

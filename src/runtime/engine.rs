@@ -34,6 +34,7 @@ mod service_spec;
 mod services;
 mod tasks;
 
+pub use image_prune::app_image_repo;
 pub use tasks::LiveTask;
 mod volumes;
 

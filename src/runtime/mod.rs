@@ -21,6 +21,8 @@ pub mod informer;
 pub mod install;
 pub mod observe;
 pub mod reader;
+pub mod registry_api;
+mod registry_prune;
 pub mod removals;
 mod rename;
 pub mod rollout;

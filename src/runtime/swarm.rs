@@ -111,8 +111,8 @@ impl Executor {
         }
     }
 
-    /// Removes `key`'s images past `revisions_kept` on this engine, but `running` (`tag@digest`
-    /// or none); a failure is only logged: the next deploy prunes again.
+    /// Removes `key`'s images past `revisions_kept` on this engine and in the registry, but
+    /// `running` (`tag@digest` or none); a failure is only logged: the next deploy prunes again.
     async fn prune_images(&self, key: &AppKey, registry: &str, running: Option<&str>) {
         let current = running.map(|i| i.split_once('@').map_or(i, |(tag, _)| tag));
         // A deleted app (nothing running) keeps none.
@@ -122,8 +122,12 @@ impl Executor {
             .prune_app_images(key, registry, current, keep)
             .await
         {
-            Ok(0) => {}
-            Ok(n) => info!(app = %key, removed = n, "swarm: old images removed"),
+            Ok((removed, kept)) => {
+                if removed > 0 {
+                    info!(app = %key, removed, "swarm: old images removed");
+                }
+                self.prune_registry(key, registry, &kept, running).await;
+            }
             Err(e) => warn!(app = %key, cause = %e, "swarm: cannot prune old images"),
         }
     }

@@ -5,8 +5,7 @@
 //! deleted app's images all go. An image a running task still uses is left for the next prune;
 //! one only exited tasks use (Swarm keeps a few as task history) loses its tag, and its layers
 //! stay until those tasks are gone and `docker image prune` runs.
-//! The registry's copies are not deleted (the engine API cannot): its garbage collection is
-//! the operator's (README, "Past one server").
+//! The tags kept here are the ones the registry keeps too (`runtime::registry_prune`).
 
 use std::collections::HashMap;
 
@@ -17,14 +16,14 @@ use crate::model::names::AppKey;
 
 impl Engine {
     /// Removes `key`'s images on this engine but `current` (the tag it runs, if any) and the
-    /// newest others up to `keep` images in all; answers how many went.
+    /// newest others up to `keep` images in all; answers how many went, and the tags kept.
     pub(in crate::runtime) async fn prune_app_images(
         &self,
         key: &AppKey,
         registry: &str,
         current: Option<&str>,
         keep: usize,
-    ) -> Result<usize, EngineError> {
+    ) -> Result<(usize, Vec<String>), EngineError> {
         let repo = app_image_repo(registry, &self.instance, key);
         let filters = HashMap::from([("reference".to_string(), vec![format!("{repo}:*")])]);
         let opts = ListImagesOptions {
@@ -41,8 +40,13 @@ impl Engine {
                 .filter(|t| t.starts_with(&format!("{repo}:")));
             ours.map(move |t| (t, created)).collect::<Vec<_>>()
         });
+        let tagged: Vec<(String, i64)> = tagged.collect();
+        let doomed = stale(tagged.clone(), current, keep);
+        let kept = (tagged.into_iter().map(|(t, _)| t))
+            .filter(|t| !doomed.contains(t))
+            .collect();
         let mut removed = 0;
-        for tag in stale(tagged.collect(), current, keep) {
+        for tag in doomed {
             // Forced: Swarm keeps exited tasks (its task history) and they would hold every
             // image; a running container's image is still refused.
             let opts = RemoveImageOptions {
@@ -64,7 +68,7 @@ impl Engine {
                 Err(e) => return Err(fail(format!("remove image {tag}"))(e)),
             }
         }
-        Ok(removed)
+        Ok((removed, kept))
     }
 }
 

@@ -29,6 +29,12 @@ impl Engine {
         Ok(self)
     }
 
+    /// `[registry_login]`'s user and password, for the registry's own API.
+    pub(in crate::runtime) fn registry_user(&self) -> Option<(&str, &str)> {
+        let auth = self.registry_auth.as_ref()?;
+        Some((auth.username.as_deref()?, auth.password.as_deref()?))
+    }
+
     /// The login to give a pull of `image`: berth's, when `image` is in berth's registry.
     pub(super) fn registry_auth_for(&self, image: &str) -> Option<DockerCredentials> {
         let auth = self.registry_auth.as_ref()?;
