@@ -5,8 +5,8 @@
 //! its blobs go at the operator's `garbage-collect`).
 //!
 //! Reached as Docker reaches it: HTTPS trusting the system's CAs and those in
-//! `/etc/docker/certs.d/<registry>/`, and plain HTTP only for a loopback registry that does
-//! not speak TLS (Docker's default insecure range). `[registry_login]` goes as basic auth; a
+//! `/etc/docker/certs.d/<registry>/`, and plain HTTP only for a loopback registry that
+//! speaks it (Docker's default insecure range). `[registry_login]` goes as basic auth; a
 //! registry that wants a bearer token is not supported.
 
 use std::path::Path;
@@ -38,7 +38,7 @@ pub enum RegistryApiError {
         registry: String,
         op: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
     },
     /// It answered with an error status.
     #[error("registry {registry}: {op}: answered {status}{hint}")]
@@ -57,7 +57,11 @@ pub struct RegistryApi {
     /// `Basic ...`, from `[registry_login]`.
     auth: Option<String>,
     tls: Arc<rustls::ClientConfig>,
+    /// A loopback registry's answer to "plain HTTP?", once asked.
+    plain: tokio::sync::OnceCell<bool>,
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl RegistryApi {
     /// The registry at `registry` (`host:port`), with `login` (user, password) if any.
@@ -73,6 +77,7 @@ impl RegistryApi {
             registry: registry.to_string(),
             auth,
             tls: Arc::new(tls_config(registry)),
+            plain: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -144,28 +149,42 @@ impl RegistryApi {
         Ok((status, body.to_bytes()))
     }
 
-    /// One request on a new connection: HTTPS, or plain HTTP to a loopback registry whose
-    /// TLS handshake failed.
+    /// One request on a new connection: HTTPS, or plain HTTP to a loopback registry that
+    /// answers it (asked first: a plain server given a TLS hello may wait for more).
     async fn send(
         &self,
         method: Method,
         path: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, RegistryApiError> {
         let op = format!("{method} {path}");
-        let fail = |e: Box<dyn std::error::Error + Send + Sync>| self.unreachable(&op, e);
-        let tcp = TcpStream::connect(&self.registry).await;
-        let tcp = tcp.map_err(|e| fail(e.into()))?;
-        let name = ServerName::try_from(host_of(&self.registry).to_string());
-        let name = name.map_err(|e| fail(e.into()))?;
-        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        let mut sender = match connector.connect(name, tcp).await {
-            Ok(tls) => handshake(tls).await.map_err(|e| fail(e.into()))?,
-            Err(_) if is_loopback(&self.registry) => {
-                let tcp = TcpStream::connect(&self.registry).await;
-                let tcp = tcp.map_err(|e| fail(e.into()))?;
-                handshake(tcp).await.map_err(|e| fail(e.into()))?
-            }
-            Err(e) => return Err(fail(e.into())),
+        let tls = !(is_loopback(&self.registry) && self.plain().await);
+        let sent = self.send_on(tls, method, path).await;
+        sent.map_err(|e| self.unreachable(&op, e))
+    }
+
+    /// Whether the registry speaks plain HTTP: its `/v2/` answers without TLS, and not with
+    /// the 400 a TLS server gives a plain request. Asked once.
+    async fn plain(&self) -> bool {
+        let asked = self.plain.get_or_init(|| async {
+            let answer = self.send_on(false, Method::GET, "/v2/").await;
+            answer.is_ok_and(|r| r.status() != hyper::StatusCode::BAD_REQUEST)
+        });
+        *asked.await
+    }
+
+    async fn send_on(
+        &self,
+        tls: bool,
+        method: Method,
+        path: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, BoxError> {
+        let tcp = TcpStream::connect(&self.registry).await?;
+        let mut sender = if tls {
+            let name = ServerName::try_from(host_of(&self.registry).to_string())?;
+            let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+            handshake(connector.connect(name, tcp).await?).await?
+        } else {
+            handshake(tcp).await?
         };
         let mut req = Request::builder()
             .method(method)
@@ -175,17 +194,11 @@ impl RegistryApi {
         if let Some(auth) = &self.auth {
             req = req.header(AUTHORIZATION, auth);
         }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fail(e.into()))?;
-        sender.send_request(req).await.map_err(|e| fail(e.into()))
+        let req = req.body(Empty::<Bytes>::new())?;
+        Ok(sender.send_request(req).await?)
     }
 
-    fn unreachable(
-        &self,
-        op: &str,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    ) -> RegistryApiError {
+    fn unreachable(&self, op: &str, source: BoxError) -> RegistryApiError {
         RegistryApiError::Unreachable {
             registry: self.registry.clone(),
             op: op.to_string(),
