@@ -7,8 +7,8 @@
 //! both. A domain app's task that dies on the worker and comes back on a new port is routed
 //! through Caddy within seconds, though no event of the worker reaches berth and the resync
 //! is ten minutes off (berth reads the task list). When the worker's engine dies, Swarm moves
-//! its tasks to the manager and berth leaves that alone. Everything is undone on any exit: services, images, the node, the registry,
-//! the swarm.
+//! its tasks to the manager and berth leaves that alone. Everything is undone on any exit:
+//! services, images, the node, the registry, the swarm.
 
 use std::collections::BTreeSet;
 use std::time::Duration;

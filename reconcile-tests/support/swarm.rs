@@ -183,8 +183,8 @@ pub const REGISTRY_LOGIN: (&str, &str) = ("berth", r#"tw0 "n0des":$x\y"#);
 
 /// A second engine on this machine (`scripts/swarm-node.sh up`: its own network namespace,
 /// veth pair, data root and socket) and a TLS registry on the host side of its veth that both
-/// engines trust and that asks for [`REGISTRY_LOGIN`] (`registry-up`). Dropped: the node goes down, then the registry (its
-/// certificates leave `/etc/docker/certs.d`).
+/// engines trust and that asks for [`REGISTRY_LOGIN`] (`registry-up`). Dropped: the node
+/// goes down, then the registry (its certificates leave `/etc/docker/certs.d`).
 pub struct SecondNode {
     /// `berth-<name>` is its netns and hostname.
     pub name: String,
