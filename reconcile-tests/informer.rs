@@ -13,18 +13,9 @@ use std::time::Duration;
 use crate::support::api::{add_user, Api};
 use crate::support::docker::docker_cli;
 use crate::support::relay::DockerRelay;
-use crate::support::{wait_until, Serve, TestRoot, MINIMAL};
+use crate::support::{metric_value, wait_until, Serve, TestRoot, MINIMAL};
 
 const T: Duration = Duration::from_secs(30);
-
-/// One metric line's value (0 when absent).
-fn value(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
 
 /// `berth_engine_calls_total` by operation.
 fn engine_calls(metrics: &str) -> BTreeMap<String, u64> {
@@ -41,7 +32,7 @@ fn engine_calls(metrics: &str) -> BTreeMap<String, u64> {
 /// The engine calls so far and the resync passes run so far.
 async fn read(api: &Api) -> (BTreeMap<String, u64>, u64) {
     let text = api.get("/metrics", "").await.text;
-    let resyncs = value(
+    let resyncs = metric_value(
         &text,
         "berth_reconcile_pass_triggers_total{trigger=\"resync\"}",
     );

@@ -17,7 +17,7 @@ use crate::support::api::Api;
 use crate::support::caddy::Caddy;
 use crate::support::docker::docker_cli;
 use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease, REGISTRY_LOGIN};
-use crate::support::{free_port, wait_until, Serve, TestRoot};
+use crate::support::{free_port, metric_value, wait_until, Serve, TestRoot};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -182,10 +182,8 @@ async fn worker_task_restarts_are_routed_without_a_resync(
 /// Passes the task watch has run (`berth_reconcile_pass_triggers_total{trigger="swarm_tasks"}`).
 async fn task_passes(api: &Api) -> u64 {
     let metrics = api.get("/metrics", "").await.text;
-    let prefix = "berth_reconcile_pass_triggers_total{trigger=\"swarm_tasks\"} ";
-    let line = metrics.lines().find_map(|l| l.strip_prefix(prefix));
-    line.and_then(|n| n.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    let series = "berth_reconcile_pass_triggers_total{trigger=\"swarm_tasks\"}";
+    metric_value(&metrics, series)
 }
 
 #[tokio::test]

@@ -361,6 +361,15 @@ pub async fn run_berth_env(args: Vec<OsString>, env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// One metric series' value in a `/metrics` text (0 when absent).
+pub fn metric_value(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 /// A port nothing listens on right now (bound once, released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,11 +9,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::model::proxy::AdminEndpoint;
 use crate::reconcile::routes::Rendered;
+use crate::runtime::http1::handshake;
 
 /// The longest one admin call may take.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -269,18 +269,6 @@ impl Caddy {
             AdminEndpoint::Unix(_) => "",
         }
     }
-}
-
-/// An HTTP/1 connection over `stream`, driven in its own task.
-async fn handshake<S>(
-    stream: S,
-) -> hyper::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 fn config_path(keys: &[&str]) -> String {

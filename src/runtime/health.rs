@@ -8,12 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::model::health::HealthCheck;
 use crate::runtime::engine::{Engine, EngineError};
+use crate::runtime::http1::handshake;
 
 /// What a gate that never got any answer says.
 const NO_ANSWER: &str = "no answer";
@@ -171,10 +171,7 @@ async fn connect(dial: &str) -> Result<(), String> {
 /// One `GET path` on `dial`: Ok for 2xx/3xx, else what came back.
 async fn get(dial: &str, path: &str) -> Result<(), String> {
     let stream = TcpStream::connect(dial).await.map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut send = handshake(stream).await.map_err(|e| e.to_string())?;
     let request = Request::get(path)
         .header(hyper::header::HOST, dial)
         .header(hyper::header::USER_AGENT, "berth-health")

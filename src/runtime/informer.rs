@@ -76,8 +76,9 @@ impl Informer {
     pub async fn running_tasks(&self) -> Result<Vec<(String, String, bool)>, EngineError> {
         let mut tasks = self.engine.running_tasks().await?;
         if let Some(listed) = self.last_services() {
-            let ours: Vec<&str> = listed.containers.iter().map(|s| s.id.as_str()).collect();
-            tasks.retain(|(service, _, _)| ours.contains(&service.as_str()));
+            let ours: std::collections::HashSet<&str> =
+                listed.containers.iter().map(|s| s.id.as_str()).collect();
+            tasks.retain(|(service, _, _)| ours.contains(service.as_str()));
         }
         Ok(tasks)
     }

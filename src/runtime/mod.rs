@@ -17,6 +17,7 @@ pub mod health;
 pub mod hook_groups;
 pub mod hook_lock;
 pub mod hooks;
+mod http1;
 pub mod informer;
 pub mod install;
 pub mod observe;

@@ -17,10 +17,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST};
 use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+
+use crate::runtime::http1::handshake;
 
 /// The manifest kinds berth's images are pushed as (Docker 20.10 pushes the first).
 const MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, \
@@ -205,18 +206,6 @@ impl RegistryApi {
             source,
         }
     }
-}
-
-/// An HTTP/1 connection over `stream`, driven in its own task.
-async fn handshake<S>(
-    stream: S,
-) -> hyper::Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 /// TLS trusting what Docker trusts for `registry`: the system's CAs and the `.crt` files in
