@@ -3,7 +3,8 @@
 //!   version, against the raw floor: create + start a container of the same image with raw
 //!   Docker calls and poll it until it answers;
 //! - request latency through Caddy (16 connections) while deploys run, against steady state:
-//!   the p99 ratio.
+//!   the p99 ratio within the deploys, and the slow requests each deploy adds (a count a
+//!   longer window cannot dilute), both beside raw create + start + remove in the same round.
 //!
 //! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:2`:
 //! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
@@ -12,13 +13,12 @@
 //! put a pause between deploys (see [`env_or`]); `BENCH_ROUNDS` (3) repeats the deploys, each
 //! round against its own steady state, and the goals are read from the medians of the rounds.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::collections::HashMap;
 
 use futures_util::StreamExt;
 
@@ -57,8 +57,9 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
+/// The middle value (of an even count, the upper one): for deploy times and rounds' ratios.
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[v.len() / 2]
 }
 
@@ -299,8 +300,7 @@ fn within(samples: &[Sample], windows: &[(Instant, Instant)]) -> Vec<Sample> {
 /// deploy's start (`from`) before them, to tell which step of a rollout costs the latency.
 fn slow_by_phase(during: &str, from: &str, samples: &[Sample], writes: &[Instant], slow: Duration) {
     let mut buckets = std::collections::BTreeMap::<u128, usize>::new();
-    for (took, _, at) in samples.iter().filter(|s| s.0 > slow) {
-        let _ = took;
+    for (_, _, at) in samples.iter().filter(|s| s.0 > slow) {
         if let Some(w) = writes.iter().rev().find(|w| *w <= at) {
             *buckets
                 .entry(at.duration_since(*w).as_millis() / 100)
@@ -438,9 +438,9 @@ async fn raw_deploys(b: &Bench, round: u32) -> Deploys {
     for n in 1..=DEPLOYS {
         let t = Instant::now();
         out.starts.push(t);
-        let id = round * 100 + n;
+        let version = round * 100 + n;
         out.took
-            .push(raw_deploy(&b.docker, &b.client, &like, id).await);
+            .push(raw_deploy(&b.docker, &b.client, &like, version).await);
         out.windows.push((t, Instant::now()));
         tokio::time::sleep(b.gap).await;
     }
@@ -567,10 +567,11 @@ async fn round(b: &Bench, r: u32) -> Round {
     let inside_berth = within(&during, &berth.windows);
     let inside_raw = within(&during_raw, &raw.windows);
     let ratio = |d: Duration| d.as_secs_f64() / p_steady.as_secs_f64();
+    let (p_berth, p_raw) = (p99(&inside_berth), p99(&inside_raw));
     let out = Round {
         deploy: deploy_berth.as_secs_f64() / deploy_raw.as_secs_f64(),
-        p99_berth: ratio(p99(&inside_berth)),
-        p99_raw: ratio(p99(&inside_raw)),
+        p99_berth: ratio(p_berth),
+        p99_raw: ratio(p_raw),
         slow_berth: excess_slow(&during, &berth.starts, slow, &steady),
         slow_raw: excess_slow(&during_raw, &raw.starts, slow, &steady),
     };
@@ -578,17 +579,12 @@ async fn round(b: &Bench, r: u32) -> Round {
         "  deploy {} vs raw {} ({:.2}x); p99 within the deploys {} ({:.2}x, {} requests), raw {} ({:.2}x, {} requests); \
          slow requests (over 2x steady p99) each deploy adds: berth {:.1}, raw {:.1}; p99 over the whole load incl. gaps: berth {:.2}x, raw {:.2}x",
         ms(deploy_berth), ms(deploy_raw), out.deploy,
-        ms(p99(&inside_berth)), out.p99_berth, inside_berth.len(),
-        ms(p99(&inside_raw)), out.p99_raw, inside_raw.len(),
+        ms(p_berth), out.p99_berth, inside_berth.len(),
+        ms(p_raw), out.p99_raw, inside_raw.len(),
         out.slow_berth, out.slow_raw,
         ratio(p99(&during)), ratio(p99(&during_raw)),
     );
     out
-}
-
-fn median_f(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn list(v: &[f64]) -> String {
@@ -644,7 +640,7 @@ async fn main() {
         let v = pick(f);
         println!(
             "  {what}: median {:.2} (rounds: {})",
-            median_f(v.clone()),
+            median(v.clone()),
             list(&v)
         );
     }
