@@ -1,6 +1,7 @@
 //! Traffic through a real Caddy (SPEC §9): domain apps answer over HTTPS by name (Caddy's
 //! local CA), a stopped app answers 503, a pass that changes nothing writes nothing to Caddy,
-//! and a restarted Caddy gets berth's routes back within one resync.
+//! a restarted Caddy or a hand-deleted server of berth's gets berth's routes back within one
+//! resync, and a server someone else added to Caddy is left exactly as it was.
 
 use std::time::Duration;
 
@@ -80,6 +81,31 @@ async fn domain_apps_answer_over_https_through_caddy_and_berth_keeps_the_routes(
         0,
         "an unknown name gets no certificate"
     );
+    hand_edits_are_repaired_and_other_servers_kept(&caddy, &root).await;
+}
+
+/// Someone adds a server of their own and deletes berth's by hand: within a resync berth's
+/// routes answer again, and the other server is still there, unchanged.
+async fn hand_edits_are_repaired_and_other_servers_kept(caddy: &Caddy, root: &TestRoot) {
+    let theirs = format!(
+        r#"{{"listen": [":{}"], "routes": [{{"handle": [{{"handler": "static_response", "body": "theirs"}}]}}]}}"#,
+        crate::support::free_port()
+    );
+    let servers = "/config/apps/http/servers";
+    let (status, _) = caddy.admin("POST", &format!("{servers}/theirs"), &theirs);
+    assert_eq!(status, 200, "adding a server by hand");
+    let berths = format!("{servers}/berth-{}", root.instance);
+    assert_eq!(
+        caddy.admin("DELETE", &berths, "").0,
+        200,
+        "deleting berth's server by hand"
+    );
+    answers(caddy, "blog.example.test", (200, "hello-blog")).await;
+    let (status, kept) = caddy.admin("GET", &format!("{servers}/theirs"), "");
+    assert_eq!(status, 200);
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    let want: serde_json::Value = serde_json::from_str(&theirs).unwrap();
+    assert_eq!(kept, want, "berth changed a server that is not its own");
 }
 
 #[tokio::test]

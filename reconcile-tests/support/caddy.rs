@@ -128,6 +128,24 @@ impl Caddy {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// One admin API call by `curl` (`body`: JSON, or empty): its HTTP status and body.
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-w", "\n%{http_code}", "-X", method]);
+        curl.args(["-H", "Content-Type: application/json", "--data-raw", body]);
+        let url = match self.unix {
+            true => {
+                curl.arg("--unix-socket").arg(self.socket());
+                format!("http://localhost{path}")
+            }
+            false => format!("http://127.0.0.1:{}{path}", self.admin),
+        };
+        let out = curl.arg(url).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// Admin API calls that change the config (POST, PUT, PATCH, DELETE) so far.
     pub fn admin_writes(&self) -> usize {
         self.log()

@@ -187,3 +187,21 @@ fn a_service_is_proxied_to_every_live_task_and_one_with_none_answers_503() {
     let r = render("main", &proxy("off"), &d, &[service], &Pins::new());
     assert_eq!(routes(&r)[0]["handle"][0]["status_code"], 503);
 }
+
+#[test]
+fn with_tls_acme_the_policy_asks_acme_for_exactly_berths_domains() {
+    let d = desired(vec![with_domain(
+        "alice/shop",
+        "shop.example.test",
+        "running",
+    )]);
+    let r = render("main", &proxy("acme"), &d, &[], &Pins::new());
+    let (_, policy) = r.tls_policy.unwrap();
+    assert_eq!(policy["subjects"], json!(["shop.example.test"]));
+    assert_eq!(policy["issuers"], json!([{"module": "acme"}]));
+    let mut with_email = proxy("acme");
+    with_email.acme_email = Some("ops@example.test".into());
+    let r = render("main", &with_email, &d, &[], &Pins::new());
+    let issuer = &r.tls_policy.unwrap().1["issuers"][0];
+    assert_eq!(issuer["email"], "ops@example.test");
+}
