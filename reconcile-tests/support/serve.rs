@@ -127,8 +127,14 @@ impl Serve {
 
     /// Waits up to `timeout` for serve's log to hold `needle`; panics with the log if not.
     pub fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        self.wait_new_log(needle, 0, timeout);
+    }
+
+    /// Waits up to `timeout` for serve's log to hold `needle` more than `seen` times (a line
+    /// logged again by a later step); panics with the log if not.
+    pub fn wait_new_log(&mut self, needle: &str, seen: usize, timeout: Duration) {
         let start = Instant::now();
-        while !self.log().contains(needle) {
+        while self.log().matches(needle).count() <= seen {
             self.assert_alive();
             assert!(
                 start.elapsed() < timeout,
