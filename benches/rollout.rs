@@ -8,10 +8,17 @@
 //!
 //! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:2`:
 //! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
-//! `BENCH_LOG=1` also prints when each manifest was written and berth's log, to place a
-//! deploy's steps in time; `BENCH_CPUS` and `BENCH_GAP_MS` change the app's CPU limit and
-//! put a pause between deploys (see [`env_or`]); `BENCH_ROUNDS` (3) repeats the deploys, each
-//! round against its own steady state, and the goals are read from the medians of the rounds.
+//! `BENCH_LOG=1` also prints (on stderr) when each manifest was written, every slow request,
+//! berth's log and Caddy's, which `scripts/rollout-timeline.py` lays beside the engine's events
+//! deploy by deploy; `BENCH_CPUS`, `BENCH_GAP_MS` and `BENCH_DRAIN_MS` change the app's CPU
+//! limit, the pause between deploys and berth's drain (see [`env_or`]); `BENCH_ROUNDS` (3)
+//! repeats the deploys, each round against its own steady state, and the goals are read from
+//! the medians of the rounds.
+//!
+//! The drain is 2 s (berth's default is 10 s). A shorter one packs a deploy's costly steps
+//! (the new container's start, the switch, the old one's stop) into about one second, and the
+//! p99 within that window is worse; the slow-request count is the figure a window's length does
+//! not change.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -91,7 +98,10 @@ fn start_caddy(dir: &Path, admin: u16) -> Killed {
         .arg(dir.join("caddy.json"))
         .env("HOME", dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var("BENCH_LOG") {
+            Ok(_) => Stdio::from(std::fs::File::create(dir.join("caddy.log")).unwrap()),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .expect("caddy (scripts/ensure-tools.sh installs it)");
     while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
@@ -296,11 +306,26 @@ fn within(samples: &[Sample], windows: &[(Instant, Instant)]) -> Vec<Sample> {
     samples.iter().filter(|s| inside(s.2)).copied().collect()
 }
 
+/// `at` as wall-clock time, to set beside berth's log (`BENCH_LOG`).
+fn wall(at: Instant) -> String {
+    static ANCHOR: std::sync::OnceLock<(Instant, std::time::SystemTime)> =
+        std::sync::OnceLock::new();
+    let (i, t) = *ANCHOR.get_or_init(|| (Instant::now(), std::time::SystemTime::now()));
+    let t = match at >= i {
+        true => t + (at - i),
+        false => t - (i - at),
+    };
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
 /// Where in a deploy the slow requests (over `slow`) began: counted by 100 ms from the
 /// deploy's start (`from`) before them, to tell which step of a rollout costs the latency.
 fn slow_by_phase(during: &str, from: &str, samples: &[Sample], writes: &[Instant], slow: Duration) {
     let mut buckets = std::collections::BTreeMap::<u128, usize>::new();
-    for (_, _, at) in samples.iter().filter(|s| s.0 > slow) {
+    for (took, _, at) in samples.iter().filter(|s| s.0 > slow) {
+        if std::env::var("BENCH_LOG").is_ok() {
+            eprintln!("SLOW {during} {} {}", wall(*at), ms(*took));
+        }
         if let Some(w) = writes.iter().rev().find(|w| *w <= at) {
             *buckets
                 .entry(at.duration_since(*w).as_millis() / 100)
@@ -367,10 +392,11 @@ async fn start() -> Bench {
     let (admin, http, api) = (free_port(), free_port(), free_port());
     let caddy = start_caddy(root, admin);
     let cpus: f64 = env_or("BENCH_CPUS", 1.0);
+    let drain: u64 = env_or("BENCH_DRAIN_MS", 2000);
     write(&root.join("berth.toml"), &format!(
         "instance = \"{instance}\"\nstop_timeout = \"1s\"\nlisten = \"127.0.0.1:{}\"\n\
          [policy]\ndomains = [\"*.example.test\"]\nmax_cpus = {cpus:?}\n\
-         [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"200ms\"\n",
+         [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"{drain}ms\"\n",
         api, free_port()));
     write(
         &root.join("templates/node-v1/template.toml"),
@@ -480,10 +506,7 @@ async fn berth_deploys(b: &Bench, round: u32) -> Deploys {
         let t = Instant::now();
         out.starts.push(t);
         if std::env::var("BENCH_LOG").is_ok() {
-            eprintln!(
-                "WRITE {}",
-                humantime::format_rfc3339_micros(std::time::SystemTime::now())
-            );
+            eprintln!("WRITE {}", wall(t));
         }
         write(&b.manifest, &shop(version));
         until_answers(&b.client, &b.url, &format!("hello-v{version}")).await;
@@ -665,8 +688,10 @@ async fn finish(b: Bench) {
         println!("{line}");
     }
     if std::env::var("BENCH_LOG").is_ok() {
-        let log = std::fs::read_to_string(b.root.path().join("serve.log"));
-        eprintln!("{}", log.unwrap_or_default());
+        for file in ["serve.log", "caddy.log"] {
+            let log = std::fs::read_to_string(b.root.path().join(file));
+            eprintln!("{}", log.unwrap_or_default());
+        }
     }
     drop(b._serve);
     let instance = &b.instance;

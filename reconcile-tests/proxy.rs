@@ -35,15 +35,20 @@ async fn proxied_root(prefix: &str, proxy_table: &str) -> TestRoot {
     root
 }
 
-/// Over a few passes (1 s resync) with nothing changed, berth writes nothing to Caddy.
+/// Over a few passes (1 s resync) with nothing changed, berth writes nothing to Caddy, and
+/// its reads make Caddy log no error.
 async fn no_writes_while_nothing_changes(caddy: &Caddy) {
     let writes = caddy.admin_writes();
+    let errors = || caddy.log().matches("\"request error\"").count();
+    let errors_before = errors();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         caddy.admin_writes(),
         writes,
         "passes over unchanged state wrote to Caddy"
     );
+    // Their read-backs ask only for what exists: an operator's Caddy log stays clean.
+    assert_eq!(errors(), errors_before, "{}", caddy.log());
 }
 
 #[tokio::test]

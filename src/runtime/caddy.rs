@@ -159,7 +159,12 @@ impl Caddy {
     /// Berth's TLS policy, found by its `@id`: replaced, appended, or removed.
     async fn sync_tls(&self, want: Option<&Value>, id: &str) -> Result<(), ProxyError> {
         let by_id = format!("/id/{id}");
-        let have = self.get(&by_id).await?;
+        // Caddy logs an error for an unknown id: without a TLS app (`tls = "off"` and no
+        // other TLS config) there is no policy to look for, on every resync.
+        let have = match want {
+            None if !self.has("/config/apps/tls").await? => None,
+            _ => self.get(&by_id).await?,
+        };
         match (want, have) {
             (Some(w), Some(h)) if *w == h => Ok(()),
             (Some(w), Some(_)) => self.write(Method::PATCH, &by_id, w).await,
