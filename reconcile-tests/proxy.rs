@@ -177,6 +177,12 @@ async fn with_tls_off_an_unchanged_pass_writes_nothing_either() {
         .proxy_table()
         .replace("tls = \"internal\"", "tls = \"off\"");
     let root = proxied_root("proxyoff", &table).await;
+    // The operator's own TLS app, without a policy of berth's: left alone, and looked into
+    // without an error in Caddy's log.
+    let theirs = r#"[{"subjects":["theirs.example.test"],"issuers":[{"module":"internal"}]}]"#;
+    let tls = format!(r#"{{"tls":{{"automation":{{"policies":{theirs}}}}}}}"#);
+    assert_eq!(caddy.admin("POST", "/config/apps", &tls).0, 200);
+    let ours = caddy.admin_writes();
     root.write_manifest(
         "alice",
         "shop",
@@ -185,11 +191,17 @@ async fn with_tls_off_an_unchanged_pass_writes_nothing_either() {
     let _serve = Serve::start(&root);
     root.wait_running("alice", "shop", T).await;
     wait_until(T, "berth's server in Caddy", || async {
-        caddy.admin_writes() > 0
+        caddy.admin_writes() > ours
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     no_writes_while_nothing_changes(&caddy).await;
+    let (_, kept) = caddy.admin("GET", "/config/apps/tls/automation/policies", "");
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(
+        kept,
+        serde_json::from_str::<serde_json::Value>(theirs).unwrap()
+    );
 }
 
 #[tokio::test]

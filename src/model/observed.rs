@@ -73,12 +73,6 @@ impl Observed {
     pub fn is_running(&self) -> bool {
         self.state == ContainerState::Running
     }
-
-    /// A container (not a service) that runs without an address: what a rollout leaves of
-    /// the old container once it is past its drain, taken off its networks before its stop.
-    pub fn is_unplugged(&self) -> bool {
-        self.tasks.is_none() && self.is_running() && self.address.is_none()
-    }
 }
 
 /// One app's containers, the one to keep first: a container under the app's own name before
@@ -87,15 +81,12 @@ impl Observed {
 /// planner keeps the first and removes the rest; the proxy routes to the first when it runs.
 /// So after a crash mid-rollout both agree: the old container is kept (started again if it
 /// was stopped for a stop-first rollout) and the half-made new one goes; a `_next` container
-/// alone has passed its check (the old one is removed only after that) and is settled. An
-/// old container that runs without an address ([`Observed::is_unplugged`]) was taken off its
-/// network after the switch and drain, so it loses its place: the `_next` one is kept.
+/// alone has passed its check (the old one is removed only after that) and is settled.
 pub fn rank<'a>(mut mine: Vec<&'a Observed>, hash: Option<&str>) -> Vec<&'a Observed> {
     mine.sort_by(|a, b| {
         let score = |o: &Observed| {
             let wanted = hash.is_some() && o.hash.as_deref() == hash;
-            let settled = !o.next && !o.is_unplugged();
-            (settled, o.is_running(), wanted, o.created)
+            (!o.next, o.is_running(), wanted, o.created)
         };
         score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
     });

@@ -315,25 +315,6 @@ fn a_rollout_interrupted_after_the_old_container_stopped_keeps_the_old_one() {
 }
 
 #[test]
-fn a_rollout_interrupted_after_the_old_container_was_unplugged_keeps_the_new_one() {
-    // After the switch and drain the old container is taken off its network, then stopped:
-    // running without an address, it is past the switch.
-    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
-    let mut unplugged = container("alice/a", "old", "old-hash", ContainerState::Running);
-    unplugged.address = None;
-    let new = next_of(wanted_container(
-        &d,
-        "alice/a",
-        "new",
-        ContainerState::Running,
-    ));
-    let p = plan(&d, &[unplugged, new], PlanOptions::default());
-    assert_eq!(p.changes[0].duplicates.len(), 1, "{p:?}");
-    assert_eq!(p.changes[0].duplicates[0].id, "old");
-    assert!(matches!(only_action(&p), Action::Settle { container } if container.id == "new"));
-}
-
-#[test]
 fn a_next_container_is_settled_before_another_spec_rolls() {
     let d = desired(vec![app("alice/a", DOMAIN_APP)]);
     let unsettled = next_of(container(

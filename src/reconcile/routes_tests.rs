@@ -154,23 +154,6 @@ fn during_a_rollout_the_route_stays_on_the_old_container_until_it_is_pinned_to_t
 }
 
 #[test]
-fn an_old_container_taken_off_its_network_after_the_drain_gives_the_route_to_the_next_one() {
-    // berth killed between the old container's unplug and its stop: no pin any more, and the
-    // old container has no address to dial.
-    let d = desired(vec![with_domain(
-        "alice/shop",
-        "shop.example.test",
-        "running",
-    )]);
-    let mut unplugged = container("alice/shop", "old", "an-old-hash", ContainerState::Running);
-    unplugged.address = None;
-    let mut next = wanted_container(&d, "alice/shop", "next-c", ContainerState::Running);
-    next.next = true;
-    let r = render("main", &proxy("off"), &d, &[unplugged, next], &Pins::new());
-    assert_eq!(dial(&r), "10.0.0.6:3000");
-}
-
-#[test]
 fn a_service_is_proxied_to_every_live_task_and_one_with_none_answers_503() {
     use crate::model::observed::Tasks;
     let d = desired(vec![with_domain(

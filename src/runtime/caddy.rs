@@ -156,29 +156,27 @@ impl Caddy {
         Ok(())
     }
 
-    /// Berth's TLS policy, found by its `@id`: replaced, appended, or removed.
+    /// Berth's TLS policy, found by its `@id`: replaced, appended, or removed. It is looked
+    /// for in the TLS app's policies, read whole: Caddy logs an error for every lookup of an
+    /// unknown id, which would be one per resync wherever berth wants no policy.
     async fn sync_tls(&self, want: Option<&Value>, id: &str) -> Result<(), ProxyError> {
         let by_id = format!("/id/{id}");
-        // Caddy logs an error for an unknown id: without a TLS app (`tls = "off"` and no
-        // other TLS config) there is no policy to look for, on every resync.
-        let have = match want {
-            None if !self.has("/config/apps/tls").await? => None,
-            _ => self.get(&by_id).await?,
-        };
+        let keys = ["apps", "tls", "automation", "policies"];
+        let tls = self.get("/config/apps/tls").await?;
+        let policies = tls.as_ref().and_then(|t| t.pointer("/automation/policies"));
+        let have = (policies.and_then(Value::as_array).into_iter().flatten())
+            .find(|p| p.get("@id").and_then(Value::as_str) == Some(id));
         match (want, have) {
-            (Some(w), Some(h)) if *w == h => Ok(()),
+            (Some(w), Some(h)) if w == h => Ok(()),
             (Some(w), Some(_)) => self.write(Method::PATCH, &by_id, w).await,
-            (Some(w), None) => {
+            (Some(w), None) => match policies {
                 // First in the list: Caddy uses the first policy that matches a name.
-                let keys = ["apps", "tls", "automation", "policies"];
-                match self.get(&config_path(&keys)).await? {
-                    Some(Value::Array(_)) => {
-                        let first = format!("{}/0", config_path(&keys));
-                        self.write(Method::PUT, &first, w).await
-                    }
-                    _ => self.set(&keys, &json!([w])).await,
+                Some(Value::Array(_)) => {
+                    let first = format!("{}/0", config_path(&keys));
+                    self.write(Method::PUT, &first, w).await
                 }
-            }
+                _ => self.set(&keys, &json!([w])).await,
+            },
             (None, Some(_)) => self.write(Method::DELETE, &by_id, &Value::Null).await,
             (None, None) => Ok(()),
         }

@@ -8,10 +8,7 @@
 //! (`model::observed::rank`): while the old container exists (running, or stopped by a
 //! stop-first rollout), it is the one kept, and the new one, named `<name>_next`, is removed
 //! and the rollout made again; the old one is removed only after the new one passed its
-//! check, so a `_next` container alone is kept and settled under the app's name. After the
-//! drain the old container is taken off its networks before it is stopped: running without an
-//! address beside a `_next` container, it is past the switch, and the `_next` one is kept. The
-//! planner
+//! check, so a `_next` container alone is kept and settled under the app's name. The planner
 //! settles a kept `_next` container before anything else, so a new container never takes the
 //! app's own name before its check.
 
@@ -92,25 +89,8 @@ impl Executor {
         let _pin = Release(front, key);
         info!(app = %key, drain = ?front.drain(), "rollout: switched; draining the old container");
         tokio::time::sleep(front.drain()).await;
-        self.unplug(app, old).await;
         self.stop_and_remove(old).await?;
         self.settle(app, name).await
-    }
-
-    /// Takes the drained old container off its networks before it is stopped. It only makes
-    /// the stop lighter on the serving path, so a failure is logged and the stop goes on.
-    async fn unplug(&self, app: &DesiredApp, old: &ContainerRef) {
-        if !old.running {
-            return;
-        }
-        match self.engine().unplug(&old.id).await {
-            Ok(()) => {
-                info!(app = %app.key, container = %old.name, "rollout: old container off its network; stopping it")
-            }
-            Err(e) => {
-                warn!(app = %app.key, container = %old.name, cause = %e, "rollout: cannot take the old container off its network; stopping it anyway")
-            }
-        }
     }
 
     async fn stop_first(

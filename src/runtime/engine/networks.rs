@@ -193,32 +193,6 @@ impl Engine {
         all_moved
     }
 
-    /// Takes container `id` off every network it is on, so its address is gone while it
-    /// still runs: the mark a rollout leaves on an old container that is past its drain
-    /// (`model::observed::rank`). Doing this before the stop measured fewer slow requests
-    /// on the serving path than stopping an attached container (README, rollout bench).
-    pub(in crate::runtime) async fn unplug(&self, id: &str) -> Result<(), EngineError> {
-        let c = self
-            .docker
-            .call("inspect")
-            .inspect_container(id, None)
-            .await
-            .map_err(fail(format!("inspect {id}")))?;
-        let networks = c.network_settings.and_then(|n| n.networks);
-        for net in networks.unwrap_or_default().into_keys() {
-            let disconnect = NetworkDisconnectRequest {
-                container: id.to_string(),
-                force: Some(true),
-            };
-            self.docker
-                .call("network_disconnect")
-                .disconnect_network(&net, disconnect)
-                .await
-                .map_err(fail(format!("disconnect {id} from network {net}")))?;
-        }
-        Ok(())
-    }
-
     /// Disconnects container `id` from network `from` and connects it to `to`; when the
     /// second step fails it is put back on `from`, so it is never left on no network.
     async fn reattach(&self, id: &str, app: &str, from: &str, to: &str) -> Result<(), EngineError> {
