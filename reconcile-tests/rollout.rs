@@ -2,7 +2,8 @@
 //! continuous load fail no request and every switch sticks; a new version that fails its
 //! health check or exits is rolled back, shown as `rollout-failed` and not retried; an app on
 //! a host port gets its old container back; berth SIGKILLed at each step of a rollout comes
-//! back to exactly one serving container that the route points at.
+//! back to exactly one serving container that the route points at (killed while the old one
+//! stops, the new one is kept, not made again).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +24,9 @@ fn rollout_template(image: &str, command: &str, memory: &str) -> String {
     )
 }
 
-/// busybox httpd; `MODE=exit` dies at once with code 3, `SLOW=1` listens only after 2 s.
-const ROLL_COMMAND: &str = r#"["sh", "-c", "if [ \"$MODE\" = exit ]; then echo 'cannot start: MODE=exit' >&2; exit 3; fi; if [ \"$SLOW\" = 1 ]; then sleep 2; fi; mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]"#;
+/// busybox httpd; `MODE=exit` dies at once with code 3, `SLOW=1` listens only after 2 s,
+/// `STUBBORN=1` ignores SIGTERM (a stop takes the whole stop timeout).
+const ROLL_COMMAND: &str = r#"["sh", "-c", "if [ \"$MODE\" = exit ]; then echo 'cannot start: MODE=exit' >&2; exit 3; fi; if [ \"$SLOW\" = 1 ]; then sleep 2; fi; if [ \"$STUBBORN\" = 1 ]; then trap '' TERM; fi; mkdir -p /tmp/w && echo hello-$NAME > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]"#;
 
 /// Node.js: a real server's accept queue (busybox httpd's holds 9 connections, which a burst
 /// of 16 overflows whatever the proxy does).
@@ -328,6 +330,9 @@ enum Step {
     AfterHealth,
     /// The route was switched; the old container is draining (3 s).
     DuringDrain,
+    /// The drained old container is being stopped; the engine finishes the stop (it ignores
+    /// SIGTERM, so that takes the 2 s stop timeout) while berth is down.
+    DuringStop,
 }
 
 impl Step {
@@ -337,6 +342,7 @@ impl Step {
             Step::BeforeStart | Step::DuringHealth => None,
             Step::AfterHealth => Some("rollout: healthy"),
             Step::DuringDrain => Some("rollout: switched"),
+            Step::DuringStop => Some("rollout: drained; stopping the old container"),
         }
     }
 }
@@ -355,9 +361,34 @@ async fn kill_at(step: &Step, seen: usize, serve: &mut Serve, root: &TestRoot) {
         Step::DuringHealth => {
             wait_next_running(root, "shop").await;
         }
-        Step::AfterHealth | Step::DuringDrain => {}
+        Step::AfterHealth | Step::DuringDrain | Step::DuringStop => {}
     }
     serve.kill();
+}
+
+/// Waits until the shop's old container has stopped beside its running `_next` one (the
+/// engine finishing the stop berth asked for), and answers the `_next` one's id.
+async fn next_beside_a_stopped_old(root: &TestRoot) -> String {
+    use bollard::models::ContainerSummaryStateEnum::{EXITED, RUNNING};
+    let next = format!("/{}_next", root.container_name("alice", "shop"));
+    let is_next =
+        |c: &bollard::models::ContainerSummary| c.names.as_ref().is_some_and(|n| n.contains(&next));
+    let found = std::sync::Mutex::new(None);
+    wait_until(
+        T,
+        "the old container to stop beside the new one",
+        || async {
+            let all = root.instance_containers().await;
+            let (new, old): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| is_next(c));
+            let stopped = matches!((&new[..], &old[..]), ([n], [o])
+            if n.state == Some(RUNNING) && o.state == Some(EXITED));
+            *found.lock().unwrap() = new.first().and_then(|n| n.id.clone());
+            stopped
+        },
+    )
+    .await;
+    let id = found.lock().unwrap().take();
+    id.unwrap()
 }
 
 #[tokio::test]
@@ -367,7 +398,7 @@ async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_contai
     let marker = root.path().join("pre-deploy-ran");
     let hook = format!("#!/bin/sh\ntouch '{}'\nsleep 1\n", marker.display());
     root.write_hook("roll-v1", "pre-deploy", &hook);
-    root.write_manifest("alice", "shop", &shop(0, "", ""));
+    root.write_manifest("alice", "shop", &shop(0, "", "STUBBORN = \"1\"\n"));
     let mut serve = Serve::start(&root);
     wait_settled(&root, &caddy, 0).await;
     let steps = [
@@ -375,6 +406,7 @@ async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_contai
         Step::DuringHealth,
         Step::AfterHealth,
         Step::DuringDrain,
+        Step::DuringStop,
     ];
     for (n, step) in (1..).zip(steps.iter()) {
         let slow = if matches!(step, Step::DuringHealth) {
@@ -382,13 +414,27 @@ async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_contai
         } else {
             ""
         };
+        // Every old version outlives its stop by 2 s: time to kill berth during it.
+        let env = format!("{slow}STUBBORN = \"1\"\n");
         let seen = step
             .log_line()
             .map_or(0, |l| serve.log().matches(l).count());
-        root.write_manifest("alice", "shop", &shop(n, "", slow));
+        root.write_manifest("alice", "shop", &shop(n, "", &env));
         kill_at(step, seen, &mut serve, &root).await;
+        let checked = match step {
+            Step::DuringStop => Some(next_beside_a_stopped_old(&root).await),
+            _ => None,
+        };
         serve = Serve::start(&root);
         wait_settled(&root, &caddy, n).await;
+        if let Some(id) = checked {
+            let kept = root.container("alice", "shop").await.unwrap().id;
+            assert_eq!(
+                kept,
+                Some(id),
+                "the serving new container is kept, not made again"
+            );
+        }
         let _ = std::fs::remove_file(&marker);
     }
     serve.assert_alive();

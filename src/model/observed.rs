@@ -73,6 +73,13 @@ impl Observed {
     pub fn is_running(&self) -> bool {
         self.state == ContainerState::Running
     }
+
+    /// A rollout's `_next` container whose spec (its label) has a domain and no host port:
+    /// made beside the old one by a start-first rollout (`reconcile::plan::Strategy`).
+    pub fn made_start_first(&self) -> bool {
+        let spec = self.spec.as_ref();
+        self.next && spec.is_some_and(|s| s.domain.is_some() && s.host_port.is_none())
+    }
 }
 
 /// One app's containers, the one to keep first: a container under the app's own name before
@@ -81,12 +88,16 @@ impl Observed {
 /// planner keeps the first and removes the rest; the proxy routes to the first when it runs.
 /// So after a crash mid-rollout both agree: the old container is kept (started again if it
 /// was stopped for a stop-first rollout) and the half-made new one goes; a `_next` container
-/// alone has passed its check (the old one is removed only after that) and is settled.
+/// alone has passed its check (the old one is removed only after that) and is settled. So
+/// has a running `_next` container made by a start-first rollout when no container under the
+/// app's name runs: such a rollout stops the old one only after the switch and the drain.
 pub fn rank<'a>(mut mine: Vec<&'a Observed>, hash: Option<&str>) -> Vec<&'a Observed> {
+    let old_runs = mine.iter().any(|o| !o.next && o.is_running());
     mine.sort_by(|a, b| {
         let score = |o: &Observed| {
             let wanted = hash.is_some() && o.hash.as_deref() == hash;
-            (!o.next, o.is_running(), wanted, o.created)
+            let past_switch = !old_runs && o.is_running() && o.made_start_first();
+            (!o.next || past_switch, o.is_running(), wanted, o.created)
         };
         score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
     });

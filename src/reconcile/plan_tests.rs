@@ -289,10 +289,36 @@ fn an_interrupted_rollout_keeps_the_running_old_container_and_rolls_again() {
 }
 
 #[test]
-fn a_rollout_interrupted_after_the_old_container_stopped_keeps_the_old_one() {
+fn a_start_first_rollout_interrupted_while_the_old_container_stops_keeps_the_new_one() {
+    // Start-first stops the old container only after the new one's check, the switch and
+    // the drain: the new one serves, so it is kept and settled, and the old one goes.
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let stopped_old = container(
+        "alice/a",
+        "old",
+        "old-hash",
+        ContainerState::Exited(Some(143)),
+    );
+    let new = next_of(wanted_container(
+        &d,
+        "alice/a",
+        "new",
+        ContainerState::Running,
+    ));
+    let p = plan(&d, &[stopped_old, new], PlanOptions::default());
+    assert_eq!(p.changes[0].duplicates.len(), 1, "{p:?}");
+    assert_eq!(p.changes[0].duplicates[0].id, "old");
+    assert!(matches!(only_action(&p), Action::Settle { container } if container.id == "new"));
+}
+
+#[test]
+fn a_stop_first_rollout_interrupted_after_the_old_container_stopped_keeps_the_old_one() {
     // Stop-first stops the old container before the new one's check: the new one may not
     // have passed it, so the old one is kept (and rolled again) and the new one goes.
-    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let d = desired(vec![app(
+        "alice/a",
+        &format!("{DOMAIN_APP}\nhost_port = 8080"),
+    )]);
     let stopped_old = container(
         "alice/a",
         "old",

@@ -143,8 +143,15 @@ fn during_a_rollout_the_route_stays_on_the_old_container_until_it_is_pinned_to_t
     );
     let mut stopped = old;
     stopped.state = ContainerState::Exited(Some(0));
-    let r = render("main", &proxy("off"), &d, &[stopped], &Pins::new());
+    let r = render("main", &proxy("off"), &d, &[stopped.clone()], &Pins::new());
     assert_eq!(routes(&r)[0]["handle"][0]["status_code"], 503);
+    let both = [stopped, next.clone()];
+    let r = render("main", &proxy("off"), &d, &both, &Pins::new());
+    assert_eq!(
+        dial(&r),
+        "10.0.0.6:3000",
+        "berth killed while the old one stopped after the drain: the new one serves on"
+    );
     let r = render("main", &proxy("off"), &d, &[next], &Pins::new());
     assert_eq!(
         dial(&r),

@@ -8,7 +8,9 @@
 //! (`model::observed::rank`): while the old container exists (running, or stopped by a
 //! stop-first rollout), it is the one kept, and the new one, named `<name>_next`, is removed
 //! and the rollout made again; the old one is removed only after the new one passed its
-//! check, so a `_next` container alone is kept and settled under the app's name. The planner
+//! check, so a `_next` container alone is kept and settled under the app's name, and so is a
+//! running `_next` of a start-first rollout beside a stopped old one (stopped only after the
+//! switch and the drain; the engine finishes a stop that berth did not live to see). The planner
 //! settles a kept `_next` container before anything else, so a new container never takes the
 //! app's own name before its check.
 
@@ -89,6 +91,7 @@ impl Executor {
         let _pin = Release(front, key);
         info!(app = %key, drain = ?front.drain(), "rollout: switched; draining the old container");
         tokio::time::sleep(front.drain()).await;
+        info!(app = %key, container = %old.name, "rollout: drained; stopping the old container");
         self.stop_and_remove(old).await?;
         self.settle(app, name).await
     }
