@@ -2,8 +2,8 @@
 //! continuous load fail no request and every switch sticks; a new version that fails its
 //! health check or exits is rolled back, shown as `rollout-failed` and not retried; an app on
 //! a host port gets its old container back; berth SIGKILLed at each step of a rollout comes
-//! back to exactly one serving container that the route points at (killed while the old one
-//! stops, the new one is kept, not made again).
+//! back to exactly one serving container that the route points at (killed after the switch,
+//! the new one is kept, not made again).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -328,10 +328,10 @@ enum Step {
     DuringHealth,
     /// The new container just passed its check.
     AfterHealth,
-    /// The route was switched; the old container is draining (3 s).
+    /// The route was switched and the names handed over; the old container is draining (3 s).
     DuringDrain,
-    /// The drained old container is being stopped; the engine finishes the stop (it ignores
-    /// SIGTERM, so that takes the 2 s stop timeout) while berth is down.
+    /// The drained old container is being stopped (it ignores SIGTERM, so that takes the 2 s
+    /// stop timeout, and berth comes back while it runs).
     DuringStop,
 }
 
@@ -366,29 +366,19 @@ async fn kill_at(step: &Step, seen: usize, serve: &mut Serve, root: &TestRoot) {
     serve.kill();
 }
 
-/// Waits until the shop's old container has stopped beside its running `_next` one (the
-/// engine finishing the stop berth asked for), and answers the `_next` one's id.
-async fn next_beside_a_stopped_old(root: &TestRoot) -> String {
-    use bollard::models::ContainerSummaryStateEnum::{EXITED, RUNNING};
-    let next = format!("/{}_next", root.container_name("alice", "shop"));
-    let is_next =
-        |c: &bollard::models::ContainerSummary| c.names.as_ref().is_some_and(|n| n.contains(&next));
-    let found = std::sync::Mutex::new(None);
-    wait_until(
-        T,
-        "the old container to stop beside the new one",
-        || async {
-            let all = root.instance_containers().await;
-            let (new, old): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| is_next(c));
-            let stopped = matches!((&new[..], &old[..]), ([n], [o])
-            if n.state == Some(RUNNING) && o.state == Some(EXITED));
-            *found.lock().unwrap() = new.first().and_then(|n| n.id.clone());
-            stopped
-        },
-    )
-    .await;
-    let id = found.lock().unwrap().take();
-    id.unwrap()
+/// After the switch: the id of the container under the shop's name, after asserting that it
+/// is version `n` and that the old one is beside it as `_old`.
+async fn new_beside_a_retired_old(root: &TestRoot, n: u32) -> String {
+    let new = root.container("alice", "shop").await.unwrap();
+    let env = new.config.and_then(|c| c.env).unwrap_or_default();
+    assert!(env.contains(&format!("NAME=v{n}")), "{env:?}");
+    let old = format!("/{}_old", root.container_name("alice", "shop"));
+    let all = root.instance_containers().await;
+    let retired = all
+        .iter()
+        .filter(|c| c.names.as_ref().is_some_and(|n| n.contains(&old)));
+    assert_eq!(retired.count(), 1, "{all:?}");
+    new.id.unwrap()
 }
 
 #[tokio::test]
@@ -414,7 +404,7 @@ async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_contai
         } else {
             ""
         };
-        // Every old version outlives its stop by 2 s: time to kill berth during it.
+        // Every old version outlives its stop by 2 s: berth comes back while it stops.
         let env = format!("{slow}STUBBORN = \"1\"\n");
         let seen = step
             .log_line()
@@ -422,7 +412,7 @@ async fn berth_killed_at_each_step_of_a_rollout_comes_back_to_one_serving_contai
         root.write_manifest("alice", "shop", &shop(n, "", &env));
         kill_at(step, seen, &mut serve, &root).await;
         let checked = match step {
-            Step::DuringStop => Some(next_beside_a_stopped_old(&root).await),
+            Step::DuringDrain | Step::DuringStop => Some(new_beside_a_retired_old(&root, n).await),
             _ => None,
         };
         serve = Serve::start(&root);

@@ -85,6 +85,7 @@ pub(crate) fn container(k: &str, id: &str, hash: &str, state: ContainerState) ->
         created: 0,
         address: Some(format!("10.0.0.{}", id.len())),
         next: false,
+        old: false,
         tasks: None,
     }
 }

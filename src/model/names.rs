@@ -10,6 +10,8 @@ use thiserror::Error;
 
 /// Ends the name of a rollout's new container until it is settled under the app's name.
 pub const NEXT_SUFFIX: &str = "_next";
+/// Ends the name of a rollout's old container from the switch on, until it is removed.
+pub const OLD_SUFFIX: &str = "_old";
 
 /// A name that broke the rules, with what it was meant to be.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -105,6 +107,11 @@ impl AppKey {
     /// another app's container.
     pub fn next_container_name(&self, instance: &str) -> String {
         format!("{}{NEXT_SUFFIX}", self.container_name(instance))
+    }
+
+    /// The name of a rollout's old container once the route has left it (until removed).
+    pub fn old_container_name(&self, instance: &str) -> String {
+        format!("{}{OLD_SUFFIX}", self.container_name(instance))
     }
 
     /// The Docker container name for this app in `instance` (SPEC §4).

@@ -39,6 +39,8 @@ pub struct Observed {
     pub address: Option<String>,
     /// Named `<name>_next`: made by a rollout that has not settled (see [`rank`]).
     pub next: bool,
+    /// Named `<name>_old`: a rollout's old container, which the route left (see [`rank`]).
+    pub old: bool,
     /// A Swarm service's tasks (`runtime = "swarm"`); none for a container.
     pub tasks: Option<Tasks>,
 }
@@ -73,31 +75,26 @@ impl Observed {
     pub fn is_running(&self) -> bool {
         self.state == ContainerState::Running
     }
-
-    /// A rollout's `_next` container whose spec (its label) has a domain and no host port:
-    /// made beside the old one by a start-first rollout (`reconcile::plan::Strategy`).
-    pub fn made_start_first(&self) -> bool {
-        let spec = self.spec.as_ref();
-        self.next && spec.is_some_and(|s| s.domain.is_some() && s.host_port.is_none())
-    }
 }
 
-/// One app's containers, the one to keep first: a container under the app's own name before
-/// a rollout's `_next` one (which has not been settled, so may not have passed its health
-/// check), then a running one, then the one with the wanted `hash`, then the newest. The
-/// planner keeps the first and removes the rest; the proxy routes to the first when it runs.
-/// So after a crash mid-rollout both agree: the old container is kept (started again if it
-/// was stopped for a stop-first rollout) and the half-made new one goes; a `_next` container
-/// alone has passed its check (the old one is removed only after that) and is settled. So
-/// has a running `_next` container made by a start-first rollout when no container under the
-/// app's name runs: such a rollout stops the old one only after the switch and the drain.
+/// One app's containers, the one to keep first: a container under the app's own name, then
+/// a rollout's `_next` one (not settled, so it may not have passed its health check), then a
+/// rollout's `_old` one (renamed so once the route left it for a checked `_next` one); within
+/// each, a running one, then the one with the wanted `hash`, then the newest. The planner keeps
+/// the first and removes the rest; the proxy routes to the first when it runs. So after a crash
+/// mid-rollout both agree: before the switch the old container is kept (started again if it
+/// was stopped for a stop-first rollout) and the half-made new one goes; after it, the old one
+/// is `_old` and goes, and the new one is kept and settled under the app's name.
 pub fn rank<'a>(mut mine: Vec<&'a Observed>, hash: Option<&str>) -> Vec<&'a Observed> {
-    let old_runs = mine.iter().any(|o| !o.next && o.is_running());
     mine.sort_by(|a, b| {
         let score = |o: &Observed| {
             let wanted = hash.is_some() && o.hash.as_deref() == hash;
-            let past_switch = !old_runs && o.is_running() && o.made_start_first();
-            (!o.next || past_switch, o.is_running(), wanted, o.created)
+            let named = match (o.next, o.old) {
+                (false, false) => 2,
+                (true, _) => 1,
+                (false, true) => 0,
+            };
+            (named, o.is_running(), wanted, o.created)
         };
         score(b).cmp(&score(a)).then_with(|| a.id.cmp(&b.id))
     });

@@ -432,3 +432,7 @@ pub fn short(hash: &str) -> &str {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_rollout_tests.rs"]
+mod rollout_tests;

@@ -145,13 +145,25 @@ fn during_a_rollout_the_route_stays_on_the_old_container_until_it_is_pinned_to_t
     stopped.state = ContainerState::Exited(Some(0));
     let r = render("main", &proxy("off"), &d, &[stopped.clone()], &Pins::new());
     assert_eq!(routes(&r)[0]["handle"][0]["status_code"], 503);
-    let both = [stopped, next.clone()];
+    let both = [stopped.clone(), next.clone()];
     let r = render("main", &proxy("off"), &d, &both, &Pins::new());
     assert_eq!(
-        dial(&r),
-        "10.0.0.6:3000",
-        "berth killed while the old one stopped after the drain: the new one serves on"
+        routes(&r)[0]["handle"][0]["status_code"],
+        503,
+        "a new container is unchecked before the switch, even beside a stopped old one"
     );
+    let mut retired = stopped;
+    retired.old = true;
+    for state in [ContainerState::Running, ContainerState::Exited(Some(0))] {
+        retired.state = state;
+        let both = [retired.clone(), next.clone()];
+        let r = render("main", &proxy("off"), &d, &both, &Pins::new());
+        assert_eq!(
+            dial(&r),
+            "10.0.0.6:3000",
+            "past the switch the new one serves on"
+        );
+    }
     let r = render("main", &proxy("off"), &d, &[next], &Pins::new());
     assert_eq!(
         dial(&r),

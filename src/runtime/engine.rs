@@ -178,6 +178,11 @@ impl Engine {
         )
     }
 
+    /// The name a rollout gives `key`'s old container once the route has left it.
+    pub fn old_name(&self, key: &AppKey) -> String {
+        key.old_container_name(&self.instance)
+    }
+
     /// Creates a container of the app named `name` (not started) and returns its id;
     /// `network` is the id of the user's network it joins ([`Engine::ensure_network`]).
     pub(in crate::runtime) async fn create(

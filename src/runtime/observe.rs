@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 
 use crate::model::labels;
-use crate::model::names::{AppKey, NEXT_SUFFIX};
+use crate::model::names::{AppKey, NEXT_SUFFIX, OLD_SUFFIX};
 use crate::model::observed::{ContainerState, Observed};
 
 /// Converts a list entry; `None` when its user/app labels are missing or invalid (berth
@@ -30,6 +30,7 @@ pub fn from_summary(s: &ContainerSummary) -> Option<Observed> {
     Some(Observed {
         id: s.id.clone()?,
         next: name.ends_with(NEXT_SUFFIX),
+        old: name.ends_with(OLD_SUFFIX),
         tasks: None,
         name,
         key: app.key,

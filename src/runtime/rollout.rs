@@ -1,18 +1,19 @@
 //! Rollouts (SPEC §9): how a new container replaces an app's old one. Start-first for a
-//! domain app (new beside old, health gate, switch the route, drain, remove the old, settle
-//! the name); stop-first for an app on a host port (the old one is stopped but kept until the
-//! new one passes, and started again if it does not). A new container that fails its gate is
-//! removed and the change fails as [`ActionError::RolledBack`], which the loop does not retry.
+//! domain app (new beside old, health gate, switch the route, hand over the names, drain,
+//! remove the old); stop-first for an app on a host port (the old one is stopped but kept
+//! until the new one passes, and started again if it does not). A new container that fails
+//! its gate is removed and the change fails as [`ActionError::RolledBack`], which the loop
+//! does not retry.
 //!
-//! **Crash safety:** every step leaves a state the planner and the proxy read the same way
-//! (`model::observed::rank`): while the old container exists (running, or stopped by a
-//! stop-first rollout), it is the one kept, and the new one, named `<name>_next`, is removed
-//! and the rollout made again; the old one is removed only after the new one passed its
-//! check, so a `_next` container alone is kept and settled under the app's name, and so is a
-//! running `_next` of a start-first rollout beside a stopped old one (stopped only after the
-//! switch and the drain; the engine finishes a stop that berth did not live to see). The planner
-//! settles a kept `_next` container before anything else, so a new container never takes the
-//! app's own name before its check.
+//! **Crash safety:** every step leaves names the planner and the proxy read the same way
+//! (`model::observed::rank`). Until the switch, the old container keeps the app's name and is
+//! the one kept (started again if a stop-first rollout had stopped it); the new one,
+//! `<name>_next`, is removed and the rollout made again. Right after the switch the old one is
+//! renamed `<name>_old` and the new one takes the app's name, so from then on, whatever the
+//! old one's state, the new one is kept and the old one removed. A `_next` container alone
+//! passed its check (the old one goes only after that) and is settled. The planner settles a
+//! kept `_next` container before anything else, so a new container never takes the app's own
+//! name before its check.
 
 use tracing::{info, warn};
 
@@ -89,10 +90,23 @@ impl Executor {
         }
         // Released however this ends (an error, a panic caught by the loop).
         let _pin = Release(front, key);
+        self.hand_over(app, old, name).await?;
         info!(app = %key, drain = ?front.drain(), "rollout: switched; draining the old container");
         tokio::time::sleep(front.drain()).await;
-        info!(app = %key, container = %old.name, "rollout: drained; stopping the old container");
-        self.stop_and_remove(old).await?;
+        info!(app = %key, "rollout: drained; stopping the old container");
+        self.stop_and_remove(old).await
+    }
+
+    /// Marks the switch in the engine, where a restarted berth finds it: the old container
+    /// becomes `<name>_old` and the new one takes the app's name (`model::observed::rank`).
+    async fn hand_over(
+        &self,
+        app: &DesiredApp,
+        old: &ContainerRef,
+        name: &str,
+    ) -> Result<(), ActionError> {
+        let retired = self.engine().old_name(&app.key);
+        self.engine().rename(&old.id, &retired).await?;
         self.settle(app, name).await
     }
 

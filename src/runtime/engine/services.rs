@@ -315,6 +315,7 @@ fn from_service(s: &Service, placed: &HashMap<String, Placed>) -> Option<Observe
         created: 0,
         address: None,
         next: false,
+        old: false,
         tasks: s.service_status.as_ref().map(|st| {
             let here = s.id.as_ref().and_then(|id| placed.get(id)).cloned();
             let here = here.unwrap_or_default();
