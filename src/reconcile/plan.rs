@@ -51,8 +51,8 @@ pub enum Action {
         changed: Vec<String>,
         strategy: Strategy,
     },
-    /// The container is what the manifest wants but still has a rollout's `_next` name (berth
-    /// stopped before the rollout's last step): rename it to the app's name.
+    /// The kept container still has a rollout's `_next` name (berth stopped before the
+    /// rollout's last step), or is an `_old` one left alone: rename it to the app's name.
     Settle { container: ContainerRef },
     /// Same spec, not running, should run. `exited` is set when it stopped on its own or was
     /// stopped, which counts toward crash-loop backoff.
@@ -380,7 +380,7 @@ fn plan_app(
         change.action = Some(Action::Create { start });
         return change;
     };
-    change.action = if keep.next {
+    change.action = if keep.next || keep.old {
         // Settled first, whatever its spec: a rollout must never create the new container
         // under the app's own name while the old one still has the `_next` one.
         Some(Action::Settle {

@@ -104,6 +104,19 @@ fn past_the_switch_the_new_container_is_kept_whatever_the_old_ones_state_or_spec
 }
 
 #[test]
+fn an_old_container_left_alone_is_settled_under_the_apps_name() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let alone = old_of(wanted_container(
+        &d,
+        "alice/a",
+        "o",
+        ContainerState::Running,
+    ));
+    let p = plan(&d, &[alone], PlanOptions::default());
+    assert!(matches!(only_action(&p), Action::Settle { container } if container.id == "o"));
+}
+
+#[test]
 fn before_the_switch_a_stopped_old_container_is_kept_over_an_unchecked_new_one() {
     // The old container was not running when a start-first rollout began (crashed, stopped
     // by hand): berth killed during the new one's check must not settle the new one.

@@ -106,7 +106,9 @@ impl Executor {
         name: &str,
     ) -> Result<(), ActionError> {
         let retired = self.engine().old_name(&app.key);
-        self.engine().rename(&old.id, &retired).await?;
+        if old.name != retired {
+            self.engine().rename(&old.id, &retired).await?;
+        }
         self.settle(app, name).await
     }
 
