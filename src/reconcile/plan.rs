@@ -381,8 +381,8 @@ fn plan_app(
         return change;
     };
     change.action = if keep.next || keep.old {
-        // Settled first, whatever its spec: a rollout must never create the new container
-        // under the app's own name while the old one still has the `_next` one.
+        // Settled first, whatever its spec: a rollout creates its new container as `_next`,
+        // so no kept container may still have a rollout's name.
         Some(Action::Settle {
             container: ContainerRef::of(keep),
         })

@@ -6,14 +6,15 @@
 //! does not retry.
 //!
 //! **Crash safety:** every step leaves names the planner and the proxy read the same way
-//! (`model::observed::rank`). Until the switch, the old container keeps the app's name and is
-//! the one kept (started again if a stop-first rollout had stopped it); the new one,
-//! `<name>_next`, is removed and the rollout made again. Right after the switch the old one is
-//! renamed `<name>_old` and the new one takes the app's name, so from then on, whatever the
-//! old one's state, the new one is kept and the old one removed. A `_next` container alone
-//! passed its check (the old one goes only after that) and is settled. The planner settles a
-//! kept `_next` container before anything else, so a new container never takes the app's own
-//! name before its check.
+//! (`model::observed::rank`). Until the old container is renamed, it keeps the app's name and
+//! is the one kept (started again if a stop-first rollout had stopped it); the new one,
+//! `<name>_next`, is removed and the rollout made again (a crash between Caddy's switch and
+//! the rename sends the traffic back to the old one, which still runs). Right after the switch
+//! the old one is renamed `<name>_old` and the new one takes the app's name, so from then on,
+//! whatever the old one's state, the new one is kept and the old one removed. A `_next` or
+//! `_old` container left alone is settled under the app's name (a `_next` one passed its check:
+//! the old one goes only after that). The planner settles a kept `_next` container before
+//! anything else, so a new container never takes the app's own name before its check.
 
 use tracing::{info, warn};
 
@@ -46,9 +47,9 @@ impl Executor {
         old: &ContainerRef,
         strategy: Strategy,
     ) -> Result<(), ActionError> {
-        let (base, next) = self.engine().names(&app.key);
-        // The new container takes the name the old one does not have.
-        let name = if old.name == next { base } else { next };
+        let (_, name) = self.engine().names(&app.key);
+        // The planner settles a `_next` container before it rolls anything.
+        debug_assert_ne!(old.name, name, "a rollout over an unsettled container");
         match strategy {
             Strategy::Replace => {
                 self.stop_and_remove(old).await?;
@@ -79,37 +80,40 @@ impl Executor {
             return self.settle(app, name).await;
         };
         if let Err(e) = front.switch(key, vec![dial]).await {
-            // Caddy may or may not have the switch: put the old route back, drop the new one.
-            if let Err(undo) = front.undo(key).await {
-                warn!(app = %key, cause = %undo, "rollout: cannot restore the old route; the next pass will");
-            }
-            if let Err(gone) = self.engine().remove(&id).await {
-                warn!(app = %key, container = name, cause = %gone, "rollout: cannot remove the new container; the next pass will");
-            }
+            self.abandon(front, key, &id, name).await;
             return Err(ActionError::Proxy(e));
         }
         // Released however this ends (an error, a panic caught by the loop).
         let _pin = Release(front, key);
-        self.hand_over(app, old, name).await?;
+        // The switch's mark in the engine, where a restarted berth finds it (`rank`): the old
+        // container becomes `<name>_old`, and the new one takes the app's name.
+        if let Err(e) = self
+            .engine()
+            .rename(&old.id, &self.engine().old_name(key))
+            .await
+        {
+            // Unmarked, a restarted berth would keep the old container: go back to it now.
+            self.abandon(front, key, &id, name).await;
+            return Err(e.into());
+        }
+        if let Err(e) = self.settle(app, name).await {
+            warn!(app = %key, container = name, cause = %e, "rollout: cannot give the new container the app's name; the next pass will");
+        }
         info!(app = %key, drain = ?front.drain(), "rollout: switched; draining the old container");
         tokio::time::sleep(front.drain()).await;
         info!(app = %key, "rollout: drained; stopping the old container");
         self.stop_and_remove(old).await
     }
 
-    /// Marks the switch in the engine, where a restarted berth finds it: the old container
-    /// becomes `<name>_old` and the new one takes the app's name (`model::observed::rank`).
-    async fn hand_over(
-        &self,
-        app: &DesiredApp,
-        old: &ContainerRef,
-        name: &str,
-    ) -> Result<(), ActionError> {
-        let retired = self.engine().old_name(&app.key);
-        if old.name != retired {
-            self.engine().rename(&old.id, &retired).await?;
+    /// Gives up a rollout at its switch: the old route back (Caddy may or may not have the
+    /// new one), the new container removed.
+    async fn abandon(&self, front: &Front, key: &AppKey, id: &str, name: &str) {
+        if let Err(undo) = front.undo(key).await {
+            warn!(app = %key, cause = %undo, "rollout: cannot restore the old route; the next pass will");
         }
-        self.settle(app, name).await
+        if let Err(gone) = self.engine().remove(id).await {
+            warn!(app = %key, container = name, cause = %gone, "rollout: cannot remove the new container; the next pass will");
+        }
     }
 
     async fn stop_first(
