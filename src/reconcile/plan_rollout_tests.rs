@@ -13,6 +13,11 @@ fn next_of(mut c: Observed) -> Observed {
     c
 }
 
+/// A running `_next` container of alice/a with the spec `d` wants.
+fn running_next(d: &DesiredState, id: &str) -> Observed {
+    next_of(wanted_container(d, "alice/a", id, ContainerState::Running))
+}
+
 #[test]
 fn the_strategy_follows_what_the_app_needs() {
     let cases = [
@@ -43,12 +48,7 @@ fn the_strategy_follows_what_the_app_needs() {
 fn an_interrupted_rollout_keeps_the_running_old_container_and_rolls_again() {
     let d = desired(vec![app("alice/a", DOMAIN_APP)]);
     let old = container("alice/a", "old", "old-hash", ContainerState::Running);
-    let half_made = next_of(wanted_container(
-        &d,
-        "alice/a",
-        "new",
-        ContainerState::Running,
-    ));
+    let half_made = running_next(&d, "new");
     let p = plan(&d, &[half_made, old], PlanOptions::default());
     let ids: Vec<&str> = p.changes[0]
         .duplicates
@@ -127,12 +127,7 @@ fn before_the_switch_a_stopped_old_container_is_kept_over_an_unchecked_new_one()
         "old-hash",
         ContainerState::Exited(Some(1)),
     );
-    let unchecked = next_of(wanted_container(
-        &d,
-        "alice/a",
-        "new",
-        ContainerState::Running,
-    ));
+    let unchecked = running_next(&d, "new");
     let p = plan(&d, &[stopped_old, unchecked], PlanOptions::default());
     assert_eq!(p.changes[0].duplicates[0].id, "new");
     assert!(matches!(only_action(&p), Action::Recreate { old, .. } if old.id == "old"));
@@ -152,12 +147,7 @@ fn a_stop_first_rollout_interrupted_after_the_old_container_stopped_keeps_the_ol
         "old-hash",
         ContainerState::Exited(Some(0)),
     );
-    let new = next_of(wanted_container(
-        &d,
-        "alice/a",
-        "new",
-        ContainerState::Running,
-    ));
+    let new = running_next(&d, "new");
     let p = plan(&d, &[stopped_old, new.clone()], PlanOptions::default());
     assert_eq!(p.changes[0].duplicates[0].id, "new");
     assert!(matches!(only_action(&p), Action::Recreate { old, .. } if old.id == "old"));

