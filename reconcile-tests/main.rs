@@ -4,6 +4,8 @@
 //! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
 //! - `catalogue.rs`: template values, redis-v1 with its volume and generated password, purge;
+//! - `deciders.rs`: one decider per root (a second `serve`, an `apply` without the socket), and
+//!   a name conflict with another writer retried, not refused;
 //! - `guard.rs`: the mass-removal guard, instance isolation, quotas;
 //! - `faults.rs`: faults staged for one berth (an engine outage through a cuttable relay);
 //! - `fault_suite.rs`: seeded SIGKILLs of `serve` (while API writes race) and of `apply`, each
@@ -60,6 +62,7 @@ mod api_auth;
 mod api_hostile;
 mod apply;
 mod catalogue;
+mod deciders;
 mod examples;
 mod failures;
 mod fault_suite;

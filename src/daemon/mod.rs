@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod pass;
+pub mod process;
 pub mod serve;
 pub mod serve_loop;
 pub mod watch;

@@ -59,10 +59,12 @@ struct Tasks {
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let (from, to) = raise_descriptor_limit();
+    let (from, to) = crate::daemon::process::raise_descriptor_limit();
     if to > from {
         info!(from, to, "raised the open-file limit to its hard limit");
     }
+    // One decider per root, whatever database or socket a second one's config names.
+    let _decides = crate::state::root_lock::RootLock::acquire(&config.root, "berth serve")?;
     // The database first: a daemon that cannot keep users and keys must not start.
     let store = Arc::new(open_store(&config.database).await?);
     let tcp = TcpListener::bind(config.listen)
@@ -419,28 +421,6 @@ fn connection_caps(nofile: u64, max_connections: usize) -> (usize, usize) {
         warn!(max_connections, serving = tcp, nofile, "the open-file limit is low: the API serves fewer connections at once than [http] max_connections");
     }
     (tcp, SOCKET_CONNECTIONS)
-}
-
-/// Raises the soft open-file limit to the hard one: every client connection is a
-/// descriptor, and the loop, the watcher and the database need theirs too (a service
-/// manager's usual 1 024 runs out under a few hundred slow clients). Returns (before, after).
-fn raise_descriptor_limit() -> (u64, u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write and read only the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return (0, 0);
-        }
-        let before = lim.rlim_cur;
-        lim.rlim_cur = lim.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            return (before, before);
-        }
-        (before, lim.rlim_cur)
-    }
 }
 
 /// Binds the unix socket with mode 0600: whoever can open it is an admin. A socket file left

@@ -64,6 +64,18 @@ impl EngineError {
             }
         )
     }
+
+    /// Whether Docker answered 409: a name or state conflict, which another writer on the
+    /// engine can cause and which says nothing about the spec berth asked for.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self.source,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                ..
+            }
+        )
+    }
 }
 
 fn fail(op: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {

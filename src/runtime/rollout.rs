@@ -131,9 +131,14 @@ impl Executor {
         let id = match self.create(app, true, name).await {
             Ok(id) => id,
             Err(e) => {
+                self.restart_old(app, was_running).await;
+                // A conflict with another writer's container says nothing about the spec:
+                // tried again, never recorded as this spec's refusal.
+                if matches!(&e, ActionError::Engine(engine) if engine.is_conflict()) {
+                    return Err(e);
+                }
                 // Trying again would stop the serving container each time: a new container
                 // that cannot even start is refused like one that fails its check.
-                self.restart_old(app, was_running).await;
                 return Err(ActionError::RolledBack {
                     hash: app.hash.clone(),
                     health: app.health.clone().map(Box::new),

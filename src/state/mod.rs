@@ -15,6 +15,7 @@ pub mod history;
 pub mod leftovers;
 pub mod modes;
 pub mod rename;
+pub mod root_lock;
 pub mod rotate;
 pub mod scan;
 pub mod secrets_key;
