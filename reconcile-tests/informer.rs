@@ -1,8 +1,9 @@
 //! Zero engine calls while idle (issue 16, the informer): with Docker's event stream
 //! followed, a pass over unchanged containers, the resync tick included, asks the engine
 //! nothing, and so does `GET /apps`: `berth_engine_calls_total` stays flat over several resync
-//! periods (`resync` 1 s, `relist` 1 h). A container removed by hand is still healed, and
-//! only the event path can do that here: the kept list would say it still runs for an hour.
+//! periods (`resync` 1 s, `relist` 1 h). A container removed by hand is still healed with
+//! `resync` and `relist` both an hour, so only the event path can heal it: no resync pass
+//! runs, and a pass woken by a Docker event does.
 //! And a container removed while berth's event stream is cut (and longer ago than the replay
 //! a new subscription asks for) is healed once the engine answers again: a lost stream means
 //! a relist.
@@ -72,7 +73,7 @@ async fn quiet(api: &Api) -> BTreeMap<String, u64> {
 }
 
 #[tokio::test]
-async fn idle_passes_ask_the_engine_nothing_and_a_hand_removal_is_healed_by_events() {
+async fn idle_passes_ask_the_engine_nothing() {
     let root = TestRoot::new("idle").await;
     root.config(&[("resync", "\"1s\""), ("relist", "\"1h\"")], "");
     let admin = add_user(&root, "root", true).await;
@@ -96,22 +97,40 @@ async fn idle_passes_ask_the_engine_nothing_and_a_hand_removal_is_healed_by_even
         "idle resync passes (and GET /apps) called the engine"
     );
 
+    serve.assert_alive();
+}
+
+#[tokio::test]
+async fn a_hand_removal_is_healed_by_docker_events_alone() {
+    let root = TestRoot::new("heal").await;
+    // Neither the resync nor a relist runs within the test: only an event can heal.
+    root.config(&[("resync", "\"1h\""), ("relist", "\"1h\"")], "");
+    root.write_manifest("alice", "web", MINIMAL);
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    let passes = |text: &str, trigger: &str| {
+        let series = format!("berth_reconcile_pass_triggers_total{{trigger=\"{trigger}\"}}");
+        metric_value(text, &series)
+    };
+    let text = api.get("/metrics", "").await.text;
+    let before = engine_calls(&text);
+    let (events, resyncs) = (passes(&text, "docker_event"), passes(&text, "resync"));
+
     let old = root.id("alice", "web").await;
     docker_cli(&["rm", "-f", &root.container_name("alice", "web")]);
-    let took = replaced(
-        &root,
-        "alice",
-        "web",
-        &old,
-        "alice/web to come back (only Docker's events can tell: relist is an hour)",
-    )
-    .await;
+    let took = replaced(&root, "alice", "web", &old, "alice/web to come back").await;
     println!("informer: hand-removed container back in {took:?}");
-    let healed = quiet(&api).await;
-    println!("informer: engine calls once idle again {healed:?}");
+    let text = api.get("/metrics", "").await.text;
     assert!(
-        healed.get("list") > before.get("list") && healed.get("create") > before.get("create"),
-        "the heal listed and created: before {before:?}, after {healed:?}"
+        passes(&text, "docker_event") > events,
+        "no pass was woken by Docker's events"
+    );
+    assert_eq!(passes(&text, "resync"), resyncs, "a resync pass ran");
+    let healed = engine_calls(&text);
+    assert!(
+        healed.get("create") > before.get("create"),
+        "the heal created: before {before:?}, after {healed:?}"
     );
     serve.assert_alive();
 }
