@@ -45,21 +45,30 @@ fn manifest(mark: u64) -> String {
 }
 
 /// What the files must say at the end: the last write answered 2xx per app (`None`: deleted),
-/// unless a later write's answer was lost (then either is fine).
+/// unless a later write's answer was lost to a kill (then either is fine). Every write is
+/// accounted: answered 2xx, refused with another status (the file is as before), or cut.
 #[derive(Default)]
 struct Ledger {
     confirmed: BTreeMap<String, Option<u64>>,
+    /// Apps whose last write was cut by a kill: their file may say either.
     uncertain: BTreeSet<String>,
+    attempted: usize,
     answered: usize,
+    refused: usize,
     /// Writes in flight when serve was killed (their answer never came).
     cut: usize,
 }
 
 impl Ledger {
-    fn confirm(&mut self, app: &str, mark: Option<u64>) {
-        self.confirmed.insert(app.into(), mark);
+    /// A write's answer came: 2xx moves the app to `mark`, any other status leaves it.
+    fn answer(&mut self, app: &str, ok: bool, mark: Option<u64>) {
         self.uncertain.remove(app);
-        self.answered += 1;
+        if ok {
+            self.confirmed.insert(app.into(), mark);
+            self.answered += 1;
+        } else {
+            self.refused += 1;
+        }
     }
 }
 
@@ -76,6 +85,7 @@ async fn one_write(
     let auth = format!("Bearer {token}");
     let current = http.get(&url).header("authorization", &auth).send().await?;
     ledger.uncertain.insert(app.into());
+    ledger.attempted += 1;
     if current.status() == 404 {
         let body = serde_json::json!({"appname": app, "templateId": "bb-v1"});
         let r = http
@@ -84,9 +94,7 @@ async fn one_write(
             .json(&body)
             .send()
             .await?;
-        if r.status().as_u16() == 201 {
-            ledger.confirm(app, Some(0));
-        }
+        ledger.answer(app, r.status().as_u16() == 201, Some(0));
         return Ok(());
     }
     let etag = current
@@ -101,9 +109,7 @@ async fn one_write(
             .header("authorization", &auth)
             .send()
             .await?;
-        if r.status().is_success() {
-            ledger.confirm(app, None);
-        }
+        ledger.answer(app, r.status().is_success(), None);
     } else {
         let r = http
             .put(format!("{url}/manifest"))
@@ -113,9 +119,7 @@ async fn one_write(
             .body(manifest(mark))
             .send()
             .await?;
-        if r.status().is_success() {
-            ledger.confirm(app, Some(mark));
-        }
+        ledger.answer(app, r.status().is_success(), Some(mark));
     }
     Ok(())
 }
@@ -179,6 +183,8 @@ async fn serve_sigkilled_at_random_points_while_api_writes_race_loses_nothing() 
             ledger,
         ));
         tokio::time::sleep(Duration::from_millis(100 + rng.below(1200))).await;
+        // The kill must hit a running serve, or the round tested nothing.
+        serve.assert_alive();
         serve.kill();
         ledger = writer.await.unwrap();
     }
@@ -192,13 +198,21 @@ async fn serve_sigkilled_at_random_points_while_api_writes_race_loses_nothing() 
         "seed {seed}: only {} writes were answered 2xx",
         ledger.answered
     );
+    assert!(ledger.cut >= 1, "seed {seed}: no kill cut a write");
+    assert_eq!(
+        ledger.answered + ledger.refused + ledger.cut,
+        ledger.attempted,
+        "seed {seed}: writes unaccounted for"
+    );
     check_files(&root, &ledger, seed);
     assert_converged(&root, &format!("seed {seed}")).await;
     serve.stop(Duration::from_secs(10));
     assert_no_berth_left(&root, &format!("seed {seed}"));
     eprintln!(
-        "seed {seed}: {ROUNDS} rounds, {ROUNDS} serve kills, {} writes answered 2xx, {} cut by a kill; converged {converged_in:?} after the last start",
+        "seed {seed}: {ROUNDS} rounds, {ROUNDS} serve kills, {} writes: {} answered 2xx, {} refused, {} cut by a kill; converged {converged_in:?} after the last start",
+        ledger.attempted,
         ledger.answered,
+        ledger.refused,
         ledger.cut
     );
 }
@@ -209,7 +223,7 @@ async fn apply_sigkilled_at_random_points_converges_without_duplicates() {
     let root = TestRoot::new("chaosapply").await;
     root.config(&[("max_apps_per_user", "10")], "");
     let mut kills = 0;
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         for _ in 0..3 {
             let app = format!("a{}", rng.below(APPS as u64));
             match rng.below(4) {
@@ -225,7 +239,9 @@ async fn apply_sigkilled_at_random_points_converges_without_duplicates() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        // The first round kills early, so at least one pass is cut whatever the seed.
+        let wait = if round == 0 { 50 } else { rng.below(1500) };
+        std::thread::sleep(Duration::from_millis(wait));
         if apply.try_wait().unwrap().is_none() {
             kills += 1;
         }
@@ -234,8 +250,10 @@ async fn apply_sigkilled_at_random_points_converges_without_duplicates() {
     let started = Instant::now();
     let run = root.berth(&["apply"]).await;
     assert_eq!(run.code, Some(0), "seed {seed}: {}", run.text());
+    assert!(kills >= 1, "seed {seed}: no apply was killed mid-pass");
+    // `--exit-code`: 2 while the plan has changes, 0 once there are none.
     wait_until(T, "nothing left to do", || async {
-        root.berth(&["plan"]).await.code == Some(0)
+        root.berth(&["plan", "--exit-code"]).await.code == Some(0)
     })
     .await;
     assert_converged(&root, &format!("seed {seed}")).await;
