@@ -21,7 +21,7 @@ read -r admin http https <<<"${BERTH_EXAMPLE_PORTS:-2999 8780 8743}"
 port=${BERTH_EXAMPLE_API_PORT:-7172}
 example_check_ports "$admin" "$http" "$https" "$port"
 
-example_berth
+example_berth caddy:caddy
 BERTH_TEST_IMAGE=berth-local/busybox:1 scripts/build-test-image.sh >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-domains.XXXXXX")

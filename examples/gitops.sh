@@ -21,7 +21,7 @@ read -r hello_port world_port <<<"${BERTH_EXAMPLE_PORTS:-8191 8192}"
 port=${BERTH_EXAMPLE_API_PORT:-7171}
 example_check_ports "$hello_port" "$world_port" "$port"
 
-example_berth
+example_berth git:git openssl:openssl
 BERTH_TEST_IMAGE=berth-local/busybox:1 scripts/build-test-image.sh >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-gitops.XXXXXX")

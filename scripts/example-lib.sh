@@ -1,10 +1,24 @@
 # Shared by the scripts under examples/ (sourced, not run), from the repository's root.
 
-# Makes Docker and the tools present, then sets $berth: $BERTH_BIN when given (the test suite
-# passes the binary it built), else a release build of this checkout.
+# Installs Debian's package for each `command:package` pair whose command is missing: an
+# example installs what it uses itself, never the test suite's tools.
+example_need() {
+  local pair need=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  done
+  [ ${#need[@]} -eq 0 ] && return 0
+  echo "example: installing ${need[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
+# Makes Docker present (and the tools named as `command:package`, see example_need), then sets
+# $berth: $BERTH_BIN when given (the test suite passes the binary it built), else a release
+# build of this checkout.
 example_berth() {
   scripts/ensure-docker.sh
-  scripts/ensure-tools.sh
+  example_need curl:curl "$@"
   if [ -n "${BERTH_BIN:-}" ]; then
     berth=$BERTH_BIN
     [ -x "$berth" ] || { echo "BERTH_BIN=$berth is not an executable" >&2; exit 2; }

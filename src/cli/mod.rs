@@ -24,7 +24,7 @@ use crate::model::config::Config;
 #[derive(Parser)]
 #[command(
     name = "berth",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_COMMIT"), ")"),
     about = "A small PaaS node agent: TOML manifests in, converged Docker containers out"
 )]
 pub struct Cli {
