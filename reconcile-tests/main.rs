@@ -4,7 +4,7 @@
 //! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
 //! - `catalogue.rs`: template values, redis-v1 with its volume and generated password, purge;
-//! - `cli.rs`: `berth --version` names the commit it was built from;
+//! - `cli.rs`: `berth --version` names the commit it was built from; `berth init`;
 //! - `deciders.rs`: one decider per root (a second `serve`, an `apply` without the socket), and
 //!   a name conflict with another writer retried, not refused;
 //! - `guard.rs`: the mass-removal guard, instance isolation, quotas;

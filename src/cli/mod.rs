@@ -8,12 +8,13 @@
 pub mod admin;
 pub mod client;
 mod colour;
+mod init;
 mod mv;
 mod new_file;
 pub mod oneshot;
 mod secrets;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -80,6 +81,12 @@ pub enum Command {
     Users {
         #[command(subcommand)]
         command: UsersCommand,
+    },
+    /// Make DIR a berth root: berth.toml with every default shown, the shipped templates, a
+    /// first app. Nothing that exists is overwritten.
+    Init {
+        /// The root to make (default: --root, else the current directory).
+        dir: Option<PathBuf>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -153,6 +160,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         clap_complete::generate(shell, &mut command, "berth", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Init { dir } = &cli.command {
+        let dir = dir.as_deref().or(cli.root.as_deref());
+        return print_outcome(init::init(dir.unwrap_or(Path::new(".")))?);
+    }
     if let Command::Schema { which } = cli.command {
         // Needs no config either: it describes files, not a server.
         let schema = match which {
@@ -172,7 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { allow_mass_prune } => oneshot::apply(config, allow_mass_prune).await,
         Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
         Command::Status => print_outcome(admin::status(&config).await?),
-        Command::Completions { .. } | Command::Schema { .. } => {
+        Command::Completions { .. } | Command::Schema { .. } | Command::Init { .. } => {
             unreachable!("answered before the config is read")
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
