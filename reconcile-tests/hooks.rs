@@ -270,3 +270,55 @@ async fn nothing_a_double_forking_hook_started_outlives_serve() {
         }
     }
 }
+
+/// A running app whose mounted workspace was moved away: a deploy changes nothing (the running
+/// container keeps serving), says which directory is missing, and goes ahead once it is back.
+/// The pre-create hook (which made the workspace) is not run again over the user's files.
+#[tokio::test]
+async fn a_deploy_over_a_missing_workspace_changes_nothing_and_names_it() {
+    let root = TestRoot::new("wsgone").await;
+    let template =
+        format!("{BB_TEMPLATE}\n[[mounts]]\nsource = \"{{app_dir}}\"\ntarget = \"/app\"\n");
+    root.write_template("bb-ws", &template);
+    root.write_hook("bb-ws", "pre-create", RECORD_ENV);
+    root.write_manifest("alice", "web", "template = \"bb-ws\"\n");
+    root.berth(&["apply"]).await.expect_code(0);
+    let before = root.container("alice", "web").await.expect("created");
+
+    let ws = root.app_dir("alice", "web");
+    let moved = ws.with_file_name("web.moved");
+    std::fs::rename(&ws, &moved).unwrap();
+    root.write_manifest("alice", "web", "template = \"bb-ws\"\n[env]\nX = \"1\"\n");
+    let run = root.berth(&["apply"]).await;
+    run.expect_code(1);
+    assert!(
+        run.contains(&format!("workspace {} is missing", ws.display())),
+        "the missing workspace is named\n{run}"
+    );
+    let still = root.container("alice", "web").await.expect("kept");
+    assert_eq!(still.id, before.id, "the running container was replaced");
+    assert!(
+        root.running("alice", "web").await,
+        "the old container stopped\n{run}"
+    );
+    assert!(
+        !ws.exists(),
+        "a fresh workspace was made over the moved one"
+    );
+
+    std::fs::rename(&moved, &ws).unwrap();
+    root.berth(&["apply"]).await.expect_code(0);
+    let after = root.container("alice", "web").await.expect("recreated");
+    assert_ne!(after.id, before.id, "deployed once the workspace is back");
+    let out = crate::support::docker::docker_cli(&[
+        "exec",
+        &root.container_name("alice", "web"),
+        "cat",
+        "/app/marker",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "hello-from-hook",
+        "the user's files are mounted"
+    );
+}
