@@ -213,3 +213,49 @@ fn leave_with(status: Option<i32>) -> i32 {
     }
     128 + signal
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descendants_are_found_through_every_generation() {
+        // sh -> sh -> sleep: the grandchild is found through its parent.
+        let mut child = Command::new("sh")
+            .args(["-c", "sh -c 'sleep 30; :' & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let started = std::time::Instant::now();
+        let found = loop {
+            let found = descendants(pid);
+            if found.len() == 2 || started.elapsed() > Duration::from_secs(10) {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        for p in found.iter().chain([&pid]) {
+            // SAFETY: processes this test started.
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+        }
+        child.wait().unwrap();
+        assert_eq!(found.len(), 2, "a child and a grandchild: {found:?}");
+        assert!(
+            found.iter().all(|p| *p != pid),
+            "the root is not its own descendant"
+        );
+    }
+
+    #[test]
+    fn the_parent_of_this_process_is_read_from_proc() {
+        // SAFETY: getppid cannot fail.
+        let ppid = unsafe { libc::getppid() };
+        assert_eq!(parent(std::process::id() as i32), Some(ppid));
+    }
+
+    #[test]
+    fn an_exit_code_is_passed_on() {
+        assert_eq!(leave_with(Some(3 << 8)), 3);
+        assert_eq!(leave_with(Some(0)), 0);
+    }
+}
