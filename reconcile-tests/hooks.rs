@@ -153,3 +153,172 @@ async fn failing_pre_create_hook_fails_only_its_app() {
         "no container after a failed pre-create"
     );
 }
+
+/// A hook that double-forks: a `setsid` child (a session and process group of its own) starts
+/// a long `sleep` and exits, orphaning it; the orphan's pid goes to `<orphan>`, the hook's own
+/// to `<hook>` (both written whole, by rename). Then the hook sleeps for good.
+fn double_forking_hook(orphan: &Path, hook: &Path) -> String {
+    format!(
+        r#"#!/bin/sh
+setsid sh -c 'sleep 3000 & echo $! > "$0.tmp" && mv "$0.tmp" "$0"' '{o}' &
+while [ ! -e '{o}' ]; do sleep 0.01; done
+echo $$ > '{h}.tmp' && mv '{h}.tmp' '{h}'
+exec sleep 3000
+"#,
+        o = orphan.display(),
+        h = hook.display()
+    )
+}
+
+fn read_pid(file: &Path) -> i32 {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists (a zombie counts as alive).
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Kills what a failing test left (so a red run does not leave sleeps on the machine).
+struct KillOnDrop(Vec<PathBuf>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            if let Some(pid) = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+            {
+                // SAFETY: a process this test's hook started, if it still runs.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn nothing_a_double_forking_hook_started_outlives_its_timeout() {
+    let root = TestRoot::new("hookfork").await;
+    root.config(&[("hook_timeout", "\"2s\"")], "");
+    let (orphan, hook) = (root.path().join("orphan.pid"), root.path().join("hook.pid"));
+    let _cleanup = KillOnDrop(vec![orphan.clone(), hook.clone()]);
+    root.write_template("bb-fork", BB_TEMPLATE);
+    root.write_hook(
+        "bb-fork",
+        "pre-create",
+        &double_forking_hook(&orphan, &hook),
+    );
+    root.write_manifest("alice", "web", "template = \"bb-fork\"\n");
+
+    // `berth apply` with no serve: it returns only after the hook's run is over.
+    let run = root.berth(&["apply"]).await;
+    run.expect_code(1);
+    assert!(run.contains("timed out"), "the hook timed out\n{run}");
+    let (orphan_pid, hook_pid) = (read_pid(&orphan), read_pid(&hook));
+    assert!(!alive(hook_pid), "the timed-out hook {hook_pid} still runs");
+    assert!(
+        !alive(orphan_pid),
+        "the hook's double-forked child {orphan_pid} outlived the hook's timeout"
+    );
+}
+
+/// serve SIGKILLed in the middle of a hook: the hook's shim sees berth go and kills the tree.
+/// serve SIGTERMed: it waits for the changes in flight (the hook, until its timeout), and
+/// nothing the hook started is left once it has exited.
+#[tokio::test]
+async fn nothing_a_double_forking_hook_started_outlives_serve() {
+    let root = TestRoot::new("hookdie").await;
+    let (orphan, hook) = (root.path().join("orphan.pid"), root.path().join("hook.pid"));
+    let _cleanup = KillOnDrop(vec![orphan.clone(), hook.clone()]);
+    root.write_template("bb-fork", BB_TEMPLATE);
+    root.write_hook(
+        "bb-fork",
+        "pre-create",
+        &double_forking_hook(&orphan, &hook),
+    );
+    root.write_manifest("alice", "web", "template = \"bb-fork\"\n");
+    let t = std::time::Duration::from_secs(30);
+
+    for (how, hook_timeout) in [("SIGKILL", "600s"), ("SIGTERM", "3s")] {
+        root.config(&[("hook_timeout", &format!("\"{hook_timeout}\""))], "");
+        let _ = std::fs::remove_file(&orphan);
+        let _ = std::fs::remove_file(&hook);
+        let mut serve = crate::support::Serve::start(&root);
+        crate::support::wait_until(t, "the hook to start its orphan", || async {
+            hook.exists()
+        })
+        .await;
+        let (orphan_pid, hook_pid) = (read_pid(&orphan), read_pid(&hook));
+        if how == "SIGKILL" {
+            serve.kill();
+            crate::support::wait_until(t, "the hook's tree to die with serve", || async {
+                !alive(orphan_pid) && !alive(hook_pid)
+            })
+            .await;
+        } else {
+            let (status, in_time) = serve.stop(t);
+            assert!(in_time, "serve exits on SIGTERM after its hook: {status}");
+            assert!(!alive(hook_pid), "the hook {hook_pid} outlived serve");
+            assert!(
+                !alive(orphan_pid),
+                "the hook's double-forked child {orphan_pid} outlived serve"
+            );
+        }
+    }
+}
+
+/// A running app whose mounted workspace was moved away: a deploy changes nothing (the running
+/// container keeps serving), says which directory is missing, and goes ahead once it is back.
+/// The pre-create hook (which made the workspace) is not run again over the user's files.
+#[tokio::test]
+async fn a_deploy_over_a_missing_workspace_changes_nothing_and_names_it() {
+    let root = TestRoot::new("wsgone").await;
+    let template =
+        format!("{BB_TEMPLATE}\n[[mounts]]\nsource = \"{{app_dir}}\"\ntarget = \"/app\"\n");
+    root.write_template("bb-ws", &template);
+    root.write_hook("bb-ws", "pre-create", RECORD_ENV);
+    root.write_manifest("alice", "web", "template = \"bb-ws\"\n");
+    root.berth(&["apply"]).await.expect_code(0);
+    let before = root.container("alice", "web").await.expect("created");
+
+    let ws = root.app_dir("alice", "web");
+    let moved = ws.with_file_name("web.moved");
+    std::fs::rename(&ws, &moved).unwrap();
+    root.write_manifest("alice", "web", "template = \"bb-ws\"\n[env]\nX = \"1\"\n");
+    let run = root.berth(&["apply"]).await;
+    run.expect_code(1);
+    assert!(
+        run.contains(&format!("workspace {} is missing", ws.display())),
+        "the missing workspace is named\n{run}"
+    );
+    let still = root.container("alice", "web").await.expect("kept");
+    assert_eq!(still.id, before.id, "the running container was replaced");
+    assert!(
+        root.running("alice", "web").await,
+        "the old container stopped\n{run}"
+    );
+    assert!(
+        !ws.exists(),
+        "a fresh workspace was made over the moved one"
+    );
+
+    std::fs::rename(&moved, &ws).unwrap();
+    root.berth(&["apply"]).await.expect_code(0);
+    let after = root.container("alice", "web").await.expect("recreated");
+    assert_ne!(after.id, before.id, "deployed once the workspace is back");
+    let out = crate::support::docker::docker_cli(&[
+        "exec",
+        &root.container_name("alice", "web"),
+        "cat",
+        "/app/marker",
+    ]);
+    assert_eq!(
+        out.trim(),
+        "hello-from-hook",
+        "the user's files are mounted"
+    );
+}

@@ -196,17 +196,31 @@ async fn what_a_killed_write_left_is_cleaned_at_start() {
         .manifest_path("alice", "web")
         .with_file_name(".web.toml.3f9a.tmp");
     std::fs::write(&temp, "template = \"bb-v1\"\n[env]\nHALF = \"wr").unwrap();
-    let empty = root
+    // bob's directory holds only a cut create's temp file: berth made it, berth removes it.
+    let cut = root
         .manifest_path("bob", "x")
+        .with_file_name(".x.toml.77c1.tmp");
+    std::fs::create_dir_all(cut.parent().unwrap()).unwrap();
+    std::fs::write(&cut, "template = \"bb-v1\"\n").unwrap();
+    // carol's was made by hand, empty: an operator's, not a cut write's.
+    let by_hand = root
+        .manifest_path("carol", "x")
         .parent()
         .unwrap()
         .to_path_buf();
-    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(&by_hand).unwrap();
     let mut serve = crate::support::Serve::start(&root);
     root.wait_running("alice", "web", std::time::Duration::from_secs(30))
         .await;
     assert!(!temp.exists(), "the temp file of a cut write is left");
-    assert!(!empty.exists(), "an empty user directory is left");
+    assert!(
+        !cut.parent().unwrap().exists(),
+        "the user directory a cut create left is kept"
+    );
+    assert!(
+        by_hand.is_dir(),
+        "an empty user directory made by hand was removed at start"
+    );
     assert!(root.manifest_path("alice", "web").exists());
     serve.assert_alive();
 }

@@ -7,6 +7,8 @@ use berth::cli::{run, Cli};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before anything else: `berth __hook-shim <hook>` is a hook's shim, not a command.
+    berth::runtime::hook_shim::run_if_asked();
     use tracing_subscriber::prelude::*;
     let wanted =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());

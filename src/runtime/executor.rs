@@ -3,6 +3,7 @@
 //! runs when, and
 //! **calls `execute` for at most one change per app at a time.**
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -39,6 +40,13 @@ pub enum ActionError {
         path: std::path::PathBuf,
         /// "a symlink", "not a directory".
         what: &'static str,
+    },
+    /// The workspace a running app's container mounts is gone (removed or moved). Nothing is
+    /// touched: the running container keeps serving, and the change waits for the directory.
+    #[error("workspace {path} is missing (removed or moved?); the app's container mounts it, so berth changes nothing for the app until it is back: restore or move it back, or make the directory (an empty one starts the app without its files)")]
+    WorkspaceMissing {
+        /// The workspace's path.
+        path: std::path::PathBuf,
     },
     /// The new container failed its health check (or exited) and was removed; the old one
     /// is as it was. Not retried until the manifest asks for another spec.
@@ -155,6 +163,25 @@ impl Executor {
             return Err(ActionError::Workspace { path, what });
         }
         Ok(())
+    }
+
+    /// Refuses to replace or start a container of `app` whose mounted workspace is gone.
+    /// Docker would refuse the bind only after the old container was stopped (a stop-first
+    /// rollout) and the change would be rolled back on every pass; a hook making a fresh
+    /// workspace would put a scaffold where the user's files were. A missing workspace is an
+    /// accident to report, not a state to deploy over; only a create (a new app) makes one.
+    pub(in crate::runtime) fn check_workspace_present(
+        &self,
+        app: &DesiredApp,
+    ) -> Result<(), ActionError> {
+        let dir = self.workspace(&app.key);
+        let mounted = (app.spec.mounts.iter()).any(|m| Path::new(&m.source).starts_with(&dir));
+        match std::fs::symlink_metadata(&dir) {
+            Err(e) if mounted && e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ActionError::WorkspaceMissing { path: dir })
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(in crate::runtime) fn workspace(&self, key: &AppKey) -> std::path::PathBuf {
@@ -316,6 +343,9 @@ impl Executor {
         id: &str,
     ) -> Result<(), ActionError> {
         self.check_workspace(key)?;
+        if let Some(app) = app {
+            self.check_workspace_present(app)?;
+        }
         let (_held, _) = self.join_network(app).await?;
         Ok(self.engine.start(id).await?)
     }
@@ -390,6 +420,9 @@ impl Executor {
         kind: HookKind,
     ) -> Result<(), ActionError> {
         self.check_workspace(&app.key)?;
+        if kind == HookKind::PreDeploy {
+            self.check_workspace_present(app)?;
+        }
         self.install(&app.template).await?;
         self.hook(&app.template, kind, &app.key, false).await
     }

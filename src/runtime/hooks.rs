@@ -1,7 +1,9 @@
 //! Runs template hooks (SPEC §5): the five `BERTH_*` variables in the environment, the template
-//! directory as working directory, a timeout that kills the hook's whole process group, output
-//! captured line by line into berth's log, and **never two hooks of one template at once**
-//! (they share `shared/<template>`).
+//! directory as working directory, a timeout, output captured line by line into berth's log,
+//! and **never two hooks of one template at once** (they share `shared/<template>`). In the
+//! `berth` binary each hook runs under a `hook_shim`, so everything it starts (even `setsid`
+//! and double-forked children) dies when it ends, times out, or berth exits; elsewhere (unit
+//! tests, benches) only its process group is killed.
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -19,6 +21,7 @@ use crate::model::names::AppKey;
 use crate::model::template::HookKind;
 use crate::runtime::hook_groups::HookGroups;
 use crate::runtime::hook_lock::TemplateLock;
+use crate::runtime::hook_shim;
 
 /// How many output lines a failure keeps for the app's status.
 const TAIL_LINES: usize = 20;
@@ -184,6 +187,8 @@ async fn run_hook(
     let mut child = spawn(path, env)
         .await
         .map_err(|e| HookError::Spawn { hook, source: e })?;
+    // The shim's stdin: closing it (or berth's exit) makes the shim kill all the hook started.
+    let let_go = child.stdin.take();
     let pgid = child.id().map(|p| p as i32);
     let _recorded = pgid.zip(groups).map(|(pgid, g)| g.record(pgid));
     let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
@@ -193,6 +198,12 @@ async fn run_hook(
         tokio::spawn(pump(child.stderr.take(), hook, app.clone(), tail.clone())),
     ];
     let waited = tokio::time::timeout(timeout, child.wait()).await;
+    if waited.is_err() && let_go.is_some() {
+        drop(let_go);
+        // The shim reaps the hook's tree before it exits; killing its group first would
+        // orphan what left the group. The bound only covers a shim that cannot be trusted.
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    }
     // Kill the whole group either way: a finished hook must not leave children holding our
     // pipes open, and a timed-out one must not leave anything running.
     if let Some(pgid) = pgid {
@@ -220,15 +231,26 @@ async fn run_hook(
                 tail,
             })
         }
-        Ok(Err(e)) => Err(HookError::Spawn { hook, source: e }),
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => {
+        Ok(status) => exited(hook, status, tail_text),
+    }
+}
+
+/// What a hook's (or its shim's) exit means.
+fn exited(
+    hook: &'static str,
+    status: std::io::Result<std::process::ExitStatus>,
+    tail: impl FnOnce() -> String,
+) -> Result<(), HookError> {
+    match status {
+        Err(e) => Err(HookError::Spawn { hook, source: e }),
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => {
             let status = match (status.code(), status.signal()) {
                 (Some(c), _) => format!("code {c}"),
                 (None, Some(s)) => format!("signal {s}"),
                 _ => "unknown status".into(),
             };
-            let tail = tail_text();
+            let tail = tail();
             Err(HookError::Failed { hook, status, tail })
         }
     }
@@ -251,9 +273,20 @@ async fn spawn(path: &Path, env: &HookEnv) -> std::io::Result<tokio::process::Ch
 }
 
 /// The hook's command: its environment (SPEC §4), run from the template directory in a
-/// process group of its own so the whole group can be killed.
+/// process group of its own so the whole group can be killed; under a shim when this is the
+/// `berth` binary. A shim is not killed when its run is dropped (that would orphan what the
+/// hook started): its stdin closes instead, and it kills the hook's tree itself.
 fn command(path: &Path, env: &HookEnv) -> Command {
-    let mut cmd = Command::new(path);
+    let shimmed = hook_shim::available();
+    let mut cmd = if shimmed {
+        let mut c = Command::new(hook_shim::EXE);
+        c.arg(hook_shim::ARG).arg(path).stdin(Stdio::piped());
+        c
+    } else {
+        let mut c = Command::new(path);
+        c.stdin(Stdio::null());
+        c
+    };
     cmd.current_dir(&env.template_dir)
         .env("BERTH_USERID", &env.key.userid)
         .env("BERTH_APPNAME", &env.key.appname)
@@ -261,11 +294,10 @@ fn command(path: &Path, env: &HookEnv) -> Command {
         .env("BERTH_APP_DIR", &env.app_dir)
         .env("BERTH_SHARED_DIR", &env.shared_dir)
         .env("BERTH_PURGE", if env.purge { "1" } else { "0" })
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(!shimmed);
     cmd
 }
 

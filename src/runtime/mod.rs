@@ -16,6 +16,7 @@ pub mod front;
 pub mod health;
 pub mod hook_groups;
 pub mod hook_lock;
+pub mod hook_shim;
 pub mod hooks;
 mod http1;
 pub mod informer;

@@ -1,9 +1,10 @@
 //! What a cut write leaves under `state/apps`, cleaned at start (before anything writes): the
 //! temp file of a manifest write killed between its create and its rename
-//! (`.<appname>.toml.<id>.tmp`), and a user directory left empty (made for a create that then
-//! failed), and the old manifest of a rename cut before it was removed (`state::rename`).
-//! Nothing else is touched: a file that is not exactly berth's temp name stays, and
-//! links are never followed.
+//! (`.<appname>.toml.<id>.tmp`), the old manifest of a rename cut before it was removed
+//! (`state::rename`), and a user directory that removing those left empty (it was made for
+//! the cut create). Nothing else is touched: a file that is not exactly berth's temp name
+//! stays, an empty user directory berth found empty stays (an operator may have made it on
+//! purpose), and links are never followed.
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use std::path::Path;
 pub struct Cleaned {
     /// Temp files of cut writes.
     pub temp_files: usize,
-    /// Empty user directories.
+    /// User directories emptied by removing the above.
     pub empty_dirs: usize,
     /// Old manifests of renames cut between the new file and the old one's removal.
     pub cut_renames: usize,
@@ -38,6 +39,7 @@ pub fn clean(apps_state_dir: &Path) -> Cleaned {
             continue;
         }
         let dir = user.path();
+        let removed_before = done.temp_files + done.cut_renames;
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name();
             let temp = name.to_str().is_some_and(is_write_temp);
@@ -49,8 +51,10 @@ pub fn clean(apps_state_dir: &Path) -> Cleaned {
         if let Some(userid) = user.file_name().to_str() {
             done.cut_renames += crate::state::rename::finish_cut(&dir, userid);
         }
-        // Fails (and keeps it) unless it is empty.
-        if std::fs::remove_dir(&dir).is_ok() {
+        // Only a directory this clean emptied is a cut write's; one found empty was made by
+        // someone on purpose. `remove_dir` fails (and keeps it) unless it is empty.
+        let emptied_here = done.temp_files + done.cut_renames > removed_before;
+        if emptied_here && std::fs::remove_dir(&dir).is_ok() {
             done.empty_dirs += 1;
         }
     }
@@ -62,7 +66,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_berths_temp_files_and_empty_user_directories_go() {
+    fn only_berths_temp_files_and_the_user_directories_they_left_go() {
         let dir = tempfile::tempdir().unwrap();
         let apps = dir.path();
         let alice = apps.join("alice");
@@ -76,6 +80,7 @@ mod tests {
         ] {
             std::fs::write(alice.join(f), "x").unwrap();
         }
+        // Made by hand, empty: an operator's, not a cut write's.
         std::fs::create_dir(apps.join("bob")).unwrap();
         std::fs::write(apps.join("carol"), "a file, not a user").unwrap();
         std::fs::create_dir(apps.join("dave")).unwrap();
@@ -85,7 +90,7 @@ mod tests {
             done,
             Cleaned {
                 temp_files: 2,
-                empty_dirs: 2,
+                empty_dirs: 1,
                 cut_renames: 0,
             }
         );
@@ -98,7 +103,14 @@ mod tests {
             left,
             [".web.toml.swp", ".x.tmp", "notes.tmp", "web", "web.toml"]
         );
-        assert!(!apps.join("bob").exists() && !apps.join("dave").exists());
+        assert!(
+            apps.join("bob").is_dir(),
+            "an empty directory made by hand stays"
+        );
+        assert!(
+            !apps.join("dave").exists(),
+            "the cut write's directory goes"
+        );
         assert!(apps.join("carol").is_file());
     }
 }
