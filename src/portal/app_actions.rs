@@ -185,6 +185,9 @@ struct DeleteForm {
     /// The app's name as typed, on the second step of a purge.
     #[serde(default)]
     typed: Option<String>,
+    /// `yes` from the plain delete's confirmation page: without it, the page is shown.
+    #[serde(default)]
+    confirmed: Option<String>,
 }
 
 async fn delete(
@@ -193,6 +196,11 @@ async fn delete(
     Posted(who, f): Posted<DeleteForm>,
 ) -> Response {
     let purge = f.purge.as_deref() == Some("true");
+    // One click must not delete: a plain delete first asks on a page of its own (a form, not
+    // a script dialog, which the portal's CSP would block). A purge asks through the API.
+    if !purge && f.confirmed.as_deref() != Some("yes") {
+        return confirm_delete_page(&who.session, &key);
+    }
     if purge && f.confirm.is_some() && f.typed.as_deref().map(str::trim) != Some(&key.to_string()) {
         let why = Notice::Failed(format!(
             "nothing was deleted: type {key} exactly to confirm the purge"
@@ -223,6 +231,18 @@ async fn delete(
         }
         s => render(&p, &who, &key, Some(Notice::Failed(reply.message())), s).await,
     }
+}
+
+/// The plain delete's second step: what goes and what stays, [Delete] or Cancel.
+fn confirm_delete_page(s: &super::session::Session, key: &crate::model::names::AppKey) -> Response {
+    let fields = html! { input type="hidden" name="confirmed" value="yes"; };
+    let body = html! {
+        h1 { "Delete app " (key) "?" }
+        p { "Its manifest is deleted and its container removed on the next pass. The workspace apps/" (key.userid) "/" (key.appname) " stays (a purge would delete it too)." }
+        (form_post(&format!("{}/delete", ui_path(key)), s, fields, "Delete"))
+        p { a href=(ui_path(key)) { "Cancel" } }
+    };
+    respond(StatusCode::OK, page("Confirm delete", Some(s), None, body))
 }
 
 /// The purge's second step: the API's warning, and a form that sends its token back once the
