@@ -561,6 +561,20 @@ async fn forms_follow_the_name_rule_saves_keep_line_ends_and_one_click_removes_n
         assert_eq!(String::from_utf8_lossy(&bytes), want, "{file} ({eol})");
     }
 
+    // The manifest editor too.
+    let crlf = "template = \"bb-v1\"\r\n# written on Windows\r\n";
+    r.root.write_manifest("alice", "web", crlf);
+    let (_, page) = s.get("/ui/apps/alice/web").await;
+    let (etag, eol) = (field_in(&page, "etag"), field_in(&page, "eol"));
+    let submitted = "template+%3D+%22bb-v1%22%0D%0A%23+written+on+Windows%0D%0A%5Benv%5D%0D%0AA+%3D+%221%22%0D%0A";
+    let body = format!("csrf={}&etag={etag}&eol={eol}&manifest={submitted}", s.csrf);
+    let (_, page) = s.post("/ui/apps/alice/web/manifest", &body, &[]).await;
+    assert!(page.contains("manifest saved"), "{page}");
+    assert_eq!(
+        manifest(&r, "alice", "web"),
+        format!("{crlf}[env]\r\nA = \"1\"\r\n")
+    );
+
     // Delete: the first click asks on a page of its own; only its form deletes.
     let body = format!("csrf={}", s.csrf);
     let (status, page) = s.post("/ui/apps/alice/web/delete", &body, &[]).await;

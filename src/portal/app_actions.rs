@@ -114,6 +114,9 @@ async fn deploy(
 struct ManifestForm {
     etag: String,
     manifest: String,
+    /// The manifest's line ends when the editor opened it (`lf` or `crlf`).
+    #[serde(default)]
+    eol: Option<String>,
 }
 
 async fn save_manifest(
@@ -121,8 +124,8 @@ async fn save_manifest(
     AppRef(key): AppRef,
     Posted(who, f): Posted<ManifestForm>,
 ) -> Response {
-    // Browsers send CRLF from a textarea; the file keeps the line ends people write by hand.
-    let text = f.manifest.replace("\r\n", "\n");
+    // A textarea submits CRLF whatever the file had: the manifest keeps its own line ends.
+    let text = super::files_page::with_line_ends(&f.manifest, f.eol.as_deref());
     let reply = Call::new(Method::PUT, format!("{}/manifest", api_path(&key)), &who)
         .bytes(text.clone(), "application/toml")
         .if_match(&f.etag)

@@ -155,7 +155,7 @@ struct FileForm {
 /// How `text`'s lines end: `crlf` when every line break is CRLF, else `lf`. The editor sends
 /// it back because a browser shows any line break as one and submits every one as CRLF, so
 /// the submitted text alone cannot tell.
-fn line_ends(text: &str) -> &'static str {
+pub(super) fn line_ends(text: &str) -> &'static str {
     let crlf = text.matches("\r\n").count();
     match crlf > 0 && crlf == text.matches('\n').count() {
         true => "crlf",
@@ -165,7 +165,7 @@ fn line_ends(text: &str) -> &'static str {
 
 /// The text a browser `submitted` with the file's own line ends (`eol` as [`line_ends`]
 /// found them) put back.
-fn with_line_ends(submitted: &str, eol: Option<&str>) -> String {
+pub(super) fn with_line_ends(submitted: &str, eol: Option<&str>) -> String {
     let lf = submitted.replace("\r\n", "\n");
     match eol {
         Some("crlf") => lf.replace('\n', "\r\n"),
