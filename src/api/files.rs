@@ -298,4 +298,14 @@ mod tests {
             Err(ApiError::BadRequest(_))
         ));
     }
+
+    #[test]
+    fn a_path_changed_mid_request_is_a_conflict_naming_it_not_a_500() {
+        let e = ApiError::from(FileError::Changed {
+            shown: "d/f.txt".into(),
+            name: "d".into(),
+        });
+        assert!(e.to_string().contains("d/f.txt: 'd' changed"), "{e}");
+        assert_eq!(e.into_response().status(), StatusCode::CONFLICT);
+    }
 }
