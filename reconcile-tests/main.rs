@@ -34,6 +34,8 @@
 //! - `packaging.rs`: the .deb built from the binary under test: contents, lintian, the unit;
 //! - `portal.rs`, `portal_hostile.rs`: the web UI in a real headless Chromium (WebDriver), and
 //!   forged posts, CSRF, escaping and path tricks over plain HTTP;
+//! - `portal_forms.rs`: the portal's forms hold the name rules, ask before a delete or a
+//!   user's removal, and keep a file's line ends on save (plain HTTP);
 //! - `proxy.rs`: domain apps through a real Caddy per test (HTTPS with Caddy's local CA);
 //! - `rollout.rs`: deploys under load through Caddy, rollback of unhealthy versions, SIGKILL at
 //!   each rollout step;
@@ -80,6 +82,7 @@ mod networks;
 mod node_lite;
 mod packaging;
 mod portal;
+mod portal_forms;
 mod portal_hostile;
 mod protect;
 mod proxy;

@@ -295,6 +295,19 @@ async fn server_js_edited_in_the_files_view_then_deployed_serves_the_new_code() 
     let on_disk = std::fs::read_to_string(r.root.app_dir("alice", "web").join("server.js"));
     assert_eq!(on_disk.unwrap(), edited);
 
+    // A file with CRLF line ends keeps them when Chromium (which submits every break as
+    // CRLF, and shows each as one) saves it.
+    let dos = r.root.app_dir("alice", "web").join("dos.txt");
+    std::fs::write(&dos, "one\r\ntwo\r\n").unwrap();
+    b.goto(&format!("{base}/ui/apps/alice/web/files/dos.txt"))
+        .await;
+    let shown = b.value("#content").await;
+    b.fill("#content", &shown.replace("two", "TWO")).await;
+    b.click("form[action='/ui/apps/alice/web/files/dos.txt'] button")
+        .await;
+    b.wait_for("dos.txt saved").await;
+    assert_eq!(std::fs::read(&dos).unwrap(), b"one\r\nTWO\r\n");
+
     b.goto(&format!("{base}/ui/apps/alice/web")).await;
     b.click("form[action='/ui/apps/alice/web/deploy'] button")
         .await;

@@ -16,10 +16,10 @@ use crate::support::wait_until;
 const T: Duration = Duration::from_secs(30);
 
 /// A signed-in portal session driven with raw form posts.
-struct Session {
+pub(crate) struct Session {
     base: String,
     cookie: String,
-    csrf: String,
+    pub(crate) csrf: String,
     http: reqwest::Client,
 }
 
@@ -40,7 +40,7 @@ fn csrf_in(html: &str) -> String {
 }
 
 impl Session {
-    async fn sign_in(base: &str, token: &str) -> Session {
+    pub(crate) async fn sign_in(base: &str, token: &str) -> Session {
         let http = client();
         let resp = http
             .post(format!("{base}/ui/login"))
@@ -63,7 +63,7 @@ impl Session {
         s
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -73,7 +73,12 @@ impl Session {
     }
 
     /// POSTs `body` (urlencoded, as given) with extra `headers`.
-    async fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, String) {
         let mut r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -91,7 +96,7 @@ impl Session {
 /// What a forged post is, its body, and its extra headers.
 type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
 
-fn manifest(r: &ApiRoot, user: &str, app: &str) -> String {
+pub(crate) fn manifest(r: &ApiRoot, user: &str, app: &str) -> String {
     std::fs::read_to_string(r.root.manifest_path(user, app)).unwrap()
 }
 

@@ -377,3 +377,101 @@ async fn a_network_of_the_users_name_that_berth_did_not_make_is_not_joined() {
         .expect_contains("exists and is not berth's");
     assert!(root.container("alice", "web").await.is_none());
 }
+
+/// A berth.toml whose neighbours hold ports inside `host_ports`: Caddy's admin API, its HTTP
+/// and HTTPS ports, and one the operator lists. The manifests that ask for each, with the
+/// neighbour the refusal must name.
+fn neighbours() -> (String, Vec<(String, String)>) {
+    let (admin, http, https, listed) = (free_port(), free_port(), free_port(), free_port());
+    let extra = format!(
+        "[policy]\nreserved_ports = [{listed}]\napi_writes_per_minute = 1000\n\
+         [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\nhttp_port = {http}\n\
+         https_port = {https}\ntls = \"off\"\n"
+    );
+    let cases = [
+        (admin, "Caddy's admin API (caddy_admin in [proxy])"),
+        (http, "Caddy's HTTP port (http_port in [proxy])"),
+        (https, "Caddy's HTTPS port (https_port in [proxy])"),
+        (listed, "listed in [policy] reserved_ports"),
+    ];
+    let cases = cases
+        .iter()
+        .map(|(port, holder)| {
+            (
+                format!("template = \"bb-v1\"\nhost_port = {port}\n"),
+                format!("policy port_reserved: host port {port} is reserved: {holder}"),
+            )
+        })
+        .collect();
+    (extra, cases)
+}
+
+/// Swarm-only fields on the docker runtime, and the rule both paths must name.
+const SWARM_ONLY: [(&str, &str); 2] = [
+    (
+        "template = \"bb-v1\"\nreplicas = 2\n",
+        "replicas = 2 needs runtime = \"swarm\"",
+    ),
+    (
+        "template = \"bb-v1\"\nconstraints = [\"node.role == worker\"]\n",
+        "constraints need runtime = \"swarm\"",
+    ),
+];
+
+#[tokio::test]
+async fn hand_written_claims_on_neighbours_ports_and_swarm_fields_are_frozen_naming_the_rule() {
+    let root = TestRoot::new("tenhood").await;
+    let (extra, cases) = neighbours();
+    root.config(&[("max_apps_per_user", "20")], &extra);
+    for (i, (text, _)) in cases.iter().enumerate() {
+        root.write_manifest("alice", &format!("port{i}"), text);
+    }
+    for (i, (text, _)) in SWARM_ONLY.iter().enumerate() {
+        root.write_manifest("alice", &format!("swarm{i}"), text);
+    }
+    let apply = root.berth(&["apply"]).await;
+    apply.expect_code(1);
+    for (i, (_, said)) in cases.iter().enumerate() {
+        apply.expect_contains(&format!("alice/port{i}: frozen: {said}"));
+        assert!(root.container("alice", &format!("port{i}")).await.is_none());
+    }
+    for (i, (_, rule)) in SWARM_ONLY.iter().enumerate() {
+        apply.expect_contains(&format!("alice/swarm{i}: frozen: "));
+        apply.expect_contains(rule);
+    }
+}
+
+#[tokio::test]
+async fn the_api_refuses_neighbours_ports_and_swarm_fields_with_the_loops_rule() {
+    let (extra, cases) = neighbours();
+    let r = ApiRoot::start_with("tenhoodapi", &[], &extra).await;
+    let (api, alice) = (&r.api, r.alice.as_str());
+    api.create_app(alice, "web", "bb-v1").await.expect(201);
+    let path = r.root.manifest_path("alice", "web");
+    let before = std::fs::read(&path).unwrap();
+    let etag = api.get("/apps/alice/web", alice).await.etag();
+    let answers = cases
+        .iter()
+        .map(|(text, said)| (text.as_str(), "port_reserved", said.clone()));
+    let swarm = SWARM_ONLY
+        .iter()
+        .map(|(text, rule)| (*text, "invalid_manifest", rule.to_string()));
+    for (text, code, said) in answers.chain(swarm) {
+        let resp = api
+            .put_manifest("/apps/alice/web/manifest", alice, &etag, text)
+            .await;
+        resp.expect(422);
+        assert_eq!(resp.code(), code, "{text}: {}", resp.text);
+        let said = said.trim_start_matches("policy port_reserved: ");
+        let message = resp.json()["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(message.contains(said), "{text}: {}", resp.text);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "{text} changed the file"
+        );
+    }
+}

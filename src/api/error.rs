@@ -80,7 +80,7 @@ pub enum ApiError {
     #[error("{0}")]
     InsufficientStorage(String),
     /// A request refused by a named rule with its own status (the files API's
-    /// `invalid_path`, `symlink_refused`, `not_a_file`, `no_workspace`, `file_too_large`).
+    /// `invalid_path`, `symlink_refused`, `path_changed`, `not_a_file`, `no_workspace`, `file_too_large`).
     #[error("{message}")]
     Refused {
         /// The status it answers.

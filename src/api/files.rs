@@ -56,6 +56,12 @@ impl From<FileError> for ApiError {
             FileError::InvalidPath { .. } => refused(StatusCode::BAD_REQUEST, "invalid_path"),
             FileError::Symlink { .. } => refused(StatusCode::CONFLICT, "symlink_refused"),
             FileError::NotAFile { .. } => refused(StatusCode::CONFLICT, "not_a_file"),
+            FileError::Changed { .. } => {
+                // The user's own container raced the request: theirs to retry, not berth's
+                // failure, and a loop of it must not flood the journal.
+                tracing::debug!(cause = %e, "a workspace path changed during a files request");
+                refused(StatusCode::CONFLICT, "path_changed")
+            }
             FileError::NoWorkspace(_) => refused(StatusCode::CONFLICT, "no_workspace"),
             FileError::FileTooLarge { .. } => refused(StatusCode::CONFLICT, "file_too_large"),
             FileError::NotFound { .. } => ApiError::NotFound(e.to_string()),
@@ -291,5 +297,15 @@ mod tests {
             m(&[(IF_MATCH.as_str(), "\"a\""), (IF_NONE_MATCH.as_str(), "*")]),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn a_path_changed_mid_request_is_a_conflict_naming_it_not_a_500() {
+        let e = ApiError::from(FileError::Changed {
+            shown: "d/f.txt".into(),
+            name: "d".into(),
+        });
+        assert!(e.to_string().contains("d/f.txt: 'd' changed"), "{e}");
+        assert_eq!(e.into_response().status(), StatusCode::CONFLICT);
     }
 }

@@ -184,7 +184,7 @@ fn limit_memory(desired: &mut DesiredState, observed: &[Observed], policy: &Poli
     for o in &running {
         let held = !matches!(desired.apps.get(&o.key), Some(Entry::Valid(_)));
         if let (true, Some(spec)) = (held, &o.spec) {
-            *used.entry(o.key.userid.clone()).or_default() += spec.memory;
+            *used.entry(o.key.userid.clone()).or_default() += spec.memory_total();
         }
     }
     let mut order: Vec<AppKey> = desired.apps.keys().cloned().collect();
@@ -198,14 +198,15 @@ fn limit_memory(desired: &mut DesiredState, observed: &[Observed], policy: &Poli
         }
         let limit = policy.rules(&key.userid).max_memory_per_user;
         let sum = used.entry(key.userid.clone()).or_default();
-        if *sum + app.spec.memory <= limit {
-            *sum += app.spec.memory;
+        let wants = app.spec.memory_total();
+        if *sum + wants <= limit {
+            *sum += wants;
             continue;
         }
         let message = format!(
             "user {}'s running apps would use {} (others use {}), over max_memory_per_user = {}",
             key.userid,
-            Memory(*sum + app.spec.memory),
+            Memory(*sum + wants),
             Memory(*sum),
             Memory(limit)
         );
@@ -394,5 +395,37 @@ mod tests {
         ]);
         resolve(&mut held, &[running], &Owners::new(), &policy);
         assert_eq!(refused(&held, "alice/aaa"), Some("user_memory_over_limit"));
+    }
+
+    #[test]
+    fn a_swarm_app_counts_its_memory_once_per_replica() {
+        let policy: Policy = {
+            let file: crate::model::policy::PolicyFile =
+                toml::from_str("max_memory_per_user = \"500m\"").unwrap();
+            Policy::resolve(&file).unwrap()
+        };
+        let replicated = |k: &str, n: u16| {
+            let (key, mut e) = memory_app(k, "200m");
+            if let Entry::Valid(app) = &mut e {
+                app.spec.replicas = Some(n);
+            }
+            (key, e)
+        };
+        let mut d = desired(vec![replicated("alice/web", 3)]);
+        resolve(&mut d, &[], &Owners::new(), &policy);
+        assert_eq!(
+            refused(&d, "alice/web"),
+            Some("user_memory_over_limit"),
+            "3 x 200m is 600m, over 500m"
+        );
+        // A running service holds memory x replicas too: a newcomer cannot fit beside it.
+        let mut d = desired(vec![
+            replicated("alice/web", 2),
+            memory_app("alice/api", "200m"),
+        ]);
+        let running = wanted_container(&d, "alice/web", "c", ContainerState::Running);
+        d.apps.insert(key("alice/web"), Entry::Frozen("bad".into()));
+        resolve(&mut d, &[running], &Owners::new(), &policy);
+        assert_eq!(refused(&d, "alice/api"), Some("user_memory_over_limit"));
     }
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub use crate::model::git_config::GitConfig;
 use crate::model::http_limits::HttpLimits;
 use crate::model::names::validate_instance;
-use crate::model::policy::{Policy, PolicyFile};
+use crate::model::policy::{Policy, PolicyFile, ReservedPort};
 use crate::model::proxy::ProxyConfig;
 use crate::model::registry_login::RegistryLoginFile;
 use crate::model::resources::ResourceOverrides;
@@ -285,6 +285,27 @@ impl Config {
         let mut name = self.database.clone().into_os_string();
         name.push(".sock");
         PathBuf::from(name)
+    }
+
+    /// The host ports no app may publish on, each with who needs it: berth's API (`listen`),
+    /// with `[proxy]` Caddy's admin API (on TCP), `http_port` and `https_port`, and every port
+    /// in `[policy] reserved_ports`.
+    pub fn reserved_ports(&self) -> Vec<ReservedPort> {
+        let mut out = vec![ReservedPort {
+            port: self.listen.port(),
+            holder: "berth's own API port (listen)".into(),
+        }];
+        out.extend(self.proxy.iter().flat_map(ProxyConfig::reserved_ports));
+        out.extend(
+            self.policy
+                .reserved_ports()
+                .iter()
+                .map(|&port| ReservedPort {
+                    port,
+                    holder: "listed in [policy] reserved_ports".into(),
+                }),
+        );
+        out
     }
 
     /// `key`'s workspace: `apps_dir/<userid>/<appname>`.

@@ -98,14 +98,7 @@ impl DesiredApp {
         let hash = spec.hash();
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         let renamed_from = crate::model::rename::source(key, m)?;
-        check_replicas(m.replicas, config)?;
-        check_constraints(&m.constraints, config)?;
-        if config.runtime.is_swarm() && !template.volumes.is_empty() && m.replicas > Some(1) {
-            return Err(format!(
-                "template {} has [[volumes]]: with runtime = \"swarm\" such an app runs one task, on the manager berth runs on (a volume lives on one node); remove replicas",
-                template.id
-            ));
-        }
+        check_runtime(m, &template, config)?;
         Ok(DesiredApp {
             key: key.clone(),
             spec,
@@ -118,6 +111,21 @@ impl DesiredApp {
             renamed_from,
         })
     }
+}
+
+/// What the manifest asks of the runtime (`replicas`, `constraints`) is something this
+/// server's runtime can do. The loop freezes a file that fails it and the API refuses the
+/// write with the same message (`state::files`): one rule, both paths.
+pub fn check_runtime(m: &Manifest, template: &Template, config: &Config) -> Result<(), String> {
+    check_replicas(m.replicas, config)?;
+    check_constraints(&m.constraints, config)?;
+    if config.runtime.is_swarm() && !template.volumes.is_empty() && m.replicas > Some(1) {
+        return Err(format!(
+            "template {} has [[volumes]]: with runtime = \"swarm\" such an app runs one task, on the manager berth runs on (a volume lives on one node); remove replicas",
+            template.id
+        ));
+    }
+    Ok(())
 }
 
 /// `replicas` is 1 to 64, and more than one needs Swarm.
@@ -341,7 +349,7 @@ fn entry_for(
         Ok(app) => app,
     };
     let rules = config.policy.rules(&key.userid);
-    match check_app(key, &app.spec, rules, config.listen.port()) {
+    match check_app(key, &app.spec, rules, &config.reserved_ports()) {
         Err(v) => Entry::Refused(v),
         Ok(()) => Entry::Valid(Box::new(app)),
     }

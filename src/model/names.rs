@@ -25,9 +25,19 @@ pub struct NameError {
     pub rule: &'static str,
 }
 
-const USERID_RULE: &str =
+/// The user id rule in words.
+pub const USERID_RULE: &str =
     "must be 1-30 characters of a-z and 0-9, starting with a letter (no hyphens)";
-const APPNAME_RULE: &str = "must be 1-30 characters of a-z, 0-9 and '-', starting with a letter";
+/// The app name rule in words.
+pub const APPNAME_RULE: &str =
+    "must be 1-30 characters of a-z, 0-9 and '-', starting with a letter";
+/// Longest user id or app name.
+pub const NAME_MAX_LEN: usize = 30;
+/// The user id rule as an HTML `pattern` (which is anchored whole): the portal's forms use it
+/// so a browser refuses what the server would.
+pub const USERID_PATTERN: &str = "[a-z][a-z0-9]{0,29}";
+/// The app name rule as an HTML `pattern`.
+pub const APPNAME_PATTERN: &str = "[a-z][a-z0-9\\-]{0,29}";
 const INSTANCE_RULE: &str =
     "must be 1-30 characters of a-z and 0-9, starting with a letter (no hyphens)";
 
@@ -185,5 +195,28 @@ mod tests {
         keys.sort();
         let shown: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         assert_eq!(shown, ["alice/b", "alice/z", "bob/a"]);
+    }
+
+    #[test]
+    fn the_forms_patterns_accept_exactly_what_the_rules_accept() {
+        let whole = |p: &str| regex::Regex::new(&format!("^(?:{p})$")).unwrap();
+        let (user, app) = (whole(USERID_PATTERN), whole(APPNAME_PATTERN));
+        let long = "a".repeat(NAME_MAX_LEN);
+        let too_long = "a".repeat(NAME_MAX_LEN + 1);
+        for name in [
+            "a", "web", "web-2", "9web", "-web", "Web", "w_b", "w.b", "", "a1", &long, &too_long,
+            "web-", "a--b", "we b", "wéb",
+        ] {
+            assert_eq!(
+                user.is_match(name),
+                validate_userid(name).is_ok(),
+                "{name:?}"
+            );
+            assert_eq!(
+                app.is_match(name),
+                validate_appname(name).is_ok(),
+                "{name:?}"
+            );
+        }
     }
 }

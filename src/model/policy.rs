@@ -66,6 +66,31 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// One port in `[policy] reserved_ports`: 1 to 65535, or an error naming the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedPort(pub u16);
+
+impl<'de> Deserialize<'de> for ListedPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        match u16::try_from(n) {
+            Ok(p) if p > 0 => Ok(ListedPort(p)),
+            _ => Err(serde::de::Error::custom(format!(
+                "reserved_ports: {n} is not a port (1-65535)"
+            ))),
+        }
+    }
+}
+
+/// A host port a neighbour of berth's needs, and who (for the `port_reserved` message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedPort {
+    /// The port.
+    pub port: u16,
+    /// Who holds it, as the message names it: "berth's own API port (listen)".
+    pub holder: String,
+}
+
 /// A domain pattern: a host name, optionally starting with `*.` (exactly one label), and
 /// `{userid}` standing for the user's own id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +153,8 @@ pub struct RulesFile {
     network: Option<NetworkMode>,
     api_writes_per_minute: Option<u32>,
     max_client_keys_per_app: Option<u32>,
+    /// Only in `[policy]`: host ports no user app may publish on (the host's own services).
+    reserved_ports: Option<Vec<ListedPort>>,
     /// Only in `[policy]`: the per-user tables.
     #[serde(default)]
     users: BTreeMap<String, RulesFile>,
@@ -204,6 +231,8 @@ impl Rules {
 pub struct Policy {
     base: Rules,
     users: BTreeMap<String, Rules>,
+    /// `reserved_ports`, as listed.
+    reserved: Vec<u16>,
 }
 
 impl Policy {
@@ -218,9 +247,25 @@ impl Policy {
                     "[policy.users.{user}] cannot have users of its own"
                 ));
             }
+            // A port is reserved for the host, not for a user: one list for everyone.
+            if rules.reserved_ports.is_some() {
+                return Err(format!(
+                    "[policy.users.{user}] reserved_ports: only [policy] may reserve ports (they are the host's, not one user's)"
+                ));
+            }
             users.insert(user.clone(), base.apply(rules));
         }
-        Ok(Policy { base, users })
+        let reserved = file.reserved_ports.iter().flatten().map(|p| p.0).collect();
+        Ok(Policy {
+            base,
+            users,
+            reserved,
+        })
+    }
+
+    /// The ports the operator listed in `reserved_ports`.
+    pub fn reserved_ports(&self) -> &[u16] {
+        &self.reserved
     }
 
     /// The rules `user` is held to.
@@ -250,19 +295,19 @@ fn violation(code: &'static str, message: String) -> Violation {
     Violation { code, message }
 }
 
-/// Checks one app's spec against its user's rules and berth's own API port. The first
-/// broken rule is reported.
+/// Checks one app's spec against its user's rules and the ports berth and its neighbours
+/// need (`Config::reserved_ports`). The first broken rule is reported.
 pub fn check_app(
     key: &AppKey,
     spec: &ContainerSpec,
     rules: &Rules,
-    api_port: u16,
+    reserved: &[ReservedPort],
 ) -> Result<(), Violation> {
     if let Some(port) = spec.host_port {
-        if port == api_port {
+        if let Some(r) = reserved.iter().find(|r| r.port == port) {
             return Err(violation(
                 "port_reserved",
-                format!("host port {port} is berth's own API port"),
+                format!("host port {port} is reserved: {}", r.holder),
             ));
         }
         if !rules.host_ports.contains(port) {

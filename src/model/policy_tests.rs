@@ -30,7 +30,11 @@ fn spec(
 
 fn code(rules: &Rules, s: &ContainerSpec) -> Option<&'static str> {
     let key = AppKey::new("alice", "web").unwrap();
-    check_app(&key, s, rules, 7070).err().map(|v| v.code)
+    let api = ReservedPort {
+        port: 7070,
+        holder: "berth's own API port (listen)".into(),
+    };
+    check_app(&key, s, rules, &[api]).err().map(|v| v.code)
 }
 
 const MB: u64 = 1 << 20;
@@ -114,6 +118,22 @@ fn bad_policy_tables_name_the_key() {
         ),
         ("[policy]\nflavour = 1", "flavour"),
         (
+            "[policy]\nreserved_ports = [22, 70000]",
+            "berth.toml:2:18: reserved_ports: 70000 is not a port (1-65535)",
+        ),
+        (
+            "[policy]\nreserved_ports = [0]",
+            "reserved_ports: 0 is not a port",
+        ),
+        (
+            "[policy]\nreserved_ports = [-5]",
+            "reserved_ports: -5 is not a port",
+        ),
+        (
+            "[policy.users.bob]\nreserved_ports = [9000]",
+            "[policy.users.bob] reserved_ports: only [policy] may reserve ports",
+        ),
+        (
             "[policy.users.Bad]\nmax_memory = \"1g\"",
             "policy.users.Bad",
         ),
@@ -126,4 +146,38 @@ fn bad_policy_tables_name_the_key() {
         assert!(e.contains(want), "{toml}: {e}");
     }
     assert!(config("[policy]\nhost_ports = \"none\"\nnetwork = \"bridge\"").is_ok());
+}
+
+#[test]
+fn ports_berths_neighbours_need_are_refused_naming_the_neighbour() {
+    let c = config(
+        "listen = \"127.0.0.1:7171\"\n[policy]\nhost_ports = \"1-65535\"\nreserved_ports = [5432, 9100]\n\
+         [proxy]\ncaddy_admin = \"http://127.0.0.1:2119\"\nhttp_port = 8080\nhttps_port = 8443\n",
+    )
+    .unwrap();
+    let key = AppKey::new("alice", "web").unwrap();
+    let rules = c.policy.rules("alice");
+    let reserved = c.reserved_ports();
+    for (port, holder) in [
+        (7171, "berth's own API port (listen)"),
+        (2119, "Caddy's admin API (caddy_admin in [proxy])"),
+        (8080, "Caddy's HTTP port (http_port in [proxy])"),
+        (8443, "Caddy's HTTPS port (https_port in [proxy])"),
+        (5432, "listed in [policy] reserved_ports"),
+        (9100, "listed in [policy] reserved_ports"),
+    ] {
+        let s = spec(Some(port), "127.0.0.1", MB, 1, None);
+        let v = check_app(&key, &s, rules, &reserved).expect_err(holder);
+        assert_eq!(v.code, "port_reserved", "{port}");
+        assert!(v.message.contains(holder), "{port}: {}", v.message);
+    }
+    let free = spec(Some(8081), "127.0.0.1", MB, 1, None);
+    assert_eq!(check_app(&key, &free, rules, &reserved), Ok(()));
+    let no_proxy = config("[policy]\nhost_ports = \"1-65535\"\n").unwrap();
+    let ports: Vec<u16> = no_proxy.reserved_ports().iter().map(|r| r.port).collect();
+    assert_eq!(
+        ports,
+        [7070],
+        "without [proxy] only berth's API port is berth's"
+    );
 }

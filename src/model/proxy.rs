@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::model::policy::ReservedPort;
+
 /// Where Caddy's admin API answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminEndpoint {
@@ -98,6 +100,28 @@ impl ProxyConfig {
         Ok(AdminEndpoint::Tcp(addr.to_string()))
     }
 
+    /// The host ports this Caddy needs: its admin API (when it listens on TCP), `http_port`
+    /// and `https_port`. An app publishing on one would take it from Caddy, or fail to start.
+    pub fn reserved_ports(&self) -> Vec<ReservedPort> {
+        let held = |port, holder: &str| ReservedPort {
+            port,
+            holder: holder.to_string(),
+        };
+        let mut out = vec![
+            held(self.http_port, "Caddy's HTTP port (http_port in [proxy])"),
+            held(
+                self.https_port,
+                "Caddy's HTTPS port (https_port in [proxy])",
+            ),
+        ];
+        if let Ok(AdminEndpoint::Tcp(addr)) = self.admin_endpoint() {
+            if let Some(port) = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()) {
+                out.push(held(port, "Caddy's admin API (caddy_admin in [proxy])"));
+            }
+        }
+        out
+    }
+
     pub(crate) fn check(&self) -> Result<(), String> {
         self.admin_endpoint()?;
         if self.http_port == 0 || self.https_port == 0 || self.http_port == self.https_port {
@@ -124,6 +148,10 @@ mod tests {
             .unwrap();
         assert_eq!(unix, AdminEndpoint::Unix("/run/caddy/admin.sock".into()));
         assert_eq!(unix.to_string(), "unix//run/caddy/admin.sock");
+        let ports =
+            |p: &ProxyConfig| -> Vec<u16> { p.reserved_ports().iter().map(|r| r.port).collect() };
+        assert_eq!(ports(&proxy("http://127.0.0.1:2019/")), [80, 443, 2019]);
+        assert_eq!(ports(&proxy("unix//run/caddy/admin.sock")), [80, 443]);
         for bad in [
             "https://x:1",
             "http://host",

@@ -188,6 +188,13 @@ impl ContainerSpec {
         shown
     }
 
+    /// The memory the app holds while it runs: `memory` for each of its tasks (a Swarm
+    /// service runs `replicas` of them; a container is one).
+    pub fn memory_total(&self) -> u64 {
+        self.memory
+            .saturating_mul(u64::from(self.replicas.unwrap_or(1).max(1)))
+    }
+
     /// blake3 of the canonical bytes, hex.
     pub fn hash(&self) -> String {
         blake3::hash(self.canonical_json().as_bytes())

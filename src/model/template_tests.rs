@@ -150,3 +150,24 @@ fn values_fill_mount_sources_and_targets() {
     );
     assert_eq!(spec.mounts[0].target, "/opt/2");
 }
+
+#[test]
+fn contradictory_value_bounds_name_the_template_the_value_and_the_fields() {
+    let base = "image = \"i\"\nport = 80\n";
+    let cases = [
+        (
+            format!("{base}[values.workers]\ntype = \"int\"\nmin = 10\nmax = 5\n"),
+            "[values.workers]: min = 10 is greater than max = 5",
+        ),
+        (
+            format!("{base}[values.site]\ntype = \"string\"\nrequired = true\ndefault = \"x\"\n"),
+            "[values.site]: required = true with a default",
+        ),
+    ];
+    for (text, want) in cases {
+        let (_root, config) = setup(&text);
+        let e = Template::load(&config, "web-v1").unwrap_err().to_string();
+        assert!(e.contains("templates/web-v1/template.toml"), "{e}");
+        assert!(e.contains(want), "{text:?} -> {e}");
+    }
+}

@@ -101,6 +101,16 @@ pub fn check_decls(decls: &BTreeMap<String, ValueDecl>) -> Result<(), String> {
         if d.kind != ValueKind::Int && (d.min.is_some() || d.max.is_some()) {
             return bad("min and max are for type = \"int\"");
         }
+        if let (Some(lo), Some(hi)) = (d.min, d.max) {
+            if lo > hi {
+                return bad(&format!(
+                    "min = {lo} is greater than max = {hi}: no value could ever be set"
+                ));
+            }
+        }
+        if d.required && d.default.is_some() {
+            return bad("required = true with a default: the default would never be used (drop one of them)");
+        }
         if d.generate && d.kind != ValueKind::Secret {
             return bad("generate is for type = \"secret\"");
         }

@@ -117,6 +117,14 @@ fn declarations_that_contradict_themselves_are_refused() {
             "default",
         ),
         ("[values.Bad]\ntype = \"string\"", "lower-case"),
+        (
+            "[values.v]\ntype = \"int\"\nmin = 10\nmax = 5",
+            "[values.v]: min = 10 is greater than max = 5",
+        ),
+        (
+            "[values.v]\ntype = \"string\"\nrequired = true\ndefault = \"x\"",
+            "[values.v]: required = true with a default",
+        ),
     ];
     for (text, want) in cases {
         let e = check_decls(&decls(text)).unwrap_err();

@@ -17,6 +17,7 @@ use super::client::{segment, Call, Reply};
 use super::layout::{form_post, page, respond, when, Notice};
 use super::signin::{signed_out_by, Posted, SignedIn};
 use super::Portal;
+use crate::model::names::{NAME_MAX_LEN, USERID_PATTERN, USERID_RULE};
 
 pub fn router() -> Router<Arc<Portal>> {
     Router::new()
@@ -66,7 +67,8 @@ async fn users_page(
         let list = v["users"].as_array().cloned().unwrap_or_default();
         let add = html! {
             label for="user-name" { "Name" }
-            input id="user-name" name="name" required autocomplete="off";
+            input id="user-name" name="name" required autocomplete="off"
+                pattern=(USERID_PATTERN) maxlength=(NAME_MAX_LEN) title={ "The name " (USERID_RULE) };
             label.inline { input type="checkbox" name="admin" value="true"; " admin" }
         };
         html! {
@@ -133,9 +135,30 @@ async fn add_user(State(p): State<Arc<Portal>>, Posted(who, f): Posted<NewUser>)
 #[derive(Deserialize)]
 struct UserName {
     name: String,
+    /// `yes` from the confirmation page: without it, the page is shown and nothing removed.
+    #[serde(default)]
+    confirmed: Option<String>,
 }
 
 async fn remove_user(State(p): State<Arc<Portal>>, Posted(who, f): Posted<UserName>) -> Response {
+    // One click must not remove a user: a page of its own asks first (a form, not a script
+    // dialog, which the portal's CSP would block).
+    if f.confirmed.as_deref() != Some("yes") {
+        let fields = html! {
+            input type="hidden" name="name" value=(f.name);
+            input type="hidden" name="confirmed" value="yes";
+        };
+        let body = html! {
+            h1 { "Remove user " (f.name) "?" }
+            p { "This removes the user from berth's database; their tokens stop opening the API and the portal." }
+            (form_post("/ui/admin/users/remove", &who.session, fields, "Remove"))
+            p { a href="/ui/admin/users" { "Cancel" } }
+        };
+        return respond(
+            StatusCode::OK,
+            page("Confirm removal", Some(&who.session), None, body),
+        );
+    }
     let uri = format!("/users/{}", segment(&f.name));
     let reply = Call::new(Method::DELETE, uri, &who).send(&p.api).await;
     if let Some(out) = signed_out_by(&p, &who, &reply) {

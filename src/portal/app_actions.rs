@@ -114,6 +114,9 @@ async fn deploy(
 struct ManifestForm {
     etag: String,
     manifest: String,
+    /// The manifest's line ends when the editor opened it (`lf` or `crlf`).
+    #[serde(default)]
+    eol: Option<String>,
 }
 
 async fn save_manifest(
@@ -121,8 +124,8 @@ async fn save_manifest(
     AppRef(key): AppRef,
     Posted(who, f): Posted<ManifestForm>,
 ) -> Response {
-    // Browsers send CRLF from a textarea; the file keeps the line ends people write by hand.
-    let text = f.manifest.replace("\r\n", "\n");
+    // A textarea submits CRLF whatever the file had: the manifest keeps its own line ends.
+    let text = super::files_page::with_line_ends(&f.manifest, f.eol.as_deref());
     let reply = Call::new(Method::PUT, format!("{}/manifest", api_path(&key)), &who)
         .bytes(text.clone(), "application/toml")
         .if_match(&f.etag)
@@ -185,6 +188,9 @@ struct DeleteForm {
     /// The app's name as typed, on the second step of a purge.
     #[serde(default)]
     typed: Option<String>,
+    /// `yes` from the plain delete's confirmation page: without it, the page is shown.
+    #[serde(default)]
+    confirmed: Option<String>,
 }
 
 async fn delete(
@@ -193,6 +199,11 @@ async fn delete(
     Posted(who, f): Posted<DeleteForm>,
 ) -> Response {
     let purge = f.purge.as_deref() == Some("true");
+    // One click must not delete: a plain delete first asks on a page of its own (a form, not
+    // a script dialog, which the portal's CSP would block). A purge asks through the API.
+    if !purge && f.confirmed.as_deref() != Some("yes") {
+        return confirm_delete_page(&who.session, &key);
+    }
     if purge && f.confirm.is_some() && f.typed.as_deref().map(str::trim) != Some(&key.to_string()) {
         let why = Notice::Failed(format!(
             "nothing was deleted: type {key} exactly to confirm the purge"
@@ -223,6 +234,18 @@ async fn delete(
         }
         s => render(&p, &who, &key, Some(Notice::Failed(reply.message())), s).await,
     }
+}
+
+/// The plain delete's second step: what goes and what stays, [Delete] or Cancel.
+fn confirm_delete_page(s: &super::session::Session, key: &crate::model::names::AppKey) -> Response {
+    let fields = html! { input type="hidden" name="confirmed" value="yes"; };
+    let body = html! {
+        h1 { "Delete app " (key) "?" }
+        p { "Its manifest is deleted and its container removed on the next pass. The workspace apps/" (key.userid) "/" (key.appname) " stays (a purge would delete it too)." }
+        (form_post(&format!("{}/delete", ui_path(key)), s, fields, "Delete"))
+        p { a href=(ui_path(key)) { "Cancel" } }
+    };
+    respond(StatusCode::OK, page("Confirm delete", Some(s), None, body))
 }
 
 /// The purge's second step: the API's warning, and a form that sends its token back once the

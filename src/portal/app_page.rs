@@ -175,6 +175,7 @@ fn actions(s: &Session, key: &AppKey) -> Markup {
 fn editor(s: &Session, key: &AppKey, app: &Value, draft: Option<&Draft>) -> Markup {
     let fields = html! {
         input type="hidden" name="etag" value=(app["etag"].as_str().unwrap_or(""));
+        input type="hidden" name="eol" value=(super::files_page::line_ends(app["manifest"].as_str().unwrap_or("")));
         label for="manifest" { "Manifest (TOML)" }
         textarea id="manifest" name="manifest" rows="16" spellcheck="false" {
             "\n" (app["manifest"].as_str().unwrap_or(""))

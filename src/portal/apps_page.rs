@@ -17,6 +17,7 @@ use super::layout::{form_post, page, respond, Notice};
 use super::session::Session;
 use super::signin::{signed_out_by, SignedIn};
 use super::Portal;
+use crate::model::names::{APPNAME_PATTERN, APPNAME_RULE, NAME_MAX_LEN};
 
 pub fn router() -> Router<Arc<Portal>> {
     Router::new().route("/ui/apps", get(show).post(super::create_page::create))
@@ -89,8 +90,8 @@ fn row(a: &Value) -> Markup {
 fn create_form(s: &Session, templates: &[String]) -> Markup {
     let fields = html! {
         label for="appname" { "Name" }
-        input id="appname" name="appname" required pattern="[a-z0-9][a-z0-9-]{0,62}"
-            title="lower-case letters, digits and dashes";
+        input id="appname" name="appname" required pattern=(APPNAME_PATTERN)
+            maxlength=(NAME_MAX_LEN) title={ "The name " (APPNAME_RULE) };
         label for="template" { "Template" }
         select id="template" name="template" {
             @for t in templates { option value=(t) { (t) } }

@@ -125,6 +125,7 @@ fn file_form(
 ) -> Markup {
     let fields = html! {
         input type="hidden" name="etag" value=(etag);
+        input type="hidden" name="eol" value=(line_ends(text));
         label for="content" { "Contents" }
         textarea id="content" name="content" rows="24" spellcheck="false" { "\n" (text) }
     };
@@ -146,6 +147,30 @@ fn file_form(
 struct FileForm {
     etag: String,
     content: String,
+    /// How the file's lines ended when the editor opened it (`lf` or `crlf`).
+    #[serde(default)]
+    eol: Option<String>,
+}
+
+/// How `text`'s lines end: `crlf` when every line break is CRLF, else `lf`. The editor sends
+/// it back because a browser shows any line break as one and submits every one as CRLF, so
+/// the submitted text alone cannot tell.
+pub(super) fn line_ends(text: &str) -> &'static str {
+    let crlf = text.matches("\r\n").count();
+    match crlf > 0 && crlf == text.matches('\n').count() {
+        true => "crlf",
+        false => "lf",
+    }
+}
+
+/// The text a browser `submitted` with the file's own line ends (`eol` as [`line_ends`]
+/// found them) put back.
+pub(super) fn with_line_ends(submitted: &str, eol: Option<&str>) -> String {
+    let lf = submitted.replace("\r\n", "\n");
+    match eol {
+        Some("crlf") => lf.replace('\n', "\r\n"),
+        _ => lf,
+    }
 }
 
 async fn save(
@@ -154,8 +179,8 @@ async fn save(
     Path((_, _, path)): FilePath,
     Posted(who, f): Posted<FileForm>,
 ) -> Response {
-    // A textarea sends CRLF; source files keep LF.
-    let text = f.content.replace("\r\n", "\n");
+    // A textarea submits CRLF whatever the file had: the file keeps its own line ends.
+    let text = with_line_ends(&f.content, f.eol.as_deref());
     let uri = format!("{}/files/{}", api_path(&key), path_segments(&path));
     let reply = Call::new(Method::PUT, uri, &who)
         .bytes(text.clone(), "application/octet-stream")
@@ -213,5 +238,26 @@ async fn create(
                 page("New file", Some(&who.session), notice, body),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a browser submits for `text` shown in a textarea: every line break as CRLF.
+    fn submitted(text: &str) -> String {
+        text.replace("\r\n", "\n").replace('\n', "\r\n")
+    }
+
+    #[test]
+    fn a_saved_file_keeps_its_line_ends_byte_for_byte() {
+        for text in ["a\r\nb\r\n", "a\nb\n", "no break", "", "x\r\n\r\ny"] {
+            let back = with_line_ends(&submitted(text), Some(line_ends(text)));
+            assert_eq!(back.as_bytes(), text.as_bytes(), "{text:?}");
+        }
+        // A form from before the field existed: LF, as before.
+        assert_eq!(with_line_ends("a\r\nb", None), "a\nb");
+        assert_eq!(line_ends("mixed\r\nlf\n"), "lf");
     }
 }

@@ -76,7 +76,7 @@ fn wanted_memory(desired: &DesiredState, user: &str) -> u64 {
         .iter()
         .filter(|(k, _)| k.userid == user)
         .filter_map(|(_, e)| match e {
-            Entry::Valid(app) if app.run == RunState::Running => Some(app.spec.memory),
+            Entry::Valid(app) if app.run == RunState::Running => Some(app.spec.memory_total()),
             _ => None,
         })
         .sum()
@@ -187,5 +187,24 @@ mod tests {
         );
         let stopped = "template = \"t\"\nstate = \"stopped\"\n[resources]\nmemory = \"100m\"\n";
         assert_eq!(judge(&c, "alice/bbb", stopped), None);
+    }
+
+    #[test]
+    fn a_swarm_apps_memory_counts_once_per_replica() {
+        let swarm = "runtime = \"swarm\"\nregistry = \"127.0.0.1:5000\"\n\
+                     [policy]\nmax_memory_per_user = \"500m\"\n";
+        let (_d, c) = root(&[], swarm);
+        let app =
+            |n: u16| format!("template = \"t\"\nreplicas = {n}\n[resources]\nmemory = \"200m\"\n");
+        assert_eq!(
+            judge(&c, "alice/web", &app(2)),
+            None,
+            "2 x 200m fits in 500m"
+        );
+        assert_eq!(
+            judge(&c, "alice/web", &app(3)),
+            Some("user_memory_over_limit"),
+            "3 x 200m is over 500m"
+        );
     }
 }

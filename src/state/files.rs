@@ -169,6 +169,8 @@ impl ManifestFiles {
         }
         let m = Manifest::parse(&shown, text).map_err(|e| WriteError::Invalid(e.to_string()))?;
         let t = self.template_of(&shown, &m)?;
+        crate::model::desired::check_runtime(&m, &t, &self.config)
+            .map_err(|e| WriteError::Invalid(format!("{}: {e}", shown.display())))?;
         crate::state::values_fill::check(&self.config, &shown, &t, &m)
             .map_err(WriteError::Invalid)?;
         Ok(m)

@@ -161,3 +161,34 @@ async fn symlinked_user_dirs_are_not_written_through() {
     assert!(files.create(&key("eve", "x"), "t1").await.is_err());
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+#[tokio::test]
+async fn swarm_only_fields_are_refused_on_the_docker_runtime_as_the_loop_refuses_them() {
+    let (_d, files) = setup("");
+    let k = key("alice", "web");
+    let c = files.create(&k, "t1").await.unwrap();
+    for (text, rule) in [
+        (
+            "template = \"t1\"\nreplicas = 3\n",
+            "replicas = 3 needs runtime = \"swarm\"",
+        ),
+        (
+            "template = \"t1\"\nconstraints = [\"node.role == worker\"]\n",
+            "constraints need runtime = \"swarm\"",
+        ),
+    ] {
+        let err = files.replace(&k, text, &c.etag).await.unwrap_err();
+        assert!(matches!(err, WriteError::Invalid(_)), "{text:?}: {err}");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("state/apps/alice/web.toml") && shown.contains(rule),
+            "{shown}"
+        );
+        // The loop's own verdict on the same text is the same rule.
+        let m = Manifest::parse(Path::new("m.toml"), text).unwrap();
+        let t = files.template_of(Path::new("m.toml"), &m).unwrap();
+        let loop_says = crate::model::desired::check_runtime(&m, &t, &files.config).unwrap_err();
+        assert!(shown.contains(&loop_says), "{shown} vs {loop_says}");
+    }
+    assert_eq!(files.read(&k).unwrap().unwrap().etag, c.etag);
+}

@@ -116,6 +116,16 @@ pub enum FileError {
         /// Its etag.
         current: String,
     },
+    /// Something on the path changed under the request (the container swapped a directory
+    /// for a link, or removed what was just looked at): nothing escaped the workspace, and
+    /// the request did nothing. The user's own container did it; asking again may succeed.
+    #[error("{shown}: '{name}' changed while berth was working on it (a link or directory was swapped in or removed); nothing was written, try again")]
+    Changed {
+        /// The path as asked.
+        shown: String,
+        /// The component that changed.
+        name: String,
+    },
     /// The file system failed.
     #[error("{shown}: {source}")]
     Io {
@@ -196,7 +206,31 @@ fn classify(at: &Dir, name: &str, shown: &str, e: std::io::Error) -> FileError {
             shown: shown.into(),
         },
         (Some(libc::ENOTDIR | libc::ELOOP), Ok(k)) => not_a(shown, name, k),
-        _ => FileError::Io {
+        _ => changed_or_io(shown, name, e),
+    }
+}
+
+/// Errors a step can only get when the workspace changed between two system calls (the
+/// container owns it and may rename, swap or remove anything at any moment) are a
+/// [`FileError::Changed`] the user can retry, not a failure of berth's; others are I/O.
+fn changed_or_io(shown: &str, name: &str, e: std::io::Error) -> FileError {
+    let raced = matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ELOOP
+                | libc::ENOTDIR
+                | libc::EISDIR
+                | libc::ENOENT
+                | libc::EEXIST
+                | libc::ENOTEMPTY
+        )
+    );
+    match raced {
+        true => FileError::Changed {
+            shown: shown.into(),
+            name: name.into(),
+        },
+        false => FileError::Io {
             shown: shown.into(),
             source: e,
         },
@@ -259,7 +293,8 @@ impl WorkspaceFiles {
             let made = create && at.mkdir(name).map_err(|e| classify(&at, name, &shown, e))?;
             let next = at.sub(name).map_err(|e| classify(&at, name, &shown, e))?;
             if made {
-                next.chmod(0o755).map_err(io(&shown))?;
+                next.chmod(0o755)
+                    .map_err(|e| changed_or_io(&shown, name, e))?;
             }
             at = next;
         }
@@ -334,7 +369,8 @@ impl WorkspaceFiles {
         check_precondition(&shown, current.as_ref().map(|c| &c.0), pre)?;
         let at = self.parent(self.workspace(key)?, path, true)?;
         let mode = current.as_ref().map_or(0o644, |c| c.1 & 0o755);
-        replace(&at, path.name(), bytes, mode).map_err(io(&shown))?;
+        replace(&at, path.name(), bytes, mode)
+            .map_err(|e| changed_or_io(&shown, path.name(), e))?;
         Ok(Written {
             etag: etag(bytes),
             created: current.is_none(),
@@ -349,7 +385,8 @@ impl WorkspaceFiles {
         let current = self.current(&at, path)?;
         let pre = Precondition::Matches(if_match.to_string());
         check_precondition(&shown, current.as_ref().map(|c| &c.0), &pre)?;
-        at.unlink(path.name()).map_err(io(&shown))?;
+        at.unlink(path.name())
+            .map_err(|e| changed_or_io(&shown, path.name(), e))?;
         at.sync().map_err(io(&shown))
     }
 

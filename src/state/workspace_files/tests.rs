@@ -419,3 +419,75 @@ fn delete_checks_the_etag() {
         Err(FileError::Stale { current: None, .. })
     ));
 }
+
+#[test]
+fn a_step_that_meets_a_swapped_path_is_a_conflict_not_an_io_error() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.ws().join("src/inner")).unwrap();
+    let ws = Dir::open(&f.ws()).unwrap();
+    // The walk met a link (ELOOP) and by the time it looked, the name was gone.
+    let gone = std::io::Error::from_raw_os_error(libc::ELOOP);
+    let e = classify(&ws, "gone", "gone/x.js", gone);
+    assert!(matches!(e, FileError::Changed { .. }), "{e:?}");
+    // A directory swapped in where the file was about to be renamed to.
+    let renamed = replace(&ws, "src", b"x", 0o644).unwrap_err();
+    let e = changed_or_io("src", "src", renamed);
+    assert!(matches!(e, FileError::Changed { .. }), "{e:?}");
+    // A full disk is still berth's to report.
+    let full = changed_or_io("x", "x", std::io::Error::from_raw_os_error(libc::ENOSPC));
+    assert!(full.is_full());
+}
+
+#[test]
+fn a_container_swapping_a_directory_for_a_link_during_requests_gets_conflicts_only() {
+    let f = Fixture::new();
+    let (k, d) = (alice(), f.ws().join("d"));
+    let outside = f.path("outside");
+    let before = f.snapshot("outside");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (d, outside, stop) = (d.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_dir_all(&d);
+                let _ = std::fs::remove_file(&d);
+                let _ = symlink(&outside, &d);
+                let _ = std::fs::remove_file(&d);
+                let _ = std::fs::create_dir(&d);
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut io_errors = Vec::new();
+    let mut refused = 0;
+    for i in 0..1500 {
+        let path = p(&format!("d/f{}.txt", i % 3));
+        let wrote = f.files.write(&k, &path, b"x", &Precondition::Absent);
+        let read = f.files.read(&k, &path).map(|c| c.etag);
+        let deleted = f.files.delete(&k, &path, &etag(b"x"));
+        for r in [wrote.map(drop), read.map(drop), deleted] {
+            match r {
+                Err(e @ FileError::Io { .. }) => io_errors.push(e.to_string()),
+                Err(_) => refused += 1,
+                Ok(()) => {}
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0, "the swapper never ran");
+    eprintln!("{swaps} swaps, {refused} requests refused");
+    assert!(
+        io_errors.is_empty(),
+        "{} I/O errors: {:?}",
+        io_errors.len(),
+        &io_errors[..io_errors.len().min(5)]
+    );
+    assert_eq!(
+        f.snapshot("outside"),
+        before,
+        "nothing escaped the workspace"
+    );
+}
