@@ -41,6 +41,15 @@ fn read(rel: &Path) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()))
 }
 
+#[test]
+fn the_readme_stays_short_enough_to_read_in_five_minutes() {
+    let lines = read(Path::new("README.md")).lines().count();
+    assert!(
+        lines < 250,
+        "README.md has {lines} lines: move detail into docs/"
+    );
+}
+
 /// One fenced block: its language, the line its fence opens on, the line before the fence,
 /// and its text.
 struct Block {
