@@ -403,3 +403,4 @@ fn the_cli_synopsis_names_only_subcommands_and_flags_that_exist() {
 }
 
 mod generated;
+mod tour;
