@@ -404,3 +404,31 @@ fn the_cli_synopsis_names_only_subcommands_and_flags_that_exist() {
 
 mod generated;
 mod tour;
+
+#[test]
+fn the_berth_toml_reference_names_every_top_level_key() {
+    let src = read(Path::new("src/model/config.rs"));
+    let body = src
+        .split_once("struct ConfigFile {")
+        .expect("struct ConfigFile in src/model/config.rs")
+        .1;
+    let body = body.split("\n}").next().unwrap();
+    let field = regex::Regex::new(r"^\s+(?:pub(?:\(crate\))? )?([a-z_]+): ").unwrap();
+    let keys: Vec<&str> = body
+        .lines()
+        .filter_map(|l| field.captures(l).map(|c| c.get(1).unwrap().as_str()))
+        .collect();
+    assert!(keys.len() > 20, "read only {keys:?}");
+    let page = read(Path::new("docs/reference/berth-toml.md"));
+    let missing: Vec<&&str> = keys
+        .iter()
+        .filter(|k| {
+            let key = regex::Regex::new(&format!(r"(?m)^(# )?({k} =|\[{k}[\].])")).unwrap();
+            !key.is_match(&page)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/reference/berth-toml.md does not show {missing:?}"
+    );
+}
