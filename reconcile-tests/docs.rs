@@ -405,30 +405,57 @@ fn the_cli_synopsis_names_only_subcommands_and_flags_that_exist() {
 mod generated;
 mod tour;
 
-#[test]
-fn the_berth_toml_reference_names_every_top_level_key() {
-    let src = read(Path::new("src/model/config.rs"));
-    let body = src
-        .split_once("struct ConfigFile {")
-        .expect("struct ConfigFile in src/model/config.rs")
+/// The field names of `struct NAME` in the source file `src`.
+fn struct_fields(src: &str, name: &str) -> Vec<String> {
+    let text = read(Path::new(src));
+    let body = text
+        .split_once(&format!("struct {name} {{"))
+        .unwrap_or_else(|| panic!("struct {name} in {src}"))
         .1;
     let body = body.split("\n}").next().unwrap();
     let field = regex::Regex::new(r"^\s+(?:pub(?:\(crate\))? )?([a-z_]+): ").unwrap();
-    let keys: Vec<&str> = body
-        .lines()
-        .filter_map(|l| field.captures(l).map(|c| c.get(1).unwrap().as_str()))
-        .collect();
-    assert!(keys.len() > 20, "read only {keys:?}");
-    let page = read(Path::new("docs/reference/berth-toml.md"));
-    let missing: Vec<&&str> = keys
-        .iter()
-        .filter(|k| {
-            let key = regex::Regex::new(&format!(r"(?m)^(# )?({k} =|\[{k}[\].])")).unwrap();
-            !key.is_match(&page)
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/reference/berth-toml.md does not show {missing:?}"
-    );
+    body.lines()
+        .filter_map(|l| field.captures(l).map(|c| c[1].to_string()))
+        .collect()
+}
+
+#[test]
+fn the_config_references_name_every_key_berth_reads() {
+    let checks = [
+        (
+            "src/model/config.rs",
+            "ConfigFile",
+            "docs/reference/berth-toml.md",
+        ),
+        (
+            "src/model/git_config.rs",
+            "GitConfig",
+            "docs/reference/berth-toml.md",
+        ),
+        (
+            "src/model/http_limits.rs",
+            "HttpLimits",
+            "docs/reference/berth-toml.md",
+        ),
+        (
+            "src/model/proxy.rs",
+            "ProxyConfig",
+            "docs/reference/berth-toml.md",
+        ),
+        ("src/model/policy.rs", "RulesFile", "docs/guides/tenancy.md"),
+    ];
+    let mut missing = Vec::new();
+    for (src, name, page) in checks {
+        let keys = struct_fields(src, name);
+        assert!(keys.len() >= 3, "read only {keys:?} from {name}");
+        let text = read(Path::new(page));
+        for k in keys.iter().filter(|k| *k != "users") {
+            // `key =` (maybe commented out), a `[key]` table, or a `| `key` |` table row.
+            let shown = format!(r"(?m)^\s*(# )?({k} =|\[{k}[\].])|\| `{k}` \|");
+            if !regex::Regex::new(&shown).unwrap().is_match(&text) {
+                missing.push(format!("{page} does not show {name}.{k}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
