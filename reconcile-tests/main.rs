@@ -45,6 +45,7 @@
 //!   domain holders, networks, file modes, labels; keys, write limits, the audit log;
 //! - `examples.rs`: every script under examples/, run as the README says, in a fresh copy of the repository.
 //! - `readme.rs`: the README's curl session, run as written.
+//! - `docs.rs`: links and anchors, TOML examples, `berth` commands in docs; generated pages.
 //! - `rename.rs`: renames through the API and `berth mv`: workspace, volume data, keys,
 //!   revisions and domain kept; serve SIGKILLed at each step of the takeover.
 //! - `swarm.rs`: `runtime = "swarm"` on a single-node swarm of the test engine: an app as a
@@ -67,6 +68,7 @@ mod apply;
 mod catalogue;
 mod cli;
 mod deciders;
+mod docs;
 mod examples;
 mod failures;
 mod fault_suite;

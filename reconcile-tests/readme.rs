@@ -1,4 +1,4 @@
-//! The README's curl session, run exactly as written (only the API address is this test's)
+//! The HTTP API reference's curl session (docs/reference/http-api.md), run exactly as written (only the API address is this test's)
 //! against a running `berth serve`, so the documentation cannot drift from the code. The
 //! root's `node-lite-v1` is the busybox test template: the calls, not node, are under test.
 
@@ -8,7 +8,7 @@ use crate::support::{Serve, TestRoot, BB_TEMPLATE, BERTH};
 
 /// The shell block between the `api-example` markers.
 fn readme_session() -> String {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../docs/reference/http-api.md");
     let start = readme
         .find("<!-- api-example:start -->")
         .expect("start marker");
@@ -47,13 +47,13 @@ async fn the_readme_curl_session_works_as_written() {
             .output(),
     )
     .await
-    .expect("the README session took over 2 minutes")
+    .expect("the API reference session took over 2 minutes")
     .expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "README session failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        "API reference session failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
         out.status
     );
     // What the session did is what happened.
