@@ -139,8 +139,8 @@ fn values_fill_mount_sources_and_targets() {
     )
     .unwrap();
     let keys = Err("none".to_string());
-    let file = ("state/apps/alice/a.toml", t.id.as_str());
-    let values = crate::model::values::resolve(file, &t.values, &m.values, &keys).unwrap();
+    let file = ("state/apps/alice/a.toml", &key, None);
+    let values = crate::model::values::resolve(file, &t.id, &t.values, &m.values, &keys).unwrap();
     let mut spec = crate::model::spec::ContainerSpec::derive(&key, &m, &t, &config);
     crate::model::values::apply(&mut spec, &t, &values, &keys).unwrap();
     assert!(
