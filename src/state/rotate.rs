@@ -190,3 +190,56 @@ pub async fn rotate_here(
     finish(config, &mut rotated, keep_old)?;
     Ok(rotated)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::secrets::{seal, SecretValue};
+
+    #[test]
+    fn a_reseal_binds_to_the_app_and_carries_the_fingerprint_its_spec_shows() {
+        let old = Keyring::generate();
+        let db = AppKey::new("alice", "db").unwrap();
+        let pw = SecretValue::new("pw".into());
+        let text = format!(
+            "template = \"redis-v1\"\n[values]\npassword = \"{}\"\n[secrets]\nTOKEN = \"{}\"\n",
+            seal(&old.recipient(), &Scope::value(&db, "password"), &pw),
+            seal(&old.recipient(), &Scope::secret(&db, "TOKEN"), &pw),
+        );
+        let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
+        let next = old.successor();
+        let next_alone = Keyring::parse(&next.to_file_text()).unwrap();
+        let rotating = Keyring::parse(&old.to_file_text())
+            .unwrap()
+            .rotating_to(next);
+        let envs = BTreeMap::from([("password".to_string(), "REDIS_PASSWORD".to_string())]);
+        let (done, left) = reseal(&mut doc, &rotating, &db, &envs);
+        assert_eq!((done, left.len()), (2, 0), "{left:?}");
+        let value = doc["values"]["password"].as_str().unwrap();
+        let opened = next_alone
+            .open(value, &Scope::value(&db, "password"))
+            .unwrap();
+        assert_eq!(
+            opened.fingerprint,
+            Some(old.fingerprint("REDIS_PASSWORD", &pw)),
+            "the spec's fingerprint of REDIS_PASSWORD would change"
+        );
+        let token = doc["secrets"]["TOKEN"].as_str().unwrap();
+        let opened = next_alone
+            .open(token, &Scope::secret(&db, "TOKEN"))
+            .unwrap();
+        assert_eq!(
+            next_alone.fingerprint_of("TOKEN", &opened),
+            old.fingerprint("TOKEN", &pw)
+        );
+        let bob = AppKey::new("bob", "db").unwrap();
+        assert!(next_alone
+            .open(token, &Scope::secret(&bob, "TOKEN"))
+            .is_err());
+        // A value sealed for another app is left as it is, named.
+        let mut moved: toml_edit::DocumentMut = text.parse().unwrap();
+        let (done, left) = reseal(&mut moved, &rotating, &bob, &envs);
+        assert_eq!(done, 0);
+        assert!(left[0].contains("sealed for alice/db/"), "{left:?}");
+    }
+}
