@@ -84,8 +84,20 @@ async fn a_database_keeps_its_data_until_a_confirmed_purge_and_serves_another_ap
     assert!(volume_exists(&r));
 
     // Another app of alice's reaches it by name with the generated password.
-    let client = format!("template = \"redis-client\"\n[secrets]\nREDIS_PASSWORD = \"{sealed}\"\n");
-    r.root.write_manifest("alice", "client", &client);
+    // Its sealed value opens only in db's manifest: the server copies it, sealed for client.
+    r.root
+        .write_manifest("alice", "client", "template = \"redis-client\"\n");
+    let copy = serde_json::json!({ "copy_from": "alice/db/values.password" });
+    let path = "/apps/alice/client/secrets/REDIS_PASSWORD";
+    r.api
+        .call(reqwest::Method::PUT, path, &r.alice, Some(copy))
+        .await
+        .expect(200);
+    let client = std::fs::read_to_string(r.root.manifest_path("alice", "client")).unwrap();
+    assert!(
+        !client.contains(&sealed),
+        "sealed again for client: {client}"
+    );
     r.root.wait_running("alice", "client", T).await;
     wait_until(T, "the client to read the greeting", || async {
         let logs = r.api.get("/apps/alice/client/logs?tail=5", &r.alice).await;

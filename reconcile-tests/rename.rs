@@ -121,7 +121,7 @@ async fn a_rename_through_the_api_keeps_workspace_data_secrets_keys_revisions_an
     r.root.wait_running("alice", "notes", T).await;
     fill_volume(&r.root, "notes");
     let key = r.api.issue_key(&r.alice, "alice", "notes").await;
-    let sealed = crate::secrets::encrypt(&r.root, "TOKEN", "kept-across", None);
+    let sealed = crate::secrets::encrypt(&r.root, ("alice/notes", "TOKEN"), "kept-across", None);
     let edited = format!("{MANIFEST}[env]\nEDITION = \"2\"\n[secrets]\n{sealed}\n");
     r.root.write_manifest("alice", "notes", &edited);
     wait_until(T, "the edited version to run", || async {
@@ -139,6 +139,11 @@ async fn a_rename_through_the_api_keeps_workspace_data_secrets_keys_revisions_an
     renamed.expect(202);
     assert_eq!(renamed.json()["renamed_from"], "notes");
     wait_renamed(&r.root, "notes", "journal").await;
+    let resealed = manifest(&r.root, "journal").unwrap();
+    assert!(
+        !resealed.contains(&sealed),
+        "the value sealed for alice/notes was not sealed again for alice/journal: {resealed}"
+    );
 
     assert_eq!(volume_facts(&r.root, "journal"), FACTS);
     let boots = docker_cli(&[

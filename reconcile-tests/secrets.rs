@@ -7,7 +7,6 @@
 //! not silently replaced.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,12 +20,18 @@ const T: Duration = Duration::from_secs(30);
 const PLAIN: &str = "s3cr3t-Plain-Value-42";
 const PLAIN2: &str = "hand-Encrypted-Token-77";
 
-/// `berth secrets encrypt NAME [--recipient R]` with `value` on stdin; the TOML line.
-pub(crate) fn encrypt(root: &TestRoot, name: &str, value: &str, recipient: Option<&str>) -> String {
+/// `berth secrets encrypt NAME --app APP [--recipient R]` with `value` on stdin; the TOML
+/// line.
+pub(crate) fn encrypt(
+    root: &TestRoot,
+    (app, name): (&str, &str),
+    value: &str,
+    recipient: Option<&str>,
+) -> String {
     let mut cmd = Command::new(BERTH);
     cmd.arg("--root")
         .arg(root.path())
-        .args(["secrets", "encrypt", name]);
+        .args(["secrets", "encrypt", name, "--app", app]);
     if let Some(r) = recipient {
         cmd.args(["--recipient", r]);
     }
@@ -102,7 +107,7 @@ async fn a_secret_reaches_only_the_containers_environment() {
         .trim()
         .to_string();
     assert!(recipient.starts_with("age1"), "{recipient}");
-    let line = encrypt(&root, "API_TOKEN", PLAIN2, Some(&recipient));
+    let line = encrypt(&root, ("alice/api", "API_TOKEN"), PLAIN2, Some(&recipient));
     root.write_manifest("alice", "api", &format!("{MINIMAL}[secrets]\n{line}\n"));
     root.wait_running("alice", "api", T).await;
     // web's first container may predate its secret: wait for the one made with it.
@@ -154,6 +159,80 @@ async fn a_secret_reaches_only_the_containers_environment() {
         let db = std::fs::read(root.path().join("berth.redb")).unwrap();
         assert!(!contains(&db, secret), "the database holds it");
     }
+}
+
+/// `app`'s phase once it is frozen or running, and its last error.
+async fn settled(api: &Api, token: &str, app: &str) -> (String, String) {
+    let path = format!("/apps/{app}");
+    wait_until(T, "the app to freeze or run", || async {
+        let v = api.get(&path, token).await.json();
+        v["phase"] == "frozen" || v["phase"] == "running"
+    })
+    .await;
+    let v = api.get(&path, token).await.json();
+    let error = v["last_error"].as_str().unwrap_or_default().to_string();
+    (v["phase"].as_str().unwrap_or_default().to_string(), error)
+}
+
+#[tokio::test]
+async fn a_value_sealed_for_one_app_opens_in_no_other_and_names_its_scope() {
+    let root = TestRoot::new("secretscope").await;
+    let alice = add_user(&root, "alice", false).await;
+    let bob = add_user(&root, "bob", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.create_app(&alice, "web", "bb-v1").await.expect(201);
+    let set = json!({ "value": PLAIN });
+    let path = "/apps/alice/web/secrets/DB_PASSWORD";
+    api.call(reqwest::Method::PUT, path, &alice, Some(set))
+        .await
+        .expect(200);
+    let text = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("DB_PASSWORD = "))
+        .unwrap()
+        .to_string();
+    // Replayed into another user's manifest, and into another app of alice's.
+    root.write_manifest("bob", "web", &format!("{MINIMAL}[secrets]\n{line}\n"));
+    root.write_manifest("alice", "copy", &format!("{MINIMAL}[secrets]\n{line}\n"));
+    for (token, app) in [(&bob, "bob/web"), (&alice, "alice/copy")] {
+        let (phase, error) = settled(&api, token, app).await;
+        assert_eq!(phase, "frozen", "{app} opened alice/web's value: {error}");
+        assert!(
+            error.contains("sealed for alice/web/DB_PASSWORD, not for")
+                && error.contains(&format!("{app}.toml")),
+            "{error}"
+        );
+        assert!(!error.contains(PLAIN), "{error}");
+    }
+    assert!(root.container("bob", "web").await.is_none());
+    root.wait_running("alice", "web", T).await;
+
+    // Shared on purpose: copied by the server, sealed again for the app it goes to.
+    let copy = json!({ "copy_from": "alice/web/DB_PASSWORD" });
+    let to_copy = "/apps/alice/copy/secrets/DB_PASSWORD";
+    api.call(reqwest::Method::PUT, to_copy, &alice, Some(copy.clone()))
+        .await
+        .expect(200);
+    let to_bob = "/apps/bob/web/secrets/DB_PASSWORD";
+    let refused = api
+        .call(reqwest::Method::PUT, to_bob, &bob, Some(copy))
+        .await;
+    assert_eq!(
+        refused.status, 403,
+        "bob copied alice's value: {}",
+        refused.text
+    );
+    wait_until(T, "the copy to run with the value", || async {
+        root.running("alice", "copy").await
+            && env_and_rest(&root, "copy")
+                .await
+                .0
+                .contains(&format!("DB_PASSWORD={PLAIN}"))
+    })
+    .await;
+    serve.assert_alive();
 }
 
 #[tokio::test]
@@ -228,7 +307,7 @@ async fn a_key_readable_by_others_stops_serve_and_a_missing_one_freezes_without_
         .trim()
         .to_string();
     let key = root.path().join("berth.key");
-    let line = encrypt(&root, "TOKEN", "v", Some(&recipient));
+    let line = encrypt(&root, ("alice/web", "TOKEN"), "v", Some(&recipient));
     root.write_manifest("alice", "web", &format!("{MINIMAL}[secrets]\n{line}\n"));
     root.berth(&["apply"]).await.expect_code(0);
     let id = root.id("alice", "web").await;
@@ -255,7 +334,7 @@ async fn a_key_readable_by_others_stops_serve_and_a_missing_one_freezes_without_
 }
 
 #[tokio::test]
-async fn rotation_keeps_every_app_unchanged_and_retires_the_old_key_without_losing_a_value() {
+async fn rotation_recreates_nothing_and_removes_the_old_key_once_every_value_is_resealed() {
     let root = TestRoot::new("secretrot").await;
     let alice = add_user(&root, "alice", false).await;
     let mut serve = Serve::start(&root);
@@ -273,14 +352,42 @@ async fn rotation_keeps_every_app_unchanged_and_retires_the_old_key_without_losi
     root.write_manifest("alice", "typo", &format!("memroy = \"64m\"\n{typo_text}"));
     root.berth(&["apply"]).await;
     let ids = (root.id("alice", "web").await, root.id("alice", "api").await);
-    let old_key = std::fs::read_to_string(root.path().join("berth.key")).unwrap();
+    let key = root.path().join("berth.key");
+    let old_key = std::fs::read_to_string(&key).unwrap();
     let old_text = std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap();
 
+    // A value left behind: the rotation does not finish, and the old key stays.
     let run = root.berth(&["secrets", "rotate"]).await;
-    // Exit 1: one manifest needs attention.
     run.expect_code(1).expect_contains("2 manifests, 2 values");
     run.expect_contains("not re-encrypted: alice/typo: the manifest does not read");
-    root.berth(&["apply"]).await;
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        old_key,
+        "the old key was replaced while a value still needs it"
+    );
+    assert!(root.path().join("berth.key.next").exists());
+    run.expect_contains("old key: still in");
+
+    // Fixed, and run again: every value re-sealed, the old key gone.
+    root.write_manifest("alice", "typo", &typo_text);
+    let run = root.berth(&["secrets", "rotate"]).await;
+    run.expect_code(0).expect_contains("old key: removed");
+    let new_key = std::fs::read_to_string(&key).unwrap();
+    assert_ne!(new_key, old_key);
+    let fingerprint_line = |k: &str| {
+        k.lines()
+            .find(|l| l.starts_with("BERTH-FINGERPRINT-KEY-"))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(
+        fingerprint_line(&new_key),
+        fingerprint_line(&old_key),
+        "the fingerprint key was not rotated"
+    );
+    assert!(!root.path().join("berth.key.next").exists());
+    assert!(!root.path().join("berth.key.old").exists());
+    root.berth(&["apply"]).await.expect_code(0);
     assert_eq!(
         (root.id("alice", "web").await, root.id("alice", "api").await),
         ids,
@@ -288,36 +395,19 @@ async fn rotation_keeps_every_app_unchanged_and_retires_the_old_key_without_losi
     );
     let (env, _) = env_and_rest(&root, "web").await;
     assert!(env.contains(&format!("TOKEN=web-{PLAIN}")), "{env:?}");
-    let new_key = std::fs::read_to_string(root.path().join("berth.key")).unwrap();
-    assert_ne!(new_key, old_key);
-    assert!(!root.path().join("berth.key.next").exists());
-    assert_ne!(
-        std::fs::read_to_string(root.manifest_path("alice", "web")).unwrap(),
-        old_text
-    );
-    // The old key is retired, not gone: the manifest fixed after the rotation still opens,
-    // and so does an old ciphertext (a rollback, a commit not pulled yet).
-    let retired = root.path().join("berth.key.old");
-    let mode = std::fs::metadata(&retired).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
-    root.write_manifest("alice", "typo", &typo_text);
-    root.write_manifest("alice", "old", &old_text);
-    root.wait_running("alice", "old", T).await;
-    // The fixed manifest's container may still be one made before its secret was set.
     wait_until(T, "the fixed app to run with its secret", || async {
-        let running = root.running("alice", "typo").await;
-        running
+        root.running("alice", "typo").await
             && env_and_rest(&root, "typo")
                 .await
                 .0
                 .contains(&format!("TOKEN=typo-{PLAIN}"))
     })
     .await;
-    // Once the operator deletes the retired keys, an old ciphertext no longer opens.
-    std::fs::remove_file(&retired).unwrap();
-    root.write_manifest("alice", "old2", &old_text);
+
+    // A ciphertext from before the rotation (a rollback, a commit not pulled) no longer opens.
+    root.write_manifest("alice", "web", &old_text);
     wait_until(T, "the old ciphertext to freeze its app", || async {
-        let v = api.get("/apps/alice/old2", &alice).await.json();
+        let v = api.get("/apps/alice/web", &alice).await.json();
         v["phase"] == "frozen"
             && v["last_error"]
                 .as_str()
@@ -325,6 +415,7 @@ async fn rotation_keeps_every_app_unchanged_and_retires_the_old_key_without_losi
                 .contains("another key")
     })
     .await;
+    assert_eq!(root.id("alice", "web").await, ids.0, "the container stays");
     serve.assert_alive();
 }
 
@@ -430,5 +521,72 @@ async fn hostile_secret_calls_are_refused_and_change_nothing() {
         "{}",
         run.text()
     );
+    serve.assert_alive();
+}
+
+/// A template whose container prints its environment and exits when `MODE = "exit"`.
+const DUMP_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
+command = ["sh", "-c", "if [ \"$MODE\" = exit ]; then env; echo env-dumped; exit 3; fi; exec sleep 3600"]
+workdir = "/"
+port = 8080
+
+[defaults]
+memory = "32m"
+cpus = 0.25
+"#;
+
+#[tokio::test]
+async fn a_failed_rollout_keeps_its_log_tail_in_status_redacted_and_out_of_berths_log() {
+    let root = TestRoot::new("secretlog").await;
+    root.write_template("dump-v1", DUMP_TEMPLATE);
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.write_manifest("alice", "dump", "template = \"dump-v1\"\n");
+    root.wait_running("alice", "dump", T).await;
+    let set = json!({ "value": PLAIN });
+    let path = "/apps/alice/dump/secrets/TOKEN";
+    api.call(reqwest::Method::PUT, path, &alice, Some(set))
+        .await
+        .expect(200);
+    wait_until(T, "dump to run with its secret", || async {
+        root.running("alice", "dump").await
+            && env_and_rest(&root, "dump")
+                .await
+                .0
+                .contains(&format!("TOKEN={PLAIN}"))
+    })
+    .await;
+    // The next version prints its environment (the secret with it) and exits.
+    let text = std::fs::read_to_string(root.manifest_path("alice", "dump")).unwrap();
+    root.write_manifest("alice", "dump", &format!("{text}[env]\nMODE = \"exit\"\n"));
+    wait_until(T, "the rollout to fail", || async {
+        let v = api.get("/apps/alice/dump", &alice).await.json();
+        v["phase"] == "rollout-failed"
+    })
+    .await;
+    let v = api.get("/apps/alice/dump", &alice).await.json();
+    let error = v["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("env-dumped") && error.contains("MODE=exit"),
+        "the user's status keeps the tail: {error}"
+    );
+    assert!(
+        !error.contains(PLAIN),
+        "the status holds the secret: {error}"
+    );
+    assert!(error.contains("TOKEN=<redacted>"), "{error}");
+    let log = serve.log();
+    assert!(
+        log.contains("rollout: rolled back"),
+        "the rollback is logged: {log}"
+    );
+    assert!(!log.contains(PLAIN), "berth's log holds the secret:\n{log}");
+    assert!(
+        !log.contains("env-dumped"),
+        "berth's log holds the container's output:\n{log}"
+    );
+    let status = root.berth(&["status"]).await.text();
+    assert!(!status.contains(PLAIN), "{status}");
     serve.assert_alive();
 }

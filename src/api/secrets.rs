@@ -18,7 +18,7 @@ use super::extract::{ApiJson, ApiPath, AppPath};
 use super::AppState;
 use crate::model::manifest::Manifest;
 use crate::model::names::AppKey;
-use crate::model::secrets::{check_secret_name, check_secret_value, seal, SecretValue};
+use crate::model::secrets::{check_secret_name, check_secret_value, seal, Scope, SecretValue};
 use crate::state::secrets_key;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -31,21 +31,64 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/secrets/rotate", post(rotate))
 }
 
-/// `berth secrets rotate` (admins): every manifest re-encrypted to a new server key.
-async fn rotate(State(s): State<Arc<AppState>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+/// `POST /secrets/rotate?keep_old=true`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateQuery {
+    #[serde(default)]
+    keep_old: bool,
+}
+
+/// `berth secrets rotate` (admins): every manifest re-encrypted to a new server key; the old
+/// key removed once every value is, or kept in `berth.key.old` with `keep_old`.
+async fn rotate(
+    State(s): State<Arc<AppState>>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<RotateQuery>,
+) -> Result<Json<Value>, ApiError> {
     caller.check_admin()?;
     let rotated = s
         .writer
-        .rotate_secrets(caller.name(), s.config.clone())
+        .rotate_secrets(caller.name(), s.config.clone(), q.keep_old)
         .await
         .map_err(ApiError::Unavailable)?;
     Ok(Json(json!(rotated)))
 }
 
+/// A new value, or `copy_from`: a value of another app the caller may manage
+/// (`userid/appname/NAME` or `userid/appname/values.NAME`), opened for its own scope and
+/// sealed again for this one (a sealed value opens only where it was sealed for).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetSecret {
-    value: String,
+    value: Option<String>,
+    copy_from: Option<String>,
+}
+
+/// The plaintext `body` names, never shown.
+fn value_of(s: &AppState, caller: &Caller, body: SetSecret) -> Result<SecretValue, ApiError> {
+    let from = match (body.value, body.copy_from) {
+        (Some(v), None) => return Ok(SecretValue::new(v)),
+        (None, Some(from)) => from,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give one of value and copy_from".into(),
+            ))
+        }
+    };
+    let scope = Scope::parse(&from).map_err(|e| ApiError::BadRequest(format!("copy_from: {e}")))?;
+    caller.check_app(scope.app())?;
+    let m = manifest(s, scope.app())?;
+    let sealed = match scope.name().strip_prefix("values.") {
+        Some(v) => m.values.get(v).and_then(|v| v.as_str()).map(str::to_string),
+        None => m.secrets.0.get(scope.name()).cloned(),
+    };
+    let sealed = sealed
+        .ok_or_else(|| ApiError::NotFound(format!("{} has no {}", scope.app(), scope.name())))?;
+    keyring(s)?
+        .open(&sealed, &scope)
+        .map(|opened| opened.value)
+        .map_err(|why| ApiError::Conflict(format!("copy_from {scope}: does not decrypt: {why}")))
 }
 
 fn secret_name(name: &str) -> Result<(), ApiError> {
@@ -75,14 +118,18 @@ async fn set(
 ) -> Result<Json<Value>, ApiError> {
     caller.check_app(&key)?;
     secret_name(&name)?;
-    let value = SecretValue::new(body.value);
+    let value = value_of(&s, &caller, body)?;
     check_secret_value(&value).map_err(ApiError::BadRequest)?;
     if manifest(&s, &key)?.env.0.contains_key(&name) {
         return Err(ApiError::Conflict(format!(
             "{name} is set in [env]; remove it there first (a name is in one or the other)"
         )));
     }
-    let sealed = seal(&keyring(&s)?.recipient(), &value);
+    let sealed = seal(
+        &keyring(&s)?.recipient(),
+        &Scope::secret(&key, &name),
+        &value,
+    );
     let n = name.clone();
     let change = move |doc: &mut toml_edit::DocumentMut| {
         let table = doc
@@ -103,6 +150,10 @@ async fn list(
     caller.check_app(&key)?;
     let m = manifest(&s, &key)?;
     let keys = keyring(&s);
+    let renamed_from = m
+        .renamed_from
+        .as_ref()
+        .and_then(|old| AppKey::new(&key.userid, &old.0).ok());
     let k = key.clone();
     let revisions = s.db(move |st| st.revisions(&k)).await?;
     // Ciphertexts are random: the first revision holding this exact one is when it was set.
@@ -116,8 +167,9 @@ async fn list(
         .iter()
         .map(|(name, sealed)| {
             let opened = keys.as_ref().map_err(ToString::to_string).and_then(|k| {
-                k.open(sealed)
-                    .map(|v| k.fingerprint(name, &v))
+                let scope = Scope::secret(&key, name).taking_over(renamed_from.clone());
+                k.open(sealed, &scope)
+                    .map(|opened| k.fingerprint_of(name, &opened))
                     .map_err(|e| e.to_string())
             });
             let at = set_at(sealed);

@@ -119,18 +119,34 @@ pub enum SchemaKind {
 pub enum SecretsCommand {
     /// Print the server's public key (age1...), making the key on a fresh root.
     Recipient,
-    /// Read a value on stdin and print the `[secrets]` line `NAME = "age:..."`.
+    /// Read a value on stdin and print the `[secrets]` line `NAME = "age:..."`, sealed for
+    /// one app: it opens in that app's manifest only.
     Encrypt {
-        /// The variable's name.
+        /// The variable's name (with `--value`, the template value's name).
         name: String,
+        /// The app the value is for, `<userid>/<appname>`.
+        #[arg(long, value_name = "USER/APP")]
+        app: String,
+        /// Seal a template's secret value for `[values]` (scope `<user>/<app>/values.NAME`)
+        /// instead of a `[secrets]` entry.
+        #[arg(long)]
+        value: bool,
         /// Encrypt to this public key (`berth secrets recipient` on the server) instead of
         /// reading the key file, so no private key is needed.
         #[arg(long, value_name = "AGE1...")]
         recipient: Option<String>,
     },
     /// Re-encrypt every manifest's secrets to a new key (through the daemon when it runs;
-    /// one commit in git mode); no container is recreated.
-    Rotate,
+    /// one commit in git mode); no container is recreated. Once every value is re-sealed the
+    /// old key is removed (and any kept by an earlier `--keep-old`).
+    Rotate {
+        /// Keep the old key in berth.key.old (opening only) until `forget-old`, so old
+        /// revisions and commits not yet pulled still open.
+        #[arg(long)]
+        keep_old: bool,
+    },
+    /// Remove the keys `rotate --keep-old` kept (berth.key.old).
+    ForgetOld,
 }
 
 #[derive(Subcommand)]
@@ -190,10 +206,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),
-            SecretsCommand::Encrypt { name, recipient } => {
-                secrets::encrypt(&config, &name, recipient.as_deref())
+            SecretsCommand::Encrypt {
+                name,
+                app,
+                value,
+                recipient,
+            } => {
+                let target = secrets::Target {
+                    name: &name,
+                    app: &app,
+                    value,
+                };
+                secrets::encrypt(&config, &target, recipient.as_deref())
             }
-            SecretsCommand::Rotate => secrets::rotate(config).await,
+            SecretsCommand::Rotate { keep_old } => secrets::rotate(config, keep_old).await,
+            SecretsCommand::ForgetOld => secrets::forget_old(&config),
         },
         Command::Users { command } => print_outcome(match command {
             UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::model::desired::{DesiredApp, DesiredState, PassSeen};
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
+use crate::model::secrets::{redact, SecretValue};
 use crate::reconcile::loop_state::{Failure, LoopState, Outcome, PruneRelease, PurgeStep, Release};
 use crate::reconcile::plan::{plan, Action, AppChange, Plan, PlanOptions, Refusal};
 use crate::reconcile::progress::{Progress, ProgressCell};
@@ -69,6 +70,8 @@ struct Finished {
     change: AppChange,
     result: Result<(), ActionError>,
     took: Duration,
+    /// The app's secret values, hidden from the failure's text before it is logged or kept.
+    secrets: Vec<SecretValue>,
 }
 
 /// What one pass leaves for the wait: when to run again at the latest, and why then.
@@ -385,7 +388,7 @@ impl ServeLoop {
                 reason: reason.clone(),
                 health: Some(health.as_deref().cloned()),
             }),
-            other => Failure::Retry(chain(other)),
+            other => Failure::Retry(redact(&chain(other), &done.secrets)),
         });
         match (
             state.finished(&done.change, result, Instant::now()),
@@ -396,7 +399,8 @@ impl ServeLoop {
                 warn!(app = %key, "rollout failed: the old container keeps running; this spec is not tried again until the manifest changes")
             }
             (Outcome::RetryIn(wait), Err(e)) => {
-                error!(app = %key, action = kind, retry_in = ?wait, cause = %chain(e), "action failed")
+                let cause = redact(&chain(e), &done.secrets);
+                error!(app = %key, action = kind, retry_in = ?wait, cause = %cause, "action failed")
             }
             (Outcome::RetryIn(_), Ok(())) => {}
         }
@@ -464,16 +468,21 @@ async fn run_change(
             change.key
         ))),
     };
+    let secrets = app
+        .map(|a| a.secret_env.into_values().collect())
+        .unwrap_or_default();
     Finished {
         change,
         result,
         took: began.elapsed(),
+        secrets,
     }
 }
 
 fn log_status(key: &AppKey, s: &AppStatus) {
     match (&s.phase, &s.last_error) {
         (Phase::Frozen | Phase::Failed | Phase::CrashLoop | Phase::RolloutFailed, Some(e)) => {
+            let e = crate::runtime::rollout::without_log_tail(e);
             warn!(app = %key, phase = %s.phase, error = %e, "status")
         }
         _ => info!(app = %key, phase = %s.phase, container = %s.container, "status"),

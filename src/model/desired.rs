@@ -336,11 +336,16 @@ fn entry_for(
         Ok(t) => t,
     };
     let file = format!("state/apps/{}/{}.toml", key.userid, key.appname);
-    let secrets = match open_all(&file, &m.secrets, &m.env.0, keys) {
+    let renamed_from = m
+        .renamed_from
+        .as_ref()
+        .and_then(|old| AppKey::new(&key.userid, &old.0).ok());
+    let at = (file.as_str(), key, renamed_from);
+    let secrets = match open_all(at.clone(), &m.secrets, &m.env.0, keys) {
         Err(e) => return Entry::Frozen(e),
         Ok(opened) => opened,
     };
-    let values = match resolve((&file, &t.id), &t.values, &m.values, keys) {
+    let values = match resolve(at, &t.id, &t.values, &m.values, keys) {
         Err(e) => return Entry::Frozen(e),
         Ok(v) => v,
     };

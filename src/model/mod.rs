@@ -25,6 +25,7 @@ pub mod rename;
 pub mod resources;
 pub mod runtime_mode;
 pub mod schema;
+pub mod secret_scope;
 pub mod secrets;
 pub mod source_error;
 pub mod spec;

@@ -17,6 +17,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::model::manifest::check_env_name;
+use crate::model::names::AppKey;
+use crate::model::secret_scope;
+pub use crate::model::secret_scope::{Envelope, Scope};
 
 /// The prefix of a sealed value in a manifest.
 pub const PREFIX: &str = "age:";
@@ -100,8 +103,8 @@ impl<'de> Deserialize<'de> for SealedSecrets {
 
 /// The server's identity: decrypts `[secrets]`, and keys their fingerprints. During a
 /// rotation it holds the new identity (which seals) and the old one (which still opens what
-/// is not re-encrypted yet); the fingerprint key is carried across rotations, so rotating
-/// changes no spec hash.
+/// is not re-encrypted yet). The fingerprint key is rotated too; a re-sealed value carries
+/// its old fingerprint inside its envelope, so rotating changes no spec hash.
 pub struct Keyring {
     current: age::x25519::Identity,
     previous: Vec<age::x25519::Identity>,
@@ -129,13 +132,11 @@ impl Keyring {
         }
     }
 
-    /// A new identity that keeps this one's fingerprint key (a rotation's next key).
+    /// A rotation's next key: a new identity and a new fingerprint key. Values re-sealed by
+    /// the rotation carry the fingerprint they had, so no spec changes; a value sealed anew
+    /// is fingerprinted with the new key.
     pub fn successor(&self) -> Keyring {
-        Keyring {
-            current: age::x25519::Identity::generate(),
-            previous: Vec::new(),
-            fingerprint_key: self.fingerprint_key,
-        }
+        Keyring::generate()
     }
 
     /// This keyring also opening (never sealing to) every `AGE-SECRET-KEY-` line of `text`:
@@ -155,18 +156,17 @@ impl Keyring {
         self.current.to_string().expose_secret().to_string()
     }
 
-    /// This keyring sealing with `next`'s identity and still opening with its own.
-    pub fn rotating_to(self, next: Keyring) -> Result<Keyring, String> {
-        if next.fingerprint_key != self.fingerprint_key {
-            return Err("the next key's fingerprint key differs from the current one's".into());
-        }
+    /// This keyring sealing with `next`'s identity and still opening with its own, during a
+    /// rotation. It keeps fingerprinting with its own fingerprint key: what the rotation
+    /// re-seals carries the fingerprint the spec holds now.
+    pub fn rotating_to(self, next: Keyring) -> Keyring {
         let mut previous = vec![self.current];
         previous.extend(self.previous);
-        Ok(Keyring {
+        Keyring {
             current: next.current,
             previous,
             fingerprint_key: self.fingerprint_key,
-        })
+        }
     }
 
     /// Reads a key file's text: an `AGE-SECRET-KEY-1...` line, a `BERTH-FINGERPRINT-KEY-`
@@ -213,8 +213,10 @@ impl Keyring {
         self.current.to_public()
     }
 
-    /// Decrypts `sealed` (`age:<base64>`); the error says why, never with the value.
-    pub fn open(&self, sealed: &str) -> Result<SecretValue, String> {
+    /// Decrypts `sealed` (`age:<base64>`) without looking at its scope: a rotation's and a
+    /// rename's re-seal, which check the scope themselves. The error says why, never with the
+    /// value.
+    pub fn unseal(&self, sealed: &str) -> Result<Envelope, String> {
         let body = sealed.strip_prefix(PREFIX).ok_or("not `age:<base64>`")?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(body)
@@ -234,8 +236,25 @@ impl Keyring {
         std::io::Read::read_to_end(&mut reader, &mut plain)
             .map_err(|_| "damaged or truncated ciphertext".to_string())?;
         String::from_utf8(plain)
-            .map(SecretValue)
+            .map(secret_scope::decode)
             .map_err(|_| "the value is not UTF-8".into())
+    }
+
+    /// Decrypts `sealed` for `scope`: a value sealed for another app or name is refused,
+    /// naming the scope it belongs to.
+    pub fn open(&self, sealed: &str, scope: &Scope) -> Result<Envelope, String> {
+        let opened = self.unseal(sealed)?;
+        scope.check(opened.scope.as_deref())?;
+        Ok(opened)
+    }
+
+    /// What the spec carries for an opened `[secrets]` entry `name`: the fingerprint a
+    /// rotation carried over, else [`fingerprint`](Self::fingerprint) with the current key.
+    pub fn fingerprint_of(&self, name: &str, opened: &Envelope) -> String {
+        opened
+            .fingerprint
+            .clone()
+            .unwrap_or_else(|| self.fingerprint(name, &opened.value))
     }
 
     /// What the spec carries for secret `name` holding `value`: `k3:` and 16 hex digits of
@@ -258,10 +277,11 @@ pub struct Opened {
     pub fingerprints: BTreeMap<String, String>,
 }
 
-/// Decrypts every `[secrets]` entry of the manifest `file` with `keys` (the key, or why there
-/// is none). An error names the file and the secret, never a value.
+/// Decrypts every `[secrets]` entry of the manifest `file` (of `app`, which may be taking
+/// `renamed_from` over) with `keys` (the key, or why there is none). An error names the file
+/// and the secret, never a value.
 pub fn open_all(
-    file: &str,
+    (file, app, renamed_from): (&str, &AppKey, Option<AppKey>),
     sealed: &SealedSecrets,
     env: &BTreeMap<String, String>,
     keys: &Result<Keyring, String>,
@@ -276,23 +296,51 @@ pub fn open_all(
         let keyring = keys
             .as_ref()
             .map_err(|why| format!("{file}: [secrets] {name} cannot be decrypted: {why}"))?;
-        let value = keyring
-            .open(text)
+        let scope = Scope::secret(app, name).taking_over(renamed_from.clone());
+        let opened = keyring
+            .open(text, &scope)
             .map_err(|why| format!("{file}: [secrets] {name} does not decrypt: {why}"))?;
         out.fingerprints
-            .insert(name.clone(), keyring.fingerprint(name, &value));
-        out.values.insert(name.clone(), value);
+            .insert(name.clone(), keyring.fingerprint_of(name, &opened));
+        out.values.insert(name.clone(), opened.value);
     }
     Ok(out)
 }
 
-/// Encrypts `value` to `recipient` as a manifest value (`age:<base64>`).
-pub fn seal(recipient: &age::x25519::Recipient, value: &SecretValue) -> String {
-    let bytes = age::encrypt(recipient, value.0.as_bytes()).expect("x25519 encryption cannot fail");
+/// Encrypts `value` to `recipient` as a manifest value (`age:<base64>`), bound to `scope`.
+pub fn seal(recipient: &age::x25519::Recipient, scope: &Scope, value: &SecretValue) -> String {
+    seal_carrying(recipient, scope, value, None)
+}
+
+/// [`seal`], carrying the fingerprint the spec keeps showing for the value (a rotation's or
+/// a rename's re-seal of a value that did not change).
+pub fn seal_carrying(
+    recipient: &age::x25519::Recipient,
+    scope: &Scope,
+    value: &SecretValue,
+    fingerprint: Option<&str>,
+) -> String {
+    let payload = secret_scope::encode(scope, fingerprint, value);
+    let bytes = age::encrypt(recipient, &payload).expect("x25519 encryption cannot fail");
     format!(
         "{PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     )
+}
+
+/// `text` with every one of `values` in it replaced by `<redacted>`: what berth shows or
+/// keeps of an app's output (a rollback's last log lines, an error) when the app printed its
+/// own environment. Longer values first, so one that contains another is hidden whole.
+pub fn redact<'a>(text: &str, values: impl IntoIterator<Item = &'a SecretValue>) -> String {
+    let mut values: Vec<&str> = values
+        .into_iter()
+        .map(|v| v.0.as_str())
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+        .into_iter()
+        .fold(text.to_string(), |t, v| t.replace(v, "<redacted>"))
 }
 
 /// Parses a public key (`age1...`).
@@ -305,16 +353,23 @@ pub fn parse_recipient(text: &str) -> Result<age::x25519::Recipient, String> {
 mod tests {
     use super::*;
 
+    fn sc() -> Scope {
+        Scope::secret(&AppKey::new("alice", "web").unwrap(), "P")
+    }
+
     #[test]
     fn a_value_round_trips_and_its_fingerprint_ignores_the_encryption() {
         let k = Keyring::generate();
         let v = SecretValue::new("hunter2".into());
-        let (a, b) = (seal(&k.recipient(), &v), seal(&k.recipient(), &v));
+        let (a, b) = (
+            seal(&k.recipient(), &sc(), &v),
+            seal(&k.recipient(), &sc(), &v),
+        );
         assert_ne!(a, b, "age encryption is randomized");
-        assert_eq!(k.open(&a).unwrap(), v);
+        assert_eq!(k.open(&a, &sc()).unwrap().value, v);
         assert_eq!(
-            k.fingerprint("P", &k.open(&a).unwrap()),
-            k.fingerprint("P", &k.open(&b).unwrap())
+            k.fingerprint("P", &k.open(&a, &sc()).unwrap().value),
+            k.fingerprint("P", &k.open(&b, &sc()).unwrap().value)
         );
         let other = SecretValue::new("hunter3".into());
         assert_ne!(k.fingerprint("P", &v), k.fingerprint("P", &other));
@@ -327,14 +382,27 @@ mod tests {
     #[test]
     fn wrong_key_garbage_and_truncation_are_refused_without_the_value() {
         let k = Keyring::generate();
-        let sealed = seal(&k.recipient(), &SecretValue::new("hunter2".into()));
+        let sealed = seal(&k.recipient(), &sc(), &SecretValue::new("hunter2".into()));
         let other = Keyring::generate();
-        assert!(other.open(&sealed).unwrap_err().contains("another key"));
-        assert!(k.open("age:!!!").unwrap_err().contains("base64"));
+        assert!(other
+            .open(&sealed, &sc())
+            .unwrap_err()
+            .contains("another key"));
+        assert!(k.open("age:!!!", &sc()).unwrap_err().contains("base64"));
         let cut = &sealed[..sealed.len() - 12];
-        let e = k.open(cut).unwrap_err();
+        let e = k.open(cut, &sc()).unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
-        assert_eq!(format!("{:?}", k.open(&sealed).unwrap()), "<redacted>");
+        assert_eq!(
+            format!("{:?}", k.open(&sealed, &sc()).unwrap().value),
+            "<redacted>"
+        );
+        let bob = Scope::secret(&AppKey::new("bob", "web").unwrap(), "P");
+        let e = k.open(&sealed, &bob).unwrap_err();
+        assert!(
+            e.contains("sealed for alice/web/P, not for bob/web/P"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
@@ -349,30 +417,52 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_opens_old_values_seals_to_the_new_key_and_keeps_fingerprints() {
+    fn a_rotation_opens_old_values_seals_to_the_new_key_and_carries_fingerprints() {
         let old = Keyring::generate();
         let v = SecretValue::new("hunter2".into());
-        let sealed_old = seal(&old.recipient(), &v);
+        let sealed_old = seal(&old.recipient(), &sc(), &v);
         let fp = old.fingerprint("P", &v);
         let next = old.successor();
         let next_alone = Keyring::parse(&next.to_file_text()).unwrap();
         let both = Keyring::parse(&old.to_file_text())
             .unwrap()
-            .rotating_to(next)
-            .unwrap();
-        assert_eq!(both.open(&sealed_old).unwrap(), v);
+            .rotating_to(next);
+        let opened = both.open(&sealed_old, &sc()).unwrap();
+        assert_eq!(opened.value, v);
+        assert_eq!(both.fingerprint_of("P", &opened), fp);
         assert_eq!(
             both.recipient().to_string(),
             next_alone.recipient().to_string()
         );
-        let sealed_new = seal(&both.recipient(), &v);
-        assert_eq!(next_alone.open(&sealed_new).unwrap(), v);
+        // The rotation's re-seal carries the fingerprint the spec holds.
+        let resealed = seal_carrying(&both.recipient(), &sc(), &v, Some(&fp));
+        let opened = next_alone.open(&resealed, &sc()).unwrap();
+        assert_eq!(
+            next_alone.fingerprint_of("P", &opened),
+            fp,
+            "a spec changed"
+        );
         assert!(
-            next_alone.open(&sealed_old).is_err(),
+            next_alone.open(&sealed_old, &sc()).is_err(),
             "the new key alone opens an old value"
         );
-        assert_eq!(next_alone.fingerprint("P", &v), fp);
-        assert!(old.rotating_to(Keyring::generate()).is_err());
+        // The fingerprint key was rotated: the same value sealed anew is fingerprinted anew.
+        assert_ne!(next_alone.fingerprint("P", &v), fp);
+        let anew = next_alone
+            .open(&seal(&both.recipient(), &sc(), &v), &sc())
+            .unwrap();
+        assert_ne!(next_alone.fingerprint_of("P", &anew), fp);
+    }
+
+    #[test]
+    fn redaction_hides_every_value_whole() {
+        let vals = [
+            SecretValue::new("abc".into()),
+            SecretValue::new("xxabcxx".into()),
+            SecretValue::new(String::new()),
+        ];
+        let out = redact("A=xxabcxx B=abc C=ab", &vals);
+        assert_eq!(out, "A=<redacted> B=<redacted> C=ab");
     }
 
     #[test]

@@ -139,8 +139,8 @@ fn values_fill_mount_sources_and_targets() {
     )
     .unwrap();
     let keys = Err("none".to_string());
-    let file = ("state/apps/alice/a.toml", t.id.as_str());
-    let values = crate::model::values::resolve(file, &t.values, &m.values, &keys).unwrap();
+    let file = ("state/apps/alice/a.toml", &key, None);
+    let values = crate::model::values::resolve(file, &t.id, &t.values, &m.values, &keys).unwrap();
     let mut spec = crate::model::spec::ContainerSpec::derive(&key, &m, &t, &config);
     crate::model::values::apply(&mut spec, &t, &values, &keys).unwrap();
     assert!(
@@ -170,4 +170,40 @@ fn contradictory_value_bounds_name_the_template_the_value_and_the_fields() {
         assert!(e.contains("templates/web-v1/template.toml"), "{e}");
         assert!(e.contains(want), "{text:?} -> {e}");
     }
+}
+
+#[test]
+fn a_secret_value_filling_an_env_entry_shows_the_fingerprint_a_rotation_carried() {
+    use crate::model::secrets::{seal, seal_carrying, Keyring, Scope, SecretValue};
+    let text = "image = \"i\"\nport = 80\n[env]\nPW = \"{values.password}\"\nURL = \"redis://:{values.password}@db\"\n[values.password]\ntype = \"secret\"\n";
+    let (_root, config) = setup(text);
+    let t = Template::load(&config, "web-v1").unwrap();
+    let key = crate::model::names::AppKey::new("alice", "a").unwrap();
+    let keys = Ok(Keyring::generate());
+    let keyring = keys.as_ref().unwrap();
+    let scope = Scope::value(&key, "password");
+    let pw = SecretValue::new("pw".into());
+    let spec_of = |sealed: String| {
+        let manifest = format!("template = \"web-v1\"\n[values]\npassword = \"{sealed}\"\n");
+        let m = crate::model::manifest::Manifest::parse(Path::new("m.toml"), &manifest).unwrap();
+        let file = ("state/apps/alice/a.toml", &key, None);
+        let values =
+            crate::model::values::resolve(file, &t.id, &t.values, &m.values, &keys).unwrap();
+        let mut spec = crate::model::spec::ContainerSpec::derive(&key, &m, &t, &config);
+        crate::model::values::apply(&mut spec, &t, &values, &keys).unwrap();
+        spec.secrets
+    };
+    let anew = spec_of(seal(&keyring.recipient(), &scope, &pw));
+    assert_eq!(anew["PW"], keyring.fingerprint("PW", &pw));
+    let carried = spec_of(seal_carrying(
+        &keyring.recipient(),
+        &scope,
+        &pw,
+        Some("k3:carried"),
+    ));
+    assert_eq!(carried["PW"], "k3:carried");
+    assert_eq!(
+        carried["URL"], anew["URL"],
+        "a longer text is fingerprinted as ever"
+    );
 }

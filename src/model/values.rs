@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::secrets::{Keyring, SecretValue};
+use crate::model::names::AppKey;
+use crate::model::secrets::{Keyring, Scope, SecretValue};
 
 /// A value's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -70,6 +71,9 @@ pub struct Resolved {
     pub plain: BTreeMap<String, String>,
     /// `secret` values, decrypted.
     pub secret: BTreeMap<String, SecretValue>,
+    /// The fingerprints a rotation carried in secret values' envelopes, by value name: what
+    /// an `[env]` entry that is exactly that value shows in the spec.
+    pub carried: BTreeMap<String, String>,
 }
 
 /// A value name: lower case, digits and `_`, starting with a letter.
@@ -181,7 +185,8 @@ fn kind_name(k: ValueKind) -> &'static str {
 /// The app's values from its manifest's `[values]` and the template's declarations. `file`
 /// and `template` name where each error is.
 pub fn resolve(
-    (file, template): (&str, &str),
+    (file, app, renamed_from): (&str, &AppKey, Option<AppKey>),
+    template: &str,
     decls: &BTreeMap<String, ValueDecl>,
     set: &BTreeMap<String, toml::Value>,
     keys: &Result<Keyring, String>,
@@ -211,8 +216,12 @@ pub fn resolve(
             continue;
         };
         if d.kind == ValueKind::Secret {
-            out.secret
-                .insert(name.clone(), open_secret(v, keys).map_err(at)?);
+            let scope = Scope::value(app, name).taking_over(renamed_from.clone());
+            let opened = open_secret(v, &scope, keys).map_err(at)?;
+            if let Some(fp) = opened.fingerprint {
+                out.carried.insert(name.clone(), fp);
+            }
+            out.secret.insert(name.clone(), opened.value);
         } else {
             out.plain
                 .insert(name.clone(), check_plain(d, v).map_err(at)?);
@@ -221,7 +230,11 @@ pub fn resolve(
     Ok(out)
 }
 
-fn open_secret(v: &toml::Value, keys: &Result<Keyring, String>) -> Result<SecretValue, String> {
+fn open_secret(
+    v: &toml::Value,
+    scope: &Scope,
+    keys: &Result<Keyring, String>,
+) -> Result<crate::model::secrets::Envelope, String> {
     let Some(text) = v.as_str() else {
         return Err(format!("expected {}", kind_name(ValueKind::Secret)));
     };
@@ -230,7 +243,7 @@ fn open_secret(v: &toml::Value, keys: &Result<Keyring, String>) -> Result<Secret
     }
     let keyring = keys.as_ref().map_err(|e| format!("cannot decrypt: {e}"))?;
     keyring
-        .open(text)
+        .open(text, scope)
         .map_err(|why| format!("does not decrypt: {why}"))
 }
 
@@ -292,8 +305,14 @@ pub fn apply(
             (v, true) => {
                 let value = SecretValue::new(v);
                 let keyring = keys.as_ref().map_err(|e| at(e.clone()))?;
-                spec.secrets
-                    .insert(name.clone(), keyring.fingerprint(name, &value));
+                let whole = text
+                    .strip_prefix("{values.")
+                    .and_then(|r| r.strip_suffix('}'));
+                let fp = match whole.and_then(|n| values.carried.get(n)) {
+                    Some(carried) => carried.clone(),
+                    None => keyring.fingerprint(name, &value),
+                };
+                spec.secrets.insert(name.clone(), fp);
                 secret_env.insert(name.clone(), value);
             }
         }

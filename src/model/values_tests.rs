@@ -1,5 +1,6 @@
 use super::*;
-use crate::model::secrets::seal;
+use crate::model::names::AppKey;
+use crate::model::secrets::{seal, Scope};
 
 fn decls(text: &str) -> BTreeMap<String, ValueDecl> {
     #[derive(Deserialize)]
@@ -40,12 +41,15 @@ fn every_rule_is_refused_with_the_file_the_value_and_the_rule() {
     let d = decls(DECLS);
     check_decls(&d).unwrap();
     let keys = Ok(Keyring::generate());
+    let app = AppKey::new("alice", "db").unwrap();
     let sealed = seal(
         &keys.as_ref().unwrap().recipient(),
+        &Scope::value(&app, "password"),
         &SecretValue::new("pw".into()),
     );
+    let at = || ("f.toml", &app, None);
     let ok = format!("name = \"db\"\npassword = \"{sealed}\"\n");
-    let r = resolve(("f.toml", "redis-v1"), &d, &set(&ok), &keys).unwrap();
+    let r = resolve(at(), "redis-v1", &d, &set(&ok), &keys).unwrap();
     assert_eq!(r.plain["version"], "7");
     assert_eq!(r.plain["maxmem"], "64");
     assert_eq!(r.secret["password"].expose(), "pw");
@@ -69,25 +73,33 @@ fn every_rule_is_refused_with_the_file_the_value_and_the_rule() {
             .chain([line])
             .collect::<Vec<_>>()
             .join("\n");
-        let e = resolve(("f.toml", "redis-v1"), &d, &set(&text), &keys).unwrap_err();
+        let e = resolve(at(), "redis-v1", &d, &set(&text), &keys).unwrap_err();
         assert!(e.starts_with("f.toml: [values] "), "{line}: {e}");
         assert!(e.contains(want) && e.contains(key), "{line}: {e}");
     }
-    let e = resolve(("f.toml", "t"), &d, &set("name = \"db\""), &keys).unwrap_err();
+    let e = resolve(at(), "t", &d, &set("name = \"db\""), &keys).unwrap_err();
     assert!(
         e.contains("password: missing") && e.contains("generated"),
         "{e}"
     );
     let e = resolve(
-        ("f.toml", "t"),
+        at(),
+        "t",
         &d,
         &set(&format!("password = \"{sealed}\"")),
         &keys,
     );
     assert!(e.unwrap_err().contains("name: missing, and required"));
     let no_key = Err("no key".to_string());
-    let e = resolve(("f.toml", "t"), &d, &set(&ok), &no_key).unwrap_err();
+    let e = resolve(at(), "t", &d, &set(&ok), &no_key).unwrap_err();
     assert!(e.contains("cannot decrypt: no key"), "{e}");
+    // Sealed for alice/db: another app's manifest does not open it.
+    let bobs = AppKey::new("bob", "db").unwrap();
+    let e = resolve(("f.toml", &bobs, None), "t", &d, &set(&ok), &keys).unwrap_err();
+    assert!(
+        e.contains("[values] password") && e.contains("sealed for alice/db/values.password"),
+        "{e}"
+    );
 }
 
 #[test]

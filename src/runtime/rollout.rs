@@ -20,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::model::desired::DesiredApp;
 use crate::model::names::AppKey;
+use crate::model::secrets::redact;
 use crate::reconcile::plan::{short, ContainerRef, Strategy};
 use crate::runtime::executor::{ActionError, Executor};
 use crate::runtime::front::Front;
@@ -27,6 +28,14 @@ use crate::runtime::health::{self, Gate, GateError};
 
 /// Log lines of a failed new container kept in its rollback reason.
 const LOG_LINES: u32 = 10;
+/// What joins a rollback's reason and the failed container's last log lines.
+const LOG_TAIL: &str = "; last log lines:\n";
+
+/// `text` (a status message) without a rollback's log tail: the app's output belongs to
+/// its user (status, API), not to berth's own log.
+pub fn without_log_tail(text: &str) -> &str {
+    text.split_once(LOG_TAIL).map_or(text, |(head, _)| head)
+}
 
 /// Releases an app's route pin when dropped, however the change ends (a panic, a future
 /// dropped at shutdown).
@@ -167,7 +176,9 @@ impl Executor {
         failure: GateError,
         old: Option<&ContainerRef>,
     ) -> ActionError {
-        let logs = self.last_lines(new_id).await;
+        // The app's own output: it may print its environment, so every secret of the app
+        // is hidden before it is kept, and it stays out of berth's log.
+        let logs = redact(&self.last_lines(new_id).await, app.secret_env.values());
         if let Err(e) = self.engine().remove(new_id).await {
             warn!(app = %app.key, container = new_id, cause = %e, "rollout: cannot remove the failed container; the next pass will");
         }
@@ -176,11 +187,11 @@ impl Executor {
             GateError::Engine(e) => ActionError::Engine(e),
             GateError::Lost => ActionError::Internal(GateError::Lost.to_string()),
             GateError::Unhealthy(why) => {
+                warn!(app = %app.key, spec = short(&app.hash), reason = %redact(&why, app.secret_env.values()), log_lines = logs.lines().count(), "rollout: rolled back (its last log lines are in the app's status)");
                 let reason = match logs.trim() {
                     "" => why,
-                    lines => format!("{why}; last log lines:\n{lines}"),
+                    lines => format!("{why}{LOG_TAIL}{lines}"),
                 };
-                warn!(app = %app.key, spec = short(&app.hash), reason = %reason, "rollout: rolled back");
                 ActionError::RolledBack {
                     hash: app.hash.clone(),
                     health: app.health.clone().map(Box::new),

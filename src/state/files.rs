@@ -171,7 +171,7 @@ impl ManifestFiles {
         let t = self.template_of(&shown, &m)?;
         crate::model::desired::check_runtime(&m, &t, &self.config)
             .map_err(|e| WriteError::Invalid(format!("{}: {e}", shown.display())))?;
-        crate::state::values_fill::check(&self.config, &shown, &t, &m)
+        crate::state::values_fill::check(&self.config, (key, &shown), &t, &m)
             .map_err(WriteError::Invalid)?;
         Ok(m)
     }
@@ -194,7 +194,7 @@ impl ManifestFiles {
             return Ok(text.to_string());
         };
         let t = self.template_of(&shown, &m)?;
-        crate::state::values_fill::fill_generated(&self.config, &t, text)
+        crate::state::values_fill::fill_generated(&self.config, key, &t, text)
             .map_err(|e| WriteError::Invalid(format!("{}: {e}", shown.display())))
     }
 

@@ -103,8 +103,9 @@ pub async fn finish_offline(
                 crate::error_chain::chain(&e)
             ))
         })?;
+    let finish = finishing(&config, key);
     let files = crate::state::files::ManifestFiles::new(config);
-    files.edit(key, drop_renamed_from).await.map(drop)
+    files.edit(key, finish).await.map(drop)
 }
 
 /// A rename without the daemon (`berth mv` while `serve` is not running, not in git mode).
@@ -118,9 +119,25 @@ pub async fn rename_offline(
         .await
 }
 
-/// A finished rename's manifest: the `renamed_from` line dropped, the rest as written.
-pub fn drop_renamed_from(doc: &mut toml_edit::DocumentMut) {
-    doc.remove("renamed_from");
+/// A finished rename's manifest (`key`'s): every sealed value re-sealed for the new name
+/// (it was sealed for the old one, and opened here only while `renamed_from` said so), then
+/// the `renamed_from` line dropped, the rest as written. One write, so a rename cut before it
+/// still has both the line and values that open; after it, neither is needed.
+pub fn finishing(
+    config: &crate::model::config::Config,
+    key: &AppKey,
+) -> impl FnOnce(&mut toml_edit::DocumentMut) {
+    let keyring = crate::state::secrets_key::load(&config.secrets_key);
+    let key = key.clone();
+    move |doc: &mut toml_edit::DocumentMut| {
+        if let Ok(keyring) = &keyring {
+            let (_, left) = crate::state::rotate::reseal(doc, keyring, &key, &Default::default());
+            for why in left {
+                tracing::warn!(app = %key, value = %why, "a sealed value was not re-sealed for the new name");
+            }
+        }
+        doc.remove("renamed_from");
+    }
 }
 
 /// The old name in a first line `renamed_from = "<old>"`.

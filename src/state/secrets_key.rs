@@ -16,9 +16,10 @@ pub fn next_path(path: &Path) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Where finished rotations keep the keys they retired (`berth.key.old`): opening only, so a
-/// value no rotation could reach (a manifest that did not read, an old revision rolled back
-/// to, a commit not yet pulled) still opens. Delete it once nothing needs those keys.
+/// Where a rotation run with `--keep-old` keeps the key it retired (`berth.key.old`):
+/// opening only, so a value it could not reach (an old revision rolled back to, a commit not
+/// yet pulled) still opens. `berth secrets forget-old` removes it; so does the next rotation
+/// without `--keep-old`.
 pub fn retired_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".old");
@@ -32,7 +33,7 @@ pub fn load(path: &Path) -> Result<Keyring, String> {
     let mut keyring = load_one(path)?;
     let next = next_path(path);
     if next.exists() {
-        keyring = keyring.rotating_to(load_one(&next)?)?;
+        keyring = keyring.rotating_to(load_one(&next)?);
     }
     let retired = retired_path(path);
     if !retired.exists() {
@@ -44,7 +45,7 @@ pub fn load(path: &Path) -> Result<Keyring, String> {
         .map_err(|e| format!("{}: {e}", retired.display()))
 }
 
-/// Starts a rotation (idempotent): writes the next key, which keeps the fingerprint key.
+/// Starts a rotation (idempotent): writes the next key (a new identity and fingerprint key).
 pub fn begin_rotation(path: &Path) -> Result<(), String> {
     let next = next_path(path);
     if next.exists() {
@@ -54,15 +55,35 @@ pub fn begin_rotation(path: &Path) -> Result<(), String> {
     write_new(&next, &successor).map_err(|e| format!("cannot write {}: {e}", next.display()))
 }
 
-/// Ends a rotation: the old key joins the retired ones, then the next key replaces it.
-pub fn finish_rotation(path: &Path) -> Result<(), String> {
+/// Ends a rotation: the next key replaces the old one. With `keep_old` the old key joins the
+/// retired ones first (opening only); without, it is gone, and so are the keys earlier
+/// rotations kept: nothing sealed to them opens any more.
+pub fn finish_rotation(path: &Path, keep_old: bool) -> Result<(), String> {
     let next = next_path(path);
     let retired = retired_path(path);
-    retire(&retired, &load_one(path)?)
-        .map_err(|e| format!("cannot keep the old key in {}: {e}", retired.display()))?;
+    if keep_old {
+        retire(&retired, &load_one(path)?)
+            .map_err(|e| format!("cannot keep the old key in {}: {e}", retired.display()))?;
+    }
     std::fs::rename(&next, path)
         .and_then(|()| sync_dir(path))
-        .map_err(|e| format!("cannot put {} in place: {e}", next.display()))
+        .map_err(|e| format!("cannot put {} in place: {e}", next.display()))?;
+    if keep_old {
+        return Ok(());
+    }
+    forget_old(path).map(drop)
+}
+
+/// `berth secrets forget-old`: removes the retired keys (`berth.key.old`); whether there were.
+pub fn forget_old(path: &Path) -> Result<bool, String> {
+    let retired = retired_path(path);
+    match std::fs::remove_file(&retired) {
+        Ok(()) => sync_dir(&retired)
+            .map(|()| true)
+            .map_err(|e| format!("cannot sync {}: {e}", retired.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot remove {}: {e}", retired.display())),
+    }
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
@@ -172,36 +193,59 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_rotation_keeps_every_older_key_for_opening_only() {
+    fn a_rotation_leaves_no_old_key_unless_asked_to_keep_it_until_forgotten() {
         use crate::model::secrets::{seal, SecretValue};
+        let sc = crate::model::secrets::Scope::secret(
+            &crate::model::names::AppKey::new("a", "b").unwrap(),
+            "T",
+        );
         let d = tempfile::tempdir().unwrap();
         let key = d.path().join("berth.key");
         ensure(&key, false).unwrap();
-        let first = seal(
-            &load(&key).unwrap().recipient(),
-            &SecretValue::new("one".into()),
-        );
-        for _ in 0..2 {
-            begin_rotation(&key).unwrap();
-            finish_rotation(&key).unwrap();
-        }
-        let keyring = load(&key).unwrap();
-        assert_eq!(
-            keyring.open(&first).unwrap().expose(),
-            "one",
-            "two rotations later"
-        );
-        let now = seal(&keyring.recipient(), &SecretValue::new("two".into()));
-        let current_only = Keyring::parse(&std::fs::read_to_string(&key).unwrap()).unwrap();
-        assert!(
-            current_only.open(&now).is_ok(),
-            "new values seal to the current key"
-        );
-        assert!(current_only.open(&first).is_err());
+        let sealed_to =
+            |k: &Keyring, v: &str| seal(&k.recipient(), &sc, &SecretValue::new(v.into()));
+        let first = sealed_to(&load(&key).unwrap(), "one");
+        begin_rotation(&key).unwrap();
+        assert!(load(&key).unwrap().unseal(&first).is_ok(), "mid-rotation");
+        finish_rotation(&key, true).unwrap();
         let retired = retired_path(&key);
         let mode = std::fs::metadata(&retired).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let kept = load(&key).unwrap();
+        assert_eq!(
+            kept.unseal(&first).unwrap().value.expose(),
+            "one",
+            "--keep-old"
+        );
+        let second = sealed_to(&kept, "two");
         std::fs::set_permissions(&retired, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(load(&key).unwrap_err().contains("chmod 600"));
+        std::fs::set_permissions(&retired, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(forget_old(&key).unwrap());
+        assert!(!forget_old(&key).unwrap());
+        assert!(load(&key).unwrap().unseal(&first).is_err(), "forgotten");
+
+        // Without --keep-old: the old key is gone, and any kept before it too.
+        finish_rotation_kept_then_plain(&key);
+        let now = load(&key).unwrap();
+        let e = now.unseal(&second).unwrap_err();
+        assert!(e.contains("another key"), "{e}");
+        assert!(!retired.exists());
+        assert!(!next_path(&key).exists());
+        let on_disk = std::fs::read_to_string(&key).unwrap();
+        assert_eq!(
+            on_disk.matches("AGE-SECRET-KEY-").count(),
+            1,
+            "one key on disk"
+        );
+    }
+
+    /// A rotation with `--keep-old`, then one without.
+    fn finish_rotation_kept_then_plain(key: &Path) {
+        begin_rotation(key).unwrap();
+        finish_rotation(key, true).unwrap();
+        assert!(retired_path(key).exists());
+        begin_rotation(key).unwrap();
+        finish_rotation(key, false).unwrap();
     }
 }

@@ -7,14 +7,20 @@ use std::path::Path;
 
 use crate::model::config::Config;
 use crate::model::manifest::Manifest;
-use crate::model::secrets::{seal, SecretValue};
+use crate::model::names::AppKey;
+use crate::model::secrets::{seal, Scope, SecretValue};
 use crate::model::template::Template;
 use crate::model::values::{generate_secret, resolve, ValueKind};
 use crate::state::secrets_key;
 
 /// `text` with the generated secrets `template` declares and it lacks added (unchanged when
 /// none are missing). Fails when one is needed and the server has no secrets key.
-pub fn fill_generated(config: &Config, template: &Template, text: &str) -> Result<String, String> {
+pub fn fill_generated(
+    config: &Config,
+    key: &AppKey,
+    template: &Template,
+    text: &str,
+) -> Result<String, String> {
     let missing: Vec<&String> = template
         .values
         .iter()
@@ -44,10 +50,9 @@ pub fn fill_generated(config: &Config, template: &Template, text: &str) -> Resul
         )
     })?;
     for name in missing {
-        values.insert(
-            name,
-            toml_edit::value(seal(&keyring.recipient(), &generate_secret())),
-        );
+        let scope = Scope::value(key, name);
+        let sealed = seal(&keyring.recipient(), &scope, &generate_secret());
+        values.insert(name, toml_edit::value(sealed));
     }
     Ok(doc.to_string())
 }
@@ -56,7 +61,7 @@ pub fn fill_generated(config: &Config, template: &Template, text: &str) -> Resul
 /// write); the error names the file (`shown`), the value and the rule.
 pub fn check(
     config: &Config,
-    shown: &Path,
+    (key, shown): (&AppKey, &Path),
     template: &Template,
     m: &Manifest,
 ) -> Result<(), String> {
@@ -71,13 +76,19 @@ pub fn check(
         false => Err("no secret value is set".into()),
     };
     let file = shown.display().to_string();
-    resolve((&file, &template.id), &template.values, &m.values, &keys).map(drop)
+    let renamed_from = m
+        .renamed_from
+        .as_ref()
+        .and_then(|old| AppKey::new(&key.userid, &old.0).ok());
+    let at = (file.as_str(), key, renamed_from);
+    resolve(at, &template.id, &template.values, &m.values, &keys).map(drop)
 }
 
 /// A new app's manifest: `template`, and `values` as given to `POST /apps` (JSON strings,
 /// integers and booleans; a secret value sealed to the server's key before it is written).
 pub fn initial_text(
     config: &Config,
+    key: &AppKey,
     template: &str,
     values: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<String, String> {
@@ -102,7 +113,9 @@ pub fn initial_text(
                     .as_ref()
                     .map(|k| k.recipient())
                     .expect("just loaded");
-                toml_edit::value(seal(&recipient, &SecretValue::new(plain.clone())))
+                let scope = Scope::value(key, name);
+                let value = SecretValue::new(plain.clone());
+                toml_edit::value(seal(&recipient, &scope, &value))
             }
             (_, serde_json::Value::String(s)) => toml_edit::value(s.clone()),
             (_, serde_json::Value::Bool(b)) => toml_edit::value(*b),

@@ -40,13 +40,14 @@ impl Held {
         values: &std::collections::BTreeMap<String, serde_json::Value>,
     ) -> Result<Current, WriteError> {
         let config = &self.writer.files.config;
-        let text =
-            crate::state::values_fill::initial_text(config, template, values).map_err(|e| {
+        let text = crate::state::values_fill::initial_text(config, key, template, values).map_err(
+            |e| {
                 WriteError::Invalid(format!(
                     "state/apps/{}/{}.toml: {e}",
                     key.userid, key.appname
                 ))
-            })?;
+            },
+        )?;
         self.writer.files.create_text(key, &text).await
     }
 
@@ -238,8 +239,8 @@ impl ManifestWriter {
         let (me, old, key) = (self.clone(), old.clone(), key.clone());
         tokio::spawn(async move {
             let _lock = me.lock().await;
-            let drop_line = crate::state::rename::drop_renamed_from;
-            let current = me.files.edit(&key, drop_line).await?;
+            let finish = crate::state::rename::finishing(&me.files.config, &key);
+            let current = me.files.edit(&key, finish).await?;
             me.history
                 .note_source(&key, &current.etag, "api:berth".into());
             let [new_file, old_file] = [&key, &old].map(manifest_file);
@@ -266,16 +267,17 @@ impl ManifestWriter {
         self: &Arc<Self>,
         who: &str,
         config: Arc<crate::model::config::Config>,
+        keep_old: bool,
     ) -> Result<crate::state::rotate::Rotated, String> {
         let (me, who) = (self.clone(), who.to_string());
         tokio::spawn(async move {
             let _lock = me.lock().await;
-            let rotated = crate::state::rotate::reencrypt_all(&me.files, &config).await?;
+            let mut rotated = crate::state::rotate::reencrypt_all(&me.files, &config).await?;
             let message = format!("berth: rotate the secrets key (by {who})");
             me.announce(&["apps"], &who, &message)
                 .await
                 .map_err(|e| crate::error_chain::chain(&e))?;
-            crate::state::secrets_key::finish_rotation(&config.secrets_key)?;
+            crate::state::rotate::finish(&config, &mut rotated, keep_old)?;
             Ok(rotated)
         })
         .await
