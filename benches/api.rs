@@ -161,7 +161,7 @@ fn main() {
         .unwrap()
         .port();
     write(&root.join("berth.toml"), &format!(
-        "instance = \"{instance}\"\nlisten = \"127.0.0.1:{port}\"\nstop_timeout = \"1s\"\nresync = \"1h\"\nmax_apps_per_user = 20\nmax_total_apps = {APPS}\nmax_parallel = 8\n\n[policy]\napi_writes_per_minute = 100000\n"));
+        "instance = \"{instance}\"\nlisten = \"127.0.0.1:{port}\"\nstop_timeout = \"1s\"\nresync = \"1h\"\nmax_apps_per_user = 20\nmax_total_apps = {APPS}\nmax_parallel = 8\n\n[policy]\napi_writes_per_minute = 100000\n\n[http]\n# wrk's 64 connections come from one address: past the default share of 32.\nmax_connections_per_address = 128\n"));
     write(&root.join("templates/bb-v1/template.toml"), &format!(
         "image = \"{IMAGE}\"\ncommand = [\"sleep\", \"3600\"]\nport = 8080\n[defaults]\nmemory = \"8m\"\ncpus = 0.05\n"));
     for i in 0..APPS {

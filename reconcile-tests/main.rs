@@ -14,6 +14,7 @@
 //! - `secrets.rs`: `[secrets]` reach only the container's environment; re-encryption, new
 //!   values, garbage, key file permissions and a missing key;
 //! - `slow_clients.rs`: stalled heads and bodies, the connection cap, the webhook's byte budget;
+//!   `/healthz` and the socket answering while non-readers and slowloris hold the API;
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;

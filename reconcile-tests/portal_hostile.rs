@@ -303,9 +303,18 @@ async fn markup_in_env_values_logs_and_files_is_shown_as_text() {
         "/ui/apps/alice/web/files/evil.html",
     ] {
         b.goto(&format!("{base}{path}")).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Loaded, and the page's scripts had their turn: a dialog would have opened by now.
+        let settled = b.settled().await;
+        assert!(settled.is_ok(), "{path}: a script ran: {settled:?}");
         assert!(!b.alert_open().await, "{path}: a script ran");
     }
+    // The check above can fail: a page script's dialog is seen the same way.
+    b.run_script("setTimeout(() => alert('canary'), 0)").await;
+    let canary = b.settled().await;
+    assert!(
+        canary.as_ref().is_err_and(|e| e.contains("alert")),
+        "a dialog went unseen: {canary:?}"
+    );
     b.goto(&format!("{base}/ui/apps/alice/web/logs")).await;
     assert!(
         b.text("#log")

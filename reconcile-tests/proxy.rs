@@ -126,8 +126,18 @@ async fn a_domain_moves_with_its_manifest_and_a_claim_never_steals_it() {
         "thief",
         &site("thief", "shop.example.test", "running"),
     );
-    root.wait_running("alice", "old", T).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A pass saw bob's claim and refused it by name: berth's status says so.
+    wait_until(T, "bob/thief refused for domain_conflict", || async {
+        let st = root.berth(&["status"]).await;
+        st.code == Some(0)
+            && st.stdout.lines().any(|l| {
+                l.starts_with("bob/thief ")
+                    && l.split_whitespace().nth(1) == Some("frozen")
+                    && l.contains("domain_conflict")
+            })
+    })
+    .await;
+    // After that pass: the domain still answers alice's app and bob has no container.
     assert_eq!(
         caddy.get("shop.example.test"),
         (200, "hello-old".to_string())

@@ -217,6 +217,28 @@ impl Browser {
         !v["value"]["error"].is_string()
     }
 
+    /// Waits until the page has loaded and its scripts have had their first turn (the load
+    /// event, a frame, then a task). `Err` holds the driver's complaint when a dialog opened
+    /// before or meanwhile: the driver dismisses it and reports "unexpected alert open".
+    pub async fn settled(&self) -> Result<(), String> {
+        let script = "const done = arguments[arguments.length - 1];
+            const turn = () => requestAnimationFrame(() => setTimeout(() => done(true), 0));
+            if (document.readyState === 'complete') turn();
+            else window.addEventListener('load', turn);";
+        let body = json!({"script": script, "args": []});
+        let v = self.raw("POST", "/execute/async", Some(body)).await;
+        match v["value"]["error"].as_str() {
+            None => Ok(()),
+            Some(e) => Err(format!("{e}: {}", v["value"]["message"])),
+        }
+    }
+
+    /// Runs `script` in the page (synchronously), ignoring what it returns.
+    pub async fn run_script(&self, script: &str) {
+        let body = json!({"script": script, "args": []});
+        self.raw("POST", "/execute/sync", Some(body)).await;
+    }
+
     /// Saves a PNG of the viewport to `dir/name.png`.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let b64 = self.cmd("GET", "/screenshot", None).await;

@@ -26,6 +26,7 @@ mod ops;
 mod rename;
 mod revisions;
 mod secrets;
+mod slots;
 mod templates;
 mod users;
 mod write_limit;
@@ -302,7 +303,7 @@ pub async fn serve_tcp(
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
-    let guard = guard(&state.config.http, max_connections);
+    let guard = guard(&state, max_connections);
     let app = router(state).merge(beside);
     listen::serve(listener, app, guard, |a| Some(ConnectInfo(*a)), shutdown).await
 }
@@ -314,16 +315,25 @@ pub async fn serve_unix(
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
-    let guard = guard(&state.config.http, max_connections);
+    let guard = guard(&state, max_connections);
     let app = router(state).layer(Extension(LocalSocket));
     listen::serve(listener, app, guard, |_| None, shutdown).await
 }
 
-fn guard(http: &crate::model::http_limits::HttpLimits, max_connections: usize) -> listen::Guard {
+fn guard(state: &AppState, max_connections: usize) -> listen::Guard {
+    let http = &state.config.http;
     listen::Guard {
         header_timeout: http.header_timeout,
         body_timeout: http.body_timeout,
-        max_connections,
+        write_timeout: http.write_timeout,
+        caps: slots::Caps {
+            max: max_connections,
+            per_address: http.max_connections_per_address,
+            reserve: http.reserved_connections,
+            exempt: state.config.trusted_proxies.clone(),
+        },
+        probes: &["/healthz", "/readyz"],
+        metrics: state.metrics.clone(),
     }
 }
 

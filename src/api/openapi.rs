@@ -7,13 +7,22 @@
 use std::sync::Arc;
 
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use serde_json::{json, Map, Value};
 
 use super::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/openapi.json", get(|| async { Json(document()) }))
+    Router::new().route("/openapi.json", get(|| async { served() }))
+}
+
+/// The document, built and serialized once: it never changes while berth runs, and an
+/// anonymous client asking for it many times must not cost a build each time.
+fn served() -> impl axum::response::IntoResponse {
+    static TEXT: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let text = TEXT.get_or_init(|| document().to_string().into());
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    (json, text.clone())
 }
 
 /// Who may call a route.

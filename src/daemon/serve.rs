@@ -100,7 +100,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
         );
     }
     let api = Arc::new(api_state(&shared, &serve_loop, engine, writer));
-    let (tcp_cap, socket_cap) = connection_caps(to, config.http.max_connections);
+    let (tcp_cap, socket_cap) = connection_caps(to, &config.http);
     let listeners = ((tcp, tcp_cap), (socket, socket_cap));
     let tasks = spawn(&shared, &serve_loop, api, listeners, &shutdown);
     info!(root = %config.root.display(), instance = %config.instance, api = %api_addr, socket = %config.socket_path().display(), "berth serving");
@@ -407,13 +407,13 @@ const RESERVED_DESCRIPTORS: u64 = 256;
 /// Connections the unix socket (local admins, `berth` commands) serves at once.
 const SOCKET_CONNECTIONS: usize = 32;
 
-/// (TCP cap, socket cap): `[http] max_connections`, lowered so that both listeners together
-/// leave [`RESERVED_DESCRIPTORS`] of the open-file limit `nofile` free.
-fn connection_caps(nofile: u64, max_connections: usize) -> (usize, usize) {
+/// (TCP cap, socket cap): `max_connections` lowered to leave [`RESERVED_DESCRIPTORS`] free.
+fn connection_caps(nofile: u64, http: &crate::model::http_limits::HttpLimits) -> (usize, usize) {
+    let (max_connections, reserves) = (http.max_connections, 2 * http.reserved_connections);
     if nofile == 0 {
         return (max_connections, SOCKET_CONNECTIONS); // the limit could not be read
     }
-    let room = nofile.saturating_sub(RESERVED_DESCRIPTORS + SOCKET_CONNECTIONS as u64);
+    let room = nofile.saturating_sub(RESERVED_DESCRIPTORS + (SOCKET_CONNECTIONS + reserves) as u64);
     let tcp = max_connections
         .min(usize::try_from(room).unwrap_or(usize::MAX))
         .max(1);

@@ -99,6 +99,12 @@ pub struct Metrics {
     rollouts: Family<RolloutLabels, Counter>,
     /// berth_rollout_duration_seconds{strategy}: hook to settled (or rolled back).
     rollout_seconds: Family<StrategyLabels, Histogram>,
+    connections: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
 }
 
 /// berth_rollouts_total{strategy,result} and berth_rollout_duration_seconds{strategy}.
@@ -118,6 +124,10 @@ fn rollout_metrics(
 }
 
 /// Registers `metric` under `name` and keeps a handle to it.
+fn connection_metrics(r: &mut Registry) -> Family<OutcomeLabels, Counter> {
+    reg(r, "api_connections", CONNECTIONS_HELP, Family::default())
+}
+
 fn reg<M: prometheus_client::registry::Metric + Clone>(
     r: &mut Registry,
     name: &str,
@@ -139,6 +149,7 @@ const WATCHER_HELP: &str =
 const GIT_SYNCS_HELP: &str = "Git syncs, by result";
 const ENGINE_CALLS_HELP: &str =
     "Requests berth made to the Docker engine, by operation (list, inspect, create, events, ...)";
+const CONNECTIONS_HELP: &str = "Connections to the API (its TCP listener and unix socket) by outcome: full, reserve (past max_connections: the probes only), refused_per_address, refused_full, write_timeout (a response the client did not read)";
 const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
 
 impl Default for Metrics {
@@ -151,6 +162,7 @@ impl Default for Metrics {
         Metrics {
             rollouts,
             rollout_seconds,
+            connections: connection_metrics(&mut r),
             git_syncs: reg(&mut r, "git_syncs", GIT_SYNCS_HELP, Family::default()),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
@@ -291,6 +303,14 @@ impl Metrics {
                 status: status.to_string(),
             })
             .inc();
+    }
+
+    /// One connection to the API: how it was admitted, refused or cut.
+    pub fn connection(&self, outcome: &'static str) {
+        let labels = OutcomeLabels {
+            outcome: outcome.into(),
+        };
+        self.connections.get_or_create(&labels).inc();
     }
 
     /// One git sync ended with `result`.

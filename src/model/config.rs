@@ -454,9 +454,19 @@ mod tests {
             "relist = \"0s\"\n",
             "[http]\nmax_connections = 0\n",
             "[http]\nbody_timeout = \"1ms\"\n",
+            "[http]\nwrite_timeout = \"1ms\"\n",
+            "[http]\nmax_connections_per_address = 0\n",
+            "[http]\nreserved_connections = 0\n",
         ] {
             let e = load_text(text).expect_err(text).to_string();
             assert!(!text.starts_with("[http]") || e.contains("[http]"), "{e}");
+            // The error names the key it refuses.
+            let key = text
+                .trim_start_matches("[http]\n")
+                .split(' ')
+                .next()
+                .unwrap();
+            assert!(!text.starts_with("[http]") || e.contains(key), "{e}");
         }
     }
 
