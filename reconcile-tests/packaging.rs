@@ -49,6 +49,9 @@ fn the_deb_installs_a_hardened_unit_a_default_config_and_passes_lintian() {
         "./etc/berth/berth.toml",
         "./usr/share/berth/templates/node-lite-v1/template.toml",
         "./usr/share/doc/berth/copyright",
+        "./usr/share/doc/berth/CHANGELOG.md",
+        "./usr/share/doc/berth/docs/reference/berth-toml.md",
+        "./usr/share/man/man1/berth.1.gz",
     ] {
         assert!(contents.contains(path), "{path} missing:\n{contents}");
     }

@@ -295,14 +295,18 @@ async fn a_deploy_swarm_rolls_back_is_refused_and_not_tried_again() {
         "Swarm put the working version back"
     );
     assert_eq!(task_says(root), "v1", "the old task kept serving");
-    // Not rolled again: the service's spec stays as Swarm left it over several passes.
+    // Not rolled again: the service's spec stays as Swarm left it over three more passes,
+    // each asked for through the daemon and waited for.
     let state = inspect(root, "{{.UpdateStatus.State}}").unwrap();
     assert_eq!(
         state, "rollback_completed",
         "berth waited for Swarm's rollback"
     );
     let version = inspect(root, "{{.Version.Index}}").unwrap();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    for _ in 0..3 {
+        let pass = root.berth(&["apply"]).await;
+        assert!(pass.contains("rollout-failed"), "{pass}");
+    }
     assert_eq!(
         inspect(root, "{{.Version.Index}}").unwrap(),
         version,

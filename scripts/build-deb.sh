@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds target/deb/berth_<version>_<arch>.deb with dpkg-deb alone: /usr/bin/berth, the
 # hardened berth.service, a default /etc/berth/berth.toml (root /var/lib/berth), the shipped
-# templates under /usr/share/berth/templates, and the docs. Packages the release build, or
+# templates under /usr/share/berth/templates, the man page, the changelog and docs/. Packages the release build, or
 # $BERTH_BIN when set (the tests package the binary they built). Prints the .deb's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,12 @@ chmod -R u+rwX,go+rX,go-w "$stage/usr/share/berth"
 find "$stage/usr/share/berth" -type f -exec grep -lq '^#!' {} \; -exec chmod 0755 {} \;
 doc="$stage/usr/share/doc/berth"
 install -D -m 0644 README.md "$doc/README.md"
+install -D -m 0644 CHANGELOG.md "$doc/CHANGELOG.md"
+cp -r docs "$doc/docs"
+chmod -R u+rwX,go+rX,go-w "$doc/docs"
+mkdir -p "$stage/usr/share/man/man1"
+"$bin" manpage | gzip -9n > "$stage/usr/share/man/man1/berth.1.gz"
+chmod 0644 "$stage/usr/share/man/man1/berth.1.gz"
 install -D -m 0644 packaging/deb/copyright "$doc/copyright"
 sed "s/@VERSION@/$version/" packaging/deb/changelog | gzip -9n > "$doc/changelog.gz"
 chmod 0644 "$doc/changelog.gz"

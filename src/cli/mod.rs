@@ -88,6 +88,9 @@ pub enum Command {
         /// The root to make (default: --root, else the current directory).
         dir: Option<PathBuf>,
     },
+    /// Print the man page, berth(1), in roff (the .deb ships it).
+    #[command(hide = true)]
+    Manpage,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -169,25 +172,39 @@ pub enum UsersCommand {
 }
 
 /// Runs one command; the exit code says how it went (0, 1) and an error means 2.
+/// The commands that need no config (they run before any root exists, or describe files
+/// rather than a server); `None` for the others.
+fn without_config(cli: &Cli) -> Option<anyhow::Result<ExitCode>> {
+    let done = |()| ExitCode::SUCCESS;
+    Some(match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "berth", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .context("writing the man page")
+            .map(done),
+        Command::Init { dir } => {
+            let dir = dir.as_deref().or(cli.root.as_deref());
+            init::init(dir.unwrap_or(Path::new("."))).and_then(print_outcome)
+        }
+        Command::Schema { which } => {
+            let schema = match which {
+                SchemaKind::Manifest => crate::model::schema::manifest(),
+                SchemaKind::Template => crate::model::schema::template(),
+            };
+            print!("{}", crate::model::schema::to_text(&schema));
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => return None,
+    })
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Completions { shell } = cli.command {
-        // Needs no config: it is run while installing, before any root exists.
-        let mut command = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut command, "berth", &mut std::io::stdout());
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Command::Init { dir } = &cli.command {
-        let dir = dir.as_deref().or(cli.root.as_deref());
-        return print_outcome(init::init(dir.unwrap_or(Path::new(".")))?);
-    }
-    if let Command::Schema { which } = cli.command {
-        // Needs no config either: it describes files, not a server.
-        let schema = match which {
-            SchemaKind::Manifest => crate::model::schema::manifest(),
-            SchemaKind::Template => crate::model::schema::template(),
-        };
-        print!("{}", crate::model::schema::to_text(&schema));
-        return Ok(ExitCode::SUCCESS);
+    if let Some(done) = without_config(&cli) {
+        return done;
     }
     let config =
         Config::load(cli.config.as_deref(), cli.root.as_deref()).context("loading config")?;
@@ -199,7 +216,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply { allow_mass_prune } => oneshot::apply(config, allow_mass_prune).await,
         Command::Validate { paths } => Ok(oneshot::validate(&config, &paths)),
         Command::Status => print_outcome(admin::status(&config).await?),
-        Command::Completions { .. } | Command::Schema { .. } | Command::Init { .. } => {
+        Command::Completions { .. }
+        | Command::Schema { .. }
+        | Command::Init { .. }
+        | Command::Manpage => {
             unreachable!("answered before the config is read")
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
