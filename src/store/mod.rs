@@ -380,6 +380,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
     }
     txn.open_table(AUDIT)
         .map_err(|e| foreign(format!("table audit: {e}")))?;
+    audit::index(&txn)?;
     txn.commit().map_err(db_err)?;
     Ok(*key.as_bytes())
 }
