@@ -1,6 +1,7 @@
 //! Faults a real server meets (issue 12), each staged for one berth only: an engine outage
 //! (through a cuttable relay to the engine's socket) is visible in `/readyz`, the metrics and
-//! `GET /apps`, and everything converges when the engine is back.
+//! `GET /apps`, and everything converges when the engine is back; so is a hung engine (the
+//! relay held: connections open, nothing answered), which no failed call would show.
 
 use std::time::Duration;
 
@@ -67,6 +68,52 @@ async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
     assert_converged(&root, "after the engine outage").await;
     serve.stop(Duration::from_secs(10));
     assert_no_berth_left(&root, "after the engine outage");
+}
+
+// Multi-threaded: the relay's tasks run while the test blocks on serve's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_engine_is_not_ready_and_apps_are_not_shown_running() {
+    let relay = DockerRelay::start();
+    let root = TestRoot::new("enginehung").await;
+    let admin = add_user(&root, "root", true).await;
+    root.write_manifest("alice", "web", MINIMAL);
+    let host = relay.docker_host();
+    let mut serve = Serve::start_env(&root, &[("DOCKER_HOST", host.as_str())]);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    wait_until(T, "ready", || async {
+        api.get("/readyz", "").await.status == 200
+    })
+    .await;
+
+    // As dockerd under SIGSTOP: every connection stays open and nothing answers.
+    relay.hold();
+    wait_until(T, "readiness to fail on the hung engine", || async {
+        let ready = api.get("/readyz", "").await;
+        ready.status == 503 && ready.json()["checks"]["engine"]["ok"] == false
+    })
+    .await;
+    let ready = api.get("/readyz", "").await;
+    let engine = &ready.json()["checks"]["engine"];
+    let why = engine["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("hung"), "{}", ready.text);
+    let apps = api.get("/apps", &admin).await.json();
+    assert_eq!(apps["apps"][0]["container"], "unknown", "{apps}");
+    assert_eq!(
+        api.get("/healthz", "").await.status,
+        200,
+        "liveness is not readiness"
+    );
+
+    relay.release();
+    serve.wait_log("the engine answers again", T);
+    wait_until(T, "ready again", || async {
+        api.get("/readyz", "").await.status == 200
+    })
+    .await;
+    assert!(root.running("alice", "web").await);
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "after the engine hung");
 }
 
 #[tokio::test]
