@@ -147,6 +147,53 @@ async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated
 }
 
 #[tokio::test]
+async fn a_database_emptied_while_serving_is_never_written_and_the_loop_goes_on() {
+    let root = TestRoot::new("dbempty").await;
+    let admin = add_user(&root, "root", true).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.get("/users", &admin).await.expect(200);
+    let db = root.path().join("berth.redb");
+    // As `: > berth.redb` or a `cp` over it does: the same file, truncated in place.
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.set_len(0).unwrap();
+    drop(file);
+    let refused = api
+        .post("/users", &admin, Some(serde_json::json!({"name": "carol"})))
+        .await;
+    refused.expect(503);
+    for needle in ["berth.redb", "emptied", "berth backup"] {
+        assert!(refused.text.contains(needle), "{needle}: {}", refused.text);
+    }
+    let ready = api.get("/readyz", "").await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(ready.json()["checks"]["database"]["ok"], false);
+    // The loop converges from the files whatever the database says.
+    root.write_manifest("alice", "web", MINIMAL);
+    root.wait_running("alice", "web", T).await;
+    serve.stop(Duration::from_secs(10));
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "berth wrote to it"
+    );
+    // The next start refuses it with a clean error, never a panic or a fresh database.
+    let run = root.berth(&["users", "list"]).await;
+    assert!(
+        matches!(run.code, Some(c) if c != 0 && c != 101),
+        "{}",
+        run.text()
+    );
+    assert!(run.text().contains("0 bytes"), "{}", run.text());
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "a database was made"
+    );
+    assert_no_berth_left(&root, "after the emptied database");
+}
+
+#[tokio::test]
 async fn apply_and_plan_during_serve_go_through_the_daemon() {
     let root = TestRoot::new("applyrace").await;
     root.config(&[("max_apps_per_user", "20"), ("max_total_apps", "40")], "");

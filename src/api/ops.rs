@@ -83,11 +83,23 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
             "the last reconcile pass could not list containers (or none has run yet)",
         ),
     };
-    let db = match s.db(|st| Ok(st.statuses().is_ok() && st.writable())).await {
-        Ok(true) => check(true, ""),
-        Ok(false) => check(
+    let db = s.db(|st| {
+        st.statuses()?;
+        match st.writable() {
+            true => Ok(None),
+            false => Ok(Some(
+                st.last_write_failure()
+                    .unwrap_or_else(|| "the reopen failed".to_string()),
+            )),
+        }
+    });
+    let db = match db.await {
+        Ok(None) => check(true, ""),
+        Ok(Some(why)) => check(
             false,
-            "the last database write failed (a full disk?) and the file could not be reopened yet",
+            &format!(
+                "the last database write failed and the file could not be reopened yet: {why}"
+            ),
         ),
         Err(e) => check(false, &e.to_string()),
     };
