@@ -166,3 +166,78 @@ mod damage_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod refused_tests {
+    use super::super::*;
+
+    /// `chattr +i` on `path` until dropped; `None` where the file system has no such flag.
+    struct Immutable(PathBuf);
+
+    impl Immutable {
+        fn set(path: &Path) -> Option<Immutable> {
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(path)
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then(|| Immutable(path.into()))
+        }
+    }
+
+    impl Drop for Immutable {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    #[test]
+    fn an_immutable_database_is_told_as_one_at_start_and_on_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        let store = Store::open(&path).unwrap();
+        let Some(_flag) = Immutable::set(&path) else {
+            eprintln!("no chattr here: skipped");
+            return;
+        };
+        let err = store.add_user("bob", Role::User).unwrap_err();
+        assert!(matches!(err, StoreError::Unwritable { .. }), "{err}");
+        assert!(err.to_string().contains("berth.redb"), "{err}");
+        assert!(err.to_string().contains("immutable"), "{err}");
+        assert!(!store.writable());
+        let why = store.last_write_failure().unwrap_or_default();
+        assert!(why.contains("immutable"), "readiness would say: {why}");
+        drop(store);
+        let err = Store::open(&path).err().expect("opened an immutable file");
+        assert!(err.to_string().contains("immutable"), "{err}");
+        assert!(!err.to_string().contains("not a berth database"), "{err}");
+    }
+
+    #[test]
+    fn a_database_cut_short_is_refused_at_start_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            for i in 0..50 {
+                store.add_user(&format!("user{i}"), Role::User).unwrap();
+            }
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        for keep in [len / 2, 4096, 100] {
+            let cut = dir.path().join(format!("cut{keep}.redb"));
+            std::fs::copy(&path, &cut).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(&cut).unwrap();
+            f.set_len(keep).unwrap();
+            drop(f);
+            match Store::open(&cut) {
+                Err(e) => assert!(e.to_string().contains("cut"), "{e}"),
+                // redb may repair a file cut past its last commit; it must then be whole.
+                Ok(s) => drop(s.list_users().unwrap()),
+            }
+        }
+    }
+}
