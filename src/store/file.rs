@@ -1,12 +1,12 @@
 //! The database file on disk, apart from redb: its `.made` marker (a database was made here,
 //! so its disappearance is noticed), its private mode, and its [`Stamp`], which tells berth's
-//! own commits from anyone else's write.
+//! file from another one put at its path.
 //!
-//! **Invariant: berth writes the file only while its stamp is the one berth's own last commit
-//! (or open) left.** A file deleted, replaced, truncated or overwritten in place (issue 36: a
-//! `cp` over it while `serve` ran was answered 201 and lost, and the next start panicked in
-//! redb) changes its device, inode, length or modification time, and is then never written,
-//! reopened or made again behind the operator's back.
+//! **Invariant: berth writes the file only while it is the file berth opened (device, inode)
+//! and still a redb file (not empty, its magic bytes first).** A file deleted, replaced,
+//! emptied or overwritten in place (issue 36: a truncation while `serve` ran was answered 201
+//! and lost, and the next start panicked in redb) is then never written, reopened or made
+//! again behind the operator's back. Not caught: another redb file copied over it in place.
 
 use std::path::{Path, PathBuf};
 
@@ -21,14 +21,15 @@ pub(super) const MARKER_TEXT: &str = "berth made its database beside this file. 
 database is gone, restore it from a backup; remove this file only to start over with no users \
 and no keys.\n";
 
-/// What berth last saw of the file: device, inode, length, modification time (ns).
+/// Which file berth has open: device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Stamp {
     dev: u64,
     ino: u64,
-    len: u64,
-    mtime_ns: i128,
 }
+
+/// The first bytes of every redb file.
+const MAGIC: &[u8] = b"redb\x1A\x0A\xA9\x0D\x0A";
 
 /// The stamp of the file at `path`; `None` when there is none.
 pub(super) fn stamp(path: &Path) -> Option<Stamp> {
@@ -37,27 +38,28 @@ pub(super) fn stamp(path: &Path) -> Option<Stamp> {
     Some(Stamp {
         dev: m.dev(),
         ino: m.ino(),
-        len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
     })
 }
 
-/// Why the file at `path` is no longer the one berth wrote last, compared with `was`.
+/// Why the file at `path` is no longer the one berth has open (compared with `was`), or no
+/// longer a redb file: emptied, or overwritten in place from its start. (The file's length
+/// and time are not compared: redb changes them itself, a rollback too.)
 pub(super) fn changed(path: &Path, was: Stamp) -> Option<String> {
-    let now = match stamp(path) {
-        None => return Some(
-            "the database file was deleted or replaced while berth runs (it is gone from its path)"
-                .into(),
-        ),
-        Some(now) if now == was => return None,
-        Some(now) => now,
-    };
-    let what = match (now.dev, now.ino) == (was.dev, was.ino) {
-        false => "the database file was deleted or replaced while berth runs (another file is at its path)",
-        true if now.len == 0 => "the database file was emptied (truncated to 0 bytes) while berth runs",
-        true => "the database file was written by something other than berth while berth runs (truncated or overwritten in place)",
-    };
-    Some(what.into())
+    use std::io::Read;
+    match stamp(path) {
+        None => return Some("the database file was deleted or replaced while berth runs (it is gone from its path)".into()),
+        Some(now) if now != was => return Some("the database file was deleted or replaced while berth runs (another file is at its path)".into()),
+        Some(_) => {}
+    }
+    let mut head = Vec::with_capacity(MAGIC.len());
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head));
+    match read {
+        Err(e) => Some(format!("the database file cannot be read: {}", io_why(&e))),
+        Ok(0) => Some("the database file was emptied (truncated to 0 bytes) while berth runs".into()),
+        Ok(_) if head != MAGIC => Some("the database file was overwritten in place by something other than berth while berth runs (it is no redb file any more)".into()),
+        Ok(_) => None,
+    }
 }
 
 /// What to do about a database that changed under berth.

@@ -8,10 +8,10 @@
 //! file first.** Nothing is retried behind the caller's back but a transaction that had not
 //! begun (a begin that met the latched error): a failed commit is reported, never replayed.
 //!
-//! **Invariant: no commit and no reopen touches a file whose stamp is not the one berth's own
-//! last commit left** (`file`): every write path (the API's, the loop's revisions and
-//! incarnations, the status saver) goes through [`Handle::commit`], which checks it under the
-//! lock it records it with, and a reopen opens only the file that is there (never creates).
+//! **Invariant: no transaction, commit or reopen touches a file that is not the one berth
+//! opened, or is no redb file any more** (`file`): every write path (the API's, the loop's
+//! revisions and incarnations, the status saver) goes through [`Handle::commit`], which checks
+//! it first, and a reopen opens only the file that is there (never creates one).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +34,7 @@ pub(super) struct Handle {
     /// Commits made through this handle: what was read at one generation is still true while
     /// it is the same (the key cache relies on it; one process holds the file).
     generation: std::sync::atomic::AtomicU64,
-    /// The file as berth's own last commit (or open) left it; held across a commit, so a
-    /// check never sees one half done.
+    /// Which file berth opened (device, inode); held across a commit.
     stamp: Mutex<Option<Stamp>>,
     /// What the last commit's failure was, while it is the last word.
     failure: Mutex<Option<String>>,
@@ -55,7 +54,8 @@ impl Handle {
         }
     }
 
-    /// Refuses ([`StoreError::Gone`]) when the file is not the one berth's last commit left.
+    /// Refuses ([`StoreError::Gone`]) when the file is not the one berth opened, or no redb
+    /// file any more.
     pub(super) fn check_on_disk(&self) -> Result<(), StoreError> {
         let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
         self.unchanged(*stamp)
@@ -125,14 +125,13 @@ impl Handle {
     /// Commits `txn`; a failure marks the handle broken so the next write reopens the file.
     /// A file changed under berth is refused before anything is written to it.
     pub(super) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
-        let mut stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(gone) = self.unchanged(*stamp) {
             let _ = txn.abort();
             self.note_failure(&gone);
             return Err(gone);
         }
         let committed = txn.commit().map_err(|e| self.named(super::db_err(e)));
-        *stamp = file::stamp(&self.path);
         drop(stamp);
         // Bumped whatever the outcome: a failed commit may have changed what a reader sees.
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -191,8 +190,7 @@ impl Handle {
         }
         // Only the file berth wrote last is opened again, and never made: a missing,
         // replaced or overwritten file stays as the operator left it.
-        let mut stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        self.unchanged(*stamp)?;
+        self.check_on_disk()?;
         slot.take();
         let opened = std::panic::catch_unwind(|| Database::open(&self.path));
         let opened = opened.unwrap_or_else(|_| {
@@ -200,7 +198,6 @@ impl Handle {
                 "redb could not read it".into(),
             )))
         });
-        *stamp = file::stamp(&self.path);
         match opened {
             Ok(db) => {
                 *slot = Some(db);

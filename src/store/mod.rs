@@ -258,9 +258,9 @@ impl Store {
         })
     }
 
-    /// Whether the file berth opened is still the one its own last commit left at its path.
-    /// Refuses (as [`StoreError::Gone`]) when it was deleted, replaced, emptied or written by
-    /// anything else: writes would be lost, or would damage what is there now.
+    /// Whether the file berth opened is still at its path, and still a redb file. Refuses
+    /// (as [`StoreError::Gone`]) when it was deleted, replaced, emptied or overwritten in
+    /// place: writes would be lost, or would damage what is there now.
     pub fn check_on_disk(&self) -> Result<(), StoreError> {
         self.db.check_on_disk()
     }
