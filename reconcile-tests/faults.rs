@@ -1,6 +1,7 @@
 //! Faults a real server meets (issue 12), each staged for one berth only: an engine outage
 //! (through a cuttable relay to the engine's socket) is visible in `/readyz`, the metrics and
-//! `GET /apps`, and everything converges when the engine is back.
+//! `GET /apps`, and everything converges when the engine is back; so is a hung engine (the
+//! relay held: connections open, nothing answered), which no failed call would show.
 
 use std::time::Duration;
 
@@ -69,6 +70,52 @@ async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
     assert_no_berth_left(&root, "after the engine outage");
 }
 
+// Multi-threaded: the relay's tasks run while the test blocks on serve's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_engine_is_not_ready_and_apps_are_not_shown_running() {
+    let relay = DockerRelay::start();
+    let root = TestRoot::new("enginehung").await;
+    let admin = add_user(&root, "root", true).await;
+    root.write_manifest("alice", "web", MINIMAL);
+    let host = relay.docker_host();
+    let mut serve = Serve::start_env(&root, &[("DOCKER_HOST", host.as_str())]);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    wait_until(T, "ready", || async {
+        api.get("/readyz", "").await.status == 200
+    })
+    .await;
+
+    // As dockerd under SIGSTOP: every connection stays open and nothing answers.
+    relay.hold();
+    wait_until(T, "readiness to fail on the hung engine", || async {
+        let ready = api.get("/readyz", "").await;
+        ready.status == 503 && ready.json()["checks"]["engine"]["ok"] == false
+    })
+    .await;
+    let ready = api.get("/readyz", "").await;
+    let engine = &ready.json()["checks"]["engine"];
+    let why = engine["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("hung"), "{}", ready.text);
+    let apps = api.get("/apps", &admin).await.json();
+    assert_eq!(apps["apps"][0]["container"], "unknown", "{apps}");
+    assert_eq!(
+        api.get("/healthz", "").await.status,
+        200,
+        "liveness is not readiness"
+    );
+
+    relay.release();
+    serve.wait_log("the engine answers again", T);
+    wait_until(T, "ready again", || async {
+        api.get("/readyz", "").await.status == 200
+    })
+    .await;
+    assert!(root.running("alice", "web").await);
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "after the engine hung");
+}
+
 #[tokio::test]
 async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated() {
     let root = TestRoot::new("dbgone").await;
@@ -97,6 +144,53 @@ async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated
     assert_ne!(run.code, Some(0), "{}", run.text());
     assert!(run.text().contains("restore"), "{}", run.text());
     assert!(!db.exists(), "an empty database was made");
+}
+
+#[tokio::test]
+async fn a_database_emptied_while_serving_is_never_written_and_the_loop_goes_on() {
+    let root = TestRoot::new("dbempty").await;
+    let admin = add_user(&root, "root", true).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.get("/users", &admin).await.expect(200);
+    let db = root.path().join("berth.redb");
+    // As `: > berth.redb` or a `cp` over it does: the same file, truncated in place.
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.set_len(0).unwrap();
+    drop(file);
+    let refused = api
+        .post("/users", &admin, Some(serde_json::json!({"name": "carol"})))
+        .await;
+    refused.expect(503);
+    for needle in ["berth.redb", "emptied", "berth backup"] {
+        assert!(refused.text.contains(needle), "{needle}: {}", refused.text);
+    }
+    let ready = api.get("/readyz", "").await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    assert_eq!(ready.json()["checks"]["database"]["ok"], false);
+    // The loop converges from the files whatever the database says.
+    root.write_manifest("alice", "web", MINIMAL);
+    root.wait_running("alice", "web", T).await;
+    serve.stop(Duration::from_secs(10));
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "berth wrote to it"
+    );
+    // The next start refuses it with a clean error, never a panic or a fresh database.
+    let run = root.berth(&["users", "list"]).await;
+    assert!(
+        matches!(run.code, Some(c) if c != 0 && c != 101),
+        "{}",
+        run.text()
+    );
+    assert!(run.text().contains("0 bytes"), "{}", run.text());
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().len(),
+        0,
+        "a database was made"
+    );
+    assert_no_berth_left(&root, "after the emptied database");
 }
 
 #[tokio::test]

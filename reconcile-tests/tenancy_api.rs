@@ -1,7 +1,7 @@
 //! Tenancy through the API: client keys bound to their app's incarnation and capped per app,
-//! per-user write limits, an audit log one user cannot flood others out of (and that never
-//! keeps a confirm token), manifest reads capped like the scanner's, and the bearer scheme read
-//! case-insensitively.
+//! per-user write limits, an audit log one user cannot flood others out of, even at the
+//! per-user ceiling (and that never keeps a confirm token), manifest reads capped like the
+//! scanner's, and the bearer scheme read case-insensitively.
 
 use std::time::Duration;
 
@@ -202,14 +202,18 @@ async fn an_audit_flood_by_one_user_leaves_everyone_elses_recent_entries() {
     let path = format!("/apps/alice/web?purge=true&confirm={token}");
     api.delete(&path, &r.alice).await.expect(200);
     api.create_app(&r.bob, "b", "bb-v1").await.expect(201);
-    for _ in 0..40 {
+    // Past bob's own ceiling (10 x audit_max_entries = 100), not just past the cap.
+    let ceiling = 100;
+    for _ in 0..ceiling + 30 {
         api.post("/apps/bob/b/stop", &r.bob, None).await.expect(200);
     }
     let audit = api.get("/audit?tail=1000", &r.admin).await;
     let entries = audit.json()["entries"].as_array().unwrap().clone();
+    let bob: Vec<&serde_json::Value> = entries.iter().filter(|e| e["actor"] == "bob").collect();
+    assert_eq!(bob.len(), ceiling, "bob is held at his ceiling");
     assert!(
-        entries.len() > 10,
-        "past the cap, recent entries are all kept"
+        bob.iter().all(|e| e["action"] == "POST /apps/bob/b/stop"),
+        "bob's oldest entry (his create) went first: {bob:?}"
     );
     let alice: Vec<String> = entries
         .iter()

@@ -22,7 +22,15 @@ pub struct LocalSocket;
 
 /// Filled by the auth extractors with the caller's name; read by the audit middleware.
 #[derive(Debug, Clone, Default)]
-pub struct AuditActor(pub Arc<OnceLock<String>>);
+pub struct AuditActor(pub Arc<OnceLock<String>>, pub Arc<OnceLock<String>>);
+
+impl AuditActor {
+    /// The user whose share of the audit log the call counts against, when not the actor
+    /// itself (a client key's owner).
+    pub fn user(&self) -> Option<String> {
+        self.1.get().cloned()
+    }
+}
 
 /// An authenticated admin-API caller.
 #[derive(Debug, Clone)]
@@ -209,6 +217,9 @@ impl FromRequestParts<Arc<AppState>> for ClientKey {
                 // All of a user's keys share one bucket: more keys are not more writes.
                 within_write_limit(parts, state, &format!("keys:{}", info.userid), &info.userid)?;
                 set_actor(parts, format!("client:{}", info.id));
+                if let Some(a) = parts.extensions.get::<AuditActor>() {
+                    let _ = a.1.set(info.userid.clone());
+                }
                 Ok(ClientKey(info))
             }
             KeyCheck::Invalid => {

@@ -199,9 +199,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(_) => ApiError::NotFound(message),
             StoreError::Limit(_) => ApiError::Quota(message),
             StoreError::Name(_) => ApiError::BadRequest(message),
-            StoreError::Gone { .. } | StoreError::Reopening { .. } => {
-                ApiError::Unavailable(message)
-            }
+            StoreError::Gone { .. }
+            | StoreError::Reopening { .. }
+            | StoreError::Unwritable { .. } => ApiError::Unavailable(message),
             StoreError::Full(_) => ApiError::InsufficientStorage(message),
             StoreError::Busy { .. }
             | StoreError::Schema { .. }

@@ -213,16 +213,17 @@ async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Nex
             .collect(),
         false => String::new(),
     };
-    let actor = auth::AuditActor::default();
-    req.extensions_mut().insert(actor.clone());
+    let actor_handle = auth::AuditActor::default();
+    req.extensions_mut().insert(actor_handle.clone());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     state.metrics.request(method_label(&method), &route, status);
-    let who = actor.0.get().cloned();
+    let who = actor_handle.0.get().cloned();
     if let (true, Some(actor)) = (audited, who) {
         let entry = AuditEntry {
             at: unix_now(),
             actor,
+            user: actor_handle.user(),
             action: format!("{} {}", method_label(&method), path.escape_debug()),
             status,
         };

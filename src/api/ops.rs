@@ -66,7 +66,8 @@ async fn backup(
 pub const BACKUP_ROWS: &str = "x-berth-backup-rows";
 const BACKUP_ROWS_NAME: axum::http::HeaderName = axum::http::HeaderName::from_static(BACKUP_ROWS);
 
-/// Readiness with reasons: the engine answered the last pass, the database can be read and
+/// Readiness with reasons: the engine answered the last pass and answers its pings in time
+/// (a hung engine is not ready), the database can be read and
 /// written (its last write did not fail, or it was reopened since), the file watcher follows
 /// the configured directories, the
 /// state clone follows its remote (git mode). 503 when any check fails.
@@ -75,15 +76,30 @@ async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         true => json!({"ok": true}),
         false => json!({"ok": false, "reason": why}),
     };
-    let engine = check(
-        s.metrics.engine_is_up(),
-        "the last reconcile pass could not list containers (or none has run yet)",
-    );
-    let db = match s.db(|st| Ok(st.statuses().is_ok() && st.writable())).await {
-        Ok(true) => check(true, ""),
-        Ok(false) => check(
+    let engine = match s.containers.engine_answers() {
+        Err(why) => check(false, &format!("the engine does not answer: {why}")),
+        Ok(()) => check(
+            s.metrics.engine_is_up(),
+            "the last reconcile pass could not list containers (or none has run yet)",
+        ),
+    };
+    let db = s.db(|st| {
+        st.statuses()?;
+        match st.writable() {
+            true => Ok(None),
+            false => Ok(Some(
+                st.last_write_failure()
+                    .unwrap_or_else(|| "the reopen failed".to_string()),
+            )),
+        }
+    });
+    let db = match db.await {
+        Ok(None) => check(true, ""),
+        Ok(Some(why)) => check(
             false,
-            "the last database write failed (a full disk?) and the file could not be reopened yet",
+            &format!(
+                "the last database write failed and the file could not be reopened yet: {why}"
+            ),
         ),
         Err(e) => check(false, &e.to_string()),
     };

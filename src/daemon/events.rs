@@ -1,6 +1,7 @@
 //! The loop's outside sources of work besides files: the Docker event stream of this
 //! instance's containers (which also keeps the informer's list honest), in swarm mode the
-//! task list read every two seconds, and git mode's remote.
+//! task list read every two seconds, and git mode's remote. Beside them, the engine's ping
+//! every second (`runtime::engine_check`), which readiness believes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +17,15 @@ use crate::state::git::GitSync;
 /// How often swarm mode reads the task list.
 const TASK_WATCH: Duration = Duration::from_secs(2);
 
-/// The engine's side of the loop's work: the container events, and in swarm mode the tasks.
+/// The engine's side of the loop's work: the container events, and in swarm mode the tasks;
+/// and the bounded ping that says whether the engine answers at all.
 pub async fn watch_engine(informer: Arc<Informer>, wake: Wake, shutdown: CancellationToken) {
+    let checking = informer.clone();
+    let check = checking.keep_checking(shutdown.clone());
+    tokio::join!(check, follow_engine(informer, wake, shutdown));
+}
+
+async fn follow_engine(informer: Arc<Informer>, wake: Wake, shutdown: CancellationToken) {
     if informer.services() {
         let (i, w, s) = (informer.clone(), wake.clone(), shutdown.clone());
         tokio::join!(

@@ -21,6 +21,7 @@ use crate::model::desired::DesiredApp;
 use crate::model::labels;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
+use crate::runtime::engine_check::{bounded, LIST_BOUND};
 
 mod app_image;
 mod body;
@@ -128,6 +129,15 @@ impl Engine {
         })
     }
 
+    /// Whether the engine answers a ping within `bound`.
+    pub async fn ping_within(&self, bound: Duration) -> Result<(), EngineError> {
+        let ping = self.docker.call("ping").ping();
+        bounded("ping", bound, async {
+            ping.await.map(drop).map_err(fail("ping"))
+        })
+        .await
+    }
+
     /// Every container with this instance's labels (running or not).
     pub async fn list(&self) -> Result<Vec<Observed>, EngineError> {
         let filters = HashMap::from([(
@@ -139,12 +149,11 @@ impl Engine {
             filters: Some(filters),
             ..Default::default()
         };
-        let list = self
-            .docker
-            .call("list")
-            .list_containers(Some(opts))
-            .await
-            .map_err(fail("list containers"))?;
+        let list = self.docker.call("list").list_containers(Some(opts));
+        let list = bounded("list containers", LIST_BOUND, async {
+            list.await.map_err(fail("list containers"))
+        })
+        .await?;
         Ok(list
             .iter()
             .filter_map(crate::runtime::observe::from_summary)

@@ -20,6 +20,7 @@ use futures_util::Stream;
 
 use crate::model::observed::Observed;
 use crate::runtime::engine::{ContainerEvent, Engine, EngineError};
+use crate::runtime::engine_check::{EngineCheck, EVERY, PING_BOUND};
 
 /// How far back a new subscription asks Docker to replay events from: the moment between
 /// subscribing and the engine registering the subscription, and a clock that differs a
@@ -49,6 +50,8 @@ pub struct Informer {
     watch: Mutex<Watch>,
     /// One list at a time: callers arriving while one runs wait and take it.
     refresh: tokio::sync::Mutex<()>,
+    /// Whether the engine answered its last ping (a kept list asks it nothing).
+    check: EngineCheck,
 }
 
 impl Informer {
@@ -61,7 +64,32 @@ impl Informer {
             relist,
             watch: Mutex::default(),
             refresh: tokio::sync::Mutex::new(()),
+            check: EngineCheck::default(),
         }
+    }
+
+    /// Pings the engine every [`EVERY`], each ping bounded by [`PING_BOUND`], until
+    /// `shutdown`; a change of verdict is logged.
+    pub async fn keep_checking(&self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            let answered = self.engine.ping_within(PING_BOUND).await;
+            let outcome = answered.map_err(|e| crate::error_chain::chain(&e).to_string());
+            if self.check.record(outcome.clone()) {
+                match outcome {
+                    Ok(()) => tracing::info!("the engine answers again"),
+                    Err(why) => tracing::warn!(cause = %why, "the engine does not answer"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    }
+
+    /// Ok while the engine answered its last ping in time, else why not.
+    pub fn engine_answers(&self) -> Result<(), String> {
+        self.check.verdict()
     }
 
     /// Whether apps are Swarm services (`runtime = "swarm"`).

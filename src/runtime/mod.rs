@@ -11,6 +11,7 @@
 
 pub mod caddy;
 pub mod engine;
+pub mod engine_check;
 pub mod executor;
 pub mod front;
 pub mod health;

@@ -28,10 +28,22 @@ impl ContainerReader {
         ContainerReader { engine, informer }
     }
 
-    /// This instance's containers.
+    /// This instance's containers; refused while the engine does not answer its pings, since
+    /// a kept list would go on showing what ran before it hung.
     pub async fn list(&self) -> Result<Arc<Vec<Observed>>, EngineError> {
+        if let Err(why) = self.informer.engine_answers() {
+            return Err(EngineError {
+                op: format!("list containers: {why}"),
+                source: bollard::errors::Error::RequestTimeoutError,
+            });
+        }
         let listed = self.informer.list_within(CONTAINER_CACHE_TTL).await?;
         Ok(listed.containers)
+    }
+
+    /// Ok while the engine answered its last ping in time (bounded), else why not.
+    pub fn engine_answers(&self) -> Result<(), String> {
+        self.informer.engine_answers()
     }
 
     /// The last `tail` lines container `name` wrote, streamed; in swarm mode, what the tasks

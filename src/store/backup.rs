@@ -122,6 +122,7 @@ mod tests {
         let entry = AuditEntry {
             at: 1,
             actor: "alice".into(),
+            user: None,
             action: "POST /users".into(),
             status: 201,
         };

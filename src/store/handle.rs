@@ -7,13 +7,19 @@
 //! **Invariant: a failed commit marks the handle broken, and the next transaction reopens the
 //! file first.** Nothing is retried behind the caller's back but a transaction that had not
 //! begun (a begin that met the latched error): a failed commit is reported, never replayed.
+//!
+//! **Invariant: no transaction, commit or reopen touches a file that is not the one berth
+//! opened, or is no redb file any more** (`file`): every write path (the API's, the loop's
+//! revisions and incarnations, the status saver) goes through [`Handle::commit`], which checks
+//! it first, and a reopen opens only the file that is there (never creates one).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTransaction};
 
+use super::file::{self, Stamp};
 use super::StoreError;
 
 /// The open database file, reopened when a write failed.
@@ -28,6 +34,10 @@ pub(super) struct Handle {
     /// Commits made through this handle: what was read at one generation is still true while
     /// it is the same (the key cache relies on it; one process holds the file).
     generation: std::sync::atomic::AtomicU64,
+    /// Which file berth opened (device, inode); held across a commit.
+    stamp: Mutex<Option<Stamp>>,
+    /// What the last commit's failure was, while it is the last word.
+    failure: Mutex<Option<String>>,
 }
 
 impl Handle {
@@ -39,7 +49,36 @@ impl Handle {
             broken: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             generation: Default::default(),
+            stamp: Mutex::new(file::stamp(path)),
+            failure: Mutex::default(),
         }
+    }
+
+    /// Refuses ([`StoreError::Gone`]) when the file is not the one berth opened, or no redb
+    /// file any more.
+    pub(super) fn check_on_disk(&self) -> Result<(), StoreError> {
+        let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        self.unchanged(*stamp)
+    }
+
+    fn unchanged(&self, was: Option<Stamp>) -> Result<(), StoreError> {
+        let why = match was {
+            Some(was) => file::changed(&self.path, was),
+            None => Some("the database file could not be read when berth opened it".into()),
+        };
+        match why {
+            None => Ok(()),
+            Some(why) => Err(StoreError::Gone {
+                path: self.path.clone(),
+                why: format!("{why}; {}", file::RECOVER),
+            }),
+        }
+    }
+
+    /// Why the last commit failed, while no commit has succeeded since.
+    pub(super) fn last_failure(&self) -> Option<String> {
+        let failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.clone()
     }
 
     /// See the field `generation`.
@@ -68,6 +107,8 @@ impl Handle {
     }
 
     fn begin<T>(&self, f: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        // redb can panic reading a file changed under it: no transaction begins on one.
+        self.check_on_disk()?;
         for attempt in 0..2 {
             if self.is_broken() || self.db.read().expect("db lock").is_none() {
                 self.reopen()?;
@@ -82,21 +123,47 @@ impl Handle {
     }
 
     /// Commits `txn`; a failure marks the handle broken so the next write reopens the file.
+    /// A file changed under berth is refused before anything is written to it.
     pub(super) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
-        let committed = txn.commit().map_err(super::db_err);
+        let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(gone) = self.unchanged(*stamp) {
+            let _ = txn.abort();
+            self.note_failure(&gone);
+            return Err(gone);
+        }
+        let committed = txn.commit().map_err(|e| self.named(super::db_err(e)));
+        drop(stamp);
         // Bumped whatever the outcome: a failed commit may have changed what a reader sees.
         self.generation.fetch_add(1, Ordering::AcqRel);
         match committed {
             Ok(()) => {
                 self.broken.store(false, Ordering::Relaxed);
                 self.failing.store(false, Ordering::Relaxed);
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(())
             }
             Err(e) => {
                 self.failing.store(true, Ordering::Relaxed);
+                self.note_failure(&e);
                 self.mark_broken(&e);
                 Err(e)
             }
+        }
+    }
+
+    fn note_failure(&self, e: &StoreError) {
+        let why = crate::error_chain::chain(e).to_string();
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Names the file in an error that could not know it.
+    fn named(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Unwritable { source, .. } => StoreError::Unwritable {
+                path: self.path.clone(),
+                source,
+            },
+            other => other,
         }
     }
 
@@ -121,8 +188,17 @@ impl Handle {
         if slot.is_some() && !self.is_broken() {
             return Ok(()); // another thread reopened it meanwhile
         }
+        // Only the file berth wrote last is opened again, and never made: a missing,
+        // replaced or overwritten file stays as the operator left it.
+        self.check_on_disk()?;
         slot.take();
-        match Database::create(&self.path) {
+        let opened = std::panic::catch_unwind(|| Database::open(&self.path));
+        let opened = opened.unwrap_or_else(|_| {
+            Err(DatabaseError::Storage(redb::StorageError::Corrupted(
+                "redb could not read it".into(),
+            )))
+        });
+        match opened {
             Ok(db) => {
                 *slot = Some(db);
                 self.broken.store(false, Ordering::Relaxed);
@@ -134,7 +210,7 @@ impl Handle {
             }
             Err(e) => {
                 self.broken.store(true, Ordering::Relaxed);
-                Err(super::db_err(e))
+                Err(self.named(super::db_err(e)))
             }
         }
     }
@@ -143,6 +219,18 @@ impl Handle {
         StoreError::Reopening {
             path: self.path.clone(),
             why: why.into(),
+        }
+    }
+}
+
+impl Drop for Handle {
+    /// redb writes its file when closed: one changed under berth is left as it is found (the
+    /// handle is leaked instead; the process is ending, or the store is being given up).
+    fn drop(&mut self) {
+        if self.check_on_disk().is_err() {
+            if let Some(db) = self.db.write().unwrap_or_else(|e| e.into_inner()).take() {
+                std::mem::forget(db);
+            }
         }
     }
 }

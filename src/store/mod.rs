@@ -16,6 +16,7 @@
 
 mod audit;
 mod backup;
+mod file;
 mod handle;
 mod incarnations;
 mod key_cache;
@@ -26,6 +27,7 @@ mod status;
 pub mod tokens;
 mod users;
 
+use file::{marker_path, private_file, MARKER_TEXT};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,22 +53,6 @@ const APP_STATUS: TableDefinition<&str, &str> = TableDefinition::new("app_status
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 const REVISIONS: TableDefinition<&str, &str> = TableDefinition::new("revisions");
 const INCARNATIONS: TableDefinition<&str, &str> = TableDefinition::new("incarnations");
-
-/// Beside the database: says a database was made here, so its disappearance is noticed.
-fn marker_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".made");
-    path.with_file_name(name)
-}
-
-const MARKER_TEXT: &str = "berth made its database beside this file. If the database is gone, \
-restore it from a backup; remove this file only to start over with no users and no keys.\n";
-
-/// (device, inode) of the file at `path`.
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +100,15 @@ pub enum StoreError {
     /// A name that breaks the rules.
     #[error(transparent)]
     Name(#[from] crate::model::names::NameError),
+    /// The file system refuses berth its own file (immutable, read-only, permissions).
+    #[error("{}: cannot write the database: {}", path.display(), file::io_why(source))]
+    Unwritable {
+        /// The database file.
+        path: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The disk holding the database is full: nothing was written.
     #[error("the disk holding the database is full; nothing was written (free space, then retry)")]
     Full(#[source] std::io::Error),
@@ -144,6 +139,10 @@ pub enum StoreError {
 fn db_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
         redb::Error::Io(io) if is_full(&io) => StoreError::Full(io),
+        redb::Error::Io(io) if is_refused(&io) => StoreError::Unwritable {
+            path: PathBuf::from("the database"),
+            source: io,
+        },
         other => StoreError::Db(Box::new(other)),
     }
 }
@@ -153,6 +152,14 @@ pub fn is_full(e: &std::io::Error) -> bool {
     use std::io::ErrorKind;
     matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
         || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// A write the file system refuses whatever the space: immutable, read-only, permissions.
+fn is_refused(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EACCES | libc::EROFS)
+    )
 }
 
 /// Seconds since the Unix epoch.
@@ -174,33 +181,13 @@ fn from_json<T: DeserializeOwned>(table: &str, key: &str, text: &str) -> Result<
     })
 }
 
-/// Makes `path` a file only its owner can read (0600): created so when missing (before redb
-/// opens it, so there is no moment it is readable), tightened with a log line when an older
-/// berth left it readable by others. It holds revisions with env values.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)?;
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        tracing::info!(file = %path.display(), was = format!("{mode:o}"), "tightened the database to 0600");
-    }
-    Ok(())
-}
-
 /// The open database.
 pub struct Store {
-    /// redb handle, reopened after a failed write.
+    /// redb handle, reopened after a failed write; it knows the file's stamp, so a
+    /// deletion, replacement or overwrite while berth runs is noticed, not written past.
     db: handle::Handle,
-    /// The file, and which file it was when opened (device, inode): a deletion or a
-    /// replacement while berth runs is noticed, not written past.
+    /// The file.
     path: PathBuf,
-    identity: Option<(u64, u64)>,
     /// Key for the keyed hashes of secrets; made once when the database is created.
     hash_key: [u8; 32],
     /// When this process made each incarnation it made (monotonic), so a pass that scanned
@@ -222,27 +209,39 @@ impl Store {
             })?;
         }
         let marker = marker_path(path);
-        if !path.exists() && marker.exists() {
-            return Err(StoreError::Gone {
-                path: path.into(),
-                why: format!(
-                    "berth's database was here and is gone (its marker {} remains); restore the file from a backup, or remove the marker to start with no users and no keys",
-                    marker.display()
-                ),
-            });
-        }
-        private_file(path).map_err(|e| StoreError::Foreign {
+        refuse_lost(path, &marker)?;
+        private_file(path).map_err(|source| StoreError::Unwritable {
             path: path.into(),
-            why: format!("cannot make it private (0600): {e}"),
+            source,
         })?;
-        let db = Database::create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::Busy { path: path.into() },
-            other => StoreError::Foreign {
-                path: path.into(),
-                why: other.to_string(),
-            },
-        })?;
-        let hash_key = init_schema(&db, path)?;
+        // redb panics on some damaged files (issue 36: exit 101 after a truncation): a damaged
+        // file is refused as one, with its name, not a crash.
+        let opened = std::panic::catch_unwind(|| {
+            let db = Database::create(path)?;
+            Ok::<_, DatabaseError>((init_schema(&db, path), db))
+        });
+        let (hash_key, db) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::Busy { path: path.into() })
+            }
+            Ok(Err(DatabaseError::Storage(redb::StorageError::Io(source))))
+                if is_refused(&source) =>
+            {
+                return Err(StoreError::Unwritable {
+                    path: path.into(),
+                    source,
+                })
+            }
+            Ok(Err(other)) => return Err(foreign(path, other.to_string())),
+            Err(_) => {
+                return Err(foreign(
+                    path,
+                    "redb could not read it: the file is damaged".into(),
+                ))
+            }
+        };
+        let hash_key = hash_key?;
         if !marker.exists() {
             std::fs::write(&marker, MARKER_TEXT).map_err(|e| StoreError::Foreign {
                 path: path.into(),
@@ -252,7 +251,6 @@ impl Store {
         Ok(Store {
             db: handle::Handle::new(path, db),
             path: path.into(),
-            identity: identity(path),
             hash_key,
             born: Default::default(),
             key_cache: Default::default(),
@@ -260,17 +258,16 @@ impl Store {
         })
     }
 
-    /// Whether the file berth opened is still the one at its path. Refuses (as
-    /// [`StoreError::Gone`]) when it was deleted or replaced: writes would go to an unlinked
-    /// file and be lost at the next start.
+    /// Whether the file berth opened is still at its path, and still a redb file. Refuses
+    /// (as [`StoreError::Gone`]) when it was deleted, replaced, emptied or overwritten in
+    /// place: writes would be lost, or would damage what is there now.
     pub fn check_on_disk(&self) -> Result<(), StoreError> {
-        if identity(&self.path) == self.identity {
-            return Ok(());
-        }
-        Err(StoreError::Gone {
-            path: self.path.clone(),
-            why: "the database file was deleted or replaced while berth runs; nothing more is written to it. Restore it from a backup and restart berth".into(),
-        })
+        self.db.check_on_disk()
+    }
+
+    /// Why the last commit failed, while it is the last word (`/readyz` says it).
+    pub fn last_write_failure(&self) -> Option<String> {
+        self.db.last_failure()
     }
 
     /// Whether writes work: true unless the last commit failed; then a small probe write
@@ -322,6 +319,33 @@ impl Store {
         };
         Ok(Some(from_json(def.name(), key, v.value())?))
     }
+}
+
+fn foreign(path: &Path, why: String) -> StoreError {
+    StoreError::Foreign {
+        path: path.into(),
+        why,
+    }
+}
+
+/// Refuses to make a database where berth made one before (its marker is there) and the file
+/// is gone or empty: a fresh one would drop every user and key without a word.
+fn refuse_lost(path: &Path, marker: &Path) -> Result<(), StoreError> {
+    if !marker.exists() {
+        return Ok(());
+    }
+    let what = match std::fs::metadata(path) {
+        Err(_) => "is gone",
+        Ok(m) if m.len() == 0 => "is empty (0 bytes)",
+        Ok(_) => return Ok(()),
+    };
+    Err(StoreError::Gone {
+        path: path.into(),
+        why: format!(
+            "berth's database was here and {what} (its marker {} remains); nothing was made in its place; restore the file from the copy `berth backup` made, or remove the file and the marker to start with no users and no keys",
+            marker.display()
+        ),
+    })
 }
 
 /// Creates the tables of a new database, or checks the version of an existing one. Returns
@@ -380,6 +404,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
     }
     txn.open_table(AUDIT)
         .map_err(|e| foreign(format!("table audit: {e}")))?;
+    audit::index(&txn)?;
     txn.commit().map_err(db_err)?;
     Ok(*key.as_bytes())
 }
@@ -394,104 +419,4 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use redb::ReadableDatabase;
-
-    #[test]
-    fn reopen_keeps_the_hash_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("berth.redb");
-        let k1 = Store::open(&path).unwrap().hash_key;
-        let k2 = Store::open(&path).unwrap().hash_key;
-        assert_eq!(k1, k2);
-    }
-
-    #[test]
-    fn a_second_open_in_one_process_is_busy() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("berth.redb");
-        let _held = Store::open(&path).unwrap();
-        let err = Store::open(&path).err().expect("second open must fail");
-        assert!(matches!(err, StoreError::Busy { .. }), "{err}");
-        assert!(err.to_string().contains("berth.redb"), "{err}");
-    }
-
-    #[test]
-    fn another_schema_version_is_refused_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("berth.redb");
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert("schema_version", "99")
-                .unwrap();
-            txn.commit().unwrap();
-        }
-        let err = Store::open(&path).err().expect("must refuse");
-        let msg = err.to_string();
-        assert!(msg.contains("schema version 99"), "{msg}");
-        assert!(msg.contains("berth.redb"), "{msg}");
-        // Nothing of ours was written: the version stands and no berth table appeared.
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_read().unwrap();
-        let tables: Vec<String> = txn
-            .list_tables()
-            .unwrap()
-            .map(|t| t.name().to_string())
-            .collect();
-        assert_eq!(tables, ["meta"]);
-        let meta = txn.open_table(META).unwrap();
-        assert_eq!(meta.get("schema_version").unwrap().unwrap().value(), "99");
-    }
-
-    #[test]
-    fn foreign_files_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let junk = dir.path().join("junk.redb");
-        std::fs::write(
-            &junk,
-            b"this is not a database at all, just text\n".repeat(100),
-        )
-        .unwrap();
-        let err = Store::open(&junk).err().expect("must refuse");
-        assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
-        assert!(err.to_string().contains("junk.redb"), "{err}");
-
-        let other = dir.path().join("other.redb");
-        {
-            let db = Database::create(&other).unwrap();
-            let txn = db.begin_write().unwrap();
-            let t: TableDefinition<&str, u64> = TableDefinition::new("something");
-            txn.open_table(t).unwrap().insert("x", &1).unwrap();
-            txn.commit().unwrap();
-        }
-        let err = Store::open(&other).err().expect("must refuse");
-        assert!(err.to_string().contains("no schema version"), "{err}");
-    }
-}
-
-#[cfg(test)]
-mod marker_tests {
-    use super::*;
-
-    #[test]
-    fn a_database_that_vanished_is_not_made_again_and_a_replaced_one_is_noticed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("berth.redb");
-        let store = Store::open(&path).unwrap();
-        store.check_on_disk().unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let err = store.check_on_disk().unwrap_err();
-        assert!(err.to_string().contains("deleted or replaced"), "{err}");
-        drop(store);
-        let err = Store::open(&path).err().expect("opened a fresh database");
-        assert!(matches!(err, StoreError::Gone { .. }), "{err}");
-        assert!(err.to_string().contains("restore"), "{err}");
-        assert!(!path.exists());
-        std::fs::remove_file(marker_path(&path)).unwrap();
-        Store::open(&path).expect("starting over on purpose");
-    }
-}
+mod open_tests;
