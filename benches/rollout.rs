@@ -1,4 +1,4 @@
-//! Rollouts through a real Caddy, measured against their floor in the same run (SPEC §9):
+//! Rollouts through a real Caddy, measured against their floor in the same run (docs/guides/deploys-and-rollback.md):
 //! - a deploy of a domain app, from the manifest write to Caddy answering with the new
 //!   version, against the raw floor: create + start a container of the same image with raw
 //!   Docker calls and poll it until it answers;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two apps by domain, over HTTPS, through a real Caddy that berth drives (SPEC §9): this script
+# Two apps by domain, over HTTPS, through a real Caddy that berth drives (docs/guides/deploys-and-rollback.md): this script
 # starts its own Caddy (admin API and listeners on local ports, Caddy's own CA with
 # tls = "internal", nothing installed into the system's trust store) and `berth serve`, then
 # curls https://shop.example.test and https://blog.example.test through Caddy. Everything

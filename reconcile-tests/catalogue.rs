@@ -1,4 +1,4 @@
-//! The catalogue (SPEC §13) on the real engine: redis-v1 with its generated password (a sealed
+//! The catalogue (docs/guides/templates-and-values.md) on the real engine: redis-v1 with its generated password (a sealed
 //! value), its data volume kept across deploys and deletes and dropped only by a confirmed
 //! purge, another app of the user talking to it with that password; and every value rule
 //! refused with the file, the value and the rule named, with nothing touched. The image is

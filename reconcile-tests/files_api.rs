@@ -1,4 +1,4 @@
-//! The files API (SPEC §11) over real HTTP against `berth serve`: listing, reading with
+//! The files API (docs/guides/portal.md) over real HTTP against `berth serve`: listing, reading with
 //! etags, etag-checked writes (428, 412, 413), path tricks sent raw (`..`, absolute paths,
 //! `%2F`, `%2e%2e`, NUL, backslashes), symlinks planted in a workspace (to `/etc`, to another
 //! user's workspace, the workspace itself a link) that are never followed, scope (403, 404),

@@ -150,7 +150,7 @@ async fn non_utf8_file_name_not_ending_in_toml_is_ignored() {
     let root = TestRoot::new("oddname").await;
     root.write_manifest("alice", "web", MINIMAL);
     // A backup file whose name is not valid UTF-8: it does not end in `.toml`, so it is not a
-    // manifest (SPEC §3) and must not fail validation.
+    // manifest (docs/reference/manifest.md) and must not fail validation.
     let odd = root
         .path()
         .join("state/apps/alice")

@@ -1,4 +1,4 @@
-//! Traffic through a real Caddy (SPEC §9): domain apps answer over HTTPS by name (Caddy's
+//! Traffic through a real Caddy (docs/guides/deploys-and-rollback.md): domain apps answer over HTTPS by name (Caddy's
 //! local CA), a stopped app answers 503, a pass that changes nothing writes nothing to Caddy,
 //! a restarted Caddy or a hand-deleted server of berth's gets berth's routes back within one
 //! resync, and a server someone else added to Caddy is left exactly as it was.

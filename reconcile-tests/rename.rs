@@ -1,4 +1,4 @@
-//! Renames without loss (SPEC §13, `renamed_from`) on the real engine: through the API with
+//! Renames without loss (docs/guides/volumes-and-rename.md, `renamed_from`) on the real engine: through the API with
 //! serve running, and through `berth mv` + `berth apply` without a daemon. The app keeps its
 //! workspace, its volume's data (owners, modes, dot files), its client keys, its revisions and
 //! its domain; the old name keeps nothing. And serve SIGKILLed at each step of the takeover

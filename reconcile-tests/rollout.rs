@@ -1,4 +1,4 @@
-//! Rollouts (SPEC §9) against a real Caddy and real containers: deploys of a domain app under
+//! Rollouts (docs/guides/deploys-and-rollback.md) against a real Caddy and real containers: deploys of a domain app under
 //! continuous load fail no request and every switch sticks; a new version that fails its
 //! health check or exits is rolled back, shown as `rollout-failed` and not retried; an app on
 //! a host port gets its old container back; berth SIGKILLed at each step of a rollout comes

@@ -1,4 +1,4 @@
-//! Secrets (issue 13, SPEC §10) against the real engine: a value set through the API and one
+//! Secrets (issue 13, docs/guides/secrets.md) against the real engine: a value set through the API and one
 //! encrypted by hand with only the public key reach the container's environment, and are
 //! searched for on every other surface (docker inspect outside the environment, berth's log at
 //! trace, every API answer, the audit log, the database file, the state directory, `plan`).

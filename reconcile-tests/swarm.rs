@@ -1,4 +1,4 @@
-//! `runtime = "swarm"` (SPEC §12) on a single-node swarm of the test engine, with a registry of
+//! `runtime = "swarm"` (docs/guides/swarm.md) on a single-node swarm of the test engine, with a registry of
 //! the test's own: an app becomes a service running an image of its template plus its
 //! workspace (not a bind mount); a no-op pass writes nothing; an edit and a deploy roll the
 //! service to a new image; a hand-removed service comes back; stopped means no task; a

@@ -1,4 +1,4 @@
-//! `runtime = "swarm"` (SPEC §12) on two nodes of one machine: the test engine as manager
+//! `runtime = "swarm"` (docs/guides/swarm.md) on two nodes of one machine: the test engine as manager
 //! (advertised on a veth address) and a second `dockerd` in a network namespace as a worker
 //! (`scripts/swarm-node.sh`), with a TLS registry both pull from, which asks for a login
 //! (`[registry_login]`: a wrong password is refused at the push; with the right one the

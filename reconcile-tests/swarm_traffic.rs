@@ -1,4 +1,4 @@
-//! Traffic on a swarm (SPEC §12 with §9, §14): a domain app's service answers through a real
+//! Traffic on a swarm (docs/guides/swarm.md with docs/guides/deploys-and-rollback.md and docs/guides/tenancy.md): a domain app's service answers through a real
 //! Caddy (plain HTTP) at its tasks' published ports, and a deploy moves it to the new task with no failed
 //! request (Swarm's start-first update gated by the template's probe, berth following the
 //! tasks meanwhile); a new version whose probe fails is rolled back by Swarm while the old

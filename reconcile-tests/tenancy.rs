@@ -1,4 +1,4 @@
-//! Tenancy (SPEC §14): what one user's manifest may ask for, held to the server's `[policy]`
+//! Tenancy (docs/guides/tenancy.md): what one user's manifest may ask for, held to the server's `[policy]`
 //! whether the file comes through the API (422 naming the rule, the file untouched) or by hand
 //! (the app frozen naming the rule, nothing created); ports and domains kept by the app whose
 //! container has them, in either order and while the holder is stopped.

@@ -1,4 +1,4 @@
-//! The `berth` command line (SPEC §6): parses arguments and runs one command (`cli::run`),
+//! The `berth` command line (docs/reference/cli.md): parses arguments and runs one command (`cli::run`),
 //! mapping the outcome to an exit code: 0 converged / valid, 1 not converged / invalid, 2 fatal.
 
 use std::process::ExitCode;

@@ -111,7 +111,7 @@ struct NewApp {
     template_id: String,
     /// Admins (and the unix socket) may create apps for another user.
     userid: Option<String>,
-    /// The template's values to set (SPEC §13); a secret one is sealed before it is written.
+    /// The template's values to set (docs/guides/templates-and-values.md); a secret one is sealed before it is written.
     #[serde(default)]
     values: std::collections::BTreeMap<String, Value>,
 }

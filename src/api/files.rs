@@ -1,4 +1,4 @@
-//! The files API (SPEC §11): an app's workspace files over HTTP. `GET …/files` lists them,
+//! The files API (docs/guides/portal.md): an app's workspace files over HTTP. `GET …/files` lists them,
 //! `GET …/files/{*path}` answers a file's bytes with its `ETag`, `PUT` writes one (the body
 //! is the bytes; `If-Match: "<etag>"` to replace, `If-None-Match: *` to create; 428 without
 //! either, 412 when stale), `DELETE` removes one (`If-Match` required). Up to 1 MiB a file.

@@ -1,4 +1,4 @@
-//! The HTTP API (SPEC §7), served by `berth serve` on `listen` and on a unix socket beside
+//! The HTTP API (docs/reference/http-api.md), served by `berth serve` on `listen` and on a unix socket beside
 //! the database. One `AppState`; one `router()` per module, merged here; one middleware that
 //! counts every request for `/metrics` and writes every mutating call to the audit log.
 //!

@@ -133,7 +133,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": { "title": "berth", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "The berth node agent's HTTP API (SPEC §7). Every error is {\"error\":{\"code\",\"message\"}}." },
+                  "description": "The berth node agent's HTTP API (docs/reference/http-api.md). Every error is {\"error\":{\"code\",\"message\"}}." },
         "paths": paths,
         "components": {
             "securitySchemes": {

@@ -2,7 +2,7 @@
 //! The answer comes once the files say so (the new manifest with `renamed_from`, the old one
 //! gone, one commit in git mode) and the app's records (client keys, revisions) have moved;
 //! the loop then takes the container, workspace and volumes over and gives the app its new
-//! container (SPEC §13). Hence 202: the move of what runs is under way, not done.
+//! container (docs/guides/templates-and-values.md). Hence 202: the move of what runs is under way, not done.
 
 use std::sync::Arc;
 use std::time::SystemTime;

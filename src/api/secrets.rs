@@ -1,4 +1,4 @@
-//! `/apps/{userid}/{appname}/secrets` (SPEC §10): set, list and delete `[secrets]` entries.
+//! `/apps/{userid}/{appname}/secrets` (docs/guides/secrets.md): set, list and delete `[secrets]` entries.
 //! A value is encrypted to the server's key in memory and only the ciphertext is written,
 //! through the same write path (roles, etag, audit, git commit) as every manifest change.
 //! Answers name secrets and show fingerprints and when each was set (from the revision

@@ -1,4 +1,4 @@
-//! `GET /templates`: the catalogue (SPEC §13): every template with its image, port, volumes
+//! `GET /templates`: the catalogue (docs/guides/volumes-and-rename.md): every template with its image, port, volumes
 //! and the values an app may or must set (type, default, required, choices, bounds, pattern),
 //! for the portal's create form and for editors. A template that does not load is listed with
 //! its error, so a broken one is visible rather than missing.

@@ -1,4 +1,4 @@
-//! `berth users ...` and `berth status` (SPEC §6): through the daemon's unix socket when
+//! `berth users ...` and `berth status` (docs/reference/cli.md): through the daemon's unix socket when
 //! `berth serve` runs (redb lets one process hold the database), otherwise on the database
 //! directly. Both paths print the same thing.
 

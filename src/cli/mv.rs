@@ -1,4 +1,4 @@
-//! `berth mv <userid>/<appname> <new-name>`: a rename (SPEC §13) through the daemon's socket
+//! `berth mv <userid>/<appname> <new-name>`: a rename (docs/guides/volumes-and-rename.md) through the daemon's socket
 //! when `berth serve` runs (the API's rename, audited as the socket's admin), else on the
 //! files and the database directly; either way the next pass moves the container, workspace
 //! and volumes.

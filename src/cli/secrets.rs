@@ -1,4 +1,4 @@
-//! `berth secrets recipient` and `berth secrets encrypt NAME` (SPEC §10): what a person needs
+//! `berth secrets recipient` and `berth secrets encrypt NAME` (docs/guides/secrets.md): what a person needs
 //! to commit an encrypted value without the server's private key.
 
 use std::io::Read;

@@ -223,7 +223,7 @@ impl Reconciler {
 }
 
 impl Reconciler {
-    /// Brings Caddy in line with this desired and observed state (SPEC §9); `None` without
+    /// Brings Caddy in line with this desired and observed state (docs/guides/deploys-and-rollback.md); `None` without
     /// `[proxy]`, else the writes it made. A pass over unchanged state reads and writes nothing.
     pub async fn sync_proxy(
         &self,

@@ -1,4 +1,4 @@
-//! What apps share and only one may have (SPEC §14): host ports, domains, and a user's memory.
+//! What apps share and only one may have (docs/guides/tenancy.md): host ports, domains, and a user's memory.
 //!
 //! A port or domain belongs to the app that has it — its container (running or stopped), or,
 //! while its container is being replaced or its create is being retried, the app that owned it

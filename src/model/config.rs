@@ -1,4 +1,4 @@
-//! Daemon configuration: `berth.toml` (SPEC §2), every key optional, unknown keys rejected with
+//! Daemon configuration: `berth.toml` (docs/reference/files-on-disk.md), every key optional, unknown keys rejected with
 //! file:line:col. `Config` is the resolved form: absolute paths, parsed durations, checked names.
 
 use std::collections::BTreeMap;
@@ -169,9 +169,9 @@ pub struct Config {
     pub defaults: ResourceOverrides,
     /// Per-template overrides, by template id.
     pub templates: BTreeMap<String, TemplateOverride>,
-    /// What user manifests may ask for (SPEC §14).
+    /// What user manifests may ask for (docs/guides/tenancy.md).
     pub policy: Policy,
-    /// `[proxy]`: Caddy routes domain apps (SPEC §9); none without the table.
+    /// `[proxy]`: Caddy routes domain apps (docs/guides/deploys-and-rollback.md); none without the table.
     pub proxy: Option<ProxyConfig>,
     /// `[http]`: timeouts and the connection cap of the API's server.
     pub http: HttpLimits,
@@ -179,7 +179,7 @@ pub struct Config {
     pub audit_keep_days: u32,
     /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
     pub audit_max_entries: u64,
-    /// `runtime` (SPEC §12): containers on this engine, or services on its swarm.
+    /// `runtime` (docs/guides/swarm.md): containers on this engine, or services on its swarm.
     pub runtime: Runtime,
 }
 

@@ -1,6 +1,6 @@
 //! Desired state: what should run, built from a manifest scan, the templates and the config.
 //! Decides per app whether it is valid (with its container spec and hash), frozen (bad file or
-//! template) or over quota (SPEC §3 limits, decided in path order).
+//! template) or over quota (docs/reference/manifest.md limits, decided in path order).
 
 use std::collections::BTreeMap;
 
@@ -181,7 +181,7 @@ pub enum Entry {
     Frozen(String),
     /// Past a quota: nothing is created or started for it, and nothing of it is removed.
     OverQuota(String),
-    /// Breaks a tenancy rule (SPEC §14): held like a frozen app; the violation names the rule.
+    /// Breaks a tenancy rule (docs/guides/tenancy.md): held like a frozen app; the violation names the rule.
     Refused(Violation),
 }
 

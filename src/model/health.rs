@@ -1,4 +1,4 @@
-//! Health checks (SPEC §9): `[health]` in template.toml, overridable field by field by
+//! Health checks (docs/guides/deploys-and-rollback.md): `[health]` in template.toml, overridable field by field by
 //! `[health]` in a manifest. A new container must pass its check before it takes traffic or
 //! replaces the old one; berth probes it itself (an HTTP GET from the host to the container's
 //! address), so nothing here reaches Docker and nothing here is part of the spec hash.

@@ -1,4 +1,4 @@
-//! A template's shared dependency install (SPEC §13): `[install]` in template.toml names a
+//! A template's shared dependency install (docs/guides/templates-and-values.md): `[install]` in template.toml names a
 //! command, the template files it reads and what it produces. berth runs it in a one-off
 //! container of the template's own image (so the server needs only Docker), once per version
 //! of its inputs, into `shared/<templateId>/`, and apps mount the result read-only. This module

@@ -1,4 +1,4 @@
-//! The label vocabulary berth writes on its containers (SPEC §4) and reads back to observe
+//! The label vocabulary berth writes on its containers (docs/reference/labels.md) and reads back to observe
 //! them. Labels are how berth recognises its own containers: it never touches one without
 //! `paas.type=user-app` and its own `paas.instance`.
 

@@ -1,4 +1,4 @@
-//! The app manifest (SPEC §3): what one `state/apps/<userid>/<appname>.toml` may say.
+//! The app manifest (docs/reference/manifest.md): what one `state/apps/<userid>/<appname>.toml` may say.
 //!
 //! Every field is checked while it is deserialized, so each error carries the line and column
 //! of the offending key or value, and unknown keys are rejected (`deny_unknown_fields`).
@@ -42,7 +42,7 @@ pub struct Manifest {
     /// Plain environment variables.
     #[serde(default)]
     pub env: EnvVars,
-    /// `[secrets]`: environment variables kept encrypted to the server's key (SPEC §10).
+    /// `[secrets]`: environment variables kept encrypted to the server's key (docs/guides/secrets.md).
     #[serde(default)]
     pub secrets: crate::model::secrets::SealedSecrets,
     /// Memory and CPU limits; unset ones come from berth.toml, then the template.
@@ -50,7 +50,7 @@ pub struct Manifest {
     pub resources: ResourceOverrides,
     /// `[health]`: overrides the template's health check field by field.
     pub health: Option<HealthSettings>,
-    /// `[values]`: the template's values this app sets (SPEC §13), checked against the
+    /// `[values]`: the template's values this app sets (docs/guides/templates-and-values.md), checked against the
     /// template's declarations when the desired state is built.
     #[serde(default)]
     #[schemars(schema_with = "crate::model::schema::manifest_values")]

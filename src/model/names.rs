@@ -1,5 +1,5 @@
-//! Names: the rules for user ids, app names and instance names (SPEC §3), the `AppKey` that
-//! identifies an app everywhere, and the container name derived from it (SPEC §4).
+//! Names: the rules for user ids, app names and instance names (docs/reference/manifest.md), the `AppKey` that
+//! identifies an app everywhere, and the container name derived from it (docs/reference/labels.md).
 //!
 //! Every name that reaches a path, a label or a container name passes through here first, so
 //! the rules live in exactly one place.
@@ -124,7 +124,7 @@ impl AppKey {
         format!("{}{OLD_SUFFIX}", self.container_name(instance))
     }
 
-    /// The Docker container name for this app in `instance` (SPEC §4).
+    /// The Docker container name for this app in `instance` (docs/reference/labels.md).
     pub fn container_name(&self, instance: &str) -> String {
         if instance == "main" {
             format!("paas-app-{}-{}", self.userid, self.appname)

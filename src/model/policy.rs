@@ -1,4 +1,4 @@
-//! Tenancy policy (SPEC §14): what one user's manifest may ask for. `[policy]` in berth.toml
+//! Tenancy policy (docs/guides/tenancy.md): what one user's manifest may ask for. `[policy]` in berth.toml
 //! sets the rules for everyone and `[policy.users.<userid>]` overrides any of them for one
 //! user. The rules are checked where desired state is computed (a file that breaks one is
 //! frozen with an error naming the rule) and by the API before it writes (422 with the code).

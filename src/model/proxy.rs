@@ -1,4 +1,4 @@
-//! `[proxy]` in berth.toml (SPEC §9): the Caddy that puts domain apps on the web, reached
+//! `[proxy]` in berth.toml (docs/guides/deploys-and-rollback.md): the Caddy that puts domain apps on the web, reached
 //! through its admin API, and how it gets certificates.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `[registry_login]` in berth.toml (SPEC §12): who berth is at a registry that asks for a
+//! `[registry_login]` in berth.toml (docs/guides/swarm.md): who berth is at a registry that asks for a
 //! login. The password lives in a file of its own, so berth.toml can sit in git and commands
 //! that only read the files (`validate`) work without it; berth reads it when it connects to
 //! the engine to change things, and gives it with every push and every service create and

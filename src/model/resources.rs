@@ -128,7 +128,7 @@ pub struct ResourceOverrides {
     pub cpus: Option<Cpus>,
 }
 
-/// The built-in limits when nothing else says: SPEC §2's 256m and half a core.
+/// The built-in limits when nothing else says: docs/reference/files-on-disk.md's 256m and half a core.
 pub const DEFAULT_MEMORY: Memory = Memory(256 << 20);
 /// See [`DEFAULT_MEMORY`].
 pub const DEFAULT_CPUS: Cpus = Cpus(500_000_000);

@@ -1,4 +1,4 @@
-//! `runtime` in berth.toml (SPEC §12): `"docker"` runs every app as a container on this
+//! `runtime` in berth.toml (docs/guides/swarm.md): `"docker"` runs every app as a container on this
 //! engine; `"swarm"` runs every app as a Swarm service across the swarm this engine manages,
 //! its workspace shipped as an image through `registry`.
 

@@ -1,4 +1,4 @@
-//! Secrets (SPEC §10): `[secrets]` values in a manifest are age ciphertexts
+//! Secrets (docs/guides/secrets.md): `[secrets]` values in a manifest are age ciphertexts
 //! (`age:<base64>`) encrypted to the server's X25519 identity, the [`Keyring`]. This module is
 //! the format and the crypto, with no I/O: the key file is read by `state::secrets_key`.
 //!

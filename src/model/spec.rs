@@ -1,4 +1,4 @@
-//! The canonical container spec (SPEC §4): everything berth sends to Docker for one app,
+//! The canonical container spec (docs/reference/labels.md): everything berth sends to Docker for one app,
 //! derived from manifest + template + config, and its blake3 hash (label `paas.spec-hash`).
 //!
 //! **Invariant: the hash is a function of this struct only.** It is serialized as JSON with a

@@ -1,4 +1,4 @@
-//! Templates (SPEC §2): `templates/<id>/template.toml` plus optional hooks, loaded and
+//! Templates (docs/reference/files-on-disk.md): `templates/<id>/template.toml` plus optional hooks, loaded and
 //! validated, with the per-template image override from berth.toml applied.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use crate::model::source_error::SourceError;
 use crate::model::values::{ValueDecl, ValueKind};
 use crate::model::volumes::VolumeDecl;
 
-/// A template's `template.toml` (SPEC §2): the image, command, port, mounts, health check,
+/// A template's `template.toml` (docs/reference/files-on-disk.md): the image, command, port, mounts, health check,
 /// values, volumes and install of every app made from `templates/<id>/`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +48,7 @@ struct TemplateFile {
     #[serde(default)]
     #[schemars(schema_with = "crate::model::schema::env_map")]
     env: BTreeMap<String, String>,
-    /// What an app may or must set under `[values]` (SPEC §13), by name.
+    /// What an app may or must set under `[values]` (docs/guides/templates-and-values.md), by name.
     #[serde(default)]
     #[schemars(schema_with = "crate::model::schema::value_decls")]
     values: BTreeMap<String, ValueDecl>,
@@ -80,7 +80,7 @@ pub struct MountTemplate {
     pub read_only: bool,
 }
 
-/// The three hook points of SPEC §5.
+/// The three hook points of docs/reference/reconcile-rules.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum HookKind {
     /// Before the first container of an app is created.
@@ -131,7 +131,7 @@ pub struct Template {
     pub health: Option<HealthSettings>,
     /// `[env]`: environment every app gets (a manifest's own `[env]` wins); may use values.
     pub env: BTreeMap<String, String>,
-    /// `[values.*]`: what an app may or must set (SPEC §13).
+    /// `[values.*]`: what an app may or must set (docs/guides/templates-and-values.md).
     pub values: BTreeMap<String, ValueDecl>,
     /// `[[volumes]]`: named volumes every app gets.
     pub volumes: Vec<VolumeDecl>,

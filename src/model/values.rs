@@ -1,4 +1,4 @@
-//! Template values (SPEC §13): `[values.<name>]` in template.toml declares what an app may or
+//! Template values (docs/guides/templates-and-values.md): `[values.<name>]` in template.toml declares what an app may or
 //! must set (type, default, required, choices, bounds, pattern, a generated secret); a
 //! manifest sets them under `[values]`; `{values.<name>}` in the template's image, command
 //! and env is replaced by the app's value. A wrong or missing value is an error that names the

@@ -1,4 +1,4 @@
-//! Named volumes (SPEC §13): `[[volumes]]` in template.toml become Docker volumes, one per app
+//! Named volumes (docs/guides/volumes-and-rename.md): `[[volumes]]` in template.toml become Docker volumes, one per app
 //! and name, labelled like the app's containers. They outlive deploys, stops and deletes; only
 //! a confirmed purge drops them. Their Docker names are derived here, so every layer agrees.
 

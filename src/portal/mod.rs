@@ -1,4 +1,4 @@
-//! The portal (SPEC §11): server-rendered HTML pages under `/ui`, served by `berth serve`
+//! The portal (docs/guides/portal.md): server-rendered HTML pages under `/ui`, served by `berth serve`
 //! beside the API on `listen`, for the same users with the same rules.
 //!
 //! **Invariant: the portal is a client of the API.** Every read and every change is an

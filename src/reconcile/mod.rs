@@ -1,4 +1,4 @@
-//! Decisions: the planner (SPEC §5), retry and crash-restart timing, status derivation and the
+//! Decisions: the planner (docs/reference/reconcile-rules.md), retry and crash-restart timing, status derivation and the
 //! serve loop's state machine (which changes start now, what a finished one means, which purge
 //! requests are settled). The decisions are pure: inputs in, decisions out, time passed in.
 //! Beside them live the three small shared cells the loop publishes and listens through: the

@@ -1,5 +1,5 @@
 //! The planner: a pure function from (desired, observed) to a plan of explicit per-app
-//! actions (SPEC §5), printable as a diff before anything runs.
+//! actions (docs/reference/reconcile-rules.md), printable as a diff before anything runs.
 //!
 //! **Invariants:** `plan` does no I/O and reads no clock; the same inputs give the same plan.
 //! **`Plan::is_noop()` means the executor makes no Docker write call.** A held app (frozen
@@ -108,7 +108,7 @@ impl Action {
     }
 }
 
-/// How a new container replaces the old one (SPEC §9).
+/// How a new container replaces the old one (docs/guides/deploys-and-rollback.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
     /// A domain app without a host port: the new container starts beside the old, passes its
@@ -185,7 +185,7 @@ impl Refusal {
 pub struct AppChange {
     /// Which app.
     pub key: AppKey,
-    /// Extra containers for the key (SPEC §5 "keep one, remove the rest").
+    /// Extra containers for the key (docs/reference/reconcile-rules.md "keep one, remove the rest").
     pub duplicates: Vec<ContainerRef>,
     /// The action, if the kept container (or its absence) needs one.
     pub action: Option<Action>,
@@ -239,7 +239,7 @@ pub struct PlanOptions<'a> {
     pub asked: Option<&'a BTreeSet<AppKey>>,
 }
 
-/// The guard (SPEC §5): by default more than 3 removals and more than half the running apps.
+/// The guard (docs/reference/reconcile-rules.md): by default more than 3 removals and more than half the running apps.
 pub fn prune_is_blocked(removals: usize, running_apps: usize, guard: Option<usize>) -> bool {
     match guard {
         Some(limit) => removals > limit,

@@ -1,4 +1,4 @@
-//! Rollouts in the plan (SPEC §9): the strategy an app's change takes, what is kept after a
+//! Rollouts in the plan (docs/guides/deploys-and-rollback.md): the strategy an app's change takes, what is kept after a
 //! rollout was interrupted at each step, and a refused spec.
 
 use super::tests::only_action;

@@ -1,4 +1,4 @@
-//! One test per row of SPEC §5's table, plus the guard and held apps.
+//! One test per row of docs/reference/reconcile-rules.md's table, plus the guard and held apps.
 
 use super::*;
 use crate::model::fixtures::*;

@@ -1,4 +1,4 @@
-//! The Caddy configuration berth owns (SPEC §9), rendered from one pass's desired and observed
+//! The Caddy configuration berth owns (docs/guides/deploys-and-rollback.md), rendered from one pass's desired and observed
 //! state: one server (two with TLS: HTTPS plus an HTTP redirect) whose routes send each domain
 //! to its app's container, a 503 page for a domain whose app is not running, and with
 //! `tls = "internal"` or `"acme"` a TLS automation policy for exactly those domains. Pure: the

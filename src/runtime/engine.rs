@@ -26,6 +26,7 @@ use crate::runtime::engine_check::{bounded, LIST_BOUND};
 mod app_image;
 mod body;
 mod client;
+mod error;
 mod image_prune;
 mod networks;
 mod oneoff;
@@ -41,48 +42,9 @@ mod volumes;
 
 pub use body::create_body;
 pub use client::{uncounted, CallCounter};
+pub use error::EngineError;
+use error::fail;
 pub(in crate::runtime) use oneoff::Job;
-
-/// A Docker call that failed, naming what berth was doing.
-#[derive(Debug, thiserror::Error)]
-#[error("docker {op}: {source}")]
-pub struct EngineError {
-    /// What berth asked for ("create paas-app-alice-hello", "pull node:22-alpine", ...).
-    pub op: String,
-    /// bollard's error.
-    #[source]
-    pub source: bollard::errors::Error,
-}
-
-impl EngineError {
-    /// Whether Docker answered 404: the container (or image) does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(
-            self.source,
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            }
-        )
-    }
-
-    /// Whether Docker answered 409: a name or state conflict, which another writer on the
-    /// engine can cause and which says nothing about the spec berth asked for.
-    pub fn is_conflict(&self) -> bool {
-        matches!(
-            self.source,
-            bollard::errors::Error::DockerResponseServerError {
-                status_code: 409,
-                ..
-            }
-        )
-    }
-}
-
-fn fail(op: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> EngineError {
-    let op = op.into();
-    move |source| EngineError { op, source }
-}
 
 /// A connection to the engine, scoped to one berth instance.
 #[derive(Clone)]

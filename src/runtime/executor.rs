@@ -1,4 +1,4 @@
-//! Executes one app's planned change: hooks first, then Docker calls, in the order SPEC §5
+//! Executes one app's planned change: hooks first, then Docker calls, in the order docs/reference/reconcile-rules.md
 //! gives. Knows nothing about scheduling: the daemon's loop (through `LoopState`) decides what
 //! runs when, and
 //! **calls `execute` for at most one change per app at a time.**

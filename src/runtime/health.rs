@@ -1,4 +1,4 @@
-//! A rollout's health gate (SPEC §9): waits until a new container answers its health check,
+//! A rollout's health gate (docs/guides/deploys-and-rollback.md): waits until a new container answers its health check,
 //! or says why it did not. berth probes from the host, the way Caddy will reach the container:
 //! an HTTP GET on `address:port` (2xx or 3xx is healthy), or for a domain app without
 //! `[health]` a TCP connect. A container that stops fails the gate at once.

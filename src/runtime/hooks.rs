@@ -1,4 +1,4 @@
-//! Runs template hooks (SPEC §5): the five `BERTH_*` variables in the environment, the template
+//! Runs template hooks (docs/reference/reconcile-rules.md): the five `BERTH_*` variables in the environment, the template
 //! directory as working directory, a timeout, output captured line by line into berth's log,
 //! and **never two hooks of one template at once** (they share `shared/<template>`). In the
 //! `berth` binary each hook runs under a `hook_shim`, so everything it starts (even `setsid`
@@ -272,7 +272,7 @@ async fn spawn(path: &Path, env: &HookEnv) -> std::io::Result<tokio::process::Ch
     }
 }
 
-/// The hook's command: its environment (SPEC §4), run from the template directory in a
+/// The hook's command: its environment (docs/reference/labels.md), run from the template directory in a
 /// process group of its own so the whole group can be killed; under a shim when this is the
 /// `berth` binary. A shim is not killed when its run is dropped (that would orphan what the
 /// hook started): its stdin closes instead, and it kills the hook's tree itself.

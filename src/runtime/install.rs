@@ -1,4 +1,4 @@
-//! A template's shared dependency install (SPEC §13), run in a one-off container of the
+//! A template's shared dependency install (docs/guides/templates-and-values.md), run in a one-off container of the
 //! template's own image, so the server needs only Docker: no node, npm or pip on the host.
 //! Layout under `shared/<templateId>/`:
 //!

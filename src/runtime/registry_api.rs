@@ -1,5 +1,5 @@
 //! The registry's own HTTP API (distribution v2), for what the engine API cannot do: delete
-//! an app's old images from the registry every node pulls from (SPEC §12), so it does not
+//! an app's old images from the registry every node pulls from (docs/guides/swarm.md), so it does not
 //! keep one image per edit for ever. Only three calls: a repository's tags, a tag's manifest
 //! digest, and a manifest's deletion (the registry needs `storage: delete: enabled: true`;
 //! its blobs go at the operator's `garbage-collect`).

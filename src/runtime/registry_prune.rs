@@ -1,4 +1,4 @@
-//! An app's old images in the registry (SPEC §12): after each deploy, the registry keeps the
+//! An app's old images in the registry (docs/guides/swarm.md): after each deploy, the registry keeps the
 //! tags kept on the manager (the image the app runs and the newest others up to
 //! `revisions_kept`) and loses the rest; a deleted app's all go. A manifest is deleted by
 //! digest, which takes every tag on it, so a digest a kept tag or the running image points at

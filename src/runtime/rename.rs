@@ -1,4 +1,4 @@
-//! A rename's takeover (SPEC §13, `renamed_from`): the old name's containers stop (in swarm
+//! A rename's takeover (docs/guides/volumes-and-rename.md, `renamed_from`): the old name's containers stop (in swarm
 //! mode its service goes, its volumes being on this node, where its one task was pinned), its
 //! workspace directory moves (one `rename(2)`), each of its volumes is copied into the new
 //! name's volume by a one-off container of the app's own image, and then the old containers

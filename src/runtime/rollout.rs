@@ -1,4 +1,4 @@
-//! Rollouts (SPEC §9): how a new container replaces an app's old one. Start-first for a
+//! Rollouts (docs/guides/deploys-and-rollback.md): how a new container replaces an app's old one. Start-first for a
 //! domain app (new beside old, health gate, switch the route, hand over the names, drain,
 //! remove the old); stop-first for an app on a host port (the old one is stopped but kept
 //! until the new one passes, and started again if it does not). A new container that fails

@@ -1,4 +1,4 @@
-//! The executor's Swarm arm (`runtime = "swarm"`, SPEC §12): the same planned changes, carried
+//! The executor's Swarm arm (`runtime = "swarm"`, docs/guides/swarm.md): the same planned changes, carried
 //! out on services. A create or a recreate builds (or reuses) the app's image and pushes it
 //! first; a recreate is Swarm's own rolling update (start-first unless a host port is held,
 //! rolled back by Swarm when the new task fails); start and stop scale the service; a removal

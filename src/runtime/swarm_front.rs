@@ -1,4 +1,4 @@
-//! A domain app's route while Swarm changes its tasks (SPEC §12): passes route to the live
+//! A domain app's route while Swarm changes its tasks (docs/guides/swarm.md): passes route to the live
 //! tasks they list, but a create, a start or a rolling update runs between two passes. So
 //! while one runs, berth follows the service's tasks itself and pins the route to them: the
 //! tasks running when it begins stay until Swarm shuts them down, and a new task joins once

@@ -1,4 +1,4 @@
-//! The API's policy check before a write (SPEC §14). The per-app rules are judged exactly as
+//! The API's policy check before a write (docs/guides/tenancy.md). The per-app rules are judged exactly as
 //! the loop judges them (the state directory scanned, this file put in its place, the desired
 //! state built). The rules shared between apps need the containers, which files cannot show,
 //! so the API judges them by what the write changes, never by path order:

@@ -60,7 +60,7 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
-    /// A tenancy rule refuses the manifest (SPEC §14); the violation names the rule.
+    /// A tenancy rule refuses the manifest (docs/guides/tenancy.md); the violation names the rule.
     #[error("{0}")]
     Policy(crate::model::policy::Violation),
     /// The quota count could not scan `state/apps`.
@@ -186,7 +186,7 @@ impl ManifestFiles {
         })
     }
 
-    /// `text` with the template's generated secrets it lacks filled in (SPEC §13); a text
+    /// `text` with the template's generated secrets it lacks filled in (docs/guides/templates-and-values.md); a text
     /// that does not parse is returned as it is, for `validate` to refuse.
     fn with_generated(&self, key: &AppKey, text: &str) -> Result<String, WriteError> {
         let shown = self.shown(key);

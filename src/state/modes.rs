@@ -1,5 +1,5 @@
-//! File modes under `state/apps`: what berth stores is readable by berth's user only (SPEC
-//! §14). Manifests carry env values, so berth writes them 0600 in 0700 directories, and at
+//! File modes under `state/apps`: what berth stores is readable by berth's user only
+//! (docs/guides/tenancy.md). Manifests carry env values, so berth writes them 0600 in 0700 directories, and at
 //! start tightens what an older berth, git or a person left readable by others.
 
 use std::os::unix::fs::PermissionsExt;

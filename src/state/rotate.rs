@@ -1,4 +1,4 @@
-//! `berth secrets rotate` (SPEC §10): every `[secrets]` value re-encrypted to a new key. The
+//! `berth secrets rotate` (docs/guides/secrets.md): every `[secrets]` value re-encrypted to a new key. The
 //! new key is written beside the old one first (`berth.key.next`), every manifest is
 //! rewritten sealing to it while both keys open, and only then does it replace the old key. A
 //! rotation cut short leaves both keys, so every manifest still decrypts, and the next rotate

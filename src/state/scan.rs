@@ -1,4 +1,4 @@
-//! Finds manifests under `state/apps/<userid>/<appname>.toml` (SPEC §3) without following
+//! Finds manifests under `state/apps/<userid>/<appname>.toml` (docs/reference/manifest.md) without following
 //! symlinks or leaving the directory, and sorts what it finds into parsed manifests, frozen
 //! apps and users, and stray files it can only report.
 //!

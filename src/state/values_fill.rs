@@ -1,4 +1,4 @@
-//! The write path's part of template values (SPEC §13): a `generate = true` secret the
+//! The write path's part of template values (docs/guides/templates-and-values.md): a `generate = true` secret the
 //! manifest does not set yet is generated once, sealed to the server's key and written into
 //! its `[values]`, so it is stable from then on; and every value is checked against the
 //! template before anything is written (422 naming the file, the value and the rule).

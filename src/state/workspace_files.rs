@@ -1,4 +1,4 @@
-//! An app's workspace files (`apps/<userid>/<appname>/`, SPEC §2 and §11), as the files API
+//! An app's workspace files (`apps/<userid>/<appname>/`, docs/reference/files-on-disk.md and docs/guides/portal.md), as the files API
 //! lists, reads and writes them: the code a user edits, which the container mounts.
 //!
 //! **Invariant: nothing outside the workspace is read or written through it.** A path is

@@ -1,4 +1,4 @@
-//! Client keys (SPEC §7): `client.<id>.<secret>`, scoped at issue to one (userid, appname)
+//! Client keys (docs/reference/http-api.md): `client.<id>.<secret>`, scoped at issue to one (userid, appname)
 //! and bound to that app's incarnation. Stored by id with the keyed hash of the secret;
 //! revoking deletes the record. An app has at most the policy's `max_client_keys_per_app`.
 

@@ -1,4 +1,4 @@
-//! The redb database (SPEC §2 `berth.redb`): users and their hashed admin tokens, client keys,
+//! The redb database (docs/reference/files-on-disk.md `berth.redb`): users and their hashed admin tokens, client keys,
 //! the last known status of every app, the revision history of manifests, and the audit log. Nothing in it decides what runs: the
 //! manifests do. One process holds it at a time (`berth serve`, or a CLI command when no daemon
 //! runs).

@@ -1,5 +1,5 @@
 //! Bearer secrets: admin tokens (`berth.<user>.<secret>`) and client keys
-//! (`client.<id>.<secret>`, SPEC §7). Owns how secrets are made, parsed and hashed.
+//! (`client.<id>.<secret>`, docs/reference/http-api.md). Owns how secrets are made, parsed and hashed.
 //!
 //! **Invariant: a secret is never stored or logged; only its keyed blake3 hash is kept**, and
 //! hashes are compared with `blake3::Hash`'s constant-time equality.
@@ -7,7 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-/// Bytes of randomness in every secret (SPEC §7: 32).
+/// Bytes of randomness in every secret (docs/reference/http-api.md: 32).
 pub const SECRET_BYTES: usize = 32;
 /// Length of a secret once base64url-encoded without padding.
 const SECRET_CHARS: usize = 43;

@@ -1,4 +1,4 @@
-//! Workspaces as images (`runtime = "swarm"`, SPEC §12): a bind mount exists on one node only,
+//! Workspaces as images (`runtime = "swarm"`, docs/guides/swarm.md): a bind mount exists on one node only,
 //! so an app's image is its template's image with every mount's source copied in at its
 //! target, tagged with the spec hash and pushed to the registry every node pulls from. An image
 //! whose tag is already here is pushed as it is, never rebuilt: a rollback ships the bytes

@@ -1,4 +1,4 @@
-//! Old app images in swarm mode (SPEC §12): every deploy of a new spec builds an image on the
+//! Old app images in swarm mode (docs/guides/swarm.md): every deploy of a new spec builds an image on the
 //! manager, so without pruning its disk fills with one image per edit. After a deploy berth
 //! keeps the image the app runs and the newest others up to `revisions_kept` in all (enough to
 //! go back to a recent manifest without a rebuild), and removes the rest from this engine; a

@@ -1,4 +1,4 @@
-//! Users' overlay networks in swarm mode (SPEC §12, §14): the counterpart of a user's bridge
+//! Users' overlay networks in swarm mode (docs/guides/swarm.md, docs/guides/tenancy.md): the counterpart of a user's bridge
 //! network on one engine. Every service of a user joins `berth-<instance>-<user>` under its
 //! app name, so a user's apps reach each other by name on any node and other users' apps
 //! cannot reach them. Swarm keeps overlay names unique, so no copies are settled here.

@@ -1,4 +1,4 @@
-//! An app as a Swarm service (SPEC §12): the canonical spec translated into a `ServiceSpec`,
+//! An app as a Swarm service (docs/guides/swarm.md): the canonical spec translated into a `ServiceSpec`,
 //! the counterpart of `body::create_body`. Pure, so it is unit-tested without a swarm.
 //!
 //! What Swarm on API 1.41 cannot express is left out, not faked: `no-new-privileges` (the

@@ -1,4 +1,4 @@
-//! Swarm services (`runtime = "swarm"`, SPEC §12): berth's apps listed as [`Observed`] from
+//! Swarm services (`runtime = "swarm"`, docs/guides/swarm.md): berth's apps listed as [`Observed`] from
 //! the services carrying its labels, and made, updated, scaled and removed. The app's image is
 //! built and pushed first (`app_image`); every node pulls it from the registry.
 

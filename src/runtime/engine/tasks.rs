@@ -1,6 +1,6 @@
 //! Where a Swarm service's tasks run and how to reach them: one task list and one node list
 //! give, per service, the host names of the nodes its running tasks are on (for `berth status`)
-//! and the `node address:published port` of each live task (for the front door, SPEC §12).
+//! and the `node address:published port` of each live task (for the front door, docs/guides/swarm.md).
 
 use std::collections::HashMap;
 

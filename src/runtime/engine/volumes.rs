@@ -1,4 +1,4 @@
-//! Apps' named volumes (SPEC §13): made, labelled as the app's, before a container that mounts
+//! Apps' named volumes (docs/guides/volumes-and-rename.md): made, labelled as the app's, before a container that mounts
 //! them is created; never removed by a deploy, a stop or a delete; removed only when a
 //! confirmed purge removes the app. A volume of that name berth did not make is not used.
 
