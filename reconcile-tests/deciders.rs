@@ -80,11 +80,22 @@ async fn a_name_conflict_with_another_writer_is_retried_not_refused() {
     let next = format!("{}_next", root.container_name("alice", "api"));
     docker_cli(&["create", "--name", &next, "berth-test-busybox:1", "true"]);
     let foreign = Foreign(next);
+    let started = |c: Option<bollard::models::ContainerInspectResponse>| {
+        c.and_then(|c| c.state).and_then(|s| s.started_at)
+    };
+    let before = started(root.container("alice", "api").await);
     root.write_manifest("alice", "api", &app(2));
-    wait_until(T, "the conflict to be met", || async {
-        serve.log().contains("Conflict")
-    })
+    wait_until(
+        T,
+        "the conflict to be met, and met again by a retry",
+        || async { serve.log().matches("Conflict").count() >= 2 },
+    )
     .await;
+    assert_eq!(
+        started(root.container("alice", "api").await),
+        before,
+        "the serving container was stopped for a create that could not succeed"
+    );
     let status = root.berth(&["status"]).await;
     assert!(
         !status.contains("rollout-failed"),

@@ -590,3 +590,37 @@ async fn a_failed_rollout_keeps_its_log_tail_in_status_redacted_and_out_of_berth
     assert!(!status.contains(PLAIN), "{status}");
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn a_rotation_does_not_finish_past_a_user_directory_it_cannot_read() {
+    let root = TestRoot::new("secretfrozen").await;
+    root.write_manifest("alice", "web", MINIMAL);
+    root.berth(&["secrets", "recipient"]).await.expect_code(0);
+    // Values in a directory the scan does not follow may be sealed to the old key too.
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.path().join("state/apps/mallory")).unwrap();
+    let key = root.path().join("berth.key");
+    let old_key = std::fs::read_to_string(&key).unwrap();
+
+    let run = root.berth(&["secrets", "rotate"]).await;
+    run.expect_code(1)
+        .expect_contains("not re-encrypted: user mallory");
+    assert_eq!(
+        std::fs::read_to_string(&key).unwrap(),
+        old_key,
+        "the old key was replaced past a directory that was not read"
+    );
+
+    // Beside a `serve` whose socket is gone, an offline rotation is refused.
+    std::fs::remove_file(root.path().join("state/apps/mallory")).unwrap();
+    let mut serve = Serve::start(&root);
+    serve.api_base();
+    std::fs::remove_file(root.path().join("berth.redb.sock")).unwrap();
+    let beside = root.berth(&["secrets", "rotate"]).await;
+    beside
+        .expect_contains("berth.lock")
+        .expect_contains("berth serve");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), old_key);
+    serve.assert_alive();
+}

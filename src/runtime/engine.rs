@@ -42,8 +42,8 @@ mod volumes;
 
 pub use body::create_body;
 pub use client::{uncounted, CallCounter};
-pub use error::EngineError;
 use error::fail;
+pub use error::EngineError;
 pub(in crate::runtime) use oneoff::Job;
 
 /// A connection to the engine, scoped to one berth instance.
@@ -303,6 +303,29 @@ impl Engine {
                 message,
             }) if message.contains("already in progress") => self.wait_gone(id).await,
             r => r.map_err(fail(format!("remove {id}"))),
+        }
+    }
+
+    /// Fails as a 409 conflict when a container named `name` exists: one berth does not
+    /// manage (the planner settles its own), which a create under that name would meet.
+    pub(in crate::runtime) async fn refuse_taken_name(
+        &self,
+        name: &str,
+    ) -> Result<(), EngineError> {
+        let found = self
+            .docker
+            .call("inspect")
+            .inspect_container(name, None)
+            .await;
+        match found.map_err(fail(format!("inspect {name}"))) {
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+            Ok(_) => Err(fail(format!("create {name}"))(
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    message: format!("Conflict: the name {name} is taken by a container berth does not manage; remove it"),
+                },
+            )),
         }
     }
 

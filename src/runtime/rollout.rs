@@ -131,6 +131,9 @@ impl Executor {
         old: &ContainerRef,
         name: &str,
     ) -> Result<(), ActionError> {
+        // A name another writer holds would fail the create after the stop, and every retry
+        // would stop the serving container again: look before stopping anything.
+        self.engine().refuse_taken_name(name).await?;
         let was_running = old.running.then_some(old);
         if old.running {
             self.engine()

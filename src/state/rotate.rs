@@ -120,6 +120,13 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
         out.left
             .extend(left.into_iter().map(|l| format!("{key} {l}")));
     }
+    // A user directory that cannot be listed may hold values sealed to the old key: the
+    // rotation must not finish (and delete that key) without them.
+    for (user, e) in &found.frozen_users {
+        out.left.push(format!(
+            "user {user}: {e}; its manifests were not re-encrypted"
+        ));
+    }
     Ok(out)
 }
 
@@ -185,6 +192,9 @@ pub async fn rotate_here(
     if config.git.is_some() {
         return Err("in git mode the rotation is one commit made by `berth serve`: start it and run this again".into());
     }
+    // A `serve` whose socket is gone may be sealing to the key this would delete.
+    let _decides = crate::state::root_lock::RootLock::acquire(&config.root, "berth secrets rotate")
+        .map_err(|e| format!("no daemon answers on its socket, and {e}"))?;
     let files = ManifestFiles::new(config.clone());
     let mut rotated = reencrypt_all(&files, config).await?;
     finish(config, &mut rotated, keep_old)?;
