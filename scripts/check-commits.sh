@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Commit messages from 079cf5a on (the first commit under the rule): a subject of at most 72
+# Commit messages after 5c2af19 (the last commit before the rule): a subject of at most 72
 # characters, and a blank line between the subject and any body. Older history is left as it
 # was. A clone without that commit (a shallow one) checks HEAD alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-first=079cf5a
-if git cat-file -e "$first^{commit}" 2>/dev/null; then
-  commits=$(git rev-list "$first^..HEAD")
+base=5c2af19
+if git cat-file -e "$base^{commit}" 2>/dev/null; then
+  commits=$(git rev-list "$base..HEAD")
 else
   commits=$(git rev-parse HEAD)
 fi
