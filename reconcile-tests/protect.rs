@@ -111,7 +111,8 @@ async fn destructive_calls_need_a_fresh_one_time_confirm_token() {
         .unwrap()
         .contains("cannot be undone"));
     let token = asked.json()["confirm"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A whole pass asked for through the daemon runs after the question: still nothing gone.
+    r.root.berth(&["apply"]).await.expect_code(0);
     assert!(r.root.manifest_path("alice", "web").exists() && workspace.exists());
     assert!(r.root.running("alice", "web").await);
 
@@ -205,7 +206,8 @@ async fn a_held_mass_removal_is_released_by_a_confirmed_call() {
     let asked = api.post("/prune/release", &r.admin, None).await;
     asked.expect(202);
     assert_eq!(asked.json()["apps"].as_array().unwrap().len(), apps.len());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A whole pass runs after the question (the guard still holds: apply exits 1).
+    r.root.berth(&["apply"]).await.expect_contains("prune");
     for app in apps {
         assert!(r.root.running("alice", app).await, "asking removed {app}");
     }

@@ -286,7 +286,17 @@ async fn env_values_appear_in_no_label_and_no_docker_event() {
         labels.contains("TOKEN") && !labels.contains(&secret),
         "{labels}"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The container's start is the apply's last event: once it is seen (events arrive in
+    // order), every event of the apply has been.
+    let name = root.container_name("alice", "web");
+    crate::support::wait_until(
+        std::time::Duration::from_secs(10),
+        "the app's start event",
+        || async {
+            !crate::support::docker::action_times(&events.all(), "start", &name).is_empty()
+        },
+    )
+    .await;
     let seen = serde_json::to_string(&events.all()).unwrap();
     assert!(
         seen.contains("paas.spec") && !seen.contains(&secret),
