@@ -13,22 +13,29 @@ use crate::support::{wait_until, Serve, TestRoot, MINIMAL};
 
 const T: Duration = Duration::from_secs(30);
 
-// Multi-threaded: the relay's tasks run while the test blocks on serve's log.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
-    let mut relay = DockerRelay::start();
-    let root = TestRoot::new("engineout").await;
-    root.config(&[("resync", "\"1s\"")], "");
-    let admin = add_user(&root, "root", true).await;
+/// `serve` on `root` talking to the engine through `relay`, with alice/web running and the
+/// daemon ready; and an admin's token.
+async fn serve_through(relay: &DockerRelay, root: &TestRoot) -> (Serve, Api, String) {
+    let admin = add_user(root, "root", true).await;
     root.write_manifest("alice", "web", MINIMAL);
     let host = relay.docker_host();
-    let mut serve = Serve::start_env(&root, &[("DOCKER_HOST", host.as_str())]);
+    let mut serve = Serve::start_env(root, &[("DOCKER_HOST", host.as_str())]);
     let api = Api::new(serve.api_base());
     root.wait_running("alice", "web", T).await;
     wait_until(T, "ready", || async {
         api.get("/readyz", "").await.status == 200
     })
     .await;
+    (serve, api, admin)
+}
+
+// Multi-threaded: the relay's tasks run while the test blocks on serve's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
+    let mut relay = DockerRelay::start();
+    let root = TestRoot::new("engineout").await;
+    root.config(&[("resync", "\"1s\"")], "");
+    let (mut serve, api, admin) = serve_through(&relay, &root).await;
 
     relay.cut();
     wait_until(T, "the outage to show", || async {
@@ -75,16 +82,7 @@ async fn an_engine_outage_is_reported_and_apps_converge_when_it_ends() {
 async fn a_hung_engine_is_not_ready_and_apps_are_not_shown_running() {
     let relay = DockerRelay::start();
     let root = TestRoot::new("enginehung").await;
-    let admin = add_user(&root, "root", true).await;
-    root.write_manifest("alice", "web", MINIMAL);
-    let host = relay.docker_host();
-    let mut serve = Serve::start_env(&root, &[("DOCKER_HOST", host.as_str())]);
-    let api = Api::new(serve.api_base());
-    root.wait_running("alice", "web", T).await;
-    wait_until(T, "ready", || async {
-        api.get("/readyz", "").await.status == 200
-    })
-    .await;
+    let (mut serve, api, admin) = serve_through(&relay, &root).await;
 
     // As dockerd under SIGSTOP: every connection stays open and nothing answers.
     relay.hold();

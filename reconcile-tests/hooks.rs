@@ -200,19 +200,23 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A root whose app alice/web has a `pre-create` hook that double-forks an orphan; the files
+/// the hook and the orphan write their pids to; and a guard killing both when the test ends.
+async fn forking_root(prefix: &str) -> (TestRoot, PathBuf, PathBuf, KillOnDrop) {
+    let root = TestRoot::new(prefix).await;
+    let (orphan, hook) = (root.path().join("orphan.pid"), root.path().join("hook.pid"));
+    let cleanup = KillOnDrop(vec![orphan.clone(), hook.clone()]);
+    root.write_template("bb-fork", BB_TEMPLATE);
+    let script = double_forking_hook(&orphan, &hook);
+    root.write_hook("bb-fork", "pre-create", &script);
+    root.write_manifest("alice", "web", "template = \"bb-fork\"\n");
+    (root, orphan, hook, cleanup)
+}
+
 #[tokio::test]
 async fn nothing_a_double_forking_hook_started_outlives_its_timeout() {
-    let root = TestRoot::new("hookfork").await;
+    let (root, orphan, hook, _cleanup) = forking_root("hookfork").await;
     root.config(&[("hook_timeout", "\"2s\"")], "");
-    let (orphan, hook) = (root.path().join("orphan.pid"), root.path().join("hook.pid"));
-    let _cleanup = KillOnDrop(vec![orphan.clone(), hook.clone()]);
-    root.write_template("bb-fork", BB_TEMPLATE);
-    root.write_hook(
-        "bb-fork",
-        "pre-create",
-        &double_forking_hook(&orphan, &hook),
-    );
-    root.write_manifest("alice", "web", "template = \"bb-fork\"\n");
 
     // `berth apply` with no serve: it returns only after the hook's run is over.
     let run = root.berth(&["apply"]).await;
@@ -231,16 +235,7 @@ async fn nothing_a_double_forking_hook_started_outlives_its_timeout() {
 /// nothing the hook started is left once it has exited.
 #[tokio::test]
 async fn nothing_a_double_forking_hook_started_outlives_serve() {
-    let root = TestRoot::new("hookdie").await;
-    let (orphan, hook) = (root.path().join("orphan.pid"), root.path().join("hook.pid"));
-    let _cleanup = KillOnDrop(vec![orphan.clone(), hook.clone()]);
-    root.write_template("bb-fork", BB_TEMPLATE);
-    root.write_hook(
-        "bb-fork",
-        "pre-create",
-        &double_forking_hook(&orphan, &hook),
-    );
-    root.write_manifest("alice", "web", "template = \"bb-fork\"\n");
+    let (root, orphan, hook, _cleanup) = forking_root("hookdie").await;
     let t = std::time::Duration::from_secs(30);
 
     for (how, hook_timeout) in [("SIGKILL", "600s"), ("SIGTERM", "3s")] {

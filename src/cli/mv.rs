@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::cli::admin::{daemon, Outcome};
 use crate::model::config::Config;
 use crate::model::names::AppKey;
-use crate::state::root_lock::RootLock;
+use crate::state::root_lock::acquire_without_daemon;
 use crate::store::Store;
 
 /// Renames `app` (`userid/appname`) to `new_name`.
@@ -39,8 +39,7 @@ async fn offline(config: &Config, old: &AppKey, new: &AppKey) -> Result<serde_js
     if config.git.is_some() {
         return Err("git mode: start `berth serve` (it commits the rename), or rename by hand: move the file and put `renamed_from = \"<old name>\"` first in it".into());
     }
-    let _decides = RootLock::acquire(&config.root, "berth mv")
-        .map_err(|e| format!("no daemon answers on its socket, and {e}"))?;
+    let _decides = acquire_without_daemon(&config.root, "berth mv")?;
     let workspace = config.apps_dir.join(&new.userid).join(&new.appname);
     if std::fs::symlink_metadata(&workspace).is_ok() {
         return Err(format!(

@@ -16,7 +16,7 @@ use crate::model::names::AppKey;
 use crate::reconcile::status::{compute_status, AppStatus, Memory};
 use crate::runtime::engine::Engine;
 use crate::runtime::executor::Executor;
-use crate::state::root_lock::RootLock;
+use crate::state::root_lock::acquire_without_daemon;
 
 async fn reconciler(config: Config) -> anyhow::Result<Reconciler> {
     let engine = Engine::connect(&config.instance)
@@ -91,8 +91,8 @@ pub(super) async fn apply(config: Config, allow_mass_prune: bool) -> anyhow::Res
         return Ok(print_daemon_apply(&v));
     }
     // No daemon answered: a `serve` whose socket is gone still holds the root.
-    let _decides = RootLock::acquire(&config.root, "berth apply")
-        .context("no daemon answers on its socket, and the root is not free")?;
+    let _decides =
+        acquire_without_daemon(&config.root, "berth apply").map_err(anyhow::Error::msg)?;
     let report = reconciler(config)
         .await?
         .pass_once(allow_mass_prune)

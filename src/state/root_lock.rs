@@ -79,6 +79,17 @@ impl RootLock {
     }
 }
 
+/// [`RootLock::acquire`] for a command that asked the daemon first and found none answering:
+/// the error says so, since a holder then is a `serve` whose socket is gone.
+pub fn acquire_without_daemon(root: &Path, what: &str) -> Result<RootLock, String> {
+    RootLock::acquire(root, what).map_err(|e| {
+        format!(
+            "no daemon answers on its socket, and {}",
+            crate::error_chain::chain(&e)
+        )
+    })
+}
+
 /// What the holder wrote of itself, or a placeholder when it has not written yet.
 fn holder(file: &mut File) -> String {
     let mut text = String::new();

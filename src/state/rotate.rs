@@ -193,8 +193,8 @@ pub async fn rotate_here(
         return Err("in git mode the rotation is one commit made by `berth serve`: start it and run this again".into());
     }
     // A `serve` whose socket is gone may be sealing to the key this would delete.
-    let _decides = crate::state::root_lock::RootLock::acquire(&config.root, "berth secrets rotate")
-        .map_err(|e| format!("no daemon answers on its socket, and {e}"))?;
+    let _decides =
+        crate::state::root_lock::acquire_without_daemon(&config.root, "berth secrets rotate")?;
     let files = ManifestFiles::new(config.clone());
     let mut rotated = reencrypt_all(&files, config).await?;
     finish(config, &mut rotated, keep_old)?;

@@ -1,5 +1,5 @@
 //! The database file on disk, apart from redb: its `.made` marker (a database was made here,
-//! so its disappearance is noticed), its private mode, and its [`Stamp`], which tells berth's
+//! so its disappearance is noticed), its private mode, and [`OnDisk`], which tells berth's
 //! file from another one put at its path.
 //!
 //! **Invariant: berth writes the file only while it is the file berth opened (device, inode)
@@ -21,44 +21,57 @@ pub(super) const MARKER_TEXT: &str = "berth made its database beside this file. 
 database is gone, restore it from a backup; remove this file only to start over with no users \
 and no keys.\n";
 
-/// Which file berth has open: device and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Stamp {
+/// Which file berth has open (device and inode), and a read-only descriptor of it kept from the
+/// start, so each check is one `stat` of the path and one `pread` of the first bytes: no open
+/// per transaction (a hot path: every API call reads), and no false alarm when descriptors run
+/// short.
+#[derive(Debug)]
+pub(super) struct OnDisk {
     dev: u64,
     ino: u64,
+    head: std::fs::File,
 }
 
 /// The first bytes of every redb file.
 const MAGIC: &[u8] = b"redb\x1A\x0A\xA9\x0D\x0A";
 
-/// The stamp of the file at `path`; `None` when there is none.
-pub(super) fn stamp(path: &Path) -> Option<Stamp> {
+/// The device and inode at `path`; `None` when there is no file.
+fn dev_ino(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-    })
+    Some((m.dev(), m.ino()))
 }
 
-/// Why the file at `path` is no longer the one berth has open (compared with `was`), or no
-/// longer a redb file: emptied, or overwritten in place from its start. (The file's length
-/// and time are not compared: redb changes them itself, a rollback too.)
-pub(super) fn changed(path: &Path, was: Stamp) -> Option<String> {
-    use std::io::Read;
-    match stamp(path) {
-        None => return Some("the database file was deleted or replaced while berth runs (it is gone from its path)".into()),
-        Some(now) if now != was => return Some("the database file was deleted or replaced while berth runs (another file is at its path)".into()),
-        Some(_) => {}
+impl OnDisk {
+    /// The file at `path` as berth opens it; `None` when it cannot be read.
+    pub(super) fn of(path: &Path) -> Option<OnDisk> {
+        use std::os::unix::fs::MetadataExt;
+        let head = std::fs::File::open(path).ok()?;
+        let m = head.metadata().ok()?;
+        Some(OnDisk {
+            dev: m.dev(),
+            ino: m.ino(),
+            head,
+        })
     }
-    let mut head = Vec::with_capacity(MAGIC.len());
-    let read =
-        std::fs::File::open(path).and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head));
-    match read {
-        Err(e) => Some(format!("the database file cannot be read: {}", io_why(&e))),
-        Ok(0) => Some("the database file was emptied (truncated to 0 bytes) while berth runs".into()),
-        Ok(_) if head != MAGIC => Some("the database file was overwritten in place by something other than berth while berth runs (it is no redb file any more)".into()),
-        Ok(_) => None,
+
+    /// Why the file at `path` is no longer this one, or no longer a redb file: emptied, or
+    /// overwritten in place from its start. (The file's length and time are not compared:
+    /// redb changes them itself, a rollback too.)
+    pub(super) fn changed(&self, path: &Path) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        match dev_ino(path) {
+            None => return Some("the database file was deleted or replaced while berth runs (it is gone from its path)".into()),
+            Some(now) if now != (self.dev, self.ino) => return Some("the database file was deleted or replaced while berth runs (another file is at its path)".into()),
+            Some(_) => {}
+        }
+        let mut head = [0u8; MAGIC.len()];
+        match self.head.read_at(&mut head, 0) {
+            Err(e) => Some(format!("the database file cannot be read: {}", io_why(&e))),
+            Ok(0) => Some("the database file was emptied (truncated to 0 bytes) while berth runs".into()),
+            Ok(n) if head[..n] != *MAGIC => Some("the database file was overwritten in place by something other than berth while berth runs (it is no redb file any more)".into()),
+            Ok(_) => None,
+        }
     }
 }
 

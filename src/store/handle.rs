@@ -19,7 +19,7 @@ use std::sync::{Mutex, RwLock};
 
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase, WriteTransaction};
 
-use super::file::{self, Stamp};
+use super::file::{self, OnDisk};
 use super::StoreError;
 
 /// The open database file, reopened when a write failed.
@@ -34,8 +34,8 @@ pub(super) struct Handle {
     /// Commits made through this handle: what was read at one generation is still true while
     /// it is the same (the key cache relies on it; one process holds the file).
     generation: std::sync::atomic::AtomicU64,
-    /// Which file berth opened (device, inode); held across a commit.
-    stamp: Mutex<Option<Stamp>>,
+    /// Which file berth opened (device, inode, a descriptor to read its first bytes).
+    on_disk: Option<OnDisk>,
     /// What the last commit's failure was, while it is the last word.
     failure: Mutex<Option<String>>,
 }
@@ -49,7 +49,7 @@ impl Handle {
             broken: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             generation: Default::default(),
-            stamp: Mutex::new(file::stamp(path)),
+            on_disk: OnDisk::of(path),
             failure: Mutex::default(),
         }
     }
@@ -57,13 +57,8 @@ impl Handle {
     /// Refuses ([`StoreError::Gone`]) when the file is not the one berth opened, or no redb
     /// file any more.
     pub(super) fn check_on_disk(&self) -> Result<(), StoreError> {
-        let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        self.unchanged(*stamp)
-    }
-
-    fn unchanged(&self, was: Option<Stamp>) -> Result<(), StoreError> {
-        let why = match was {
-            Some(was) => file::changed(&self.path, was),
+        let why = match &self.on_disk {
+            Some(was) => was.changed(&self.path),
             None => Some("the database file could not be read when berth opened it".into()),
         };
         match why {
@@ -125,14 +120,12 @@ impl Handle {
     /// Commits `txn`; a failure marks the handle broken so the next write reopens the file.
     /// A file changed under berth is refused before anything is written to it.
     pub(super) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
-        let stamp = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(gone) = self.unchanged(*stamp) {
+        if let Err(gone) = self.check_on_disk() {
             let _ = txn.abort();
             self.note_failure(&gone);
             return Err(gone);
         }
         let committed = txn.commit().map_err(|e| self.named(super::db_err(e)));
-        drop(stamp);
         // Bumped whatever the outcome: a failed commit may have changed what a reader sees.
         self.generation.fetch_add(1, Ordering::AcqRel);
         match committed {
