@@ -303,7 +303,7 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
     let port = free_port();
     unconfined_ports_are_refused(&root, &node, port).await;
     // The operator allows every address, and a user's manifest says so.
-    let open = format!("{table}host_ips = [\"0.0.0.0\"]\n{login}");
+    let open = format!("{table}host_ips = [\"127.0.0.1\", \"0.0.0.0\"]\n{login}");
     let config = [config.as_slice(), &[("swarm_publish_domain_ports", "true")]].concat();
     root.config(&config, &open);
     let web = format!(
