@@ -215,6 +215,37 @@ async fn swarm_settings_are_checked_and_replicas_need_swarm() {
             run.text()
         );
     }
+    ports_swarm_cannot_confine_are_frozen_naming_the_rule(&root).await;
+}
+
+/// A host port for one address and a domain app's engine-picked port would be open on every
+/// address of every node: frozen naming `swarm_port_unconfined` until the manifest says every
+/// address (and `host_ips` allows it) and the operator consents to domain ports, a consent
+/// only swarm mode takes.
+async fn ports_swarm_cannot_confine_are_frozen_naming_the_rule(root: &TestRoot) {
+    let swarm = [("runtime", "\"swarm\""), ("registry", "\"127.0.0.1:5000\"")];
+    let policy =
+        "[policy]\ndomains = [\"*.example.test\"]\nhost_ips = [\"127.0.0.1\", \"0.0.0.0\"]\n";
+    root.config(&swarm, policy);
+    let web = "template = \"bb-v1\"\nhost_port = 18080\n";
+    root.write_manifest("alice", "web", web);
+    let site = "template = \"bb-v1\"\ndomain = \"site.example.test\"\n";
+    root.write_manifest("alice", "site", site);
+    let run = root.berth(&["validate"]).await;
+    run.expect_code(1);
+    run.expect_contains("alice/web: frozen: policy swarm_port_unconfined: in swarm mode host port 18080 would listen on every address of every node its tasks run on, not only on host_ip 127.0.0.1");
+    run.expect_contains(
+        "alice/site: frozen: policy swarm_port_unconfined: in swarm mode domain site.example.test",
+    );
+    run.expect_contains("swarm_publish_domain_ports = true allows it");
+    root.write_manifest("alice", "web", &format!("{web}host_ip = \"0.0.0.0\"\n"));
+    let consent = [swarm.as_slice(), &[("swarm_publish_domain_ports", "true")]].concat();
+    root.config(&consent, policy);
+    root.berth(&["validate"]).await.expect_code(0);
+    root.config(&[("swarm_publish_domain_ports", "true")], policy);
+    let run = root.berth(&["validate"]).await;
+    run.expect_code(2);
+    run.expect_contains("swarm_publish_domain_ports is for runtime = \"swarm\"");
 }
 
 /// Exits at once when `FAIL` is 1, so a deploy with it fails Swarm's update monitor.

@@ -6,14 +6,18 @@
 //! run one task on each node (the worker pulls the app's image berth pushed) and answer from
 //! both. A domain app's task that dies on the worker and comes back on a new port is routed
 //! through Caddy within seconds, though no event of the worker reaches berth and the resync
-//! is ten minutes off (berth reads the task list). When the worker's engine dies, Swarm moves
+//! is ten minutes off (berth reads the task list). Ports swarm cannot confine (a host port
+//! for one address, a domain app's engine-picked port) are refused naming
+//! `swarm_port_unconfined`, by the loop and by the API, and nothing answers at either node's
+//! address, until the operator allows every address (`host_ips`, `swarm_publish_domain_ports`);
+//! then they answer at the worker's address too, as docs/guides/swarm.md says. When the worker's engine dies, Swarm moves
 //! its tasks to the manager and berth leaves that alone. Everything is undone on any exit:
 //! services, images, the node, the registry, the swarm.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::api::Api;
+use crate::support::api::{add_user, Api};
 use crate::support::caddy::Caddy;
 use crate::support::docker::docker_cli;
 use crate::support::swarm::{SecondNode, ServiceCleanup, SwarmLease, REGISTRY_LOGIN};
@@ -186,6 +190,62 @@ async fn task_passes(api: &Api) -> u64 {
     metric_value(&metrics, series)
 }
 
+/// In swarm mode, by default: a host port whose manifest names one address (swarm would open
+/// it on every address of every node) and a domain app (its engine-picked port would be open
+/// the same way) are frozen naming `swarm_port_unconfined`, and nothing of theirs answers at
+/// either node's address; an app that publishes nothing runs on both nodes.
+async fn unconfined_ports_are_refused(root: &TestRoot, node: &SecondNode, port: u16) {
+    let web = format!("template = \"serve-v1\"\nreplicas = 2\nhost_port = {port}\n");
+    root.write_manifest("alice", "web", &web);
+    let spread = "template = \"serve-v1\"\nreplicas = 2\n";
+    root.write_manifest("alice", "spread", spread);
+    let site = "template = \"serve-v1\"\nreplicas = 2\ndomain = \"site.example.test\"\n";
+    root.write_manifest("alice", "site", site);
+    let run = root.berth(&["apply"]).await;
+    run.expect_code(1);
+    run.expect_contains(&format!(
+        "alice/web: frozen: policy swarm_port_unconfined: in swarm mode host port {port} would listen on every address"
+    ));
+    run.expect_contains(
+        "alice/site: frozen: policy swarm_port_unconfined: in swarm mode domain site.example.test",
+    );
+    run.expect_contains("swarm_publish_domain_ports = true");
+    let label = format!("label=paas.instance={}", root.instance);
+    let services = docker_cli(&["service", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+    assert_eq!(services.trim(), service(root, "spread"), "only spread runs");
+    for addr in [&node.node_addr, &node.host_addr] {
+        assert_eq!(get(addr, port), None, "{addr}:{port} answers");
+    }
+}
+
+/// The port the engine published task container `id`'s port 8080 on, on `node`.
+fn published_port(node: &SecondNode, id: &str) -> u16 {
+    let ports = node.docker(&["port", id, "8080/tcp"]);
+    let first = ports.lines().next().unwrap_or("");
+    let port = first.rsplit_once(':').map(|(_, p)| p.trim());
+    port.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("task {id}'s published port: {ports:?}"))
+}
+
+/// Through the API (the same rule, `state::admission`): a write that would put `web`'s host
+/// port back on one address is answered 422 `swarm_port_unconfined`, the file untouched.
+async fn the_api_refuses_an_unconfined_port_naming_the_rule(root: &TestRoot) {
+    let alice = add_user(root, "alice", false).await;
+    let mut serve = Serve::start(root);
+    let api = Api::new(serve.api_base());
+    let path = root.manifest_path("alice", "web");
+    let before = std::fs::read(&path).unwrap();
+    let etag = api.get("/apps/alice/web", &alice).await.etag();
+    let text = String::from_utf8_lossy(&before).replace("host_ip = \"0.0.0.0\"\n", "");
+    let resp = api
+        .put_manifest("/apps/alice/web/manifest", &alice, &etag, &text)
+        .await;
+    resp.expect(422);
+    assert_eq!(resp.code(), "swarm_port_unconfined", "{}", resp.text);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file changed");
+    drop(serve);
+}
+
 #[tokio::test]
 #[ignore = "swarm mode changes the whole engine: scripts/test.sh runs these alone, after the rest"]
 async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
@@ -241,12 +301,15 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
     let login = node.registry_login_table(root.path(), REGISTRY_LOGIN.1);
     root.config(&config, &format!("{table}{login}"));
     let port = free_port();
-    let web = format!("template = \"serve-v1\"\nreplicas = 2\nhost_port = {port}\n");
+    unconfined_ports_are_refused(&root, &node, port).await;
+    // The operator allows every address, and a user's manifest says so.
+    let open = format!("{table}host_ips = [\"127.0.0.1\", \"0.0.0.0\"]\n{login}");
+    let config = [config.as_slice(), &[("swarm_publish_domain_ports", "true")]].concat();
+    root.config(&config, &open);
+    let web = format!(
+        "template = \"serve-v1\"\nreplicas = 2\nhost_port = {port}\nhost_ip = \"0.0.0.0\"\n"
+    );
     root.write_manifest("alice", "web", &web);
-    let spread = "template = \"serve-v1\"\nreplicas = 2\n";
-    root.write_manifest("alice", "spread", spread);
-    let site = "template = \"serve-v1\"\nreplicas = 2\ndomain = \"site.example.test\"\n";
-    root.write_manifest("alice", "site", site);
     let run = root.berth(&["apply"]).await;
     assert_eq!(run.code, Some(0), "apply: {}", run.text());
 
@@ -286,7 +349,15 @@ async fn two_replicas_run_one_task_per_node_and_move_when_a_node_dies() {
         .await;
     }
 
+    // The trade-off swarm_publish_domain_ports accepts: the worker's task of a domain app
+    // answers on its engine-picked port at the worker's address, past Caddy.
+    let site_svc = service(&root, "site");
+    let site_task = running_on(&node.docker_host, &site_svc).remove(0);
+    let picked = published_port(&node, &site_task);
+    assert_eq!(get(&node.node_addr, picked), Some(site_task));
+
     worker_task_restarts_are_routed_without_a_resync(&root, &node, &caddy).await;
+    the_api_refuses_an_unconfined_port_naming_the_rule(&root).await;
 
     // The worker's engine dies: Swarm sees the node down and runs its task on the manager.
     node.kill_engine();

@@ -97,7 +97,13 @@ async fn a_domain_service_answers_through_caddy_and_deploys_without_a_failed_req
     // handshake under way when its config is loaded (seen here as curl's "(35) Connection
     // reset by peer" at a route change), which no route berth writes can avoid.
     let table = format!("{}\n{policy}", caddy.plain_proxy_table("1s"));
-    swarm.config(&[("resync", "\"2s\""), ("revisions_kept", "2")], &table);
+    // A domain app's port is open on every address of its node: the operator says so.
+    let config = [
+        ("resync", "\"2s\""),
+        ("revisions_kept", "2"),
+        ("swarm_publish_domain_ports", "true"),
+    ];
+    swarm.config(&config, &table);
     root.write_template("site-v1", SITE);
     let dir = root.app_dir("alice", "shop");
     std::fs::create_dir_all(&dir).unwrap();

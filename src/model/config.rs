@@ -63,6 +63,7 @@ struct ConfigFile {
     runtime: RuntimeKind,
     registry: Option<String>,
     registry_login: Option<RegistryLoginFile>,
+    swarm_publish_domain_ports: bool,
 }
 
 impl Default for ConfigFile {
@@ -100,6 +101,7 @@ impl Default for ConfigFile {
             runtime: RuntimeKind::Docker,
             registry: None,
             registry_login: None,
+            swarm_publish_domain_ports: false,
         }
     }
 }
@@ -235,7 +237,9 @@ impl Config {
         f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
         let login = f.registry_login.as_ref().map(|l| l.resolve(&root));
         let login = login.transpose().map_err(bad)?;
-        let runtime = Runtime::resolve(f.runtime, f.registry.as_deref(), login).map_err(bad)?;
+        let runtime = Runtime::resolve(f.runtime, f.registry.as_deref(), login)
+            .and_then(|r| r.with_domain_ports(f.swarm_publish_domain_ports))
+            .map_err(bad)?;
         Ok(Config {
             runtime,
             policy,

@@ -354,7 +354,8 @@ fn entry_for(
         Ok(app) => app,
     };
     let rules = config.policy.rules(&key.userid);
-    match check_app(key, &app.spec, rules, &config.reserved_ports()) {
+    let publishing = config.runtime.publishing();
+    match check_app(key, &app.spec, rules, &config.reserved_ports(), publishing) {
         Err(v) => Entry::Refused(v),
         Ok(()) => Entry::Valid(Box::new(app)),
     }

@@ -279,7 +279,7 @@ impl Policy {
 pub struct Violation {
     /// `host_port_not_allowed`, `host_ip_not_allowed`, `port_reserved`, `memory_over_limit`,
     /// `cpus_over_limit`, `user_memory_over_limit`, `domain_not_allowed`, `port_taken`,
-    /// `domain_conflict`.
+    /// `domain_conflict`, `swarm_port_unconfined`.
     pub code: &'static str,
     /// What is wrong and which setting allows it.
     pub message: String,
@@ -295,41 +295,99 @@ fn violation(code: &'static str, message: String) -> Violation {
     Violation { code, message }
 }
 
-/// Checks one app's spec against its user's rules and the ports berth and its neighbours
-/// need (`Config::reserved_ports`). The first broken rule is reported.
+/// Where the runtime publishes an app's ports (docs/guides/swarm.md), which decides what a
+/// manifest may ask for beyond its user's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publishing {
+    /// One engine: a host port on the address the manifest names; a domain app publishes none.
+    Confined,
+    /// Swarm: a published port listens on every address of each node a task runs on (a
+    /// service has no host address). `domain_ports` is berth.toml's
+    /// `swarm_publish_domain_ports`: the operator's consent to a domain app's engine-picked
+    /// port being open there too.
+    EveryAddress {
+        /// Domain apps may publish their port on every address.
+        domain_ports: bool,
+    },
+}
+
+/// Checks one app's spec against its user's rules, the ports berth and its neighbours need
+/// (`Config::reserved_ports`) and what the runtime can confine a port to. The first broken
+/// rule is reported.
 pub fn check_app(
     key: &AppKey,
     spec: &ContainerSpec,
     rules: &Rules,
     reserved: &[ReservedPort],
+    publishing: Publishing,
 ) -> Result<(), Violation> {
     if let Some(port) = spec.host_port {
-        if let Some(r) = reserved.iter().find(|r| r.port == port) {
-            return Err(violation(
-                "port_reserved",
-                format!("host port {port} is reserved: {}", r.holder),
-            ));
-        }
-        if !rules.host_ports.contains(port) {
-            let msg = format!(
-                "host port {port} is outside host_ports = \"{}\" for user {}",
-                rules.host_ports, key.userid
-            );
-            return Err(violation("host_port_not_allowed", msg));
-        }
-        let ip_ok = spec
-            .host_ip
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| rules.host_ips.contains(&ip));
-        if !ip_ok {
-            let allowed: Vec<String> = rules.host_ips.iter().map(|i| i.to_string()).collect();
-            let msg = format!(
-                "host_ip {} is not one of host_ips = {allowed:?}",
-                spec.host_ip
-            );
-            return Err(violation("host_ip_not_allowed", msg));
-        }
+        check_host_port(key, port, &spec.host_ip, rules, reserved)?;
     }
+    check_limits(key, spec, rules)?;
+    check_confinable(spec, publishing)
+}
+
+fn check_host_port(
+    key: &AppKey,
+    port: u16,
+    host_ip: &str,
+    rules: &Rules,
+    reserved: &[ReservedPort],
+) -> Result<(), Violation> {
+    if let Some(r) = reserved.iter().find(|r| r.port == port) {
+        return Err(violation(
+            "port_reserved",
+            format!("host port {port} is reserved: {}", r.holder),
+        ));
+    }
+    if !rules.host_ports.contains(port) {
+        let msg = format!(
+            "host port {port} is outside host_ports = \"{}\" for user {}",
+            rules.host_ports, key.userid
+        );
+        return Err(violation("host_port_not_allowed", msg));
+    }
+    let ip_ok = host_ip
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| rules.host_ips.contains(&ip));
+    if !ip_ok {
+        let allowed: Vec<String> = rules.host_ips.iter().map(|i| i.to_string()).collect();
+        let msg = format!("host_ip {host_ip} is not one of host_ips = {allowed:?}");
+        return Err(violation("host_ip_not_allowed", msg));
+    }
+    Ok(())
+}
+
+/// `swarm_port_unconfined`: in swarm mode a published port is open on every address of its
+/// node, so a host port must say so (`host_ip = "0.0.0.0"`, which `host_ips` must allow), and
+/// a domain app (whose port the engine picks) runs only with the operator's consent.
+fn check_confinable(spec: &ContainerSpec, publishing: Publishing) -> Result<(), Violation> {
+    let Publishing::EveryAddress { domain_ports } = publishing else {
+        return Ok(());
+    };
+    let every = spec
+        .host_ip
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified());
+    if let (Some(port), false) = (spec.host_port, every) {
+        let msg = format!(
+            "in swarm mode host port {port} would listen on every address of every node its tasks run on, not only on host_ip {}: set host_ip = \"0.0.0.0\" (and allow it in host_ips) to publish it there",
+            spec.host_ip
+        );
+        return Err(violation("swarm_port_unconfined", msg));
+    }
+    if let (None, Some(domain), false) = (spec.host_port, &spec.domain, domain_ports) {
+        let msg = format!(
+            "in swarm mode domain {domain} is reached through a port the engine picks, open on every address of every node its tasks run on, past Caddy; berth.toml's swarm_publish_domain_ports = true allows it"
+        );
+        return Err(violation("swarm_port_unconfined", msg));
+    }
+    Ok(())
+}
+
+/// Memory, CPUs and the domain against the user's rules.
+fn check_limits(key: &AppKey, spec: &ContainerSpec, rules: &Rules) -> Result<(), Violation> {
     if spec.memory > rules.max_memory {
         let msg = format!(
             "memory {} is over max_memory = {}",

@@ -34,7 +34,9 @@ fn code(rules: &Rules, s: &ContainerSpec) -> Option<&'static str> {
         port: 7070,
         holder: "berth's own API port (listen)".into(),
     };
-    check_app(&key, s, rules, &[api]).err().map(|v| v.code)
+    check_app(&key, s, rules, &[api], Publishing::Confined)
+        .err()
+        .map(|v| v.code)
 }
 
 const MB: u64 = 1 << 20;
@@ -167,17 +169,73 @@ fn ports_berths_neighbours_need_are_refused_naming_the_neighbour() {
         (9100, "listed in [policy] reserved_ports"),
     ] {
         let s = spec(Some(port), "127.0.0.1", MB, 1, None);
-        let v = check_app(&key, &s, rules, &reserved).expect_err(holder);
+        let v = check_app(&key, &s, rules, &reserved, Publishing::Confined).expect_err(holder);
         assert_eq!(v.code, "port_reserved", "{port}");
         assert!(v.message.contains(holder), "{port}: {}", v.message);
     }
     let free = spec(Some(8081), "127.0.0.1", MB, 1, None);
-    assert_eq!(check_app(&key, &free, rules, &reserved), Ok(()));
+    assert_eq!(
+        check_app(&key, &free, rules, &reserved, Publishing::Confined),
+        Ok(())
+    );
     let no_proxy = config("[policy]\nhost_ports = \"1-65535\"\n").unwrap();
     let ports: Vec<u16> = no_proxy.reserved_ports().iter().map(|r| r.port).collect();
     assert_eq!(
         ports,
         [7070],
         "without [proxy] only berth's API port is berth's"
+    );
+}
+
+/// Swarm publishes a port on every address of its node: a host port must say so and be
+/// allowed to, and a domain app runs only with the operator's consent. One engine is as before.
+#[test]
+fn swarm_refuses_ports_it_cannot_confine_naming_the_rule_and_the_setting() {
+    let c = config(
+        "runtime = \"swarm\"\nregistry = \"r:5000\"\n[policy]\ndomains = [\"*.example.com\"]\n\
+         [policy.users.bob]\nhost_ips = [\"0.0.0.0\"]\n",
+    )
+    .unwrap();
+    let swarm = c.runtime.publishing();
+    let check = |user: &str, s: &ContainerSpec, publishing| {
+        let key = AppKey::new(user, "web").unwrap();
+        check_app(&key, s, c.policy.rules(user), &[], publishing)
+    };
+    let local = spec(Some(8080), "127.0.0.1", MB, 1, None);
+    assert_eq!(check("alice", &local, Publishing::Confined), Ok(()));
+    let v = check("alice", &local, swarm).unwrap_err();
+    assert_eq!(v.code, "swarm_port_unconfined");
+    for said in [
+        "host port 8080",
+        "every address",
+        "host_ip 127.0.0.1",
+        "host_ips",
+    ] {
+        assert!(v.message.contains(said), "{said}: {}", v.message);
+    }
+    let every = spec(Some(8080), "0.0.0.0", MB, 1, None);
+    let v = check("alice", &every, swarm).unwrap_err();
+    assert_eq!(v.code, "host_ip_not_allowed", "the policy still decides");
+    assert_eq!(check("bob", &every, swarm), Ok(()), "host_ips allows it");
+
+    let site = spec(None, "127.0.0.1", MB, 1, Some("a.example.com"));
+    assert_eq!(check("alice", &site, Publishing::Confined), Ok(()));
+    let v = check("alice", &site, swarm).unwrap_err();
+    assert_eq!(v.code, "swarm_port_unconfined");
+    for said in [
+        "a.example.com",
+        "every address",
+        "swarm_publish_domain_ports = true",
+    ] {
+        assert!(v.message.contains(said), "{said}: {}", v.message);
+    }
+    let opted = Publishing::EveryAddress { domain_ports: true };
+    assert_eq!(check("alice", &site, opted), Ok(()));
+    let plain = spec(None, "127.0.0.1", MB, 1, None);
+    assert_eq!(check("alice", &plain, swarm), Ok(()), "nothing published");
+    let e = config("swarm_publish_domain_ports = true\n").unwrap_err();
+    assert!(
+        e.contains("berth.toml") && e.contains("runtime = \"swarm\""),
+        "{e}"
     );
 }

@@ -1,9 +1,11 @@
 //! `runtime` in berth.toml (docs/guides/swarm.md): `"docker"` runs every app as a container on this
 //! engine; `"swarm"` runs every app as a Swarm service across the swarm this engine manages,
-//! its workspace shipped as an image through `registry`.
+//! its workspace shipped as an image through `registry`; `swarm_publish_domain_ports` is the
+//! operator's consent to a domain app's port being open on every address of its nodes.
 
 use serde::Deserialize;
 
+use crate::model::policy::Publishing;
 use crate::model::registry_login::RegistryLoginSource;
 
 /// `runtime` as written.
@@ -28,6 +30,9 @@ pub enum Runtime {
         registry: String,
         /// `[registry_login]`, for a registry that asks for one.
         login: Option<RegistryLoginSource>,
+        /// `swarm_publish_domain_ports`: domain apps may run, their engine-picked port open
+        /// on every address of each node their tasks run on.
+        publish_domain_ports: bool,
     },
 }
 
@@ -54,6 +59,7 @@ impl Runtime {
             (RuntimeKind::Swarm, Some(r)) => check_registry(r).map(|()| Runtime::Swarm {
                 registry: r.to_string(),
                 login,
+                publish_domain_ports: false,
             }),
         }
     }
@@ -61,6 +67,36 @@ impl Runtime {
     /// Whether apps are Swarm services.
     pub fn is_swarm(&self) -> bool {
         matches!(self, Runtime::Swarm { .. })
+    }
+
+    /// This runtime with berth.toml's `swarm_publish_domain_ports`, which only swarm mode has.
+    pub fn with_domain_ports(self, publish: bool) -> Result<Runtime, String> {
+        match self {
+            Runtime::Docker if publish => Err(
+                "swarm_publish_domain_ports is for runtime = \"swarm\" (here Caddy reaches a domain app on its own network, with no published port)".into(),
+            ),
+            Runtime::Docker => Ok(Runtime::Docker),
+            Runtime::Swarm {
+                registry, login, ..
+            } => Ok(Runtime::Swarm {
+                registry,
+                login,
+                publish_domain_ports: publish,
+            }),
+        }
+    }
+
+    /// Where this runtime publishes ports, for the policy check (`policy::check_app`).
+    pub fn publishing(&self) -> Publishing {
+        match self {
+            Runtime::Docker => Publishing::Confined,
+            Runtime::Swarm {
+                publish_domain_ports,
+                ..
+            } => Publishing::EveryAddress {
+                domain_ports: *publish_domain_ports,
+            },
+        }
     }
 }
 
@@ -115,7 +151,26 @@ mod tests {
         let want = Runtime::Swarm {
             registry: "r:5000".into(),
             login: Some(login),
+            publish_domain_ports: false,
         };
         assert_eq!(swarm, Ok(want));
+    }
+
+    #[test]
+    fn domain_ports_are_published_in_swarm_mode_only_when_the_operator_says_so() {
+        let docker = Runtime::Docker;
+        assert_eq!(docker.publishing(), Publishing::Confined);
+        let e = Runtime::Docker.with_domain_ports(true).unwrap_err();
+        assert!(
+            e.contains("swarm_publish_domain_ports is for runtime"),
+            "{e}"
+        );
+        let swarm = Runtime::resolve(RuntimeKind::Swarm, Some("r:5000"), None).unwrap();
+        let closed = Publishing::EveryAddress {
+            domain_ports: false,
+        };
+        assert_eq!(swarm.publishing(), closed, "safe by default");
+        let open = swarm.with_domain_ports(true).unwrap().publishing();
+        assert_eq!(open, Publishing::EveryAddress { domain_ports: true });
     }
 }

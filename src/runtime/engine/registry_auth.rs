@@ -15,6 +15,7 @@ impl Engine {
         let Runtime::Swarm {
             registry,
             login: Some(source),
+            ..
         } = runtime
         else {
             return Ok(self);

@@ -3,8 +3,9 @@
 //!
 //! What Swarm on API 1.41 cannot express is left out, not faked: `no-new-privileges` (the
 //! engine drops it), `memory_swap` (no field) and a host port's address (a host-mode port
-//! listens on every address of its node). No routing mesh: `dnsrr` and host-mode ports, so
-//! nothing depends on IPVS and no app joins the shared ingress network.
+//! listens on every address of its node, so the policy admits a port here only where that is
+//! allowed: `policy::Publishing`, `swarm_port_unconfined`). No routing mesh: `dnsrr` and
+//! host-mode ports, so nothing depends on IPVS and no app joins the shared ingress network.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -335,6 +336,52 @@ mod tests {
         );
         let order = s.update_config.unwrap().order;
         assert_eq!(order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+    }
+
+    /// Every port a service publishes listens on every address of its node: a spec the
+    /// swarm policy admits publishes a host port only when it asks for every address, and an
+    /// engine-picked one only with the operator's consent; any other spec is refused.
+    #[test]
+    fn a_spec_the_swarm_policy_admits_publishes_only_what_it_allowed() {
+        use crate::model::names::AppKey;
+        use crate::model::policy::{check_app, Policy, PolicyFile, Publishing};
+        let file: PolicyFile = toml::from_str(
+            "domains = [\"*.example.com\"]\nhost_ips = [\"127.0.0.1\", \"0.0.0.0\"]\n",
+        )
+        .unwrap();
+        let policy = Policy::resolve(&file).unwrap();
+        let key = AppKey::new("alice", "web").unwrap();
+        let mut admitted = 0;
+        for port in [None, Some(8101)] {
+            for ip in ["127.0.0.1", "0.0.0.0"] {
+                for domain in [None, Some("a.example.com")] {
+                    for consent in [false, true] {
+                        let mut s = spec(port, None);
+                        (s.host_ip, s.domain) = (ip.into(), domain.map(String::from));
+                        let publishing = Publishing::EveryAddress {
+                            domain_ports: consent,
+                        };
+                        let rules = policy.rules("alice");
+                        if check_app(&key, &s, rules, &[], publishing).is_err() {
+                            continue;
+                        }
+                        admitted += 1;
+                        let ports = endpoint(&s).ports.unwrap_or_default();
+                        for p in ports {
+                            let case = format!("{port:?} {ip} {domain:?} {consent}");
+                            match p.published_port {
+                                Some(_) => assert_eq!(ip, "0.0.0.0", "{case}"),
+                                None => assert!(consent, "{case}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            admitted, 10,
+            "of 16: 127.0.0.1 with a host port, a domain without consent"
+        );
     }
 
     #[test]
