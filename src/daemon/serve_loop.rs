@@ -388,6 +388,11 @@ impl ServeLoop {
                 reason: reason.clone(),
                 health: Some(health.as_deref().cloned()),
             }),
+            ActionError::BuildFailed { hash, reason } => Failure::RolledBack(Refusal {
+                hash: hash.clone(),
+                reason: reason.clone(),
+                health: None,
+            }),
             other => Failure::Retry(redact(&chain(other), &done.secrets)),
         });
         match (

@@ -58,6 +58,7 @@ struct ConfigFile {
     policy: PolicyFile,
     proxy: Option<ProxyConfig>,
     http: HttpLimits,
+    builds: crate::model::build_limits::BuildLimits,
     audit_keep_days: u32,
     audit_max_entries: u64,
     runtime: RuntimeKind,
@@ -95,6 +96,7 @@ impl Default for ConfigFile {
             policy: PolicyFile::default(),
             proxy: None,
             http: HttpLimits::default(),
+            builds: Default::default(),
             audit_keep_days: 14,
             audit_max_entries: 100_000,
             runtime: RuntimeKind::Docker,
@@ -175,6 +177,8 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     /// `[http]`: timeouts and the connection cap of the API's server.
     pub http: HttpLimits,
+    /// `[builds]`: how apps with `[build]` are built on this node.
+    pub builds: crate::model::build_limits::BuildLimits,
     /// Audit entries younger than this many days are never dropped to make room.
     pub audit_keep_days: u32,
     /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
@@ -233,6 +237,7 @@ impl Config {
             p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
         }
         f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
+        f.builds.check().map_err(|e| bad(format!("[builds] {e}")))?;
         let login = f.registry_login.as_ref().map(|l| l.resolve(&root));
         let login = login.transpose().map_err(bad)?;
         let runtime = Runtime::resolve(f.runtime, f.registry.as_deref(), login).map_err(bad)?;
@@ -241,6 +246,7 @@ impl Config {
             policy,
             proxy: f.proxy,
             http: f.http,
+            builds: f.builds,
             audit_keep_days: f.audit_keep_days,
             audit_max_entries: f.audit_max_entries,
             state_dir: absolute(&root, &f.state_dir),
