@@ -201,7 +201,9 @@ fn check_arg_name(k: &str) -> Result<(), String> {
         && !k.as_bytes()[0].is_ascii_digit()
         && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     ok.then_some(()).ok_or_else(|| {
-        format!("invalid build argument name {k:?}: letters, digits and '_', not starting with a digit")
+        format!(
+            "invalid build argument name {k:?}: letters, digits and '_', not starting with a digit"
+        )
     })
 }
 
@@ -243,8 +245,14 @@ mod tests {
     #[test]
     fn defaults_are_the_workspace_and_its_dockerfile() {
         let d = parse("").unwrap();
-        assert_eq!((d.dockerfile.as_str(), d.context.as_str()), ("Dockerfile", "."));
-        let s = spec("context = \"web\"\ndockerfile = \"docker/Dockerfile.prod\"", "d");
+        assert_eq!(
+            (d.dockerfile.as_str(), d.context.as_str()),
+            ("Dockerfile", ".")
+        );
+        let s = spec(
+            "context = \"web\"\ndockerfile = \"docker/Dockerfile.prod\"",
+            "d",
+        );
         assert_eq!(s.context, "/r/apps/alice/api/web");
     }
 
@@ -269,7 +277,10 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-        assert!(parse("context = \"./web\"").is_err(), "a '.' part past the first");
+        assert!(
+            parse("context = \"./web\"").is_err(),
+            "a '.' part past the first"
+        );
         assert!(parse("context = \"web/api\"\ntarget = \"run-time_1.2\"").is_ok());
     }
 

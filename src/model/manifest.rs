@@ -87,7 +87,8 @@ impl<'de> Deserialize<'de> for AppName {
 impl Manifest {
     /// Parses manifest text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, SourceError> {
-        let m: Manifest = toml::from_str(text).map_err(|e| SourceError::from_toml(path, text, &e))?;
+        let m: Manifest =
+            toml::from_str(text).map_err(|e| SourceError::from_toml(path, text, &e))?;
         m.check_source()
             .map_err(|e| SourceError::whole_file(path, e))?;
         Ok(m)
@@ -366,7 +367,11 @@ cpus = 0.5
             ("", "", "missing `template`"),
             ("template = \"t\"\n[build]", "", "not both"),
             ("[build]", "", "`[build]` needs `port`"),
-            ("port = 80\n[build]\ncontext = \"../x\"", "3:11", "invalid path"),
+            (
+                "port = 80\n[build]\ncontext = \"../x\"",
+                "3:11",
+                "invalid path",
+            ),
             ("template = \"../../etc\"", "1:12", "invalid template id"),
             ("template = \"T\"", "1:12", "invalid template id"),
             (

@@ -16,7 +16,10 @@ const V2: &str = "/sys/fs/cgroup/docker/buildkit";
 pub fn hold_to(bytes: u64) -> Result<(), String> {
     if Path::new("/sys/fs/cgroup/memory").is_dir() {
         let dir = made(V1)?;
-        let (memory, swap) = (dir.join("memory.limit_in_bytes"), dir.join("memory.memsw.limit_in_bytes"));
+        let (memory, swap) = (
+            dir.join("memory.limit_in_bytes"),
+            dir.join("memory.memsw.limit_in_bytes"),
+        );
         if !swap.exists() {
             return write(&memory, bytes);
         }

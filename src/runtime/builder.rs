@@ -127,12 +127,13 @@ impl Builder {
             warn!(app = %key, cause = %why, "builds are not held to [builds] memory");
         }
         let log_path = self.log_path(key, tag);
-        let mut child = self.command(tag, spec, &dockerfile).spawn().map_err(|source| {
-            BuildError::Spawn {
+        let mut child = self
+            .command(tag, spec, &dockerfile)
+            .spawn()
+            .map_err(|source| BuildError::Spawn {
                 docker: self.limits.docker.clone(),
                 source,
-            }
-        })?;
+            })?;
         info!(app = %key, tag, log = %log_path.display(), "build started");
         let progress = child.stderr.take().expect("piped");
         let logging = keep_log(progress, log_path.clone());
@@ -188,8 +189,9 @@ fn checked_dockerfile(spec: &BuildSpec) -> Result<PathBuf, BuildError> {
     let mut path = PathBuf::from(&spec.context);
     for part in spec.dockerfile.split('/') {
         path.push(part);
-        let meta = std::fs::symlink_metadata(&path)
-            .map_err(|e| BuildError::Input(format!("[build] dockerfile {}: {e}", path.display())))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| {
+            BuildError::Input(format!("[build] dockerfile {}: {e}", path.display()))
+        })?;
         if meta.file_type().is_symlink() {
             return Err(BuildError::Input(format!(
                 "[build] dockerfile {} is a link; berth does not follow it",
@@ -220,10 +222,7 @@ fn finished(
 
 /// Copies the CLI's output into the log at `path` (at most `LOG_BYTES`), giving back its
 /// last lines.
-async fn keep_log(
-    out: tokio::process::ChildStderr,
-    path: PathBuf,
-) -> Result<String, BuildError> {
+async fn keep_log(out: tokio::process::ChildStderr, path: PathBuf) -> Result<String, BuildError> {
     let err = |source| BuildError::Log {
         path: path.clone(),
         source,

@@ -42,7 +42,10 @@ fn checked_dir(app_dir: &Path, rel: &str) -> Result<PathBuf, String> {
         }
         let meta = fs::symlink_metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if meta.file_type().is_symlink() {
-            return Err(format!("{} is a link; berth does not follow it", dir.display()));
+            return Err(format!(
+                "{} is a link; berth does not follow it",
+                dir.display()
+            ));
         }
         if !meta.is_dir() {
             return Err(format!("{} is not a directory", dir.display()));
@@ -109,7 +112,11 @@ impl Walk {
 
 /// The hash of a file's contents, kept while its size, mtime and inode stand.
 fn file_hash(path: &Path, meta: &fs::Metadata) -> Result<blake3::Hash, String> {
-    let stamp = (meta.len(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000, meta.ino());
+    let stamp = (
+        meta.len(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+        meta.ino(),
+    );
     let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
     let kept = kept.get_or_insert_with(HashMap::new);
     if kept.len() > 4 * MAX_ENTRIES {
@@ -147,11 +154,19 @@ mod tests {
     fn a_change_to_a_file_a_name_a_mode_or_a_link_changes_the_digest() {
         let t = tree();
         let d0 = digest(t.path(), "web").unwrap();
-        assert_eq!(digest(t.path(), "web").unwrap(), d0, "same files, same digest");
+        assert_eq!(
+            digest(t.path(), "web").unwrap(),
+            d0,
+            "same files, same digest"
+        );
         fs::write(t.path().join("web/src/a.txt"), "b").unwrap();
         let d1 = digest(t.path(), "web").unwrap();
         assert_ne!(d1, d0, "contents");
-        fs::rename(t.path().join("web/src/a.txt"), t.path().join("web/src/b.txt")).unwrap();
+        fs::rename(
+            t.path().join("web/src/a.txt"),
+            t.path().join("web/src/b.txt"),
+        )
+        .unwrap();
         let d2 = digest(t.path(), "web").unwrap();
         assert_ne!(d2, d1, "name");
         let p = t.path().join("web/src/b.txt");
@@ -159,7 +174,11 @@ mod tests {
         let d3 = digest(t.path(), "web").unwrap();
         assert_ne!(d3, d2, "mode");
         std::os::unix::fs::symlink("/etc/passwd", t.path().join("web/l")).unwrap();
-        assert_ne!(digest(t.path(), "web").unwrap(), d3, "a link, by its target");
+        assert_ne!(
+            digest(t.path(), "web").unwrap(),
+            d3,
+            "a link, by its target"
+        );
     }
 
     #[test]
