@@ -218,3 +218,88 @@ async fn a_build_over_its_memory_is_killed_while_another_app_keeps_answering() {
     );
     assert!(http_get(other).is_some(), "the neighbour stopped answering");
 }
+
+/// A build secret's value: it must reach the step and nothing else.
+const SECRET: &str = "npm-Token-Value-9f3e1c";
+
+/// Every byte of `image` as `docker save` writes it (every layer's files, the config, the
+/// history).
+fn saved_image(image: &str) -> Vec<u8> {
+    let out = std::process::Command::new("docker")
+        .args(["save", image])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "docker save {image}");
+    out.stdout
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn a_build_secret_reaches_its_step_and_no_layer_history_log_or_output() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let root = TestRoot::new("buildsecret").await;
+    let port = free_port();
+    let dir = built_app(&root, port, "v1");
+    let recipient = root
+        .berth(&["secrets", "recipient"])
+        .await
+        .stdout
+        .trim()
+        .to_string();
+    let sealed =
+        crate::secrets::encrypt(&root, ("alice/web", "NPM_TOKEN"), SECRET, Some(&recipient));
+    // The step fails unless the file holds the value; the Dockerfile (shown in the log and
+    // the history) holds only the value reversed.
+    let reversed: String = SECRET.chars().rev().collect();
+    let check = format!(
+        r#"RUN --mount=type=secret,id=NPM_TOKEN sh -c '[ "$(rev /run/secrets/NPM_TOKEN)" = {reversed} ] && echo secret-step-ok-$((1+1))'
+COPY page.txt"#
+    );
+    let with_secret = dockerfile(&root.instance).replace("COPY page.txt", &check);
+    std::fs::write(dir.join("Dockerfile"), with_secret).unwrap();
+    let manifest = format!("port = 8080\nhost_port = {port}\n[build]\nsecrets = [\"NPM_TOKEN\"]\n[secrets]\n{sealed}\n");
+    root.write_manifest("alice", "web", &manifest);
+    let run = root.berth(&["apply"]).await;
+    run.expect_code(0);
+    answers(port, "v1").await;
+    let image = running_image(&root);
+    let logs = build_logs(&root).join("\n");
+    assert!(
+        logs.contains("secret-step-ok-2"),
+        "the step did not see the secret:\n{logs}"
+    );
+    assert!(
+        !holds(logs.as_bytes(), SECRET),
+        "the build log holds the secret"
+    );
+    assert!(
+        !holds(run.text().as_bytes(), SECRET),
+        "berth's output holds the secret"
+    );
+    let history = docker_cli(&["history", "--no-trunc", &image]);
+    assert!(
+        !holds(history.as_bytes(), SECRET),
+        "the history holds the secret"
+    );
+    assert!(
+        !holds(&saved_image(&image), SECRET),
+        "a layer or the config holds the secret"
+    );
+    let builds = root.path().join("builds");
+    let left: Vec<_> = std::fs::read_dir(&builds)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with(".secrets-")),
+        "the secret files outlived the build: {left:?}"
+    );
+    remove_images(&[image]);
+}

@@ -44,6 +44,11 @@ pub struct BuildDecl {
     #[serde(default, deserialize_with = "build_args")]
     #[schemars(length(max = 64))]
     pub args: BTreeMap<String, String>,
+    /// Names from `[secrets]` a `RUN --mount=type=secret,id=NAME` step may read: handed to
+    /// BuildKit as build secrets, never as arguments, so no layer, history or log holds them.
+    #[serde(default, deserialize_with = "secret_names")]
+    #[schemars(length(max = 16))]
+    pub secrets: Vec<String>,
 }
 
 fn default_dockerfile() -> String {
@@ -68,6 +73,8 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
     /// blake3 of the context's files (names, modes, contents, link targets).
     pub context_digest: String,
+    /// Build secrets by name, as the keyed fingerprints of their values (`bind_secrets`).
+    pub secrets: BTreeMap<String, String>,
 }
 
 impl BuildSpec {
@@ -80,6 +87,11 @@ impl BuildSpec {
             target: decl.target.clone(),
             args: decl.args.clone(),
             context_digest,
+            secrets: decl
+                .secrets
+                .iter()
+                .map(|n| (n.clone(), String::new()))
+                .collect(),
         }
     }
 
@@ -91,6 +103,7 @@ impl BuildSpec {
             "target": self.target,
             "args": self.args,
             "context": self.context_digest,
+            "secrets": self.secrets,
         });
         let hash = blake3::hash(inputs.to_string().as_bytes()).to_hex();
         format!("berth-build/{}/{}:{}", key.userid, key.appname, &hash[..20])
@@ -144,12 +157,31 @@ pub fn made_from(
     let (Some(decl), Some(port)) = (&m.build, m.port) else {
         return Err("neither a template nor a [build]".into());
     };
+    if let Some(name) = decl.secrets.iter().find(|n| !m.secrets.0.contains_key(*n)) {
+        return Err(format!(
+            "[build] secrets names {name}, which is not in [secrets]: seal it there first (berth secrets encrypt {name} --app {key})"
+        ));
+    }
     let digest = context
         .unwrap_or_else(|| Err("its build context was not read".into()))
         .map_err(|e| format!("[build] context: {e}"))?;
     let build = BuildSpec::new(decl, &config.app_dir(key), digest);
     let tag = build.tag(key);
     Ok(self::template(tag, port.0, Some(build)))
+}
+
+/// Gives a built app's build secrets the fingerprints of their opened values (`spec.secrets`)
+/// and tags the image again, so a new value is a new build.
+pub fn bind_secrets(spec: &mut crate::model::spec::ContainerSpec, key: &AppKey) {
+    let Some(build) = spec.build.as_mut() else {
+        return;
+    };
+    for (name, fingerprint) in build.secrets.iter_mut() {
+        if let Some(f) = spec.secrets.get(name) {
+            fingerprint.clone_from(f);
+        }
+    }
+    spec.image = build.tag(key);
 }
 
 /// A path inside the workspace: relative, no `..`, no empty or `.` part past the first, no
@@ -205,6 +237,17 @@ fn check_arg_name(k: &str) -> Result<(), String> {
             "invalid build argument name {k:?}: letters, digits and '_', not starting with a digit"
         )
     })
+}
+
+fn secret_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    if names.len() > 16 {
+        return Err(serde::de::Error::custom("at most 16 build secrets"));
+    }
+    for n in &names {
+        crate::model::secrets::check_secret_name(n).map_err(serde::de::Error::custom)?;
+    }
+    Ok(names)
 }
 
 fn build_args<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
@@ -270,10 +313,14 @@ mod tests {
             "args = { \"A-B\" = \"1\" }",
             "args = { \"9A\" = \"1\" }",
             "git = \"https://example.com/a.git\"",
+            "secrets = [\"A-B\"]",
+            "secrets = [\"PORT\"]",
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(
-                err.contains("invalid") || err.contains("unknown field"),
+                ["invalid", "unknown field", "set by berth"]
+                    .iter()
+                    .any(|m| err.contains(m)),
                 "{bad}: {err}"
             );
         }
@@ -297,6 +344,11 @@ mod tests {
         ] {
             assert_ne!(other.tag(&key), base, "{other:?}");
         }
+        let mut sealed = spec("secrets = [\"T\"]", "d1");
+        sealed.secrets.insert("T".into(), "fingerprint-1".into());
+        let first = sealed.tag(&key);
+        sealed.secrets.insert("T".into(), "fingerprint-2".into());
+        assert_ne!(sealed.tag(&key), first, "a new secret value is a new build");
         let mut moved = spec("", "d1");
         moved.context = "/elsewhere".into();
         assert_eq!(moved.tag(&key), base);

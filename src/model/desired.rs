@@ -94,6 +94,7 @@ impl DesiredApp {
     ) -> Result<DesiredApp, String> {
         let mut spec = ContainerSpec::derive(key, m, &template, config);
         spec.secrets = secrets.fingerprints;
+        crate::model::build::bind_secrets(&mut spec, key);
         let mut secret_env = secrets.values;
         secret_env.extend(crate::model::values::apply(
             &mut spec, &template, values, keys,

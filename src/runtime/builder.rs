@@ -19,6 +19,7 @@ use crate::model::build::BuildSpec;
 use crate::model::build_limits::BuildLimits;
 use crate::model::desired::DesiredApp;
 use crate::model::names::AppKey;
+use crate::model::secrets::SecretValue;
 use crate::runtime::engine::Engine;
 use crate::runtime::executor::ActionError;
 
@@ -90,6 +91,7 @@ pub struct Builder {
 impl Builder {
     /// A builder with `limits`, keeping logs under `logs/<user>/<app>/`.
     pub fn new(limits: BuildLimits, logs: PathBuf) -> Builder {
+        remove_left_secrets(&logs);
         let slots = Arc::new(Semaphore::new(limits.max_builds));
         Builder {
             limits,
@@ -109,7 +111,12 @@ impl Builder {
         if engine.has_image(&app.spec.image).await? {
             return Ok(());
         }
-        match self.build(&app.key, &app.spec.image, build).await {
+        let secrets = build
+            .secrets
+            .keys()
+            .filter_map(|name| Some((name.as_str(), app.secret_env.get(name)?)))
+            .collect();
+        match self.build(&app.key, &app.spec.image, build, secrets).await {
             Ok(()) => Ok(()),
             Err(e) if e.is_of_the_inputs() => Err(ActionError::BuildFailed {
                 hash: app.hash.clone(),
@@ -119,16 +126,27 @@ impl Builder {
         }
     }
 
-    /// Builds `spec` as `tag` for `key`, waiting for a free slot.
-    pub async fn build(&self, key: &AppKey, tag: &str, spec: &BuildSpec) -> Result<(), BuildError> {
+    /// Builds `spec` as `tag` for `key` with its build `secrets`, waiting for a free slot.
+    pub async fn build(
+        &self,
+        key: &AppKey,
+        tag: &str,
+        spec: &BuildSpec,
+        secrets: Vec<(&str, &SecretValue)>,
+    ) -> Result<(), BuildError> {
         let dockerfile = checked_dockerfile(spec)?;
         let _slot = self.slots.acquire().await.expect("never closed");
+        let secrets =
+            SecretFiles::write(&self.logs, &secrets).map_err(|source| BuildError::Log {
+                path: self.logs.clone(),
+                source,
+            })?;
         if let Err(why) = crate::runtime::build_cgroup::hold_to(self.limits.memory.0) {
             warn!(app = %key, cause = %why, "builds are not held to [builds] memory");
         }
         let log_path = self.log_path(key, tag);
         let mut child = self
-            .command(tag, spec, &dockerfile)
+            .command(tag, spec, &dockerfile, &secrets.files)
             .spawn()
             .map_err(|source| BuildError::Spawn {
                 docker: self.limits.docker.clone(),
@@ -154,7 +172,13 @@ impl Builder {
         }
     }
 
-    fn command(&self, tag: &str, spec: &BuildSpec, dockerfile: &Path) -> tokio::process::Command {
+    fn command(
+        &self,
+        tag: &str,
+        spec: &BuildSpec,
+        dockerfile: &Path,
+        secrets: &[(String, PathBuf)],
+    ) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.limits.docker);
         cmd.env("DOCKER_BUILDKIT", "1")
             .args(["build", "--progress=plain", "--tag", tag, "--file"])
@@ -165,8 +189,13 @@ impl Builder {
         for (k, v) in &spec.args {
             cmd.arg("--build-arg").arg(format!("{k}={v}"));
         }
+        for (name, path) in secrets {
+            cmd.arg("--secret")
+                .arg(format!("id={name},src={}", path.display()));
+        }
         // The CLI writes the build's progress (`--progress=plain`) to stderr.
-        cmd.arg(&spec.context)
+        cmd.arg("--")
+            .arg(&spec.context)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -246,4 +275,70 @@ async fn keep_log(out: tokio::process::ChildStderr, path: PathBuf) -> Result<Str
     }
     file.flush().await.map_err(err)?;
     Ok(Vec::from(tail).join("\n"))
+}
+
+/// A build's secrets as files only berth's user can read, in a directory of their own that is
+/// removed when the build ends, however it ends.
+struct SecretFiles {
+    dir: Option<PathBuf>,
+    files: Vec<(String, PathBuf)>,
+}
+
+/// Numbers the secret directories of one berth process.
+static NEXT_SECRETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl SecretFiles {
+    fn write(under: &Path, secrets: &[(&str, &SecretValue)]) -> std::io::Result<SecretFiles> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if secrets.is_empty() {
+            return Ok(SecretFiles {
+                dir: None,
+                files: Vec::new(),
+            });
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::create_dir_all(under)?;
+        let n = NEXT_SECRETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = under.join(format!(".secrets-{}-{n}", std::process::id()));
+        // A leftover of a killed berth of the same pid: its secrets must not outlive it.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let mut out = SecretFiles {
+            dir: Some(dir.clone()),
+            files: Vec::new(),
+        };
+        for (name, value) in secrets {
+            let path = dir.join(name);
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(value.expose().as_bytes())?;
+            out.files.push((name.to_string(), path));
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for SecretFiles {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Removes the secret directories a killed berth left (one decider per root, so none is in use
+/// at start).
+fn remove_left_secrets(logs: &Path) {
+    let Ok(entries) = std::fs::read_dir(logs) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".secrets-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
