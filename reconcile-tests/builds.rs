@@ -254,11 +254,12 @@ async fn a_build_secret_reaches_its_step_and_no_layer_history_log_or_output() {
     let sealed =
         crate::secrets::encrypt(&root, ("alice/web", "NPM_TOKEN"), SECRET, Some(&recipient));
     // The step fails unless the file holds the value; the Dockerfile (shown in the log and
-    // the history) holds only the value reversed.
+    // the history) holds only the value reversed; the instance keeps another run's cache out.
     let reversed: String = SECRET.chars().rev().collect();
     let check = format!(
-        r#"RUN --mount=type=secret,id=NPM_TOKEN sh -c '[ "$(rev /run/secrets/NPM_TOKEN)" = {reversed} ] && echo secret-step-ok-$((1+1))'
-COPY page.txt"#
+        r#"RUN --mount=type=secret,id=NPM_TOKEN sh -c '[ "$(rev /run/secrets/NPM_TOKEN)" = {reversed} ] && echo secret-step-ok-$((1+1)) {instance}'
+COPY page.txt"#,
+        instance = root.instance
     );
     let with_secret = dockerfile(&root.instance).replace("COPY page.txt", &check);
     std::fs::write(dir.join("Dockerfile"), with_secret).unwrap();
