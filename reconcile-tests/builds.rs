@@ -304,3 +304,49 @@ COPY page.txt"#,
     );
     remove_images(&[image]);
 }
+
+/// Whether any process on the host has `marker` in its command line (a build step runs on the
+/// host under runc, so it is in the host's process table).
+fn a_process_has(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| holds(&c, marker)))
+}
+
+#[tokio::test]
+async fn a_build_past_its_time_limit_is_stopped_and_its_step_is_gone() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let root = TestRoot::new("buildtime").await;
+    let port = free_port();
+    let dir = built_app(&root, port, "v1");
+    root.config(
+        &[],
+        "[builds]\ndocker = \"/usr/bin/docker\"\ntimeout = \"10s\"\n",
+    );
+    // The step's shell (`/bin/sh -c "sleep 600; : marker"`) lives as long as its sleep.
+    let marker = format!("slowstep{}", root.instance);
+    let slow = dockerfile(&root.instance).replace(
+        "COPY page.txt",
+        &format!("RUN sleep 600; : {marker}\nCOPY page.txt"),
+    );
+    std::fs::write(dir.join("Dockerfile"), slow).unwrap();
+    // While the build runs, the step is seen (so its absence afterwards means something).
+    let seen = format!("the step's process ({marker})");
+    let (run, _) = tokio::join!(
+        root.berth(&["apply"]),
+        wait_until(Duration::from_secs(10), &seen, || async {
+            a_process_has(&marker)
+        })
+    );
+    let shown = run.text();
+    assert!(
+        shown.contains("was not built") && shown.contains("timeout = 10s"),
+        "the build was not stopped by its time limit:\n{shown}"
+    );
+    let what = format!("no process left of the stopped step ({marker})");
+    wait_until(Duration::from_secs(20), &what, || async {
+        !a_process_has(&marker)
+    })
+    .await;
+}
