@@ -118,10 +118,7 @@ fn report(s: &AppState, p: &Planned, settled: bool) -> Value {
         .iter()
         .filter_map(|key| {
             let st = board.get(key)?;
-            let bad = matches!(
-                st.phase,
-                Phase::Failed | Phase::CrashLoop | Phase::RolloutFailed
-            );
+            let bad = st.phase.is_failing();
             bad.then(|| json!({"app": key.to_string(), "phase": st.phase.to_string(), "error": st.last_error}))
         })
         .collect();

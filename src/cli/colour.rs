@@ -32,9 +32,8 @@ fn paint(text: &str, colour: Option<&str>, on: bool) -> String {
 pub fn phase(shown: &str, phase: &str, on: bool) -> String {
     let colour = match phase {
         "running" => Some(GREEN),
-        "failed" | "frozen" | "crash-loop" | "rollout-failed" | "prune-blocked" | "over-quota" => {
-            Some(RED)
-        }
+        "failed" | "frozen" | "crash-loop" | "rollout-failed" | "build-failed"
+        | "prune-blocked" | "over-quota" => Some(RED),
         "pending" | "stopped" => Some(YELLOW),
         _ => None,
     };

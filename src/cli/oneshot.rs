@@ -211,7 +211,9 @@ fn validate_file(config: &Config, path: &Path) -> Result<(), String> {
     }
     crate::model::names::AppKey::new(user, stem).map_err(|e| format!("{shown}: {e}"))?;
     let (manifest, _) = crate::state::scan::read_manifest(path, path).map_err(|e| e.to_string())?;
-    crate::model::template::Template::load(config, &manifest.template.0)
-        .map_err(|e| format!("{shown}: template {}: {e}", manifest.template))?;
+    if let Some(id) = manifest.template_id() {
+        crate::model::template::Template::load(config, id)
+            .map_err(|e| format!("{shown}: template {id}: {e}"))?;
+    }
     Ok(())
 }

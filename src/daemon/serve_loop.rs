@@ -387,6 +387,13 @@ impl ServeLoop {
                 hash: hash.clone(),
                 reason: reason.clone(),
                 health: Some(health.as_deref().cloned()),
+                build: false,
+            }),
+            ActionError::BuildFailed { hash, reason } => Failure::RolledBack(Refusal {
+                hash: hash.clone(),
+                reason: reason.clone(),
+                health: None,
+                build: true,
             }),
             other => Failure::Retry(redact(&chain(other), &done.secrets)),
         });
@@ -481,7 +488,7 @@ async fn run_change(
 
 fn log_status(key: &AppKey, s: &AppStatus) {
     match (&s.phase, &s.last_error) {
-        (Phase::Frozen | Phase::Failed | Phase::CrashLoop | Phase::RolloutFailed, Some(e)) => {
+        (p, Some(e)) if *p == Phase::Frozen || p.is_failing() => {
             let e = crate::runtime::rollout::without_log_tail(e);
             warn!(app = %key, phase = %s.phase, error = %e, "status")
         }

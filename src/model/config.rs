@@ -58,6 +58,7 @@ struct ConfigFile {
     policy: PolicyFile,
     proxy: Option<ProxyConfig>,
     http: HttpLimits,
+    builds: crate::model::build_limits::BuildLimits,
     audit_keep_days: u32,
     audit_max_entries: u64,
     runtime: RuntimeKind,
@@ -96,6 +97,7 @@ impl Default for ConfigFile {
             policy: PolicyFile::default(),
             proxy: None,
             http: HttpLimits::default(),
+            builds: Default::default(),
             audit_keep_days: 14,
             audit_max_entries: 100_000,
             runtime: RuntimeKind::Docker,
@@ -177,6 +179,8 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     /// `[http]`: timeouts and the connection cap of the API's server.
     pub http: HttpLimits,
+    /// `[builds]`: how apps with `[build]` are built on this node.
+    pub builds: crate::model::build_limits::BuildLimits,
     /// Audit entries younger than this many days are never dropped to make room.
     pub audit_keep_days: u32,
     /// Past this many audit entries, the oldest outside `audit_keep_days` are dropped.
@@ -231,10 +235,7 @@ impl Config {
             }
         }
         let policy = Policy::resolve(&f.policy).map_err(bad)?;
-        if let Some(p) = &f.proxy {
-            p.check().map_err(|e| bad(format!("[proxy] {e}")))?;
-        }
-        f.http.check().map_err(|e| bad(format!("[http] {e}")))?;
+        check_sections(&f).map_err(bad)?;
         let login = f.registry_login.as_ref().map(|l| l.resolve(&root));
         let login = login.transpose().map_err(bad)?;
         let runtime = Runtime::resolve(f.runtime, f.registry.as_deref(), login)
@@ -245,6 +246,7 @@ impl Config {
             policy,
             proxy: f.proxy,
             http: f.http,
+            builds: f.builds,
             audit_keep_days: f.audit_keep_days,
             audit_max_entries: f.audit_max_entries,
             state_dir: absolute(&root, &f.state_dir),
@@ -316,6 +318,15 @@ impl Config {
     pub fn app_dir(&self, key: &crate::model::names::AppKey) -> PathBuf {
         self.apps_dir.join(&key.userid).join(&key.appname)
     }
+}
+
+/// The tables that check themselves, each error prefixed with its table.
+fn check_sections(f: &ConfigFile) -> Result<(), String> {
+    if let Some(p) = &f.proxy {
+        p.check().map_err(|e| format!("[proxy] {e}"))?;
+    }
+    f.http.check().map_err(|e| format!("[http] {e}"))?;
+    f.builds.check().map_err(|e| format!("[builds] {e}"))
 }
 
 /// Refuses values no berth can run with.

@@ -26,6 +26,9 @@ pub struct Scan {
     pub frozen_users: BTreeMap<String, SourceError>,
     /// Files and directories with names berth can't use (reported, never acted on).
     pub stray: Vec<SourceError>,
+    /// For each app with `[build]`: the digest of its build context, or why it could not be
+    /// read (`state::build_context`).
+    pub contexts: BTreeMap<AppKey, Result<String, String>>,
 }
 
 /// A valid app: everything the executor needs to converge it.
@@ -91,6 +94,7 @@ impl DesiredApp {
     ) -> Result<DesiredApp, String> {
         let mut spec = ContainerSpec::derive(key, m, &template, config);
         spec.secrets = secrets.fingerprints;
+        crate::model::build::bind_secrets(&mut spec, key);
         let mut secret_env = secrets.values;
         secret_env.extend(crate::model::values::apply(
             &mut spec, &template, values, keys,
@@ -119,6 +123,9 @@ impl DesiredApp {
 pub fn check_runtime(m: &Manifest, template: &Template, config: &Config) -> Result<(), String> {
     check_replicas(m.replicas, config)?;
     check_constraints(&m.constraints, config)?;
+    if config.runtime.is_swarm() && m.build.is_some() {
+        return Err("[build] runs on the docker runtime only: with runtime = \"swarm\" a built image would have to reach every node through the registry, which berth does not do yet".into());
+    }
     if config.runtime.is_swarm() && !template.volumes.is_empty() && m.replicas > Some(1) {
         return Err(format!(
             "template {} has [[volumes]]: with runtime = \"swarm\" such an app runs one task, on the manager berth runs on (a volume lives on one node); remove replicas",
@@ -204,7 +211,7 @@ impl DesiredState {
     /// (`state::scan::load_desired` reads them from disk).
     /// `keys` is the server's secrets key, or why there is none.
     pub fn build(
-        found: Scan,
+        mut found: Scan,
         config: &Config,
         keys: &Result<Keyring, String>,
         template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
@@ -221,10 +228,12 @@ impl DesiredState {
         let (renames, conflicts) = crate::model::rename::find(&found.manifests);
         out.renames = renames;
         let mut counts = Counts::default();
+        let mut contexts = std::mem::take(&mut found.contexts);
         for (key, parsed) in found.manifests {
+            let context = contexts.remove(&key);
             let entry = match counts.admit(&key, config) {
                 Err(why) => Entry::OverQuota(why),
-                Ok(()) => entry_for(&key, parsed, config, keys, template),
+                Ok(()) => entry_for(&key, (parsed, context), config, keys, template),
             };
             out.apps.insert(key, entry);
         }
@@ -316,13 +325,16 @@ impl Counts {
     }
 }
 
+/// A scanned manifest: parsed, with the text it was parsed from, or why not.
+type Parsed = Result<(Manifest, String), SourceError>;
+
 /// One admitted manifest's entry: frozen when it or its template is broken, refused when it
 /// breaks a per-app policy rule, else valid with its spec and hash. (Rules shared between
 /// apps, host ports, domains and a user's memory, are decided with the containers in view:
 /// `model::claims`.)
 fn entry_for(
     key: &AppKey,
-    parsed: Result<(Manifest, String), SourceError>,
+    (parsed, context): (Parsed, Option<Result<String, String>>),
     config: &Config,
     keys: &Result<Keyring, String>,
     template: &mut dyn FnMut(&str) -> Result<Template, SourceError>,
@@ -331,11 +343,11 @@ fn entry_for(
         Err(e) => return Entry::Frozen(e.to_string()),
         Ok(found) => found,
     };
-    let t = match template(&m.template.0) {
-        Err(e) => return Entry::Frozen(format!("template {}: {e}", m.template)),
+    let file = format!("state/apps/{}/{}.toml", key.userid, key.appname);
+    let t = match crate::model::build::made_from(key, &m, config, context, template) {
+        Err(e) => return Entry::Frozen(e),
         Ok(t) => t,
     };
-    let file = format!("state/apps/{}/{}.toml", key.userid, key.appname);
     let renamed_from = m
         .renamed_from
         .as_ref()

@@ -33,6 +33,7 @@ pub(crate) fn template() -> Template {
         volumes: vec![],
         install: None,
         install_version: None,
+        build: None,
     }
 }
 

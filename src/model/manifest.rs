@@ -21,9 +21,13 @@ pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// One app's desired state as the user wrote it. userid and appname come from the path.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["template"]}, {"required": ["build", "port"]}]))]
 pub struct Manifest {
-    /// Which directory under `templates/` builds this app.
-    pub template: TemplateId,
+    /// Which directory under `templates/` shapes this app; an app with `[build]` has none.
+    pub template: Option<TemplateId>,
+    /// `[build]`: the app's image is built from a Dockerfile in its workspace
+    /// (docs/guides/builds.md); then `port` is required and `template` is not given.
+    pub build: Option<crate::model::build::BuildDecl>,
     /// Whether the container should run.
     #[serde(default)]
     pub state: RunState,
@@ -83,7 +87,27 @@ impl<'de> Deserialize<'de> for AppName {
 impl Manifest {
     /// Parses manifest text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, SourceError> {
-        toml::from_str(text).map_err(|e| SourceError::from_toml(path, text, &e))
+        let m: Manifest =
+            toml::from_str(text).map_err(|e| SourceError::from_toml(path, text, &e))?;
+        m.check_source()
+            .map_err(|e| SourceError::whole_file(path, e))?;
+        Ok(m)
+    }
+
+    /// An app is shaped by a template or built from its Dockerfile: exactly one of the two,
+    /// and a built app names its container port (no template gives a default).
+    fn check_source(&self) -> Result<(), String> {
+        match (&self.template, &self.build) {
+            (Some(_), Some(_)) => Err("`template` and `[build]` are both given: an app is made from a template or built from its Dockerfile, not both".into()),
+            (None, None) => Err("missing `template` (or a `[build]` table): say what the app is made from".into()),
+            (None, Some(_)) if self.port.is_none() => Err("`[build]` needs `port`: the port the built app listens on (no template gives a default)".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The template's id, for an app made from one.
+    pub fn template_id(&self) -> Option<&str> {
+        self.template.as_ref().map(|t| t.0.as_str())
     }
 }
 
@@ -311,7 +335,7 @@ cpus = 0.5
 "#,
         )
         .unwrap();
-        assert_eq!(m.template.0, "node-lite-v1");
+        assert_eq!(m.template_id(), Some("node-lite-v1"));
         assert_eq!(m.state, RunState::Running);
         assert_eq!(m.host_port, Some(Port(8101)));
         assert_eq!(m.env.0["GREETING"], "hello");
@@ -340,7 +364,14 @@ cpus = 0.5
                 "2:1",
                 "unknown field `image`",
             ),
-            ("", "", "missing field `template`"),
+            ("", "", "missing `template`"),
+            ("template = \"t\"\n[build]", "", "not both"),
+            ("[build]", "", "`[build]` needs `port`"),
+            (
+                "port = 80\n[build]\ncontext = \"../x\"",
+                "3:11",
+                "invalid path",
+            ),
             ("template = \"../../etc\"", "1:12", "invalid template id"),
             ("template = \"T\"", "1:12", "invalid template id"),
             (

@@ -170,6 +170,17 @@ pub(crate) fn template_paths(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "array", "items": path})
 }
 
+/// A path inside an app's workspace (`[build]`'s `context` and `dockerfile`): `.`, or relative
+/// parts without an empty, `.` or `..` one, no backslash.
+pub(crate) fn relative_path(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "maxLength": 255,
+        "pattern": "^(\\.|[^/\\\\]+(/[^/\\\\]+)*)$",
+        "allOf": [no_dotdot(), {"not": {"pattern": "^\\./|/\\.(/|$)"}}],
+    })
+}
+
 /// A mount's host path: absolute or starting with a placeholder, the only `{...}` allowed.
 pub(crate) fn mount_source(_: &mut SchemaGenerator) -> Schema {
     let p = "\\{(app_dir|shared_dir|template_dir)\\}";

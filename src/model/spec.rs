@@ -91,6 +91,9 @@ pub struct ContainerSpec {
     /// Swarm placement constraints; left out when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub constraints: Vec<String>,
+    /// How the image is built (`[build]`); left out for an app made from a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::model::build::BuildSpec>,
 }
 
 /// Memory and CPUs: the manifest's, else berth.toml's defaults, else the template's.
@@ -169,6 +172,7 @@ impl ContainerSpec {
             // One is what a container is: left out, so `replicas = 1` recreates nothing.
             replicas: m.replicas.filter(|n| *n != 1),
             constraints: m.constraints.clone(),
+            build: t.build.clone(),
         }
     }
 

@@ -139,6 +139,8 @@ pub struct Template {
     pub install: Option<InstallDecl>,
     /// The version the install's inputs and image name now; its mounts are pinned to it.
     pub install_version: Option<String>,
+    /// A built app's build (`[build]`): its image is built, never pulled. None for a template.
+    pub build: Option<crate::model::build::BuildSpec>,
 }
 
 /// Where one app's placeholders point.
@@ -199,6 +201,7 @@ impl Template {
             volumes: file.volumes,
             install: file.install,
             install_version,
+            build: None,
         })
     }
 

@@ -378,6 +378,7 @@ fn a_rolled_back_spec_shows_rollout_failed_and_is_forgotten_when_the_manifest_ch
         hash: h.clone(),
         reason: "exited with code 3".into(),
         health: Some(None),
+        build: false,
     };
     let failed = Failure::RolledBack(refusal.clone());
     assert_eq!(
@@ -448,4 +449,38 @@ fn docker_events_about_apps_with_a_change_in_flight_need_no_pass() {
     let mut with_file = events;
     with_file.add(Trigger::File);
     assert!(!st.only_busy_apps_moved(with_file, busy));
+}
+
+#[test]
+fn a_spec_whose_image_failed_to_build_shows_build_failed_after_a_restart_too() {
+    let (t0, mut st) = (Instant::now(), LoopState::new(4));
+    let d = desired(vec![app("alice/a", RUN)]);
+    let h = hash_of(&d, "alice/a");
+    let p = plan(&d, &[], PlanOptions::default());
+    st.schedule(&p, t0);
+    let refusal = Refusal {
+        hash: h.clone(),
+        reason: "build failed (exit status: 1)".into(),
+        health: None,
+        build: true,
+    };
+    let failed = Failure::RolledBack(refusal);
+    assert_eq!(
+        st.finished(&p.changes[0], Err(failed), t0),
+        Outcome::Refused
+    );
+    st.settle_refusals(&d);
+    let opts = PlanOptions {
+        refused: Some(st.refused()),
+        ..Default::default()
+    };
+    let again = plan(&d, &[], opts);
+    let board = st.status(&d, &[], &again, t0, SystemTime::now());
+    let s = &board[&key("alice/a")];
+    assert_eq!(s.phase, Phase::BuildFailed);
+    let shown = s.last_error.as_deref().unwrap();
+    assert!(shown.contains("not built: build failed"), "{shown}");
+    let restored = Refusal::from_shown(&h, shown);
+    assert!(restored.build && restored.reason == "build failed (exit status: 1)");
+    assert_eq!(restored.phase(), Phase::BuildFailed);
 }

@@ -152,6 +152,8 @@ pub struct Refusal {
     /// The health check it failed; `None` when not known (a refusal read back from the saved
     /// status), which refuses whatever the check.
     pub health: Option<Option<HealthCheck>>,
+    /// The spec's image failed to build (phase `build-failed`), rather than its container.
+    pub build: bool,
 }
 
 impl Refusal {
@@ -162,21 +164,36 @@ impl Refusal {
 
     /// As `berth status` and the API show it.
     pub fn shown(&self) -> String {
-        format!("{}{}", Self::prefix(&self.hash), self.reason)
+        format!("{}{}", Self::prefix(&self.hash, self.build), self.reason)
     }
 
     /// A refusal from what [`shown`](Self::shown) wrote (a saved status).
     pub fn from_shown(hash: &str, shown: &str) -> Refusal {
-        let reason = shown.strip_prefix(&Self::prefix(hash)).unwrap_or(shown);
+        let build = shown.starts_with(&Self::prefix(hash, true));
+        let reason = shown
+            .strip_prefix(&Self::prefix(hash, build))
+            .unwrap_or(shown);
         Refusal {
             hash: hash.to_string(),
             reason: reason.to_string(),
             health: None,
+            build,
         }
     }
 
-    fn prefix(hash: &str) -> String {
-        format!("spec {} refused: ", short(hash))
+    fn prefix(hash: &str, build: bool) -> String {
+        match build {
+            true => format!("spec {} not built: ", short(hash)),
+            false => format!("spec {} refused: ", short(hash)),
+        }
+    }
+
+    /// The phase this refusal puts its app in.
+    pub fn phase(&self) -> crate::reconcile::status::Phase {
+        match self.build {
+            true => crate::reconcile::status::Phase::BuildFailed,
+            false => crate::reconcile::status::Phase::RolloutFailed,
+        }
     }
 }
 
@@ -327,13 +344,18 @@ fn guard_removals(
 }
 
 /// A change that would roll a refused spec again rolls nothing: the old container stays,
-/// started again (with crash backoff) if it stopped while the manifest says running.
+/// started again (with crash backoff) if it stopped while the manifest says running. A spec
+/// whose image failed to build is not created either.
 fn honour_refusal(
     change: &mut AppChange,
     app: &DesiredApp,
     refusal: Option<&Refusal>,
 ) -> Option<Refusal> {
     let r = refusal.filter(|r| r.refuses(&app.hash, app.health.as_ref()))?;
+    if r.build && matches!(change.action, Some(Action::Create { .. })) {
+        change.action = None;
+        return Some(r.clone());
+    }
     let Some(Action::Recreate { old, start, .. }) = &change.action else {
         return None;
     };

@@ -88,8 +88,9 @@ impl fmt::Display for Plan {
         for (k, r) in &self.refused {
             writeln!(
                 f,
-                "  {:<24} rollout-failed             {}\n  {:<24} (edit the manifest or deploy to try again)",
+                "  {:<24} {:<26} {}\n  {:<24} (edit the manifest or deploy to try again)",
                 k.to_string(),
+                r.phase().as_str(),
                 r.shown(),
                 ""
             )?;

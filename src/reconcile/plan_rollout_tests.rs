@@ -180,6 +180,7 @@ fn a_refused_apps_old_container_is_started_again_when_it_stops() {
             hash: h,
             reason: "exited with code 3".into(),
             health: None,
+            build: false,
         },
     )]);
     let opts = PlanOptions {
@@ -206,6 +207,7 @@ fn a_refused_spec_is_not_tried_again_until_the_manifest_changes() {
         hash: h.clone(),
         reason: "exited with code 3".into(),
         health: Some(None),
+        build: false,
     };
     let refused = BTreeMap::from([(key("alice/a"), refusal.clone())]);
     let opts = PlanOptions {
@@ -228,5 +230,45 @@ fn a_refused_spec_is_not_tried_again_until_the_manifest_changes() {
     assert!(
         matches!(only_action(&p), Action::Recreate { .. }),
         "a new spec rolls"
+    );
+}
+
+#[test]
+fn a_spec_whose_image_failed_to_build_is_not_created_again_until_it_changes() {
+    let d = desired(vec![app("alice/a", DOMAIN_APP)]);
+    let h = hash_of(&d, "alice/a");
+    let rollout = Refusal {
+        hash: h.clone(),
+        reason: "exited with code 3".into(),
+        health: None,
+        build: false,
+    };
+    let build = Refusal {
+        build: true,
+        reason: "build failed (exit status: 1)".into(),
+        ..rollout.clone()
+    };
+    let with = |r: &Refusal| BTreeMap::from([(key("alice/a"), r.clone())]);
+    let (by_build, by_rollout) = (with(&build), with(&rollout));
+    let opts = |refused| PlanOptions {
+        refused: Some(refused),
+        ..Default::default()
+    };
+    let p = plan(&d, &[], opts(&by_build));
+    assert!(p.is_noop(), "the failed build is tried again: {p:?}");
+    assert!(p.to_string().contains("build-failed"), "{p}");
+    let p = plan(&d, &[], opts(&by_rollout));
+    assert!(
+        matches!(only_action(&p), Action::Create { .. }),
+        "a rollout refusal never held a first create"
+    );
+    let edited = desired(vec![app(
+        "alice/a",
+        &format!("{DOMAIN_APP}\nrestart = \"2\""),
+    )]);
+    let p = plan(&edited, &[], opts(&by_build));
+    assert!(
+        matches!(only_action(&p), Action::Create { .. }),
+        "a new spec is built"
     );
 }

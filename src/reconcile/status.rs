@@ -30,6 +30,9 @@ pub enum Phase {
     /// The new container of its last rollout failed its health check or exited and was
     /// removed; the old one keeps running and that spec is not tried again.
     RolloutFailed,
+    /// The image of its last spec (`[build]`) failed to build; what ran keeps running and
+    /// that spec is not built again.
+    BuildFailed,
     /// Its manifest or template is broken; nothing is done for it.
     Frozen,
     /// Past a quota; not started.
@@ -40,17 +43,28 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, for exporting counts that include zeros.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::Pending,
         Phase::Running,
         Phase::Stopped,
         Phase::Failed,
         Phase::CrashLoop,
         Phase::RolloutFailed,
+        Phase::BuildFailed,
         Phase::Frozen,
         Phase::OverQuota,
         Phase::PruneBlocked,
     ];
+}
+
+impl Phase {
+    /// A phase that says something went wrong with the app's last change or its container.
+    pub fn is_failing(self) -> bool {
+        matches!(
+            self,
+            Phase::Failed | Phase::CrashLoop | Phase::RolloutFailed | Phase::BuildFailed
+        )
+    }
 }
 
 impl fmt::Display for Phase {
@@ -69,6 +83,7 @@ impl Phase {
             Phase::Failed => "failed",
             Phase::CrashLoop => "crash-loop",
             Phase::RolloutFailed => "rollout-failed",
+            Phase::BuildFailed => "build-failed",
             Phase::Frozen => "frozen",
             Phase::OverQuota => "over-quota",
             Phase::PruneBlocked => "prune-blocked",
@@ -234,7 +249,7 @@ pub fn compute_status(
             (Entry::Valid(app), Some(r))
                 if r.refuses(&app.hash, app.health.as_ref()) && !in_motion =>
             {
-                (Phase::RolloutFailed, Some(r.shown()))
+                (r.phase(), Some(r.shown()))
             }
             _ => entry_phase(key, entry, observed, memory.backoffs, now, in_motion),
         };

@@ -25,6 +25,7 @@ use crate::runtime::engine_check::{bounded, LIST_BOUND};
 
 mod app_image;
 mod body;
+mod built_images;
 mod client;
 mod error;
 mod image_prune;

@@ -59,6 +59,18 @@ pub enum ActionError {
         /// Why, with its last log lines.
         reason: String,
     },
+    /// The image's build failed on its inputs; what runs is untouched. Not built again until
+    /// the inputs (so the spec) change.
+    #[error("the image of spec {} was not built: {reason}", short(hash))]
+    BuildFailed {
+        /// The spec hash whose image failed.
+        hash: String,
+        /// Why, with the log's last lines.
+        reason: String,
+    },
+    /// A build could not run (its CLI, its log); tried again.
+    #[error(transparent)]
+    Build(#[from] crate::runtime::builder::BuildError),
     /// The proxy could not switch to the new container; it was removed and is tried again.
     #[error("switching the route: {0}")]
     Proxy(#[from] ProxyError),
@@ -90,6 +102,8 @@ pub struct Executor {
     front: Option<Arc<Front>>,
     /// Template installs that failed moments ago, so one failure is not run once per app.
     install_failures: crate::runtime::install::Failures,
+    /// Builds of apps with `[build]`.
+    builder: crate::runtime::builder::Builder,
 }
 
 impl Executor {
@@ -103,6 +117,10 @@ impl Executor {
         let front = Front::new(&config).map(Arc::new);
         let services = config.runtime.is_swarm();
         let informer = Arc::new(Informer::new(engine.clone(), config.relist, services));
+        let builder = crate::runtime::builder::Builder::new(
+            config.builds.clone(),
+            config.database.with_file_name("builds"),
+        );
         Executor {
             config,
             engine,
@@ -111,6 +129,7 @@ impl Executor {
             removals: Arc::default(),
             front,
             install_failures: Default::default(),
+            builder,
         }
     }
 
@@ -409,7 +428,10 @@ impl Executor {
     /// install, the `kind` hook, the image (before the old container is touched).
     async fn prepare(&self, app: &DesiredApp, kind: HookKind) -> Result<(), ActionError> {
         self.prepare_files(app, kind).await?;
-        Ok(self.engine.ensure_image(&app.spec.image).await?)
+        match &app.spec.build {
+            None => Ok(self.engine.ensure_image(&app.spec.image).await?),
+            Some(build) => self.builder.ensure(&self.engine, app, build).await,
+        }
     }
 
     /// The files a container of `app` is made from: its workspace checked, the template's

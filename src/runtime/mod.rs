@@ -9,6 +9,8 @@
 //! **Must not know about** scheduling (the daemon decides what runs when), HTTP, git or the
 //! database. Depends on `model` and on `reconcile`'s plan types.
 
+pub mod build_cgroup;
+pub mod builder;
 pub mod caddy;
 pub mod engine;
 pub mod engine_check;

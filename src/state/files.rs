@@ -177,12 +177,16 @@ impl ManifestFiles {
     }
 
     fn template_of(&self, shown: &Path, m: &Manifest) -> Result<Template, WriteError> {
-        Template::load(&self.config, &m.template.0).map_err(|e| {
-            WriteError::UnknownTemplate(format!(
-                "{}: template {}: {e}",
-                shown.display(),
-                m.template
-            ))
+        let Some(id) = m.template_id() else {
+            // A built app: no values, hooks or mounts of a template to check against.
+            return Ok(crate::model::build::template(
+                String::new(),
+                m.port.map_or(0, |p| p.0),
+                None,
+            ));
+        };
+        Template::load(&self.config, id).map_err(|e| {
+            WriteError::UnknownTemplate(format!("{}: template {id}: {e}", shown.display()))
         })
     }
 

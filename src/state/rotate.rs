@@ -70,7 +70,7 @@ fn env_of(
     let Ok((m, _)) = parsed else {
         return BTreeMap::new();
     };
-    let Ok(t) = Template::load(config, &m.template.0) else {
+    let Some(Ok(t)) = m.template_id().map(|id| Template::load(config, id)) else {
         return BTreeMap::new();
     };
     let mut out = BTreeMap::new();

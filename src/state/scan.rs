@@ -36,7 +36,8 @@ pub fn load_desired(config: &Config) -> Result<DesiredState, ScanError> {
 
 /// The desired state of what a scan `found`: its templates loaded (each once) and its
 /// secrets decrypted with the server's key (read now, so a restored or rotated key counts).
-pub fn build_desired(found: Scan, config: &Config) -> DesiredState {
+pub fn build_desired(mut found: Scan, config: &Config) -> DesiredState {
+    found.contexts = build_contexts(&found, config);
     let keys = match found.manifests.values().any(holds_secrets) {
         true => crate::state::secrets_key::load(&config.secrets_key),
         false => Err("no manifest holds secrets".into()),
@@ -48,6 +49,16 @@ pub fn build_desired(found: Scan, config: &Config) -> DesiredState {
             .or_insert_with(|| Template::load(config, id))
             .clone()
     })
+}
+
+/// The digest of each built app's context (`state::build_context`).
+fn build_contexts(found: &Scan, config: &Config) -> BTreeMap<AppKey, Result<String, String>> {
+    let built = found.manifests.iter().filter_map(|(key, parsed)| {
+        let decl = parsed.as_ref().ok()?.0.build.as_ref()?;
+        let digest = crate::state::build_context::digest(&config.app_dir(key), &decl.context);
+        Some((key.clone(), digest))
+    });
+    built.collect()
 }
 
 /// Whether a scanned manifest has `[secrets]`.
