@@ -45,6 +45,8 @@ struct ConfigFile {
     #[serde(with = "humantime_serde")]
     stop_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    engine_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     confirm_ttl: Duration,
     max_parallel: usize,
     revisions_kept: usize,
@@ -82,6 +84,7 @@ impl Default for ConfigFile {
             relist: Duration::from_secs(300),
             hook_timeout: Duration::from_secs(300),
             stop_timeout: Duration::from_secs(10),
+            engine_timeout: Duration::from_secs(60),
             confirm_ttl: Duration::from_secs(600),
             max_parallel: 4,
             revisions_kept: 20,
@@ -146,6 +149,9 @@ pub struct Config {
     pub hook_timeout: Duration,
     /// Grace period between SIGTERM and SIGKILL when stopping a container.
     pub stop_timeout: Duration,
+    /// How long a container create, start or remove may take (a stop: `stop_timeout` more)
+    /// before berth gives it up as hung and tries again later.
+    pub engine_timeout: Duration,
     /// How long a confirm token for a destructive API call (purge, releasing a held mass
     /// removal) stays valid.
     pub confirm_ttl: Duration,
@@ -261,6 +267,7 @@ impl Config {
             relist: f.relist,
             hook_timeout: f.hook_timeout,
             stop_timeout: f.stop_timeout,
+            engine_timeout: f.engine_timeout,
             confirm_ttl: f.confirm_ttl,
             max_parallel: f.max_parallel,
             revisions_kept: f.revisions_kept,
@@ -325,8 +332,13 @@ fn check_values(f: &ConfigFile) -> Result<(), String> {
             return Err(format!("{key} must be longer than 0s"));
         }
     }
-    if f.hook_timeout.is_zero() {
-        return Err("hook_timeout must be longer than 0s".into());
+    for (key, d) in [
+        ("hook_timeout", f.hook_timeout),
+        ("engine_timeout", f.engine_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(format!("{key} must be longer than 0s"));
+        }
     }
     if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
         return Err("stop_timeout is too long".into());
