@@ -143,12 +143,26 @@ async fn second_apply_changes_nothing_and_makes_no_docker_events() {
     root.berth(&["apply"]).await.expect_code(0);
     let web = root.id("alice", "web").await;
     let api = root.id("bob", "api").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // Docker stamps an event when it acts, before it answers: whatever the first apply
+    // did is stamped before t0, whatever the second did before t1.
     let t0 = SystemTime::now();
     root.berth(&["apply"]).await.expect_code(0);
-    tokio::time::sleep(Duration::from_millis(700)).await;
     let t1 = SystemTime::now();
+    // A marker after t1 (SIGWINCH, which the app ignores): events arrive in order, so once
+    // it is seen, every event stamped before it has been.
+    let name = root.container_name("alice", "web");
+    let winch = bollard::query_parameters::KillContainerOptionsBuilder::new()
+        .signal("SIGWINCH")
+        .build();
+    root.docker
+        .kill_container(&name, Some(winch))
+        .await
+        .unwrap();
+    crate::support::wait_until(Duration::from_secs(10), "the marker's event", || async {
+        !action_times(&events.all(), "kill", &name).is_empty()
+    })
+    .await;
 
     // The subscription works: it saw the first apply create both containers.
     let first = events.between(t_start, t0);

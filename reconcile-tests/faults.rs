@@ -114,6 +114,48 @@ async fn a_hung_engine_is_not_ready_and_apps_are_not_shown_running() {
     assert_no_berth_left(&root, "after the engine hung");
 }
 
+/// moby#46661: the engine answers its ping but a container start hangs. berth gives the
+/// start up after `engine_timeout`, names the call in the app's error, counts it, and starts
+/// the app once the engine answers starts again.
+// Multi-threaded: the relay's tasks run while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_container_start_is_given_up_named_counted_and_retried() {
+    let relay = DockerRelay::start();
+    let root = TestRoot::new("enginestall").await;
+    root.config(&[("engine_timeout", "\"2s\"")], "");
+    let (mut serve, api, admin) = serve_through(&relay, &root).await;
+
+    relay.stall("/start HTTP/1.1");
+    root.write_manifest("alice", "api", MINIMAL);
+    wait_until(T, "the hung start to be given up", || async {
+        let v = api.get("/apps/alice/api", &admin).await.json();
+        let error = v["last_error"].as_str().unwrap_or_default().to_string();
+        error.contains("no answer within 2s")
+    })
+    .await;
+    let v = api.get("/apps/alice/api", &admin).await.json();
+    let error = v["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("docker start ") && error.contains("engine_timeout"),
+        "the error names the call: {error}"
+    );
+    let metrics = api.get("/metrics", "").await.text;
+    assert!(
+        metrics.contains("berth_engine_timeouts_total{op=\"start\"}"),
+        "{metrics}"
+    );
+    assert!(
+        root.running("alice", "web").await,
+        "the other app is untouched"
+    );
+
+    relay.unstall();
+    root.wait_running("alice", "api", T).await;
+    serve.assert_alive();
+    serve.stop(Duration::from_secs(10));
+    assert_no_berth_left(&root, "after a hung start");
+}
+
 #[tokio::test]
 async fn a_database_deleted_while_serving_is_reported_and_not_silently_recreated() {
     let root = TestRoot::new("dbgone").await;

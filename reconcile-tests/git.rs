@@ -65,7 +65,7 @@ async fn a_signed_webhook_pulls_at_once_and_a_bad_one_is_refused() {
     })
     .await;
     g.remote.write("alice", "web", MINIMAL);
-    g.remote.push("web");
+    let unsigned_push = g.remote.push("web");
     // Unsigned or wrongly signed: 401, and nothing is pulled.
     let unsigned = g
         .api
@@ -90,11 +90,10 @@ async fn a_signed_webhook_pulls_at_once_and_a_bad_one_is_refused() {
         )
         .await;
     forged.expect(401);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        g.root.container("alice", "web").await.is_none(),
-        "no pull without a good signature"
-    );
+    // Another commit on top: the signed webhook's pull below moves the checkout straight to
+    // it, so a checkout that ever stood at the first commit was pulled by a refused webhook.
+    g.remote.write("alice", "later", MINIMAL);
+    let signed_push = g.remote.push("later");
 
     let t = Instant::now();
     assert_eq!(g.webhook().await, 202);
@@ -102,6 +101,14 @@ async fn a_signed_webhook_pulls_at_once_and_a_bad_one_is_refused() {
         .wait_running("alice", "web", Duration::from_secs(10))
         .await;
     let took = t.elapsed();
+    g.root.wait_running("alice", "later", T).await;
+    let clone = g.root.path().join("state");
+    let checkouts = git(&clone, &["reflog", "--format=%H", "HEAD"]);
+    assert!(checkouts.contains(&signed_push), "{checkouts}");
+    assert!(
+        !checkouts.contains(&unsigned_push),
+        "a refused webhook pulled: the checkout stood at {unsigned_push}\n{checkouts}"
+    );
     println!("git mode: signed webhook -> container running in {took:?}");
     assert!(took < Duration::from_secs(3), "took {took:?}");
     let audit = g.api.get("/audit?tail=5", &g.admin).await.text;
@@ -154,7 +161,8 @@ async fn a_broken_push_freezes_one_app_and_a_mass_deletion_is_held() {
         apps.matches("prune-blocked").count() >= 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A whole pass asked for through the daemon after the hold: the guard still holds.
+    g.root.berth(&["apply"]).await.expect_contains("prune");
     for a in apps {
         assert!(
             g.root.container("alice", a).await.is_some(),
@@ -207,7 +215,8 @@ async fn a_force_push_or_a_lost_remote_is_reported_and_the_apps_stay() {
         metrics.contains("berth_git_syncs_total{result=\"diverged\"}"),
         "{metrics}"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A whole pass asked for through the daemon after the divergence: a3 still not run.
+    g.root.berth(&["apply"]).await.expect_code(0);
     assert!(g.root.running("alice", "a1").await && g.root.running("alice", "a2").await);
     assert!(
         g.root.container("alice", "a3").await.is_none(),
@@ -361,12 +370,16 @@ async fn a_force_push_that_only_rewinds_is_not_undone() {
         .as_str()
         .unwrap()
         .contains("rewritten"));
-    // berth must not push the dropped commit back, not now and not on the next sync.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // berth must not push the dropped commit back, not now (the sync that reported the
+    // rewrite has ended: it pushes before it reports) and not on the next sync.
     assert_eq!(git(&g.remote.bare, &["rev-parse", "main"]), rewound);
     assert_eq!(g.git_status().await["head"], bad.as_str());
+    let before = syncs(&g).await;
     assert_eq!(g.webhook().await, 202);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_until(T, "the next sync to end", || async {
+        syncs(&g).await > before
+    })
+    .await;
     assert_eq!(git(&g.remote.bare, &["rev-parse", "main"]), rewound);
     assert_eq!(g.git_status().await["diverged"], true);
     assert!(
@@ -383,4 +396,15 @@ async fn a_force_push_that_only_rewinds_is_not_undone() {
     .await;
     g.root.wait_gone("alice", "bad", T).await;
     assert!(g.root.running("alice", "a1").await);
+}
+
+/// Syncs berth has ended, whatever their result (`berth_git_syncs_total`).
+async fn syncs(g: &GitRoot) -> u64 {
+    let metrics = g.api.send(Method::GET, "/metrics", &[], None).await.text;
+    let counts = metrics
+        .lines()
+        .filter(|l| l.starts_with("berth_git_syncs_total{"));
+    counts
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

@@ -266,6 +266,44 @@ async fn nothing_a_double_forking_hook_started_outlives_serve() {
     }
 }
 
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A SIGTERM to the hook's shim alone (as an operator or a service manager might send it):
+/// the shim kills the hook's whole tree before it exits, so once serve has reaped it nothing
+/// the hook started is left.
+#[tokio::test]
+async fn a_sigterm_to_a_hooks_shim_leaves_no_process_of_the_hook() {
+    let (root, orphan, hook, _cleanup) = forking_root("hookterm").await;
+    let t = std::time::Duration::from_secs(30);
+    root.config(&[("hook_timeout", "\"600s\"")], "");
+    let mut serve = crate::support::Serve::start(&root);
+    crate::support::wait_until(t, "the hook to start its orphan", || async {
+        hook.exists()
+    })
+    .await;
+    let (orphan_pid, hook_pid) = (read_pid(&orphan), read_pid(&hook));
+    let shim = parent_of(hook_pid);
+    let comm = std::fs::read_to_string(format!("/proc/{shim}/cmdline")).unwrap();
+    assert!(
+        comm.contains("__hook-shim"),
+        "the hook's parent is its shim: {comm:?}"
+    );
+    // SAFETY: the shim serve started for this test's hook.
+    assert_eq!(unsafe { libc::kill(shim, libc::SIGTERM) }, 0);
+    crate::support::wait_until(t, "serve to reap the shim", || async { !alive(shim) }).await;
+    assert!(!alive(hook_pid), "the hook {hook_pid} outlived its shim");
+    assert!(
+        !alive(orphan_pid),
+        "the hook's double-forked child {orphan_pid} outlived its shim"
+    );
+    serve.assert_alive();
+}
+
 /// A running app whose mounted workspace was moved away: a deploy changes nothing (the running
 /// container keeps serving), says which directory is missing, and goes ahead once it is back.
 /// The pre-create hook (which made the workspace) is not run again over the user's files.

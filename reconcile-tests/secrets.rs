@@ -624,3 +624,76 @@ async fn a_rotation_does_not_finish_past_a_user_directory_it_cannot_read() {
     assert_eq!(std::fs::read_to_string(&key).unwrap(), old_key);
     serve.assert_alive();
 }
+
+/// Values set through the API while rotations run beside them: each is sealed under the lock
+/// the rotation holds, so none is sealed to a key a rotation then deletes. Each value gets a
+/// name of its own (an overwritten one would hide a broken one), and every one opens with the
+/// key left at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_set_during_rotations_all_open_with_the_key_left() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const WRITERS: usize = 4;
+    const EACH: usize = 15; // 60 names: a manifest holds at most 64 secrets
+    let root = TestRoot::new("secretrace").await;
+    let admin = add_user(&root, "root", true).await;
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    api.create_app(&alice, "web", "bb-v1").await.expect(201);
+    // Stopped: the values change often, and no container needs recreating for the race.
+    api.post("/apps/alice/web/stop", &alice, None)
+        .await
+        .expect(200);
+    let set = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (api, alice, set) = (Api::new(serve.api_base()), alice.clone(), set.clone());
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let path = format!("/apps/alice/web/secrets/TOKEN_{w}_{n}");
+                    let body = json!({ "value": format!("{w}-{n}") });
+                    let r = api
+                        .call(reqwest::Method::PUT, &path, &alice, Some(body))
+                        .await;
+                    assert_eq!(r.status, 200, "{}", r.text);
+                    set.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut rotations = 0;
+    while set.load(Ordering::Relaxed) < WRITERS * EACH {
+        // Each rotation starts while the writers are setting values.
+        let before = set.load(Ordering::Relaxed);
+        wait_until(T, "a value set since the last rotation", || async {
+            let now = set.load(Ordering::Relaxed);
+            now > before || now == WRITERS * EACH
+        })
+        .await;
+        let r = api.post("/secrets/rotate", &admin, None).await;
+        r.expect(200);
+        assert_eq!(r.json()["finished"], true, "{}", r.text);
+        rotations += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(
+        rotations >= 3,
+        "only {rotations} rotations ran beside the writes"
+    );
+    let listed = api.get("/apps/alice/web/secrets", &alice).await.json();
+    let secrets = listed["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), WRITERS * EACH, "{listed}");
+    let broken: Vec<_> = secrets
+        .iter()
+        .filter(|s| !s["fingerprint"].is_string())
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "values set during {rotations} rotations no longer open: {broken:?}"
+    );
+    println!("{} values set during {rotations} rotations", WRITERS * EACH);
+    serve.assert_alive();
+}

@@ -51,6 +51,7 @@ fn exercised_metrics() -> String {
     m.request("GET", "/apps", 200);
     m.git_sync("ok", false);
     m.engine_call("list");
+    m.engine_timeout("start");
     m.rollout("start-first", "succeeded", std::time::Duration::ZERO);
     m.render(&BTreeMap::new())
 }

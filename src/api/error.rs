@@ -179,6 +179,7 @@ impl From<WriteError> for ApiError {
             },
             WriteError::Stale { .. } => ApiError::PreconditionFailed(message),
             WriteError::OddPath(_) => ApiError::Conflict(message),
+            WriteError::SecretsKey(_) => ApiError::Unavailable(message),
             WriteError::Io { ref source, .. } if crate::store::is_full(source) => {
                 ApiError::InsufficientStorage(message)
             }

@@ -1,6 +1,6 @@
 //! `/apps/{userid}/{appname}/secrets` (docs/guides/secrets.md): set, list and delete `[secrets]` entries.
-//! A value is encrypted to the server's key in memory and only the ciphertext is written,
-//! through the same write path (roles, etag, audit, git commit) as every manifest change.
+//! A value is encrypted to the server's key in memory, under the state lock (so never to a
+//! key a rotation is deleting), and only the ciphertext is written, through the same write path (roles, etag, audit, git commit) as every manifest change.
 //! Answers name secrets and show fingerprints and when each was set (from the revision
 //! history: null until a pass has recorded it); no answer carries a value.
 
@@ -18,7 +18,9 @@ use super::extract::{ApiJson, ApiPath, AppPath};
 use super::AppState;
 use crate::model::manifest::Manifest;
 use crate::model::names::AppKey;
-use crate::model::secrets::{check_secret_name, check_secret_value, seal, Scope, SecretValue};
+use crate::model::secrets::{
+    check_secret_name, check_secret_value, seal, Keyring, Scope, SecretValue,
+};
 use crate::state::secrets_key;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -125,20 +127,21 @@ async fn set(
             "{name} is set in [env]; remove it there first (a name is in one or the other)"
         )));
     }
-    let sealed = seal(
-        &keyring(&s)?.recipient(),
-        &Scope::secret(&key, &name),
-        &value,
-    );
-    let n = name.clone();
-    let change = move |doc: &mut toml_edit::DocumentMut| {
+    // Sealed under the state lock, not here: a rotation between here and the write would
+    // leave a value sealed to the key it deletes.
+    let (n, scope) = (name.clone(), Scope::secret(&key, &name));
+    let change = move |doc: &mut toml_edit::DocumentMut, keys: &Keyring| {
+        let sealed = seal(&keys.recipient(), &scope, &value);
         let table = doc
             .entry("secrets")
             .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
         table[&n] = toml_edit::value(sealed);
     };
     let action = format!("set secret {name}");
-    let c = s.writer.edit(&key, caller.name(), &action, change).await?;
+    let c = s
+        .writer
+        .edit_sealing(&key, caller.name(), &action, change)
+        .await?;
     Ok(Json(json!({ "secret": name, "set": true, "etag": c.etag })))
 }
 

@@ -4,11 +4,16 @@
 //! client holding many connections (slow heads, responses it never reads) can fill its own
 //! share, never the whole server, and a health probe from elsewhere always finds a slot.
 //!
+//! An address counts as its client: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a
+//! dual-stack socket reports IPv4 peers) counts as `a.b.c.d`, and an IPv6 address counts as
+//! its /64, the smallest block one subscriber is handed, so a client cannot dodge the
+//! per-address cap by dialling from many addresses of its own prefix.
+//!
 //! Pure bookkeeping under one mutex; the listener asks [`Slots::admit`] after each accept and
 //! drops the [`Ticket`] when the connection ends.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 /// The caps one listener admits under.
@@ -90,8 +95,9 @@ impl Slots {
 
     /// Admits a connection from `address` (`None`: no address, as on the unix socket).
     pub fn admit(self: &Arc<Self>, address: Option<IpAddr>) -> Admit {
+        let address = address.map(client_of);
         let mut c = self.lock();
-        let counted = address.filter(|a| !self.caps.exempt.contains(a));
+        let counted = address.filter(|a| !self.caps.exempt.iter().any(|e| client_of(*e) == *a));
         let held = counted.map_or(0, |a| c.by_address.get(&a).copied().unwrap_or(0));
         if counted.is_some() && held >= self.caps.per_address {
             return Admit::Refused(Refusal::PerAddress);
@@ -139,6 +145,21 @@ impl Slots {
     pub fn held(&self) -> (usize, usize) {
         let c = self.lock();
         (c.full, c.reserve)
+    }
+}
+
+/// The client an address counts as: IPv4-mapped IPv6 as its IPv4 address, other IPv6 as its
+/// /64 (the host bits zeroed), IPv4 as itself.
+pub fn client_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
     }
 }
 
@@ -219,6 +240,47 @@ mod tests {
             Admit::Refused(Refusal::PerAddress)
         ));
         assert_eq!(s.held(), (2, 0));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_counts_as_its_ipv4_address() {
+        let s = caps(10, 2, 0);
+        let mapped = Some(IpAddr::from(
+            "::ffff:127.0.0.2".parse::<Ipv6Addr>().unwrap(),
+        ));
+        let _held = [s.admit(ip(2)), s.admit(mapped)];
+        assert!(matches!(
+            s.admit(mapped),
+            Admit::Refused(Refusal::PerAddress)
+        ));
+        assert!(matches!(
+            s.admit(ip(2)),
+            Admit::Refused(Refusal::PerAddress)
+        ));
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_one_share() {
+        let s = caps(10, 2, 0);
+        let v6 = |text: &str| Some(IpAddr::from(text.parse::<Ipv6Addr>().unwrap()));
+        let _held = [
+            s.admit(v6("2001:db8:1:2::1")),
+            s.admit(v6("2001:db8:1:2:aaaa::9")),
+        ];
+        assert!(matches!(
+            s.admit(v6("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            Admit::Refused(Refusal::PerAddress)
+        ));
+        // The next /64 is another client.
+        assert!(matches!(s.admit(v6("2001:db8:1:3::1")), Admit::Full(_)));
+    }
+
+    #[test]
+    fn an_exempt_address_is_exempt_in_its_mapped_form_too() {
+        let s = caps(10, 1, 0);
+        let mapped = Some(IpAddr::from("::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap()));
+        let held: Vec<_> = (0..3).map(|_| s.admit(mapped)).collect();
+        assert!(held.iter().all(|a| matches!(a, Admit::Full(_))));
     }
 
     #[test]

@@ -22,6 +22,7 @@ async fn reconciler(config: Config) -> anyhow::Result<Reconciler> {
     let engine = Engine::connect(&config.instance)
         .await
         .context("connecting to the Docker engine")?
+        .bounding_writes(config.engine_timeout, crate::runtime::engine::uncounted())
         .logged_in(&config.runtime)
         .map_err(anyhow::Error::msg)?;
     // Without them a refused spec would be planned (and applied) again: worth a warning,

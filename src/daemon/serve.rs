@@ -119,12 +119,16 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine, every call to it counted in `metrics` (`berth_engine_calls_total{op}`).
+/// The engine, every call to it counted in `metrics` (`berth_engine_calls_total{op}`), its
+/// container writes bounded by `engine_timeout` (`berth_engine_timeouts_total{op}`).
 async fn connect(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Engine> {
     let calls = metrics.clone();
     let counter: CallCounter = Arc::new(move |op| calls.engine_call(op));
     let engine = Engine::connect_counted(&config.instance, counter).await;
+    let timeouts = metrics.clone();
+    let timeouts: CallCounter = Arc::new(move |op| timeouts.engine_timeout(op));
     let engine = engine.context("connecting to the Docker engine")?;
+    let engine = engine.bounding_writes(config.engine_timeout, timeouts);
     let login = engine.logged_in(&config.runtime);
     login.map_err(anyhow::Error::msg)
 }

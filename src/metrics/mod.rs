@@ -91,6 +91,8 @@ pub struct Metrics {
     engine_up: Gauge,
     /// berth_engine_calls_total{op}: every request made to the Docker engine.
     engine_calls: Family<OpLabels, Counter>,
+    /// berth_engine_timeouts_total{op}: container writes given up past `engine_timeout`.
+    engine_timeouts: Family<OpLabels, Counter>,
     /// berth_reconcile_failures_total: passes that could not run (engine or state unreadable).
     pass_failures: Counter,
     /// berth_watcher_armed: 1 while the file watcher watches the directories the config names.
@@ -149,6 +151,7 @@ const WATCHER_HELP: &str =
 const GIT_SYNCS_HELP: &str = "Git syncs, by result";
 const ENGINE_CALLS_HELP: &str =
     "Requests berth made to the Docker engine, by operation (list, inspect, create, events, ...)";
+const TIMEOUTS_HELP: &str = "Container writes (create, start, stop, remove) given up because the engine did not answer within engine_timeout";
 const CONNECTIONS_HELP: &str = "Connections to the API (its TCP listener and unix socket) by outcome: full, reserve (past max_connections: the probes only), refused_per_address, refused_full, write_timeout (a response the client did not read)";
 const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
 
@@ -167,6 +170,7 @@ impl Default for Metrics {
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
             engine_calls: reg(&mut r, "engine_calls", ENGINE_CALLS_HELP, Family::default()),
+            engine_timeouts: reg(&mut r, "engine_timeouts", TIMEOUTS_HELP, Family::default()),
             watcher_armed: reg(&mut r, "watcher_armed", WATCHER_HELP, Gauge::default()),
             pass_failures: reg(
                 &mut r,
@@ -239,6 +243,12 @@ impl Metrics {
     pub fn engine_call(&self, op: &str) {
         let labels = OpLabels { op: op.into() };
         self.engine_calls.get_or_create(&labels).inc();
+    }
+
+    /// One container write of operation `op` given up: the engine did not answer in time.
+    pub fn engine_timeout(&self, op: &str) {
+        let labels = OpLabels { op: op.into() };
+        self.engine_timeouts.get_or_create(&labels).inc();
     }
 
     /// Whether the watcher follows the directories the config names (set by the watcher).

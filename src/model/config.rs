@@ -45,6 +45,8 @@ struct ConfigFile {
     #[serde(with = "humantime_serde")]
     stop_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    engine_timeout: Duration,
+    #[serde(with = "humantime_serde")]
     confirm_ttl: Duration,
     max_parallel: usize,
     revisions_kept: usize,
@@ -84,6 +86,7 @@ impl Default for ConfigFile {
             relist: Duration::from_secs(300),
             hook_timeout: Duration::from_secs(300),
             stop_timeout: Duration::from_secs(10),
+            engine_timeout: Duration::from_secs(60),
             confirm_ttl: Duration::from_secs(600),
             max_parallel: 4,
             revisions_kept: 20,
@@ -150,6 +153,9 @@ pub struct Config {
     pub hook_timeout: Duration,
     /// Grace period between SIGTERM and SIGKILL when stopping a container.
     pub stop_timeout: Duration,
+    /// How long a container create, start or remove may take (a stop: `stop_timeout` more)
+    /// before berth gives it up as hung and tries again later.
+    pub engine_timeout: Duration,
     /// How long a confirm token for a destructive API call (purge, releasing a held mass
     /// removal) stays valid.
     pub confirm_ttl: Duration,
@@ -267,6 +273,7 @@ impl Config {
             relist: f.relist,
             hook_timeout: f.hook_timeout,
             stop_timeout: f.stop_timeout,
+            engine_timeout: f.engine_timeout,
             confirm_ttl: f.confirm_ttl,
             max_parallel: f.max_parallel,
             revisions_kept: f.revisions_kept,
@@ -340,8 +347,13 @@ fn check_values(f: &ConfigFile) -> Result<(), String> {
             return Err(format!("{key} must be longer than 0s"));
         }
     }
-    if f.hook_timeout.is_zero() {
-        return Err("hook_timeout must be longer than 0s".into());
+    for (key, d) in [
+        ("hook_timeout", f.hook_timeout),
+        ("engine_timeout", f.engine_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(format!("{key} must be longer than 0s"));
+        }
     }
     if f.stop_timeout > Duration::from_secs(i32::MAX as u64) {
         return Err("stop_timeout is too long".into());
@@ -377,120 +389,5 @@ fn absolute(base: &Path, p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_text(text: &str) -> Result<Config, SourceError> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("berth.toml");
-        std::fs::write(&p, text).unwrap();
-        Config::load(Some(&p), None)
-    }
-
-    #[test]
-    fn git_local_remotes_are_resolved_against_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let cases = [
-            (
-                "../remote.git",
-                format!("{}/remote.git", dir.path().parent().unwrap().display()),
-            ),
-            ("/srv/state.git", "/srv/state.git".to_string()),
-            (
-                "ssh://git@host/state.git",
-                "ssh://git@host/state.git".to_string(),
-            ),
-            ("git@host:state.git", "git@host:state.git".to_string()),
-        ];
-        for (given, want) in cases {
-            std::fs::write(
-                dir.path().join("berth.toml"),
-                format!("[git]\nremote = \"{given}\"\n"),
-            )
-            .unwrap();
-            let c = Config::load(None, Some(dir.path())).unwrap();
-            assert_eq!(c.git.unwrap().remote, want, "{given}");
-        }
-        std::fs::write(dir.path().join("berth.toml"), "[git]\nremote = \"-x\"\n").unwrap();
-        assert!(Config::load(None, Some(dir.path())).is_err());
-    }
-
-    #[test]
-    fn empty_file_gives_spec_defaults() {
-        let c = load_text("").unwrap();
-        assert_eq!(c.instance, "main");
-        assert_eq!(c.resync, Duration::from_secs(30));
-        assert_eq!(c.relist, Duration::from_secs(300));
-        assert_eq!(c.hook_timeout, Duration::from_secs(300));
-        assert_eq!(c.stop_timeout, Duration::from_secs(10));
-        assert_eq!(
-            (c.max_parallel, c.max_apps_per_user, c.max_total_apps),
-            (4, 5, 20)
-        );
-        assert!(c.state_dir.ends_with("state") && c.state_dir.is_absolute());
-    }
-
-    #[test]
-    fn reads_humantime_and_overrides() {
-        let c = load_text(
-            "resync = \"1m 30s\"\nrelist = \"2h\"\ninstance = \"t1\"\n[defaults]\nmemory = \"128m\"\n\
-             [templates.node-lite-v1]\nimage = \"local/node:1\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.resync, Duration::from_secs(90));
-        assert_eq!(c.relist, Duration::from_secs(7200));
-        assert_eq!(c.defaults.memory.unwrap().0, 128 << 20);
-        assert_eq!(
-            c.templates["node-lite-v1"].image.as_deref(),
-            Some("local/node:1")
-        );
-    }
-
-    #[test]
-    fn hostile_config_is_rejected_with_location() {
-        let cases = [
-            ("bogus = 1\n", "berth.toml:1:1"),
-            ("resync = \"soon\"\n", "berth.toml:1:10"),
-            ("max_parallel = -1\n", "berth.toml:1:16"),
-            ("[defaults]\nmemory = \"lots\"\n", "berth.toml:2:10"),
-            ("[templates.x]\nimage = 3\n", "berth.toml:2:9"),
-            ("listen = \"nowhere\"\n", "berth.toml:1:10"),
-            ("[http]\nheader_timeout = \"never\"\n", "berth.toml:2:18"),
-            ("[http]\nidle = \"1s\"\n", "berth.toml:2:1"),
-        ];
-        for (text, at) in cases {
-            let e = load_text(text).unwrap_err().to_string();
-            assert!(e.contains(at), "{text:?} -> {e}");
-        }
-        for text in [
-            "instance = \"Main\"\n",
-            "instance = \"a-b\"\n",
-            "max_parallel = 0\n",
-            "relist = \"0s\"\n",
-            "[http]\nmax_connections = 0\n",
-            "[http]\nbody_timeout = \"1ms\"\n",
-            "[http]\nwrite_timeout = \"1ms\"\n",
-            "[http]\nmax_connections_per_address = 0\n",
-            "[http]\nreserved_connections = 0\n",
-        ] {
-            let e = load_text(text).expect_err(text).to_string();
-            assert!(!text.starts_with("[http]") || e.contains("[http]"), "{e}");
-            // The error names the key it refuses.
-            let key = text
-                .trim_start_matches("[http]\n")
-                .split(' ')
-                .next()
-                .unwrap();
-            assert!(!text.starts_with("[http]") || e.contains(key), "{e}");
-        }
-    }
-
-    #[test]
-    fn root_flag_wins_and_missing_default_file_is_fine() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Config::load(None, Some(dir.path())).unwrap();
-        assert_eq!(c.state_dir, dir.path().join("state"));
-        let missing = dir.path().join("nope.toml");
-        assert!(Config::load(Some(&missing), None).is_err());
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -105,9 +105,16 @@ impl<'de> Deserialize<'de> for SealedSecrets {
 /// rotation it holds the new identity (which seals) and the old one (which still opens what
 /// is not re-encrypted yet). The fingerprint key is rotated too; a re-sealed value carries
 /// its old fingerprint inside its envelope, so rotating changes no spec hash.
+///
+/// Keys a finished rotation retired (`--keep-old`) open only values bound to a scope: a
+/// value sealed before scopes opens in any manifest it is copied into, so once a rotation
+/// has had its chance to re-seal it bound, the retired key no longer opens it.
 pub struct Keyring {
     current: age::x25519::Identity,
-    previous: Vec<age::x25519::Identity>,
+    /// The key a rotation under way replaces: opens everything, so the rotation can re-seal.
+    rotating_from: Vec<age::x25519::Identity>,
+    /// Keys finished rotations retired: open bound values only.
+    retired: Vec<age::x25519::Identity>,
     fingerprint_key: [u8; 32],
 }
 
@@ -127,7 +134,8 @@ impl Keyring {
         getrandom::fill(&mut fingerprint_key).expect("the OS random source");
         Keyring {
             current: age::x25519::Identity::generate(),
-            previous: Vec::new(),
+            rotating_from: Vec::new(),
+            retired: Vec::new(),
             fingerprint_key,
         }
     }
@@ -140,13 +148,13 @@ impl Keyring {
     }
 
     /// This keyring also opening (never sealing to) every `AGE-SECRET-KEY-` line of `text`:
-    /// the keys earlier rotations retired, for values a rotation could not reach.
+    /// the keys earlier rotations retired, for bound values a rotation could not reach.
     pub fn also_opening(mut self, text: &str) -> Result<Keyring, String> {
         let lines = text.lines().map(str::trim);
         for line in lines.filter(|l| l.starts_with("AGE-SECRET-KEY-")) {
             let identity = age::x25519::Identity::from_str(line)
                 .map_err(|_| "a line is not an age X25519 identity (AGE-SECRET-KEY-1...)")?;
-            self.previous.push(identity);
+            self.retired.push(identity);
         }
         Ok(self)
     }
@@ -160,11 +168,12 @@ impl Keyring {
     /// rotation. It keeps fingerprinting with its own fingerprint key: what the rotation
     /// re-seals carries the fingerprint the spec holds now.
     pub fn rotating_to(self, next: Keyring) -> Keyring {
-        let mut previous = vec![self.current];
-        previous.extend(self.previous);
+        let mut rotating_from = vec![self.current];
+        rotating_from.extend(self.rotating_from);
         Keyring {
             current: next.current,
-            previous,
+            rotating_from,
+            retired: self.retired,
             fingerprint_key: self.fingerprint_key,
         }
     }
@@ -192,7 +201,8 @@ impl Keyring {
             .as_bytes();
         Ok(Keyring {
             current,
-            previous: Vec::new(),
+            rotating_from: Vec::new(),
+            retired: Vec::new(),
             fingerprint_key,
         })
     }
@@ -214,30 +224,23 @@ impl Keyring {
     }
 
     /// Decrypts `sealed` (`age:<base64>`) without looking at its scope: a rotation's and a
-    /// rename's re-seal, which check the scope themselves. The error says why, never with the
-    /// value.
+    /// rename's re-seal, which check the scope themselves. A retired key opens only a bound
+    /// value. The error says why, never with the value.
     pub fn unseal(&self, sealed: &str) -> Result<Envelope, String> {
         let body = sealed.strip_prefix(PREFIX).ok_or("not `age:<base64>`")?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(body)
             .map_err(|_| "not valid base64")?;
-        let identities = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .map(|i| i as &dyn age::Identity);
-        let decryptor = age::Decryptor::new_buffered(&bytes[..])
-            .map_err(|_| "damaged or truncated ciphertext".to_string())?;
-        let mut reader = decryptor.decrypt(identities).map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => {
-                "encrypted to another key, not this server's".to_string()
-            }
-            _ => "damaged or truncated ciphertext".to_string(),
-        })?;
-        let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut reader, &mut plain)
-            .map_err(|_| "damaged or truncated ciphertext".to_string())?;
-        String::from_utf8(plain)
-            .map(secret_scope::decode)
-            .map_err(|_| "the value is not UTF-8".into())
+        let live = std::iter::once(&self.current).chain(&self.rotating_from);
+        match decrypt(&bytes, live) {
+            Err(Decrypted::NoKey) => {}
+            other => return other.map_err(Decrypted::why),
+        }
+        let opened = decrypt(&bytes, &self.retired).map_err(Decrypted::why)?;
+        if opened.scope.is_none() {
+            return Err("sealed before values were bound to an app, to a key a rotation retired: it opens no more; seal it again for its app (`berth secrets encrypt NAME --app USER/APP`, or PUT .../secrets)".into());
+        }
+        Ok(opened)
     }
 
     /// Decrypts `sealed` for `scope`: a value sealed for another app or name is refused,
@@ -266,6 +269,42 @@ impl Keyring {
             .update(value.0.as_bytes());
         format!("k3:{}", &h.finalize().to_hex()[..16])
     }
+}
+
+/// Why a ciphertext did not open with some keys.
+enum Decrypted {
+    /// None of them is the one it was sealed to.
+    NoKey,
+    /// It is damaged, or not text.
+    Bad(&'static str),
+}
+
+impl Decrypted {
+    fn why(self) -> String {
+        match self {
+            Decrypted::NoKey => "encrypted to another key, not this server's".into(),
+            Decrypted::Bad(why) => why.into(),
+        }
+    }
+}
+
+/// Decrypts the age ciphertext `bytes` with any of `identities`.
+fn decrypt<'a>(
+    bytes: &[u8],
+    identities: impl IntoIterator<Item = &'a age::x25519::Identity>,
+) -> Result<Envelope, Decrypted> {
+    const DAMAGED: Decrypted = Decrypted::Bad("damaged or truncated ciphertext");
+    let identities = identities.into_iter().map(|i| i as &dyn age::Identity);
+    let decryptor = age::Decryptor::new_buffered(bytes).map_err(|_| DAMAGED)?;
+    let mut reader = decryptor.decrypt(identities).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => Decrypted::NoKey,
+        _ => DAMAGED,
+    })?;
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut plain).map_err(|_| DAMAGED)?;
+    String::from_utf8(plain)
+        .map(secret_scope::decode)
+        .map_err(|_| Decrypted::Bad("the value is not UTF-8"))
 }
 
 /// A manifest's secrets, decrypted, with the fingerprints its spec carries.
@@ -350,131 +389,5 @@ pub fn parse_recipient(text: &str) -> Result<age::x25519::Recipient, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sc() -> Scope {
-        Scope::secret(&AppKey::new("alice", "web").unwrap(), "P")
-    }
-
-    #[test]
-    fn a_value_round_trips_and_its_fingerprint_ignores_the_encryption() {
-        let k = Keyring::generate();
-        let v = SecretValue::new("hunter2".into());
-        let (a, b) = (
-            seal(&k.recipient(), &sc(), &v),
-            seal(&k.recipient(), &sc(), &v),
-        );
-        assert_ne!(a, b, "age encryption is randomized");
-        assert_eq!(k.open(&a, &sc()).unwrap().value, v);
-        assert_eq!(
-            k.fingerprint("P", &k.open(&a, &sc()).unwrap().value),
-            k.fingerprint("P", &k.open(&b, &sc()).unwrap().value)
-        );
-        let other = SecretValue::new("hunter3".into());
-        assert_ne!(k.fingerprint("P", &v), k.fingerprint("P", &other));
-        assert_ne!(
-            k.fingerprint("P", &v),
-            Keyring::generate().fingerprint("P", &v)
-        );
-    }
-
-    #[test]
-    fn wrong_key_garbage_and_truncation_are_refused_without_the_value() {
-        let k = Keyring::generate();
-        let sealed = seal(&k.recipient(), &sc(), &SecretValue::new("hunter2".into()));
-        let other = Keyring::generate();
-        assert!(other
-            .open(&sealed, &sc())
-            .unwrap_err()
-            .contains("another key"));
-        assert!(k.open("age:!!!", &sc()).unwrap_err().contains("base64"));
-        let cut = &sealed[..sealed.len() - 12];
-        let e = k.open(cut, &sc()).unwrap_err();
-        assert!(!e.contains("hunter2"), "{e}");
-        assert_eq!(
-            format!("{:?}", k.open(&sealed, &sc()).unwrap().value),
-            "<redacted>"
-        );
-        let bob = Scope::secret(&AppKey::new("bob", "web").unwrap(), "P");
-        let e = k.open(&sealed, &bob).unwrap_err();
-        assert!(
-            e.contains("sealed for alice/web/P, not for bob/web/P"),
-            "{e}"
-        );
-        assert!(!e.contains("hunter2"), "{e}");
-    }
-
-    #[test]
-    fn the_key_file_text_parses_back_to_the_same_identity() {
-        let k = Keyring::generate();
-        let back = Keyring::parse(&k.to_file_text()).unwrap();
-        assert_eq!(back.recipient().to_string(), k.recipient().to_string());
-        assert!(Keyring::parse("# nothing\n").is_err());
-        assert!(Keyring::parse("AGE-SECRET-KEY-1NOPE\n").is_err());
-        let no_fingerprint_key = k.to_file_text().replace(FINGERPRINT_LINE, "# ");
-        assert!(Keyring::parse(&no_fingerprint_key).is_err());
-    }
-
-    #[test]
-    fn a_rotation_opens_old_values_seals_to_the_new_key_and_carries_fingerprints() {
-        let old = Keyring::generate();
-        let v = SecretValue::new("hunter2".into());
-        let sealed_old = seal(&old.recipient(), &sc(), &v);
-        let fp = old.fingerprint("P", &v);
-        let next = old.successor();
-        let next_alone = Keyring::parse(&next.to_file_text()).unwrap();
-        let both = Keyring::parse(&old.to_file_text())
-            .unwrap()
-            .rotating_to(next);
-        let opened = both.open(&sealed_old, &sc()).unwrap();
-        assert_eq!(opened.value, v);
-        assert_eq!(both.fingerprint_of("P", &opened), fp);
-        assert_eq!(
-            both.recipient().to_string(),
-            next_alone.recipient().to_string()
-        );
-        // The rotation's re-seal carries the fingerprint the spec holds.
-        let resealed = seal_carrying(&both.recipient(), &sc(), &v, Some(&fp));
-        let opened = next_alone.open(&resealed, &sc()).unwrap();
-        assert_eq!(
-            next_alone.fingerprint_of("P", &opened),
-            fp,
-            "a spec changed"
-        );
-        assert!(
-            next_alone.open(&sealed_old, &sc()).is_err(),
-            "the new key alone opens an old value"
-        );
-        // The fingerprint key was rotated: the same value sealed anew is fingerprinted anew.
-        assert_ne!(next_alone.fingerprint("P", &v), fp);
-        let anew = next_alone
-            .open(&seal(&both.recipient(), &sc(), &v), &sc())
-            .unwrap();
-        assert_ne!(next_alone.fingerprint_of("P", &anew), fp);
-    }
-
-    #[test]
-    fn redaction_hides_every_value_whole() {
-        let vals = [
-            SecretValue::new("abc".into()),
-            SecretValue::new("xxabcxx".into()),
-            SecretValue::new(String::new()),
-        ];
-        let out = redact("A=xxabcxx B=abc C=ab", &vals);
-        assert_eq!(out, "A=<redacted> B=<redacted> C=ab");
-    }
-
-    #[test]
-    fn sealed_values_are_checked_for_shape() {
-        assert!(check_sealed("DB_PASSWORD", "age:YWJj").is_ok());
-        assert!(check_sealed("DB_PASSWORD", "hunter2")
-            .unwrap_err()
-            .contains("[env]"));
-        assert!(check_sealed("1X", "age:YWJj")
-            .unwrap_err()
-            .contains("secret"));
-        assert!(check_sealed("PORT", "age:YWJj").is_err());
-        assert!(check_sealed("X", "age:***").is_err());
-    }
-}
+#[path = "secrets_tests.rs"]
+mod tests;

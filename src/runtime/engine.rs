@@ -3,7 +3,8 @@
 //! containers, follows their events, reads logs, and does the writes berth needs (pull,
 //! create, start, stop, remove). **The writes are `pub(in crate::runtime)`:** only the
 //! executor calls them, so no surface can change a container except by writing a manifest.
-//! Every call goes through `client`, which counts it by operation.
+//! Every call goes through `client`, which counts it by operation and bounds the container
+//! writes in time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ mod app_image;
 mod body;
 mod built_images;
 mod client;
+mod container_events;
 mod error;
 mod image_prune;
 mod networks;
@@ -42,7 +44,9 @@ pub use tasks::LiveTask;
 mod volumes;
 
 pub use body::create_body;
-pub use client::{uncounted, CallCounter};
+pub use client::{uncounted, CallCounter, DEFAULT_WRITE_BOUND};
+use container_events::event_of;
+pub use container_events::ContainerEvent;
 use error::fail;
 pub use error::EngineError;
 pub(in crate::runtime) use oneoff::Job;
@@ -189,13 +193,14 @@ impl Engine {
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.expose())),
         );
+        let (call, what) = (self.docker.call("create"), format!("create {name}"));
+        let created = call.create_container(Some(opts), body);
+        let bound = self.docker.write_bound();
         let created = self
             .docker
-            .call("create")
-            .create_container(Some(opts), body)
-            .await
-            .map_err(fail(format!("create {name}")))?;
-        Ok(created.id)
+            .bounded(("create", &what), bound, created)
+            .await?;
+        Ok(created.map_err(fail(what))?.id)
     }
 
     /// Whether a container runs, how it exited, and its address (berth's user network
@@ -250,11 +255,18 @@ impl Engine {
 
     /// Starts a container; starting a running one is not an error.
     pub(in crate::runtime) async fn start(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.call("start").start_container(id, None).await {
+        let (start, what) = (self.docker.call("start"), format!("start {id}"));
+        let started = start.start_container(id, None);
+        let bound = self.docker.write_bound();
+        match self
+            .docker
+            .bounded(("start", &what), bound, started)
+            .await?
+        {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            r => r.map_err(fail(format!("start {id}"))),
+            r => r.map_err(fail(what)),
         }
     }
 
@@ -268,17 +280,16 @@ impl Engine {
             t: Some(timeout.as_secs().min(i32::MAX as u64) as i32),
             signal: None,
         };
-        match self
-            .docker
-            .call("stop")
-            .stop_container(id, Some(opts))
-            .await
-        {
+        let (stop, what) = (self.docker.call("stop"), format!("stop {id}"));
+        let stopped = stop.stop_container(id, Some(opts));
+        // The engine waits the grace period before it kills: that is not a hang.
+        let bound = timeout + self.docker.write_bound();
+        match self.docker.bounded(("stop", &what), bound, stopped).await? {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304 | 404,
                 ..
             }) => Ok(()),
-            r => r.map_err(fail(format!("stop {id}"))),
+            r => r.map_err(fail(what)),
         }
     }
 
@@ -288,11 +299,13 @@ impl Engine {
             force: true,
             ..Default::default()
         };
+        let (remove, what) = (self.docker.call("remove"), format!("remove {id}"));
+        let removed = remove.remove_container(id, Some(opts));
+        let bound = self.docker.write_bound();
         match self
             .docker
-            .call("remove")
-            .remove_container(id, Some(opts))
-            .await
+            .bounded(("remove", &what), bound, removed)
+            .await?
         {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -303,7 +316,7 @@ impl Engine {
                 status_code: 409,
                 message,
             }) if message.contains("already in progress") => self.wait_gone(id).await,
-            r => r.map_err(fail(format!("remove {id}"))),
+            r => r.map_err(fail(what)),
         }
     }
 
@@ -424,28 +437,6 @@ impl Engine {
             .events(Some(opts))
             .map(|e| e.map(|m| event_of(&m)).map_err(fail("events")))
     }
-}
-
-/// One event on one of this instance's containers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerEvent {
-    /// The app it is about, from the container's labels (`None`: not one berth can name).
-    pub app: Option<AppKey>,
-    /// Docker's action: `create`, `die`, `destroy`, `exec_start: sh`, ...
-    pub action: String,
-}
-
-fn event_of(m: &bollard::models::EventMessage) -> ContainerEvent {
-    ContainerEvent {
-        app: event_app(m),
-        action: m.action.clone().unwrap_or_default(),
-    }
-}
-
-/// The app an event is about, from the container labels Docker puts in its attributes.
-fn event_app(m: &bollard::models::EventMessage) -> Option<AppKey> {
-    let attrs = m.actor.as_ref()?.attributes.as_ref()?;
-    AppKey::new(attrs.get(labels::USERID)?, attrs.get(labels::APPNAME)?).ok()
 }
 
 /// What [`Engine::inspect`] reports.

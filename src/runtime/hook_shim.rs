@@ -7,7 +7,15 @@
 //! orphans is re-parented to the shim instead of to init, so the shim's descendants in `/proc`
 //! are exactly what the hook left, however it forked. When the hook exits, or when berth asks
 //! (it closes the shim's stdin: on a timeout, or because berth itself exited or was killed),
-//! the shim kills all of them, reaps them, and exits with the hook's own status.
+//! the shim kills all of them, reaps them, and exits with the hook's own status. A SIGTERM,
+//! SIGINT or SIGHUP to the shim (systemd stopping berth, an operator) does the same, and the
+//! shim then leaves by that signal: the signals are blocked and read from a signalfd in the
+//! same poll, so none can end the shim before it has killed the tree.
+//!
+//! The shim signals only its own children, never a pid found further down in `/proc`: a
+//! child stays this process's (alive, or a zombie) until the shim reaps it, so its pid cannot
+//! be reused between the scan and the kill; a grandchild's could (its parent reaps it). A
+//! killed child's children are re-parented to the shim and killed in the next round.
 //!
 //! Why a process of its own and not berth as the subreaper: a subreaper must reap what it
 //! inherits, and berth's tokio waits on its own children by pid; a `waitpid(-1)` in berth
@@ -61,6 +69,15 @@ fn shim(hook: OsString) -> i32 {
         eprintln!("berth {ARG}: cannot become a subreaper: {e}");
         return 126;
     }
+    // Blocked before the hook starts, so a signal sent at any time waits in the signalfd
+    // (the hook itself starts with an empty mask: `Command` resets it in the child).
+    let signals = match block_stop_signals() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("berth {ARG}: cannot block the stop signals: {e}");
+            return 126;
+        }
+    };
     let child = match spawn(&hook) {
         Ok(child) => child,
         Err(e) => {
@@ -69,10 +86,51 @@ fn shim(hook: OsString) -> i32 {
         }
     };
     let pid = child.id() as i32;
-    let mut status = wait_for_hook_or_berth(pid);
-    kill_descendants(&mut status, pid);
+    let (mut status, signal) = match wait_for_hook_or_berth(pid, signals) {
+        Ended::Hook(status) => (Some(status), None),
+        Ended::Berth => (None, None),
+        Ended::Signal(signal) => (None, Some(signal)),
+    };
+    kill_tree(&mut status, pid);
     let _ = std::io::stderr().flush();
-    leave_with(status)
+    leave_with(signal.or(status))
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this process; a signalfd that reads them.
+fn block_stop_signals() -> std::io::Result<i32> {
+    // SAFETY: a sigset on the stack, filled by sigemptyset/sigaddset before use; this
+    // process has one thread, so sigprocmask is its mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+}
+
+/// The signal waiting in `signalfd`, if one is.
+fn stop_signal(signalfd: i32) -> Option<i32> {
+    // SAFETY: an all-zero signalfd_siginfo is valid; read fills at most its size.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reading into a struct we own, of its own size.
+    let n = unsafe {
+        libc::read(
+            signalfd,
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
+    (n == size as isize).then_some(info.ssi_signo as i32)
 }
 
 /// Starts the hook, trying "text file busy" again for a moment (as `hooks::spawn` does: a
@@ -90,31 +148,37 @@ fn spawn(hook: &OsString) -> std::io::Result<Child> {
     }
 }
 
-/// Waits until the hook exits (its wait status) or berth closes stdin (None).
-fn wait_for_hook_or_berth(pid: i32) -> Option<i32> {
+/// Why the shim stops waiting.
+enum Ended {
+    /// The hook exited: its wait status.
+    Hook(i32),
+    /// Berth closed stdin (gone, or asking the run to stop).
+    Berth,
+    /// A stop signal reached the shim.
+    Signal(i32),
+}
+
+/// Waits until the hook exits, berth closes stdin or a stop signal arrives on `signalfd`.
+fn wait_for_hook_or_berth(pid: i32, signalfd: i32) -> Ended {
     // SAFETY: pidfd_open on our own child; -1 (an old kernel) falls back to a timed poll.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut fds = [0, pidfd, signalfd].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
         let timeout = if pidfd < 0 { 20 } else { -1 };
-        // SAFETY: two valid pollfd entries (a negative fd is ignored by poll).
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        // SAFETY: three valid pollfd entries (a negative fd is ignored by poll).
+        unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
+        if let Some(signal) = stop_signal(signalfd) {
+            return Ended::Signal(signal);
+        }
         if let Some(status) = reap(pid) {
-            return Some(status);
+            return Ended::Hook(status);
         }
         if fds[0].revents != 0 && berth_let_go() {
-            return None;
+            return Ended::Berth;
         }
     }
 }
@@ -134,14 +198,15 @@ fn reap(pid: i32) -> Option<i32> {
     (unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid).then_some(status)
 }
 
-/// Kills every descendant of this process and reaps them all; the hook's status is kept in
-/// `status` if it is reaped here. Each round rescans, so a fork between a scan and its kill
-/// is caught by the next round (its orphan comes to us).
-fn kill_descendants(status: &mut Option<i32>, hook: i32) {
+/// Kills everything the hook left and reaps it all; the hook's status is kept in `status` if
+/// it is reaped here. Each round kills this process's children only (see the module's
+/// doc); what they started comes to this subreaper and is killed in a later round, and a
+/// fork between a scan and its kill is caught the same way.
+fn kill_tree(status: &mut Option<i32>, hook: i32) {
     let me = std::process::id() as i32;
     loop {
-        for pid in descendants(me) {
-            // SAFETY: a plain kill of a process that descends from this one.
+        for pid in children(me) {
+            // SAFETY: a child of this process, not reaped yet, so its pid is still its own.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let mut reaped_any = false;
@@ -165,30 +230,12 @@ fn kill_descendants(status: &mut Option<i32>, hook: i32) {
     }
 }
 
-/// Every process whose chain of parents reaches `root`, from `/proc`.
-fn descendants(root: i32) -> Vec<i32> {
-    let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some(ppid) = parent(pid) {
-            parent_of.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    found.remove(0);
-    found
+/// The processes whose parent is `parent`, from `/proc`.
+fn children(parent_pid: i32) -> Vec<i32> {
+    let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    pids.filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| parent(*pid) == Some(parent_pid))
+        .collect()
 }
 
 /// Field 4 of `/proc/<pid>/stat`.
@@ -200,16 +247,23 @@ fn parent(pid: i32) -> Option<i32> {
 
 /// Leaves as the hook did: its exit code, or killed by its signal (so berth reports
 /// "signal 9" as it would for the hook itself). A hook berth stopped has no status: SIGKILL.
+/// A shim stopped by a signal leaves by that signal (`status` is then the signal number,
+/// which is also the wait status of a process it killed).
 fn leave_with(status: Option<i32>) -> i32 {
     let status = std::process::ExitStatus::from_raw(status.unwrap_or(libc::SIGKILL));
     if let Some(code) = status.code() {
         return code;
     }
     let signal = status.signal().unwrap_or(libc::SIGKILL);
-    // SAFETY: default action for the signal, then sent to ourselves.
+    // SAFETY: default action for the signal, unblocked (a stop signal is blocked here), then
+    // sent to ourselves.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
         libc::kill(libc::getpid(), signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
     128 + signal
 }
@@ -219,30 +273,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn descendants_are_found_through_every_generation() {
-        // sh -> sh -> sleep: the grandchild is found through its parent.
+    fn only_children_are_found_not_grandchildren() {
+        // sh -> sh -> sleep, all started when "started" is read.
+        use std::os::unix::process::CommandExt;
         let mut child = Command::new("sh")
-            .args(["-c", "sh -c 'sleep 30; :' & wait"])
+            .args(["-c", "sh -c 'sleep 30 & echo started; wait' & wait"])
+            .stdout(Stdio::piped())
+            .process_group(0)
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        let started = std::time::Instant::now();
-        let found = loop {
-            let found = descendants(pid);
-            if found.len() == 2 || started.elapsed() > Duration::from_secs(10) {
-                break found;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        for p in found.iter().chain([&pid]) {
-            // SAFETY: processes this test started.
-            unsafe { libc::kill(*p, libc::SIGKILL) };
-        }
+        let mut line = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).unwrap();
+        let found = children(pid);
+        let below = found.first().map(|p| children(*p)).unwrap_or_default();
+        // SAFETY: the process group this test started.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
         child.wait().unwrap();
-        assert_eq!(found.len(), 2, "a child and a grandchild: {found:?}");
-        assert!(
-            found.iter().all(|p| *p != pid),
-            "the root is not its own descendant"
+        assert_eq!(line.trim(), "started");
+        assert_eq!(
+            found.len(),
+            1,
+            "the shell's one child, not its grandchild: {found:?}"
+        );
+        assert_eq!(
+            below.len(),
+            1,
+            "the grandchild, as its parent's child: {below:?}"
         );
     }
 

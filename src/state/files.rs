@@ -69,6 +69,9 @@ pub enum WriteError {
     /// Git mode could not commit the change, which was undone.
     #[error("cannot commit the change to the state repository, so it was undone")]
     Commit(#[source] crate::state::git::GitError),
+    /// The server's secrets key cannot be read, so nothing can be sealed.
+    #[error("{0}")]
+    SecretsKey(String),
     /// The task carrying the write ended before it did (a panic or shutdown).
     #[error("the write task ended early")]
     Task(#[source] tokio::task::JoinError),

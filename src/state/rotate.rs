@@ -2,8 +2,8 @@
 //! new key is written beside the old one first (`berth.key.next`), every manifest is
 //! rewritten sealing to it while both keys open, and only then does it replace the old key. A
 //! rotation cut short leaves both keys, so every manifest still decrypts, and the next rotate
-//! resumes with the same new key. A finished rotation keeps the old key in `berth.key.old`
-//! (opening only), so what it could not reach (a manifest that does not read, an older
+//! resumes with the same new key. A finished rotation with `--keep-old` keeps the old key in
+//! `berth.key.old` (opening bound values only), so what it could not reach (a manifest that does not read, an older
 //! revision, a commit not yet pulled) still opens. Fingerprints are keyed by a key the rotation carries over, so
 //! no container is recreated.
 

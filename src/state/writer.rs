@@ -14,10 +14,12 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::model::names::AppKey;
+use crate::model::secrets::Keyring;
 use crate::reconcile::trigger::{Trigger, Wake};
 use crate::state::files::{Current, ManifestFiles, WriteError};
 use crate::state::git::GitSync;
 use crate::state::history::History;
+use crate::state::secrets_key;
 
 /// The right to change manifests, handed to a change only by [`ManifestWriter::write`] (its
 /// field is private), under the state lock. The file mutators are `pub(in crate::state)`:
@@ -196,6 +198,27 @@ impl ManifestWriter {
     ) -> Result<Current, WriteError> {
         let k = key.clone();
         let edit = move |held: Held| async move { held.writer.files.edit(&k, change).await };
+        self.write_file(key, who, action, edit).await
+    }
+
+    /// [`edit`](Self::edit) for a change that seals values: `change` gets the server's
+    /// keyring, read under the state lock. A rotation holds the same lock from before it
+    /// makes the next key until the old one is gone, so what `change` seals to is the key
+    /// that stays (or the next one, mid-rotation), never one a rotation is deleting.
+    pub async fn edit_sealing(
+        self: &Arc<Self>,
+        key: &AppKey,
+        who: &str,
+        action: &str,
+        change: impl FnOnce(&mut toml_edit::DocumentMut, &Keyring) + Send + 'static,
+    ) -> Result<Current, WriteError> {
+        let k = key.clone();
+        let edit = move |held: Held| async move {
+            let files = &held.writer.files;
+            let keyring =
+                secrets_key::load(&files.config.secrets_key).map_err(WriteError::SecretsKey)?;
+            files.edit(&k, |doc| change(doc, &keyring)).await
+        };
         self.write_file(key, who, action, edit).await
     }
 
