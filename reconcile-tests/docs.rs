@@ -4,7 +4,9 @@
 //! `# berth.toml`, `#:schema`) or carries a `<!-- check: manifest|template|berth-toml -->`
 //! marker must validate as that file; every `berth …` command in a ```sh block must parse with
 //! the real CLI (`berth::cli::Cli`), and the synopsis in docs/reference/cli.md must name only
-//! subcommands and flags that exist. Generated reference sections (the metric list, the
+//! subcommands and flags that exist; every ```sh block that calls the API with curl must be
+//! one `readme.rs` runs against a live `serve` (the HTTP API reference's session, or a block
+//! marked `<!-- api-run: FIXTURE -->`). Generated reference sections (the metric list, the
 //! manifest's and template.toml's fields) are rendered from the code and compared with the
 //! committed pages; `BERTH_BLESS=1` rewrites them.
 
@@ -19,7 +21,7 @@ fn repo() -> PathBuf {
 }
 
 /// README.md, ARCHITECTURE.md and every Markdown file under docs/, relative to the repository.
-fn md_files() -> Vec<PathBuf> {
+pub(crate) fn md_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
         entries.sort_by_key(|e| e.path());
@@ -37,7 +39,7 @@ fn md_files() -> Vec<PathBuf> {
     files
 }
 
-fn read(rel: &Path) -> String {
+pub(crate) fn read(rel: &Path) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()))
 }
 
@@ -52,15 +54,15 @@ fn the_readme_stays_short_enough_to_read_in_five_minutes() {
 
 /// One fenced block: its language, the line its fence opens on, the line before the fence,
 /// and its text.
-struct Block {
-    lang: String,
-    line: usize,
-    before: String,
-    text: String,
+pub(crate) struct Block {
+    pub(crate) lang: String,
+    pub(crate) line: usize,
+    pub(crate) before: String,
+    pub(crate) text: String,
 }
 
 /// The fenced blocks of `md`, and its lines outside any block (with their numbers).
-fn split(md: &str) -> (Vec<Block>, Vec<(usize, String)>) {
+pub(crate) fn split(md: &str) -> (Vec<Block>, Vec<(usize, String)>) {
     let (mut blocks, mut prose) = (Vec::new(), Vec::new());
     let mut open: Option<Block> = None;
     let mut before = String::new();
@@ -458,4 +460,50 @@ fn the_config_references_name_every_key_berth_reads() {
         }
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Whether a shell block calls berth's HTTP API with curl: a `curl` line naming `$API` or
+/// the default listen address.
+pub(crate) fn calls_the_api(block: &Block) -> bool {
+    block.lang == "sh"
+        && block
+            .text
+            .replace("\\\n", " ")
+            .lines()
+            .any(|l| l.contains("curl ") && (l.contains("$API") || l.contains("127.0.0.1:7070")))
+}
+
+/// The fixtures `readme.rs` runs a marked block in.
+pub(crate) const API_RUN_FIXTURES: &[&str] = &["app", "git"];
+
+/// The fixture named by the `<!-- api-run: FIXTURE -->` marker before a block.
+pub(crate) fn api_run_fixture(block: &Block) -> Option<&str> {
+    let marker = block.before.strip_prefix("<!-- api-run: ")?;
+    marker.strip_suffix(" -->")
+}
+
+#[test]
+fn every_curl_example_that_calls_the_api_is_run_by_a_test() {
+    let (mut bad, mut covered) = (Vec::new(), 0);
+    for file in md_files() {
+        for block in split(&read(&file)).0.iter().filter(|b| calls_the_api(b)) {
+            let run = block.before == "<!-- api-example:start -->"
+                || api_run_fixture(block).is_some_and(|f| API_RUN_FIXTURES.contains(&f));
+            match run {
+                true => covered += 1,
+                false => bad.push(format!(
+                    "{}:{}: a curl example no test runs: mark it <!-- api-run: {} --> \
+                     (reconcile-tests/readme.rs runs it) or change it",
+                    file.display(),
+                    block.line,
+                    API_RUN_FIXTURES.join("|")
+                )),
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(
+        covered >= 4,
+        "only {covered} curl examples found: is the search broken?"
+    );
 }
