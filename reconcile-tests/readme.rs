@@ -11,7 +11,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::docs::{api_run_fixture, calls_the_api, md_files, read, split};
+use crate::docs::curl::{api_run_fixture, calls_the_api};
+use crate::docs::{md_files, read, split};
 use crate::support::git::{GitRoot, SECRET};
 use crate::support::{Serve, TestRoot, BB_TEMPLATE, BERTH};
 
@@ -56,7 +57,7 @@ const CURL_FAILS: &str = "curl() { case \" $* \" in *' -f'* | *' --fail'*) comma
 
 /// Runs `script` under `bash -euo pipefail` in `dir` with this build's `berth` first on
 /// PATH; panics with its output, named by `what`, unless it exits 0. Returns its stdout.
-async fn run_bash(what: &str, dir: &Path, script: &str) -> String {
+pub(crate) async fn run_bash(what: &str, dir: &Path, script: &str) -> String {
     let bin_dir = Path::new(BERTH).parent().unwrap();
     let path = format!(
         "{}:{}",
