@@ -4,7 +4,9 @@
 //! `# berth.toml`, `#:schema`) or carries a `<!-- check: manifest|template|berth-toml -->`
 //! marker must validate as that file; every `berth …` command in a ```sh block must parse with
 //! the real CLI (`berth::cli::Cli`), and the synopsis in docs/reference/cli.md must name only
-//! subcommands and flags that exist. Generated reference sections (the metric list, the
+//! subcommands and flags that exist; every ```sh block that calls the API with curl must be
+//! one `readme.rs` runs against a live `serve` (the HTTP API reference's session, or a block
+//! marked `<!-- api-run: FIXTURE -->`). Generated reference sections (the metric list, the
 //! manifest's and template.toml's fields) are rendered from the code and compared with the
 //! committed pages; `BERTH_BLESS=1` rewrites them.
 
@@ -19,7 +21,7 @@ fn repo() -> PathBuf {
 }
 
 /// README.md, ARCHITECTURE.md and every Markdown file under docs/, relative to the repository.
-fn md_files() -> Vec<PathBuf> {
+pub(crate) fn md_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
         entries.sort_by_key(|e| e.path());
@@ -37,7 +39,7 @@ fn md_files() -> Vec<PathBuf> {
     files
 }
 
-fn read(rel: &Path) -> String {
+pub(crate) fn read(rel: &Path) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{}: {e}", rel.display()))
 }
 
@@ -52,15 +54,15 @@ fn the_readme_stays_short_enough_to_read_in_five_minutes() {
 
 /// One fenced block: its language, the line its fence opens on, the line before the fence,
 /// and its text.
-struct Block {
-    lang: String,
-    line: usize,
-    before: String,
-    text: String,
+pub(crate) struct Block {
+    pub(crate) lang: String,
+    pub(crate) line: usize,
+    pub(crate) before: String,
+    pub(crate) text: String,
 }
 
 /// The fenced blocks of `md`, and its lines outside any block (with their numbers).
-fn split(md: &str) -> (Vec<Block>, Vec<(usize, String)>) {
+pub(crate) fn split(md: &str) -> (Vec<Block>, Vec<(usize, String)>) {
     let (mut blocks, mut prose) = (Vec::new(), Vec::new());
     let mut open: Option<Block> = None;
     let mut before = String::new();
@@ -402,6 +404,7 @@ fn the_cli_synopsis_names_only_subcommands_and_flags_that_exist() {
     );
 }
 
+pub(crate) mod curl;
 mod generated;
 mod tour;
 

@@ -1,5 +1,6 @@
 //! The scripts under `examples/`, run the way the README tells a person to run them
-//! (`examples/run.sh`, `examples/run.sh hello`, `examples/gitops.sh`), so an example that
+//! (`examples/run.sh`, `examples/run.sh hello`, `examples/gitops.sh`, and the others where
+//! the guides name them), so an example that
 //! breaks fails the suite. Each runs in a fresh copy of the repository's files (tracked ones
 //! and new ones not yet committed, never ignored ones), so nothing an earlier run left behind
 //! helps it. The scripts' environment overrides give each its own instance and free loopback
@@ -134,6 +135,83 @@ fn examples_domains_sh_serves_two_apps_by_domain_over_https_through_caddy() {
         ))
         .expect_stdout("Next:");
     assert_eq!(ex.containers(), 0, "containers left behind\n{out}");
+}
+
+/// Runs `examples/<name>.sh` (which the guide `doc` must name) with this test's instance, the
+/// `ports` as `BERTH_EXAMPLE_PORTS` when there are any, and `api` as its API port; it must
+/// succeed and leave no container behind.
+fn run_script(doc: &str, name: &str, ports: &[u16], api: u16) -> Outcome {
+    let command = format!("examples/{name}.sh");
+    assert_doc_says(doc, &format!("`{command}`"));
+    let mut ex = Example::new(&name[..3]);
+    let mut env = vec![
+        ("BERTH_EXAMPLE_INSTANCE", ex.instance.clone()),
+        ("BERTH_EXAMPLE_API_PORT", api.to_string()),
+    ];
+    if !ports.is_empty() {
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        env.push(("BERTH_EXAMPLE_PORTS", ports.join(" ")));
+    }
+    let out = ex.run(&command, &env);
+    out.expect_success().expect_stdout("Next:");
+    assert_eq!(ex.containers(), 0, "containers left behind\n{out}");
+    out
+}
+
+#[test]
+fn examples_secrets_sh_shows_a_sealed_value_is_set_without_printing_it() {
+    ensure_busybox_image();
+    let [app, api] = free_ports();
+    let out = run_script("docs/guides/secrets.md", "secrets", &[app], api);
+    out.expect_stdout("berth secrets encrypt API_TOKEN --app demo/shop")
+        .expect_stdout(&format!(
+            "demo/shop answers on 127.0.0.1:{app}:\nAPI_TOKEN is set, sha256 "
+        ))
+        .expect_stdout("the same sha256 as the value sealed")
+        .expect_stdout("the plain value is in neither");
+}
+
+#[test]
+fn examples_deploy_rollback_sh_keeps_answering_through_a_refused_deploy_and_a_rollback() {
+    ensure_busybox_image();
+    let [admin, http, https, api] = free_ports();
+    let out = run_script(
+        "docs/guides/deploys-and-rollback.md",
+        "deploy-rollback",
+        &[admin, http, https],
+        api,
+    );
+    out.expect_stdout("answers through Caddy: v1")
+        .expect_stdout("answers: v2\ndeploying v3")
+        .expect_stdout("rollout-failed")
+        .expect_stdout("still answers: v2")
+        .expect_stdout("is running v2 again: v2")
+        .expect_stdout(": 0 not answered by v1 or v2");
+}
+
+#[test]
+fn examples_portal_sh_signs_in_and_creates_an_app_with_the_form() {
+    ensure_busybox_image();
+    let [api] = free_ports();
+    let out = run_script("docs/guides/portal.md", "portal", &[], api);
+    out.expect_stdout("the apps page shows alice/hello running")
+        .expect_stdout("template = \"static-httpd-v1\"");
+}
+
+#[test]
+fn examples_python_redis_sh_counts_visits_in_the_users_redis() {
+    ensure_python_redis_images();
+    let [web, api] = free_ports();
+    let out = run_script(
+        "docs/guides/templates-and-values.md",
+        "python-redis",
+        &[web],
+        api,
+    );
+    out.expect_stdout(&format!(
+        "http://127.0.0.1:{web}/ answers:\nhello from python-lite-v1: visit "
+    ))
+    .expect_stdout("counted by redis at cache:6379");
 }
 
 /// A script or example root added under examples/ without a test here fails this.

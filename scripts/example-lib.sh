@@ -43,3 +43,25 @@ example_remove_instance() {
   nets=$(docker network ls -q --filter "label=paas.instance=$1")
   [ -z "$nets" ] || docker network rm $nets >/dev/null
 }
+
+# Retries `"$@"` (quietly) every 0.2 s for up to $1 seconds after the first argument, the
+# description: example_wait SECONDS "what" command... Prints the command's last output on success.
+example_wait() {
+  local seconds=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < seconds * 5; i++)); do
+    if "$@" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "gave up after ${seconds}s waiting for $what" >&2
+  return 1
+}
+
+# Starts `$berth --root $1 serve` in the background, logging to $2 ($serve is its pid), and
+# waits until its API on 127.0.0.1:$3 answers /readyz (the engine, the database and the watcher
+# are up). The caller's EXIT trap stops it.
+example_serve() {
+  "$berth" --root "$1" serve > "$2" 2>&1 &
+  serve=$!
+  example_wait 30 "berth serve to be ready (see $2)" curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$3/readyz"
+}

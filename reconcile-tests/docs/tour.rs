@@ -1,13 +1,19 @@
-//! The README's tour, "An app", run step by step as written: its manifest block is written
+//! The README's tour run step by step as written. "An app": its manifest block is written
 //! where its first line says, and each `berth` command of the block after it is run on that
-//! root (`berth serve` aside: it does not return; `apply` does the same pass once). The root's
-//! `node-lite-v1` is a busybox httpd answering `$GREETING` on `$PORT`, so the steps, not node,
-//! are under test; the README's host port becomes a free one.
+//! root (`berth serve` aside: it does not return; `apply` does the same pass once). "A domain",
+//! "A deploy" and "The portal": the domain step's berth.toml block (pointed at a real Caddy of
+//! the test's, with Caddy's own CA for `tls`, as no ACME server is reachable) and its `domain`
+//! line on the app's manifest, then `berth serve`, the deploy step's shell block run as written
+//! against it, and a browser's sign-in with the token it made. The root's `node-lite-v1` is a
+//! busybox httpd answering `$GREETING` on `$PORT`, so the steps, not node, are under test; the
+//! README's host port and API address become free ones.
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{free_port, http_get, wait_until, TestRoot};
+use crate::portal_hostile::Session;
+use crate::support::caddy::Caddy;
+use crate::support::{free_port, http_get, wait_until, Serve, TestRoot};
 
 /// Answers `$GREETING` on `$PORT`, as the README says node-lite-v1 does.
 const GREETING_TEMPLATE: &str = r#"image = "berth-test-busybox:1"
@@ -16,15 +22,27 @@ workdir = "/"
 port = 3000
 "#;
 
+/// The text of the tour's step `title`, up to the next step.
+fn step(title: &str) -> String {
+    let readme = super::read(Path::new("README.md"));
+    let (_, rest) = readme
+        .split_once(&format!("### {title}\n"))
+        .unwrap_or_else(|| panic!("the tour's step {title:?}"));
+    rest.split("\n### ").next().unwrap().to_string()
+}
+
+/// The only block of `lang` in `text`.
+fn block(text: &str, lang: &str) -> String {
+    let (blocks, _) = super::split(text);
+    let mut of: Vec<_> = blocks.into_iter().filter(|b| b.lang == lang).collect();
+    assert_eq!(of.len(), 1, "one {lang} block in {text}");
+    of.remove(0).text
+}
+
 /// The tour's manifest block and the shell block after it.
 fn tour_blocks() -> (String, String) {
-    let readme = super::read(Path::new("README.md"));
-    let tour = readme
-        .split_once("### An app")
-        .expect("the tour's app step")
-        .1;
-    let tour = tour.split("\n### ").next().unwrap();
-    let (blocks, _) = super::split(tour);
+    let tour = step("An app");
+    let (blocks, _) = super::split(&tour);
     let manifest = blocks
         .iter()
         .find(|b| b.lang == "toml")
@@ -76,4 +94,94 @@ async fn the_readme_tour_app_step_runs_as_written() {
         || async { http_get(port).is_some_and(|b| b.starts_with("hello")) },
     )
     .await;
+}
+
+/// The domain step: its berth.toml block for `caddy`, and the app step's manifest with the
+/// step's `domain = "..."` line in place of its host port.
+fn domain_step(caddy: &Caddy) -> (String, String, String) {
+    let text = step("A domain");
+    let config = block(&text, "toml");
+    let proxy = caddy.proxy_table();
+    let admin = proxy
+        .lines()
+        .find(|l| l.starts_with("caddy_admin"))
+        .unwrap();
+    let ports: Vec<&str> = proxy.lines().filter(|l| l.contains("_port = ")).collect();
+    for written in ["caddy_admin = \"http://127.0.0.1:2019\"", "tls = \"acme\""] {
+        assert!(config.contains(written), "{written} in {config}");
+    }
+    let config = config
+        .replace("caddy_admin = \"http://127.0.0.1:2019\"", admin)
+        .replacen(
+            "tls = \"acme\"",
+            &format!("tls = \"internal\"\n{}", ports.join("\n")),
+            1,
+        );
+    let line = text
+        .split('`')
+        .find(|s| s.starts_with("domain = \""))
+        .expect("the step's domain line")
+        .to_string();
+    let domain = line.split('"').nth(1).unwrap().to_string();
+    let manifest = tour_blocks().0;
+    let at = manifest.find("host_port = ").expect("the app's host port");
+    let end = at + manifest[at..].find('\n').unwrap() + 1;
+    let manifest = format!("{}{line}\n{}", &manifest[..at], &manifest[end..]);
+    (config, manifest, domain)
+}
+
+#[tokio::test]
+async fn the_readme_tour_domain_deploy_and_portal_steps_run_as_written() {
+    let caddy = Caddy::start();
+    let root = TestRoot::new("tourdom").await;
+    root.write_template("node-lite-v1", GREETING_TEMPLATE);
+    let (config, manifest, domain) = domain_step(&caddy);
+    root.config(&[], &config);
+    root.write_manifest("alice", "hello", &manifest);
+    let mut serve = Serve::start(&root);
+    let base = serve.api_base();
+    let answers = |want: &'static str| {
+        let domain = domain.clone();
+        let client = caddy.client();
+        move || {
+            let (domain, client) = (domain.clone(), client.clone());
+            async move { client.get(&domain).1.starts_with(want) }
+        }
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the tour's domain",
+        answers("hello"),
+    )
+    .await;
+
+    // A deploy: the step's shell block as written (only the API address is the test's).
+    let first = root.id("alice", "hello").await;
+    let sh = block(&step("A deploy"), "sh");
+    let default_api = "API=http://127.0.0.1:7070\n";
+    assert!(sh.starts_with(default_api), "{sh}");
+    let script = sh.replacen(default_api, &format!("API={base}\n"), 1) + "echo \"TOKEN=$TOKEN\"\n";
+    let out = crate::readme::run_bash("the tour's deploy step", root.path(), &script).await;
+    assert!(out.contains("\"revision\":"), "{out}");
+    wait_until(
+        Duration::from_secs(60),
+        "a new container serving the domain",
+        || async { root.id("alice", "hello").await != first && answers("hello")().await },
+    )
+    .await;
+    let written = std::fs::read_to_string(root.manifest_path("alice", "hello")).unwrap();
+    assert_eq!(written, manifest, "the rollback wrote version 1 back");
+
+    // The portal: alice signs in with the token the deploy step made, sees her app and
+    // creates another from a template.
+    let token = out.rsplit_once("TOKEN=").unwrap().1.trim();
+    let portal = Session::sign_in(&base, token).await;
+    let (_, page) = portal.get("/ui/apps").await;
+    assert!(page.contains("/ui/apps/alice/hello"), "{page}");
+    let form = format!("csrf={}&appname=second&template=node-lite-v1", portal.csrf);
+    let (status, page) = portal.post("/ui/apps", &form, &[]).await;
+    assert!(status.is_success(), "{status}: {page}");
+    root.wait_running("alice", "second", Duration::from_secs(60))
+        .await;
+    serve.assert_alive();
 }

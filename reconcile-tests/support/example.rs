@@ -14,9 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Every script under examples/ and every example root `run.sh` takes; a new one fails
 /// `every_example_is_run_by_a_test` until it has a test here.
 pub const SCRIPTS: &[&str] = &[
+    "examples/deploy-rollback.sh",
     "examples/domains.sh",
     "examples/gitops.sh",
+    "examples/portal.sh",
+    "examples/python-redis.sh",
     "examples/run.sh",
+    "examples/secrets.sh",
 ];
 pub const RUN_SH_EXAMPLES: &[&str] = &["hello", "node-lite"];
 
@@ -129,6 +133,23 @@ pub fn ensure_node_image() {
             "berth-test-node:2",
             "berth-local/node:22",
         )
+    });
+}
+
+/// The python-lite-v1 and redis-v1 images `examples/python-redis.sh` names.
+pub fn ensure_python_redis_images() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        ensure_example_image(
+            "scripts/build-python-image.sh",
+            "berth-test-python:1",
+            "berth-local/python:1",
+        );
+        ensure_example_image(
+            "scripts/build-redis-image.sh",
+            "berth-test-redis:1",
+            "berth-local/redis:1",
+        );
     });
 }
 
@@ -448,9 +469,15 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 /// person is told to run.
 #[track_caller]
 pub fn assert_readme_says(command: &str) {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert_doc_says("README.md", command);
+}
+
+/// The command must be in `doc` (a path in the repository) as written: where a reader meets it.
+#[track_caller]
+pub fn assert_doc_says(doc: &str, command: &str) {
+    let text = std::fs::read_to_string(repo().join(doc)).unwrap();
     assert!(
-        readme.contains(command),
-        "README.md no longer tells a person to run `{command}`"
+        text.contains(command),
+        "{doc} no longer tells a person to run `{command}`"
     );
 }
