@@ -13,6 +13,7 @@ pub mod caddy;
 pub mod engine;
 pub mod engine_check;
 pub mod executor;
+pub mod forward;
 pub mod front;
 pub mod health;
 pub mod hook_groups;
