@@ -199,6 +199,14 @@ async fn wait_logged(serve: &Serve, line: &str, seen: usize) {
     .await;
 }
 
+/// Changes made through Caddy's admin API so far (each one a config load, which binds new
+/// listeners), from Caddy's own log.
+fn caddy_config_loads(caddy: &Caddy) -> usize {
+    (caddy.log().lines())
+        .filter(|l| l.contains(r#""msg":"received request""#) && !l.contains(r#""method":"GET""#))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_deploys_under_fresh_connections_fail_none_retry_none_and_every_switch_sticks() {
     let caddy = Caddy::start();
@@ -207,6 +215,7 @@ async fn fifty_deploys_under_fresh_connections_fail_none_retry_none_and_every_sw
     root.write_manifest("alice", "shop", &node(0));
     let serve = Serve::start(&root);
     wait_settled(&root, &caddy, 0).await;
+    let loads_before = caddy_config_loads(&caddy);
     let load = Load::start_with(caddy.http, 16, true);
     let mut switched_at = Vec::new();
     for n in 1..=50 {
@@ -215,9 +224,12 @@ async fn fifty_deploys_under_fresh_connections_fail_none_retry_none_and_every_sw
         // The line comes after the switch: a request sent from here on must get v{n}.
         wait_logged(&serve, "rollout: switched", seen).await;
         switched_at.push((n, Instant::now()));
-        wait_settled(&root, &caddy, n).await;
+        // The next deploy waits in the loop until this one has stopped the old container.
     }
+    wait_settled(&root, &caddy, 50).await;
     let samples = load.stop().await;
+    let loads = caddy_config_loads(&caddy) - loads_before;
+    eprintln!("Caddy config loads during the deploys: {loads}");
     assert!(
         samples.len() > 2000,
         "the load was too light: {}",
@@ -234,6 +246,10 @@ async fn fifty_deploys_under_fresh_connections_fail_none_retry_none_and_every_sw
             );
         }
     }
+    assert_eq!(
+        loads, 0,
+        "a deploy changed Caddy's config (each load swaps its listeners)"
+    );
 }
 
 /// `berth status` once it shows `rollout-failed`.
