@@ -93,14 +93,25 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor for `config` on `engine`.
+    /// An executor for `config` on `engine`, for a process that runs passes and exits: its
+    /// routes dial containers directly, since forwarders would die with it.
     pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
+        Executor::build(config, engine, false)
+    }
+
+    /// An executor for `berth serve`: with containers, each domain app's traffic goes through a
+    /// forwarder this process holds (`runtime::forward`), so a deploy changes nothing in Caddy.
+    pub fn serving(config: Arc<Config>, engine: Engine) -> Executor {
+        Executor::build(config, engine, true)
+    }
+
+    fn build(config: Arc<Config>, engine: Engine, forward: bool) -> Executor {
         // Beside the database: state berth keeps about itself, not about apps.
         let groups = config.database.with_file_name("berth-hooks");
         let hooks = HookRunner::new(config.hook_timeout)
             .recording_in(HookGroups::new(groups))
             .locking_in(config.database.with_file_name("berth-hook-locks"));
-        let front = Front::new(&config).map(Arc::new);
+        let front = Front::new(&config, forward).map(Arc::new);
         let services = config.runtime.is_swarm();
         let informer = Arc::new(Informer::new(engine.clone(), config.relist, services));
         Executor {

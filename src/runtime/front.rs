@@ -44,7 +44,8 @@ pub struct Front {
     /// is found.
     applied: Mutex<Option<Rendered>>,
     /// berth's forwarder per domain app; none in swarm mode, where a route dials the tasks
-    /// (on any node) and `swarm_front` follows them.
+    /// (on any node) and `swarm_front` follows them, and none in a one-shot process (`apply`
+    /// without `serve`), whose forwarders would close when it exits.
     forwarders: Option<Forwarders>,
 }
 
@@ -55,8 +56,9 @@ struct Pin {
 }
 
 impl Front {
-    /// The front door of `config`, if it has `[proxy]` with a usable admin endpoint.
-    pub fn new(config: &Config) -> Option<Front> {
+    /// The front door of `config`, if it has `[proxy]` with a usable admin endpoint; with
+    /// `forward` (a long-running process, and containers), through forwarders.
+    pub fn new(config: &Config, forward: bool) -> Option<Front> {
         let proxy = config.proxy.clone()?;
         let endpoint = proxy.admin_endpoint().ok()?;
         Some(Front {
@@ -66,7 +68,7 @@ impl Front {
             last: Default::default(),
             pins: Default::default(),
             applied: Default::default(),
-            forwarders: (!config.runtime.is_swarm()).then(Forwarders::default),
+            forwarders: (forward && !config.runtime.is_swarm()).then(Forwarders::default),
         })
     }
 
