@@ -6,6 +6,11 @@
 //!   the p99 ratio within the deploys, and the slow requests each deploy adds (a count a
 //!   longer window cannot dilute), both beside raw create + start + remove in the same round.
 //!
+//! - the hot path's cost of berth's forwarder: requests through berth's route (Caddy, then
+//!   berth's forwarder, one upstream connection per request) against a route Caddy dials
+//!   the container with straight, over its pooled connections (the route before
+//!   forwarders), and against the container itself, in the same run.
+//!
 //! Run: `cargo bench --bench rollout` (needs the engine, `caddy` and `berth-test-node:2`:
 //! `scripts/ensure-docker.sh && scripts/ensure-tools.sh && scripts/build-node-image.sh`).
 //! `BENCH_LOG=1` also prints (on stderr) when each manifest was written, every slow request,
@@ -74,6 +79,12 @@ fn p99(v: &[Sample]) -> Duration {
     let mut v: Vec<Duration> = v.iter().map(|s| s.0).collect();
     v.sort();
     v[(v.len() * 99 / 100).min(v.len() - 1)]
+}
+
+fn p50(v: &[Sample]) -> Duration {
+    let mut v: Vec<Duration> = v.iter().map(|s| s.0).collect();
+    v.sort();
+    v[v.len() / 2]
 }
 
 /// A child process killed on drop, so a bench that panics leaves no Caddy or berth behind.
@@ -201,6 +212,64 @@ async fn containers(docker: &bollard::Docker, instance: &str) -> Vec<String> {
         .into_iter()
         .flat_map(|c| c.names.unwrap_or_default())
         .collect()
+}
+
+/// The app's container's `address:8080`.
+async fn container_dial(docker: &bollard::Docker, instance: &str) -> String {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("paas.instance={instance}")],
+    )]);
+    let opts = bollard::query_parameters::ListContainersOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let listed = docker.list_containers(Some(opts)).await.unwrap();
+    let networks = (listed.into_iter().next())
+        .and_then(|c| c.network_settings)
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    let ip = (networks.into_values())
+        .find_map(|n| n.ip_address.filter(|a| !a.is_empty()))
+        .expect("the app's container has an address");
+    format!("{ip}:8080")
+}
+
+/// The forwarder's cost: the same load (5 s each, twice in turn) through berth's route,
+/// through a server added to Caddy by hand whose route dials the container straight (the
+/// route before forwarders: Caddy's pooled connections), and at the container itself.
+async fn hop(b: &Bench) {
+    let dial = container_dial(&b.docker, &b.instance).await;
+    let port = free_port();
+    let server = serde_json::json!({
+        "listen": [format!(":{port}")],
+        "automatic_https": {"disable": true},
+        "routes": [{"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": dial}]}]}],
+    });
+    let url = format!("http://127.0.0.1:{}/config/apps/http/servers/hop", b.admin);
+    let posted = b.client.post(&url).json(&server).send().await.unwrap();
+    assert!(
+        posted.status().is_success(),
+        "{}",
+        posted.text().await.unwrap()
+    );
+    let direct = format!("http://127.0.0.1:{port}/");
+    let raw = format!("http://{dial}/");
+    let (mut via, mut straight, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2 {
+        via.extend(under_load(&b.url, async {}).await.0);
+        straight.extend(under_load(&direct, async {}).await.0);
+        bare.extend(under_load(&raw, async {}).await.0);
+    }
+    let _ = b.client.delete(&url).send().await;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!(
+        "hot path, 16 clients: through berth's forwarder p50 {} p99 {} ({} requests); Caddy straight to the container p50 {} p99 {} ({}); the container alone p50 {} p99 {} ({}); forwarder vs straight: p50 {:.2}x, p99 {:.2}x",
+        ms(p50(&via)), ms(p99(&via)), via.len(),
+        ms(p50(&straight)), ms(p99(&straight)), straight.len(),
+        ms(p50(&bare)), ms(p99(&bare)), bare.len(),
+        ratio(p50(&via), p50(&straight)), ratio(p99(&via), p99(&straight)),
+    );
 }
 
 /// What a route switch costs Caddy's traffic by itself: berth's server is loaded again
@@ -396,7 +465,7 @@ async fn start() -> Bench {
     write(&root.join("berth.toml"), &format!(
         "instance = \"{instance}\"\nstop_timeout = \"1s\"\nlisten = \"127.0.0.1:{}\"\n\
          [policy]\ndomains = [\"*.example.test\"]\nmax_cpus = {cpus:?}\n\
-         [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"{drain}ms\"\n",
+         [proxy]\ncaddy_admin = \"http://127.0.0.1:{admin}\"\ntls = \"off\"\nhttp_port = {http}\nhttps_port = {}\ndrain = \"{drain}ms\"\nforwarders = true\n",
         api, free_port()));
     write(
         &root.join("templates/node-v1/template.toml"),
@@ -620,6 +689,7 @@ fn list(v: &[f64]) -> String {
 #[tokio::main]
 async fn main() {
     let b = start().await;
+    hop(&b).await;
     let (during_reloads, ()) =
         under_load(&b.url, caddy_reloads(&b.client, b.admin, &b.instance)).await;
     let (steady, _) = under_load(&b.url, async {}).await;

@@ -1,7 +1,8 @@
 //! Traffic through a real Caddy (docs/guides/deploys-and-rollback.md): domain apps answer over HTTPS by name (Caddy's
 //! local CA), a stopped app answers 503, a pass that changes nothing writes nothing to Caddy,
 //! a restarted Caddy or a hand-deleted server of berth's gets berth's routes back within one
-//! resync, and a server someone else added to Caddy is left exactly as it was.
+//! resync, a server someone else added to Caddy is left exactly as it was, and an app applied
+//! without `serve` keeps answering after `apply` exits.
 
 use std::time::Duration;
 
@@ -226,5 +227,20 @@ async fn caddys_admin_api_on_a_unix_socket_works_the_same() {
         &site("shop", "shop.example.test", "running"),
     );
     let _serve = Serve::start(&root);
+    answers(&caddy, "shop.example.test", (200, "hello-shop")).await;
+}
+
+/// `berth apply` without `serve` exits after its pass: the route it leaves must not dial a
+/// forwarder of its own, which closed with it.
+#[tokio::test]
+async fn a_domain_app_applied_without_serve_answers_after_apply_exits() {
+    let caddy = Caddy::start();
+    let root = proxied_root("proxyapply", &caddy.proxy_table()).await;
+    root.write_manifest(
+        "alice",
+        "shop",
+        &site("shop", "shop.example.test", "running"),
+    );
+    root.berth(&["apply"]).await.expect_code(0);
     answers(&caddy, "shop.example.test", (200, "hello-shop")).await;
 }

@@ -238,7 +238,7 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
 /// exist (a gone app's client keys stop working).
 fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> ServeLoop {
     let config = shared.config.clone();
-    let mut pass = Reconciler::new(config.clone(), Executor::new(config, engine));
+    let mut pass = Reconciler::new(config.clone(), Executor::serving(config, engine));
     let (writer, store) = (writer.clone(), shared.store.clone());
     pass.finish_rename = Arc::new(move |old, new| {
         let (writer, store) = (writer.clone(), store.clone());

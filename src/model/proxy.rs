@@ -58,6 +58,11 @@ pub struct ProxyConfig {
     /// How long an old container may finish its requests after a switch.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain: Duration,
+    /// Route each domain app through a loopback forwarder of `serve`'s whose target a deploy
+    /// moves, so a deploy changes nothing in Caddy (docs/guides/deploys-and-rollback.md).
+    /// Off by default: it puts berth in the data path.
+    #[serde(default)]
+    pub forwarders: bool,
 }
 
 fn default_caddy_admin() -> String {

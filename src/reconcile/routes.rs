@@ -1,8 +1,11 @@
 //! The Caddy configuration berth owns (docs/guides/deploys-and-rollback.md), rendered from one pass's desired and observed
 //! state: one server (two with TLS: HTTPS plus an HTTP redirect) whose routes send each domain
 //! to its app's container, a 503 page for a domain whose app is not running, and with
-//! `tls = "internal"` or `"acme"` a TLS automation policy for exactly those domains. Pure: the
-//! same inputs give the same JSON, so a pass whose result equals what Caddy has writes nothing.
+//! `tls = "internal"` or `"acme"` a TLS automation policy for exactly those domains. An app
+//! with a forwarder of berth's (`runtime::forward`, given here as [`Via`]) is routed to it
+//! instead of its container, so moving the app to a new container changes nothing here. Pure:
+//! the same inputs give the same JSON, so a pass whose result equals what Caddy has writes
+//! nothing.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +29,11 @@ pub struct Rendered {
 
 /// Where one domain goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
+enum Target<'a> {
     /// `address:port` of the app's running container, or of each live task of its service.
     Upstream(Vec<String>),
+    /// berth's forwarder for the app, which sends on to its container.
+    Forwarder(&'a str),
     /// The app is not running: a short 503 page.
     Stopped,
 }
@@ -44,6 +49,25 @@ pub fn names(instance: &str) -> (String, String, String) {
 /// what the observed containers (or services) say until the rollout is over.
 pub type Pins = BTreeMap<AppKey, Vec<String>>;
 
+/// The loopback address (`127.0.0.1:port`) of berth's forwarder for an app: its route dials
+/// that, whatever container the forwarder sends to.
+pub type Via = BTreeMap<AppKey, String>;
+
+/// Each domain app that has somewhere to send its traffic, with where (`address:port` each):
+/// what a forwarder of berth's is pointed at.
+pub fn upstreams(
+    desired: &DesiredState,
+    observed: &[Observed],
+    pins: &Pins,
+) -> BTreeMap<AppKey, Vec<String>> {
+    (targets(desired, observed, pins).into_values())
+        .filter_map(|(key, target)| match target {
+            Target::Upstream(dials) => Some((key, dials)),
+            Target::Forwarder(_) | Target::Stopped => None,
+        })
+        .collect()
+}
+
 /// Renders berth's Caddy objects.
 pub fn render(
     instance: &str,
@@ -51,9 +75,15 @@ pub fn render(
     desired: &DesiredState,
     observed: &[Observed],
     pins: &Pins,
+    via: &Via,
 ) -> Rendered {
     let targets = targets(desired, observed, pins);
-    let routes: Vec<Value> = targets.iter().map(|(domain, t)| route(domain, t)).collect();
+    let routes: Vec<Value> = (targets.iter())
+        .map(|(domain, (key, t))| match (t, via.get(key)) {
+            (Target::Upstream(_), Some(forwarder)) => route(domain, &Target::Forwarder(forwarder)),
+            _ => route(domain, t),
+        })
+        .collect();
     let (main, redirect, tls_id) = names(instance);
     let mut servers = BTreeMap::new();
     if proxy.tls == TlsMode::Off {
@@ -102,7 +132,11 @@ pub fn render(
 
 /// Each domain with where it goes: valid apps from their desired spec; held apps (frozen,
 /// over quota, refused) from what their container carries, since it keeps running.
-fn targets(desired: &DesiredState, observed: &[Observed], pins: &Pins) -> BTreeMap<String, Target> {
+fn targets(
+    desired: &DesiredState,
+    observed: &[Observed],
+    pins: &Pins,
+) -> BTreeMap<String, (AppKey, Target<'static>)> {
     let mut out = BTreeMap::new();
     for (key, entry) in &desired.apps {
         let want = match entry {
@@ -128,12 +162,16 @@ fn targets(desired: &DesiredState, observed: &[Observed], pins: &Pins) -> BTreeM
             None => upstream(spec, running, run).unwrap_or(Target::Stopped),
         };
         out.entry(spec.domain.clone().unwrap_or_default())
-            .or_insert(target);
+            .or_insert((key.clone(), target));
     }
     out
 }
 
-fn upstream(spec: &ContainerSpec, running: Option<&Observed>, run: RunState) -> Option<Target> {
+fn upstream(
+    spec: &ContainerSpec,
+    running: Option<&Observed>,
+    run: RunState,
+) -> Option<Target<'static>> {
     let running = running.filter(|_| run == RunState::Running)?;
     let dials = match (&running.tasks, &running.address) {
         (Some(tasks), _) => tasks.dials.clone(),
@@ -161,6 +199,15 @@ fn route(domain: &str, target: &Target) -> Value {
             }
             proxy
         }
+        Target::Forwarder(address) => json!({
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": address}],
+            // One connection per request: the forwarder picks the container when a
+            // connection opens, so a kept-alive one would carry requests sent after a switch
+            // to the old container.
+            "transport": {"protocol": "http", "keep_alive": {"enabled": false}},
+            "load_balancing": {"try_duration": "5s", "try_interval": "100ms"},
+        }),
         Target::Stopped => json!({
             "handler": "static_response",
             "status_code": 503,

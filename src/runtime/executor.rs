@@ -14,76 +14,15 @@ use crate::model::names::AppKey;
 use crate::model::runtime_mode::Runtime;
 use crate::model::spec::user_network;
 use crate::model::template::{HookKind, Template};
-use crate::reconcile::plan::{short, Action, AppChange, ContainerRef};
-use crate::runtime::caddy::ProxyError;
-use crate::runtime::engine::{Engine, EngineError};
+use crate::reconcile::plan::{Action, AppChange, ContainerRef};
+use crate::runtime::engine::Engine;
 use crate::runtime::front::Front;
 use crate::runtime::hook_groups::HookGroups;
-use crate::runtime::hooks::{HookEnv, HookError, HookRunner};
+use crate::runtime::hooks::{HookEnv, HookRunner};
 use crate::runtime::informer::Informer;
 use crate::runtime::removals::RemovalRequests;
 
-/// Why an app's change failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    /// A hook failed or timed out.
-    #[error(transparent)]
-    Hook(#[from] HookError),
-    /// Docker refused or was unreachable.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The app's workspace (or its user's directory) is a link or not a directory: berth
-    /// will not run hooks in it or mount it, wherever it points.
-    #[error("workspace {path} is {what}; berth does not follow it (remove it to let berth make a real directory)")]
-    Workspace {
-        /// The offending path.
-        path: std::path::PathBuf,
-        /// "a symlink", "not a directory".
-        what: &'static str,
-    },
-    /// The workspace a running app's container mounts is gone (removed or moved). Nothing is
-    /// touched: the running container keeps serving, and the change waits for the directory.
-    #[error("workspace {path} is missing (removed or moved?); the app's container mounts it, so berth changes nothing for the app until it is back: restore or move it back, or make the directory (an empty one starts the app without its files)")]
-    WorkspaceMissing {
-        /// The workspace's path.
-        path: std::path::PathBuf,
-    },
-    /// The new container failed its health check (or exited) and was removed; the old one
-    /// is as it was. Not retried until the manifest asks for another spec.
-    #[error("rolled back: the new container (spec {}) {reason}", short(hash))]
-    RolledBack {
-        /// The spec hash that failed.
-        hash: String,
-        /// The health check it failed (boxed: the error stays small on the happy path).
-        health: Option<Box<crate::model::health::HealthCheck>>,
-        /// Why, with its last log lines.
-        reason: String,
-    },
-    /// The image's build failed on its inputs; what runs is untouched. Not built again until
-    /// the inputs (so the spec) change.
-    #[error("the image of spec {} was not built: {reason}", short(hash))]
-    BuildFailed {
-        /// The spec hash whose image failed.
-        hash: String,
-        /// Why, with the log's last lines.
-        reason: String,
-    },
-    /// A build could not run (its CLI, its log); tried again.
-    #[error(transparent)]
-    Build(#[from] crate::runtime::builder::BuildError),
-    /// The proxy could not switch to the new container; it was removed and is tried again.
-    #[error("switching the route: {0}")]
-    Proxy(#[from] ProxyError),
-    /// The template's shared install failed; the old container, if any, is untouched.
-    #[error(transparent)]
-    Install(#[from] crate::runtime::install::InstallError),
-    /// A rename could not take the old app over; nothing of it was lost.
-    #[error("rename: {0}")]
-    Rename(String),
-    /// The plan and the desired state disagree (a bug, reported rather than panicking).
-    #[error("internal: {0}")]
-    Internal(String),
-}
+pub use crate::runtime::action_error::ActionError;
 
 /// Carries out plans: the engine plus the hook runner.
 pub struct Executor {
@@ -107,14 +46,25 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// An executor for `config` on `engine`.
+    /// An executor for `config` on `engine`, for a process that runs passes and exits: its
+    /// routes dial containers directly, since forwarders would die with it.
     pub fn new(config: Arc<Config>, engine: Engine) -> Executor {
+        Executor::build(config, engine, false)
+    }
+
+    /// An executor for `berth serve`: with containers, each domain app's traffic goes through a
+    /// forwarder this process holds (`runtime::forward`), so a deploy changes nothing in Caddy.
+    pub fn serving(config: Arc<Config>, engine: Engine) -> Executor {
+        Executor::build(config, engine, true)
+    }
+
+    fn build(config: Arc<Config>, engine: Engine, forward: bool) -> Executor {
         // Beside the database: state berth keeps about itself, not about apps.
         let groups = config.database.with_file_name("berth-hooks");
         let hooks = HookRunner::new(config.hook_timeout)
             .recording_in(HookGroups::new(groups))
             .locking_in(config.database.with_file_name("berth-hook-locks"));
-        let front = Front::new(&config).map(Arc::new);
+        let front = Front::new(&config, forward).map(Arc::new);
         let services = config.runtime.is_swarm();
         let informer = Arc::new(Informer::new(engine.clone(), config.relist, services));
         let builder = crate::runtime::builder::Builder::new(

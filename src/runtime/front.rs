@@ -4,6 +4,11 @@
 //! berth's configuration from the latest pass plus the pins, under one lock, so a switch and
 //! a pass can never undo each other.
 //!
+//! **A deploy changes nothing in Caddy.** With containers (not Swarm), each domain app's route
+//! dials a forwarder of berth's (`forward`) and every write points the forwarders where the
+//! route used to point; Caddy's configuration changes only when an app's forwarder comes or
+//! goes (a domain added or removed, an app started or stopped, berth restarted).
+//!
 //! **A released pin lasts until a pass that looked at the engine after the release.** A pass
 //! that listed containers while the old one still ran would otherwise route back to it after
 //! the rollout removed it.
@@ -17,8 +22,9 @@ use crate::model::desired::DesiredState;
 use crate::model::names::AppKey;
 use crate::model::observed::Observed;
 use crate::model::proxy::ProxyConfig;
-use crate::reconcile::routes::{names, render, Pins, Rendered};
+use crate::reconcile::routes::{names, render, upstreams, Pins, Rendered, Via};
 use crate::runtime::caddy::{Caddy, ProxyError};
+use crate::runtime::forward::Forwarders;
 
 /// The latest pass's inputs.
 type Snapshot = (Arc<DesiredState>, Arc<Vec<Observed>>);
@@ -37,6 +43,10 @@ pub struct Front {
     /// sync asks to verify (the resync tick), which is when a restarted Caddy or a hand edit
     /// is found.
     applied: Mutex<Option<Rendered>>,
+    /// berth's forwarder per domain app; none in swarm mode, where a route dials the tasks
+    /// (on any node) and `swarm_front` follows them, and none in a one-shot process (`apply`
+    /// without `serve`), whose forwarders would close when it exits.
+    forwarders: Option<Forwarders>,
 }
 
 #[derive(Debug, Clone)]
@@ -46,10 +56,13 @@ struct Pin {
 }
 
 impl Front {
-    /// The front door of `config`, if it has `[proxy]` with a usable admin endpoint.
-    pub fn new(config: &Config) -> Option<Front> {
+    /// The front door of `config`, if it has `[proxy]` with a usable admin endpoint; with
+    /// `forward` (a long-running process, and containers) and `[proxy] forwarders`, through
+    /// forwarders.
+    pub fn new(config: &Config, forward: bool) -> Option<Front> {
         let proxy = config.proxy.clone()?;
         let endpoint = proxy.admin_endpoint().ok()?;
+        let forward = forward && proxy.forwarders && !config.runtime.is_swarm();
         Some(Front {
             caddy: Caddy::new(endpoint),
             proxy,
@@ -57,6 +70,7 @@ impl Front {
             last: Default::default(),
             pins: Default::default(),
             applied: Default::default(),
+            forwarders: forward.then(Forwarders::default),
         })
     }
 
@@ -134,15 +148,46 @@ impl Front {
         let pins: Pins = (self.pins.lock().expect("pins").iter())
             .map(|(k, p)| (k.clone(), p.dials.clone()))
             .collect();
-        let rendered = render(&self.instance, &self.proxy, desired, observed, &pins);
+        let via = self.point(desired, observed, &pins);
+        let rendered = render(&self.instance, &self.proxy, desired, observed, &pins, &via);
         if self.unchanged(&rendered, verify) {
+            self.close_unrouted(&via);
             return Ok(0);
         }
         let (main, redirect, tls_id) = names(&self.instance);
         let result = self.caddy.sync(&rendered, &tls_id, &[main, redirect]).await;
         if result.is_ok() {
             *self.applied.lock().expect("applied") = Some(rendered);
+            self.close_unrouted(&via);
         }
         result
+    }
+
+    /// Points each domain app's forwarder where its route goes (binding one for an app that
+    /// has none yet), before Caddy is told to dial it; returns the forwarders' addresses. An
+    /// app whose forwarder cannot listen is routed to its container directly.
+    fn point(&self, desired: &DesiredState, observed: &[Observed], pins: &Pins) -> Via {
+        let Some(forwarders) = &self.forwarders else {
+            return Via::new();
+        };
+        let mut via = Via::new();
+        for (key, dials) in upstreams(desired, observed, pins) {
+            match forwarders.point(&key, &dials) {
+                Ok(addr) => {
+                    via.insert(key, addr.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(app = %key, cause = %e, "forwarder: cannot listen; routing to the container directly");
+                }
+            }
+        }
+        via
+    }
+
+    /// Closes the forwarders Caddy no longer dials (only once it has what says so).
+    fn close_unrouted(&self, via: &Via) {
+        if let Some(forwarders) = &self.forwarders {
+            forwarders.retain(|key| via.contains_key(key));
+        }
     }
 }

@@ -9,12 +9,14 @@
 //! **Must not know about** scheduling (the daemon decides what runs when), HTTP, git or the
 //! database. Depends on `model` and on `reconcile`'s plan types.
 
+mod action_error;
 pub mod build_cgroup;
 pub mod builder;
 pub mod caddy;
 pub mod engine;
 pub mod engine_check;
 pub mod executor;
+pub mod forward;
 pub mod front;
 pub mod health;
 pub mod hook_groups;
