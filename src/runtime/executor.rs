@@ -32,6 +32,10 @@ pub enum ActionError {
     /// Docker refused or was unreachable.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// berth's rules between users' networks could not be brought in line, so no container
+    /// joins a user's network (it would be reachable from other users' containers).
+    #[error("isolating users' networks: {0}")]
+    Isolation(#[from] crate::runtime::isolation::IsolationError),
     /// The app's workspace (or its user's directory) is a link or not a directory: berth
     /// will not run hooks in it or mount it, wherever it points.
     #[error("workspace {path} is {what}; berth does not follow it (remove it to let berth make a real directory)")]
@@ -372,6 +376,8 @@ impl Executor {
         // only the removal of the network waits for them all.
         let alone = self.engine.network_lock(net).await.write_owned().await;
         let id = self.engine.ensure_network(net, userid).await?;
+        // Before any container joins it, so another user's container never has a moment.
+        self.engine.isolate(Some(&id)).await?;
         Ok((Some(alone.downgrade()), Some(id)))
     }
 
@@ -391,7 +397,9 @@ impl Executor {
         {
             return Ok(());
         }
-        self.engine.remove_network_if_unused(&net).await?;
+        if !self.engine.remove_network_if_unused(&net).await? {
+            self.engine.isolate(None).await?;
+        }
         Ok(())
     }
 
