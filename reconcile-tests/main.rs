@@ -102,3 +102,4 @@ mod swarm_nodes;
 mod swarm_traffic;
 mod tenancy;
 mod tenancy_api;
+mod tenancy_network;

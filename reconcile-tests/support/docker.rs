@@ -24,8 +24,8 @@ pub async fn connect() -> Docker {
         .unwrap_or_else(|e| panic!("Docker engine does not answer: {e}"))
 }
 
-/// Force-removes every container and network labelled `paas.instance=<instance>` (and
-/// nothing else).
+/// Force-removes every container and network labelled `paas.instance=<instance>`, and the
+/// instance's isolation rules in iptables (and nothing else).
 /// Synchronous (CLI) so Drop guards can call it from any context.
 pub fn remove_instance_containers(instance: &str) {
     let filter = format!("label=paas.instance={instance}");
@@ -61,9 +61,14 @@ pub fn remove_instance_containers(instance: &str) {
                 .output();
         }
     }
-    // The per-user networks berth made for this instance go with its containers.
+    remove_instance_networks(&filter);
+    remove_instance_isolation(instance);
+}
+
+/// The per-user networks berth made for this instance go with its containers.
+fn remove_instance_networks(filter: &str) {
     let Ok(out) = Command::new("docker")
-        .args(["network", "ls", "-q", "--filter", &filter])
+        .args(["network", "ls", "-q", "--filter", filter])
         .output()
     else {
         return;
@@ -83,6 +88,28 @@ pub fn remove_instance_containers(instance: &str) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// berth's isolation rules for this instance (its chain and the jump to it), which berth
+/// removes with the last network only when it removes that network itself.
+fn remove_instance_isolation(instance: &str) {
+    let chain = berth::runtime::isolation::chain_name(instance);
+    let iptables = |args: &[&str]| {
+        Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    // Each -D removes one copy of the jump; there is at most one unless a test made more.
+    for _ in 0..5 {
+        if !iptables(&["-D", "DOCKER-USER", "-o", "br-+", "-j", &chain]) {
+            break;
+        }
+    }
+    if iptables(&["-F", &chain]) {
+        iptables(&["-X", &chain]);
     }
 }
 

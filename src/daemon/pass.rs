@@ -187,6 +187,7 @@ impl Reconciler {
     /// after (the new containers' routes).
     pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
         let (desired, observed) = self.observe().await?;
+        self.heal_isolation().await;
         let plan = plan(
             &desired,
             &observed.containers,
@@ -234,6 +235,19 @@ impl Reconciler {
     ) -> Option<Result<u64, ProxyError>> {
         let front = self.exec.front()?;
         Some(front.sync(desired, observed, listed, verify).await)
+    }
+
+    /// Puts berth's rules between users' networks back as last applied (`runtime::isolation`)
+    /// when something removed them; answers whether they are in line. A failure is logged:
+    /// apps already on their networks keep running, and a container about to join one is
+    /// refused until the rules can be made.
+    pub async fn heal_isolation(&self) -> bool {
+        let Err(e) = self.exec.engine().heal_isolation().await else {
+            return true;
+        };
+        let chain = crate::runtime::isolation::chain_name(&self.config.instance);
+        tracing::warn!(chain = %chain, cause = %crate::error_chain::chain(&e), "cannot bring the isolation rules between users' networks in line");
+        false
     }
 
     /// [`sync_proxy`](Self::sync_proxy) for `apply`: a failure is logged; apps still converge.

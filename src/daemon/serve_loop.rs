@@ -225,6 +225,8 @@ impl ServeLoop {
                 return next;
             }
         };
+        let isolated = self.pass.heal_isolation().await;
+        self.metrics.isolation(isolated);
         let (observed, listed) = (listed.containers, listed.at);
         state.settle_refusals(&desired);
         let plan = self.plan(state, &desired, &observed);

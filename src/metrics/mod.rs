@@ -85,6 +85,8 @@ pub struct Metrics {
     proxy_writes: Counter,
     /// berth_proxy_sync_errors_total: passes whose Caddy sync failed.
     proxy_errors: Counter,
+    /// berth_isolation_failures_total.
+    isolation_failures: Counter,
     /// berth_git_diverged: 1 while local and remote have diverged.
     git_diverged: Gauge,
     /// berth_engine_up: 1 when the last pass could list containers, 0 when Docker failed it.
@@ -130,6 +132,11 @@ fn connection_metrics(r: &mut Registry) -> Family<OutcomeLabels, Counter> {
     reg(r, "api_connections", CONNECTIONS_HELP, Family::default())
 }
 
+/// A counter registered as `name`.
+fn counter(r: &mut Registry, name: &str, help: &str) -> Counter {
+    reg(r, name, help, Counter::default())
+}
+
 fn reg<M: prometheus_client::registry::Metric + Clone>(
     r: &mut Registry,
     name: &str,
@@ -153,6 +160,8 @@ const ENGINE_CALLS_HELP: &str =
     "Requests berth made to the Docker engine, by operation (list, inspect, create, events, ...)";
 const TIMEOUTS_HELP: &str = "Container writes (create, start, stop, remove) given up because the engine did not answer within engine_timeout";
 const CONNECTIONS_HELP: &str = "Connections to the API (its TCP listener and unix socket) by outcome: full, reserve (past max_connections: the probes only), refused_per_address, refused_full, write_timeout (a response the client did not read)";
+const ISOLATION_HELP: &str =
+    "Passes that could not bring the iptables rules between users' networks in line";
 const PROXY_ERRORS_HELP: &str = "Passes whose Caddy sync failed (Caddy unreachable or refusing)";
 
 impl Default for Metrics {
@@ -172,12 +181,7 @@ impl Default for Metrics {
             engine_calls: reg(&mut r, "engine_calls", ENGINE_CALLS_HELP, Family::default()),
             engine_timeouts: reg(&mut r, "engine_timeouts", TIMEOUTS_HELP, Family::default()),
             watcher_armed: reg(&mut r, "watcher_armed", WATCHER_HELP, Gauge::default()),
-            pass_failures: reg(
-                &mut r,
-                "reconcile_failures",
-                FAILURES_HELP,
-                Counter::default(),
-            ),
+            pass_failures: counter(&mut r, "reconcile_failures", FAILURES_HELP),
             apps: reg(&mut r, "apps", "Apps by phase", Family::default()),
             passes: reg(&mut r, "reconcile_passes", "Passes run", Counter::default()),
             pass_triggers: reg(
@@ -205,6 +209,7 @@ impl Default for Metrics {
                 "Writes to Caddy",
                 Counter::default(),
             ),
+            isolation_failures: counter(&mut r, "isolation_failures", ISOLATION_HELP),
             proxy_errors: reg(
                 &mut r,
                 "proxy_sync_errors",
@@ -275,6 +280,13 @@ impl Metrics {
             None => {
                 self.proxy_errors.inc();
             }
+        }
+    }
+
+    /// One pass's check of the isolation rules between users' networks: in line or not.
+    pub fn isolation(&self, in_line: bool) {
+        if !in_line {
+            self.isolation_failures.inc();
         }
     }
 

@@ -15,6 +15,10 @@ pub enum ActionError {
     /// Docker refused or was unreachable.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// berth's rules between users' networks could not be brought in line, so no container
+    /// joins a user's network (it would be reachable from other users' containers).
+    #[error("isolating users' networks: {0}")]
+    Isolation(#[from] crate::runtime::isolation::IsolationError),
     /// The app's workspace (or its user's directory) is a link or not a directory: berth
     /// will not run hooks in it or mount it, wherever it points.
     #[error("workspace {path} is {what}; berth does not follow it (remove it to let berth make a real directory)")]

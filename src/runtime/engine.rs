@@ -65,6 +65,8 @@ pub struct Engine {
     net_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>>,
     /// `[registry_login]` (swarm mode; `registry_auth`).
     registry_auth: Option<bollard::auth::DockerCredentials>,
+    /// berth's rules between its user networks (`networks` keeps them in step).
+    isolation: Arc<crate::runtime::isolation::Isolation>,
 }
 
 impl Engine {
@@ -93,6 +95,7 @@ impl Engine {
             locks: Default::default(),
             net_locks: Default::default(),
             registry_auth: None,
+            isolation: Arc::new(crate::runtime::isolation::Isolation::new(instance)),
         })
     }
 

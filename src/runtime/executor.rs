@@ -341,6 +341,8 @@ impl Executor {
         // only the removal of the network waits for them all.
         let alone = self.engine.network_lock(net).await.write_owned().await;
         let id = self.engine.ensure_network(net, userid).await?;
+        // Before any container joins it, so another user's container never has a moment.
+        self.engine.isolate(Some(&id)).await?;
         Ok((Some(alone.downgrade()), Some(id)))
     }
 
@@ -360,7 +362,9 @@ impl Executor {
         {
             return Ok(());
         }
-        self.engine.remove_network_if_unused(&net).await?;
+        if !self.engine.remove_network_if_unused(&net).await? {
+            self.engine.isolate(None).await?;
+        }
         Ok(())
     }
 

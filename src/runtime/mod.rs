@@ -26,6 +26,7 @@ pub mod hooks;
 mod http1;
 pub mod informer;
 pub mod install;
+pub mod isolation;
 pub mod observe;
 pub mod reader;
 pub mod registry_api;

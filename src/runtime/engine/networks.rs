@@ -9,7 +9,7 @@
 //! berth's holds it) cannot make it ambiguous either.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use bollard::models::{
     EndpointSettings, Network, NetworkConnectRequest, NetworkCreateRequest,
@@ -19,6 +19,7 @@ use bollard::query_parameters::{ListContainersOptions, ListNetworksOptionsBuilde
 
 use super::{fail, Engine, EngineError};
 use crate::model::labels;
+use crate::runtime::isolation::{bridge_name, IsolationError};
 
 /// One copy of a user's network and the containers attached to it (running or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +280,66 @@ impl Engine {
         }
     }
 }
+
+impl Engine {
+    /// The bridges of this instance's user networks (bridge driver; swarm overlays have none).
+    async fn berth_bridges(&self) -> Result<BTreeSet<String>, EngineError> {
+        let ours = [
+            format!("{}={}", labels::INSTANCE, self.instance),
+            format!("{}={}", labels::TYPE, labels::TYPE_USER_NETWORK),
+        ];
+        let filters = HashMap::from([
+            ("label", ours.iter().map(String::as_str).collect()),
+            ("driver", vec!["bridge"]),
+        ]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let all = self
+            .docker
+            .call("network_list")
+            .list_networks(Some(options))
+            .await
+            .map_err(fail("list berth's networks"))?;
+        Ok(all
+            .into_iter()
+            .filter_map(|n| {
+                let named = n.options.and_then(|mut o| o.remove(BRIDGE_NAME_OPTION));
+                named.or_else(|| n.id.as_deref().map(bridge_name))
+            })
+            .collect())
+    }
+
+    /// Brings berth's isolation rules in line with its user networks (module
+    /// `runtime::isolation`). With `joining` (a network id a container is about to join),
+    /// nothing is done when the rules already cover it; otherwise the networks are listed.
+    pub(in crate::runtime) async fn isolate(
+        &self,
+        joining: Option<&str>,
+    ) -> Result<(), IsolationError> {
+        let mut held = self.isolation.hold().await;
+        if let (Some(id), Some(applied)) = (joining, held.as_ref()) {
+            if applied.contains(&bridge_name(id)) {
+                return Ok(());
+            }
+        }
+        let wanted = self.berth_bridges().await?;
+        self.isolation.apply(&mut held, wanted).await
+    }
+
+    /// Puts the isolation rules back as they were last applied (one deleted by hand, the
+    /// jump removed); the first time, from a list of the networks. Each pass calls it: a pass
+    /// over unchanged state asks the engine nothing for it.
+    pub async fn heal_isolation(&self) -> Result<(), IsolationError> {
+        let mut held = self.isolation.hold().await;
+        let wanted = match held.clone() {
+            Some(applied) => applied,
+            None => self.berth_bridges().await?,
+        };
+        self.isolation.apply(&mut held, wanted).await
+    }
+}
+
+/// The network option that names its bridge interface (berth sets none; honoured if set).
+const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
 /// The copy to keep first: the one most containers are attached to, then the oldest (the one
 /// a create by name found first), then the smaller id, so every berth picks the same one.
