@@ -183,9 +183,30 @@ impl Isolation {
     }
 }
 
+/// `iptables` from PATH, else where Debian puts it: `/usr/sbin` and `/sbin` are often missing
+/// from the PATH of a process that is not a login shell of root's.
+fn iptables_binary() -> &'static std::path::Path {
+    static FOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let on_path = std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("iptables"))
+                .find(|p| p.is_file())
+        });
+        on_path
+            .or_else(|| {
+                ["/usr/sbin/iptables", "/sbin/iptables"]
+                    .map(std::path::PathBuf::from)
+                    .into_iter()
+                    .find(|p| p.is_file())
+            })
+            .unwrap_or_else(|| "iptables".into())
+    })
+}
+
 /// Runs `iptables -w <args>` (waiting for the xtables lock) and answers what it printed.
 async fn iptables(args: &[String]) -> Result<String, IsolationError> {
-    let out = tokio::process::Command::new("iptables")
+    let out = tokio::process::Command::new(iptables_binary())
         .arg("-w")
         .args(args)
         .kill_on_drop(true)
