@@ -15,7 +15,7 @@ use crate::support::{free_port, http_get, wait_until, TestRoot, WWW_TEMPLATE};
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Debian's docker.io CLI: BuildKit is built into it (a newer CLI needs the buildx plugin).
-const BUILDS: &str = "[builds]\ndocker = \"/usr/bin/docker\"\n";
+const BUILDS: &str = "[builds]\nenabled = true\ndocker = \"/usr/bin/docker\"\n";
 
 /// A two-stage Dockerfile: a dependency step (its command names the instance, so no other
 /// test's cache serves it) and a page served by busybox httpd.
@@ -194,7 +194,7 @@ async fn a_build_over_its_memory_is_killed_while_another_app_keeps_answering() {
     let dir = built_app(&root, port, "v1");
     root.config(
         &[],
-        "[builds]\ndocker = \"/usr/bin/docker\"\nmemory = \"96m\"\n",
+        "[builds]\nenabled = true\ndocker = \"/usr/bin/docker\"\nmemory = \"96m\"\n",
     );
     root.write_template("www-v1", WWW_TEMPLATE);
     root.write_manifest(
@@ -213,7 +213,7 @@ async fn a_build_over_its_memory_is_killed_while_another_app_keeps_answering() {
     let run = root.berth(&["apply"]).await;
     let shown = run.text();
     assert!(
-        shown.contains("was not built") && shown.contains("137"),
+        shown.contains("was not built") && shown.contains("exit code: 137"),
         "the build was not killed by its memory ceiling:\n{shown}"
     );
     assert!(http_get(other).is_some(), "the neighbour stopped answering");
@@ -322,7 +322,7 @@ async fn a_build_past_its_time_limit_is_stopped_and_its_step_is_gone() {
     let dir = built_app(&root, port, "v1");
     root.config(
         &[],
-        "[builds]\ndocker = \"/usr/bin/docker\"\ntimeout = \"10s\"\n",
+        "[builds]\nenabled = true\ndocker = \"/usr/bin/docker\"\ntimeout = \"10s\"\n",
     );
     // The step's shell (`/bin/sh -c "sleep 600; : marker"`) lives as long as its sleep.
     let marker = format!("slowstep{}", root.instance);
@@ -349,4 +349,18 @@ async fn a_build_past_its_time_limit_is_stopped_and_its_step_is_gone() {
         !a_process_has(&marker)
     })
     .await;
+}
+
+#[tokio::test]
+async fn builds_are_off_until_the_operator_turns_them_on() {
+    let root = TestRoot::new("buildoff").await;
+    let port = free_port();
+    built_app(&root, port, "v1");
+    root.config(&[], "");
+    let shown = root.berth(&["apply"]).await.text();
+    assert!(
+        shown.contains("builds are off on this server") && shown.contains("enabled = true"),
+        "a build ran without [builds] enabled:\n{shown}"
+    );
+    assert!(root.container("alice", "web").await.is_none());
 }

@@ -393,7 +393,7 @@ impl ServeLoop {
             }),
             ActionError::BuildFailed { hash, reason } => Failure::RolledBack(Refusal {
                 hash: hash.clone(),
-                reason: reason.clone(),
+                reason: redact(reason, &done.secrets),
                 health: None,
                 build: true,
             }),

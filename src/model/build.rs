@@ -96,7 +96,7 @@ impl BuildSpec {
     }
 
     /// The image tag: the app's name and a hash of every input. Not of the context's path,
-    /// so a renamed app or another root with the same files shares the image.
+    /// so another root with the same app and files shares the image.
     pub fn tag(&self, key: &AppKey) -> String {
         let inputs = serde_json::json!({
             "dockerfile": self.dockerfile,
@@ -157,6 +157,9 @@ pub fn made_from(
     let (Some(decl), Some(port)) = (&m.build, m.port) else {
         return Err("neither a template nor a [build]".into());
     };
+    if !config.builds.enabled {
+        return Err("[build]: builds are off on this server ([builds] enabled = true in berth.toml turns them on; see docs/guides/builds.md)".into());
+    }
     if let Some(name) = decl.secrets.iter().find(|n| !m.secrets.0.contains_key(*n)) {
         return Err(format!(
             "[build] secrets names {name}, which is not in [secrets]: seal it there first (berth secrets encrypt {name} --app {key})"
@@ -228,6 +231,11 @@ fn stage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
 
 /// An `ARG` name: letters, digits and `_`, not starting with a digit.
 fn check_arg_name(k: &str) -> Result<(), String> {
+    if k.to_ascii_uppercase().starts_with("BUILDKIT_") {
+        return Err(format!(
+            "build argument {k}: BUILDKIT_* arguments steer BuildKit itself (its frontend, its cache namespace) and are not allowed"
+        ));
+    }
     let ok = !k.is_empty()
         && k.len() <= 128
         && !k.as_bytes()[0].is_ascii_digit()
@@ -312,13 +320,15 @@ mod tests {
             "target = \"a b\"",
             "args = { \"A-B\" = \"1\" }",
             "args = { \"9A\" = \"1\" }",
+            "args = { BUILDKIT_CACHE_MOUNT_NS = \"bob\" }",
+            "args = { buildkit_syntax = \"x\" }",
             "git = \"https://example.com/a.git\"",
             "secrets = [\"A-B\"]",
             "secrets = [\"PORT\"]",
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(
-                ["invalid", "unknown field", "set by berth"]
+                ["invalid", "unknown field", "set by berth", "not allowed"]
                     .iter()
                     .any(|m| err.contains(m)),
                 "{bad}: {err}"

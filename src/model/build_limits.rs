@@ -15,6 +15,9 @@ use crate::model::resources::Memory;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuildLimits {
+    /// Whether apps may have `[build]` at all. Off by default: a build runs the user's
+    /// Dockerfile on the engine's shared BuildKit (docs/guides/builds.md#what-a-build-shares).
+    pub enabled: bool,
     /// The docker CLI that runs builds: one with BuildKit built in (Debian's docker.io,
     /// 20.10) or with the buildx plugin.
     pub docker: PathBuf,
@@ -30,6 +33,7 @@ pub struct BuildLimits {
 impl Default for BuildLimits {
     fn default() -> Self {
         BuildLimits {
+            enabled: false,
             docker: "docker".into(),
             max_builds: 1,
             memory: Memory(1 << 30),

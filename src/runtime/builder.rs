@@ -27,6 +27,8 @@ use crate::runtime::executor::ActionError;
 const LOG_BYTES: u64 = 1 << 20;
 /// Lines of the log a failure shows.
 const TAIL_LINES: usize = 20;
+/// A longer line of the log is cut here.
+const LINE_BYTES: usize = 2048;
 
 /// Why a build did not give an image.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,6 @@ pub struct Builder {
 impl Builder {
     /// A builder with `limits`, keeping logs under `logs/<user>/<app>/`.
     pub fn new(limits: BuildLimits, logs: PathBuf) -> Builder {
-        remove_left_secrets(&logs);
         let slots = Arc::new(Semaphore::new(limits.max_builds));
         Builder {
             limits,
@@ -134,8 +135,9 @@ impl Builder {
         spec: &BuildSpec,
         secrets: Vec<(&str, &SecretValue)>,
     ) -> Result<(), BuildError> {
-        let dockerfile = checked_dockerfile(spec)?;
         let _slot = self.slots.acquire().await.expect("never closed");
+        // Checked when the build starts, not when it was asked for (it may have waited).
+        let dockerfile = checked_dockerfile(spec)?;
         let secrets =
             SecretFiles::write(&self.logs, &secrets).map_err(|source| BuildError::Log {
                 path: self.logs.clone(),
@@ -216,6 +218,13 @@ impl Builder {
 /// would read wherever it points and show it in the log).
 fn checked_dockerfile(spec: &BuildSpec) -> Result<PathBuf, BuildError> {
     let mut path = PathBuf::from(&spec.context);
+    let context = std::fs::symlink_metadata(&path);
+    if !context.is_ok_and(|m| m.is_dir()) {
+        return Err(BuildError::Input(format!(
+            "[build] context {} is not a directory (a link is not followed)",
+            path.display()
+        )));
+    }
     for part in spec.dockerfile.split('/') {
         path.push(part);
         let meta = std::fs::symlink_metadata(&path).map_err(|e| {
@@ -227,6 +236,12 @@ fn checked_dockerfile(spec: &BuildSpec) -> Result<PathBuf, BuildError> {
                 path.display()
             )));
         }
+    }
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Err(BuildError::Input(format!(
+            "[build] dockerfile {} is not a plain file",
+            path.display()
+        )));
     }
     Ok(path)
 }
@@ -257,12 +272,23 @@ async fn keep_log(out: tokio::process::ChildStderr, path: PathBuf) -> Result<Str
         source,
     };
     if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(err)?;
+        private_dir(dir).map_err(err)?;
     }
-    let mut file = tokio::fs::File::create(&path).await.map_err(err)?;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .await
+        .map_err(err)?;
     let (mut written, mut tail) = (0u64, VecDeque::new());
-    let mut lines = BufReader::new(out).lines();
-    while let Some(line) = lines.next_line().await.map_err(err)? {
+    let mut reader = BufReader::new(out);
+    let mut raw = Vec::new();
+    // Bytes, not UTF-8 lines: a step may print anything, and a line is kept to LINE_BYTES.
+    while reader.read_until(b'\n', &mut raw).await.map_err(err)? > 0 {
+        let line = shown_line(&raw);
+        raw.clear();
         if written < LOG_BYTES {
             written += line.len() as u64 + 1;
             file.write_all(line.as_bytes()).await.map_err(err)?;
@@ -275,6 +301,25 @@ async fn keep_log(out: tokio::process::ChildStderr, path: PathBuf) -> Result<Str
     }
     file.flush().await.map_err(err)?;
     Ok(Vec::from(tail).join("\n"))
+}
+
+/// One line of a build's output as it is kept: valid UTF-8, no control characters, at most
+/// `LINE_BYTES`.
+fn shown_line(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&raw[..raw.len().min(LINE_BYTES)]);
+    let kept = text.trim_end_matches(['\n', '\r']);
+    kept.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
+/// `dir` and its missing parents, made readable by berth's user only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// A build's secrets as files only berth's user can read, in a directory of their own that is
@@ -298,7 +343,7 @@ impl SecretFiles {
             });
         }
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::create_dir_all(under)?;
+        private_dir(under)?;
         let n = NEXT_SECRETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = under.join(format!(".secrets-{}-{n}", std::process::id()));
         // A leftover of a killed berth of the same pid: its secrets must not outlive it.
@@ -330,9 +375,9 @@ impl Drop for SecretFiles {
     }
 }
 
-/// Removes the secret directories a killed berth left (one decider per root, so none is in use
-/// at start).
-fn remove_left_secrets(logs: &Path) {
+/// Removes the secret directories a killed berth left. Only for a decider at its start (it
+/// holds the root's lock, so no build of this root is running): never for `plan`.
+pub(in crate::runtime) fn remove_left_secrets(logs: &Path) {
     let Ok(entries) = std::fs::read_dir(logs) else {
         return;
     };

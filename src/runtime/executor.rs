@@ -83,8 +83,12 @@ impl Executor {
         }
     }
 
-    /// Kills the hooks a killed berth left running; call at start, before any pass.
+    /// Kills the hooks a killed berth left running (and removes a killed build's secret
+    /// files); call at start, before any pass.
     pub fn reap_left_over_hooks(&self) -> usize {
+        crate::runtime::builder::remove_left_secrets(
+            &self.config.database.with_file_name("builds"),
+        );
         self.hooks.reap_left_over()
     }
 

@@ -110,6 +110,21 @@ impl Walk {
     }
 }
 
+/// Opens the file `meta` describes, never a link or FIFO swapped in since (no link is
+/// followed, no open blocks, and the open file must be the one that was listed).
+fn open_same_file(path: &Path, meta: &fs::Metadata) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let now = file.metadata()?;
+    if !now.is_file() || now.ino() != meta.ino() || now.dev() != meta.dev() {
+        return Err(std::io::Error::other("changed while it was read"));
+    }
+    Ok(file)
+}
+
 /// The hash of a file's contents, kept while its size, mtime and inode stand.
 fn file_hash(path: &Path, meta: &fs::Metadata) -> Result<blake3::Hash, String> {
     let stamp = (
@@ -129,9 +144,9 @@ fn file_hash(path: &Path, meta: &fs::Metadata) -> Result<blake3::Hash, String> {
         }
     }
     let mut hasher = blake3::Hasher::new();
-    let file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = open_same_file(path, meta).map_err(|e| format!("{}: {e}", path.display()))?;
     hasher
-        .update_reader(file)
+        .update_reader(std::io::Read::take(file, meta.len()))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let hash = hasher.finalize();
     kept.insert(path.to_path_buf(), (stamp, hash));
