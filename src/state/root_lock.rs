@@ -60,16 +60,13 @@ impl RootLock {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(err));
+        if !try_lock(&file).map_err(io)? {
+            let holder = holder(&mut file);
+            // A berth killed while a child of it was between fork and exec leaves that child
+            // holding the lock for a moment: a holder that is gone is waited for, briefly.
+            if !(holder_is_gone(&holder) && lock_within(&file, GONE_HOLDER_WAIT).map_err(io)?) {
+                return Err(RootLockError::Held { holder, path });
             }
-            return Err(RootLockError::Held {
-                holder: holder(&mut file),
-                path,
-            });
         }
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
@@ -87,6 +84,48 @@ pub fn acquire_without_daemon(root: &Path, what: &str) -> Result<RootLock, Strin
             "no daemon answers on its socket, and {}",
             crate::error_chain::chain(&e)
         )
+    })
+}
+
+/// How long a lock whose holder is gone may take to be released.
+const GONE_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Takes the lock if no one holds it.
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    // SAFETY: flock on a descriptor the caller owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        true => Ok(false),
+        false => Err(err),
+    }
+}
+
+/// Tries the lock again until `wait` has passed.
+fn lock_within(file: &File, wait: std::time::Duration) -> std::io::Result<bool> {
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if try_lock(file)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether the process the lock file names (`pid N: ...`) no longer exists.
+fn holder_is_gone(holder: &str) -> bool {
+    let pid = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse::<libc::pid_t>().ok());
+    // SAFETY: signal 0 only checks that the process exists.
+    pid.is_some_and(|pid| {
+        pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     })
 }
 
@@ -124,5 +163,27 @@ mod tests {
         let err = RootLock::acquire(&dir.path().join("nope"), "berth serve").unwrap_err();
         assert!(matches!(err, RootLockError::Io { .. }));
         assert!(err.to_string().contains("nope/berth.lock"), "{err}");
+    }
+
+    #[test]
+    fn a_lock_whose_holder_is_gone_is_waited_for_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = RootLock::acquire(dir.path(), "berth serve").unwrap();
+        // As a killed berth's child between fork and exec would: the lock is held, and the
+        // file names a process that no longer exists.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(
+            dir.path().join(LOCK_FILE),
+            format!("pid {dead}: berth serve\n"),
+        )
+        .unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        RootLock::acquire(dir.path(), "berth serve").expect("waited for the gone holder");
+        release.join().unwrap();
     }
 }
