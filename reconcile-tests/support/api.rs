@@ -77,6 +77,18 @@ impl Api {
         headers: &[(&str, &str)],
         body: Option<(&str, Vec<u8>)>,
     ) -> Resp {
+        let sent = self.try_send(method, path, headers, body).await;
+        sent.unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// [`send`](Self::send), with a failure to send given back rather than a panic.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Resp, reqwest::Error> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -87,16 +99,16 @@ impl Api {
             }
             req = req.body(bytes);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap_or_default();
         self.seen.lock().unwrap().push(text.clone());
-        Resp {
+        Ok(Resp {
             status,
             headers,
             text,
-        }
+        })
     }
 
     /// A call with a bearer token and an optional JSON body.
