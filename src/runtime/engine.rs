@@ -135,13 +135,7 @@ impl Engine {
     pub(in crate::runtime) async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
         let lock = self.locked(image).await;
         let _guard = lock.lock().await;
-        if self
-            .docker
-            .call("inspect_image")
-            .inspect_image(image)
-            .await
-            .is_ok()
-        {
+        if self.has_image(image).await? {
             return Ok(());
         }
         let (repo, tag) = split_image(image);

@@ -65,8 +65,12 @@ pub fn admit(config: &Config, key: &AppKey, manifest: Manifest, text: &str) -> R
     Ok(())
 }
 
-fn build(found: Scan, config: &Config) -> DesiredState {
-    crate::state::scan::build_desired(found, config)
+/// The desired state the rules are judged on. A built app's context is not read: no rule
+/// looks at what it holds, and reading every built app's context twice per API write would
+/// put a walk of every workspace on the write path.
+fn build(mut found: Scan, config: &Config) -> DesiredState {
+    found.contexts = crate::state::scan::unread_contexts(&found);
+    crate::state::scan::desired_from(found, config)
 }
 
 /// The memory `user`'s valid apps that should run ask for, together.

@@ -38,6 +38,22 @@ pub fn load_desired(config: &Config) -> Result<DesiredState, ScanError> {
 /// secrets decrypted with the server's key (read now, so a restored or rotated key counts).
 pub fn build_desired(mut found: Scan, config: &Config) -> DesiredState {
     found.contexts = build_contexts(&found, config);
+    desired_from(found, config)
+}
+
+/// For each built app, a digest that says its context was not read (for judging rules only).
+pub fn unread_contexts(found: &Scan) -> BTreeMap<AppKey, Result<String, String>> {
+    let built = found
+        .manifests
+        .iter()
+        .filter(|(_, parsed)| parsed.as_ref().is_ok_and(|(m, _)| m.build.is_some()));
+    built
+        .map(|(key, _)| (key.clone(), Ok("unread".to_string())))
+        .collect()
+}
+
+/// The desired state of `found` with its contexts as they are.
+pub fn desired_from(found: Scan, config: &Config) -> DesiredState {
     let keys = match found.manifests.values().any(holds_secrets) {
         true => crate::state::secrets_key::load(&config.secrets_key),
         false => Err("no manifest holds secrets".into()),

@@ -1,5 +1,6 @@
-//! Images of built apps (docs/guides/builds.md): whether a build's tag is already there. A
-//! tag names its inputs, so an image that has it is that build, and nothing is built again.
+//! Whether the engine has an image: before a pull (`ensure_image`), and before a build of a
+//! built app (docs/guides/builds.md), whose tag names its inputs, so an image that has it is
+//! that build and nothing is built again.
 
 use super::{fail, Engine, EngineError};
 
