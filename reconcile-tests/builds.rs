@@ -15,14 +15,14 @@ use crate::support::serve::Serve;
 use crate::support::{free_port, http_get, wait_until, TestRoot, WWW_TEMPLATE};
 
 /// The BuildKit cgroup's ceiling is the engine's: one of these tests at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Debian's docker.io CLI: BuildKit is built into it (a newer CLI needs the buildx plugin).
-const BUILDS: &str = "[builds]\nenabled = true\ndocker = \"/usr/bin/docker\"\n";
+pub const BUILDS: &str = "[builds]\nenabled = true\ndocker = \"/usr/bin/docker\"\n";
 
 /// A two-stage Dockerfile: a dependency step (its command names the instance, so no other
 /// test's cache serves it) and a page served by busybox httpd.
-fn dockerfile(instance: &str) -> String {
+pub fn dockerfile(instance: &str) -> String {
     format!(
         "FROM berth-test-busybox:1 AS deps\n\
          COPY deps.txt /deps.txt\n\
@@ -51,7 +51,7 @@ fn built_app(root: &TestRoot, port: u16, page: &str) -> std::path::PathBuf {
 }
 
 /// The image the app's container runs.
-fn running_image(root: &TestRoot) -> String {
+pub fn running_image(root: &TestRoot) -> String {
     let name = root.container_name("alice", "web");
     docker_cli(&["inspect", "-f", "{{.Config.Image}}", &name])
         .trim()
@@ -59,7 +59,7 @@ fn running_image(root: &TestRoot) -> String {
 }
 
 /// Removes the images a test built, with their cache left to BuildKit's own collection.
-fn remove_images(tags: &[String]) {
+pub fn remove_images(tags: &[String]) {
     for tag in tags {
         let _ = std::process::Command::new("docker")
             .args(["rmi", "-f", tag])
@@ -68,7 +68,7 @@ fn remove_images(tags: &[String]) {
 }
 
 /// The build logs berth kept for `alice/web`, newest last.
-fn build_logs(root: &TestRoot) -> Vec<String> {
+pub fn build_logs(root: &TestRoot) -> Vec<String> {
     let dir = root.path().join("builds/alice/web");
     let mut logs: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.map(|e| e.unwrap().path()).collect())
@@ -79,7 +79,7 @@ fn build_logs(root: &TestRoot) -> Vec<String> {
         .collect()
 }
 
-async fn answers(port: u16, want: &str) {
+pub async fn answers(port: u16, want: &str) {
     let what = format!("port {port} answering {want:?}");
     wait_until(Duration::from_secs(20), &what, || async {
         http_get(port).is_some_and(|b| b.starts_with(want))

@@ -66,6 +66,7 @@ mod api;
 mod api_auth;
 mod api_hostile;
 mod apply;
+mod build_git;
 mod builds;
 mod catalogue;
 mod cli;

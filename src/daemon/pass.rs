@@ -186,7 +186,10 @@ impl Reconciler {
     /// Caddy is brought in line before (a rollout switches from the routes it finds) and
     /// after (the new containers' routes).
     pub async fn pass_once(&self, allow_mass_prune: bool) -> Result<PassReport, PassError> {
-        let (desired, observed) = self.observe().await?;
+        let (mut desired, mut observed) = self.observe().await?;
+        if self.fetch_sources(&desired).await {
+            (desired, observed) = self.observe().await?;
+        }
         self.heal_isolation().await;
         let plan = plan(
             &desired,
@@ -235,6 +238,18 @@ impl Reconciler {
     ) -> Option<Result<u64, ProxyError>> {
         let front = self.exec.front()?;
         Some(front.sync(desired, observed, listed, verify).await)
+    }
+
+    /// `berth apply` without a daemon: fetches every `[build] git` repository now, one after
+    /// the other (a failure is in the app's status). Answers whether any was fetched.
+    async fn fetch_sources(&self, desired: &DesiredState) -> bool {
+        for (key, wanted) in &desired.sources {
+            let fetched = crate::state::build_source::fetch(&self.config, key, &wanted.source);
+            if let Err(why) = fetched.await {
+                tracing::warn!(app = %key, url = %wanted.source.url, cause = %why, "cannot fetch the build's repository");
+            }
+        }
+        !desired.sources.is_empty()
     }
 
     /// Puts berth's rules between users' networks back as last applied (`runtime::isolation`)

@@ -255,6 +255,10 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
     });
     let mut serve_loop = ServeLoop::new(pass, shared.state_lock.clone());
     serve_loop.metrics = shared.metrics.clone();
+    serve_loop.sources = Some(crate::state::source_fetcher::SourceFetcher::new(
+        shared.config.clone(),
+        shared.wake.clone(),
+    ));
     serve_loop.refused_at_start = shared.store.refusals().unwrap_or_else(|e| {
         tracing::warn!(cause = %crate::error_chain::chain(&e), "cannot read refused rollouts; they are tried again");
         Default::default()

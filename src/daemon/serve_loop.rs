@@ -63,6 +63,8 @@ pub struct ServeLoop {
     pub refused_at_start: BTreeMap<AppKey, Refusal>,
     /// Published after every pass: what `berth apply` through the daemon waits for.
     pub progress: ProgressCell,
+    /// Fetches `[build] git` repositories beside the loop.
+    pub sources: Option<Arc<crate::state::source_fetcher::SourceFetcher>>,
 }
 
 /// A finished change, reported back to the loop.
@@ -100,6 +102,7 @@ impl ServeLoop {
             on_pass: None,
             refused_at_start: BTreeMap::new(),
             progress: Arc::new(tokio::sync::watch::Sender::new(Progress::default())),
+            sources: None,
         }
     }
 
@@ -225,10 +228,7 @@ impl ServeLoop {
                 return next;
             }
         };
-        if why.verifies_outside() {
-            let isolated = self.pass.heal_isolation().await;
-            self.metrics.isolation(isolated);
-        }
+        self.beside_the_plan(&desired, why).await;
         let (observed, listed) = (listed.containers, listed.at);
         state.settle_refusals(&desired);
         let plan = self.plan(state, &desired, &observed);
@@ -328,37 +328,6 @@ impl ServeLoop {
             match step {
                 PurgeStep::Finish if exec.removals().wants_purge(&key) => exec.finish_purge(&key),
                 PurgeStep::Cancel | PurgeStep::Finish => exec.removals().cancel(&key),
-            }
-        }
-    }
-
-    /// Routes in Caddy follow every pass (whose list began at `listed`); a failure is logged
-    /// and counted, and changes nothing else (apps still converge; the next pass tries again).
-    /// Caddy's copy is read back at start and on the resync tick (a restarted Caddy, a hand
-    /// edit); other passes write only when the render changed.
-    async fn sync_proxy(
-        &self,
-        desired: Arc<DesiredState>,
-        observed: Arc<Vec<Observed>>,
-        listed: Instant,
-        why: Triggers,
-    ) {
-        let verify = why.verifies_outside();
-        match self
-            .pass
-            .sync_proxy(desired, observed, listed, verify)
-            .await
-        {
-            None => {}
-            Some(Ok(writes)) => {
-                if writes > 0 {
-                    info!(writes, "updated berth's routes in Caddy");
-                }
-                self.metrics.proxy_sync(Some(writes));
-            }
-            Some(Err(e)) => {
-                warn!(cause = %chain(&e), "cannot bring Caddy in line; retrying next pass");
-                self.metrics.proxy_sync(None);
             }
         }
     }
@@ -497,3 +466,6 @@ fn log_status(key: &AppKey, s: &AppStatus) {
         _ => info!(app = %key, phase = %s.phase, container = %s.container, "status"),
     }
 }
+
+#[path = "serve_outside.rs"]
+mod outside;

@@ -49,6 +49,41 @@ pub struct BuildDecl {
     #[serde(default, deserialize_with = "secret_names")]
     #[schemars(length(max = 16))]
     pub secrets: Vec<String>,
+    /// A git repository to build instead of the workspace: `https://`, `ssh://`, `git://` or
+    /// `user@host:path`; never a local path or `file://`. `context` and `dockerfile` are then
+    /// inside the repository.
+    #[serde(default, deserialize_with = "git_url")]
+    pub git: Option<String>,
+    /// The branch, tag or commit of `git` to build; default `HEAD` (the remote's default
+    /// branch).
+    #[serde(default, rename = "ref", deserialize_with = "git_ref")]
+    #[schemars(rename = "ref")]
+    pub reference: Option<String>,
+    /// How often `berth serve` fetches `git` again to follow a branch (at least `1m`); left
+    /// out, the ref is fetched when the manifest changes, at start, and on `berth apply`.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub poll: Option<std::time::Duration>,
+}
+
+fn git_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let url = String::deserialize(d)?;
+    crate::model::git_source::remote_host(&url).map_err(serde::de::Error::custom)?;
+    Ok(Some(url))
+}
+
+fn git_ref<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let r = String::deserialize(d)?;
+    crate::model::git_source::check_ref(&r).map_err(serde::de::Error::custom)?;
+    Ok(Some(r))
+}
+
+impl BuildDecl {
+    /// The repository to build, when `git` is given.
+    pub fn source(&self) -> Option<crate::model::git_source::GitSource> {
+        let url = self.git.as_deref()?;
+        crate::model::git_source::GitSource::parse(url, self.reference.as_deref()).ok()
+    }
 }
 
 fn default_dockerfile() -> String {
@@ -157,6 +192,7 @@ pub fn made_from(
     let (Some(decl), Some(port)) = (&m.build, m.port) else {
         return Err("neither a template nor a [build]".into());
     };
+    check_decl(decl)?;
     if !config.builds.enabled {
         return Err("[build]: builds are off on this server ([builds] enabled = true in berth.toml turns them on; see docs/guides/builds.md)".into());
     }
@@ -168,9 +204,56 @@ pub fn made_from(
     let digest = context
         .unwrap_or_else(|| Err("its build context was not read".into()))
         .map_err(|e| format!("[build] context: {e}"))?;
-    let build = BuildSpec::new(decl, &config.app_dir(key), digest);
+    let base = match decl.git {
+        None => config.app_dir(key),
+        Some(_) => git_base(key, decl, config, &digest)?,
+    };
+    let mut build = BuildSpec::new(decl, &base, digest);
+    if decl.git.is_some() {
+        // A commit's digest says nothing of which directory of it is built.
+        build.context_digest = format!("{} {}", build.context_digest, decl.context);
+    }
     let tag = build.tag(key);
     Ok(self::template(tag, port.0, Some(build)))
+}
+
+/// The unpacked tree of a `[build] git` app's fetched commit (`digest` is `git:<commit>`),
+/// once its host is one `[policy] git_hosts` allows.
+fn git_base(
+    key: &AppKey,
+    decl: &BuildDecl,
+    config: &Config,
+    digest: &str,
+) -> Result<PathBuf, String> {
+    let source = decl
+        .source()
+        .ok_or("[build] git: not a repository berth fetches")?;
+    let rules = config.policy.rules(&key.userid);
+    if rules.git_host(&key.userid, &source.host) == crate::model::policy::GitHost::Refused {
+        return Err(format!(
+            "[build] git: host {} matches none of user {}'s [policy] git_hosts",
+            source.host, key.userid
+        ));
+    }
+    match digest.strip_prefix("git:") {
+        Some(commit) => Ok(config.source_tree(key, commit)),
+        None => Err(format!("[build] git: {} was not fetched", source.url)),
+    }
+}
+
+/// What is wrong with `decl` on its own: a ref or poll without a repository, a poll too
+/// often.
+pub fn check_decl(decl: &BuildDecl) -> Result<(), String> {
+    if decl.git.is_none() && (decl.reference.is_some() || decl.poll.is_some()) {
+        return Err("[build] ref and poll need git (a repository to fetch)".into());
+    }
+    if decl
+        .poll
+        .is_some_and(|p| p < std::time::Duration::from_secs(60))
+    {
+        return Err("[build] poll: at least 1m (each poll is a fetch from the remote)".into());
+    }
+    Ok(())
 }
 
 /// Gives a built app's build secrets the fingerprints of their opened values (`spec.secrets`)
@@ -322,15 +405,24 @@ mod tests {
             "args = { \"9A\" = \"1\" }",
             "args = { BUILDKIT_CACHE_MOUNT_NS = \"bob\" }",
             "args = { buildkit_syntax = \"x\" }",
-            "git = \"https://example.com/a.git\"",
+            "git = \"file:///etc\"",
+            "git = \"/srv/other.git\"",
+            "ref = \"--upload-pack=x\"",
             "secrets = [\"A-B\"]",
             "secrets = [\"PORT\"]",
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(
-                ["invalid", "unknown field", "set by berth", "not allowed"]
-                    .iter()
-                    .any(|m| err.contains(m)),
+                [
+                    "invalid",
+                    "unknown field",
+                    "set by berth",
+                    "not allowed",
+                    "only remote repositories",
+                    "not a branch, tag or commit",
+                ]
+                .iter()
+                .any(|m| err.contains(m)),
                 "{bad}: {err}"
             );
         }

@@ -325,6 +325,20 @@ impl Config {
     pub fn app_dir(&self, key: &crate::model::names::AppKey) -> PathBuf {
         self.apps_dir.join(&key.userid).join(&key.appname)
     }
+
+    /// Where `key`'s `[build] git` repository is fetched and its trees are unpacked: beside
+    /// the database, never in the workspace the user's container sees.
+    pub fn source_dir(&self, key: &crate::model::names::AppKey) -> PathBuf {
+        self.database
+            .with_file_name("sources")
+            .join(&key.userid)
+            .join(&key.appname)
+    }
+
+    /// The files of `commit` of `key`'s repository, as a build reads them.
+    pub fn source_tree(&self, key: &crate::model::names::AppKey, commit: &str) -> PathBuf {
+        self.source_dir(key).join(format!("tree-{commit}"))
+    }
 }
 
 /// The tables that check themselves, each error prefixed with its table.

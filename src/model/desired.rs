@@ -204,6 +204,9 @@ pub struct DesiredState {
     /// Renames under way, old name → new (`model::rename`): the old name's containers are the
     /// new app's to take over, never an orphan's to remove.
     pub renames: BTreeMap<AppKey, AppKey>,
+    /// The `[build] git` repository of each app that names one, valid or not, for the
+    /// fetcher (`state::source_fetcher`).
+    pub sources: BTreeMap<AppKey, crate::model::git_source::WantedSource>,
 }
 
 impl DesiredState {
@@ -229,6 +232,7 @@ impl DesiredState {
         out.renames = renames;
         let mut counts = Counts::default();
         let mut contexts = std::mem::take(&mut found.contexts);
+        out.sources = crate::model::git_source::wanted(&found.manifests);
         for (key, parsed) in found.manifests {
             let context = contexts.remove(&key);
             let entry = match counts.admit(&key, config) {

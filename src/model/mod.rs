@@ -13,6 +13,7 @@ pub mod claims;
 pub mod config;
 pub mod desired;
 pub mod git_config;
+pub mod git_source;
 pub mod health;
 pub mod http_limits;
 pub mod install;

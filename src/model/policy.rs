@@ -150,6 +150,7 @@ pub struct RulesFile {
     max_cpus: Option<Cpus>,
     max_memory_per_user: Option<Memory>,
     domains: Option<Vec<DomainPattern>>,
+    git_hosts: Option<Vec<DomainPattern>>,
     network: Option<NetworkMode>,
     api_writes_per_minute: Option<u32>,
     max_client_keys_per_app: Option<u32>,
@@ -178,6 +179,9 @@ pub struct Rules {
     pub max_memory_per_user: u64,
     /// Domain patterns the user may claim.
     pub domains: Vec<DomainPattern>,
+    /// Hosts the user's `[build] git` repositories may be fetched from; `None`: any host but
+    /// loopback, link-local and the server's own addresses (which only a pattern here allows).
+    pub git_hosts: Option<Vec<DomainPattern>>,
     /// How the user's apps are networked.
     pub network: NetworkMode,
     /// Mutating API calls per minute (token bucket); 0 = unlimited.
@@ -195,6 +199,7 @@ impl Default for Rules {
             max_nano_cpus: 1_000_000_000,
             max_memory_per_user: 2 << 30,
             domains: Vec::new(),
+            git_hosts: None,
             network: NetworkMode::PerUser,
             api_writes_per_minute: 120,
             max_client_keys_per_app: 20,
@@ -215,6 +220,7 @@ impl Rules {
                 .max_memory_per_user
                 .map_or(r.max_memory_per_user, |m| m.0),
             domains: file.domains.clone().unwrap_or(r.domains),
+            git_hosts: file.git_hosts.clone().or(r.git_hosts),
             network: file.network.unwrap_or(r.network),
             api_writes_per_minute: file
                 .api_writes_per_minute
@@ -222,6 +228,28 @@ impl Rules {
             max_client_keys_per_app: file
                 .max_client_keys_per_app
                 .unwrap_or(r.max_client_keys_per_app),
+        }
+    }
+}
+
+/// What `[policy] git_hosts` says of a repository's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GitHost {
+    /// A pattern names it: fetched whatever its addresses are (loopback included).
+    Listed,
+    /// No list is set: fetched unless it resolves to loopback, link-local or this server.
+    Open,
+    /// A list is set and names it not.
+    Refused,
+}
+
+impl Rules {
+    /// Whether `user` may fetch a `[build] git` repository from `host`.
+    pub fn git_host(&self, user: &str, host: &str) -> GitHost {
+        match &self.git_hosts {
+            None => GitHost::Open,
+            Some(list) if list.iter().any(|p| p.allows(user, host)) => GitHost::Listed,
+            Some(_) => GitHost::Refused,
         }
     }
 }

@@ -42,15 +42,18 @@ pub enum Trigger {
     /// Swarm mode: the tasks Swarm runs changed (a task restarted, moved or started, on any
     /// node), seen by reading the task list.
     SwarmTasks,
+    /// A built app's `[build] git` repository was fetched at a new commit.
+    Source,
 }
 
 impl Trigger {
     /// Every trigger, in the order a set names them.
-    pub const ALL: [Trigger; 11] = [
+    pub const ALL: [Trigger; 12] = [
         Trigger::Start,
         Trigger::Apply,
         Trigger::ApiWrite,
         Trigger::Git,
+        Trigger::Source,
         Trigger::File,
         Trigger::DockerEvent,
         Trigger::SwarmTasks,
@@ -74,6 +77,7 @@ impl Trigger {
             Trigger::Retry => "retry",
             Trigger::Apply => "apply",
             Trigger::SwarmTasks => "swarm_tasks",
+            Trigger::Source => "source",
         }
     }
 

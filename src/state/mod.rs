@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod build_context;
+pub mod build_source;
 pub mod files;
 pub mod git;
 pub mod history;
@@ -20,6 +21,7 @@ pub mod root_lock;
 pub mod rotate;
 pub mod scan;
 pub mod secrets_key;
+pub mod source_fetcher;
 pub mod values_fill;
 pub mod workspace_files;
 pub mod writer;

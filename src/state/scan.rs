@@ -67,11 +67,15 @@ pub fn desired_from(found: Scan, config: &Config) -> DesiredState {
     })
 }
 
-/// The digest of each built app's context (`state::build_context`).
+/// The digest of each built app's context (`state::build_context`), or for a `[build] git`
+/// app the commit fetched last (`state::build_source`).
 fn build_contexts(found: &Scan, config: &Config) -> BTreeMap<AppKey, Result<String, String>> {
     let built = found.manifests.iter().filter_map(|(key, parsed)| {
         let decl = parsed.as_ref().ok()?.0.build.as_ref()?;
-        let digest = crate::state::build_context::digest(&config.app_dir(key), &decl.context);
+        let digest = match decl.source() {
+            Some(source) => crate::state::build_source::resolved(config, key, &source),
+            None => crate::state::build_context::digest(&config.app_dir(key), &decl.context),
+        };
         Some((key.clone(), digest))
     });
     built.collect()

@@ -37,7 +37,7 @@ impl GitError {
 
 /// Runs git. `network` commands are killed when their future is dropped (shutdown); local
 /// ones are left to finish so they never leave a lock file behind.
-pub(super) async fn run(
+pub(in crate::state) async fn run(
     dir: Option<&Path>,
     args: &[&str],
     network: bool,
