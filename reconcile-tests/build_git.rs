@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::builds::ONE_AT_A_TIME;
 use crate::builds::{answers, build_logs, dockerfile, remove_images, running_image, BUILDS};
+use crate::support::api::{add_user, Api};
 use crate::support::git::git;
 use crate::support::{free_port, wait_until, TestRoot};
 
@@ -167,7 +168,7 @@ async fn repositories_berth_may_not_fetch_are_refused_before_any_fetch() {
 }
 
 #[tokio::test]
-async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_asks() {
+async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_or_build_asks() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let root = TestRoot::new("buildgitserve").await;
     let base = root.path().join("git");
@@ -182,7 +183,9 @@ async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_asks() {
         format!("git://127.0.0.1:{}/app.git", daemon.port),
     );
     root.write_manifest("alice", "web", &manifest(port, &url, "main"));
-    let _serve = crate::support::serve::Serve::start(&root);
+    let alice = add_user(&root, "alice", false).await;
+    let bob = add_user(&root, "bob", false).await;
+    let mut serve = crate::support::serve::Serve::start(&root);
     answers(port, "v1").await;
     let first = running_image(&root);
 
@@ -193,5 +196,31 @@ async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_asks() {
         crate::support::http_get(port).is_some_and(|b| b.starts_with("v2"))
     })
     .await;
-    remove_images(&[first, running_image(&root)]);
+    let second = running_image(&root);
+
+    // `berth build` (POST .../build) fetches one app's ref again.
+    commit(&dev, "v3");
+    git(&dev, &["push", "-q", "origin", "main"]);
+    root.berth(&["build", "alice/web"])
+        .await
+        .expect_code(0)
+        .expect_contains("fetching alice/web's [build] git ref again");
+    wait_until(
+        Duration::from_secs(60),
+        "the commit berth build fetched",
+        || async { crate::support::http_get(port).is_some_and(|b| b.starts_with("v3")) },
+    )
+    .await;
+    let api = Api::new(serve.api_base());
+    api.post("/apps/alice/web/build", &bob, None)
+        .await
+        .expect(403);
+    api.post("/apps/alice/none/build", &alice, None)
+        .await
+        .expect(404);
+    root.write_manifest("alice", "plain", "template = \"bb-v1\"\n");
+    api.post("/apps/alice/plain/build", &alice, None)
+        .await
+        .expect(409);
+    remove_images(&[first, second, running_image(&root)]);
 }

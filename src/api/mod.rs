@@ -11,6 +11,7 @@
 mod apps;
 mod auth;
 mod bridge;
+mod builds;
 pub mod confirm;
 pub mod converge;
 mod error;
@@ -109,6 +110,8 @@ pub struct AppState {
     pub list_cache: list_cache::ListCache,
     /// Apps' workspace files (the files API): read and written without following a link.
     pub workspaces: Arc<WorkspaceFiles>,
+    /// `[build] git` fetches (`POST .../build` asks for one).
+    pub sources: Option<Arc<crate::state::source_fetcher::SourceFetcher>>,
 }
 
 impl AppState {
@@ -173,6 +176,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(openapi::router())
         .merge(files::router())
         .merge(rename::router())
+        .merge(builds::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

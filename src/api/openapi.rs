@@ -89,6 +89,7 @@ const ROUTES: &[Route] = &[
     route!("post" "/apps/{userid}/{appname}/start", "Set state = running", Token, None, 200, WRITE_ERRORS),
     route!("post" "/apps/{userid}/{appname}/stop", "Set state = stopped", Token, None, 200, WRITE_ERRORS),
     route!("post" "/apps/{userid}/{appname}/deploy", "Bump restart: recreates the container", Token, None, 200, WRITE_ERRORS),
+    route!("post" "/apps/{userid}/{appname}/build", "Build the app now: fetch its [build] git ref again (a new commit is built), or read its workspace context again; the build runs in the loop", Token, None, 202, &[401, 403, 404, 409, 422, 429]),
     route!("post" "/apps/{userid}/{appname}/rename", "Rename the app (same user): keeps its workspace, volumes, secrets, client keys, revisions and domain; the container moves in the background", Token, Some(Body::Json(&[("appname", "string", true)])), 202, &[400, 401, 403, 404, 409, 422, 429, 503, 507]),
     route!("get" "/apps/{userid}/{appname}/logs", "The container's last lines (?tail=N)", Token, None, 200, &[400, 401, 403, 404, 429, 503]),
     route!("get" "/apps/{userid}/{appname}/revisions", "Kept manifest versions", Token, None, 200, APP_ERRORS),

@@ -6,6 +6,7 @@
 //! and no layer uses it.
 
 pub mod admin;
+mod build;
 pub mod client;
 mod colour;
 mod init;
@@ -76,6 +77,12 @@ pub enum Command {
         app: String,
         /// Its new name (same user).
         new_name: String,
+    },
+    /// Build a built app now: fetch its [build] git ref again, or read its workspace again
+    /// (through the running daemon; without one, `berth apply` fetches and builds).
+    Build {
+        /// The app, as <userid>/<appname>.
+        app: String,
     },
     /// Manage API users and their tokens.
     Users {
@@ -223,6 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             unreachable!("answered before the config is read")
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
+        Command::Build { app } => print_outcome(build::build(&config, &app).await?),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),

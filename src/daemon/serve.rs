@@ -350,6 +350,7 @@ fn api_state(
         progress: serve_loop.progress.clone(),
         list_cache: Default::default(),
         workspaces: Arc::new(WorkspaceFiles::new(config.apps_dir.clone())),
+        sources: serve_loop.sources.clone(),
     }
 }
 
