@@ -224,3 +224,31 @@ async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_or_build_asks
         .expect(409);
     remove_images(&[first, second, running_image(&root)]);
 }
+
+#[tokio::test]
+async fn a_context_through_a_link_in_the_repository_is_refused() {
+    let root = TestRoot::new("buildgitlink").await;
+    let base = root.path().join("git");
+    std::fs::create_dir_all(&base).unwrap();
+    let dev = repository(&base, &root.instance, "v1");
+    std::os::unix::fs::symlink("/", dev.join("l")).unwrap();
+    commit(&dev, "v1 with a link");
+    git(&dev, &["push", "-q", "origin", "main"]);
+    let daemon = GitDaemon::start(&base);
+    daemon.ready().await;
+    let policy = "[policy]\ngit_hosts = [\"127.0.0.1\"]\ndomains = [\"*.example.test\"]\n";
+    root.config(&[], &format!("{BUILDS}{policy}"));
+    let url = format!("git://127.0.0.1:{}/app.git", daemon.port);
+    let escape = format!(
+        "{}context = \"l/etc\"\n",
+        manifest(free_port(), &url, "main")
+    );
+    root.write_manifest("alice", "web", &escape);
+    root.berth(&["apply"]).await;
+    let status = root.berth(&["status"]).await.text();
+    assert!(
+        status.contains("context l/etc") && status.contains("is a link"),
+        "a context through the repository's link was built:\n{status}"
+    );
+    assert!(root.container("alice", "web").await.is_none());
+}

@@ -60,7 +60,8 @@ pub struct BuildDecl {
     #[schemars(rename = "ref")]
     pub reference: Option<String>,
     /// How often `berth serve` fetches `git` again to follow a branch (at least `1m`); left
-    /// out, the ref is fetched when the manifest changes, at start, and on `berth apply`.
+    /// out, the ref is fetched when it is not the one fetched last (a new app, a changed `git`
+    /// or `ref`), on `berth apply` and on `berth build`.
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub poll: Option<std::time::Duration>,
@@ -203,7 +204,10 @@ pub fn made_from(
     }
     let digest = context
         .unwrap_or_else(|| Err("its build context was not read".into()))
-        .map_err(|e| format!("[build] context: {e}"))?;
+        .map_err(|e| match decl.git {
+            Some(_) => format!("[build] git: {e}"),
+            None => format!("[build] context: {e}"),
+        })?;
     let base = match decl.git {
         None => config.app_dir(key),
         Some(_) => git_base(key, decl, config, &digest)?,

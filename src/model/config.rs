@@ -329,10 +329,12 @@ impl Config {
     /// Where `key`'s `[build] git` repository is fetched and its trees are unpacked: beside
     /// the database, never in the workspace the user's container sees.
     pub fn source_dir(&self, key: &crate::model::names::AppKey) -> PathBuf {
-        self.database
-            .with_file_name("sources")
-            .join(&key.userid)
-            .join(&key.appname)
+        self.sources_dir().join(&key.userid).join(&key.appname)
+    }
+
+    /// Every app's `source_dir` is under this one.
+    pub fn sources_dir(&self) -> PathBuf {
+        self.database.with_file_name("sources")
     }
 
     /// The files of `commit` of `key`'s repository, as a build reads them.

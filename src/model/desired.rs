@@ -232,7 +232,7 @@ impl DesiredState {
         out.renames = renames;
         let mut counts = Counts::default();
         let mut contexts = std::mem::take(&mut found.contexts);
-        out.sources = crate::model::git_source::wanted(&found.manifests);
+        out.sources = crate::model::git_source::wanted(&found.manifests, config);
         for (key, parsed) in found.manifests {
             let context = contexts.remove(&key);
             let entry = match counts.admit(&key, config) {

@@ -50,6 +50,16 @@ pub fn remote_host(url: &str) -> Result<String, String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return refuse("holds a space or a control character");
     }
+    // `?`, `#`, `%` and `\` end or re-encode the host for curl where this parser would read
+    // on: `https://127.0.0.1#@example.com/` connects to 127.0.0.1.
+    if let Some(c) = url
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-._~:/@+[]".contains(*c)))
+    {
+        return refuse(&format!(
+            "holds {c:?}; a repository URL uses letters, digits and - . _ ~ : / @ + [ ] only"
+        ));
+    }
     if url.starts_with('-') {
         return refuse("starts with '-' (git would read it as an option)");
     }
@@ -71,7 +81,10 @@ pub fn remote_host(url: &str) -> Result<String, String> {
             _ => return refuse("is a local path; only remote repositories are fetched (https://, ssh://, git:// or user@host:path)"),
         },
     };
-    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (userinfo, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+    if userinfo.contains(':') || userinfo.contains('@') {
+        return refuse("holds a password (or a second @): it would be kept in status and logs; berth fetches without credentials");
+    }
     let host = match host_port.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None if url.contains("://") => host_port.split(':').next().unwrap_or(""),
@@ -115,20 +128,29 @@ pub struct WantedSource {
     pub poll: Option<std::time::Duration>,
 }
 
-/// The repositories the parsed manifests build from.
+/// The repositories the parsed manifests build from, of the apps that could be built: builds
+/// on, not swarm mode, a valid `[build]`, a host `[policy] git_hosts` does not refuse.
 pub fn wanted(
     manifests: &BTreeMap<AppKey, Result<(Manifest, String), SourceError>>,
+    config: &crate::model::config::Config,
 ) -> BTreeMap<AppKey, WantedSource> {
+    if !config.builds.enabled || config.runtime.is_swarm() {
+        return BTreeMap::new();
+    }
+    // Only what could be built: a refused table or host is frozen, not fetched.
     let wanted = manifests.iter().filter_map(|(key, parsed)| {
         let decl = parsed.as_ref().ok()?.0.build.as_ref()?;
+        crate::model::build::check_decl(decl).ok()?;
         let source = decl.source()?;
-        Some((
-            key.clone(),
-            WantedSource {
-                source,
-                poll: decl.poll,
-            },
-        ))
+        let host = config
+            .policy
+            .rules(&key.userid)
+            .git_host(&key.userid, &source.host);
+        if host == crate::model::policy::GitHost::Refused {
+            return None;
+        }
+        let poll = decl.poll;
+        Some((key.clone(), WantedSource { source, poll }))
     });
     wanted.collect()
 }
@@ -148,7 +170,7 @@ mod tests {
             "git.example.com"
         );
         assert_eq!(
-            host("https://u:p@Git.Example.com:8443/a.git").unwrap(),
+            host("https://u@Git.Example.com:8443/a.git").unwrap(),
             "git.example.com"
         );
         assert_eq!(
@@ -178,6 +200,10 @@ mod tests {
             ),
             ("https:///a.git", "names no host"),
             ("", "must be 1 to 1024 bytes"),
+            ("https://127.0.0.1:9#@example.com/x", "holds '#'"),
+            ("https://169.254.169.254?@git.example.com/", "holds '?'"),
+            ("https://h%2e/x", "holds '%'"),
+            ("https://u:token@example.com/a.git", "holds a password"),
         ] {
             let err = host(url).unwrap_err();
             assert!(err.contains(why), "{url}: {err}");

@@ -92,9 +92,7 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with `limits`, keeping logs under `logs/<user>/<app>/`.
-    /// Secrets a killed berth left beside the logs are removed now.
     pub fn new(limits: BuildLimits, logs: PathBuf) -> Builder {
-        sweep_dead(&logs);
         let slots = Arc::new(Semaphore::new(limits.max_builds));
         Builder {
             limits,
@@ -162,6 +160,7 @@ impl Builder {
         // Held for the build: dropped (a timeout, this future dropped, berth gone), it tells
         // the shim to kill the CLI, which cancels the build in the engine.
         let shim_stdin = child.stdin.take();
+        let shim_ran = shim_stdin.is_some();
         let waited = tokio::time::timeout(self.limits.timeout, async {
             let (status, log) = tokio::join!(child.wait(), logging);
             (status, log)
@@ -173,6 +172,14 @@ impl Builder {
                 Err(BuildError::TimedOut {
                     timeout: humantime::format_duration(self.limits.timeout).to_string(),
                     log: log_path,
+                })
+            }
+            // The shim's own 126/127: the CLI could not be run (a setting to fix and retry,
+            // not a failure of this spec's inputs).
+            Ok((Ok(s), log)) if shim_ran && matches!(s.code(), Some(126 | 127)) => {
+                Err(BuildError::Spawn {
+                    docker: self.limits.docker.clone(),
+                    source: std::io::Error::other(log?.trim().to_string()),
                 })
             }
             Ok((status, log)) => finished(status, log?),
@@ -365,27 +372,6 @@ struct SecretFiles {
     files: Vec<(String, PathBuf)>,
 }
 
-/// Removes the secret directories a killed berth left (`.secrets-<pid>-<n>` whose pid is
-/// gone): a SIGKILL skips the drop that removes them, and plain-text secrets must not wait
-/// on disk for a build that will never end.
-fn sweep_dead(under: &Path) {
-    let Ok(entries) = std::fs::read_dir(under) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(".secrets-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// Numbers the secret directories of one berth process.
 static NEXT_SECRETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -401,7 +387,6 @@ impl SecretFiles {
         }
         use std::os::unix::fs::DirBuilderExt;
         private_dir(under)?;
-        sweep_dead(under);
         let n = NEXT_SECRETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = under.join(format!(".secrets-{}-{n}", std::process::id()));
         // A leftover of a killed berth of the same pid: its secrets must not outlive it.
@@ -443,27 +428,5 @@ pub(in crate::runtime) fn remove_left_secrets(logs: &Path) {
         if e.file_name().to_string_lossy().starts_with(".secrets-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_a_dead_berth_left_are_removed_and_live_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let dead = dir.path().join(".secrets-999999999-0");
-        let ours = dir
-            .path()
-            .join(format!(".secrets-{}-7", std::process::id()));
-        let user = dir.path().join("alice");
-        for d in [&dead, &ours, &user] {
-            std::fs::create_dir_all(d).unwrap();
-            std::fs::write(d.join("NPM_TOKEN"), "value").unwrap();
-        }
-        sweep_dead(dir.path());
-        assert!(!dead.exists(), "a dead berth's secrets are still on disk");
-        assert!(ours.exists() && user.exists());
     }
 }

@@ -10,7 +10,7 @@
 //! commit (`--depth=1`) with no tags and no submodules.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +18,7 @@ use crate::model::config::Config;
 use crate::model::git_source::GitSource;
 use crate::model::names::AppKey;
 use crate::model::policy::GitHost;
-use crate::state::git::run_git;
+use crate::state::git::run_git_isolated;
 
 /// What was last fetched for an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,22 +32,34 @@ pub struct Resolved {
 /// fetched last is this one and its tree is unpacked; else why there is no commit yet.
 pub fn resolved(config: &Config, key: &AppKey, source: &GitSource) -> Result<String, String> {
     let dir = config.source_dir(key);
-    if let Some(r) = read_resolved(&dir) {
-        let same = r.url == source.url && r.reference == source.reference;
-        if same && config.source_tree(key, &r.commit).is_dir() {
+    let same = |r: &Resolved| r.url == source.url && r.reference == source.reference;
+    if let Some(r) = read_resolved(&dir).filter(same) {
+        if config.source_tree(key, &r.commit).is_dir() {
             return Ok(format!("git:{}", r.commit));
         }
     }
     let at = format!("{} at {}", source.url, source.reference);
-    match std::fs::read_to_string(dir.join("error")) {
-        Ok(why) => Err(format!("fetching {at} failed: {}", why.trim())),
-        Err(_) => Err(format!("{at} is not fetched yet")),
+    match read_error(&dir).filter(|e| same(&e.fetch)) {
+        Some(e) => Err(format!("fetching {at} failed: {}", e.error)),
+        None => Err(format!("{at} is not fetched yet")),
     }
 }
 
 /// The commit last fetched for `key`, whatever the ref.
 pub fn read_resolved(dir: &Path) -> Option<Resolved> {
     serde_json::from_slice(&std::fs::read(dir.join("resolved")).ok()?).ok()
+}
+
+/// The last failed fetch: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchError {
+    /// The fetch's URL and ref (its commit left empty).
+    pub fetch: Resolved,
+    pub error: String,
+}
+
+pub fn read_error(dir: &Path) -> Option<FetchError> {
+    serde_json::from_slice(&std::fs::read(dir.join("error")).ok()?).ok()
 }
 
 /// Fetches `source` for `key` and unpacks its commit; answers the commit. A failure is kept
@@ -60,8 +72,18 @@ pub async fn fetch(config: &Config, key: &AppKey, source: &GitSource) -> Result<
             let _ = std::fs::remove_file(dir.join("error"));
         }
         Err(why) => {
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = write_atomic(&dir.join("error"), why.as_bytes());
+            let fetch = Resolved {
+                url: source.url.clone(),
+                reference: source.reference.clone(),
+                commit: String::new(),
+            };
+            let error = serde_json::to_vec(&FetchError {
+                fetch,
+                error: why.clone(),
+            });
+            if private_dirs(&dir).is_ok() {
+                let _ = write_atomic(&dir.join("error"), &error.expect("plain strings"));
+            }
         }
     }
     fetched
@@ -84,10 +106,11 @@ async fn fetch_into(
         GitHost::Open => check_addresses(&source.host).await?,
         GitHost::Listed => {}
     }
-    private_dirs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    private_dirs(&dir.join("home")).map_err(|e| format!("{}: {e}", dir.display()))?;
     let repo = dir.join("repo.git");
+    let home = dir.join("home");
     if !repo.join("HEAD").is_file() {
-        run_git(Some(dir), &["init", "--bare", "-q", "repo.git"], false)
+        run_git_isolated(Some(dir), &["init", "--bare", "-q", "repo.git"], &home)
             .await
             .map_err(|e| e.to_string())?;
     }
@@ -101,16 +124,18 @@ async fn fetch_into(
         &source.url,
         &source.reference,
     ]);
-    run_git(Some(&repo), &fetch, true)
+    run_git_isolated(Some(&repo), &fetch, &home)
         .await
         .map_err(|e| e.to_string())?;
-    let (_, commit) = run_git(Some(&repo), &["rev-parse", "FETCH_HEAD^{commit}"], false)
+    let rev = ["rev-parse", "FETCH_HEAD^{commit}"];
+    let (_, commit) = run_git_isolated(Some(&repo), &rev, &home)
         .await
         .map_err(|e| e.to_string())?;
     let tree = config.source_tree(key, &commit);
     if !tree.is_dir() {
-        unpack(repo.clone(), commit.clone(), tree).await?;
+        crate::state::source_tree::unpack(repo.clone(), commit.clone(), tree, home).await?;
     }
+    let before = read_resolved(dir).map(|r| r.commit);
     let resolved = Resolved {
         url: source.url.clone(),
         reference: source.reference.clone(),
@@ -118,13 +143,14 @@ async fn fetch_into(
     };
     let text = serde_json::to_vec(&resolved).expect("plain strings");
     write_atomic(&dir.join("resolved"), &text).map_err(|e| format!("resolved: {e}"))?;
-    remove_other_trees(dir, &commit);
+    // The commit before stays: a build of it may be reading it now.
+    crate::state::source_tree::remove_others(dir, &[Some(&commit), before.as_deref()]);
     Ok(commit)
 }
 
 /// git settings for every network call: only remote transports (no `file`, no `ext`), no
-/// hooks, no credential prompt.
-const SAFE_CONFIG: [&str; 12] = [
+/// hooks, no credential helper, no redirect.
+const SAFE_CONFIG: [&str; 14] = [
     "-c",
     "protocol.allow=never",
     "-c",
@@ -137,6 +163,9 @@ const SAFE_CONFIG: [&str; 12] = [
     "core.hooksPath=/dev/null",
     "-c",
     "credential.helper=",
+    // A redirect could lead past the address check to loopback or a metadata service.
+    "-c",
+    "http.followRedirects=false",
 ];
 
 /// Refuses a host that resolves to loopback, link-local, unspecified or one of this
@@ -215,51 +244,7 @@ fn own_addresses() -> Vec<IpAddr> {
     out
 }
 
-/// Unpacks `commit`'s files into `tree` (through a temp directory renamed into place, so a
-/// tree is whole or absent): `git archive` read by the tar crate, which refuses a path that
-/// would leave the directory.
-async fn unpack(repo: PathBuf, commit: String, tree: PathBuf) -> Result<(), String> {
-    tokio::task::spawn_blocking(move || {
-        let tmp = tree.with_file_name(format!(".unpack-{commit}"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        let mut child = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["archive", "--format=tar", &commit])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("git archive: {e}"))?;
-        let stdout = child.stdout.take().expect("piped");
-        let unpacked = tar::Archive::new(stdout).unpack(&tmp);
-        let status = child.wait().map_err(|e| format!("git archive: {e}"))?;
-        unpacked.map_err(|e| format!("unpacking {commit}: {e}"))?;
-        if !status.success() {
-            return Err(format!("git archive {commit}: {status}"));
-        }
-        std::fs::rename(&tmp, &tree).map_err(|e| format!("{}: {e}", tree.display()))
-    })
-    .await
-    .map_err(|e| format!("unpacking: {e}"))?
-}
-
-/// Removes every unpacked tree but `keep`'s: a later commit is unpacked again when asked.
-fn remove_other_trees(dir: &Path, keep: &str) {
-    let keep = format!("tree-{keep}");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let stale = name.starts_with("tree-") || name.starts_with(".unpack-");
-        if stale && name != keep {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-fn private_dirs(dir: &Path) -> std::io::Result<()> {
+pub(in crate::state) fn private_dirs(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -22,6 +22,7 @@ pub mod rotate;
 pub mod scan;
 pub mod secrets_key;
 pub mod source_fetcher;
+pub mod source_tree;
 pub mod values_fill;
 pub mod workspace_files;
 pub mod writer;

@@ -73,12 +73,28 @@ fn build_contexts(found: &Scan, config: &Config) -> BTreeMap<AppKey, Result<Stri
     let built = found.manifests.iter().filter_map(|(key, parsed)| {
         let decl = parsed.as_ref().ok()?.0.build.as_ref()?;
         let digest = match decl.source() {
-            Some(source) => crate::state::build_source::resolved(config, key, &source),
+            Some(source) => git_context(config, key, &source, &decl.context),
             None => crate::state::build_context::digest(&config.app_dir(key), &decl.context),
         };
         Some((key.clone(), digest))
     });
     built.collect()
+}
+
+/// A `[build] git` app's fetched commit (`git:<commit>`), once its `context` inside that
+/// commit's tree is checked as a workspace's is: no link on the way, within the caps (a
+/// repository's link must not take a build to another user's files).
+fn git_context(
+    config: &Config,
+    key: &AppKey,
+    source: &crate::model::git_source::GitSource,
+    context: &str,
+) -> Result<String, String> {
+    let fetched = crate::state::build_source::resolved(config, key, source)?;
+    let commit = fetched.trim_start_matches("git:");
+    crate::state::build_context::digest(&config.source_tree(key, commit), context)
+        .map_err(|e| format!("context {context}: {e}"))?;
+    Ok(fetched)
 }
 
 /// Whether a scanned manifest has `[secrets]`.

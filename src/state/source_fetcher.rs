@@ -23,8 +23,7 @@ pub const RETRY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
     running: bool,
-    /// The last fetch that worked, and the last try.
-    fetched: Option<Instant>,
+    /// The last try, failed or not.
     tried: Option<Instant>,
     asked: bool,
 }
@@ -66,6 +65,7 @@ impl SourceFetcher {
     ) {
         let mut seen = self.seen.lock().expect("seen");
         seen.retain(|key, s| s.running || sources.contains_key(key));
+        self.sweep(sources, &seen);
         for (key, wanted) in sources {
             let s = seen.entry(key.clone()).or_default();
             s.asked |= all;
@@ -81,25 +81,61 @@ impl SourceFetcher {
         }
     }
 
+    /// Removes the sources of apps that no longer build from a repository (deleted, renamed,
+    /// back to a workspace build): their space, and a stale commit a new app of the same name
+    /// would otherwise be built from.
+    fn sweep(&self, sources: &BTreeMap<AppKey, WantedSource>, seen: &HashMap<AppKey, Seen>) {
+        let root = self.config.sources_dir();
+        let Ok(users) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for user in users.flatten() {
+            let Ok(apps) = std::fs::read_dir(user.path()) else {
+                continue;
+            };
+            for app in apps.flatten() {
+                let key = AppKey::new(
+                    &user.file_name().to_string_lossy(),
+                    &app.file_name().to_string_lossy(),
+                );
+                let Ok(key) = key else { continue };
+                let busy = seen.get(&key).is_some_and(|s| s.running);
+                if !busy && !sources.contains_key(&key) {
+                    let _ = std::fs::remove_dir_all(app.path());
+                }
+            }
+        }
+    }
+
     async fn run(&self, key: AppKey, wanted: WantedSource) {
-        let before = build_source::read_resolved(&self.config.source_dir(&key));
+        let dir = self.config.source_dir(&key);
+        let before = (
+            build_source::read_resolved(&dir),
+            build_source::read_error(&dir),
+        );
         let fetched = build_source::fetch(&self.config, &key, &wanted.source).await;
+        let after = (
+            build_source::read_resolved(&dir),
+            build_source::read_error(&dir),
+        );
         let mut seen = self.seen.lock().expect("seen");
         let s = seen.entry(key.clone()).or_default();
         s.running = false;
         match fetched {
-            Ok(commit) => {
-                s.fetched = Some(Instant::now());
-                if before.is_none_or(|b| b.commit != commit) {
-                    info!(app = %key, commit = %commit, reference = %wanted.source.reference, "fetched a new commit to build");
-                }
+            Ok(commit) if before.0 != after.0 => {
+                info!(app = %key, commit = %commit, reference = %wanted.source.reference, "fetched a new commit to build")
             }
+            Ok(_) => {}
             Err(why) => {
                 warn!(app = %key, url = %wanted.source.url, cause = %why, "cannot fetch the build's repository")
             }
         }
-        // Woken either way: a new commit is built, a failure shows in the app's status.
-        self.wake.wake(Trigger::Source);
+        drop(seen);
+        // A new commit is built, a new failure shows in the app's status; the same answer
+        // again needs no pass.
+        if before != after {
+            self.wake.wake(Trigger::Source);
+        }
     }
 }
 
@@ -109,11 +145,13 @@ fn due(s: &Seen, current: bool, poll: Option<Duration>, now: Instant) -> bool {
     if s.running {
         return false;
     }
-    let waited = |since: Option<Instant>, d: Duration| since.is_none_or(|t| now >= t + d);
-    if !current || s.asked {
-        return s.asked || waited(s.tried, RETRY);
+    let waited = |d: Duration| s.tried.is_none_or(|t| now >= t + d);
+    match (s.asked, current) {
+        (true, _) => true,
+        (false, false) => waited(RETRY),
+        // From the last try, failed or not: a failing poll waits its interval too.
+        (false, true) => poll.is_some_and(waited),
     }
-    poll.is_some_and(|p| waited(s.fetched.or(s.tried), p))
 }
 
 #[cfg(test)]
@@ -141,7 +179,6 @@ mod tests {
     fn a_current_ref_is_fetched_again_only_when_asked_or_its_poll_ran_out() {
         let now = Instant::now();
         let fetched = Seen {
-            fetched: Some(now),
             tried: Some(now),
             ..Seen::default()
         };
@@ -154,5 +191,16 @@ mod tests {
             ..fetched
         };
         assert!(due(&asked, true, None, now));
+        // A failing poll (the ref still fetched) waits its interval from the failed try.
+        let failed_poll = Seen {
+            tried: Some(now + Duration::from_secs(60)),
+            ..fetched
+        };
+        assert!(!due(
+            &failed_poll,
+            true,
+            poll,
+            now + Duration::from_secs(61)
+        ));
     }
 }

@@ -42,10 +42,46 @@ pub(in crate::state) async fn run(
     args: &[&str],
     network: bool,
 ) -> Result<(bool, String), GitError> {
+    run_command(command(dir), args, network).await
+}
+
+/// Runs git for a user's repository with none of berth's own credentials or settings: no
+/// system or global config (an `insteadOf` could move the host, `sslVerify` turn checks off),
+/// `home` as HOME (no `~/.ssh`, no `.netrc`), no SSH agent, ssh with no config, no key but
+/// what `-i` would name, never a prompt.
+pub(in crate::state) async fn run_isolated(
+    dir: Option<&Path>,
+    args: &[&str],
+    home: &Path,
+) -> Result<(bool, String), GitError> {
+    let mut cmd = command(dir);
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("GIT_ASKPASS")
+        .env_remove("SSH_ASKPASS")
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o StrictHostKeyChecking=accept-new",
+        );
+    run_command(cmd, args, true).await
+}
+
+fn command(dir: Option<&Path>) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
+    cmd
+}
+
+async fn run_command(
+    mut cmd: tokio::process::Command,
+    args: &[&str],
+    network: bool,
+) -> Result<(bool, String), GitError> {
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())

@@ -36,7 +36,7 @@ mod prepare;
 
 use command::run;
 /// git with a timeout and stderr's tail in errors, for the other git users in `state`.
-pub(in crate::state) use command::run as run_git;
+pub(in crate::state) use command::run_isolated as run_git_isolated;
 
 /// The remote commit berth last saw and accepted; only berth moves it, so a fetch made by a
 /// person in `state/` cannot hide a rewrite.
