@@ -5,7 +5,7 @@
 #   examples/run.sh [node-lite|hello]      (default node-lite)
 #   examples/run.sh clean [node-lite|hello] removes the example's containers and runtime dirs
 # Optional environment (the test suite, reconcile-tests/examples.rs, sets all three):
-#   BERTH_BIN=/path/to/berth      use that binary instead of `cargo build --release`
+#   BERTH_BIN=/path/to/berth      use that binary instead of `cargo build --profile quick`
 #   BERTH_EXAMPLE_INSTANCE=name   run as this instance (label paas.instance) instead of the
 #                                 one in the example's berth.toml
 #   BERTH_EXAMPLE_PORTS="P1 P2"   publish the apps on these host ports instead of the
