@@ -62,14 +62,10 @@ impl Schedule {
     /// The first fire time strictly after `t`.
     pub fn next_after(&self, t: SystemTime) -> Option<SystemTime> {
         let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
-        let mut m = secs / 60 + 1;
-        for _ in 0..(366 * 24 * 60 * 5) {
-            if self.matches(m) {
-                return Some(UNIX_EPOCH + Duration::from_secs(m * 60));
-            }
-            m += 1;
-        }
-        None
+        let first = secs / 60 + 1;
+        (first..first + 366 * 24 * 60 * 5)
+            .find(|m| self.matches(*m))
+            .map(|m| UNIX_EPOCH + Duration::from_secs(m * 60))
     }
 
     /// The last fire time at or before `t` and strictly after `floor`.
