@@ -109,6 +109,8 @@ pub struct AppState {
     pub list_cache: list_cache::ListCache,
     /// Apps' workspace files (the files API): read and written without following a link.
     pub workspaces: Arc<WorkspaceFiles>,
+    /// The job scheduler: runs asked for now, jobs with their next run.
+    pub jobs: crate::runtime::job_asks::JobAsks,
 }
 
 impl AppState {

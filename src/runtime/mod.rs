@@ -27,6 +27,7 @@ mod http1;
 pub mod informer;
 pub mod install;
 pub mod isolation;
+pub mod job_asks;
 pub mod jobs;
 pub mod observe;
 pub mod reader;
