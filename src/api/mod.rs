@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod files;
 mod git;
+mod jobs;
 mod keys;
 pub mod limiter;
 mod list_cache;
@@ -175,6 +176,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(openapi::router())
         .merge(files::router())
         .merge(rename::router())
+        .merge(jobs::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod client;
 mod colour;
 mod init;
+mod jobs;
 mod mv;
 mod new_file;
 pub mod oneshot;
@@ -77,6 +78,15 @@ pub enum Command {
         /// Its new name (same user).
         new_name: String,
     },
+    /// An app's scheduled jobs and their newest runs (`berth jobs <userid>/<appname>`), or
+    /// a run now (`berth jobs run <userid>/<appname> <job>`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
+        /// The app, as <userid>/<appname>.
+        app: Option<String>,
+    },
     /// Manage API users and their tokens.
     Users {
         #[command(subcommand)]
@@ -106,6 +116,18 @@ pub enum Command {
     Schema {
         /// Which file's schema.
         which: SchemaKind,
+    },
+}
+
+/// `berth jobs run`.
+#[derive(clap::Subcommand)]
+pub enum JobsCommand {
+    /// Start a run of the job now, under its concurrency rule (through `berth serve`).
+    Run {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// The job's name.
+        job: String,
     },
 }
 
@@ -223,6 +245,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             unreachable!("answered before the config is read")
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
+        Command::Jobs { command, app } => print_outcome(match (command, app) {
+            (Some(JobsCommand::Run { app, job }), _) => jobs::run(&config, &app, &job).await?,
+            (None, Some(app)) => jobs::list(&config, &app).await?,
+            (None, None) => {
+                admin::Outcome::failed("name the app: berth jobs <userid>/<appname>".into())
+            }
+        }),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),
