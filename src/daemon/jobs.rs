@@ -26,7 +26,7 @@ use crate::store::{JobRun, LastFire};
 pub type Feed = watch::Sender<Option<Arc<Vec<DesiredApp>>>>;
 
 /// The longest sleep: a wall clock stepped forward is noticed within it.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+const MAX_SLEEP: Duration = Duration::from_secs(5);
 
 /// A run in flight: its id and what stops it (`replace`).
 struct InFlight {
