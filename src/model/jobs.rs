@@ -65,12 +65,12 @@ pub struct JobDecl {
     /// How late a run may still start (after berth was down); later, it is recorded as
     /// `missed`. A duration such as "15m" (the default), at most a week.
     #[serde(default = "default_deadline", deserialize_with = "bounded_duration")]
-    #[schemars(schema_with = "crate::model::schema::duration")]
+    #[schemars(schema_with = "crate::model::schema::duration", extend("default" = "15m"))]
     pub starting_deadline: Duration,
     /// How long a run may take before it is killed and recorded as `timed_out`: more than 0,
     /// at most a week; default "1h".
     #[serde(default = "default_timeout", deserialize_with = "positive_duration")]
-    #[schemars(schema_with = "crate::model::schema::duration")]
+    #[schemars(schema_with = "crate::model::schema::duration", extend("default" = "1h"))]
     pub timeout: Duration,
     /// How many times a failed or timed-out run is tried again at once (0 to 10; default 0).
     #[serde(default, deserialize_with = "retries")]

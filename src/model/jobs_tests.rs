@@ -74,7 +74,7 @@ fn hostile_jobs_name_the_file_line_and_field() {
         (
             with_job("name = \"r\"\nschedule = \"* * *\"\ncommand = [\"x\"]"),
             "4:12",
-            "five fields",
+            "a schedule has five",
         ),
         (
             with_job(&format!("{ok}\ntimezone = \"Mars\"")),

@@ -190,11 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn a_schedule_that_never_fires_waits_for_nothing() {
-        let s = Schedule::parse("0 0 30 2 *", None).unwrap();
+    fn a_wall_time_skipped_by_spring_forward_fires_once_after_the_gap() {
+        // 02:30 in Berlin does not exist on 2027-03-28: it fires at 03:30 CEST (01:30 UTC),
+        // once, as the day before's 02:30 CET did at 01:30 UTC.
+        let s = Schedule::parse("30 2 * * *", Some("Europe/Berlin")).unwrap();
+        let (before, gap_day) = (1_806_111_000, 1_806_197_400);
+        let d = decide(&s, at(before), at(gap_day + 30), FORBID, false);
+        assert_eq!(d, Due::Run(at(gap_day)));
+        let d = decide(&s, at(gap_day), at(gap_day + 3600), FORBID, false);
         assert_eq!(
-            decide(&s, at(TEN), at(TEN + 60), FORBID, false),
-            Due::Wait(None)
+            d,
+            Due::Wait(Some(at(gap_day + 86_400 - 3600))),
+            "next: 02:30 CEST"
         );
     }
 }
