@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::support::api::{add_user, Api};
