@@ -95,9 +95,14 @@ fn with_result<'a>(v: &'a Value, result: &str) -> Vec<&'a Value> {
 
 /// Job run containers of this root's instance, in any state.
 fn run_containers(root: &TestRoot) -> Vec<String> {
+    containers(root, "-a")
+}
+
+/// Job run containers of this root's instance that run (`-a`: in any state).
+fn containers(root: &TestRoot, all: &str) -> Vec<String> {
     let out = crate::support::docker::docker_cli(&[
         "ps",
-        "-a",
+        all,
         "--filter",
         &format!("label=paas.instance={}", root.instance),
         "--filter",
@@ -270,7 +275,7 @@ async fn a_restarted_berth_follows_the_run_it_was_killed_during() {
         .as_u64()
         .unwrap();
     wait_until(T, "the run's container to run", || async {
-        run_containers(&root).len() == 1
+        containers(&root, "--filter=status=running").len() == 1
     })
     .await;
     serve.kill();

@@ -174,6 +174,16 @@ impl Ctx {
                 continue;
             };
             info!(app = %run.app, job = %run.job, run = run.id, "following a job run an earlier berth started");
+            if c.created {
+                // Made, never started: this is still the run's one start.
+                if let Err(e) = self.runner.resume(&c.id).await {
+                    run.note = Some(format!("could not start: {}", chain(&e)));
+                    self.finish(run.clone(), RunResult::Failed, history(&run))
+                        .await;
+                    continue;
+                }
+                run.started = Some(secs(SystemTime::now()));
+            }
             run.container = Some(c.id.clone());
             run.started.get_or_insert(secs(SystemTime::now()));
             let stop = CancellationToken::new();

@@ -98,6 +98,11 @@ impl JobRunner {
         })
     }
 
+    /// Starts a run's container that was made but never started (berth was killed between).
+    pub async fn resume(&self, id: &str) -> Result<(), EngineError> {
+        self.exec.engine().start(id).await
+    }
+
     /// Stops a run (`replace`): SIGTERM, then SIGKILL after a grace period.
     pub async fn stop(&self, id: &str) -> Result<(), EngineError> {
         self.exec.engine().stop(id, STOP_GRACE).await

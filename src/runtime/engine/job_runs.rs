@@ -20,6 +20,8 @@ pub struct FoundRun {
     pub run: u64,
     /// Whether it still runs.
     pub running: bool,
+    /// Whether it was made but never started (a berth killed between the two).
+    pub created: bool,
 }
 
 impl Engine {
@@ -91,11 +93,12 @@ impl Engine {
             .map_err(fail("list job runs"))?;
         let found = list.into_iter().filter_map(|c| {
             let run = c.labels.as_ref()?.get(labels::JOB_RUN)?.parse().ok()?;
-            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            use bollard::models::ContainerSummaryStateEnum as State;
             Some(FoundRun {
                 id: c.id?,
                 run,
-                running,
+                running: c.state == Some(State::RUNNING),
+                created: c.state == Some(State::CREATED),
             })
         });
         Ok(found.collect())
