@@ -1,8 +1,8 @@
 //! Scheduled jobs under `serve` (docs/guides/jobs.md): a run on schedule with its output and
 //! exit code kept and the app's container untouched; `forbid` skipping while a slow run is in
 //! flight, over several ticks of a clock moved by libfaketime; a timeout that kills; a run
-//! asked for now, and refused under `forbid`; berth SIGKILLed during a run, the restarted one
-//! following the same run to its end; a broken schedule freezing the app with the field
+//! asked for now, and refused under `forbid`; a deploy during a run leaving it running; berth
+//! SIGKILLed during a run, the restarted one following the same run to its end; a broken schedule freezing the app with the field
 //! named while its container keeps running.
 
 use std::path::Path;
@@ -215,6 +215,20 @@ async fn a_run_now_a_refusal_under_forbid_and_a_timeout() {
     api.post("/apps/alice/web/jobs/nope/run", &alice, None)
         .await
         .expect(404);
+    // Hostile reads: another user's runs, a run id that is not a number, a path name trick.
+    api.get("/apps/alice/web/jobs", &bob).await.expect(403);
+    api.get("/apps/alice/web/jobs/runs/1", &bob)
+        .await
+        .expect(403);
+    api.get("/apps/alice/web/jobs/runs/1%2F..", &alice)
+        .await
+        .expect(400);
+    api.get("/apps/alice/web/jobs/runs/99999", &alice)
+        .await
+        .expect(404);
+    api.post("/apps/alice/web/jobs/..%2F..%2Fx/run", &alice, None)
+        .await
+        .expect(404);
     let started = api
         .post("/apps/alice/web/jobs/tick/run", &alice, None)
         .await;
@@ -257,7 +271,7 @@ async fn a_run_now_a_refusal_under_forbid_and_a_timeout() {
 async fn a_restarted_berth_follows_the_run_it_was_killed_during() {
     let root = TestRoot::new("jobkill").await;
     let alice = add_user(&root, "alice", false).await;
-    let job = "schedule = \"@yearly\"\ncommand = [\"sh\", \"-c\", \"sleep 8; echo finished\"]";
+    let job = "schedule = \"@yearly\"\ncommand = [\"sh\", \"-c\", \"sleep 15; echo finished\"]";
     root.write_manifest("alice", "web", &manifest(job));
     let mut serve = Serve::start(&root);
     let api = Api::new(serve.api_base());
@@ -278,6 +292,20 @@ async fn a_restarted_berth_follows_the_run_it_was_killed_during() {
         containers(&root, "--filter=status=running").len() == 1
     })
     .await;
+    // A deploy of the app during the run leaves the run alone.
+    let app_id = root.id("alice", "web").await;
+    let deployed =
+        format!("template = \"bb-v1\"\nrestart = \"1\"\n\n[[jobs]]\nname = \"tick\"\n{job}\n");
+    root.write_manifest("alice", "web", &deployed);
+    wait_until(T, "the app to be deployed", || async {
+        root.running("alice", "web").await && root.id("alice", "web").await != app_id
+    })
+    .await;
+    assert_eq!(
+        containers(&root, "--filter=status=running").len(),
+        1,
+        "the deploy stopped the run"
+    );
     serve.kill();
     drop(serve);
     let container = run_containers(&root);
