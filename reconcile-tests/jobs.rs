@@ -361,3 +361,58 @@ async fn a_broken_schedule_freezes_the_app_and_leaves_it_running() {
     assert!(root.running("alice", "web").await);
     drop(serve);
 }
+
+#[tokio::test]
+async fn after_hours_down_a_job_runs_once_and_a_late_one_is_missed() {
+    let root = TestRoot::new("jobdown").await;
+    let alice = add_user(&root, "alice", false).await;
+    let text = "template = \"bb-v1\"\n\n[[jobs]]\nname = \"every\"\nschedule = \"* * * * *\"\ncommand = [\"true\"]\n\n[[jobs]]\nname = \"hourly\"\nschedule = \"0 * * * *\"\nstarting_deadline = \"5m\"\ncommand = [\"true\"]\n";
+    root.write_manifest("alice", "web", text);
+    let mut clock = FakeClock::new(root.path(), 40);
+    let mut serve = clock.serve(&root);
+    let api = Api::new(serve.api_base());
+    wait_until(T, "the scheduler to know both jobs", || async {
+        jobs_of(&api, &alice).await["jobs"]
+            .as_array()
+            .is_some_and(|j| j.len() == 2)
+    })
+    .await;
+    serve.stop(Duration::from_secs(10));
+    drop(serve);
+    // Three hours and a half later by the clock, at half past an hour: 180 minutes and three
+    // hours missed.
+    let real = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let fake = real + clock.offset;
+    let target = ((fake + 3 * 3600) / 3600) * 3600 + 1800;
+    clock.forward(target - fake);
+    let mut serve = clock.serve(&root);
+    let api = Api::new(serve.api_base());
+    let after = |v: &Value, job: &str| -> Vec<Value> {
+        let runs = runs(v).into_iter().filter(|r| r["job"] == job);
+        runs.filter(|r| r["scheduled_for"].as_i64().unwrap() >= target - 3600)
+            .collect()
+    };
+    wait_until(T, "the catch-up run and the missed record", || async {
+        let v = jobs_of(&api, &alice).await;
+        after(&v, "every")
+            .iter()
+            .any(|r| r["result"] == "succeeded")
+            && !after(&v, "hourly").is_empty()
+    })
+    .await;
+    let v = jobs_of(&api, &alice).await;
+    let every = after(&v, "every");
+    assert_eq!(every.len(), 1, "exactly one catch-up run: {v}");
+    assert_eq!(every[0]["scheduled_for"].as_i64().unwrap(), target, "{v}");
+    let hourly = after(&v, "hourly");
+    assert_eq!(hourly.len(), 1, "{v}");
+    assert_eq!(hourly[0]["result"], "missed", "{v}");
+    assert_eq!(
+        hourly[0]["scheduled_for"].as_i64().unwrap(),
+        target - 1800,
+        "{v}"
+    );
+}

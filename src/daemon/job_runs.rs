@@ -155,16 +155,9 @@ impl Ctx {
     /// left behind is removed. Answers the runs now followed.
     pub async fn recover(
         &self,
-        found: Vec<FoundRun>,
+        (running, found): (Vec<JobRun>, Vec<FoundRun>),
         history: impl Fn(&JobRun) -> History,
     ) -> Vec<(JobRun, CancellationToken)> {
-        let running = match db(&self.store, |s| s.running_job_runs()).await {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(cause = %chain(&e), "cannot read the job runs in flight");
-                return Vec::new();
-            }
-        };
         let mut followed = Vec::new();
         for mut run in running {
             let Some(c) = found.iter().find(|f| f.run == run.id) else {

@@ -107,6 +107,17 @@ impl Scheduler {
 
     /// Follows the runs an earlier berth left (asking the engine until it answers).
     async fn recover(&mut self, shutdown: &CancellationToken) {
+        let running = match db(&self.ctx.store, |s| s.running_job_runs()).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(cause = %chain(&e), "cannot read the job runs in flight");
+                return;
+            }
+        };
+        // Nothing in flight: no engine call (an idle berth asks the engine nothing).
+        if running.is_empty() {
+            return;
+        }
         let found = loop {
             match self.ctx.runner.found().await {
                 Ok(f) => break f,
@@ -119,7 +130,7 @@ impl Scheduler {
         };
         let apps = self.apps.clone();
         let history = move |run: &JobRun| history_of(&apps, &run.app, &run.job);
-        for (run, stop) in self.ctx.recover(found, history).await {
+        for (run, stop) in self.ctx.recover((running, found), history).await {
             if let Some(key) = key_of(&run.app) {
                 let flight = InFlight { run: run.id, stop };
                 self.inflight
