@@ -332,6 +332,17 @@ async fn a_restarted_berth_follows_the_run_it_was_killed_during() {
     assert!(serve
         .log()
         .contains("following a job run an earlier berth started"));
+    // The last success outlives a restart, so an alert on its age cannot go quiet.
+    serve.stop(Duration::from_secs(10));
+    drop(serve);
+    let mut serve = Serve::start(&root);
+    let base = serve.api_base();
+    let series = "berth_job_last_success_timestamp_seconds{app=\"alice/web\",job=\"tick\"}";
+    wait_until(T, "the last success to be exported again", || async {
+        let m = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        crate::support::metric_value(&m.text().await.unwrap(), series) > 0
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -78,6 +78,7 @@ impl Scheduler {
         }
         self.take(&feed);
         self.recover(&shutdown).await;
+        self.seed_metrics().await;
         loop {
             let next = self.tick().await;
             let now = SystemTime::now();
@@ -137,6 +138,20 @@ impl Scheduler {
                     .entry((key, run.job))
                     .or_default()
                     .push(flight);
+            }
+        }
+    }
+
+    /// Each job's last success from the database, so an alert on its age holds across a
+    /// restart of berth.
+    async fn seed_metrics(&self) {
+        for key in self.apps.keys().cloned() {
+            let Ok(runs) = db(&self.ctx.store, move |s| s.job_runs(&key)).await else {
+                continue;
+            };
+            for r in runs.iter().filter(|r| r.result == RunResult::Succeeded) {
+                let at = r.ended.unwrap_or_default();
+                self.ctx.metrics.job_succeeded(&r.app, &r.job, at);
             }
         }
     }
