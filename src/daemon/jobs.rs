@@ -145,7 +145,8 @@ impl Scheduler {
     /// Each job's last success from the database, so an alert on its age holds across a
     /// restart of berth.
     async fn seed_metrics(&self) {
-        for key in self.apps.keys().cloned() {
+        let keys: Vec<AppKey> = self.apps.keys().cloned().collect();
+        for key in keys {
             let Ok(runs) = db(&self.ctx.store, move |s| s.job_runs(&key)).await else {
                 continue;
             };
