@@ -18,6 +18,8 @@
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
+//! - `jobs.rs`: scheduled jobs under `serve`: on schedule (libfaketime), forbid, timeout, run
+//!   now, a SIGKILLed berth following its run, a broken schedule freezing the app;
 //! - `informer.rs`: zero engine calls while idle (the container list kept from Docker's
 //!   events), a hand-removed container healed through the event path alone, and one removed
 //!   while the event stream was cut healed by the relist a lost stream means;
@@ -83,6 +85,7 @@ mod history;
 mod hooks;
 mod hostile;
 mod informer;
+mod jobs;
 mod networks;
 mod node_lite;
 mod packaging;

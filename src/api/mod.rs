@@ -18,6 +18,7 @@ mod error;
 mod extract;
 mod files;
 mod git;
+mod jobs;
 mod keys;
 pub mod limiter;
 mod list_cache;
@@ -112,6 +113,8 @@ pub struct AppState {
     pub workspaces: Arc<WorkspaceFiles>,
     /// `[build] git` fetches (`POST .../build` asks for one).
     pub sources: Option<Arc<crate::state::source_fetcher::SourceFetcher>>,
+    /// The job scheduler: runs asked for now, jobs with their next run.
+    pub jobs: crate::runtime::job_asks::JobAsks,
 }
 
 impl AppState {
@@ -177,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(files::router())
         .merge(rename::router())
         .merge(builds::router())
+        .merge(jobs::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

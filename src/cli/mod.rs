@@ -10,6 +10,7 @@ mod build;
 pub mod client;
 mod colour;
 mod init;
+mod jobs;
 mod mv;
 mod new_file;
 pub mod oneshot;
@@ -84,6 +85,15 @@ pub enum Command {
         /// The app, as <userid>/<appname>.
         app: String,
     },
+    /// An app's scheduled jobs and their newest runs (`berth jobs <userid>/<appname>`), or
+    /// a run now (`berth jobs run <userid>/<appname> <job>`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
+        /// The app, as <userid>/<appname>.
+        app: Option<String>,
+    },
     /// Manage API users and their tokens.
     Users {
         #[command(subcommand)]
@@ -113,6 +123,18 @@ pub enum Command {
     Schema {
         /// Which file's schema.
         which: SchemaKind,
+    },
+}
+
+/// `berth jobs run`.
+#[derive(clap::Subcommand)]
+pub enum JobsCommand {
+    /// Start a run of the job now, under its concurrency rule (through `berth serve`).
+    Run {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// The job's name.
+        job: String,
     },
 }
 
@@ -231,6 +253,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
         Command::Build { app } => print_outcome(build::build(&config, &app).await?),
+        Command::Jobs { command, app } => print_outcome(match (command, app) {
+            (Some(JobsCommand::Run { app, job }), _) => jobs::run(&config, &app, &job).await?,
+            (None, Some(app)) => jobs::list(&config, &app).await?,
+            (None, None) => {
+                admin::Outcome::failed("name the app: berth jobs <userid>/<appname>".into())
+            }
+        }),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),

@@ -7,6 +7,8 @@
 //! uses it.
 
 pub mod events;
+pub mod job_runs;
+pub mod jobs;
 pub mod pass;
 pub mod process;
 pub mod serve;

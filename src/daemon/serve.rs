@@ -46,6 +46,8 @@ struct Shared {
     history: Arc<History>,
     git: Option<Arc<GitSync>>,
     wake: Wake,
+    /// The valid apps with `[[jobs]]` after each pass, for the job scheduler.
+    jobs: Arc<crate::daemon::jobs::Feed>,
 }
 
 /// The running tasks, stopped in order by [`stop`].
@@ -99,7 +101,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             "killed hooks left running by an earlier berth"
         );
     }
-    let api = Arc::new(api_state(&shared, &serve_loop, engine, writer));
+    let api = Arc::new(api_state(&shared, &serve_loop, (engine, &shutdown), writer));
     let (tcp_cap, socket_cap) = connection_caps(to, &config.http);
     let listeners = ((tcp, tcp_cap), (socket, socket_cap));
     let tasks = spawn(&shared, &serve_loop, api, listeners, &shutdown);
@@ -231,6 +233,7 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
         history,
         git,
         wake,
+        jobs: Default::default(),
     })
 }
 
@@ -264,6 +267,7 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
         Default::default()
     });
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
+    let jobs = shared.jobs.clone();
     let newest = std::sync::Mutex::new(0u64);
     serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
         // Runs go one at a time, and a late run for an older pass changes nothing.
@@ -277,6 +281,7 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
             return;
         }
         *newest = pass;
+        jobs.send_replace(Some(Arc::new(seen.with_jobs)));
         match store.sync_incarnations(&seen.present, &seen.frozen_users, began) {
             Ok(s) if s.ended > 0 || s.keys_revoked > 0 => {
                 info!(
@@ -327,9 +332,12 @@ fn manifest_writer(shared: &Shared) -> ManifestWriter {
 fn api_state(
     shared: &Shared,
     serve_loop: &Arc<ServeLoop>,
-    engine: Engine,
+    (engine, shutdown): (Engine, &CancellationToken),
     writer: Arc<ManifestWriter>,
 ) -> AppState {
+    let both = (shared.store.clone(), shared.metrics.clone());
+    let exec = serve_loop.executor().clone();
+    let jobs = crate::daemon::jobs::spawn(exec, both, &shared.jobs, shutdown.clone());
     let config = shared.config.clone();
     AppState {
         config: config.clone(),
@@ -351,6 +359,7 @@ fn api_state(
         list_cache: Default::default(),
         workspaces: Arc::new(WorkspaceFiles::new(config.apps_dir.clone())),
         sources: serve_loop.sources.clone(),
+        jobs,
     }
 }
 

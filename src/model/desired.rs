@@ -55,6 +55,8 @@ pub struct DesiredApp {
     /// `renamed_from`: the app this one takes over (its container, volumes, workspace and
     /// records) before it gets a container of its own.
     pub renamed_from: Option<AppKey>,
+    /// `[[jobs]]`, resolved: run in one-off containers of `spec` by the scheduler.
+    pub jobs: Vec<crate::model::jobs::Job>,
 }
 
 /// One valid manifest as a pass read it: its text and the spec hash derived from that text.
@@ -79,6 +81,8 @@ pub struct PassSeen {
     pub frozen_users: std::collections::BTreeSet<String>,
     /// Renames under way, `(from, to)`: the records of `from` belong to `to`.
     pub renames: Vec<(AppKey, AppKey)>,
+    /// The valid apps that have `[[jobs]]`, for the job scheduler.
+    pub with_jobs: Vec<DesiredApp>,
 }
 
 impl DesiredApp {
@@ -103,7 +107,9 @@ impl DesiredApp {
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         let renamed_from = crate::model::rename::source(key, m)?;
         check_runtime(m, &template, config)?;
+        let jobs = m.jobs.resolve()?;
         Ok(DesiredApp {
+            jobs,
             key: key.clone(),
             spec,
             hash,
@@ -123,6 +129,7 @@ impl DesiredApp {
 pub fn check_runtime(m: &Manifest, template: &Template, config: &Config) -> Result<(), String> {
     check_replicas(m.replicas, config)?;
     check_constraints(&m.constraints, config)?;
+    crate::model::jobs::check_runtime(&m.jobs, config)?;
     if config.runtime.is_swarm() && m.build.is_some() {
         return Err("[build] runs on the docker runtime only: with runtime = \"swarm\" a built image would have to reach every node through the registry, which berth does not do yet".into());
     }
@@ -263,6 +270,7 @@ impl DesiredState {
             present: self.apps.keys().cloned().collect(),
             frozen_users: self.frozen_users.keys().cloned().collect(),
             renames: crate::model::rename::under_way(self),
+            with_jobs: crate::model::jobs::apps_with_jobs(self),
         }
     }
 

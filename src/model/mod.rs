@@ -17,6 +17,7 @@ pub mod git_source;
 pub mod health;
 pub mod http_limits;
 pub mod install;
+pub mod jobs;
 pub mod labels;
 pub mod manifest;
 pub mod names;

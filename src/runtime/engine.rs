@@ -31,6 +31,7 @@ mod client;
 mod container_events;
 mod error;
 mod image_prune;
+mod job_runs;
 mod networks;
 mod oneoff;
 mod overlays;
@@ -49,6 +50,7 @@ use container_events::event_of;
 pub use container_events::ContainerEvent;
 use error::fail;
 pub use error::EngineError;
+pub use job_runs::FoundRun;
 pub(in crate::runtime) use oneoff::Job;
 
 /// A connection to the engine, scoped to one berth instance.

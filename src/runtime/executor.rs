@@ -327,7 +327,7 @@ impl Executor {
     /// exists (one copy of it) and answers its id. Hold the guard until the container is
     /// started (attached), so the removal of the user's last other app cannot take the
     /// network away in between.
-    async fn join_network(
+    pub(in crate::runtime) async fn join_network(
         &self,
         app: Option<&DesiredApp>,
     ) -> Result<

@@ -27,6 +27,8 @@ mod http1;
 pub mod informer;
 pub mod install;
 pub mod isolation;
+pub mod job_asks;
+pub mod jobs;
 pub mod observe;
 pub mod reader;
 pub mod registry_api;

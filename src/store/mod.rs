@@ -19,6 +19,7 @@ mod backup;
 mod file;
 mod handle;
 mod incarnations;
+mod jobs;
 mod key_cache;
 mod keys;
 mod renames;
@@ -38,6 +39,7 @@ use serde::Serialize;
 pub use audit::{AuditEntry, Retention};
 pub use backup::Snapshot;
 pub use incarnations::Synced;
+pub use jobs::{JobRun, LastFire};
 pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
 pub use revisions::Revision;
 pub use status::StoredStatus;
@@ -405,6 +407,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
     txn.open_table(AUDIT)
         .map_err(|e| foreign(format!("table audit: {e}")))?;
     audit::index(&txn)?;
+    jobs::init(&txn)?;
     txn.commit().map_err(db_err)?;
     Ok(*key.as_bytes())
 }
