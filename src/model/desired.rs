@@ -55,6 +55,8 @@ pub struct DesiredApp {
     /// `renamed_from`: the app this one takes over (its container, volumes, workspace and
     /// records) before it gets a container of its own.
     pub renamed_from: Option<AppKey>,
+    /// `[backup]`: retention and target of this app's backups.
+    pub backup: Option<crate::model::backup::BackupDecl>,
 }
 
 /// One valid manifest as a pass read it: its text and the spec hash derived from that text.
@@ -113,6 +115,7 @@ impl DesiredApp {
             text,
             secret_env,
             renamed_from,
+            backup: m.backup.clone(),
         })
     }
 }

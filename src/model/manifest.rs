@@ -71,6 +71,9 @@ pub struct Manifest {
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub constraints: Vec<String>,
+    /// `[backup]`: this app's data backed up with restic (docs/guides/backups-and-recovery.md):
+    /// schedule, retention and target.
+    pub backup: Option<crate::model::backup::BackupDecl>,
 }
 
 /// An app name inside a manifest (`renamed_from`), checked like the file stem.
