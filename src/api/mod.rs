@@ -10,6 +10,7 @@
 
 mod apps;
 mod auth;
+pub mod backups;
 mod bridge;
 pub mod confirm;
 pub mod converge;
@@ -109,6 +110,8 @@ pub struct AppState {
     pub list_cache: list_cache::ListCache,
     /// Apps' workspace files (the files API): read and written without following a link.
     pub workspaces: Arc<WorkspaceFiles>,
+    /// App backups and restores (none without a daemon or a repository).
+    pub backups: Option<Arc<dyn backups::AppBackups>>,
 }
 
 impl AppState {
@@ -173,6 +176,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(openapi::router())
         .merge(files::router())
         .merge(rename::router())
+        .merge(backups::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -6,6 +6,7 @@
 //! and no layer uses it.
 
 pub mod admin;
+mod backups;
 pub mod client;
 mod colour;
 mod init;
@@ -77,6 +78,20 @@ pub enum Command {
         /// Its new name (same user).
         new_name: String,
     },
+    /// App backups with restic: take one now, list an app's snapshots (through the daemon).
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// Restore an app in place from a snapshot (default: the newest), after a safety
+    /// snapshot of its data as it is now (through the daemon).
+    Restore {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// The snapshot's id (from `berth backups list`) or a prefix of 8 or more digits.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
     /// Manage API users and their tokens.
     Users {
         #[command(subcommand)]
@@ -116,6 +131,20 @@ pub enum SchemaKind {
     Manifest,
     /// A template's templates/<id>/template.toml.
     Template,
+}
+
+#[derive(Subcommand)]
+pub enum BackupsCommand {
+    /// Back the app's data up now.
+    Run {
+        /// The app, as <userid>/<appname>.
+        app: String,
+    },
+    /// The app's snapshots, newest first: id, time, size in bytes, reason.
+    List {
+        /// The app, as <userid>/<appname>.
+        app: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,6 +253,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
+        Command::Backups { command } => print_outcome(match command {
+            BackupsCommand::Run { app } => backups::run(&config, &app).await?,
+            BackupsCommand::List { app } => backups::list(&config, &app).await?,
+        }),
+        Command::Restore { app, snapshot } => {
+            print_outcome(backups::restore(&config, &app, snapshot.as_deref()).await?)
+        }
         Command::Secrets { command } => match command {
             SecretsCommand::Recipient => secrets::recipient(&config),
             SecretsCommand::Encrypt {

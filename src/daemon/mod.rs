@@ -6,6 +6,7 @@
 //! **Owns** tasks, timers and shutdown. It may use every layer but `cli`; no layer but `cli`
 //! uses it.
 
+pub mod backups;
 pub mod events;
 pub mod pass;
 pub mod process;

@@ -346,6 +346,13 @@ fn api_state(
         progress: serve_loop.progress.clone(),
         list_cache: Default::default(),
         workspaces: Arc::new(WorkspaceFiles::new(config.apps_dir.clone())),
+        backups: crate::daemon::backups::service(
+            config.clone(),
+            shared.store.clone(),
+            shared.metrics.clone(),
+            shared.state_lock.clone(),
+            serve_loop.executor(),
+        ),
     }
 }
 

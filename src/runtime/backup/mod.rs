@@ -89,6 +89,20 @@ impl Holds {
         self.lock().contains(key)
     }
 
+    /// Moves the changes of held apps out of `plan` (into its `held`): a restore has their
+    /// container stopped on purpose and starts it again itself.
+    pub fn hold_back(&self, plan: &mut crate::reconcile::plan::Plan) {
+        let held = self.lock();
+        if held.is_empty() {
+            return;
+        }
+        let (keep, hold): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.changes)
+            .into_iter()
+            .partition(|c| !held.contains(&c.key));
+        plan.changes = keep;
+        plan.held.extend(hold.into_iter().map(|c| c.key));
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<AppKey>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -25,6 +25,12 @@ pub struct ExecEnded {
     pub bytes: u64,
 }
 
+/// The attached streams of a started exec.
+type Output = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
 impl Engine {
     /// Runs `command` in `container`; its standard input is `input` (then closed), its
     /// standard output goes to `output`.
@@ -33,78 +39,15 @@ impl Engine {
         container: &str,
         command: &[String],
         input: Option<tokio::fs::File>,
-        mut output: Option<tokio::fs::File>,
+        output: Option<tokio::fs::File>,
         limit: Duration,
     ) -> Result<ExecEnded, EngineError> {
         let what = format!("exec in {container}");
-        let opts = CreateExecOptions::<String> {
-            attach_stdin: Some(input.is_some()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(command.to_vec()),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .call("exec_create")
-            .create_exec(container, opts)
-            .await
-            .map_err(fail(what.clone()))?;
-        let start = StartExecOptions {
-            output_capacity: Some(1 << 20),
-            ..Default::default()
-        };
-        let started = self
-            .docker
-            .call("exec_start")
-            .start_exec(&created.id, Some(start))
-            .await
-            .map_err(fail(what.clone()))?;
-        let StartExecResults::Attached {
-            output: mut stream,
-            input: mut writer,
-        } = started
-        else {
-            return Err(fail(what)(bollard::errors::Error::DockerStreamError {
-                error: "the engine started the command detached".into(),
-            }));
-        };
-        let feed = async move {
-            if let Some(mut file) = input {
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    let n = file.read(&mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    writer.write_all(&buf[..n]).await?;
-                }
-            }
-            writer.shutdown().await
-        };
-        let drain = async {
-            let mut stderr = Vec::new();
-            let mut bytes = 0u64;
-            while let Some(frame) = stream.next().await {
-                match frame.map_err(fail(what.clone()))? {
-                    LogOutput::StdOut { message } => {
-                        bytes += message.len() as u64;
-                        if let Some(out) = output.as_mut() {
-                            out.write_all(&message).await.map_err(io(&what))?;
-                        }
-                    }
-                    LogOutput::StdErr { message } => keep_tail(&mut stderr, &message),
-                    _ => {}
-                }
-            }
-            if let Some(out) = output.as_mut() {
-                out.flush().await.map_err(io(&what))?;
-                out.sync_all().await.map_err(io(&what))?;
-            }
-            Ok::<_, EngineError>((stderr, bytes))
-        };
+        let (id, stream, writer) = self
+            .start_exec(container, command, input.is_some(), &what)
+            .await?;
         let both = async {
-            let (fed, drained) = tokio::join!(feed, drain);
+            let (fed, drained) = tokio::join!(feed(input, writer), drain(stream, output, &what));
             // A command that stops reading early closes its input: that is its choice, and
             // its exit status says whether it worked.
             let _ = fed;
@@ -123,7 +66,7 @@ impl Engine {
         let inspected = self
             .docker
             .call("exec_inspect")
-            .inspect_exec(&created.id)
+            .inspect_exec(&id)
             .await
             .map_err(fail(what))?;
         Ok(ExecEnded {
@@ -132,6 +75,90 @@ impl Engine {
             bytes,
         })
     }
+
+    /// Creates and starts the exec, attached; its id and streams.
+    async fn start_exec(
+        &self,
+        container: &str,
+        command: &[String],
+        stdin: bool,
+        what: &str,
+    ) -> Result<(String, Output, Input), EngineError> {
+        let opts = CreateExecOptions::<String> {
+            attach_stdin: Some(stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .call("exec_create")
+            .create_exec(container, opts)
+            .await
+            .map_err(fail(what))?;
+        let start = StartExecOptions {
+            output_capacity: Some(1 << 20),
+            ..Default::default()
+        };
+        let started = self
+            .docker
+            .call("exec_start")
+            .start_exec(&created.id, Some(start))
+            .await
+            .map_err(fail(what))?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok((created.id, output, input)),
+            StartExecResults::Detached => {
+                Err(fail(what)(bollard::errors::Error::DockerStreamError {
+                    error: "the engine started the command detached".into(),
+                }))
+            }
+        }
+    }
+}
+
+/// Copies `input` (if any) to the command's standard input, then closes it.
+async fn feed(input: Option<tokio::fs::File>, mut writer: Input) -> std::io::Result<()> {
+    if let Some(mut file) = input {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.write_all(&buf[..n]).await?;
+        }
+    }
+    writer.shutdown().await
+}
+
+/// Reads the command's output to its end: standard output into `output` (synced), the end
+/// of standard error kept; answers that and the bytes of standard output.
+async fn drain(
+    mut stream: Output,
+    mut output: Option<tokio::fs::File>,
+    what: &str,
+) -> Result<(Vec<u8>, u64), EngineError> {
+    let mut stderr = Vec::new();
+    let mut bytes = 0u64;
+    while let Some(frame) = stream.next().await {
+        match frame.map_err(fail(what))? {
+            LogOutput::StdOut { message } => {
+                bytes += message.len() as u64;
+                if let Some(out) = output.as_mut() {
+                    out.write_all(&message).await.map_err(io(what))?;
+                }
+            }
+            LogOutput::StdErr { message } => keep_tail(&mut stderr, &message),
+            _ => {}
+        }
+    }
+    if let Some(out) = output.as_mut() {
+        out.flush().await.map_err(io(what))?;
+        out.sync_all().await.map_err(io(what))?;
+    }
+    Ok((stderr, bytes))
 }
 
 /// Appends `more` to `kept`, keeping only the last [`STDERR_KEPT`] bytes.
