@@ -1,14 +1,17 @@
 //! Apps built from their own Dockerfile (docs/guides/builds.md) on the real engine's
 //! BuildKit: a workspace is built and served; the same inputs are not built again; a code
 //! change reuses the cached dependency step; a failed build leaves the running version
-//! serving; a build over `[builds] memory` is killed while another app keeps answering.
+//! serving; a build over `[builds] memory` is killed while another app keeps answering; a
+//! build cut by a SIGKILLed berth stops with it; a rollback reuses the image it had.
 //!
 //! The engine's BuildKit cgroup is one for the whole engine, so these tests take turns
 //! (`ONE_AT_A_TIME`), and each removes the images it built.
 
 use std::time::Duration;
 
+use crate::support::api::{add_user, Api};
 use crate::support::docker::docker_cli;
+use crate::support::serve::Serve;
 use crate::support::{free_port, http_get, wait_until, TestRoot, WWW_TEMPLATE};
 
 /// The BuildKit cgroup's ceiling is the engine's: one of these tests at a time.
@@ -363,4 +366,77 @@ async fn builds_are_off_until_the_operator_turns_them_on() {
         "a build ran without [builds] enabled:\n{shown}"
     );
     assert!(root.container("alice", "web").await.is_none());
+}
+
+#[tokio::test]
+async fn a_build_cut_by_a_killed_berth_stops_and_the_restart_serves_the_app() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let root = TestRoot::new("buildkill").await;
+    let port = free_port();
+    let dir = built_app(&root, port, "v1");
+    let marker = format!("killedstep{}", root.instance);
+    let slow = dockerfile(&root.instance).replace(
+        "COPY page.txt",
+        &format!("RUN sleep 600; : {marker}\nCOPY page.txt"),
+    );
+    std::fs::write(dir.join("Dockerfile"), slow).unwrap();
+    let mut serve = Serve::start(&root);
+    let seen = format!("the slow step running ({marker})");
+    wait_until(Duration::from_secs(60), &seen, || async {
+        a_process_has(&marker)
+    })
+    .await;
+    serve.kill();
+    // The build dies with berth: no orphaned CLI keeps BuildKit's step running.
+    let what = format!("no process left of the build berth was killed in ({marker})");
+    wait_until(Duration::from_secs(20), &what, || async {
+        !a_process_has(&marker)
+    })
+    .await;
+    std::fs::write(dir.join("Dockerfile"), dockerfile(&root.instance)).unwrap();
+    let _serve = Serve::start(&root);
+    answers(port, "v1").await;
+    remove_images(&[running_image(&root)]);
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_earlier_revision_runs_its_image_without_a_build() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let root = TestRoot::new("buildback").await;
+    let port = free_port();
+    built_app(&root, port, "v1");
+    let with_arg = |v: &str| format!("{}args = {{ NOTE = \"{v}\" }}\n", manifest(port));
+    root.write_manifest("alice", "web", &with_arg("one"));
+    let alice = add_user(&root, "alice", false).await;
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    answers(port, "v1").await;
+    let first = running_image(&root);
+
+    root.write_manifest("alice", "web", &with_arg("two"));
+    wait_until(
+        Duration::from_secs(60),
+        "the second build running",
+        || async { running_image(&root) != first },
+    )
+    .await;
+    let second = running_image(&root);
+    assert_eq!(build_logs(&root).len(), 2, "one build per revision");
+
+    let back = serde_json::json!({"revision": 1});
+    api.post("/apps/alice/web/rollback", &alice, Some(back))
+        .await
+        .expect(200);
+    wait_until(
+        Duration::from_secs(60),
+        "revision 1's image running",
+        || async { running_image(&root) == first },
+    )
+    .await;
+    assert_eq!(
+        build_logs(&root).len(),
+        2,
+        "the rollback built its image again"
+    );
+    remove_images(&[first, second]);
 }

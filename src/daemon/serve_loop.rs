@@ -225,8 +225,10 @@ impl ServeLoop {
                 return next;
             }
         };
-        let isolated = self.pass.heal_isolation().await;
-        self.metrics.isolation(isolated);
+        if why.verifies_outside() {
+            let isolated = self.pass.heal_isolation().await;
+            self.metrics.isolation(isolated);
+        }
         let (observed, listed) = (listed.containers, listed.at);
         state.settle_refusals(&desired);
         let plan = self.plan(state, &desired, &observed);
@@ -342,9 +344,7 @@ impl ServeLoop {
         listed: Instant,
         why: Triggers,
     ) {
-        let verify = [Trigger::Resync, Trigger::Start, Trigger::Apply]
-            .into_iter()
-            .any(|t| why.contains(t));
+        let verify = why.verifies_outside();
         match self
             .pass
             .sync_proxy(desired, observed, listed, verify)

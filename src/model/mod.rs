@@ -27,6 +27,7 @@ pub mod registry_login;
 pub mod rename;
 pub mod resources;
 pub mod runtime_mode;
+pub mod schedule;
 pub mod schema;
 pub mod secret_scope;
 pub mod secrets;

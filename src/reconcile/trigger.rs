@@ -111,6 +111,16 @@ impl Triggers {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// Whether a pass for these causes reads back what berth wrote outside the engine
+    /// (Caddy's config, the isolation rules) to heal a hand edit: at start, on the resync
+    /// tick and when `berth apply` asks. Other passes trust what they last wrote, so a pass
+    /// a file change or an event started runs no `iptables` and reads nothing from Caddy.
+    pub fn verifies_outside(self) -> bool {
+        [Trigger::Resync, Trigger::Start, Trigger::Apply]
+            .into_iter()
+            .any(|t| self.contains(t))
+    }
 }
 
 impl fmt::Display for Triggers {
@@ -189,6 +199,23 @@ mod tests {
         assert_eq!(t.to_string(), "file,docker_event");
         assert!(!t.contains(Trigger::Git));
         assert!(Triggers::default().is_empty());
+    }
+
+    #[test]
+    fn only_start_resync_and_apply_check_what_berth_wrote_outside_the_engine() {
+        for t in [Trigger::Start, Trigger::Resync, Trigger::Apply] {
+            let mut why = Triggers::of(Trigger::File);
+            why.add(t);
+            assert!(why.verifies_outside(), "{why}");
+        }
+        for t in [
+            Trigger::File,
+            Trigger::DockerEvent,
+            Trigger::ApiWrite,
+            Trigger::Backoff,
+        ] {
+            assert!(!Triggers::of(t).verifies_outside(), "{t:?}");
+        }
     }
 
     #[tokio::test]

@@ -92,7 +92,9 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with `limits`, keeping logs under `logs/<user>/<app>/`.
+    /// Secrets a killed berth left beside the logs are removed now.
     pub fn new(limits: BuildLimits, logs: PathBuf) -> Builder {
+        sweep_dead(&logs);
         let slots = Arc::new(Semaphore::new(limits.max_builds));
         Builder {
             limits,
@@ -157,6 +159,9 @@ impl Builder {
         info!(app = %key, tag, log = %log_path.display(), "build started");
         let progress = child.stderr.take().expect("piped");
         let logging = keep_log(progress, log_path.clone());
+        // Held for the build: dropped (a timeout, this future dropped, berth gone), it tells
+        // the shim to kill the CLI, which cancels the build in the engine.
+        let shim_stdin = child.stdin.take();
         let waited = tokio::time::timeout(self.limits.timeout, async {
             let (status, log) = tokio::join!(child.wait(), logging);
             (status, log)
@@ -164,7 +169,7 @@ impl Builder {
         .await;
         match waited {
             Err(_) => {
-                let _ = child.kill().await;
+                stop(child, shim_stdin).await;
                 Err(BuildError::TimedOut {
                     timeout: humantime::format_duration(self.limits.timeout).to_string(),
                     log: log_path,
@@ -181,7 +186,7 @@ impl Builder {
         dockerfile: &Path,
         secrets: &[(String, PathBuf)],
     ) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.limits.docker);
+        let mut cmd = shimmed(&self.limits.docker);
         cmd.env("DOCKER_BUILDKIT", "1")
             .args(["build", "--progress=plain", "--tag", tag, "--file"])
             .arg(dockerfile);
@@ -198,10 +203,8 @@ impl Builder {
         // The CLI writes the build's progress (`--progress=plain`) to stderr.
         cmd.arg("--")
             .arg(&spec.context)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         cmd
     }
 
@@ -211,6 +214,39 @@ impl Builder {
             .join(&key.userid)
             .join(&key.appname)
             .join(format!("{id}.log"))
+    }
+}
+
+/// The docker CLI under a hook shim (`runtime::hook_shim`) when this is berth's binary: the
+/// shim kills the CLI when its stdin closes, so a SIGKILLed berth leaves no build running
+/// beside the one its restart starts. Elsewhere (tests linking the library), the CLI itself,
+/// killed when dropped.
+fn shimmed(docker: &Path) -> tokio::process::Command {
+    if !crate::runtime::hook_shim::available() {
+        let mut cmd = tokio::process::Command::new(docker);
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        return cmd;
+    }
+    let mut cmd = tokio::process::Command::new(crate::runtime::hook_shim::EXE);
+    cmd.arg(crate::runtime::hook_shim::ARG)
+        .arg(docker)
+        .stdin(Stdio::piped());
+    cmd
+}
+
+/// Stops a build that ran past its time: its shim's stdin closed (the shim kills the CLI and
+/// leaves), or, without a shim, the CLI killed. A shim that does not leave is killed too.
+async fn stop(mut child: tokio::process::Child, shim_stdin: Option<tokio::process::ChildStdin>) {
+    if shim_stdin.is_none() {
+        let _ = child.kill().await;
+        return;
+    }
+    drop(shim_stdin);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
     }
 }
 
@@ -329,6 +365,27 @@ struct SecretFiles {
     files: Vec<(String, PathBuf)>,
 }
 
+/// Removes the secret directories a killed berth left (`.secrets-<pid>-<n>` whose pid is
+/// gone): a SIGKILL skips the drop that removes them, and plain-text secrets must not wait
+/// on disk for a build that will never end.
+fn sweep_dead(under: &Path) {
+    let Ok(entries) = std::fs::read_dir(under) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".secrets-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Numbers the secret directories of one berth process.
 static NEXT_SECRETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -344,6 +401,7 @@ impl SecretFiles {
         }
         use std::os::unix::fs::DirBuilderExt;
         private_dir(under)?;
+        sweep_dead(under);
         let n = NEXT_SECRETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = under.join(format!(".secrets-{}-{n}", std::process::id()));
         // A leftover of a killed berth of the same pid: its secrets must not outlive it.
@@ -385,5 +443,27 @@ pub(in crate::runtime) fn remove_left_secrets(logs: &Path) {
         if e.file_name().to_string_lossy().starts_with(".secrets-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_a_dead_berth_left_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".secrets-999999999-0");
+        let ours = dir
+            .path()
+            .join(format!(".secrets-{}-7", std::process::id()));
+        let user = dir.path().join("alice");
+        for d in [&dead, &ours, &user] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("NPM_TOKEN"), "value").unwrap();
+        }
+        sweep_dead(dir.path());
+        assert!(!dead.exists(), "a dead berth's secrets are still on disk");
+        assert!(ours.exists() && user.exists());
     }
 }

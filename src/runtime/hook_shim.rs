@@ -1,7 +1,8 @@
-//! The hook shim: a small process of berth's own binary (`berth __hook-shim <hook>`) that
-//! stands between berth and each hook run, so that **nothing a hook starts outlives it**, not
-//! even a child that left the hook's process group with `setsid` and was orphaned by a
-//! double fork.
+//! The hook shim: a small process of berth's own binary (`berth __hook-shim <hook> [args]`)
+//! that stands between berth and each hook run, so that **nothing a hook starts outlives it**,
+//! not even a child that left the hook's process group with `setsid` and was orphaned by a
+//! double fork. A build's docker CLI runs under one too (`runtime::builder`): a killed berth
+//! then leaves no build running.
 //!
 //! The shim makes itself a child subreaper (`PR_SET_CHILD_SUBREAPER`): every process the hook
 //! orphans is re-parented to the shim instead of to init, so the shim's descendants in `/proc`
@@ -58,11 +59,12 @@ pub fn run_if_asked() {
         eprintln!("berth {ARG}: no hook given");
         std::process::exit(2);
     };
-    std::process::exit(shim(hook))
+    std::process::exit(shim(hook, args.collect()))
 }
 
-/// Runs `hook` as the subreaper of all it starts; returns the exit code to leave with.
-fn shim(hook: OsString) -> i32 {
+/// Runs `hook` with `args` as the subreaper of all it starts; returns the exit code to leave
+/// with.
+fn shim(hook: OsString, args: Vec<OsString>) -> i32 {
     // SAFETY: plain prctl on this process.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -78,7 +80,7 @@ fn shim(hook: OsString) -> i32 {
             return 126;
         }
     };
-    let child = match spawn(&hook) {
+    let child = match spawn(&hook, &args) {
         Ok(child) => child,
         Err(e) => {
             eprintln!("berth {ARG}: cannot run {}: {e}", hook.to_string_lossy());
@@ -135,10 +137,10 @@ fn stop_signal(signalfd: i32) -> Option<i32> {
 
 /// Starts the hook, trying "text file busy" again for a moment (as `hooks::spawn` does: a
 /// writer of the script that has not closed it yet).
-fn spawn(hook: &OsString) -> std::io::Result<Child> {
+fn spawn(hook: &OsString, args: &[OsString]) -> std::io::Result<Child> {
     let mut tries = 0;
     loop {
-        match Command::new(hook).stdin(Stdio::null()).spawn() {
+        match Command::new(hook).args(args).stdin(Stdio::null()).spawn() {
             Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(10));
