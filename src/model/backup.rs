@@ -23,8 +23,8 @@ const MAX_KEEP: u32 = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct BackupDecl {
     /// When to back up: five cron fields (minute hour day-of-month month day-of-week) or
-    /// `@daily`, `@hourly` and the like. Checked now, run by a later version: today
-    /// `berth backups run` takes a backup.
+    /// `@daily`, `@hourly` and the like, read in `timezone`. Checked now; this version runs
+    /// no backup on its own (`berth backups run` takes one).
     #[serde(default, deserialize_with = "schedule")]
     #[schemars(length(min = 1, max = 128))]
     pub schedule: Option<String>,
@@ -163,44 +163,23 @@ fn schedule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D:
     Ok(Some(s))
 }
 
-/// The shape of a schedule: an `@` word or five fields of cron characters. The field values
-/// are checked by the scheduler that runs it.
+/// A cron expression `Schedule` can read (its time zone is checked on its own field).
 pub fn check_schedule(s: &str) -> Result<(), String> {
-    const WORDS: [&str; 7] = [
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    let cron_chars = |f: &&str| {
-        f.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/'))
-    };
-    let ok = s.len() <= MAX_SCHEDULE
-        && (WORDS.contains(&s) || (fields.len() == 5 && fields.iter().all(cron_chars)));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("schedule {s:?}: expected five cron fields (minute hour day-of-month month day-of-week) or one of {}", WORDS.join(", ")))
+    if s.len() > MAX_SCHEDULE {
+        return Err(format!("schedule: at most {MAX_SCHEDULE} characters"));
     }
+    crate::model::schedule::Schedule::parse(s, None)
+        .map(drop)
+        .map_err(|e| format!("schedule {s:?}: {e}"))
 }
 
 fn timezone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
-    };
-    if s.len() > 64 || !s.split('/').all(part_ok) {
-        return Err(serde::de::Error::custom(format!(
-            "timezone {s:?}: expected an IANA zone name such as \"Europe/Berlin\" or \"UTC\""
-        )));
+    if s.len() > 64 {
+        return Err(serde::de::Error::custom("timezone: at most 64 characters"));
     }
+    crate::model::schedule::Schedule::parse("@daily", Some(&s))
+        .map_err(|e| serde::de::Error::custom(format!("timezone: {e}")))?;
     Ok(Some(s))
 }
 
