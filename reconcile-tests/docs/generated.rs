@@ -53,6 +53,7 @@ fn exercised_metrics() -> String {
     m.engine_call("list");
     m.engine_timeout("start");
     m.rollout("start-first", "succeeded", std::time::Duration::ZERO);
+    m.backup("alice/db", Some(0));
     m.render(&BTreeMap::new())
 }
 
