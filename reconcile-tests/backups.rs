@@ -284,6 +284,25 @@ async fn a_volume_comes_back_byte_for_byte_with_modes_owners_and_dot_files() {
         .await
         .expect(404);
 
+    // Hostile bodies are refused before anything runs; the data stays as restored.
+    for body in [
+        serde_json::json!({ "snapshot": 5 }),
+        serde_json::json!({ "snapshot": id, "into": "other" }),
+        serde_json::json!({ "snapshot": format!("{id} --target /") }),
+    ] {
+        let resp = r
+            .api
+            .post("/apps/alice/files/restore", &r.alice, Some(body.clone()))
+            .await;
+        assert!(matches!(resp.status, 400 | 422), "{body}: {}", resp.text);
+    }
+    assert_eq!(
+        snapshots(&r, "alice", "files").await.len(),
+        2,
+        "no safety snapshot for a refused body"
+    );
+    assert_eq!(listing(&r, "files"), before);
+
     // Nothing under the root holds the repository's password in plain text.
     let sealed = std::fs::read_to_string(r.root.path().join("backups/restic.key")).unwrap();
     assert!(sealed.starts_with("age:"), "{sealed}");

@@ -1,7 +1,7 @@
 //! The backup repository's password (docs/guides/backups-and-recovery.md): generated once,
 //! kept only sealed with the server's secrets key in `<root>/backups/restic.key` (0600, in a
-//! 0700 directory), opened in memory when the daemon starts. It is sealed again to the
-//! current key at every start, so a rotation finished before a restart leaves it readable.
+//! 0700 directory), opened in memory when the daemon starts. A rotation seals it again to
+//! its next key (`state::rotate`), and so does every start.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -39,6 +39,18 @@ pub fn ensure(config: &Config) -> Result<SecretValue, String> {
             write(&file, &seal(&keyring.recipient(), &scope(), &password))?;
             Ok(password)
         }
+        Err(e) => Err(format!("{}: cannot read: {e}", file.display())),
+    }
+}
+
+/// A rotation's step: the password, when there is one, sealed again to the key values are
+/// sealed to now (the rotation's next key), so finishing the rotation leaves it readable.
+/// Answers whether there was one.
+pub fn reseal(config: &Config, keyring: &Keyring) -> Result<bool, String> {
+    let file = path(config);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => open(keyring, &file, text.trim()).map(|_| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(format!("{}: cannot read: {e}", file.display())),
     }
 }
@@ -100,6 +112,12 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // A rotation re-seals it to the next key: the old key's removal leaves it readable.
+        crate::state::secrets_key::begin_rotation(&config.secrets_key).unwrap();
+        let keyring = crate::state::secrets_key::load(&config.secrets_key).unwrap();
+        assert!(reseal(&config, &keyring).unwrap());
+        crate::state::secrets_key::finish_rotation(&config.secrets_key, false).unwrap();
+        assert_eq!(ensure(&config).unwrap().expose(), first.expose());
         std::fs::write(path(&config), "age:garbage\n").unwrap();
         let err = ensure(&config).unwrap_err();
         assert!(err.contains("restic.key: does not decrypt"), "{err}");

@@ -228,7 +228,6 @@ impl Backups {
         for dir in [&self.repo, &self.scratch] {
             make_private_dir(dir)?;
         }
-        self.engine.ensure_image(&self.image).await?;
         self.restic(&restic::init_script(), vec![], 30).await?;
         info!(repo = %self.repo.display(), "backup repository initialised");
         Ok(())
@@ -357,7 +356,16 @@ impl Backups {
             stdin: Some(self.password.clone()),
             tail,
         };
-        let ended = self.engine.run_once(job).await?;
+        let ended = self.engine.run_once(job).await.map_err(|e| {
+            if e.is_not_found() {
+                BackupError::Failed(format!(
+                    "{e}: the image {} is missing (scripts/build-restic-image.sh builds it from the host's restic)",
+                    self.image
+                ))
+            } else {
+                e.into()
+            }
+        })?;
         match ended.code {
             Some(0) => Ok(ended.tail),
             Some(c) => Err(BackupError::Failed(format!(
