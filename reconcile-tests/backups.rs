@@ -258,6 +258,14 @@ async fn a_volume_comes_back_byte_for_byte_with_modes_owners_and_dot_files() {
         before,
         "byte for byte, modes and owners"
     );
+    // The loop held off while the container was stopped: the restore started it, not a pass.
+    let metrics = r.api.get("/metrics", &r.admin).await.text;
+    let starts = "berth_actions_total{kind=\"start\",result=\"ok\"}";
+    assert_eq!(
+        crate::support::metric_value(&metrics, starts),
+        0,
+        "{metrics}"
+    );
 
     // The data the restore replaced is a snapshot too, listed with its reason.
     let listed = snapshots(&r, "alice", "files").await;
