@@ -109,6 +109,24 @@ async fn a_postgres_app_answers_and_another_app_of_its_user_reads_its_connection
     )
     .await;
 
+    // A deploy's new container must pass the template's TCP health check (a server that
+    // speaks no HTTP would fail a GET), and finds the data on the volume.
+    let first = r.root.id("alice", "db").await;
+    r.api
+        .post("/apps/alice/db/deploy", &r.alice, None)
+        .await
+        .expect(200);
+    wait_until(T, "a new, healthy db container", || async {
+        r.root.running("alice", "db").await && r.root.id("alice", "db").await != first
+    })
+    .await;
+    wait_until(T, "the data after a deploy", || async {
+        psql(&r, "db", "select words from greeting") == "hello"
+    })
+    .await;
+    let app = r.api.get("/apps/alice/db", &r.alice).await.json();
+    assert_eq!(app["phase"], "running", "{app}");
+
     // A wrong password is refused: the server asks for one over the network.
     let name = r.root.container_name("alice", "client");
     let out = std::process::Command::new("docker")
