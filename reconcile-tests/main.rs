@@ -3,6 +3,8 @@
 //! only their own containers. Layout:
 //! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
+//! - `backups.rs`: postgres-v1 and another app reading it; app backups with restic, restores
+//!   in place, a failing dump, retention per app;
 //! - `catalogue.rs`: template values, redis-v1 with its volume and generated password, purge;
 //! - `cli.rs`: `berth --version` names the commit it was built from; `berth init`;
 //! - `deciders.rs`: one decider per root (a second `serve`, an `apply` without the socket), and
@@ -68,6 +70,7 @@ mod api;
 mod api_auth;
 mod api_hostile;
 mod apply;
+mod backups;
 mod build_git;
 mod builds;
 mod catalogue;

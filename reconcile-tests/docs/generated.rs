@@ -55,6 +55,7 @@ fn exercised_metrics() -> String {
     m.rollout("start-first", "succeeded", std::time::Duration::ZERO);
     m.job_run("succeeded");
     m.job_succeeded("alice/web", "report", 0);
+    m.backup("alice/db", Some(0));
     m.render(&BTreeMap::new())
 }
 

@@ -10,6 +10,7 @@
 
 mod apps;
 mod auth;
+pub mod backups;
 mod bridge;
 mod builds;
 pub mod confirm;
@@ -115,6 +116,8 @@ pub struct AppState {
     pub sources: Option<Arc<crate::state::source_fetcher::SourceFetcher>>,
     /// The job scheduler: runs asked for now, jobs with their next run.
     pub jobs: crate::runtime::job_asks::JobAsks,
+    /// App backups and restores (none without a daemon or a repository).
+    pub backups: Option<Arc<dyn backups::AppBackups>>,
 }
 
 impl AppState {
@@ -181,6 +184,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(rename::router())
         .merge(builds::router())
         .merge(jobs::router())
+        .merge(backups::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

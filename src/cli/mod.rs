@@ -6,6 +6,7 @@
 //! and no layer uses it.
 
 pub mod admin;
+mod backups;
 mod build;
 pub mod client;
 mod colour;
@@ -94,6 +95,20 @@ pub enum Command {
         /// The app, as <userid>/<appname>.
         app: Option<String>,
     },
+    /// App backups with restic: take one now, list an app's snapshots (through the daemon).
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// Restore an app in place from a snapshot (default: the newest), after a safety
+    /// snapshot of its data as it is now (through the daemon).
+    Restore {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// The snapshot's id (from `berth backups list`) or a prefix of 8 or more digits.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
     /// Manage API users and their tokens.
     Users {
         #[command(subcommand)]
@@ -145,6 +160,20 @@ pub enum SchemaKind {
     Manifest,
     /// A template's templates/<id>/template.toml.
     Template,
+}
+
+#[derive(Subcommand)]
+pub enum BackupsCommand {
+    /// Back the app's data up now.
+    Run {
+        /// The app, as <userid>/<appname>.
+        app: String,
+    },
+    /// The app's snapshots, newest first: id, time, size in bytes, reason.
+    List {
+        /// The app, as <userid>/<appname>.
+        app: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -261,29 +290,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }),
         Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
-        Command::Secrets { command } => match command {
-            SecretsCommand::Recipient => secrets::recipient(&config),
-            SecretsCommand::Encrypt {
-                name,
-                app,
-                value,
-                recipient,
-            } => {
-                let target = secrets::Target {
-                    name: &name,
-                    app: &app,
-                    value,
-                };
-                secrets::encrypt(&config, &target, recipient.as_deref())
-            }
-            SecretsCommand::Rotate { keep_old } => secrets::rotate(config, keep_old).await,
-            SecretsCommand::ForgetOld => secrets::forget_old(&config),
-        },
+        Command::Backups { command } => print_outcome(match command {
+            BackupsCommand::Run { app } => backups::run(&config, &app).await?,
+            BackupsCommand::List { app } => backups::list(&config, &app).await?,
+        }),
+        Command::Restore { app, snapshot } => {
+            print_outcome(backups::restore(&config, &app, snapshot.as_deref()).await?)
+        }
+        Command::Secrets { command } => secrets_command(config, command).await,
         Command::Users { command } => print_outcome(match command {
             UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,
             UsersCommand::List => admin::users_list(&config).await?,
             UsersCommand::Remove { name } => admin::users_remove(&config, &name).await?,
         }),
+    }
+}
+
+async fn secrets_command(config: Config, command: SecretsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretsCommand::Recipient => secrets::recipient(&config),
+        SecretsCommand::Encrypt {
+            name,
+            app,
+            value,
+            recipient,
+        } => {
+            let target = secrets::Target {
+                name: &name,
+                app: &app,
+                value,
+            };
+            secrets::encrypt(&config, &target, recipient.as_deref())
+        }
+        SecretsCommand::Rotate { keep_old } => secrets::rotate(config, keep_old).await,
+        SecretsCommand::ForgetOld => secrets::forget_old(&config),
     }
 }
 

@@ -6,6 +6,7 @@
 //! **Owns** tasks, timers and shutdown. It may use every layer but `cli`; no layer but `cli`
 //! uses it.
 
+pub mod backups;
 pub mod events;
 pub mod job_runs;
 pub mod jobs;
@@ -13,4 +14,5 @@ pub mod pass;
 pub mod process;
 pub mod serve;
 pub mod serve_loop;
+pub mod status_saver;
 pub mod watch;

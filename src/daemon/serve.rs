@@ -22,7 +22,6 @@ use crate::daemon::serve_loop::ServeLoop;
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
 use crate::model::config::Config;
-use crate::reconcile::status::StatusBoard;
 use crate::reconcile::trigger::Wake;
 use crate::runtime::engine::{CallCounter, Engine};
 use crate::runtime::executor::Executor;
@@ -171,7 +170,7 @@ fn spawn(
         ],
         git: git.map(|g| tokio::spawn(follow_remote(g, wake.clone(), stop.clone()))),
         main_loop: tokio::spawn(serve_loop.clone().run(wake, stop.clone())),
-        saver: tokio::spawn(save_status(
+        saver: tokio::spawn(crate::daemon::status_saver::save_status(
             serve_loop.status.clone(),
             shared.store.clone(),
             stop,
@@ -360,6 +359,13 @@ fn api_state(
         workspaces: Arc::new(WorkspaceFiles::new(config.apps_dir.clone())),
         sources: serve_loop.sources.clone(),
         jobs,
+        backups: crate::daemon::backups::service(
+            config.clone(),
+            shared.store.clone(),
+            shared.metrics.clone(),
+            shared.state_lock.clone(),
+            serve_loop.executor(),
+        ),
     }
 }
 
@@ -461,31 +467,6 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", path.display()))?;
     Ok(listener)
-}
-
-/// Saves the status board to the database when it changes, and at least every minute so
-/// `last_reconcile` stays fresh. (`serve` saves once more after the loop has stopped.)
-async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: CancellationToken) {
-    const EVERY: Duration = Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = board.changed.notified() => {}
-            _ = tokio::time::sleep(EVERY) => {}
-        }
-        if !board.is_filled() {
-            continue;
-        }
-        let (board2, store2) = (board.clone(), store.clone());
-        let saved = tokio::task::spawn_blocking(move || {
-            store2.check_on_disk()?;
-            store2.replace_statuses(&board2.snapshot())
-        })
-        .await;
-        if let Ok(Err(e)) = saved {
-            warn!(cause = %chain(&e), "cannot save app status to the database");
-        }
-    }
 }
 
 async fn wait_for_signal() {

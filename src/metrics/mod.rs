@@ -5,6 +5,7 @@
 
 pub mod exposition;
 
+mod backups;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -106,6 +107,8 @@ pub struct Metrics {
     connections: Family<OutcomeLabels, Counter>,
     /// berth_job_runs_total{result} and berth_job_last_success_timestamp_seconds{app,job}.
     jobs: (Family<ResultLabels, Counter>, Family<JobLabels, Gauge>),
+    /// berth_backup_runs_total{result}, berth_backup_last_success_timestamp_seconds{app}.
+    backups: backups::BackupMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -201,6 +204,7 @@ impl Default for Metrics {
             rollout_seconds,
             connections: connection_metrics(&mut r),
             jobs: job_metrics(&mut r),
+            backups: backups::BackupMetrics::register(&mut r),
             git_syncs: reg(&mut r, "git_syncs", GIT_SYNCS_HELP, Family::default()),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
@@ -248,6 +252,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One app backup ran: `success_at` is the Unix time it saved a snapshot, none when it
+    /// failed.
+    pub fn backup(&self, app: &str, success_at: Option<u64>) {
+        self.backups.run(app, success_at);
+    }
+
+    /// An app's last success as the database has it (at start), so the gauge survives a
+    /// restart.
+    pub fn backup_seen(&self, app: &str, at: u64) {
+        self.backups.seen(app, at);
+    }
+
     /// One pass ran, because of `why`.
     pub fn pass(&self, why: Triggers, took: Duration) {
         self.passes.inc();

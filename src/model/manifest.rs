@@ -75,6 +75,9 @@ pub struct Manifest {
     /// (docs/guides/jobs.md). Not part of the container's spec: a job change recreates nothing.
     #[serde(default)]
     pub jobs: crate::model::jobs::Jobs,
+    /// `[backup]`: this app's data backed up with restic (docs/guides/backups-and-recovery.md):
+    /// schedule, retention and target.
+    pub backup: Option<crate::model::backup::BackupDecl>,
 }
 
 /// An app name inside a manifest (`renamed_from`), checked like the file stem.

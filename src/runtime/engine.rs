@@ -30,6 +30,7 @@ mod built_images;
 mod client;
 mod container_events;
 mod error;
+mod exec;
 mod image_prune;
 mod job_runs;
 mod networks;

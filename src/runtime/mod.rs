@@ -10,6 +10,7 @@
 //! database. Depends on `model` and on `reconcile`'s plan types.
 
 mod action_error;
+pub mod backup;
 pub mod build_cgroup;
 pub mod builder;
 pub mod caddy;

@@ -120,6 +120,15 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
         out.left
             .extend(left.into_iter().map(|l| format!("{key} {l}")));
     }
+    // The backup repository's password is sealed to the same key: without it the snapshots
+    // would not open once the old key goes.
+    match crate::state::backup_key::reseal(config, &keyring) {
+        Ok(true) => out.values += 1,
+        Ok(false) => {}
+        Err(e) => out
+            .left
+            .push(format!("the backup repository's password: {e}")),
+    }
     // A user directory that cannot be listed may hold values sealed to the old key: the
     // rotation must not finish (and delete that key) without them.
     for (user, e) in &found.frozen_users {
