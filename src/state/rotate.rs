@@ -24,6 +24,8 @@ pub struct Rotated {
     pub manifests: usize,
     /// Values re-encrypted.
     pub values: usize,
+    /// Whether the backup repository's password was re-sealed too (not counted in `values`).
+    pub backup_password: bool,
     /// `user/app NAME: why` for values that decrypt with neither key (left as they are).
     pub left: Vec<String>,
     /// Whether the new key replaced the old one (not while values are left, unless
@@ -123,7 +125,7 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
     // The backup repository's password is sealed to the same key: without it the snapshots
     // would not open once the old key goes.
     match crate::state::backup_key::reseal(config, &keyring) {
-        Ok(true) => out.values += 1,
+        Ok(true) => out.backup_password = true,
         Ok(false) => {}
         Err(e) => out
             .left
