@@ -3,6 +3,8 @@
 //! only their own containers. Layout:
 //! - `support/`: `TestRoot`, running berth, Docker helpers, the `Serve` guard;
 //! - `apply.rs`: what one `apply` creates, and idempotence, recreates, stop/start, removal;
+//! - `backups.rs`: postgres-v1 and another app reading it; app backups with restic, restores
+//!   in place, a failing dump, retention per app;
 //! - `catalogue.rs`: template values, redis-v1 with its volume and generated password, purge;
 //! - `cli.rs`: `berth --version` names the commit it was built from; `berth init`;
 //! - `deciders.rs`: one decider per root (a second `serve`, an `apply` without the socket), and
@@ -18,6 +20,8 @@
 //! - `failures.rs`: broken manifests, missing images, template overrides, fatal config errors;
 //! - `hooks.rs`: hook environment and cwd, which hook runs when, a failing hook;
 //! - `hostile.rs`: hostile file names, symlinks, non-UTF-8 and ignored files;
+//! - `jobs.rs`: scheduled jobs under `serve`: on schedule (libfaketime), forbid, timeout, run
+//!   now, a SIGKILLed berth following its run, a broken schedule freezing the app;
 //! - `informer.rs`: zero engine calls while idle (the container list kept from Docker's
 //!   events), a hand-removed container healed through the event path alone, and one removed
 //!   while the event stream was cut healed by the relist a lost stream means;
@@ -66,6 +70,7 @@ mod api;
 mod api_auth;
 mod api_hostile;
 mod apply;
+mod backups;
 mod build_git;
 mod builds;
 mod catalogue;
@@ -83,6 +88,7 @@ mod history;
 mod hooks;
 mod hostile;
 mod informer;
+mod jobs;
 mod networks;
 mod node_lite;
 mod packaging;

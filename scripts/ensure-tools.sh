@@ -3,7 +3,8 @@
 # (Nothing here is for berth itself: it needs Docker, and git for git mode. The test images'
 # builders install what they copy into images.) curl,
 # git (git mode keeps state/ as a clone), openssl (signing the example's webhook; the swarm tests'
-# registry CA), faketime
+# registry CA), restic (app backups: scripts/build-restic-image.sh copies it into the image
+# berth runs it from), faketime
 # (libfaketime: a test steps berth's wall clock back mid-run), caddy (the proxy tests run a
 # real Caddy per test; Debian's package starts no service here), promtool (from Debian's
 # prometheus package: a test checks /metrics with it), lintian and systemd-analyze (the .deb
@@ -23,6 +24,7 @@ command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v restic >/dev/null 2>&1 || need+=(restic)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): makes a Docker engine present, builds the local test
-# images (busybox, node, python, redis), then builds berth and runs every test — unit tests
+# images (busybox, node, python, redis, postgres, restic), then builds berth and runs every test — unit tests
 # and the reconcile tests against the real engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ scripts/build-test-image.sh
 scripts/build-node-image.sh
 scripts/build-python-image.sh
 scripts/build-redis-image.sh
+scripts/build-postgres-image.sh
+scripts/build-restic-image.sh
 # Docker-bound tests wait on the engine, not the CPU: more threads than cores keeps 2 cores busy.
 cargo test --locked -- --test-threads="${BERTH_TEST_THREADS:-4}"
 # The swarm tests make this engine a swarm manager and leave again: that changes networking for

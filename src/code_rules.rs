@@ -41,6 +41,7 @@ const RULES: &[(&str, &[&str])] = &[
             "api",
             "runtime::reader",
             "runtime::removals",
+            "runtime::job_asks",
         ],
     ),
     (

@@ -53,6 +53,9 @@ fn exercised_metrics() -> String {
     m.engine_call("list");
     m.engine_timeout("start");
     m.rollout("start-first", "succeeded", std::time::Duration::ZERO);
+    m.job_run("succeeded");
+    m.job_succeeded("alice/web", "report", 0);
+    m.backup("alice/db", Some(0));
     m.render(&BTreeMap::new())
 }
 

@@ -185,6 +185,8 @@ async fn show(
     let k = key.clone();
     let revisions = s.db(move |st| st.revisions(&k)).await?;
     view["revision"] = json!(revisions.last().map(|r| r.revision));
+    let k = key.clone();
+    view["backup"] = json!(s.db(move |st| st.backup_status(&k)).await?);
     Ok(with_etag(StatusCode::OK, &c, view))
 }
 

@@ -10,6 +10,7 @@
 
 mod apps;
 mod auth;
+pub mod backups;
 mod bridge;
 mod builds;
 pub mod confirm;
@@ -18,6 +19,7 @@ mod error;
 mod extract;
 mod files;
 mod git;
+mod jobs;
 mod keys;
 pub mod limiter;
 mod list_cache;
@@ -112,6 +114,10 @@ pub struct AppState {
     pub workspaces: Arc<WorkspaceFiles>,
     /// `[build] git` fetches (`POST .../build` asks for one).
     pub sources: Option<Arc<crate::state::source_fetcher::SourceFetcher>>,
+    /// The job scheduler: runs asked for now, jobs with their next run.
+    pub jobs: crate::runtime::job_asks::JobAsks,
+    /// App backups and restores (none without a daemon or a repository).
+    pub backups: Option<Arc<dyn backups::AppBackups>>,
 }
 
 impl AppState {
@@ -177,6 +183,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(files::router())
         .merge(rename::router())
         .merge(builds::router())
+        .merge(jobs::router())
+        .merge(backups::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

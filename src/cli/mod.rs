@@ -6,10 +6,12 @@
 //! and no layer uses it.
 
 pub mod admin;
+mod backups;
 mod build;
 pub mod client;
 mod colour;
 mod init;
+mod jobs;
 mod mv;
 mod new_file;
 pub mod oneshot;
@@ -84,6 +86,29 @@ pub enum Command {
         /// The app, as <userid>/<appname>.
         app: String,
     },
+    /// An app's scheduled jobs and their newest runs (`berth jobs <userid>/<appname>`), or
+    /// a run now (`berth jobs run <userid>/<appname> <job>`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Jobs {
+        #[command(subcommand)]
+        command: Option<JobsCommand>,
+        /// The app, as <userid>/<appname>.
+        app: Option<String>,
+    },
+    /// App backups with restic: take one now, list an app's snapshots (through the daemon).
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
+    /// Restore an app in place from a snapshot (default: the newest), after a safety
+    /// snapshot of its data as it is now (through the daemon).
+    Restore {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// The snapshot's id (from `berth backups list`) or a prefix of 8 or more digits.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
     /// Manage API users and their tokens.
     Users {
         #[command(subcommand)]
@@ -116,6 +141,18 @@ pub enum Command {
     },
 }
 
+/// `berth jobs run`.
+#[derive(clap::Subcommand)]
+pub enum JobsCommand {
+    /// Start a run of the job now, under its concurrency rule (through `berth serve`).
+    Run {
+        /// The app, as <userid>/<appname>.
+        app: String,
+        /// The job's name.
+        job: String,
+    },
+}
+
 /// The files `berth schema` describes.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum SchemaKind {
@@ -123,6 +160,20 @@ pub enum SchemaKind {
     Manifest,
     /// A template's templates/<id>/template.toml.
     Template,
+}
+
+#[derive(Subcommand)]
+pub enum BackupsCommand {
+    /// Back the app's data up now.
+    Run {
+        /// The app, as <userid>/<appname>.
+        app: String,
+    },
+    /// The app's snapshots, newest first: id, time, size in bytes, reason.
+    List {
+        /// The app, as <userid>/<appname>.
+        app: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,30 +282,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Mv { app, new_name } => print_outcome(mv::mv(&config, &app, &new_name).await?),
         Command::Build { app } => print_outcome(build::build(&config, &app).await?),
-        Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
-        Command::Secrets { command } => match command {
-            SecretsCommand::Recipient => secrets::recipient(&config),
-            SecretsCommand::Encrypt {
-                name,
-                app,
-                value,
-                recipient,
-            } => {
-                let target = secrets::Target {
-                    name: &name,
-                    app: &app,
-                    value,
-                };
-                secrets::encrypt(&config, &target, recipient.as_deref())
+        Command::Jobs { command, app } => print_outcome(match (command, app) {
+            (Some(JobsCommand::Run { app, job }), _) => jobs::run(&config, &app, &job).await?,
+            (None, Some(app)) => jobs::list(&config, &app).await?,
+            (None, None) => {
+                admin::Outcome::failed("name the app: berth jobs <userid>/<appname>".into())
             }
-            SecretsCommand::Rotate { keep_old } => secrets::rotate(config, keep_old).await,
-            SecretsCommand::ForgetOld => secrets::forget_old(&config),
-        },
+        }),
+        Command::Backup { file } => print_outcome(admin::backup(&config, &file).await?),
+        Command::Backups { command } => print_outcome(match command {
+            BackupsCommand::Run { app } => backups::run(&config, &app).await?,
+            BackupsCommand::List { app } => backups::list(&config, &app).await?,
+        }),
+        Command::Restore { app, snapshot } => {
+            print_outcome(backups::restore(&config, &app, snapshot.as_deref()).await?)
+        }
+        Command::Secrets { command } => secrets_command(config, command).await,
         Command::Users { command } => print_outcome(match command {
             UsersCommand::Add { name, admin } => admin::users_add(&config, &name, admin).await?,
             UsersCommand::List => admin::users_list(&config).await?,
             UsersCommand::Remove { name } => admin::users_remove(&config, &name).await?,
         }),
+    }
+}
+
+async fn secrets_command(config: Config, command: SecretsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SecretsCommand::Recipient => secrets::recipient(&config),
+        SecretsCommand::Encrypt {
+            name,
+            app,
+            value,
+            recipient,
+        } => {
+            let target = secrets::Target {
+                name: &name,
+                app: &app,
+                value,
+            };
+            secrets::encrypt(&config, &target, recipient.as_deref())
+        }
+        SecretsCommand::Rotate { keep_old } => secrets::rotate(config, keep_old).await,
+        SecretsCommand::ForgetOld => secrets::forget_old(&config),
     }
 }
 

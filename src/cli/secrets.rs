@@ -98,6 +98,9 @@ pub async fn rotate(config: Config, keep_old: bool) -> anyhow::Result<ExitCode> 
         "rotated: {} manifests, {} values re-encrypted to the new key",
         v["manifests"], v["values"]
     );
+    if v["backup_password"] == true {
+        println!("rotated: the backup repository's password re-sealed to the new key");
+    }
     let left: Vec<&str> = v["left"]
         .as_array()
         .into_iter()

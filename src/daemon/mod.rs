@@ -6,9 +6,13 @@
 //! **Owns** tasks, timers and shutdown. It may use every layer but `cli`; no layer but `cli`
 //! uses it.
 
+pub mod backups;
 pub mod events;
+pub mod job_runs;
+pub mod jobs;
 pub mod pass;
 pub mod process;
 pub mod serve;
 pub mod serve_loop;
+pub mod status_saver;
 pub mod watch;

@@ -22,7 +22,6 @@ use crate::daemon::serve_loop::ServeLoop;
 use crate::error_chain::chain;
 use crate::metrics::Metrics;
 use crate::model::config::Config;
-use crate::reconcile::status::StatusBoard;
 use crate::reconcile::trigger::Wake;
 use crate::runtime::engine::{CallCounter, Engine};
 use crate::runtime::executor::Executor;
@@ -46,6 +45,8 @@ struct Shared {
     history: Arc<History>,
     git: Option<Arc<GitSync>>,
     wake: Wake,
+    /// The valid apps with `[[jobs]]` after each pass, for the job scheduler.
+    jobs: Arc<crate::daemon::jobs::Feed>,
 }
 
 /// The running tasks, stopped in order by [`stop`].
@@ -99,7 +100,7 @@ pub async fn serve(mut config: Config) -> anyhow::Result<()> {
             "killed hooks left running by an earlier berth"
         );
     }
-    let api = Arc::new(api_state(&shared, &serve_loop, engine, writer));
+    let api = Arc::new(api_state(&shared, &serve_loop, (engine, &shutdown), writer));
     let (tcp_cap, socket_cap) = connection_caps(to, &config.http);
     let listeners = ((tcp, tcp_cap), (socket, socket_cap));
     let tasks = spawn(&shared, &serve_loop, api, listeners, &shutdown);
@@ -169,7 +170,7 @@ fn spawn(
         ],
         git: git.map(|g| tokio::spawn(follow_remote(g, wake.clone(), stop.clone()))),
         main_loop: tokio::spawn(serve_loop.clone().run(wake, stop.clone())),
-        saver: tokio::spawn(save_status(
+        saver: tokio::spawn(crate::daemon::status_saver::save_status(
             serve_loop.status.clone(),
             shared.store.clone(),
             stop,
@@ -231,6 +232,7 @@ async fn prepare(config: Arc<Config>, store: Arc<Store>) -> anyhow::Result<Share
         history,
         git,
         wake,
+        jobs: Default::default(),
     })
 }
 
@@ -264,6 +266,7 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
         Default::default()
     });
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
+    let jobs = shared.jobs.clone();
     let newest = std::sync::Mutex::new(0u64);
     serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
         // Runs go one at a time, and a late run for an older pass changes nothing.
@@ -277,6 +280,7 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
             return;
         }
         *newest = pass;
+        jobs.send_replace(Some(Arc::new(seen.with_jobs)));
         match store.sync_incarnations(&seen.present, &seen.frozen_users, began) {
             Ok(s) if s.ended > 0 || s.keys_revoked > 0 => {
                 info!(
@@ -327,9 +331,12 @@ fn manifest_writer(shared: &Shared) -> ManifestWriter {
 fn api_state(
     shared: &Shared,
     serve_loop: &Arc<ServeLoop>,
-    engine: Engine,
+    (engine, shutdown): (Engine, &CancellationToken),
     writer: Arc<ManifestWriter>,
 ) -> AppState {
+    let both = (shared.store.clone(), shared.metrics.clone());
+    let exec = serve_loop.executor().clone();
+    let jobs = crate::daemon::jobs::spawn(exec, both, &shared.jobs, shutdown.clone());
     let config = shared.config.clone();
     AppState {
         config: config.clone(),
@@ -351,6 +358,14 @@ fn api_state(
         list_cache: Default::default(),
         workspaces: Arc::new(WorkspaceFiles::new(config.apps_dir.clone())),
         sources: serve_loop.sources.clone(),
+        jobs,
+        backups: crate::daemon::backups::service(
+            config.clone(),
+            shared.store.clone(),
+            shared.metrics.clone(),
+            shared.state_lock.clone(),
+            serve_loop.executor(),
+        ),
     }
 }
 
@@ -452,31 +467,6 @@ fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod 0600 {}", path.display()))?;
     Ok(listener)
-}
-
-/// Saves the status board to the database when it changes, and at least every minute so
-/// `last_reconcile` stays fresh. (`serve` saves once more after the loop has stopped.)
-async fn save_status(board: Arc<StatusBoard>, store: Arc<Store>, shutdown: CancellationToken) {
-    const EVERY: Duration = Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = board.changed.notified() => {}
-            _ = tokio::time::sleep(EVERY) => {}
-        }
-        if !board.is_filled() {
-            continue;
-        }
-        let (board2, store2) = (board.clone(), store.clone());
-        let saved = tokio::task::spawn_blocking(move || {
-            store2.check_on_disk()?;
-            store2.replace_statuses(&board2.snapshot())
-        })
-        .await;
-        if let Ok(Err(e)) = saved {
-            warn!(cause = %chain(&e), "cannot save app status to the database");
-        }
-    }
 }
 
 async fn wait_for_signal() {

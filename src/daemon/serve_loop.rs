@@ -307,6 +307,7 @@ impl ServeLoop {
                 "the removals the guard holds changed since the release was confirmed; nothing released"
             ),
         }
+        self.pass.exec.holds().hold_back(&mut p);
         if let Some(held) = state.newly_blocked(&p) {
             let keys: Vec<String> = held.iter().map(|k| k.to_string()).collect();
             warn!(apps = %keys.join(", "), "prune blocked: manifests of many running apps vanished at once; nothing removed until an admin confirms `POST /prune/release`");

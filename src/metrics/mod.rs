@@ -5,6 +5,7 @@
 
 pub mod exposition;
 
+mod backups;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -104,6 +105,33 @@ pub struct Metrics {
     /// berth_rollout_duration_seconds{strategy}: hook to settled (or rolled back).
     rollout_seconds: Family<StrategyLabels, Histogram>,
     connections: Family<OutcomeLabels, Counter>,
+    /// berth_job_runs_total{result} and berth_job_last_success_timestamp_seconds{app,job}.
+    jobs: (Family<ResultLabels, Counter>, Family<JobLabels, Gauge>),
+    /// berth_backup_runs_total{result}, berth_backup_last_success_timestamp_seconds{app}.
+    backups: backups::BackupMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    app: String,
+    job: String,
+}
+
+/// berth_job_runs_total{result} and berth_job_last_success_timestamp_seconds{app,job}.
+fn job_metrics(r: &mut Registry) -> (Family<ResultLabels, Counter>, Family<JobLabels, Gauge>) {
+    let help = "Job runs by result (succeeded, failed, timed_out, missed, skipped)";
+    let runs = reg(r, "job_runs", help, Family::default());
+    let help =
+        "When each job last succeeded (Unix seconds), so \"no success in 26 h\" is one alert rule";
+    (
+        runs,
+        reg(
+            r,
+            "job_last_success_timestamp_seconds",
+            help,
+            Family::default(),
+        ),
+    )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,6 +203,8 @@ impl Default for Metrics {
             rollouts,
             rollout_seconds,
             connections: connection_metrics(&mut r),
+            jobs: job_metrics(&mut r),
+            backups: backups::BackupMetrics::register(&mut r),
             git_syncs: reg(&mut r, "git_syncs", GIT_SYNCS_HELP, Family::default()),
             git_diverged: reg(&mut r, "git_diverged", git_help, Gauge::default()),
             engine_up: reg(&mut r, "engine_up", ENGINE_UP_HELP, Gauge::default()),
@@ -222,6 +252,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One app backup ran: `success_at` is the Unix time it saved a snapshot, none when it
+    /// failed.
+    pub fn backup(&self, app: &str, success_at: Option<u64>) {
+        self.backups.run(app, success_at);
+    }
+
+    /// An app's last success as the database has it (at start), so the gauge survives a
+    /// restart.
+    pub fn backup_seen(&self, app: &str, at: u64) {
+        self.backups.seen(app, at);
+    }
+
     /// One pass ran, because of `why`.
     pub fn pass(&self, why: Triggers, took: Duration) {
         self.passes.inc();
@@ -242,6 +284,23 @@ impl Metrics {
         if let Some(up) = engine_answered {
             self.engine_up.set(i64::from(up));
         }
+    }
+
+    /// A job run ended (or was skipped or missed) with `result`.
+    pub fn job_run(&self, result: &str) {
+        let labels = ResultLabels {
+            result: result.into(),
+        };
+        self.jobs.0.get_or_create(&labels).inc();
+    }
+
+    /// `app`'s `job` succeeded at `at` (Unix seconds).
+    pub fn job_succeeded(&self, app: &str, job: &str, at: u64) {
+        let labels = JobLabels {
+            app: app.into(),
+            job: job.into(),
+        };
+        self.jobs.1.get_or_create(&labels).set(at as i64);
     }
 
     /// One request to the Docker engine, of operation `op`.

@@ -175,6 +175,7 @@ pub fn template(image: String, port: u16, build: Option<BuildSpec>) -> Template 
         install: None,
         install_version: None,
         build,
+        backup: None,
     }
 }
 

@@ -55,6 +55,10 @@ pub struct DesiredApp {
     /// `renamed_from`: the app this one takes over (its container, volumes, workspace and
     /// records) before it gets a container of its own.
     pub renamed_from: Option<AppKey>,
+    /// `[[jobs]]`, resolved: run in one-off containers of `spec` by the scheduler.
+    pub jobs: Vec<crate::model::jobs::Job>,
+    /// `[backup]`: retention and target of this app's backups.
+    pub backup: Option<crate::model::backup::BackupDecl>,
 }
 
 /// One valid manifest as a pass read it: its text and the spec hash derived from that text.
@@ -79,6 +83,8 @@ pub struct PassSeen {
     pub frozen_users: std::collections::BTreeSet<String>,
     /// Renames under way, `(from, to)`: the records of `from` belong to `to`.
     pub renames: Vec<(AppKey, AppKey)>,
+    /// The valid apps that have `[[jobs]]`, for the job scheduler.
+    pub with_jobs: Vec<DesiredApp>,
 }
 
 impl DesiredApp {
@@ -103,7 +109,9 @@ impl DesiredApp {
         let health = HealthCheck::resolve(template.health.as_ref(), m.health.as_ref());
         let renamed_from = crate::model::rename::source(key, m)?;
         check_runtime(m, &template, config)?;
+        let jobs = m.jobs.resolve()?;
         Ok(DesiredApp {
+            jobs,
             key: key.clone(),
             spec,
             hash,
@@ -113,71 +121,12 @@ impl DesiredApp {
             text,
             secret_env,
             renamed_from,
+            backup: m.backup.clone(),
         })
     }
 }
 
-/// What the manifest asks of the runtime (`replicas`, `constraints`) is something this
-/// server's runtime can do. The loop freezes a file that fails it and the API refuses the
-/// write with the same message (`state::files`): one rule, both paths.
-pub fn check_runtime(m: &Manifest, template: &Template, config: &Config) -> Result<(), String> {
-    check_replicas(m.replicas, config)?;
-    check_constraints(&m.constraints, config)?;
-    if config.runtime.is_swarm() && m.build.is_some() {
-        return Err("[build] runs on the docker runtime only: with runtime = \"swarm\" a built image would have to reach every node through the registry, which berth does not do yet".into());
-    }
-    if config.runtime.is_swarm() && !template.volumes.is_empty() && m.replicas > Some(1) {
-        return Err(format!(
-            "template {} has [[volumes]]: with runtime = \"swarm\" such an app runs one task, on the manager berth runs on (a volume lives on one node); remove replicas",
-            template.id
-        ));
-    }
-    Ok(())
-}
-
-/// `replicas` is 1 to 64, and more than one needs Swarm.
-fn check_replicas(replicas: Option<u16>, config: &Config) -> Result<(), String> {
-    match replicas {
-        Some(n) if !(1..=64).contains(&n) => Err(format!("replicas = {n}: must be 1 to 64")),
-        Some(n) if n > 1 && !config.runtime.is_swarm() => Err(format!(
-            "replicas = {n} needs runtime = \"swarm\" in berth.toml (one engine runs one container per app)"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// At most 16 constraints, each one comparison (`==` or `!=`) of printable text; only Swarm
-/// places tasks.
-fn check_constraints(constraints: &[String], config: &Config) -> Result<(), String> {
-    if !constraints.is_empty() && !config.runtime.is_swarm() {
-        return Err(
-            "constraints need runtime = \"swarm\" in berth.toml (one engine has no placement)"
-                .into(),
-        );
-    }
-    if constraints.len() > 16 {
-        return Err("constraints: at most 16".into());
-    }
-    let bad = constraints.iter().find(|c| !is_one_comparison(c));
-    match bad {
-        Some(c) => Err(format!("constraints: {c:?} must be one comparison such as \"node.labels.disk == ssd\" (== or !=)")),
-        None => Ok(()),
-    }
-}
-
-/// `<field> == <value>` or `!=`: both sides plain (no `=`, `!`, control or format
-/// characters such as bidi overrides), at most 256 bytes in all.
-fn is_one_comparison(c: &str) -> bool {
-    let plain = |side: &str| {
-        let side = side.trim();
-        !side.is_empty()
-            && side
-                .chars()
-                .all(|ch| ch == ' ' || (ch.is_ascii_graphic() && ch != '=' && ch != '!'))
-    };
-    let split = c.split_once("==").or_else(|| c.split_once("!="));
-    c.len() <= 256 && split.is_some_and(|(l, r)| plain(l) && plain(r))
-}
+pub use crate::model::runtime_mode::check_runtime;
 
 /// What berth wants for one key.
 #[derive(Debug, Clone)]
@@ -263,6 +212,7 @@ impl DesiredState {
             present: self.apps.keys().cloned().collect(),
             frozen_users: self.frozen_users.keys().cloned().collect(),
             renames: crate::model::rename::under_way(self),
+            with_jobs: crate::model::jobs::apps_with_jobs(self),
         }
     }
 

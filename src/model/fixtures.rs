@@ -34,6 +34,7 @@ pub(crate) fn template() -> Template {
         install: None,
         install_version: None,
         build: None,
+        backup: None,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct HealthSettings {
     pub interval: Option<Duration>,
     /// The command a Swarm task runs to check itself (`runtime = "swarm"`).
     pub probe: Option<Vec<String>>,
+    /// Checked by a TCP connect instead of an HTTP request (a database).
+    pub tcp: Option<bool>,
 }
 
 /// The fields as written (their docs are the schema's descriptions).
@@ -50,6 +52,9 @@ struct RawHealth {
     /// most 1024 characters each. Ignored on one engine, where berth probes over HTTP.
     #[schemars(length(min = 1, max = 16))]
     probe: Option<Vec<String>>,
+    /// `true`: healthy once the container accepts a TCP connection on its port, for a server
+    /// that speaks no HTTP (a database); `path` is then unused. Default false.
+    tcp: Option<bool>,
 }
 
 impl TryFrom<RawHealth> for HealthSettings {
@@ -80,6 +85,7 @@ impl TryFrom<RawHealth> for HealthSettings {
             timeout: raw.timeout,
             interval: raw.interval,
             probe: raw.probe,
+            tcp: raw.tcp,
         })
     }
 }
@@ -117,6 +123,8 @@ pub struct HealthCheck {
     pub interval: Duration,
     /// The command a Swarm task runs to check itself, `{port}` and `{path}` still in it.
     pub probe: Option<Vec<String>>,
+    /// A TCP connect instead of `GET path`.
+    pub tcp: bool,
 }
 
 impl HealthCheck {
@@ -142,11 +150,16 @@ impl HealthCheck {
         let probe = manifest
             .and_then(|m| m.probe.clone())
             .or(template.and_then(|t| t.probe.clone()));
+        let tcp = manifest
+            .and_then(|m| m.tcp)
+            .or(template.and_then(|t| t.tcp))
+            .unwrap_or(false);
         Some(HealthCheck {
             path,
             timeout,
             interval,
             probe,
+            tcp,
         })
     }
 

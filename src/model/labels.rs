@@ -25,6 +25,14 @@ pub const SPEC_HASH: &str = "paas.spec-hash";
 /// The canonical spec with env values as digests, so `plan` can say which field changed.
 pub const SPEC: &str = "paas.spec";
 
+/// The value of [`TYPE`] on a job run's container: never [`TYPE_USER_APP`], so no pass
+/// observes, plans or removes it.
+pub const TYPE_JOB_RUN: &str = "job-run";
+/// A job run's job name.
+pub const JOB: &str = "paas.job";
+/// A job run's id in the database.
+pub const JOB_RUN: &str = "paas.job-run";
+
 /// The value of [`TYPE`] on a user's network.
 pub const TYPE_USER_NETWORK: &str = "user-network";
 /// On a volume a rename made for the new name: the old app whose volume it copies, so a
@@ -76,4 +84,22 @@ pub fn for_app(app: &DesiredApp, instance: &str) -> HashMap<String, String> {
         app.spec.domain.clone().unwrap_or_default(),
     );
     l
+}
+
+/// Labels of a run of `app`'s `job` numbered `run`.
+pub fn for_job_run(
+    app: &DesiredApp,
+    instance: &str,
+    job: &str,
+    run: u64,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (TYPE.to_string(), TYPE_JOB_RUN.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+        (USERID.to_string(), app.key.userid.clone()),
+        (APPNAME.to_string(), app.key.appname.clone()),
+        (SPEC_HASH.to_string(), app.hash.clone()),
+        (JOB.to_string(), job.to_string()),
+        (JOB_RUN.to_string(), run.to_string()),
+    ])
 }

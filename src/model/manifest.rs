@@ -71,6 +71,13 @@ pub struct Manifest {
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub constraints: Vec<String>,
+    /// `[[jobs]]`: commands run on a schedule, each run in a fresh container of the app
+    /// (docs/guides/jobs.md). Not part of the container's spec: a job change recreates nothing.
+    #[serde(default)]
+    pub jobs: crate::model::jobs::Jobs,
+    /// `[backup]`: this app's data backed up with restic (docs/guides/backups-and-recovery.md):
+    /// schedule, retention and target.
+    pub backup: Option<crate::model::backup::BackupDecl>,
 }
 
 /// An app name inside a manifest (`renamed_from`), checked like the file stem.

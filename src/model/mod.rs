@@ -7,6 +7,7 @@
 //! **Must not know about** Docker, git, the database, the clock or HTTP: nothing here writes
 //! anything, and every function gives the same answer for the same input.
 
+pub mod backup;
 pub mod build;
 pub mod build_limits;
 pub mod claims;
@@ -17,6 +18,7 @@ pub mod git_source;
 pub mod health;
 pub mod http_limits;
 pub mod install;
+pub mod jobs;
 pub mod labels;
 pub mod manifest;
 pub mod names;

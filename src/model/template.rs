@@ -58,6 +58,9 @@ struct TemplateFile {
     volumes: Vec<VolumeDecl>,
     /// The shared dependency install, run in a one-off container.
     install: Option<InstallDecl>,
+    /// How an app's data is copied for a backup and put back (default with `[[volumes]]`:
+    /// `kind = "volume"`).
+    backup: Option<crate::model::backup::BackupMethod>,
 }
 
 /// template.toml's schema, from `generator`'s settings.
@@ -141,6 +144,8 @@ pub struct Template {
     pub install_version: Option<String>,
     /// A built app's build (`[build]`): its image is built, never pulled. None for a template.
     pub build: Option<crate::model::build::BuildSpec>,
+    /// How its apps' data is backed up; none for a template without volumes or `[backup]`.
+    pub backup: Option<crate::model::backup::BackupMethod>,
 }
 
 /// Where one app's placeholders point.
@@ -184,6 +189,8 @@ impl Template {
             Some(i) => Some(i.version(&dir, &image).map_err(bad)?.0),
             None => None,
         };
+        let backup =
+            crate::model::backup::method_of(file.backup.as_ref(), !file.volumes.is_empty());
         Ok(Template {
             id: id.to_string(),
             dir,
@@ -202,6 +209,7 @@ impl Template {
             install: file.install,
             install_version,
             build: None,
+            backup,
         })
     }
 

@@ -10,6 +10,7 @@
 //! (`runtime` and `daemon` carry the decisions out). Depends on `model` only.
 
 pub mod backoff;
+pub mod jobs;
 pub mod loop_state;
 pub mod plan;
 mod plan_print;

@@ -30,7 +30,9 @@ mod built_images;
 mod client;
 mod container_events;
 mod error;
+mod exec;
 mod image_prune;
+mod job_runs;
 mod networks;
 mod oneoff;
 mod overlays;
@@ -49,6 +51,7 @@ use container_events::event_of;
 pub use container_events::ContainerEvent;
 use error::fail;
 pub use error::EngineError;
+pub use job_runs::FoundRun;
 pub(in crate::runtime) use oneoff::Job;
 
 /// A connection to the engine, scoped to one berth instance.

@@ -37,6 +37,8 @@ pub struct Executor {
     /// Apps whose deletion asked for purge: their pre-delete hook gets `BERTH_PURGE=1` and
     /// berth then removes the workspace itself.
     removals: Arc<RemovalRequests>,
+    /// Apps a restore has stopped: the serve loop plans nothing for them meanwhile.
+    holds: Arc<crate::runtime::backup::Holds>,
     /// The front door (`[proxy]`): rollouts switch routes through it.
     front: Option<Arc<Front>>,
     /// Template installs that failed moments ago, so one failure is not run once per app.
@@ -77,6 +79,7 @@ impl Executor {
             informer,
             hooks,
             removals: Arc::default(),
+            holds: Arc::default(),
             front,
             install_failures: Default::default(),
             builder,
@@ -170,6 +173,11 @@ impl Executor {
     /// The container list passes read (and the API's reader shares).
     pub fn informer(&self) -> &Arc<Informer> {
         &self.informer
+    }
+
+    /// The apps a restore holds (shared with the backup runner).
+    pub fn holds(&self) -> &Arc<crate::runtime::backup::Holds> {
+        &self.holds
     }
 
     /// Runs one app's change to completion. `app` is the desired app (absent for removals).
@@ -327,7 +335,7 @@ impl Executor {
     /// exists (one copy of it) and answers its id. Hold the guard until the container is
     /// started (attached), so the removal of the user's last other app cannot take the
     /// network away in between.
-    async fn join_network(
+    pub(in crate::runtime) async fn join_network(
         &self,
         app: Option<&DesiredApp>,
     ) -> Result<

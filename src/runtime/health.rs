@@ -58,12 +58,14 @@ impl Gate {
     /// through the proxy (`tcp`), else only "still running".
     pub fn of(health: Option<&HealthCheck>, tcp: bool) -> Gate {
         match (health, tcp) {
+            (Some(h), _) if h.tcp => Gate::Tcp(h.clone()),
             (Some(h), _) => Gate::Http(h.clone()),
             (None, true) => Gate::Tcp(HealthCheck {
                 path: String::new(),
                 timeout: Duration::from_secs(30),
                 interval: Duration::from_millis(500),
                 probe: None,
+                tcp: true,
             }),
             (None, false) => Gate::Running,
         }
@@ -254,6 +256,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             interval: Duration::from_millis(interval_ms),
             probe: None,
+            tcp: false,
         }
     }
 

@@ -206,6 +206,8 @@ async fn run(
         timeout: config.hook_timeout,
         cap_add: vec![],
         as_root: false,
+        stdin: None,
+        tail: 30,
     };
     let ended = engine.run_once(job).await.map_err(engine_err)?;
     let how = match ended.code {

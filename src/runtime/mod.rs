@@ -10,6 +10,7 @@
 //! database. Depends on `model` and on `reconcile`'s plan types.
 
 mod action_error;
+pub mod backup;
 pub mod build_cgroup;
 pub mod builder;
 pub mod caddy;
@@ -27,6 +28,8 @@ mod http1;
 pub mod informer;
 pub mod install;
 pub mod isolation;
+pub mod job_asks;
+pub mod jobs;
 pub mod observe;
 pub mod reader;
 pub mod registry_api;

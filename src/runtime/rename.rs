@@ -146,6 +146,8 @@ impl Executor {
             cap_add: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]
                 .map(String::from)
                 .to_vec(),
+            stdin: None,
+            tail: 30,
         };
         let ended = self.engine().run_once(job).await?;
         match ended.code {

@@ -9,6 +9,7 @@
 //! `model`, `reconcile` (the wake handle), `store` (revisions) and `metrics` (git syncs).
 
 pub mod admission;
+pub mod backup_key;
 pub mod build_context;
 pub mod build_source;
 pub mod files;

@@ -24,6 +24,8 @@ pub struct Rotated {
     pub manifests: usize,
     /// Values re-encrypted.
     pub values: usize,
+    /// Whether the backup repository's password was re-sealed too (not counted in `values`).
+    pub backup_password: bool,
     /// `user/app NAME: why` for values that decrypt with neither key (left as they are).
     pub left: Vec<String>,
     /// Whether the new key replaced the old one (not while values are left, unless
@@ -119,6 +121,15 @@ pub async fn reencrypt_all(files: &ManifestFiles, config: &Config) -> Result<Rot
         out.values += values;
         out.left
             .extend(left.into_iter().map(|l| format!("{key} {l}")));
+    }
+    // The backup repository's password is sealed to the same key: without it the snapshots
+    // would not open once the old key goes.
+    match crate::state::backup_key::reseal(config, &keyring) {
+        Ok(true) => out.backup_password = true,
+        Ok(false) => {}
+        Err(e) => out
+            .left
+            .push(format!("the backup repository's password: {e}")),
     }
     // A user directory that cannot be listed may hold values sealed to the old key: the
     // rotation must not finish (and delete that key) without them.

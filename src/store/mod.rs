@@ -16,9 +16,11 @@
 
 mod audit;
 mod backup;
+mod backup_status;
 mod file;
 mod handle;
 mod incarnations;
+mod jobs;
 mod key_cache;
 mod keys;
 mod renames;
@@ -37,7 +39,9 @@ use serde::Serialize;
 
 pub use audit::{AuditEntry, Retention};
 pub use backup::Snapshot;
+pub use backup_status::BackupStatus;
 pub use incarnations::Synced;
+pub use jobs::{JobRun, LastFire};
 pub use keys::{ClientKeyInfo, KeyCheck, LAST_USED_EVERY};
 pub use revisions::Revision;
 pub use status::StoredStatus;
@@ -53,6 +57,16 @@ const APP_STATUS: TableDefinition<&str, &str> = TableDefinition::new("app_status
 const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 const REVISIONS: TableDefinition<&str, &str> = TableDefinition::new("revisions");
 const INCARNATIONS: TableDefinition<&str, &str> = TableDefinition::new("incarnations");
+const BACKUP_STATUS: TableDefinition<&str, &str> = TableDefinition::new("backup_status");
+/// The tables of JSON rows keyed by text, made with the database.
+const JSON_TABLES: [TableDefinition<&str, &str>; 6] = [
+    USERS,
+    CLIENT_KEYS,
+    APP_STATUS,
+    REVISIONS,
+    INCARNATIONS,
+    BACKUP_STATUS,
+];
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -398,13 +412,14 @@ fn init_schema(db: &Database, path: &Path) -> Result<[u8; 32], StoreError> {
             .ok_or_else(|| foreign("meta has no hash_key".into()))?;
         blake3::Hash::from_hex(hex.as_str()).map_err(|e| foreign(format!("meta hash_key: {e}")))?
     };
-    for def in [USERS, CLIENT_KEYS, APP_STATUS, REVISIONS, INCARNATIONS] {
+    for def in JSON_TABLES {
         txn.open_table(def)
             .map_err(|e| foreign(format!("table {}: {e}", def.name())))?;
     }
     txn.open_table(AUDIT)
         .map_err(|e| foreign(format!("table audit: {e}")))?;
     audit::index(&txn)?;
+    jobs::init(&txn)?;
     txn.commit().map_err(db_err)?;
     Ok(*key.as_bytes())
 }

@@ -36,6 +36,12 @@ pub struct Job<'a> {
     /// Run as root with the image's entrypoint cleared (a copy must not depend on how the
     /// image starts its app, nor run as its app's user).
     pub as_root: bool,
+    /// Written to its standard input, then closed: a secret it needs (a repository's
+    /// password) reaches it this way, never through its environment, which the engine keeps
+    /// on disk with the container's config.
+    pub stdin: Option<crate::model::secrets::SecretValue>,
+    /// How many of its last output lines to keep (at least 30).
+    pub tail: u32,
 }
 
 /// How a job ended.
@@ -68,7 +74,7 @@ impl Engine {
             .await
             .map_err(fail(format!("create {}", job.name)))?;
         let ended = self.started_and_waited(&job).await;
-        let tail = self.tail_of(&job.name).await;
+        let tail = self.tail_of(&job.name, job.tail.max(30)).await;
         let _ = self
             .docker
             .call("remove")
@@ -78,6 +84,10 @@ impl Engine {
     }
 
     async fn started_and_waited(&self, job: &Job<'_>) -> Result<Option<i64>, EngineError> {
+        let input = match &job.stdin {
+            Some(_) => Some(self.attach_stdin(&job.name).await?),
+            None => None,
+        };
         self.docker
             .call("start")
             .start_container(
@@ -86,6 +96,16 @@ impl Engine {
             )
             .await
             .map_err(fail(format!("start {}", job.name)))?;
+        if let (Some(mut input), Some(secret)) = (input, &job.stdin) {
+            use tokio::io::AsyncWriteExt;
+            let line = format!("{}\n", secret.expose());
+            let fed = async {
+                input.write_all(line.as_bytes()).await?;
+                input.shutdown().await
+            };
+            // A job that exits before reading its input says so by its exit code.
+            let _ = fed.await;
+        }
         let mut wait = self
             .docker
             .call("wait")
@@ -101,8 +121,27 @@ impl Engine {
         }
     }
 
-    async fn tail_of(&self, name: &str) -> String {
-        let chunks: Vec<_> = self.logs(name, 30, false).collect().await;
+    /// The container's standard input, attached before its start so nothing is missed.
+    async fn attach_stdin(
+        &self,
+        name: &str,
+    ) -> Result<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>, EngineError> {
+        let opts = bollard::query_parameters::AttachContainerOptions {
+            stdin: true,
+            stream: true,
+            ..Default::default()
+        };
+        let attached = self
+            .docker
+            .call("attach")
+            .attach_container(name, Some(opts))
+            .await
+            .map_err(fail(format!("attach {name}")))?;
+        Ok(attached.input)
+    }
+
+    async fn tail_of(&self, name: &str, lines: u32) -> String {
+        let chunks: Vec<_> = self.logs(name, lines, false).collect().await;
         let bytes: Vec<u8> = chunks
             .into_iter()
             .flatten()
@@ -124,6 +163,9 @@ fn job_body(job: &Job<'_>, instance: &str) -> ContainerCreateBody {
         image: Some(job.image.to_string()),
         cmd: Some(job.command.to_vec()),
         working_dir: Some(job.workdir.to_string()),
+        open_stdin: Some(job.stdin.is_some()),
+        stdin_once: Some(job.stdin.is_some()),
+        attach_stdin: Some(job.stdin.is_some()),
         env: Some(job.env.clone()),
         labels: Some(labels),
         host_config: Some(HostConfig {

@@ -395,6 +395,7 @@ mod tests {
                 "-qO-".into(),
                 "http://127.0.0.1:{port}{path}".into(),
             ]),
+            tcp: false,
         };
         let c = health_config(&h, 3000).unwrap();
         let test = c.test.unwrap();
