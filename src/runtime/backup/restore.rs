@@ -107,7 +107,9 @@ impl Backups {
     }
 }
 
-/// The full id of the snapshot `wanted` names among `key`'s `listed` (newest first).
+/// The full id of the snapshot `wanted` names among `key`'s `listed` (newest first). None
+/// named: the newest that is not a restore's own safety snapshot, so a second plain restore
+/// does not undo the first (a safety snapshot is restored by its id).
 fn pick(
     listed: &[(String, restic::Snapshot)],
     wanted: Option<&str>,
@@ -115,9 +117,14 @@ fn pick(
 ) -> Result<String, BackupError> {
     let Some(wanted) = wanted else {
         return listed
-            .first()
+            .iter()
+            .find(|(_, s)| s.reason != "pre-restore")
             .map(|(id, _)| id.clone())
-            .ok_or_else(|| BackupError::NoSnapshot(format!("{key} has no snapshots")));
+            .ok_or_else(|| {
+                BackupError::NoSnapshot(format!(
+                    "{key} has no snapshots but restores' safety snapshots (name one with --snapshot)"
+                ))
+            });
     };
     let matching: Vec<_> = listed
         .iter()
@@ -131,5 +138,34 @@ fn pick(
         _ => Err(BackupError::NoSnapshot(format!(
             "{wanted:?} names more than one snapshot of {key}: give more of the id"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, reason: &str) -> (String, restic::Snapshot) {
+        let s = restic::Snapshot {
+            id: id[..8].to_string(),
+            time: String::new(),
+            size: None,
+            reason: reason.into(),
+        };
+        (id.to_string(), s)
+    }
+
+    #[test]
+    fn a_plain_restore_skips_safety_snapshots_and_an_id_still_names_one() {
+        let key = crate::model::names::AppKey::new("alice", "db").unwrap();
+        let listed = [
+            snap("aaaaaaaa11", "pre-restore"),
+            snap("bbbbbbbb22", "manual"),
+        ];
+        assert_eq!(pick(&listed, None, &key).unwrap(), "bbbbbbbb22");
+        assert_eq!(pick(&listed, Some("aaaaaaaa"), &key).unwrap(), "aaaaaaaa11");
+        let only_safety = [snap("aaaaaaaa11", "pre-restore")];
+        let err = pick(&only_safety, None, &key).unwrap_err().to_string();
+        assert!(err.contains("--snapshot"), "{err}");
     }
 }
