@@ -427,3 +427,42 @@ async fn after_hours_down_a_job_runs_once_and_a_late_one_is_missed() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn a_run_whose_container_is_removed_by_hand_ends_and_frees_forbid() {
+    let root = TestRoot::new("jobgone").await;
+    let alice = add_user(&root, "alice", false).await;
+    let job = "schedule = \"@yearly\"\ncommand = [\"sleep\", \"600\"]";
+    root.write_manifest("alice", "web", &manifest(job));
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    wait_until(T, "the scheduler to know the job", || async {
+        jobs_of(&api, &alice).await["jobs"]
+            .as_array()
+            .is_some_and(|j| !j.is_empty())
+    })
+    .await;
+    let started = api
+        .post("/apps/alice/web/jobs/tick/run", &alice, None)
+        .await;
+    started.expect(202);
+    let id = started.json()["run"].as_u64().unwrap();
+    wait_until(T, "the run's container to run", || async {
+        containers(&root, "--filter=status=running").len() == 1
+    })
+    .await;
+    for name in run_containers(&root) {
+        crate::support::docker::docker_cli(&["rm", "-f", &name]);
+    }
+    let path = format!("/apps/alice/web/jobs/runs/{id}");
+    wait_until(T, "the removed run to end", || async {
+        api.get(&path, &alice).await.json()["run"]["result"] == "failed"
+    })
+    .await;
+    // Under `forbid`, the next run may start: nothing is left running.
+    api.post("/apps/alice/web/jobs/tick/run", &alice, None)
+        .await
+        .expect(202);
+    serve.assert_alive();
+}

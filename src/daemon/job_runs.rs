@@ -99,6 +99,16 @@ impl Ctx {
             };
             match followed {
                 Ok(e) => break e,
+                // Removed outside berth: the run is over, or `forbid` would skip every later
+                // fire while it waited for a container that will never exit.
+                Err(e) if e.is_not_found() => {
+                    run.note = Some("its container was removed outside berth".into());
+                    break Ended {
+                        code: None,
+                        timed_out: false,
+                        logs: String::new(),
+                    };
+                }
                 Err(e) => {
                     warn!(run = run.id, cause = %chain(&e), "cannot follow a job run; asking again");
                     tokio::time::sleep(ENGINE_RETRY).await;
