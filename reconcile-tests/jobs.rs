@@ -466,3 +466,36 @@ async fn a_run_whose_container_is_removed_by_hand_ends_and_frees_forbid() {
         .expect(202);
     serve.assert_alive();
 }
+
+#[tokio::test]
+async fn deleting_an_app_stops_its_run_in_flight() {
+    let root = TestRoot::new("jobdel").await;
+    let alice = add_user(&root, "alice", false).await;
+    let job = "schedule = \"@yearly\"\ncommand = [\"sleep\", \"600\"]";
+    root.write_manifest("alice", "web", &manifest(job));
+    let mut serve = Serve::start(&root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    wait_until(T, "the scheduler to know the job", || async {
+        jobs_of(&api, &alice).await["jobs"]
+            .as_array()
+            .is_some_and(|j| !j.is_empty())
+    })
+    .await;
+    api.post("/apps/alice/web/jobs/tick/run", &alice, None)
+        .await
+        .expect(202);
+    wait_until(T, "the run's container to run", || async {
+        containers(&root, "--filter=status=running").len() == 1
+    })
+    .await;
+    root.remove_manifest("alice", "web");
+    wait_until(
+        T,
+        "the deleted app's run to be stopped and removed",
+        || async { run_containers(&root).is_empty() },
+    )
+    .await;
+    root.wait_gone("alice", "web", T).await;
+    serve.assert_alive();
+}

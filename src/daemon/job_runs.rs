@@ -127,7 +127,10 @@ impl Ctx {
             _ => RunResult::Failed,
         };
         if replaced {
-            run.note = Some("stopped: a newer run replaced it (concurrency = replace)".into());
+            run.note = Some(
+                "stopped by berth: a newer run replaced it (concurrency = replace) or its app was deleted"
+                    .into(),
+            );
         } else if ended.timed_out {
             run.note = Some(format!("killed at its timeout ({} s)", run.timeout_secs));
         }

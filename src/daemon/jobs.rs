@@ -22,8 +22,19 @@ use crate::reconcile::jobs::{decide, decide_now, Due, RunResult};
 use crate::runtime::job_asks::{Ask, AskError, JobView};
 use crate::store::{JobRun, LastFire};
 
-/// What the loop publishes after each pass: the valid apps with jobs (none before the first).
-pub type Feed = watch::Sender<Option<Arc<Vec<DesiredApp>>>>;
+/// What the loop publishes after each pass (none before the first).
+pub type Feed = watch::Sender<Option<Arc<Published>>>;
+
+/// One pass's word to the scheduler.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The valid apps with jobs.
+    pub apps: Vec<DesiredApp>,
+    /// Every app with a manifest, valid or not: a run of an app not here (and not of a user
+    /// whose directory could not be read) belongs to a deleted app and is stopped.
+    pub present: std::collections::BTreeSet<AppKey>,
+    pub frozen_users: std::collections::BTreeSet<String>,
+}
 
 /// The longest sleep: a wall clock stepped forward is noticed within it.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -68,7 +79,7 @@ impl Scheduler {
     /// follows them.
     pub async fn run(
         mut self,
-        mut feed: watch::Receiver<Option<Arc<Vec<DesiredApp>>>>,
+        mut feed: watch::Receiver<Option<Arc<Published>>>,
         mut asks: mpsc::Receiver<Ask>,
         shutdown: CancellationToken,
     ) {
@@ -98,12 +109,25 @@ impl Scheduler {
         }
     }
 
-    fn take(&mut self, feed: &watch::Receiver<Option<Arc<Vec<DesiredApp>>>>) {
-        let apps = feed.borrow().clone().unwrap_or_default();
-        self.apps = apps
+    fn take(&mut self, feed: &watch::Receiver<Option<Arc<Published>>>) {
+        let published = feed.borrow().clone().unwrap_or_default();
+        self.apps = published
+            .apps
             .iter()
             .map(|a| (a.key.clone(), Arc::new(a.clone())))
             .collect();
+        // A deleted app's runs stop with it: they hold its secrets, its network and volumes.
+        let gone: Vec<(AppKey, String)> = self
+            .inflight
+            .keys()
+            .filter(|(key, _)| {
+                !published.present.contains(key) && !published.frozen_users.contains(&key.userid)
+            })
+            .cloned()
+            .collect();
+        for id in &gone {
+            self.stop_all(id);
+        }
     }
 
     /// Follows the runs an earlier berth left (asking the engine until it answers).

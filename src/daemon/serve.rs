@@ -280,7 +280,11 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
             return;
         }
         *newest = pass;
-        jobs.send_replace(Some(Arc::new(seen.with_jobs)));
+        jobs.send_replace(Some(Arc::new(crate::daemon::jobs::Published {
+            apps: seen.with_jobs,
+            present: seen.present.clone(),
+            frozen_users: seen.frozen_users.clone(),
+        })));
         match store.sync_incarnations(&seen.present, &seen.frozen_users, began) {
             Ok(s) if s.ended > 0 || s.keys_revoked > 0 => {
                 info!(
