@@ -20,6 +20,28 @@ use crate::runtime::engine::FoundRun;
 use crate::runtime::jobs::{Ended, JobRunner};
 use crate::store::{JobRun, Store};
 
+/// One pass's word to the scheduler (`jobs::Feed`).
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The valid apps with jobs.
+    pub apps: Vec<crate::model::desired::DesiredApp>,
+    /// Every app with a manifest, valid or not: a run of an app not here (and not of a user
+    /// whose directory could not be read) belongs to a deleted app and is stopped.
+    pub present: std::collections::BTreeSet<crate::model::names::AppKey>,
+    pub frozen_users: std::collections::BTreeSet<String>,
+}
+
+impl Published {
+    /// What `seen` (one pass) tells the scheduler; its apps are taken from it.
+    pub fn of(seen: &mut crate::model::desired::PassSeen) -> Published {
+        Published {
+            apps: std::mem::take(&mut seen.with_jobs),
+            present: seen.present.clone(),
+            frozen_users: seen.frozen_users.clone(),
+        }
+    }
+}
+
 /// How long to wait before asking the engine again about a run it could not answer for.
 const ENGINE_RETRY: Duration = Duration::from_secs(2);
 

@@ -25,16 +25,7 @@ use crate::store::{JobRun, LastFire};
 /// What the loop publishes after each pass (none before the first).
 pub type Feed = watch::Sender<Option<Arc<Published>>>;
 
-/// One pass's word to the scheduler.
-#[derive(Debug, Default)]
-pub struct Published {
-    /// The valid apps with jobs.
-    pub apps: Vec<DesiredApp>,
-    /// Every app with a manifest, valid or not: a run of an app not here (and not of a user
-    /// whose directory could not be read) belongs to a deleted app and is stopped.
-    pub present: std::collections::BTreeSet<AppKey>,
-    pub frozen_users: std::collections::BTreeSet<String>,
-}
+pub use crate::daemon::job_runs::Published;
 
 /// The longest sleep: a wall clock stepped forward is noticed within it.
 const MAX_SLEEP: Duration = Duration::from_secs(5);

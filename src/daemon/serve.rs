@@ -268,7 +268,7 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
     let (recorder, store) = (shared.history.clone(), shared.store.clone());
     let jobs = shared.jobs.clone();
     let newest = std::sync::Mutex::new(0u64);
-    serve_loop.on_pass = Some(Arc::new(move |pass, began, seen| {
+    serve_loop.on_pass = Some(Arc::new(move |pass, began, mut seen| {
         // Runs go one at a time, and a late run for an older pass changes nothing.
         let mut newest = newest.lock().unwrap_or_else(|e| e.into_inner());
         let late = pass < *newest;
@@ -280,11 +280,9 @@ fn serve_loop(shared: &Shared, engine: Engine, writer: &Arc<ManifestWriter>) -> 
             return;
         }
         *newest = pass;
-        jobs.send_replace(Some(Arc::new(crate::daemon::jobs::Published {
-            apps: seen.with_jobs,
-            present: seen.present.clone(),
-            frozen_users: seen.frozen_users.clone(),
-        })));
+        jobs.send_replace(Some(Arc::new(crate::daemon::jobs::Published::of(
+            &mut seen,
+        ))));
         match store.sync_incarnations(&seen.present, &seen.frozen_users, began) {
             Ok(s) if s.ended > 0 || s.keys_revoked > 0 => {
                 info!(
