@@ -81,6 +81,22 @@ fn commit(dev: &Path, page: &str) -> String {
     git(dev, &["rev-parse", "HEAD"])
 }
 
+/// For `root`, builds on (with `listed`, `[policy] git_hosts` naming 127.0.0.1) and a
+/// repository `app.git` serving "v1" from a running `git daemon`; the clone to commit in.
+async fn served_repository(root: &TestRoot, listed: bool) -> (std::path::PathBuf, GitDaemon) {
+    let base = root.path().join("git");
+    std::fs::create_dir_all(&base).unwrap();
+    let dev = repository(&base, &root.instance, "v1");
+    let daemon = GitDaemon::start(&base);
+    daemon.ready().await;
+    let policy = "[policy]\ngit_hosts = [\"127.0.0.1\"]\ndomains = [\"*.example.test\"]\n";
+    match listed {
+        true => root.config(&[], &format!("{BUILDS}{policy}")),
+        false => root.config(&[], BUILDS),
+    }
+    (dev, daemon)
+}
+
 fn manifest(port: u16, url: &str, reference: &str) -> String {
     format!("port = 8080\nhost_port = {port}\n[build]\ngit = \"{url}\"\nref = \"{reference}\"\n")
 }
@@ -89,13 +105,7 @@ fn manifest(port: u16, url: &str, reference: &str) -> String {
 async fn a_branch_a_new_commit_a_tag_and_a_commit_are_built_and_served() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let root = TestRoot::new("buildgit").await;
-    let base = root.path().join("git");
-    std::fs::create_dir_all(&base).unwrap();
-    let dev = repository(&base, &root.instance, "v1");
-    let daemon = GitDaemon::start(&base);
-    daemon.ready().await;
-    let policy = "[policy]\ngit_hosts = [\"127.0.0.1\"]\ndomains = [\"*.example.test\"]\n";
-    root.config(&[], &format!("{BUILDS}{policy}"));
+    let (dev, daemon) = served_repository(&root, true).await;
     let (port, url) = (
         free_port(),
         format!("git://127.0.0.1:{}/app.git", daemon.port),
@@ -137,12 +147,8 @@ async fn a_branch_a_new_commit_a_tag_and_a_commit_are_built_and_served() {
 #[tokio::test]
 async fn repositories_berth_may_not_fetch_are_refused_before_any_fetch() {
     let root = TestRoot::new("buildgitno").await;
+    let (_, daemon) = served_repository(&root, false).await;
     let base = root.path().join("git");
-    std::fs::create_dir_all(&base).unwrap();
-    repository(&base, &root.instance, "v1");
-    let daemon = GitDaemon::start(&base);
-    daemon.ready().await;
-    root.config(&[], BUILDS);
     let port = free_port();
     let loopback = format!("git://127.0.0.1:{}/app.git", daemon.port);
     let local = base.join("app.git").display().to_string();
@@ -171,13 +177,7 @@ async fn repositories_berth_may_not_fetch_are_refused_before_any_fetch() {
 async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_or_build_asks() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let root = TestRoot::new("buildgitserve").await;
-    let base = root.path().join("git");
-    std::fs::create_dir_all(&base).unwrap();
-    let dev = repository(&base, &root.instance, "v1");
-    let daemon = GitDaemon::start(&base);
-    daemon.ready().await;
-    let policy = "[policy]\ngit_hosts = [\"127.0.0.1\"]\ndomains = [\"*.example.test\"]\n";
-    root.config(&[], &format!("{BUILDS}{policy}"));
+    let (dev, daemon) = served_repository(&root, true).await;
     let (port, url) = (
         free_port(),
         format!("git://127.0.0.1:{}/app.git", daemon.port),
@@ -228,16 +228,10 @@ async fn serve_fetches_a_new_app_and_follows_its_branch_when_apply_or_build_asks
 #[tokio::test]
 async fn a_context_through_a_link_in_the_repository_is_refused() {
     let root = TestRoot::new("buildgitlink").await;
-    let base = root.path().join("git");
-    std::fs::create_dir_all(&base).unwrap();
-    let dev = repository(&base, &root.instance, "v1");
+    let (dev, daemon) = served_repository(&root, true).await;
     std::os::unix::fs::symlink("/", dev.join("l")).unwrap();
     commit(&dev, "v1 with a link");
     git(&dev, &["push", "-q", "origin", "main"]);
-    let daemon = GitDaemon::start(&base);
-    daemon.ready().await;
-    let policy = "[policy]\ngit_hosts = [\"127.0.0.1\"]\ndomains = [\"*.example.test\"]\n";
-    root.config(&[], &format!("{BUILDS}{policy}"));
     let url = format!("git://127.0.0.1:{}/app.git", daemon.port);
     let escape = format!(
         "{}context = \"l/etc\"\n",

@@ -15,19 +15,6 @@ use crate::support::{wait_until, Serve, TestRoot};
 
 const T: Duration = Duration::from_secs(60);
 
-/// libfaketime's multi-threaded preload library (Debian's `faketime`).
-fn libfaketime() -> String {
-    let found = std::fs::read_dir("/usr/lib")
-        .unwrap()
-        .flatten()
-        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
-        .find(|p| p.exists());
-    found
-        .expect("libfaketime is missing: run scripts/ensure-tools.sh")
-        .display()
-        .to_string()
-}
-
 /// A clock for `serve` that starts `before` seconds ahead of a minute boundary and can be
 /// moved forward.
 struct FakeClock {
@@ -46,7 +33,7 @@ impl FakeClock {
         let offset = (boundary - before) as i64 - now as i64;
         let clock = FakeClock {
             file: root.join("clock-offset"),
-            lib: libfaketime(),
+            lib: crate::support::libfaketime(),
             offset,
         };
         clock.write();
@@ -76,6 +63,23 @@ impl FakeClock {
 
 fn manifest(job: &str) -> String {
     format!("template = \"bb-v1\"\n\n[[jobs]]\nname = \"tick\"\n{job}\n")
+}
+
+/// `alice/web` with `job` under a started `serve`, once its scheduler knows the job; the
+/// daemon, its API and alice's token.
+async fn serving_job(root: &TestRoot, job: &str) -> (Serve, Api, String) {
+    let alice = add_user(root, "alice", false).await;
+    root.write_manifest("alice", "web", &manifest(job));
+    let mut serve = Serve::start(root);
+    let api = Api::new(serve.api_base());
+    root.wait_running("alice", "web", T).await;
+    wait_until(T, "the scheduler to know the job", || async {
+        jobs_of(&api, &alice).await["jobs"]
+            .as_array()
+            .is_some_and(|j| !j.is_empty())
+    })
+    .await;
+    (serve, api, alice)
 }
 
 async fn jobs_of(api: &Api, token: &str) -> Value {
@@ -270,18 +274,8 @@ async fn a_run_now_a_refusal_under_forbid_and_a_timeout() {
 #[tokio::test]
 async fn a_restarted_berth_follows_the_run_it_was_killed_during() {
     let root = TestRoot::new("jobkill").await;
-    let alice = add_user(&root, "alice", false).await;
     let job = "schedule = \"@yearly\"\ncommand = [\"sh\", \"-c\", \"sleep 15; echo finished\"]";
-    root.write_manifest("alice", "web", &manifest(job));
-    let mut serve = Serve::start(&root);
-    let api = Api::new(serve.api_base());
-    root.wait_running("alice", "web", T).await;
-    wait_until(T, "the scheduler to know the job", || async {
-        jobs_of(&api, &alice).await["jobs"]
-            .as_array()
-            .is_some_and(|j| !j.is_empty())
-    })
-    .await;
+    let (mut serve, api, alice) = serving_job(&root, job).await;
     let id = api
         .post("/apps/alice/web/jobs/tick/run", &alice, None)
         .await
@@ -431,18 +425,8 @@ async fn after_hours_down_a_job_runs_once_and_a_late_one_is_missed() {
 #[tokio::test]
 async fn a_run_whose_container_is_removed_by_hand_ends_and_frees_forbid() {
     let root = TestRoot::new("jobgone").await;
-    let alice = add_user(&root, "alice", false).await;
     let job = "schedule = \"@yearly\"\ncommand = [\"sleep\", \"600\"]";
-    root.write_manifest("alice", "web", &manifest(job));
-    let mut serve = Serve::start(&root);
-    let api = Api::new(serve.api_base());
-    root.wait_running("alice", "web", T).await;
-    wait_until(T, "the scheduler to know the job", || async {
-        jobs_of(&api, &alice).await["jobs"]
-            .as_array()
-            .is_some_and(|j| !j.is_empty())
-    })
-    .await;
+    let (mut serve, api, alice) = serving_job(&root, job).await;
     let started = api
         .post("/apps/alice/web/jobs/tick/run", &alice, None)
         .await;
@@ -470,18 +454,8 @@ async fn a_run_whose_container_is_removed_by_hand_ends_and_frees_forbid() {
 #[tokio::test]
 async fn deleting_an_app_stops_its_run_in_flight() {
     let root = TestRoot::new("jobdel").await;
-    let alice = add_user(&root, "alice", false).await;
     let job = "schedule = \"@yearly\"\ncommand = [\"sleep\", \"600\"]";
-    root.write_manifest("alice", "web", &manifest(job));
-    let mut serve = Serve::start(&root);
-    let api = Api::new(serve.api_base());
-    root.wait_running("alice", "web", T).await;
-    wait_until(T, "the scheduler to know the job", || async {
-        jobs_of(&api, &alice).await["jobs"]
-            .as_array()
-            .is_some_and(|j| !j.is_empty())
-    })
-    .await;
+    let (mut serve, api, alice) = serving_job(&root, job).await;
     api.post("/apps/alice/web/jobs/tick/run", &alice, None)
         .await
         .expect(202);

@@ -38,20 +38,6 @@ async fn a_client_key_never_outlives_its_app_even_a_frozen_one() {
     }
 }
 
-/// libfaketime's multi-threaded preload library (Debian's `faketime`, installed by
-/// `scripts/ensure-tools.sh`).
-fn libfaketime() -> String {
-    let found = std::fs::read_dir("/usr/lib")
-        .unwrap()
-        .flatten()
-        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
-        .find(|p| p.exists());
-    found
-        .expect("libfaketime is missing: run scripts/ensure-tools.sh")
-        .display()
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_key_dies_with_its_app_when_the_wall_clock_steps_back_an_hour() {
     let root = crate::support::TestRoot::new("tenclock").await;
@@ -59,7 +45,7 @@ async fn a_key_dies_with_its_app_when_the_wall_clock_steps_back_an_hour() {
     root.write_manifest("alice", "web", MINIMAL);
     let offset = root.path().join("clock-offset");
     std::fs::write(&offset, "+0\n").unwrap();
-    let (lib, file) = (libfaketime(), offset.display().to_string());
+    let (lib, file) = (crate::support::libfaketime(), offset.display().to_string());
     let env = [
         ("LD_PRELOAD", lib.as_str()),
         ("FAKETIME_TIMESTAMP_FILE", file.as_str()),

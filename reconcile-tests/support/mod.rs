@@ -458,3 +458,17 @@ pub fn http_get(port: u16) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
+
+/// libfaketime's multi-threaded preload library (Debian's `faketime`, installed by
+/// `scripts/ensure-tools.sh`).
+pub fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found
+        .expect("libfaketime is missing: run scripts/ensure-tools.sh")
+        .display()
+        .to_string()
+}

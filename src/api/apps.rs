@@ -171,9 +171,7 @@ async fn show(
     AppPath(key): AppPath,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
-    let Some(c) = s.files().read(&key)? else {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    };
+    let c = s.manifest(&key)?;
     let containers = s.containers.list().await.ok();
     let mut view = status_view(&s, std::slice::from_ref(&key), containers)
         .await
@@ -305,9 +303,7 @@ fn confirm_purge(
     key: &AppKey,
     token: Option<&str>,
 ) -> Result<Confirmed, ApiError> {
-    let Some(current) = s.files().read(key)? else {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    };
+    let current = s.manifest(key)?;
     let action = format!("purge {key}@{}", current.etag);
     let warning = format!(
         "this deletes {key} and its workspace apps/{}/{}, which cannot be undone; nothing was changed. Repeat the call with &confirm=<token> within {{ttl}} to go ahead",

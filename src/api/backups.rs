@@ -57,9 +57,7 @@ async fn runner<'a>(
     key: &AppKey,
 ) -> Result<&'a dyn AppBackups, ApiError> {
     caller.check_app(key)?;
-    if s.files().read(key)?.is_none() {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    }
+    s.manifest(key)?;
     s.backups.as_deref().ok_or_else(|| {
         ApiError::Unavailable("this server runs no backups (no `berth serve`, or its repository could not be opened: see its log)".into())
     })

@@ -61,9 +61,7 @@ fn from_disk(
     s: &AppState,
     key: &AppKey,
 ) -> Result<(Option<&'static str>, Option<String>), ApiError> {
-    let Some(c) = s.files().read(key)? else {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    };
+    let c = s.manifest(key)?;
     let parsed = Manifest::parse(std::path::Path::new(""), &c.text).ok();
     Ok((
         parsed.as_ref().map(|m| m.state.as_str()),

@@ -31,9 +31,7 @@ async fn build(
     AppPath(key): AppPath,
 ) -> Result<Response, ApiError> {
     caller.check_app(&key)?;
-    let Some(c) = s.files().read(&key)? else {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    };
+    let c = s.manifest(&key)?;
     let shown = Path::new("state/apps")
         .join(&key.userid)
         .join(format!("{}.toml", key.appname));

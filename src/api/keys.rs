@@ -41,9 +41,7 @@ async fn issue(
     caller.check_app(&key)?;
     // Under the state lock: a delete cannot slip between the check and the issue.
     let _lock = s.write_lock().await;
-    if s.files().read(&key)?.is_none() {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    }
+    s.manifest(&key)?;
     let k = key.clone();
     let max = s.config.policy.rules(&key.userid).max_client_keys_per_app;
     let (info, full) = s

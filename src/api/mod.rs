@@ -121,6 +121,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `key`'s manifest as it is on disk; 404 naming the app when it has none.
+    pub fn manifest(
+        &self,
+        key: &crate::model::names::AppKey,
+    ) -> Result<crate::state::files::Current, ApiError> {
+        self.files()
+            .read(key)?
+            .ok_or_else(|| ApiError::NotFound(format!("app {key} does not exist")))
+    }
+
     /// Runs a database call on a blocking thread: redb commits fsync, which must not stall
     /// the async workers (two of them on the reference box).
     pub async fn db<T: Send + 'static>(

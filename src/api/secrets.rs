@@ -103,9 +103,7 @@ fn keyring(s: &AppState) -> Result<crate::model::secrets::Keyring, ApiError> {
 
 /// The app's manifest, parsed (404 when there is none).
 fn manifest(s: &AppState, key: &AppKey) -> Result<Manifest, ApiError> {
-    let Some(c) = s.files().read(key)? else {
-        return Err(ApiError::NotFound(format!("app {key} does not exist")));
-    };
+    let c = s.manifest(key)?;
     let shown = format!("state/apps/{}/{}.toml", key.userid, key.appname);
     Manifest::parse(std::path::Path::new(&shown), &c.text)
         .map_err(|e| ApiError::Conflict(e.to_string()))

@@ -33,6 +33,8 @@ pub struct SourceFetcher {
     config: Arc<Config>,
     wake: Wake,
     seen: Mutex<HashMap<AppKey, Seen>>,
+    /// The apps of the last sweep: sources are swept when that set changes, not every pass.
+    swept: Mutex<Option<std::collections::BTreeSet<AppKey>>>,
 }
 
 impl SourceFetcher {
@@ -41,6 +43,7 @@ impl SourceFetcher {
             config,
             wake,
             seen: Mutex::default(),
+            swept: Mutex::default(),
         })
     }
 
@@ -65,7 +68,13 @@ impl SourceFetcher {
     ) {
         let mut seen = self.seen.lock().expect("seen");
         seen.retain(|key, s| s.running || sources.contains_key(key));
-        self.sweep(sources, &seen);
+        let keys: std::collections::BTreeSet<AppKey> = sources.keys().cloned().collect();
+        let mut swept = self.swept.lock().expect("swept");
+        if swept.as_ref() != Some(&keys) {
+            self.sweep(sources, &seen);
+            *swept = Some(keys);
+        }
+        drop(swept);
         for (key, wanted) in sources {
             let s = seen.entry(key.clone()).or_default();
             s.asked |= all;
